@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`. Both bootstrap what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint docs bench torture venv chromium clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+chromium:
+	./scripts/ensure-chromium.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+test: $(STAMP) chromium
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP) chromium
+	$(BIN)/wabulk demo
+
+docs: $(STAMP)
+	$(BIN)/python -m wabulk.clidocs > docs/cli.md
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,173 @@
+"""wabulk's exceptions. The CLI turns any ``WabulkError`` into one ``Error: …`` line and its exit code."""
+
+from __future__ import annotations
+
+from . import exitcodes
+
+
+class WabulkError(Exception):
+    """Base of every error wabulk raises on purpose. ``exit_code`` is what the CLI exits with."""
+
+    exit_code: int = exitcodes.ERROR
+
+
+class BadInput(WabulkError):
+    """The user's input is wrong (file, column, template, argument); nothing was written."""
+
+    exit_code = exitcodes.BAD_INPUT
+
+    def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
+                 column: str | None = None) -> None:
+        where = ", ".join(
+            part
+            for part in (
+                file,
+                f"row {row}" if row is not None else None,
+                f"column {column!r}" if column is not None else None,
+            )
+            if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+        self.file = file
+        self.row = row
+        self.column = column
+
+
+class TemplateError(BadInput):
+    """A message template is malformed or names a column that does not exist."""
+
+
+class DatabaseError(WabulkError):
+    """The queue database cannot be opened or used (locked, corrupt, read-only, full disk)."""
+
+
+class JobNotFound(WabulkError):
+    """No job has the given id."""
+
+    exit_code = exitcodes.BAD_INPUT
+
+
+class MessageNotFound(WabulkError):
+    """No message has the given id."""
+
+    exit_code = exitcodes.BAD_INPUT
+
+
+class InvalidTransition(WabulkError):
+    """A job or message cannot move to the requested state (e.g. resuming a stopped job)."""
+
+    exit_code = exitcodes.BAD_INPUT
+
+
+class LeaseLost(WabulkError):
+    """This worker no longer owns the message (lease expired and another worker took it): fencing."""
+
+
+class SessionBusy(WabulkError):
+    """Another live process already uses this WhatsApp session (profile lock or worker registration)."""
+
+
+class ConfigError(WabulkError):
+    """A setting is wrong or something the setting points at is missing (browser, driver)."""
+
+
+class BrowserError(WabulkError):
+    """The browser or chromedriver could not be started or died."""
+
+
+# --- Errors from the WhatsApp Web side --------------------------------------------------------------
+
+
+class SendError(WabulkError):
+    """Sending one message failed. ``error_class`` is a short stable name stored in the queue."""
+
+    error_class = "send_error"
+    transient = True
+
+    def __init__(self, message: str, *, error_class: str | None = None) -> None:
+        super().__init__(message)
+        if error_class is not None:
+            self.error_class = error_class
+
+
+class TransientSendError(SendError):
+    """Worth retrying later: timeout, element missing, offline, page reload, browser crash."""
+
+    transient = True
+
+
+class PermanentSendError(SendError):
+    """Retrying cannot help: the number is not on WhatsApp, the attachment was rejected."""
+
+    transient = False
+
+
+class NotOnWhatsApp(PermanentSendError):
+    """WhatsApp said the number is not on WhatsApp (or that the URL's number is invalid)."""
+
+    error_class = "not_on_whatsapp"
+
+
+class AttachmentRejected(PermanentSendError):
+    """WhatsApp refused the attachment (too large, unsupported type, empty)."""
+
+    error_class = "attachment_rejected"
+
+
+class SelectorNotFound(TransientSendError):
+    """No candidate of a selector matched in time; names the selector and what was tried."""
+
+    error_class = "selector_missing"
+
+    def __init__(self, name: str, tried: tuple[str, ...] | list[str], timeout: float,
+                 debug_path: str | None = None) -> None:
+        msg = f"element {name!r} not found after {timeout:g}s (tried: {', '.join(tried)})"
+        if debug_path:
+            msg += f"; page saved under {debug_path}"
+        super().__init__(msg)
+        self.name = name
+        self.tried = tuple(tried)
+        self.timeout = timeout
+        self.debug_path = debug_path
+
+
+class ConfirmTimeout(TransientSendError):
+    """The message was sent but never left the clock (pending) state in time: outcome unknown."""
+
+    error_class = "confirm_timeout"
+
+
+class Offline(TransientSendError):
+    """WhatsApp Web shows the 'Computer not connected' bar."""
+
+    error_class = "offline"
+
+
+class BrowserCrashed(TransientSendError):
+    """The browser or chromedriver died while sending."""
+
+    error_class = "browser_crashed"
+
+
+class SessionError(WabulkError):
+    """The WhatsApp session as a whole cannot send; no message is to blame."""
+
+    error_class = "session"
+
+
+class NotLoggedIn(SessionError):
+    """The session is logged out (QR screen shown): a scan is needed."""
+
+    error_class = "logged_out"
+
+
+class Blocked(SessionError):
+    """WhatsApp shows a temporary ban, proxy block or terms-of-service block screen."""
+
+    error_class = "blocked"
+
+
+class TakeoverFailed(SessionError):
+    """WhatsApp is open elsewhere and 'Use here' did not bring this window back."""
+
+    error_class = "takeover"

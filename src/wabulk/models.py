@@ -1,0 +1,183 @@
+"""Plain data passed between modules. Only queue.py writes SQL; everything else sees these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Message statuses (the outbox). Receipts (delivered/read) are recorded beside ``sent`` in
+# ``receipt``/``delivered_at``/``read_at``; the status of a message WhatsApp accepted stays ``sent``.
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+SKIPPED = "skipped"
+CANCELLED = "cancelled"
+MESSAGE_STATUSES = (PENDING, SENDING, SENT, FAILED, SKIPPED, CANCELLED)
+
+# Job statuses.
+JOB_QUEUED = "queued"
+JOB_RUNNING = "running"
+JOB_PAUSED = "paused"
+JOB_WAITING_FOR_LOGIN = "waiting_for_login"
+JOB_COMPLETED = "completed"
+JOB_STOPPED = "stopped"
+JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_PAUSED, JOB_WAITING_FOR_LOGIN, JOB_COMPLETED, JOB_STOPPED)
+
+# Tick states seen on an outgoing bubble.
+TICK_PENDING = "pending"
+TICK_SENT = "sent"
+TICK_DELIVERED = "delivered"
+TICK_READ = "read"
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job about to be enqueued."""
+
+    name: str
+    template: str
+    attachment: str | None = None
+    not_before: float | None = None  # unix seconds; None = start at once
+    max_attempts: int = 3
+    sessions: tuple[str, ...] = ()  # empty = any session may send it
+    source: str | None = None  # the input file, for the record
+    settings: dict[str, Any] = field(default_factory=dict)  # pacing overrides etc.
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """One recipient of a job about to be enqueued (already normalised and rendered)."""
+
+    phone: str  # E.164, e.g. "+14155550123"
+    body: str
+    name: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    source_row: int | None = None  # 1-based row in the input file (header = row 1)
+    flags: tuple[str, ...] = ()  # e.g. ("not_mobile",)
+
+
+@dataclass(frozen=True)
+class EnqueueStats:
+    """What :meth:`Queue.enqueue` wrote."""
+
+    job_id: int
+    enqueued: int
+    duplicates: int
+    opted_out: int
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    name: str
+    template: str
+    attachment: str | None
+    status: str
+    status_reason: str | None
+    max_attempts: int
+    sessions: tuple[str, ...]
+    settings: dict[str, Any]
+    source: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    not_before: float | None
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A job with its message counts per status (every status present, zero when none)."""
+
+    job: Job
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.get(s, 0) for s in (SENT, FAILED, SKIPPED, CANCELLED))
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    job_id: int
+    phone: str
+    name: str | None
+    variables: dict[str, str]
+    body: str
+    status: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: float | None
+    claimed_by: str | None
+    lease_until: float | None
+    send_started_at: float | None
+    last_error: str | None
+    error_class: str | None
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+    receipt: str | None
+    delivered_at: float | None
+    read_at: float | None
+    sent_by_session: str | None
+    source_row: int | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A message leased to one worker. Completion is fenced on (id, worker_id, attempt)."""
+
+    message_id: int
+    job_id: int
+    worker_id: str
+    attempt: int  # the value of ``attempts`` after this claim; part of the fence
+    phone: str
+    body: str
+    name: str | None
+    attachment: str | None
+    lease_until: float
+    # Set when an earlier attempt stamped send-started and never completed: the outcome is unknown,
+    # so the chat must be checked (verify_sent since this time) before any resend.
+    send_started_at: float | None = None
+
+    @property
+    def needs_verification(self) -> bool:
+        return self.send_started_at is not None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    session: str
+    pid: int
+    host: str
+    started_at: float
+    heartbeat_at: float
+    alive: bool
+    state: str | None = None  # free text the worker reports, e.g. "sending", "waiting_for_login"
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: float
+    job_id: int | None
+    message_id: int | None
+    kind: str  # e.g. "status", "job_status", "error", "verify"
+    from_status: str | None
+    to_status: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the browser saw after sending one message."""
+
+    tick: str  # TICK_SENT / TICK_DELIVERED / TICK_READ (never TICK_PENDING: that is ConfirmTimeout)
+    confirmed_at: float
+    message_ref: str | None = None  # the bubble's data-id, when there is one

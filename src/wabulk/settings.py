@@ -1,0 +1,136 @@
+"""Every setting wabulk has, its environment variable and its default, in one place."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+APP_NAME = "wabulk"
+
+ENV_DB = "WABULK_DB"
+ENV_HOME = "WABULK_HOME"
+ENV_WEB_URL = "WABULK_WEB_URL"
+ENV_CHROME_BINARY = "WABULK_CHROME_BINARY"
+ENV_CHROMEDRIVER = "WABULK_CHROMEDRIVER"
+ENV_HEADLESS = "WABULK_HEADLESS"
+ENV_REMOTE_URL = "WABULK_REMOTE_URL"
+ENV_PACE = "WABULK_PACE"
+ENV_SESSION = "WABULK_SESSION"
+
+DEFAULT_WEB_URL = "https://web.whatsapp.com"
+DEFAULT_SESSION = "default"
+DEFAULT_PACE = "balanced"
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_LEASE_SECONDS = 120.0
+CHROME_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+DRIVER_CANDIDATES = ("chromedriver",)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def default_home() -> Path:
+    """The data directory: ``WABULK_HOME`` or the platform's user data dir."""
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_NAME, appauthor=False))
+
+
+def default_db() -> Path:
+    """The queue database: ``WABULK_DB`` or ``<home>/wabulk.db``."""
+    env = os.environ.get(ENV_DB)
+    if env:
+        return Path(env).expanduser()
+    return default_home() / "wabulk.db"
+
+
+def _find(candidates: tuple[str, ...]) -> str | None:
+    for name in candidates:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def parse_bool(value: str | None, default: bool) -> bool:
+    """Read a boolean environment value (1/0, true/false, yes/no, on/off)."""
+    if value is None or value.strip() == "":
+        return default
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    return default
+
+
+def default_headless() -> bool:
+    """Headless unless a display exists (``WABULK_HEADLESS`` overrides)."""
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return parse_bool(os.environ.get(ENV_HEADLESS), not has_display)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :meth:`from_env`; override per field with :func:`dataclasses.replace`."""
+
+    db: Path
+    home: Path
+    web_url: str = DEFAULT_WEB_URL
+    chrome_binary: str | None = None
+    chromedriver: str | None = None
+    headless: bool = True
+    remote_url: str | None = None
+    pace: str = DEFAULT_PACE
+    session: str = DEFAULT_SESSION
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Settings from the environment, with defaults for everything unset."""
+        return cls(
+            db=default_db(),
+            home=default_home(),
+            web_url=os.environ.get(ENV_WEB_URL) or DEFAULT_WEB_URL,
+            chrome_binary=os.environ.get(ENV_CHROME_BINARY) or _find(CHROME_CANDIDATES),
+            chromedriver=os.environ.get(ENV_CHROMEDRIVER) or _find(DRIVER_CANDIDATES),
+            headless=default_headless(),
+            remote_url=os.environ.get(ENV_REMOTE_URL) or None,
+            pace=os.environ.get(ENV_PACE) or DEFAULT_PACE,
+            session=os.environ.get(ENV_SESSION) or DEFAULT_SESSION,
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+    @property
+    def sessions_dir(self) -> Path:
+        return self.home / "sessions"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def debug_dir(self) -> Path:
+        return self.home / "debug"
+
+    def profile_dir(self, session: str) -> Path:
+        """The persistent Chromium profile of one WhatsApp session."""
+        return self.sessions_dir / session
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) readable only by the user: profiles are the WhatsApp account."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+    return path
