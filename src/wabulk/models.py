@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 # Message statuses (the outbox). Receipts (delivered/read) are recorded beside ``sent`` in
 # ``receipt``/``delivered_at``/``read_at``; the status of a message WhatsApp accepted stays ``sent``.
@@ -181,3 +182,37 @@ class SendResult:
     tick: str  # TICK_SENT / TICK_DELIVERED / TICK_READ (never TICK_PENDING: that is ConfirmTimeout)
     confirmed_at: float
     message_ref: str | None = None  # the bubble's data-id, when there is one
+
+
+class Transport(Protocol):
+    """What the worker needs from a WhatsApp Web browser (``sender.WhatsAppSender`` implements it;
+    unit tests use a fake). Methods raise the classified errors of ``errors.py``."""
+
+    def start(self) -> None:
+        """Start the browser and open WhatsApp Web (idempotent)."""
+
+    def page_state(self) -> str:
+        """The page's state now: one of ``session.PAGE_STATES`` (e.g. "main", "qr", "logged_out")."""
+
+    def ensure_ready(self) -> None:
+        """Make the page ready to send: recover takeovers, stuck loads and dead browsers.
+        Raises NotLoggedIn, Blocked, TakeoverFailed or BrowserError when it cannot."""
+
+    def wait_for_login(self, on_qr: Callable[[str], None], *, timeout: float | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> bool:
+        """Wait until logged in, calling ``on_qr(payload)`` whenever a (new) QR is shown.
+        Returns False when ``should_stop()`` became true or the timeout passed."""
+
+    def send(self, phone: str, body: str, *, attachment: str | None = None,
+             before_send: Callable[[], None] = lambda: None) -> SendResult:
+        """Send one message and confirm it left the clock state. ``before_send`` is called right
+        before the send action (Enter/click); if it raises, nothing is sent."""
+
+    def verify_sent(self, phone: str, body: str, since: float) -> bool:
+        """Whether an outgoing bubble with exactly ``body`` exists in the chat after ``since``."""
+
+    def restart(self) -> None:
+        """Throw the browser away and start a new one on the same profile."""
+
+    def close(self) -> None:
+        """Quit the browser and release the profile lock."""
