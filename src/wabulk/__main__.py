@@ -1,0 +1,5 @@
+"""``python -m wabulk`` runs the CLI."""
+
+from .cli import main
+
+main()

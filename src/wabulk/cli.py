@@ -1,0 +1,809 @@
+"""The ``wabulk`` command line: parse, call one library function, print.
+
+Heavy modules (sqlite-utils, phonenumbers, Selenium, Rich's live display) are imported inside the
+commands that need them, so ``wabulk --help`` and ``wabulk status`` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from . import __version__, exitcodes
+from .errors import WabulkError
+from .settings import ENV_DB, ENV_PACE, ENV_SESSION, ENV_WEB_URL
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .queue import Queue
+    from .settings import Settings
+
+app = typer.Typer(
+    name="wabulk",
+    help="Send personalised WhatsApp messages in bulk through WhatsApp Web, safely and resumably.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+optout_app = typer.Typer(
+    help="Manage the opt-out list: numbers that must never be messaged.", no_args_is_help=True
+)
+app.add_typer(optout_app, name="optout")
+
+
+class _State:
+    db: Path | None = None
+
+
+_state = _State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wabulk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    db: Annotated[
+        Path | None,
+        typer.Option("--db", envvar=ENV_DB, help="The queue database file.", show_default=False),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Send personalised WhatsApp messages in bulk through WhatsApp Web, safely and resumably."""
+    _state.db = db
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _stdout() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    from rich.markup import escape
+
+    _stderr().print(f"Error: {escape(message)}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn wabulk's exceptions into one ``Error: …`` line and the matching exit code."""
+    try:
+        yield
+    except WabulkError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _stderr().print("Interrupted.")
+        raise typer.Exit(exitcodes.INTERRUPTED) from None
+    except OSError as exc:
+        # A missing or unreadable file named by the user is a usage problem, not a crash.
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), exitcodes.ERROR)
+
+
+def _settings() -> Settings:
+    from .settings import Settings
+
+    s = Settings.from_env()
+    if _state.db is not None:
+        s = s.with_(db=_state.db)
+    return s
+
+
+def _queue(*, create: bool = True) -> Queue:
+    from .queue import Queue
+
+    return Queue(_settings().db, create=create)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+# --- enqueue ------------------------------------------------------------------------------------
+
+
+@app.command()
+def enqueue(
+    file: Annotated[Path, typer.Argument(help="Contacts file: CSV (any delimiter/encoding) or .xlsx.")],
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="Message template, e.g. 'Hi {name}'.")
+    ] = None,
+    message_file: Annotated[
+        Path | None, typer.Option("--message-file", help="Read the template from a UTF-8 file.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Job name (default: the file name).")] = None,
+    country: Annotated[
+        str | None,
+        typer.Option(
+            "--country",
+            help="Default country for local numbers (ISO code, e.g. GB). Default: from the locale.",
+        ),
+    ] = None,
+    phone_column: Annotated[str | None, typer.Option("--phone-column", help="Column with numbers.")] = None,
+    name_column: Annotated[str | None, typer.Option("--name-column", help="Column with names.")] = None,
+    attach: Annotated[
+        Path | None,
+        typer.Option("--attach", help="Image, video or document sent with the message as caption."),
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Do not start before this time ('2026-12-01 09:00', '+2h').")
+    ] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Only these sessions may send it (comma separated).")
+    ] = None,
+    max_attempts: Annotated[
+        int, typer.Option("--max-attempts", min=1, max=20, help="Attempts per message.")
+    ] = 3,
+    rejects: Annotated[
+        Path | None, typer.Option("--rejects", help="Write every rejected row, with its reason, to this CSV.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and preview; write nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Validate a contact list, render the message per contact and queue it as a job.
+
+    Example: wabulk enqueue contacts.csv --message "Hi {name}, see you {a|b|c}!" --country GB
+    """
+    if (message is None) == (message_file is None):
+        raise typer.BadParameter("give exactly one of --message or --message-file", param_hint="--message")
+    with _errors():
+        import time
+
+        from .contacts import default_country
+        from .importer import enqueue_file, parse_when
+
+        if message_file is not None:
+            try:
+                message = message_file.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as exc:
+                _fail(f"{message_file}: cannot read the message file ({exc})", exitcodes.BAD_INPUT)
+        assert message is not None
+        not_before = parse_when(at, time.time()) if at else None
+        sessions = tuple(s.strip() for s in session.split(",") if s.strip()) if session else ()
+        q = None if dry_run else _queue()
+        result = enqueue_file(
+            q,
+            file,
+            message=message,
+            name=name,
+            country=(country or default_country()),
+            phone_column=phone_column,
+            name_column=name_column,
+            attachment=str(attach) if attach else None,
+            not_before=not_before,
+            max_attempts=max_attempts,
+            sessions=sessions,
+            rejects_path=rejects,
+            dry_run=dry_run,
+        )
+    _print_enqueue_result(result, as_json=as_json, dry_run=dry_run, rejects=rejects)
+
+
+def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects: Path | None) -> None:
+    from rich.markup import escape
+
+    if as_json:
+        _print_json(
+            {
+                "job_id": result.job_id,
+                "enqueued": result.enqueued,
+                "invalid": result.invalid,
+                "duplicates": result.duplicates,
+                "opted_out": result.opted_out,
+                "not_mobile": result.not_mobile,
+                "dry_run": dry_run,
+                **({"previews": list(result.previews)} if dry_run else {}),
+            }
+        )
+        return
+    out = _stdout()
+    err = _stderr()
+    for notice in result.notices:
+        err.print(f"Notice: {escape(notice)}")
+    if dry_run:
+        out.print(f"Dry run: {result.enqueued} message(s) would be queued; nothing was written.")
+        for i, body in enumerate(result.previews, 1):
+            out.print(f"--- preview {i} ---")
+            out.print(escape(body))
+    else:
+        out.print(f"Job {result.job_id}: {result.enqueued} message(s) queued.")
+    out.print(
+        f"invalid: {result.invalid}  duplicates: {result.duplicates}  opted out: {result.opted_out}"
+        f"  not mobile (kept): {result.not_mobile}"
+    )
+    if result.rejects:
+        err.print("Rejected rows (first few):")
+        for r in result.rejects:
+            err.print(
+                f"  row {r.row}, column {escape(repr(r.column))}: {escape(r.value)!r} - {escape(r.reason)}"
+            )
+        if rejects is not None:
+            err.print(f"All rejected rows are in {escape(str(rejects))}")
+        elif result.invalid > len(result.rejects):
+            err.print("Use --rejects FILE to write all of them.")
+
+
+# --- status -------------------------------------------------------------------------------------
+
+AUTO_PAUSE_PREFIX = "auto-paused"
+
+
+def _attention(summaries: list[Any], workers: list[Any]) -> list[str]:
+    """Why a human should look (``status --check``), one reason per line; empty when all is well."""
+    from .models import JOB_PAUSED, JOB_WAITING_FOR_LOGIN, PENDING, SENDING
+
+    reasons: list[str] = []
+    live = [w for w in workers if w.alive]
+    for s in summaries:
+        job = s.job
+        if job.status == JOB_WAITING_FOR_LOGIN:
+            reasons.append(f"job {job.id} ({job.name}) waits for a WhatsApp login: run `wabulk login`")
+        elif job.status == JOB_PAUSED and (job.status_reason or "").startswith(AUTO_PAUSE_PREFIX):
+            reasons.append(f"job {job.id} ({job.name}) {job.status_reason}")
+        elif (
+            job.status in ("queued", "running") and (s.counts.get(PENDING, 0) + s.counts.get(SENDING, 0)) > 0
+        ):
+            sessions = set(job.sessions)
+            if not any(not sessions or w.session in sessions for w in live):
+                reasons.append(f"job {job.id} ({job.name}) has pending messages and no live worker")
+    return reasons
+
+
+def _job_row(s: Any, now: float) -> dict[str, Any]:
+    from .models import CANCELLED, FAILED, PENDING, SENDING, SENT, SKIPPED
+
+    c = s.counts
+    total = s.total
+    done = s.done
+    rate = None
+    eta = None
+    if s.job.started_at and c.get(SENT, 0):
+        elapsed = max(now - s.job.started_at, 1.0)
+        rate = c[SENT] / elapsed * 60.0
+        remaining = c.get(PENDING, 0) + c.get(SENDING, 0)
+        if remaining and s.job.status == "running":
+            eta = remaining / (rate / 60.0)
+    return {
+        "id": s.job.id,
+        "name": s.job.name,
+        "status": s.job.status,
+        "reason": s.job.status_reason,
+        "total": total,
+        "pending": c.get(PENDING, 0),
+        "sending": c.get(SENDING, 0),
+        "sent": c.get(SENT, 0),
+        "failed": c.get(FAILED, 0),
+        "skipped": c.get(SKIPPED, 0),
+        "cancelled": c.get(CANCELLED, 0),
+        "delivered": c.get("delivered", 0),
+        "read": c.get("read", 0),
+        "progress": round(100.0 * done / total, 1) if total else 100.0,
+        "sessions": list(s.job.sessions),
+        "created_at": s.job.created_at,
+        "started_at": s.job.started_at,
+        "finished_at": s.job.finished_at,
+        "not_before": s.job.not_before,
+        "rate_per_min": round(rate, 2) if rate else None,
+        "eta_seconds": round(eta) if eta else None,
+    }
+
+
+@app.command()
+def status(
+    job_id: Annotated[int | None, typer.Argument(help="Only this job.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 4 when attention is needed (login, auto-pause, no worker).")
+    ] = False,
+) -> None:
+    """Show jobs with their counts per status, and the workers.
+
+    Example: wabulk status --check || notify-send "wabulk needs you"
+    """
+    import time
+
+    with _errors():
+        q = _queue(create=False)
+        if job_id is not None:
+            q.get_job(job_id)
+        summaries = q.summaries(job_id)
+        workers = q.workers()
+    now = time.time()
+    rows = [_job_row(s, now) for s in summaries]
+    reasons = _attention(summaries, workers)
+    if as_json:
+        _print_json(
+            {
+                "jobs": rows,
+                "workers": [
+                    {
+                        "id": w.id,
+                        "session": w.session,
+                        "pid": w.pid,
+                        "host": w.host,
+                        "state": w.state,
+                        "heartbeat_at": w.heartbeat_at,
+                        "alive": w.alive,
+                    }
+                    for w in workers
+                ],
+                "attention": reasons,
+            }
+        )
+    else:
+        _print_status_tables(rows, workers, reasons, now)
+    if check and reasons:
+        raise typer.Exit(exitcodes.ATTENTION)
+
+
+def _print_status_tables(
+    rows: list[dict[str, Any]], workers: list[Any], reasons: list[str], now: float
+) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = _stdout()
+    if not rows:
+        out.print("No jobs. Queue one with: wabulk enqueue contacts.csv --message 'Hi {name}'")
+    else:
+        t = Table(title="Jobs")
+        for col in (
+            "id",
+            "name",
+            "status",
+            "total",
+            "pending",
+            "sending",
+            "sent",
+            "failed",
+            "skipped",
+            "cancelled",
+            "progress",
+            "started",
+            "ETA",
+        ):
+            t.add_column(col, justify="right" if col not in ("name", "status") else "left")
+        for r in rows:
+            st = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
+            t.add_row(
+                str(r["id"]),
+                escape(r["name"]),
+                escape(st),
+                str(r["total"]),
+                str(r["pending"]),
+                str(r["sending"]),
+                str(r["sent"]),
+                str(r["failed"]),
+                str(r["skipped"]),
+                str(r["cancelled"]),
+                f"{r['progress']:.0f}%",
+                _fmt_time(r["started_at"]),
+                _fmt_duration(r["eta_seconds"]),
+            )
+        out.print(t)
+    if workers:
+        w = Table(title="Workers")
+        for col in ("session", "pid", "host", "state", "last heartbeat", "alive"):
+            w.add_column(col)
+        for wk in workers:
+            w.add_row(
+                escape(wk.session),
+                str(wk.pid),
+                escape(wk.host),
+                escape(wk.state or "-"),
+                f"{_fmt_duration(now - wk.heartbeat_at)} ago",
+                "yes" if wk.alive else "no",
+            )
+        out.print(w)
+    for reason in reasons:
+        out.print(f"[bold]Attention:[/bold] {escape(reason)}")
+
+
+# --- job control --------------------------------------------------------------------------------
+
+
+@app.command()
+def pause(job_id: Annotated[int, typer.Argument(help="The job to pause.")]) -> None:
+    """Pause a job: workers stop claiming its messages within a second (the one in flight finishes).
+
+    Example: wabulk pause 3
+    """
+    with _errors():
+        job = _queue(create=False).pause_job(job_id)
+    typer.echo(f"Job {job.id} is {job.status}.")
+
+
+@app.command()
+def resume(job_id: Annotated[int, typer.Argument(help="The job to resume.")]) -> None:
+    """Resume a paused job (also one auto-paused by the circuit breaker).
+
+    Example: wabulk resume 3
+    """
+    with _errors():
+        job = _queue(create=False).resume_job(job_id)
+    typer.echo(f"Job {job.id} is {job.status}.")
+
+
+@app.command()
+def stop(job_id: Annotated[int, typer.Argument(help="The job to stop for good.")]) -> None:
+    """Stop a job: its pending messages become cancelled; messages in flight finish.
+
+    Example: wabulk stop 3
+    """
+    with _errors():
+        q = _queue(create=False)
+        job = q.stop_job(job_id)
+        counts = q.counts(job_id)
+    typer.echo(f"Job {job.id} is {job.status}; {counts.get('cancelled', 0)} message(s) cancelled.")
+
+
+@app.command("retry-failed")
+def retry_failed(
+    job_id: Annotated[int | None, typer.Argument(help="The job whose failed messages to retry.")] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", help="Retry failed messages of every job.")] = False,
+    message_id: Annotated[int | None, typer.Option("--message", help="Retry only this message.")] = None,
+    error_class: Annotated[
+        str | None, typer.Option("--error-class", help="Only failures of this class (e.g. offline).")
+    ] = None,
+) -> None:
+    """Put failed messages back in the queue with their attempts reset.
+
+    Example: wabulk retry-failed 3 --error-class confirm_timeout
+    """
+    chosen = int(job_id is not None) + int(message_id is not None) + int(all_jobs)
+    if chosen != 1:
+        raise typer.BadParameter("give exactly one of JOB_ID, --all or --message ID")
+    with _errors():
+        n = _queue(create=False).retry_failed(job_id, message_id=message_id, error_class=error_class)
+    typer.echo(f"{n} message(s) back in the queue.")
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        float, typer.Option("--older-than", min=0, help="Finished more than this many days ago.")
+    ],
+) -> None:
+    """Delete the messages of finished jobs (their counts are kept). Never touches pending work.
+
+    Example: wabulk prune --older-than 30
+    """
+    with _errors():
+        n = _queue(create=False).prune(older_than)
+    typer.echo(f"{n} message(s) pruned.")
+
+
+@app.command()
+def export(
+    job_id: Annotated[int, typer.Argument(help="The job to export.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV file to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Export one row per recipient (number, name, status, attempts, error, times) as CSV.
+
+    Cells that a spreadsheet would run as a formula are neutralised.
+
+    Example: wabulk export 3 --out report.csv
+    """
+    from .export import export_job
+
+    with _errors():
+        q = _queue(create=False)
+        q.get_job(job_id)
+        if out is None:
+            n = export_job(q, job_id, sys.stdout)
+        else:
+            with open(out, "w", encoding="utf-8", newline="") as fh:
+                n = export_job(q, job_id, fh)
+    if out is not None:
+        typer.echo(f"{n} row(s) written to {out}")
+
+
+# --- opt-outs -----------------------------------------------------------------------------------
+
+
+def _normalize_many(numbers: list[str], country: str | None) -> list[str]:
+    from .contacts import default_country, normalize_phone
+
+    cc = country or default_country()
+    out = []
+    for raw in numbers:
+        try:
+            out.append(normalize_phone(raw, cc))
+        except ValueError as exc:
+            raise typer.BadParameter(f"{raw!r}: {exc}") from None
+    return out
+
+
+@optout_app.command("add")
+def optout_add(
+    numbers: Annotated[list[str], typer.Argument(help="Numbers that must never be messaged.")],
+    country: Annotated[
+        str | None, typer.Option("--country", help="Default country for local numbers.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept for the record).")] = None,
+) -> None:
+    """Add numbers to the opt-out list; queued messages to them are skipped.
+
+    Example: wabulk optout add +447700900123 --reason "asked by email"
+    """
+    phones = _normalize_many(numbers, country)
+    with _errors():
+        n = _queue().add_optouts(phones, reason)
+    typer.echo(f"{n} number(s) added to the opt-out list.")
+
+
+@optout_app.command("remove")
+def optout_remove(
+    numbers: Annotated[list[str], typer.Argument(help="Numbers to remove from the list.")],
+    country: Annotated[
+        str | None, typer.Option("--country", help="Default country for local numbers.")
+    ] = None,
+) -> None:
+    """Remove numbers from the opt-out list.
+
+    Example: wabulk optout remove +447700900123
+    """
+    phones = _normalize_many(numbers, country)
+    with _errors():
+        n = _queue(create=False).remove_optouts(phones)
+    typer.echo(f"{n} number(s) removed from the opt-out list.")
+
+
+@optout_app.command("list")
+def optout_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the opted-out numbers.
+
+    Example: wabulk optout list --json
+    """
+    with _errors():
+        rows = _queue().list_optouts()
+    if as_json:
+        _print_json([{"phone": p, "added_at": at, "reason": r} for p, at, r in rows])
+        return
+    for phone, at, r in rows:
+        typer.echo(f"{phone}\t{_fmt_time(at)}\t{r or ''}")
+
+
+@optout_app.command("import")
+def optout_import(
+    file: Annotated[Path, typer.Argument(help="CSV or .xlsx with a phone column.")],
+    country: Annotated[
+        str | None, typer.Option("--country", help="Default country for local numbers.")
+    ] = None,
+    phone_column: Annotated[str | None, typer.Option("--phone-column", help="Column with numbers.")] = None,
+) -> None:
+    """Add every number of a contacts file to the opt-out list (invalid ones are reported).
+
+    Example: wabulk optout import unsubscribed.csv --country GB
+    """
+    from .contacts import default_country, read_contacts
+
+    with _errors():
+        phones: list[str] = []
+        bad = 0
+        for row in read_contacts(
+            file, country=country or default_country(), phone_column=phone_column, require_name=False
+        ):
+            if row.phone:
+                phones.append(row.phone)
+            else:
+                bad += 1
+        n = _queue().add_optouts(phones, f"imported from {file.name}")
+    typer.echo(f"{n} number(s) added to the opt-out list; {bad} invalid row(s) ignored.")
+
+
+# --- browser-side commands ---------------------------------------------------------------------
+
+
+@app.command()
+def login(
+    session: Annotated[
+        str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")
+    ] = "default",
+    web_url: Annotated[
+        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the scan.")] = 300.0,
+) -> None:
+    """Link a WhatsApp account: shows the QR code in the terminal (and as a PNG) until it is scanned.
+
+    Example: wabulk login --session shop
+    """
+    from .login import login as do_login
+
+    settings = _settings().with_(web_url=web_url)
+    err = _stderr()
+
+    def show(payload: str) -> None:
+        from .qr import render_terminal
+
+        err.print(render_terminal(payload), markup=False)
+        err.print("Scan this with WhatsApp on your phone: Settings > Linked devices > Link a device.")
+
+    with _errors():
+        result = do_login(settings, session, on_qr=show, timeout=timeout)
+    if result.already_logged_in:
+        typer.echo(f"Session {session!r} is already logged in.")
+    else:
+        typer.echo(f"Session {session!r} is logged in.")
+
+
+@app.command()
+def doctor(
+    session: Annotated[
+        str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")
+    ] = "default",
+    live: Annotated[
+        bool, typer.Option("--live/--offline", help="Also open WhatsApp Web and resolve selectors.")
+    ] = True,
+    web_url: Annotated[
+        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
+    ] = None,
+) -> None:
+    """Check the browser, driver, profile, database and (live) every WhatsApp Web selector.
+
+    Example: wabulk doctor --session shop
+    """
+    from rich.markup import escape
+
+    from .doctor import run_doctor
+
+    settings = _settings().with_(web_url=web_url)
+    with _errors():
+        checks = run_doctor(settings, session, live=live)
+    out = _stdout()
+    marks = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]", "fail": "[red]FAIL[/red]"}
+    for c in checks:
+        out.print(f"{marks.get(c.level, c.level):>6}  {escape(c.name)}: {escape(c.detail)}")
+    if any(c.level == "fail" for c in checks):
+        raise typer.Exit(exitcodes.ERROR)
+
+
+@app.command()
+def run(
+    session: Annotated[
+        str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")
+    ] = "default",
+    job: Annotated[list[int] | None, typer.Option("--job", help="Only these jobs (repeatable).")] = None,
+    until_done: Annotated[
+        bool, typer.Option("--until-done", help="Exit when nothing is left: 0 all sent, 3 some failed.")
+    ] = False,
+    pace: Annotated[
+        str | None, typer.Option("--pace", envvar=ENV_PACE, help="fast, balanced, safe or off.")
+    ] = None,
+    min_delay: Annotated[
+        float | None, typer.Option("--min-delay", min=0, help="Seconds between sends (min).")
+    ] = None,
+    max_delay: Annotated[
+        float | None, typer.Option("--max-delay", min=0, help="Seconds between sends (max).")
+    ] = None,
+    long_pause_every: Annotated[
+        int | None, typer.Option("--long-pause-every", min=0, help="A longer pause about every N messages.")
+    ] = None,
+    daily_cap: Annotated[
+        int | None, typer.Option("--daily-cap", min=0, help="Most messages per day.")
+    ] = None,
+    quiet_hours: Annotated[
+        str | None, typer.Option("--quiet-hours", help="No sends in the recipient's local HH:MM-HH:MM.")
+    ] = None,
+    web_url: Annotated[
+        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
+    ] = None,
+    headless: Annotated[
+        bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")
+    ] = None,
+    log_numbers: Annotated[bool, typer.Option("--log-numbers", help="Do not mask numbers in logs.")] = False,
+) -> None:
+    """Run the worker: send queued messages through one WhatsApp session, paced like a human.
+
+    Example: wabulk run --session shop --pace safe --daily-cap 200 --quiet-hours 21:00-08:00
+    """
+    from .worker import build_config, run_worker
+
+    settings = _settings().with_(web_url=web_url, headless=headless, session=session)
+    with _errors():
+        config = build_config(
+            session=session,
+            job_ids=tuple(job) if job else None,
+            until_done=until_done,
+            pace=pace or settings.pace,
+            min_delay=min_delay,
+            max_delay=max_delay,
+            long_pause_every=long_pause_every,
+            daily_cap=daily_cap,
+            quiet_hours=quiet_hours,
+            log_numbers=log_numbers,
+        )
+        code = run_worker(settings, config)
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    port: Annotated[
+        int, typer.Option("--port", help="Port for the bundled simulator (0 = any free one).")
+    ] = 0,
+    headed: Annotated[bool, typer.Option("--headed", help="Show the browser window.")] = False,
+) -> None:
+    """Run the whole flow on the bundled WhatsApp Web simulator: enqueue, run with the live view, status.
+
+    Example: wabulk demo
+    """
+    from .demo import run_demo
+
+    with _errors():
+        code = run_demo(_settings(), port=port, headed=headed, console=_stdout())
+    raise typer.Exit(code)
+
+
+@app.command()
+def simulator(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (loopback only).")] = 8765,
+) -> None:
+    """Run the bundled WhatsApp Web simulator for trying wabulk without a real account.
+
+    Example: wabulk simulator --port 8765 & WABULK_WEB_URL=http://127.0.0.1:8765 wabulk login
+    """
+    from .simulator.server import main as sim_main
+
+    with _errors():
+        code = sim_main(["--port", str(port)])
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    # Rich wraps to the terminal; keep errors on one line in pipes too.
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    app()
+
+
+if __name__ == "__main__":
+    main()

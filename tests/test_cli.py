@@ -1,0 +1,212 @@
+"""The CLI contract: output, exit codes and one-line errors, through Typer's runner."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from wabulk import exitcodes
+from wabulk.cli import app
+from wabulk.clidocs import command_paths, render
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def write_contacts(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Name", "Phone", "City"])
+        for name, phone in rows:
+            w.writerow([name, phone, "Leeds"])
+    return path
+
+
+GOOD = [("Ann", "07700 900001"), ("Bob", "+44 7700 900002"), ("Cy", "0044-7700-900003")]
+
+
+@pytest.fixture
+def contacts(tmp_path: Path) -> Path:
+    return write_contacts(tmp_path / "contacts.csv", [*GOOD, ("Dud", "12"), ("Ann again", "07700900001")])
+
+
+def enqueue_json(contacts: Path, *extra: str) -> dict:
+    code, out, err = invoke(
+        "enqueue", str(contacts), "--message", "Hi {name} from {city}", "--country", "GB", "--json", *extra
+    )
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for path in command_paths():
+        code, out, _ = invoke(*path, "--help")
+        assert code == 0
+        assert "Usage:" in out
+        if path and path != ["optout"]:
+            assert "Example:" in out, f"wabulk {' '.join(path)} has no Example in its help"
+
+
+def test_docs_cli_md_matches_the_code() -> None:
+    committed = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert committed == render(), "docs/cli.md is stale: run `make docs`"
+
+
+def test_version() -> None:
+    code, out, _ = invoke("--version")
+    assert code == 0 and out.startswith("wabulk ")
+
+
+def test_enqueue_json_counts_and_status(contacts: Path) -> None:
+    result = enqueue_json(contacts)
+    assert result["enqueued"] == 3
+    assert result["invalid"] == 1
+    assert result["duplicates"] == 1
+    assert result["opted_out"] == 0
+    job_id = result["job_id"]
+
+    code, out, _ = invoke("status", "--json")
+    assert code == 0
+    data = json.loads(out)
+    (job,) = data["jobs"]
+    assert job["id"] == job_id
+    assert job["status"] == "queued"
+    assert (job["total"], job["pending"], job["sent"]) == (3, 3, 0)
+
+
+def test_enqueue_reports_bad_rows_on_stderr(contacts: Path, tmp_path: Path) -> None:
+    rejects = tmp_path / "rejects.csv"
+    code, out, err = invoke(
+        "enqueue", str(contacts), "-m", "Hi {name}", "--country", "GB", "--rejects", str(rejects)
+    )
+    assert code == 0
+    assert "3 message(s) queued" in out
+    assert "row 5" in err  # header is row 1, "Dud" is row 5
+    assert "12" in rejects.read_text(encoding="utf-8")
+
+
+def test_enqueue_dry_run_writes_nothing(contacts: Path, db_path: Path) -> None:
+    code, out, _ = invoke(
+        "enqueue", str(contacts), "-m", "Hi {name} from {city}", "--country", "GB", "--dry-run"
+    )
+    assert code == 0
+    assert "Hi Ann from Leeds" in out
+    assert "nothing was written" in out
+    assert not db_path.exists()
+
+
+def test_enqueue_unknown_placeholder_is_bad_input_and_writes_nothing(contacts: Path, db_path: Path) -> None:
+    code, _, err = invoke("enqueue", str(contacts), "-m", "Hi {nickname}", "--country", "GB")
+    assert code == exitcodes.BAD_INPUT
+    assert err.startswith("Error: ")
+    assert "nickname" in err and "city" in err  # names the bad placeholder and the columns that exist
+    assert len(err.strip().splitlines()) == 1
+    code, out, _ = invoke("status", "--json")
+    assert code != 0 or json.loads(out)["jobs"] == []
+
+
+def test_enqueue_missing_file_is_one_line_error(tmp_path: Path) -> None:
+    code, _, err = invoke("enqueue", str(tmp_path / "nope.csv"), "-m", "Hi")
+    assert code == exitcodes.BAD_INPUT
+    assert err.startswith("Error: ") and "nope.csv" in err
+    assert "Traceback" not in err
+
+
+def test_enqueue_needs_exactly_one_message_source(contacts: Path) -> None:
+    result = runner.invoke(app, ["enqueue", str(contacts)])
+    assert result.exit_code == exitcodes.BAD_INPUT
+    assert "--message" in result.stderr
+
+
+def test_pause_resume_stop(contacts: Path) -> None:
+    job_id = str(enqueue_json(contacts)["job_id"])
+    assert invoke("pause", job_id)[:2] == (0, f"Job {job_id} is paused.\n")
+    code, out, _ = invoke("resume", job_id)
+    assert code == 0 and "paused" not in out
+    code, out, _ = invoke("stop", job_id)
+    assert code == 0 and "3 message(s) cancelled" in out
+    code, _, err = invoke("resume", job_id)
+    assert code == exitcodes.BAD_INPUT and err.startswith("Error: ")
+    data = json.loads(invoke("status", job_id, "--json")[1])
+    assert data["jobs"][0]["cancelled"] == 3
+
+
+def test_wrong_job_id_is_a_clear_error(contacts: Path) -> None:
+    enqueue_json(contacts)
+    for cmd in (["pause", "99"], ["resume", "99"], ["stop", "99"], ["status", "99"], ["export", "99"]):
+        code, _, err = invoke(*cmd)
+        assert code == exitcodes.BAD_INPUT, cmd
+        assert err.startswith("Error: ") and "99" in err, cmd
+
+
+def test_status_without_database_says_so() -> None:
+    code, _, err = invoke("status")
+    assert code == exitcodes.ERROR
+    assert err.startswith("Error: ") and "wabulk.db" in err
+
+
+def test_corrupt_database_is_a_one_line_error(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    db_path.write_bytes(b"this is not sqlite at all" * 100)
+    code, _, err = invoke("status")
+    assert code == exitcodes.ERROR
+    assert err.startswith("Error: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_status_check_flags_pending_work_without_a_worker(contacts: Path) -> None:
+    job_id = enqueue_json(contacts)["job_id"]
+    code, out, _ = invoke("status", "--check")
+    assert code == exitcodes.ATTENTION
+    assert "no live worker" in out
+    invoke("stop", str(job_id))
+    assert invoke("status", "--check")[0] == 0
+
+
+def test_retry_failed_argument_rules() -> None:
+    result = runner.invoke(app, ["retry-failed"])
+    assert result.exit_code == exitcodes.BAD_INPUT
+    result = runner.invoke(app, ["retry-failed", "1", "--all"])
+    assert result.exit_code == exitcodes.BAD_INPUT
+
+
+def test_export_neutralises_formulas(tmp_path: Path) -> None:
+    contacts = write_contacts(
+        tmp_path / "c.csv", [('=HYPERLINK("x")', "07700 900001"), ("Bob", "07700900002")]
+    )
+    job_id = str(enqueue_json(contacts)["job_id"])
+    out_file = tmp_path / "report.csv"
+    code, out, _ = invoke("export", job_id, "--out", str(out_file))
+    assert code == 0 and "2 row(s)" in out
+    rows = list(csv.DictReader(io.StringIO(out_file.read_text(encoding="utf-8"))))
+    assert len(rows) == 2
+    names = {r["name"] for r in rows}
+    assert '\'=HYPERLINK("x")' in names
+    assert all(not r["name"].startswith("=") for r in rows)
+    assert {r["status"] for r in rows} == {"pending"}
+
+
+def test_optout_add_list_remove_and_enqueue_skips(contacts: Path) -> None:
+    code, out, _ = invoke("optout", "add", "07700 900002", "--country", "GB", "--reason", "asked")
+    assert code == 0 and "1 number(s) added" in out
+    code, out, _ = invoke("optout", "list", "--json")
+    assert json.loads(out)[0]["phone"] == "+447700900002"
+    result = enqueue_json(contacts)
+    assert result["opted_out"] == 1 and result["enqueued"] == 2
+    code, out, _ = invoke("optout", "remove", "+447700900002")
+    assert code == 0 and "1 number(s) removed" in out
+
+
+def test_optout_add_rejects_invalid_number() -> None:
+    result = runner.invoke(app, ["optout", "add", "12", "--country", "GB"])
+    assert result.exit_code == exitcodes.BAD_INPUT
+    assert "'12'" in result.stderr
