@@ -1,0 +1,602 @@
+"""Reading contact files (CSV and .xlsx) and normalising phone numbers to E.164.
+
+``open_contacts(path, country=...)`` reads and checks the header at once (so a missing phone column or a
+bad template is reported before anything is written) and then streams the rows: memory stays flat for
+files of millions of rows. Every fatal problem is an :class:`errors.BadInput` naming the file, and the row
+and column when there is one; a row with a bad number is not fatal: it comes out as a :class:`Reject`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import os
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType
+
+from .errors import BadInput
+
+MAX_COLUMNS = 1_000
+MAX_FIELD_BYTES = 1024 * 1024  # csv field size cap (characters); bigger fields are reported, not read
+MAX_LINE_CHARS = 8 * MAX_FIELD_BYTES  # one physical line; protects against a newline-free binary blob
+SNIFF_CHARS = 64 * 1024
+DELIMITERS = (",", ";", "\t", "|")
+MULTI_SEPARATOR = ":::"  # Google Contacts joins several numbers of one field with " ::: "
+NOT_MOBILE = "not_mobile"
+
+_MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
+# Characters spreadsheets and phone apps put around numbers that phonenumbers does not expect.
+_INVISIBLE = dict.fromkeys(
+    map(ord, "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"))
+
+
+# --- phone numbers ---------------------------------------------------------------------------------
+
+
+class InvalidPhone(ValueError):
+    """A phone number that cannot be used. ``reason`` is a short human explanation."""
+
+    def __init__(self, raw: str, reason: str) -> None:
+        super().__init__(reason)
+        self.raw = raw
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Phone:
+    """A valid phone number: its E.164 form and whether it can be a mobile (WhatsApp) number."""
+
+    e164: str
+    mobile: bool
+
+
+def _clean(raw: str) -> str:
+    text = raw.translate(_INVISIBLE).replace("\u00a0", " ").strip()
+    # Excel's text marker ('+44…) and the quote some exports wrap numbers in.
+    text = text.lstrip("'\u2019\"").rstrip("'\u2019\"").strip()
+    if text[:4].lower() == "tel:":
+        text = text[4:].strip()
+    # Fullwidth digits and the like become ASCII (phonenumbers handles most, this makes "00" checks work).
+    text = unicodedata.normalize("NFKC", text)
+    if text.startswith("00"):
+        # The international prefix of most of the world; without a country phonenumbers needs a "+".
+        text = "+" + text[2:]
+    return text
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _parse_one(text: str, country: str | None) -> phonenumbers.PhoneNumber:
+    """Parse and validate one cleaned number, raising InvalidPhone(reason)."""
+    try:
+        num = phonenumbers.parse(text, country)
+    except NumberParseException as exc:
+        if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE:
+            if country is None and not text.startswith("+"):
+                raise InvalidPhone(text, "no country code: write it as +<country code>… or pass --country") \
+                    from None
+            raise InvalidPhone(text, "unknown country code") from None
+        if exc.error_type == NumberParseException.TOO_SHORT_NSN or \
+                exc.error_type == NumberParseException.TOO_SHORT_AFTER_IDD:
+            raise InvalidPhone(text, "too short") from None
+        if exc.error_type == NumberParseException.TOO_LONG:
+            raise InvalidPhone(text, "too long") from None
+        raise InvalidPhone(text, "not a phone number") from None
+    if phonenumbers.is_valid_number(num):
+        return num
+    possible = phonenumbers.is_possible_number_with_reason(num)
+    reasons = {
+        phonenumbers.ValidationResult.TOO_SHORT: "too short",
+        phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "too short",
+        phonenumbers.ValidationResult.TOO_LONG: "too long",
+        phonenumbers.ValidationResult.INVALID_LENGTH: "impossible length",
+        phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    }
+    region = phonenumbers.region_code_for_country_code(num.country_code or 0)
+    raise InvalidPhone(text, reasons.get(possible, f"not a valid number in {region} (+{num.country_code})"))
+
+
+def parse_phone(raw: str, country: str | None) -> Phone:
+    """Parse ``raw`` (any usual formatting) with default region ``country`` (None: only international
+    numbers, ``+…``/``00…``, parse). Raises :class:`InvalidPhone` with the reason when it is unusable."""
+    text = _clean(str(raw))
+    if not _digits(text):
+        raise InvalidPhone(str(raw), "empty" if not text else "not a phone number")
+    try:
+        num = _parse_one(text, country)
+    except InvalidPhone as first:
+        # "447700…" without the "+": spreadsheets drop it. Only tried when the national reading failed.
+        digits = _digits(text)
+        if text.startswith("+") or len(digits) < 8 or len(digits) > 15:
+            raise InvalidPhone(str(raw), first.reason) from None
+        try:
+            num = _parse_one("+" + digits, None)
+        except InvalidPhone:
+            raise InvalidPhone(str(raw), first.reason) from None
+    e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    return Phone(e164, phonenumbers.number_type(num) in _MOBILE_TYPES)
+
+
+def normalize_phone(raw: str, country: str | None) -> str:
+    """``raw`` as E.164 (``+14155550123``); raises :class:`InvalidPhone` (a ValueError) with a reason."""
+    return parse_phone(raw, country).e164
+
+
+def parse_cell(raw: str, country: str | None) -> Phone:
+    """Like :func:`parse_phone`, but a cell may hold several numbers joined by ``:::`` (Google
+    Contacts): the first mobile one wins, else the first valid one, else the first one's reason."""
+    if MULTI_SEPARATOR not in raw:
+        return parse_phone(raw, country)
+    first_error: InvalidPhone | None = None
+    first_valid: Phone | None = None
+    for part in raw.split(MULTI_SEPARATOR):
+        if not part.strip():
+            continue
+        try:
+            phone = parse_phone(part, country)
+        except InvalidPhone as exc:
+            first_error = first_error or exc
+            continue
+        if phone.mobile:
+            return phone
+        first_valid = first_valid or phone
+    if first_valid is not None:
+        return first_valid
+    raise first_error or InvalidPhone(raw, "empty")
+
+
+def check_country(country: str | None) -> str | None:
+    """Upper-case a region code (``gb`` -> ``GB``) and check phonenumbers knows it; BadInput if not."""
+    if country is None or not country.strip():
+        return None
+    cc = country.strip().upper()
+    if cc not in phonenumbers.SUPPORTED_REGIONS:
+        raise BadInput(f"unknown country {country!r}: use a two-letter region code such as US, GB, IN, BR")
+    return cc
+
+
+def default_country(environ: dict[str, str] | None = None) -> str | None:
+    """The region of the user's locale (``LC_ALL``, ``LC_MESSAGES``, ``LANG``; ``en_US.UTF-8`` -> ``US``),
+    or None when there is none (``C``, ``POSIX``, unset) or phonenumbers does not know it."""
+    env = os.environ if environ is None else environ
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = env.get(var)
+        if not value:
+            continue
+        match = re.match(r"^[A-Za-z]{2,3}[_-]([A-Za-z]{2})\b", value)
+        if match and match.group(1).upper() in phonenumbers.SUPPORTED_REGIONS:
+            return match.group(1).upper()
+        return None  # the first variable set decides, as the C library does
+    return None
+
+
+# --- column names ----------------------------------------------------------------------------------
+
+
+def _words(header: str) -> list[str]:
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", header)  # camelCase -> camel Case
+    return [w for w in re.split(r"[^0-9a-z]+", spaced.lower()) if w]
+
+
+def column_key(header: str) -> str:
+    """A column name as a template identifier: ``"First Name"`` -> ``first_name``, ``"E-mail"`` ->
+    ``e_mail``. Case-insensitive; non-ASCII letters are kept (``Prénom`` -> ``prénom``)."""
+    return "_".join(w for w in re.split(r"\W+", header.strip().lower()) if w)
+
+
+_MOBILE_WORDS = {"mobile", "mobil", "cell", "cellphone", "cellular", "whatsapp", "handy", "mob", "celular",
+                 "movil", "mobilephone", "mobilenumber", "whatsappnumber"}
+_PHONE_WORDS = {"phone", "telephone", "tel", "telefon", "telefono", "telefone", "msisdn", "phonenumber",
+                "phones", "telefonnummer"}
+_NUMBER_ONLY = {"number", "numbers", "num", "nr", "no", "contact", "contactnumber"}
+_NOT_A_NUMBER = {"type", "label", "kind", "country", "code", "ext", "extension", "verified", "status", "id",
+                 "count", "prefix", "area"}
+
+
+def _phone_score(header: str) -> int:
+    words = _words(header)
+    compact = "".join(words)
+    if not words or _NOT_A_NUMBER.intersection(words):
+        return 0
+    if _MOBILE_WORDS.intersection(words) or "whatsapp" in compact or "mobile" in compact:
+        return 3
+    if _PHONE_WORDS.intersection(words) or "phone" in compact:
+        return 2
+    if compact in _NUMBER_ONLY:
+        return 1
+    return 0
+
+
+_NAME_FULL = {"name", "fullname", "displayname", "contactname", "customername", "clientname", "nombre",
+              "nom", "nome", "recipient", "recipientname", "person"}
+_NAME_FIRST = {"firstname", "givenname", "first", "forename", "vorname", "prenom", "fname"}
+_NAME_LAST = {"lastname", "familyname", "surname", "last", "nachname", "lname"}
+
+
+def detect_columns(headers: Sequence[str]) -> tuple[int | None, tuple[int, ...]]:
+    """Guess the phone column (index or None) and the name column(s) (indexes to join with a space)."""
+    best, best_score = None, 0
+    for i, h in enumerate(headers):
+        score = _phone_score(h)
+        if score > best_score:
+            best, best_score = i, score
+    compact = ["".join(_words(h)) for h in headers]
+    for i, c in enumerate(compact):
+        if c in _NAME_FULL:
+            return best, (i,)
+    first = next((i for i, c in enumerate(compact) if c in _NAME_FIRST), None)
+    last = next((i for i, c in enumerate(compact) if c in _NAME_LAST), None)
+    names = tuple(i for i in (first, last) if i is not None)
+    return best, names
+
+
+def _find_named(headers: Sequence[str], wanted: str, what: str, file: str) -> int:
+    for i, h in enumerate(headers):
+        if h == wanted:
+            return i
+    key = column_key(wanted)
+    for i, h in enumerate(headers):
+        if column_key(h) == key:
+            return i
+    raise BadInput(f"no {what} column {wanted!r}; the columns are: {_list(headers)}", file=file)
+
+
+def _list(headers: Sequence[str]) -> str:
+    shown = ", ".join(repr(h) for h in headers[:40])
+    return shown + (f", … ({len(headers)} in all)" if len(headers) > 40 else "")
+
+
+# --- rows ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One usable row: its E.164 phone, display name and every column by template key."""
+
+    row: int  # 1-based record number, header = 1 (the spreadsheet row unless fields span lines)
+    phone: str
+    name: str | None
+    variables: dict[str, str]
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A row that was left out, and why."""
+
+    row: int
+    column: str | None
+    value: str
+    reason: str
+
+    @property
+    def phone(self) -> None:
+        """Always None: lets callers treat ``Contact | Reject`` alike (``if item.phone: …``)."""
+        return None
+
+
+@dataclass
+class ContactFile:
+    """An open contact file: header checked, rows not read yet. Iterate for Contact/Reject items.
+
+    Use as a context manager (or call :meth:`close`); iterate at most once.
+    """
+
+    path: Path
+    headers: list[str]
+    keys: list[str]  # template key of each column (deduplicated: a second "Name" becomes name_2)
+    phone_index: int
+    name_indexes: tuple[int, ...]
+    country: str | None
+    notices: list[str] = field(default_factory=list)
+    _rows: Iterator[list[Any]] | None = None
+    _closer: Any = None
+    _first_row: int = 2
+
+    @property
+    def phone_column(self) -> str:
+        return self.headers[self.phone_index]
+
+    @property
+    def name_column(self) -> str | None:
+        return " + ".join(self.headers[i] for i in self.name_indexes) or None
+
+    @property
+    def variable_names(self) -> list[str]:
+        """Every key a template may use: the columns plus ``name`` and ``phone``."""
+        extra = [k for k in ("name", "phone") if k not in self.keys]
+        return [k for k in self.keys if k] + extra
+
+    def close(self) -> None:
+        if self._closer is not None:
+            try:
+                self._closer()
+            finally:
+                self._closer = None
+
+    def __enter__(self) -> ContactFile:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Contact | Reject]:
+        if self._rows is None:
+            raise RuntimeError("a ContactFile can be iterated only once")
+        rows, self._rows = self._rows, None
+        file = str(self.path)
+        ncols = len(self.headers)
+        row_no = self._first_row - 1
+        for raw in rows:
+            row_no += 1
+            if len(raw) > MAX_COLUMNS:
+                raise BadInput(f"{len(raw)} columns (at most {MAX_COLUMNS})", file=file, row=row_no)
+            cells = [_cell_text(v) for v in raw[:ncols]]
+            if not any(c.strip() for c in cells):
+                continue  # blank line: nothing to report
+            cells.extend([""] * (ncols - len(cells)))
+            value = cells[self.phone_index]
+            try:
+                phone = parse_cell(value, self.country)
+            except InvalidPhone as exc:
+                yield Reject(row_no, self.phone_column, value, exc.reason)
+                continue
+            name = " ".join(cells[i].strip() for i in self.name_indexes if cells[i].strip()) or None
+            variables = {k: c.strip() for k, c in zip(self.keys, cells, strict=True) if k}
+            # {name} is the display name and {phone} the normalised number, whatever the columns are called.
+            variables["name"] = name or ""
+            variables["phone"] = phone.e164
+            yield Contact(row_no, phone.e164, name, variables, () if phone.mobile else (NOT_MOBILE,))
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a number typed into Excel: 447700900123.0 -> "447700900123"
+    return str(value)
+
+
+def _keys(headers: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    keys = []
+    for h in headers:
+        key = column_key(h)
+        if key and key in seen:
+            n = 2
+            while f"{key}_{n}" in seen:
+                n += 1
+            key = f"{key}_{n}"
+        seen.add(key)
+        keys.append(key)
+    return keys
+
+
+def open_contacts(path: Path | str, *, country: str | None, phone_column: str | None = None,
+                  name_column: str | None = None) -> ContactFile:
+    """Open a CSV or .xlsx contact file, read its header and find the phone and name columns.
+
+    Raises BadInput (naming the file) when the file cannot be read, has no header or no phone column,
+    or a named column does not exist (the message lists the columns there are)."""
+    p = Path(path)
+    file = str(p)
+    country = check_country(country)
+    try:
+        with open(p, "rb") as fh:
+            magic = fh.read(4)
+    except FileNotFoundError:
+        raise BadInput("file not found", file=file) from None
+    except IsADirectoryError:
+        raise BadInput("is a directory, not a contact file", file=file) from None
+    except OSError as exc:
+        raise BadInput(f"cannot read: {exc.strerror or exc}", file=file) from None
+    suffix = p.suffix.lower()
+    if suffix == ".xls" or magic.startswith(b"\xd0\xcf\x11\xe0"):
+        raise BadInput("old Excel .xls files are not supported: save as .xlsx or CSV", file=file)
+    if suffix in (".xlsx", ".xlsm") or magic == b"PK\x03\x04":
+        headers, rows, closer, notices = _open_xlsx(p)
+    else:
+        headers, rows, closer, notices = _open_csv(p)
+    try:
+        headers = [h.strip() for h in headers]
+        while headers and not headers[-1]:
+            headers.pop()  # trailing empty header cells (Excel's stray formatted columns)
+        if not headers or not any(headers):
+            raise BadInput("no header row: the first row must name the columns (e.g. name,phone)", file=file)
+        if len(headers) > MAX_COLUMNS:
+            raise BadInput(f"{len(headers)} columns (at most {MAX_COLUMNS})", file=file, row=1)
+        phone_idx, name_idxs = detect_columns(headers)
+        if phone_column is not None:
+            phone_idx = _find_named(headers, phone_column, "phone", file)
+        elif phone_idx is None:
+            raise BadInput(
+                f"no phone column found; name it with --phone-column. The columns are: {_list(headers)}",
+                file=file)
+        if name_column is not None:
+            name_idxs = (_find_named(headers, name_column, "name", file),)
+        return ContactFile(p, headers, _keys(headers), phone_idx, name_idxs, country, notices, rows, closer)
+    except BaseException:
+        closer()
+        raise
+
+
+def read_contacts(path: Path | str, *, country: str | None, phone_column: str | None = None,
+                  name_column: str | None = None, require_name: bool = False) -> Iterator[Contact | Reject]:
+    """Stream a contact file's rows (:class:`Contact` for usable ones, :class:`Reject` with the reason
+    otherwise; both have ``.phone``, None for a Reject). The file is closed when the iteration ends.
+    ``require_name=True`` makes a file without a recognisable name column a BadInput."""
+    with open_contacts(path, country=country, phone_column=phone_column, name_column=name_column) as cf:
+        if require_name and not cf.name_indexes:
+            raise BadInput(f"no name column found; name it with --name-column. The columns are: "
+                           f"{_list(cf.headers)}", file=str(cf.path))
+        yield from cf
+
+
+# --- CSV -------------------------------------------------------------------------------------------
+
+
+def _detect_encoding(p: Path) -> tuple[str, list[str]]:
+    """Pick the encoding by BOM, else UTF-8 if the whole file decodes, else cp1252 (with a notice).
+    Also rejects binary files (NUL characters). One fast pass over the file, in chunks."""
+    file = str(p)
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+        if head.startswith(codecs.BOM_UTF8):
+            candidates = ["utf-8-sig"]
+        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            candidates = ["utf-16"]
+        else:
+            candidates = ["utf-8", "cp1252"]
+        for enc in candidates:
+            fh.seek(0)
+            decoder = codecs.getincrementaldecoder(enc)("strict")
+            line = 1
+            try:
+                while chunk := fh.read(1 << 20):
+                    text = decoder.decode(chunk)
+                    if "\x00" in text:
+                        line += text.count("\n", 0, text.index("\x00"))
+                        raise BadInput("binary data (NUL characters): not a CSV or .xlsx file",
+                                       file=file, row=line)
+                    line += text.count("\n")
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                if enc == "utf-8":
+                    continue
+                raise BadInput(f"cannot decode the file as {enc} near line {line}: save it as UTF-8 CSV",
+                               file=file) from None
+            notices = []
+            if enc == "cp1252":
+                notices.append(f"{p.name} is not UTF-8; read it as Windows-1252 (cp1252). "
+                               "Check accented names in the preview, or save the file as UTF-8.")
+            return enc, notices
+    raise AssertionError("unreachable")
+
+
+def _sniff(sample: str) -> str:
+    """The delimiter among , ; TAB | that splits the sample into the most consistent rows."""
+    lines = sample.splitlines(keepends=True)
+    if len(sample) >= SNIFF_CHARS and len(lines) > 1:
+        lines = lines[:-1]  # the last line is probably cut off
+    best, best_score = ",", (0, 0, 0)
+    for d in DELIMITERS:
+        try:
+            rows = list(csv.reader(lines[:50], delimiter=d))
+        except csv.Error:
+            continue
+        rows = [r for r in rows if r]
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        consistent = sum(1 for r in rows if len(r) == width)
+        score = (consistent, width, -DELIMITERS.index(d))
+        if score > best_score:
+            best, best_score = d, score
+    return best
+
+
+def _lines(fh: Any, file: str) -> Iterator[str]:
+    """Physical lines, each capped so a newline-free blob cannot fill memory."""
+    n = 0
+    while line := fh.readline(MAX_LINE_CHARS):
+        n += 1
+        if len(line) >= MAX_LINE_CHARS and not line.endswith("\n"):
+            raise BadInput(f"line {n} is longer than {MAX_LINE_CHARS:,} characters", file=file)
+        yield line
+
+
+def _open_csv(p: Path) -> tuple[list[str], Iterator[list[Any]], Any, list[str]]:
+    file = str(p)
+    encoding, notices = _detect_encoding(p)
+    try:
+        fh = open(p, encoding=encoding, newline="")
+    except OSError as exc:
+        raise BadInput(f"cannot read: {exc.strerror or exc}", file=file) from None
+    try:
+        sample = fh.read(SNIFF_CHARS)
+        fh.seek(0)
+        delimiter = _sniff(sample)
+        if csv.field_size_limit() < MAX_FIELD_BYTES:
+            # Process-wide setting; raising the 128 KiB default is harmless for other readers.
+            csv.field_size_limit(MAX_FIELD_BYTES)
+        reader = csv.reader(_lines(fh, file), delimiter=delimiter)
+        rows = _csv_rows(reader, file)
+        header = next(rows, None)
+        if header is None:
+            raise BadInput("the file is empty: a header row is required", file=file)
+        return [str(h) for h in header], rows, fh.close, notices
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _csv_rows(reader: Any, file: str) -> Iterator[list[Any]]:
+    record = 0
+    while True:
+        record += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            msg = str(exc)
+            if "field larger than field limit" in msg:
+                msg = f"a field is larger than {MAX_FIELD_BYTES:,} characters (unbalanced quote?)"
+            raise BadInput(f"malformed CSV: {msg}", file=file, row=record) from None
+        yield row
+
+
+# --- xlsx ------------------------------------------------------------------------------------------
+
+
+def _open_xlsx(p: Path) -> tuple[list[str], Iterator[list[Any]], Any, list[str]]:
+    file = str(p)
+    try:
+        import openpyxl
+
+        wb = openpyxl.load_workbook(p, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl/zipfile raise many types for a damaged file
+        raise BadInput(f"cannot read as an .xlsx workbook ({type(exc).__name__}: {exc})", file=file) from None
+    try:
+        ws = wb.worksheets[0] if wb.worksheets else None
+        if ws is None:
+            raise BadInput("the workbook has no sheet", file=file)
+        notices = []
+        if len(wb.worksheets) > 1:
+            notices.append(f"{p.name} has {len(wb.worksheets)} sheets; only the first, {ws.title!r}, is read")
+        try:
+            it = ws.iter_rows(values_only=True)
+            first = next(it, None)
+        except Exception as exc:  # damaged sheet XML
+            raise BadInput(f"cannot read the first sheet ({type(exc).__name__}: {exc})", file=file) from None
+        if first is None:
+            raise BadInput("the sheet is empty: a header row is required", file=file)
+        return [_cell_text(v) for v in first], _xlsx_rows(it, file), wb.close, notices
+    except BaseException:
+        wb.close()
+        raise
+
+
+def _xlsx_rows(it: Iterator[tuple[Any, ...]], file: str) -> Iterator[list[Any]]:
+    row = 1
+    while True:
+        row += 1
+        try:
+            values = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:  # damaged sheet XML part-way through
+            raise BadInput(f"cannot read the sheet ({type(exc).__name__}: {exc})", file=file,
+                           row=row) from None
+        yield list(values)
