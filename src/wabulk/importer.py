@@ -1,0 +1,263 @@
+"""``wabulk enqueue`` as a library call: contacts file -> rendered messages -> one queue transaction."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from . import settings
+from .contacts import NOT_MOBILE, Contact, Reject, check_country, open_contacts
+from .errors import BadInput
+from .export import neutralize
+from .models import EnqueueStats, NewJob, NewMessage
+from .templates import Template, body_problem
+
+MAX_REJECTS_SHOWN = 10
+PREVIEWS = 3
+REJECTS_COLUMNS = ("row", "column", "value", "reason")
+
+
+class EnqueueTarget(Protocol):
+    """What the importer needs from :class:`queue.Queue`."""
+
+    def enqueue(self, job: NewJob, messages: Iterable[NewMessage]) -> EnqueueStats: ...
+
+    def is_opted_out(self, phone: str) -> bool: ...
+
+
+@dataclass
+class ImportResult:
+    """What an import did (or, for a dry run, would do)."""
+
+    job_id: int | None  # None for a dry run
+    enqueued: int = 0
+    invalid: int = 0  # rows rejected (bad number, empty or over-long message)
+    duplicates: int = 0
+    opted_out: int = 0
+    not_mobile: int = 0  # valid numbers that are not mobile numbers (kept, flagged)
+    rejects: list[Reject] = field(default_factory=list)  # the first few
+    previews: list[str] = field(default_factory=list)  # the first rendered bodies
+    notices: list[str] = field(default_factory=list)
+    job_name: str = ""
+    phone_column: str = ""
+    name_column: str | None = None
+    dry_run: bool = False
+
+    def as_json(self) -> dict[str, int | None]:
+        """The ``--json`` output of ``wabulk enqueue``."""
+        return {"job_id": self.job_id, "enqueued": self.enqueued, "invalid": self.invalid,
+                "duplicates": self.duplicates, "opted_out": self.opted_out}
+
+
+class _RejectsFile:
+    """The full rejects CSV, written to a temp file and renamed into place only when the import
+    finishes (a failed import leaves no half-written report behind)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._tmp: Path | None = None
+        self._fh: TextIO | None = None
+        self._writer: Any = None
+
+    def open(self) -> None:
+        if self.path is None:
+            return
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self._fh = open(self._tmp, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise BadInput(f"cannot write the rejects file: {exc.strerror or exc}",
+                           file=str(self.path)) from None
+        self._writer = csv.writer(self._fh, lineterminator="\n")
+        self._writer.writerow(REJECTS_COLUMNS)
+
+    def write(self, r: Reject) -> None:
+        if self._writer is not None:
+            self._writer.writerow([str(r.row), neutralize(r.column or ""), neutralize(r.value),
+                                   neutralize(r.reason)])
+
+    def commit(self) -> None:
+        if self._fh is not None and self._tmp is not None and self.path is not None:
+            self._fh.close()
+            self._fh = None
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+
+def enqueue_file(queue: EnqueueTarget | None, path: Path | str, *, message: str, name: str | None = None,
+                 country: str | None, phone_column: str | None = None, name_column: str | None = None,
+                 attachment: Path | str | None = None, not_before: float | None = None,
+                 max_attempts: int = settings.DEFAULT_MAX_ATTEMPTS, sessions: Sequence[str] = (),
+                 rejects_path: Path | str | None = None, dry_run: bool = False) -> ImportResult:
+    """Read ``path``, render ``message`` for every valid row and enqueue them all as one job.
+
+    All-or-nothing: a fatal problem (unreadable file, no phone column, bad template, a template
+    placeholder that names no column, a missing attachment) raises BadInput before anything is
+    written, and one found part-way (a malformed line) rolls the whole job back. Row-level problems
+    (a bad number, an empty or over-long message) are counted in ``invalid``, the first few kept in
+    ``rejects`` and all written to ``rejects_path`` when given (also on a dry run: it is the report
+    the user asked for). ``dry_run`` validates and previews without touching the queue (``queue`` may
+    be None; then opted-out numbers are not counted). Raises BadInput when no row is usable.
+    """
+    src = Path(path)
+    country = check_country(country)
+    attach: str | None = None
+    if attachment is not None:
+        a = Path(attachment).expanduser()
+        if not a.is_file():
+            raise BadInput("attachment not found" if not a.exists() else "attachment is not a file",
+                           file=str(a))
+        attach = str(a.resolve())
+    if max_attempts < 1:
+        raise BadInput(f"max attempts must be at least 1 (got {max_attempts})")
+    template = Template.parse(message)
+    rejects_file = Path(rejects_path) if rejects_path is not None else None
+    if rejects_file is not None and src.exists() and rejects_file.exists() and rejects_file.samefile(src):
+        raise BadInput("the rejects file must not be the input file", file=str(rejects_file))
+    job_name = name or src.name
+
+    contacts = open_contacts(src, country=country, phone_column=phone_column, name_column=name_column)
+    with contacts:
+        # Checked against the header, before a single row is read or written.
+        template.validate(contacts.variable_names)
+        result = ImportResult(job_id=None, notices=list(contacts.notices), job_name=job_name,
+                              phone_column=contacts.phone_column, name_column=contacts.name_column,
+                              dry_run=dry_run)
+        report = _RejectsFile(rejects_file)
+        report.open()
+        try:
+            messages = _messages(contacts, template, job_name, result, report)
+            if dry_run:
+                _dry_run(queue, messages, result)
+            else:
+                if queue is None:
+                    raise ValueError("a queue is required unless dry_run")
+                job = NewJob(name=job_name, template=message, attachment=attach, not_before=not_before,
+                             max_attempts=max_attempts, sessions=tuple(sessions), source=str(src.resolve()))
+                stats = queue.enqueue(job, messages)
+                result.job_id = stats.job_id
+                result.enqueued = stats.enqueued
+                result.duplicates = stats.duplicates
+                result.opted_out = stats.opted_out
+        except _NoValidRows as exc:
+            report.commit()  # the report explains why nothing was usable
+            raise exc.error from None
+        except BaseException:
+            report.discard()
+            raise
+        report.commit()
+    return result
+
+
+class _NoValidRows(Exception):
+    def __init__(self, error: BadInput) -> None:
+        self.error = error
+
+
+def _messages(contacts: Iterable[Contact | Reject], template: Template, job_name: str, result: ImportResult,
+              report: _RejectsFile) -> Iterator[NewMessage]:
+    """Render each contact; count and report rejects; raise at the end when no row was usable."""
+
+    def reject(r: Reject) -> None:
+        result.invalid += 1
+        if len(result.rejects) < MAX_REJECTS_SHOWN:
+            result.rejects.append(r)
+        report.write(r)
+
+    valid = 0
+    used = template.placeholders
+    for item in contacts:
+        if isinstance(item, Reject):
+            reject(item)
+            continue
+        # The seed makes spintax stable per message: a re-render (or the dry run) picks the same variant.
+        body = template.render(item.variables, seed=f"{job_name}\x00{item.phone}")
+        problem = body_problem(body)
+        if problem is not None:
+            reject(Reject(item.row, None, body[:200], problem))
+            continue
+        valid += 1
+        if NOT_MOBILE in item.flags:
+            result.not_mobile += 1
+        if len(result.previews) < PREVIEWS:
+            result.previews.append(body)
+        # Only the variables the template uses are stored: a 90-column Google export stays small.
+        variables = {k: item.variables[k] for k in used if k in item.variables}
+        yield NewMessage(phone=item.phone, body=body, name=item.name, variables=variables,
+                         source_row=item.row, flags=item.flags)
+    if valid == 0:
+        what = f"all {result.invalid} rows were rejected" if result.invalid else "it has no contact rows"
+        raise _NoValidRows(BadInput(f"nothing to enqueue: {what}", file=str(getattr(contacts, "path", ""))))
+
+
+def _dry_run(queue: EnqueueTarget | None, messages: Iterator[NewMessage], result: ImportResult) -> None:
+    seen: set[str] = set()
+    for m in messages:
+        if m.phone in seen:
+            result.duplicates += 1
+            continue
+        seen.add(m.phone)
+        if queue is not None and queue.is_opted_out(m.phone):
+            result.opted_out += 1
+            continue
+        result.enqueued += 1
+
+
+# --- --at --------------------------------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_RELATIVE = re.compile(r"^\+\s*((?:\d+(?:\.\d+)?\s*[smhdw]\s*)+)$", re.IGNORECASE)
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+_DAY_TIME = re.compile(r"^(today|tomorrow)(?:\s+(?:at\s+)?(\d{1,2})(?::(\d{2}))?)?$", re.IGNORECASE)
+_CLOCK = re.compile(r"^(?:at\s+)?(\d{1,2}):(\d{2})$", re.IGNORECASE)
+_EXAMPLES = '"2026-12-01 09:00", "2026-12-01T09:00+02:00", "+2h", "+30m", "tomorrow 09:00", "18:30"'
+
+
+def parse_when(text: str, now: float) -> float:
+    """A ``--at`` value as unix seconds. Accepts ISO 8601 date-times with or without a time zone
+    (without: local time), a date alone (local midnight), ``+2h``/``+30m``/``+1d``/``+1h30m``,
+    ``today|tomorrow HH:MM``, ``HH:MM`` (the next such time) and ``now``. BadInput otherwise."""
+    s = text.strip()
+    if s.lower() == "now":
+        return now
+    if m := _RELATIVE.match(s):
+        return now + sum(float(n) * _UNITS[u.lower()] for n, u in _PART.findall(m.group(1)))
+    local_now = datetime.fromtimestamp(now)  # naive local time: .timestamp() reads it as local again
+    if m := _DAY_TIME.match(s):
+        day = local_now.date() + timedelta(days=1 if m.group(1).lower() == "tomorrow" else 0)
+        if m.group(2) is None:
+            if m.group(1).lower() == "today":
+                return now
+            raise BadInput(f"--at {text!r}: say when tomorrow, e.g. \"tomorrow 09:00\"")
+        return _at(day, int(m.group(2)), int(m.group(3) or 0), text)
+    if m := _CLOCK.match(s):
+        t = _at(local_now.date(), int(m.group(1)), int(m.group(2)), text)
+        return t if t > now else _at(local_now.date() + timedelta(days=1), int(m.group(1)), int(m.group(2)),
+                                     text)
+    iso = s[:-1] + "+00:00" if s[-1:] in ("Z", "z") else s  # Python 3.10's fromisoformat lacks "Z"
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        raise BadInput(f"--at {text!r} is not a time; examples: {_EXAMPLES}") from None
+    return dt.timestamp()
+
+
+def _at(day: date, hour: int, minute: int, text: str) -> float:
+    try:
+        return datetime.combine(day, datetime.min.time()).replace(hour=hour, minute=minute).timestamp()
+    except ValueError:
+        raise BadInput(f"--at {text!r}: {hour:02d}:{minute:02d} is not a time of day") from None
