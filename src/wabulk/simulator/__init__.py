@@ -1,0 +1,11 @@
+"""A local stand-in for WhatsApp Web, used by ``wabulk demo``, ``wabulk simulator`` and the e2e tests.
+
+It reproduces the real page's DOM (see ``whatsapp-web-dom.md`` in the project's reference notes) for the
+2023, 2025 and 2026 page versions, and records every message it receives in a durable JSONL log.
+"""
+
+from __future__ import annotations
+
+from .server import DEFAULT_CONFIG, Simulator, main
+
+__all__ = ["DEFAULT_CONFIG", "Simulator", "main"]

@@ -1,0 +1,670 @@
+"""The simulator's server: state, durable message log, page API and control API (stdlib only).
+
+The page (``static/app.js``) is a single-page app served for every route that does not start with
+``/__sim/``. It talks to ``/__sim/api/*``; tests and other processes drive it through the control API
+(``/__sim/config``, ``/__sim/scan`` …) or the :class:`Simulator` methods of the same names.
+
+Login state is split as on the real site: the browser profile holds a device token in localStorage, the
+server knows which tokens are linked. A fresh profile therefore shows the QR; a reused one does not.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import random
+import secrets
+import tempfile
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+ERAS = ("2023", "2025", "2026")
+BLOCK_KINDS = ("temp_ban", "tos_block")
+TAKEOVER_KINDS = ("window", "computer")
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "boot_ms": 2000,
+    "lookup_ms": 800,
+    "sent_ms": [300, 1500],
+    "delivered_ms": 2000,
+    "read_ms": None,
+    "qr_rotate_ms": 20000,
+    "qr_max_rotations": 5,
+    "invalid_numbers": [],
+    "never_deliver": [],
+    "hold_pending": [],
+    "offline": False,
+    "ui_era": "2026",
+    "max_media_bytes": 16 * 1024 * 1024,
+    "max_doc_bytes": 2 * 1024 * 1024 * 1024,
+    "beforeunload": False,
+    "logged_in_default": False,
+    "stall_boot": False,
+    "blocked": None,
+    "file_inputs_always": False,
+    "history_scope": "device",  # "device": a chat shows what this device sent; "account": all devices
+}
+
+# A page that has not polled for this long is no longer "showing" its QR.
+PAGE_ALIVE_S = 3.0
+PAGE_FORGET_S = 120.0
+
+
+def _digits(value: Any) -> str:
+    return "".join(ch for ch in str(value) if ch.isdigit())
+
+
+def _validate_config(updates: dict[str, Any]) -> dict[str, Any]:
+    """Check and normalise config updates; raise ValueError naming the bad key."""
+    clean: dict[str, Any] = {}
+    for key, value in updates.items():
+        if key not in DEFAULT_CONFIG:
+            raise ValueError(f"unknown config key {key!r}")
+        if key == "sent_ms":
+            if isinstance(value, (int, float)):
+                value = [float(value), float(value)]
+            elif isinstance(value, (list, tuple)) and len(value) == 2:
+                lo, hi = float(value[0]), float(value[1])
+                value = [min(lo, hi), max(lo, hi)]
+            else:
+                raise ValueError("sent_ms must be a number or [min, max]")
+        elif key in ("boot_ms", "lookup_ms", "qr_rotate_ms", "max_media_bytes", "max_doc_bytes",
+                     "qr_max_rotations"):
+            value = float(value) if key.endswith("_ms") else int(value)
+            if value < 0:
+                raise ValueError(f"{key} must be >= 0")
+        elif key in ("delivered_ms", "read_ms"):
+            value = None if value is None else float(value)
+        elif key in ("invalid_numbers", "never_deliver", "hold_pending"):
+            if isinstance(value, str):
+                value = [value]
+            value = [_digits(v) for v in value]
+        elif key in ("offline", "beforeunload", "logged_in_default", "stall_boot", "file_inputs_always"):
+            value = bool(value)
+        elif key == "ui_era":
+            value = str(value)
+            if value not in ERAS:
+                raise ValueError(f"ui_era must be one of {', '.join(ERAS)}")
+        elif key == "blocked":
+            if value not in (None, *BLOCK_KINDS):
+                raise ValueError(f"blocked must be null or one of {', '.join(BLOCK_KINDS)}")
+        elif key == "history_scope" and value not in ("device", "account"):
+            raise ValueError("history_scope must be 'device' or 'account'")
+        clean[key] = value
+    return clean
+
+
+def _fake_b64(nbytes: int) -> str:
+    return base64.b64encode(secrets.token_bytes(nbytes)).decode("ascii")
+
+
+class SimState:
+    """Everything the simulator knows. All methods are thread-safe (one re-entrant lock)."""
+
+    def __init__(self, log_path: Path, config: dict[str, Any]) -> None:
+        self.lock = threading.RLock()
+        self.log_path = log_path
+        self.devices_path = log_path.with_name(log_path.name + ".devices.json")
+        self.config: dict[str, Any] = dict(DEFAULT_CONFIG)
+        self.config.update(_validate_config(config))
+        self.messages: list[dict[str, Any]] = []
+        self.by_id: dict[str, dict[str, Any]] = {}
+        self.sent_delay: dict[str, float] = {}  # message id -> seconds until the first tick
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.takeovers: dict[str, str] = {}  # device token -> "window" | "computer"
+        self.pages: dict[str, dict[str, Any]] = {}  # page id -> {token, ref, refs, screen, last_poll}
+        self._load()
+
+    # --- persistence ------------------------------------------------------------------------------
+    def _load(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.log_path.exists():
+            with self.log_path.open("r", encoding="utf-8") as fh:
+                for line in fh:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a torn last line from a killed process: skip it
+                    if isinstance(rec, dict) and "id" in rec and rec["id"] not in self.by_id:
+                        self.messages.append(rec)
+                        self.by_id[rec["id"]] = rec
+        if self.devices_path.exists():
+            with contextlib.suppress(OSError, json.JSONDecodeError):
+                data = json.loads(self.devices_path.read_text(encoding="utf-8"))
+                if isinstance(data, dict):
+                    self.devices = data
+
+    def _append_log(self, rec: dict[str, Any]) -> None:
+        line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _save_devices(self) -> None:
+        tmp = self.devices_path.with_name(self.devices_path.name + ".tmp")
+        tmp.write_text(json.dumps(self.devices), encoding="utf-8")
+        os.replace(tmp, self.devices_path)
+
+    # --- config -----------------------------------------------------------------------------------
+    def configure(self, updates: dict[str, Any]) -> dict[str, Any]:
+        clean = _validate_config(updates)
+        with self.lock:
+            self.config.update(clean)
+            return dict(self.config)
+
+    def reset(self) -> None:
+        """Back to defaults: config, devices, takeovers, pages and the message log (truncated)."""
+        with self.lock:
+            self.config = dict(DEFAULT_CONFIG)
+            self.messages.clear()
+            self.by_id.clear()
+            self.sent_delay.clear()
+            self.devices.clear()
+            self.takeovers.clear()
+            self.pages.clear()
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._save_devices()
+
+    # --- devices and QR ---------------------------------------------------------------------------
+    def _link(self) -> str:
+        token = secrets.token_hex(8)
+        now = time.time()
+        self.devices[token] = {"device": token, "linked_at": now, "last_seen": now}
+        self._save_devices()
+        return token
+
+    def is_linked(self, token: str | None) -> bool:
+        return bool(token) and token in self.devices
+
+    def touch_page(self, page: str, token: str | None, screen: str | None, ref: str | None) -> dict:
+        now = time.time()
+        with self.lock:
+            info = self.pages.setdefault(page, {"page": page, "token": None, "ref": None, "refs": [],
+                                                "screen": None, "new_token": None, "last_poll": now})
+            info["last_poll"] = now
+            if token:
+                info["token"] = token
+                if token in self.devices:
+                    self.devices[token]["last_seen"] = now
+            if screen:
+                info["screen"] = screen
+            if ref is not None:
+                info["ref"] = ref or None
+            for pid in [p for p, v in self.pages.items() if now - v["last_poll"] > PAGE_FORGET_S]:
+                del self.pages[pid]
+            return info
+
+    def new_qr(self, page: str) -> str:
+        ref = f"2@{secrets.token_urlsafe(24)}"
+        data_ref = f"{ref},{_fake_b64(32)},{_fake_b64(32)},{_fake_b64(32)},WEB"
+        with self.lock:
+            info = self.touch_page(page, None, "qr", data_ref)
+            info["refs"] = ([*info["refs"], data_ref])[-2:]  # the previous one still scans (race)
+        return data_ref
+
+    def scan(self, ref: str | None = None) -> int:
+        """Link the browser(s) whose QR is on screen now (or the one showing ``ref``)."""
+        now = time.time()
+        count = 0
+        with self.lock:
+            for info in self.pages.values():
+                if info["new_token"]:
+                    continue
+                if ref is not None:
+                    hit = ref in info["refs"] or any(r.split(",")[0] == ref for r in info["refs"])
+                else:
+                    hit = (info["screen"] == "qr" and info["ref"] is not None
+                           and now - info["last_poll"] <= PAGE_ALIVE_S)
+                if hit:
+                    info["new_token"] = self._link()
+                    info["ref"] = None
+                    info["refs"] = []
+                    count += 1
+        return count
+
+    def logout(self, device: str | None = None) -> int:
+        with self.lock:
+            targets = [device] if device is not None else list(self.devices)
+            count = 0
+            for token in targets:
+                if self.devices.pop(token, None) is not None:
+                    count += 1
+                self.takeovers.pop(token, None)
+            self._save_devices()
+            return count
+
+    def takeover(self, kind: str, device: str | None = None) -> int:
+        if kind not in TAKEOVER_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(TAKEOVER_KINDS)}")
+        with self.lock:
+            targets = [device] if device is not None else list(self.devices)
+            for token in targets:
+                self.takeovers[token] = kind
+            return len(targets)
+
+    def use_here(self, token: str) -> None:
+        with self.lock:
+            self.takeovers.pop(token, None)
+
+    # --- messages ---------------------------------------------------------------------------------
+    def receive(self, token: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Record one message the page sent; idempotent on the page's message id."""
+        msg_id = str(body.get("id") or secrets.token_hex(10).upper())
+        with self.lock:
+            if msg_id in self.by_id:
+                return self.by_id[msg_id]
+            attachment = body.get("attachment")
+            if attachment is not None:
+                attachment = {"name": str(attachment.get("name", "")), "size": int(attachment.get("size", 0)),
+                              "type": str(attachment.get("type", ""))}
+            text = str(body.get("text", ""))
+            rec = {
+                "id": msg_id,
+                "device": token,
+                "phone": _digits(body.get("phone", "")),
+                "text": text,
+                "attachment": attachment,
+                "caption": text if attachment is not None else None,
+                "at": time.time(),
+            }
+            self._append_log(rec)
+            self.messages.append(rec)
+            self.by_id[msg_id] = rec
+            lo, hi = self.config["sent_ms"]
+            self.sent_delay[msg_id] = random.uniform(lo, hi) / 1000.0
+            return rec
+
+    def status_of(self, rec: dict[str, Any], now: float | None = None) -> str:
+        """Tick state of a received message, from the time since it arrived and the current config."""
+        now = time.time() if now is None else now
+        cfg = self.config
+        if rec["phone"] in cfg["hold_pending"]:
+            return "pending"
+        age = now - rec["at"]
+        first = self.sent_delay.get(rec["id"], cfg["sent_ms"][1] / 1000.0)
+        if age < first:
+            return "pending"
+        if rec["phone"] in cfg["never_deliver"] or cfg["delivered_ms"] is None:
+            return "sent"
+        delivered_at = first + cfg["delivered_ms"] / 1000.0
+        if age < delivered_at:
+            return "sent"
+        if cfg["read_ms"] is None or age < delivered_at + cfg["read_ms"] / 1000.0:
+            return "delivered"
+        return "read"
+
+    def list_messages(self) -> list[dict[str, Any]]:
+        with self.lock:
+            now = time.time()
+            return [{**rec, "status": self.status_of(rec, now)} for rec in self.messages]
+
+    def chat(self, token: str, phone: str) -> list[dict[str, Any]]:
+        phone = _digits(phone)
+        with self.lock:
+            now = time.time()
+            account = self.config["history_scope"] == "account"
+            return [
+                {**rec, "status": self.status_of(rec, now)}
+                for rec in self.messages
+                if rec["phone"] == phone and (account or rec["device"] == token)
+            ]
+
+    def chats(self, token: str) -> list[dict[str, Any]]:
+        """The chat list for a device: one entry per phone, most recent first."""
+        with self.lock:
+            account = self.config["history_scope"] == "account"
+            last: dict[str, dict[str, Any]] = {}
+            for rec in self.messages:
+                if account or rec["device"] == token:
+                    last[rec["phone"]] = rec
+            now = time.time()
+            rows = sorted(last.values(), key=lambda r: r["at"], reverse=True)
+            return [{"phone": r["phone"], "text": r["text"], "at": r["at"],
+                     "status": self.status_of(r, now)} for r in rows]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "config": dict(self.config),
+                "devices": list(self.devices.values()),
+                "takeovers": dict(self.takeovers),
+                "pages": [{k: v for k, v in p.items() if k != "refs"} for p in self.pages.values()],
+                "message_count": len(self.messages),
+            }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # quiet: tests and `wabulk simulator` do not want one line per poll
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, obj: Any, status: int = 200) -> None:
+        self._send(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"), "application/json")
+
+    def _error(self, status: int, message: str) -> None:
+        self._json({"error": message}, status)
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return {}
+        data = json.loads(self.rfile.read(length).decode("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("body must be a JSON object")
+        return data
+
+    # --- routing ----------------------------------------------------------------------------------
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        q = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        state = self.server.state
+        path = url.path
+        try:
+            if not path.startswith("/__sim/"):
+                self._static("index.html")
+            elif path.startswith("/__sim/static/"):
+                self._static(path[len("/__sim/static/"):])
+            elif path == "/__sim/messages":
+                self._json(state.list_messages())
+            elif path == "/__sim/devices":
+                with state.lock:
+                    self._json(list(state.devices.values()))
+            elif path in ("/__sim/state", "/__sim/config"):
+                snap = state.snapshot()
+                self._json(snap if path == "/__sim/state" else snap["config"])
+            elif path == "/__sim/api/boot":
+                self._api_boot(q)
+            elif path == "/__sim/api/poll":
+                self._api_poll(q)
+            elif path == "/__sim/api/chat":
+                self._json(state.chat(q.get("token", ""), q.get("phone", "")))
+            elif path == "/__sim/api/lookup":
+                self._api_lookup(q)
+            else:
+                self._error(404, f"no such endpoint: {path}")
+        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            self._error(400, str(exc))
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        state = self.server.state
+        try:
+            body = self._body()
+            if path == "/__sim/config":
+                self._json(state.configure(body))
+            elif path == "/__sim/scan":
+                self._json({"count": state.scan(body.get("ref"))})
+            elif path == "/__sim/logout":
+                self._json({"count": state.logout(body.get("device"))})
+            elif path == "/__sim/takeover":
+                self._json({"count": state.takeover(body.get("kind", "window"), body.get("device"))})
+            elif path == "/__sim/reset":
+                state.reset()
+                self._json({"ok": True})
+            elif path == "/__sim/api/qr":
+                self._json({"ref": state.new_qr(str(body.get("page", "")))})
+            elif path == "/__sim/api/send":
+                self._api_send(body)
+            elif path == "/__sim/api/usehere":
+                state.use_here(str(body.get("token", "")))
+                self._json({"ok": True})
+            elif path == "/__sim/api/logout":
+                self._json({"count": state.logout(str(body.get("token", "")))})
+            else:
+                self._error(404, f"no such endpoint: {path}")
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            self._error(400, str(exc))
+
+    # --- page API ---------------------------------------------------------------------------------
+    def _static(self, name: str) -> None:
+        target = (STATIC_DIR / name).resolve()
+        if STATIC_DIR.resolve() not in target.parents or not target.is_file():
+            self._error(404, "not found")
+            return
+        ctype = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8"}.get(target.suffix, "application/octet-stream")
+        self._send(200, target.read_bytes(), ctype)
+
+    def _api_boot(self, q: dict[str, str]) -> None:
+        state = self.server.state
+        token = q.get("token") or None
+        with state.lock:
+            issued = None
+            if not state.is_linked(token) and state.config["logged_in_default"]:
+                token = issued = state._link()
+            state.touch_page(q.get("page", ""), token, "boot", None)
+            self._json({"config": dict(state.config), "linked": state.is_linked(token), "token": issued})
+
+    def _api_poll(self, q: dict[str, str]) -> None:
+        state = self.server.state
+        token = q.get("token") or None
+        with state.lock:
+            info = state.touch_page(q.get("page", ""), token, q.get("screen"), None)
+            new_token = info.pop("new_token", None)
+            info["new_token"] = None
+            if new_token:
+                info["token"] = token = new_token
+            reply: dict[str, Any] = {
+                "config": dict(state.config),
+                "linked": state.is_linked(token),
+                "new_token": new_token,
+                "takeover": state.takeovers.get(token or "") if token else None,
+            }
+            phone = q.get("phone")
+            if phone and token:
+                reply["chat"] = state.chat(token, phone)
+            if q.get("chats") and token:
+                reply["chats"] = state.chats(token)
+            self._json(reply)
+
+    def _api_lookup(self, q: dict[str, str]) -> None:
+        state = self.server.state
+        with state.lock:
+            delay = state.config["lookup_ms"] / 1000.0
+            invalid = _digits(q.get("phone", "")) in state.config["invalid_numbers"]
+        time.sleep(delay)  # the round-trip to WhatsApp's servers (queryWidExists)
+        self._json({"exists": not invalid})
+
+    def _api_send(self, body: dict[str, Any]) -> None:
+        state = self.server.state
+        token = str(body.get("token", ""))
+        with state.lock:
+            if state.config["offline"]:
+                self._error(HTTPStatus.SERVICE_UNAVAILABLE, "offline")
+                return
+            if state.config["blocked"]:
+                self._error(HTTPStatus.FORBIDDEN, "blocked")
+                return
+            if not state.is_linked(token):
+                self._error(HTTPStatus.UNAUTHORIZED, "device not linked")
+                return
+            if not _digits(body.get("phone", "")):
+                raise ValueError("phone is required")
+            rec = state.receive(token, body)
+            self._json({"id": rec["id"], "at": rec["at"], "status": state.status_of(rec)})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], state: SimState) -> None:
+        super().__init__(addr, _Handler)
+        self.state = state
+
+
+class Simulator:
+    """A local stand-in for WhatsApp Web. ``start()`` serves it from a background thread.
+
+    Example::
+
+        sim = Simulator(boot_ms=100, lookup_ms=100)
+        url = sim.start()          # "http://127.0.0.1:PORT"
+        ...                        # drive Chromium at f"{url}/send?phone=15550001111&text=hi"
+        sim.scan()                 # link the browser showing the QR
+        assert sim.messages()[0]["text"] == "hi"
+        sim.stop()
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None,
+                 **config: Any) -> None:
+        self.host = host
+        self.port = port
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        if log_path is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="wabulk-sim-")
+            log_path = Path(self._tmpdir.name) / "messages.jsonl"
+        self.log_path = Path(log_path)
+        self.state = SimState(self.log_path, config)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        """Start serving in a background thread; return the base URL."""
+        if self._server is None:
+            self._server = _Server((self.host, self.port), self.state)
+            self.port = self._server.server_address[1]
+            self.url = f"http://{self.host}:{self.port}"
+            self._thread = threading.Thread(target=self._server.serve_forever, name="wabulk-simulator",
+                                            daemon=True)
+            self._thread.start()
+        return self.url
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted."""
+        if self._server is None:
+            self._server = _Server((self.host, self.port), self.state)
+            self.port = self._server.server_address[1]
+            self.url = f"http://{self.host}:{self.port}"
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Simulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def configure(self, **config: Any) -> None:
+        """Change config keys (same as POST /__sim/config). Pages pick changes up within a second."""
+        self.state.configure(config)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """A copy of the current config."""
+        with self.state.lock:
+            return dict(self.state.config)
+
+    def scan(self, ref: str | None = None) -> int:
+        """'Scan' the QR(s) on screen now (or the one whose data-ref is/starts with ``ref``)."""
+        return self.state.scan(ref)
+
+    def logout(self, device: str | None = None) -> int:
+        """Unlink one device token, or all; returns how many were linked."""
+        return self.state.logout(device)
+
+    def takeover(self, kind: str = "window", device: str | None = None) -> None:
+        """Show the 'open in another window' (``window``) or 'another computer' screen."""
+        self.state.takeover(kind, device)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message received, in order, each with its current tick ``status``."""
+        return self.state.list_messages()
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Linked devices: ``{device, linked_at, last_seen}``."""
+        with self.state.lock:
+            return [dict(d) for d in self.state.devices.values()]
+
+    def pages(self) -> list[dict[str, Any]]:
+        """Pages that polled recently, with the screen each reports (``boot``, ``qr``, ``main`` …)."""
+        return self.state.snapshot()["pages"]
+
+    def reset(self) -> None:
+        """Defaults again; forget devices and truncate the message log."""
+        self.state.reset()
+
+
+CONTROL_HELP = """\
+Control API (JSON):
+  POST {url}/__sim/config     {{"ui_era": "2025", "invalid_numbers": ["15550000000"], "offline": true, ...}}
+  POST {url}/__sim/scan       {{"ref": optional data-ref}}   link the browser(s) showing a QR
+  POST {url}/__sim/logout     {{"device": optional token}}    unlink one device or all
+  POST {url}/__sim/takeover   {{"kind": "window"|"computer", "device": optional}}
+  POST {url}/__sim/reset
+  GET  {url}/__sim/messages | /__sim/devices | /__sim/state
+Messages received are appended to {log}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulator in the foreground: ``python -m wabulk.simulator [--port N] [--log PATH]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="wabulk simulator", description="Local WhatsApp Web stand-in.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--log", type=Path, default=None, help="durable JSONL log of received messages")
+    parser.add_argument("--era", choices=ERAS, default="2026", help="page version to imitate")
+    parser.add_argument("--logged-in", action="store_true", help="new browsers start logged in (no QR)")
+    args = parser.parse_args(argv)
+    sim = Simulator(host=args.host, port=args.port, log_path=args.log, ui_era=args.era,
+                    logged_in_default=args.logged_in)
+    sim.start()
+    print(f"WhatsApp Web simulator running at {sim.url}/  (Ctrl-C to stop)", flush=True)
+    print(CONTROL_HELP.format(url=sim.url, log=sim.log_path), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
