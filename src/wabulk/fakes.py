@@ -1,0 +1,218 @@
+"""A scriptable in-memory :class:`~wabulk.models.Transport` for unit tests and benchmarks (no browser).
+
+Its record of deliveries is the oracle: ``fake.deliveries`` lists every message that "arrived", so a test
+can assert that each recipient got exactly one. Outcomes are scripted per phone number::
+
+    fake = FakeTransport(clock=clock)
+    fake.script("+14155550123", Fail(Offline("offline")))            # once, then OK
+    fake.always("+14155550124", NotOnWhatsApp("not on WhatsApp"))     # every time
+    fake.script("+14155550125", DeliverThenRaise(ConfirmTimeout("clock")))  # arrived, but unconfirmed
+    fake.script("+14155550126", LOGOUT)                                # session logged out
+    fake.script("+14155550127", CRASH)                                 # browser died mid-send
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import Blocked, BrowserCrashed, BrowserError, NotLoggedIn
+from .models import TICK_SENT, SendResult
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message that reached WhatsApp in the fake world."""
+
+    phone: str
+    body: str
+    at: float
+    attachment: str | None = None
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Raise ``error`` before the send action: ``before_send`` is not called, nothing arrives."""
+
+    error: Exception
+
+
+@dataclass(frozen=True)
+class FailAtSend:
+    """Call ``before_send`` (the stamp is written), then raise ``error`` without delivering: the
+    ambiguous case where verification must find nothing and the message is sent again."""
+
+    error: Exception
+
+
+@dataclass(frozen=True)
+class DeliverThenRaise:
+    """Call ``before_send``, deliver, then raise ``error`` (e.g. ConfirmTimeout, BrowserCrashed)."""
+
+    error: Exception
+
+
+@dataclass(frozen=True)
+class _Special:
+    name: str
+
+
+OK = _Special("ok")
+LOGOUT = _Special("logout")  # the session is logged out: NotLoggedIn until wait_for_login succeeds
+CRASH = _Special("crash")  # the browser dies mid-send after the stamp (not delivered); restart needed
+BLOCK = _Special("block")  # WhatsApp shows a ban screen: Blocked from now on
+
+Outcome = Fail | FailAtSend | DeliverThenRaise | _Special | Exception
+
+
+@dataclass
+class FakeTransport:
+    """In-memory Transport. ``clock`` stamps deliveries; ``send_seconds`` is added to the clock via
+    ``advance`` (when given) for each send, so tests and benchmarks can model time without sleeping."""
+
+    clock: Callable[[], float] = time.time
+    advance: Callable[[float], None] | None = None
+    send_seconds: float = 0.0
+    qr_payloads: tuple[str, ...] = ("2@fake-qr-payload,abc,def,ghi",)
+    login_succeeds: bool = True
+    deliveries: list[Delivery] = field(default_factory=list)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, phone) in order
+    restarts: int = 0
+    logged_out: bool = False
+    blocked: bool = False
+    crashed: bool = False
+    started: bool = False
+    closed: bool = False
+    on_send: Callable[[str], None] | None = None  # hook run at the start of every send (tests)
+    on_wait_for_login: Callable[[], None] | None = None
+    _scripts: dict[str, deque[Outcome]] = field(default_factory=lambda: defaultdict(deque))
+    _always: dict[str, Outcome] = field(default_factory=dict)
+
+    # --- scripting ------------------------------------------------------------------------------
+    def script(self, phone: str, *outcomes: Outcome) -> FakeTransport:
+        """Queue outcomes for the next sends to ``phone`` (consumed one per send; then OK)."""
+        self._scripts[phone].extend(outcomes)
+        return self
+
+    def always(self, phone: str, outcome: Outcome) -> FakeTransport:
+        """Every send to ``phone`` has this outcome (after any scripted ones)."""
+        self._always[phone] = outcome
+        return self
+
+    # --- the oracle -----------------------------------------------------------------------------------
+    def delivered_to(self, phone: str) -> int:
+        """How many times a message reached ``phone``."""
+        return sum(1 for d in self.deliveries if d.phone == phone)
+
+    def duplicates(self) -> list[str]:
+        """Phones that received the same body more than once."""
+        seen: dict[tuple[str, str], int] = defaultdict(int)
+        for d in self.deliveries:
+            seen[(d.phone, d.body)] += 1
+        return sorted({p for (p, _), n in seen.items() if n > 1})
+
+    # --- Transport -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.started = True
+
+    def page_state(self) -> str:
+        if self.blocked:
+            return "blocked"
+        if self.logged_out:
+            return "qr"
+        if self.crashed:
+            return "crashed"
+        return "main"
+
+    def ensure_ready(self) -> None:
+        self.calls.append(("ensure_ready", ""))
+        self.started = True
+        if self.crashed:  # a real transport restarts a dead browser here
+            self.restart()
+        if self.blocked:
+            raise Blocked("WhatsApp shows a block screen (fake)")
+        if self.logged_out:
+            raise NotLoggedIn("logged out (fake)")
+
+    def wait_for_login(self, on_qr: Callable[[str], None], *, timeout: float | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> bool:
+        self.calls.append(("wait_for_login", ""))
+        for payload in self.qr_payloads:
+            if should_stop is not None and should_stop():
+                return False
+            on_qr(payload)
+        if self.on_wait_for_login is not None:
+            self.on_wait_for_login()
+        if should_stop is not None and should_stop():
+            return False
+        if self.login_succeeds:
+            self.logged_out = False
+            return True
+        return False
+
+    def _next_outcome(self, phone: str) -> Outcome:
+        q = self._scripts.get(phone)
+        if q:
+            return q.popleft()
+        return self._always.get(phone, OK)
+
+    def send(self, phone: str, body: str, *, attachment: str | None = None,
+             before_send: Callable[[], None] = lambda: None) -> SendResult:
+        self.calls.append(("send", phone))
+        if self.on_send is not None:
+            self.on_send(phone)
+        if self.crashed:
+            raise BrowserError("browser is dead (fake)")
+        if self.blocked:
+            raise Blocked("WhatsApp shows a block screen (fake)")
+        if self.logged_out:
+            raise NotLoggedIn("logged out (fake)")
+        outcome = self._next_outcome(phone)
+        if outcome == LOGOUT:
+            self.logged_out = True
+            raise NotLoggedIn("logged out (fake)")
+        if outcome == BLOCK:
+            self.blocked = True
+            raise Blocked("WhatsApp shows a block screen (fake)")
+        if isinstance(outcome, Exception):
+            outcome = Fail(outcome)
+        if isinstance(outcome, Fail):
+            raise outcome.error
+        before_send()  # may raise (LeaseLost, stop requested): then nothing is sent
+        if self.advance is not None and self.send_seconds:
+            self.advance(self.send_seconds)
+        if outcome == CRASH:
+            self.crashed = True
+            raise BrowserCrashed("browser died while sending (fake)")
+        if isinstance(outcome, FailAtSend):
+            raise outcome.error
+        self.deliveries.append(Delivery(phone, body, self.clock(), attachment))
+        if isinstance(outcome, DeliverThenRaise):
+            if isinstance(outcome.error, BrowserCrashed):
+                self.crashed = True
+            raise outcome.error
+        return SendResult(tick=TICK_SENT, confirmed_at=self.clock())
+
+    def verify_sent(self, phone: str, body: str, since: float) -> bool:
+        self.calls.append(("verify_sent", phone))
+        if self.crashed:
+            raise BrowserError("browser is dead (fake)")
+        if self.logged_out:
+            raise NotLoggedIn("logged out (fake)")
+        return any(d.phone == phone and d.body == body and d.at >= since for d in self.deliveries)
+
+    def restart(self) -> None:
+        self.calls.append(("restart", ""))
+        self.restarts += 1
+        self.crashed = False
+        self.started = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+__all__ = [
+    "BLOCK", "CRASH", "LOGOUT", "OK", "DeliverThenRaise", "Delivery", "Fail", "FailAtSend", "FakeTransport",
+]
