@@ -27,3 +27,57 @@ def db_path(isolated_home: Path) -> Path:
 
 
 # --- browser / simulator fixtures (owned by the browser work) -------------------------------------
+
+# Fast simulator timings for tests: lookup_ms > 250 so the "Starting chat" popup is exercised.
+SIM_FAST: dict[str, object] = {
+    "boot_ms": 150,
+    "lookup_ms": 300,
+    "sent_ms": [100, 250],
+    "delivered_ms": 300,
+    "read_ms": None,
+    "qr_rotate_ms": 20000,
+    "qr_max_rotations": 5,
+    "invalid_numbers": [],
+    "never_deliver": [],
+    "hold_pending": [],
+    "offline": False,
+    "ui_era": "2026",
+    "max_media_bytes": 16 * 1024 * 1024,
+    "beforeunload": False,
+    "stall_boot": False,
+    "blocked": None,
+    "logged_in_default": False,
+}
+
+
+@pytest.fixture(scope="session")
+def simulator_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One simulator for the whole run (session-scoped; use the ``simulator`` fixture in tests)."""
+    from wabulk.simulator.server import Simulator
+
+    sim = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim") / "messages.jsonl", **SIM_FAST)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def simulator(simulator_server):  # type: ignore[no-untyped-def]
+    """The shared simulator with fast timings restored before each test. Linked devices and the message
+    log are kept (so a module-scoped, logged-in browser survives): compare ``messages()`` before/after."""
+    simulator_server.configure(**SIM_FAST)
+    return simulator_server
+
+
+def make_browser_settings(web_url: str, home: Path):  # type: ignore[no-untyped-def]
+    """Settings for a headless browser on the simulator with its data under ``home``."""
+    from wabulk.settings import Settings
+
+    base = Settings.from_env()
+    return base.with_(web_url=web_url, home=home, db=home / "wabulk.db", headless=True)
+
+
+@pytest.fixture
+def browser_settings(simulator, isolated_home: Path):  # type: ignore[no-untyped-def]
+    """Settings pointing at the simulator: headless, data under this test's WABULK_HOME."""
+    return make_browser_settings(simulator.url, isolated_home)

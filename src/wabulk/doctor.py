@@ -1,0 +1,225 @@
+"""``wabulk doctor``: can this machine send, and does WhatsApp Web still look the way wabulk expects?"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import dom, errors
+from . import selectors as S
+from . import session as sess
+from .settings import Settings
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str
+    level: str = OK  # ok | warn | fail
+
+
+def _ok(name: str, detail: str) -> Check:
+    return Check(name, True, detail, OK)
+
+
+def _warn(name: str, detail: str) -> Check:
+    return Check(name, True, detail, WARN)
+
+
+def _fail(name: str, detail: str) -> Check:
+    return Check(name, False, detail, FAIL)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def check_binaries(settings: Settings) -> list[Check]:
+    """Browser and driver found, their versions, and that their major versions match."""
+    if settings.remote_url:
+        return [_ok("browser", f"remote browser at {settings.remote_url} (local binaries not used)")]
+    out: list[Check] = []
+    majors: dict[str, int | None] = {}
+    for label, path, env in (
+        ("browser", settings.chrome_binary, "WABULK_CHROME_BINARY"),
+        ("chromedriver", settings.chromedriver, "WABULK_CHROMEDRIVER"),
+    ):
+        if not path or not Path(path).exists():
+            out.append(_fail(label, f"not found ({path or 'not on PATH'}): {sess.INSTALL_HINT}"))
+            majors[label] = None
+            continue
+        version = sess.binary_version(path)
+        majors[label] = sess.major_version(version)
+        if version is None:
+            out.append(_fail(label, f"{path} does not run (`{path} --version` failed); set {env}"))
+        else:
+            out.append(_ok(label, f"{version} ({path})"))
+    b, d = majors.get("browser"), majors.get("chromedriver")
+    if b is not None and d is not None:
+        if b == d:
+            out.append(_ok("versions match", f"major version {b}"))
+        else:
+            out.append(
+                _fail(
+                    "versions match",
+                    f"Chromium {b} but chromedriver {d}: install the matching driver (same major version)",
+                )
+            )
+    return out
+
+
+def check_files(settings: Settings, session_name: str) -> list[Check]:
+    """Profile directory (exists, 0700) and database file (0600)."""
+    out: list[Check] = []
+    profile = settings.profile_dir(session_name)
+    if not profile.is_dir():
+        out.append(
+            _warn("profile", f"{profile} does not exist yet: run `wabulk login --session {session_name}`")
+        )
+    else:
+        mode = _mode(profile)
+        if mode & 0o077:
+            out.append(
+                _warn(
+                    "profile",
+                    f"{profile} is mode {mode:o}: other users can read the WhatsApp session; "
+                    f"run chmod 700 {profile}",
+                )
+            )
+        else:
+            out.append(_ok("profile", f"{profile} (mode {mode:o})"))
+        lock = profile / sess.LOCK_NAME
+        if lock.exists():
+            probe_lock = sess.ProfileLock(lock, session_name)
+            try:
+                probe_lock.acquire()
+                probe_lock.release()
+                out.append(_ok("profile lock", "free"))
+            except errors.SessionBusy as exc:
+                out.append(_warn("profile lock", str(exc)))
+    db = settings.db
+    if not db.exists():
+        out.append(_ok("database", f"{db} not created yet (the first `wabulk enqueue` creates it)"))
+    else:
+        mode = _mode(db)
+        if mode & 0o177:
+            out.append(
+                _warn("database", f"{db} is mode {mode:o}: it holds phone numbers; run chmod 600 {db}")
+            )
+        else:
+            out.append(_ok("database", f"{db} (mode {mode:o})"))
+    if os.access(settings.home, os.W_OK) or not settings.home.exists():
+        out.append(_ok("data dir", str(settings.home)))
+    else:
+        out.append(_fail("data dir", f"{settings.home} is not writable"))
+    return out
+
+
+def _selector_check(browser: sess.BrowserSession, selector: S.Selector) -> Check:
+    visible = selector.where not in (S.WHERE_ATTACH_MENU,)
+    hit = dom.resolve(browser.driver, selector, visible=visible)
+    name = f"selector {selector.name}"
+    if hit is None:
+        return _fail(
+            name, f"no candidate matched (tried {len(selector.resolved)}: {', '.join(selector.describe())})"
+        )
+    idx = hit[0]
+    cand = selector.describe()[idx]
+    if idx == 0:
+        return _ok(name, f"candidate 1 of {len(selector.resolved)}: {cand}")
+    return _warn(
+        name,
+        f"only fallback {idx + 1} of {len(selector.resolved)} matched: {cand} "
+        "(WhatsApp changed its page; wabulk still works)",
+    )
+
+
+# Which selectors can be checked on which screen.
+_CHECK_ON_MAIN = (S.APP, S.MAIN, S.SEARCH_BOX)
+_CHECK_ON_QR = (S.APP, S.QR_CODE, S.QR_CANVAS)
+_CHECK_IN_CHAT = (S.CHAT, S.CHAT_TITLE, S.COMPOSE_BOX, S.VOICE_BUTTON, S.ATTACH_BUTTON)
+_CHECK_IN_MENU = (S.MEDIA_INPUT, S.DOCUMENT_INPUT)
+
+
+def check_live(
+    settings: Settings,
+    session_name: str,
+    *,
+    test_phone: str | None = None,
+    timeouts: dom.Timeouts | None = None,
+) -> list[Check]:
+    """Open WhatsApp Web and resolve every selector the current page can show (see module doc)."""
+    out: list[Check] = []
+    browser = sess.BrowserSession(settings, session_name, timeouts=timeouts)
+    checked: set[str] = set()
+    try:
+        browser.start()
+        state = browser.ensure_ready(require_login=False)
+        if state in (sess.QR, sess.LOGGED_OUT):
+            out.append(_warn("page", f"WhatsApp Web is not logged in ({state}): run `wabulk login`"))
+            group: tuple[S.Selector, ...] = _CHECK_ON_QR
+        else:
+            out.append(_ok("page", f"WhatsApp Web is logged in ({state}) at {settings.web_url}"))
+            group = _CHECK_ON_MAIN
+        for sel in group:
+            out.append(_selector_check(browser, sel))
+            checked.add(sel.name)
+        if state not in (sess.QR, sess.LOGGED_OUT) and test_phone:
+            from .sender import WhatsAppSender
+
+            sender = WhatsAppSender(settings, session_name, browser=browser)  # same browser and lock
+            try:
+                sender.open_chat(test_phone)
+            except errors.WabulkError as exc:
+                out.append(_fail("test chat", f"could not open a chat with the test number: {exc}"))
+            else:
+                out.append(_ok("test chat", "opened with the /send?phone= deep link"))
+                for sel in _CHECK_IN_CHAT:
+                    out.append(_selector_check(browser, sel))
+                    checked.add(sel.name)
+                try:
+                    browser.find(S.ATTACH_BUTTON, browser.timeouts.element).click()
+                    for sel in _CHECK_IN_MENU:
+                        out.append(_selector_check(browser, sel))
+                        checked.add(sel.name)
+                except errors.WabulkError as exc:
+                    out.append(_fail("attach menu", str(exc)))
+    except errors.WabulkError as exc:
+        out.append(_fail("page", f"{type(exc).__name__}: {exc}"))
+        return out
+    finally:
+        browser.close()
+    for sel in S.ALL:
+        if sel.name not in checked:
+            why = (
+                "pass a test number to open a chat"
+                if sel.where in (S.WHERE_CHAT, S.WHERE_ATTACH_MENU)
+                else f"only shown on the {sel.where.replace('_', ' ')} screen"
+            )
+            out.append(_warn(f"selector {sel.name}", f"not checked ({why})"))
+    return out
+
+
+def run_doctor(
+    settings: Settings,
+    session_name: str,
+    live: bool,
+    *,
+    test_phone: str | None = None,
+    timeouts: dom.Timeouts | None = None,
+) -> list[Check]:
+    """All checks: binaries and versions, files and permissions and, when ``live``, the page's selectors."""
+    checks = check_binaries(settings) + check_files(settings, session_name)
+    if live:
+        if any(c.level == FAIL for c in checks if c.name in ("browser", "chromedriver", "versions match")):
+            checks.append(_fail("live page", "skipped: the browser cannot start"))
+        else:
+            checks.extend(check_live(settings, session_name, test_phone=test_phone, timeouts=timeouts))
+    return checks

@@ -1,0 +1,302 @@
+"""Finding elements through the fallback lists of :mod:`wabulk.selectors`, and the page probe.
+
+No Selenium import at module level (``wabulk status`` must not load it); functions take a driver object
+that only needs ``find_elements``/``execute_script``/``page_source``/``save_screenshot``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import errors
+from .selectors import TEXTS, Selector
+
+# Named timeout tiers (seconds), as SeleniumBase names them: the call site says which kind of wait it is.
+MINI = 2.0  # something that is already there or appears right after a click
+SMALL = 7.0  # a UI reaction (popup, menu, preview)
+LARGE = 20.0  # a server round trip (number lookup, message ack)
+EXTREME = 60.0  # booting the whole app on a cold profile
+POLL = 0.1
+
+
+@dataclass
+class Timeouts:
+    """Waits used by the session and sender; tests shrink them, production keeps the defaults."""
+
+    boot: float = EXTREME  # page load until main/qr/... (a cold profile can need > 30 s)
+    stuck_loading: float = EXTREME  # a loading screen older than this is reloaded once
+    chat_open: float = LARGE  # deep link → chat open or invalid-number popup
+    element: float = SMALL  # a UI element after an action
+    confirm: float = LARGE  # the new bubble leaving the clock
+    takeover: float = LARGE  # "Use here" → main again
+    settle: float = MINI  # messages rendered after a chat opened (verify_sent)
+
+
+_BY = {"css": "css selector", "xpath": "xpath"}  # selenium.webdriver.common.by.By values
+
+
+# --- masking --------------------------------------------------------------------------------------------
+
+# Phone-like runs: 7+ digits, optionally with +, spaces, dashes, dots or parentheses between them.
+_PHONE_RE = re.compile(r"\+?\d(?:[\s\-().\u00a0]*\d){6,}")
+
+
+def mask_numbers(text: str) -> str:
+    """Replace phone-number-like digit runs with ``•••`` plus the last two digits (debug captures)."""
+
+    def repl(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m.group(0))
+        return "•••" + digits[-2:]
+
+    return _PHONE_RE.sub(repl, text)
+
+
+def safe_name(label: str) -> str:
+    """A file-name-safe label with every digit run of 5+ removed (no numbers in debug file names)."""
+    label = re.sub(r"\d{5,}", "x", label)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:60] or "capture"
+
+
+# --- text ------------------------------------------------------------------------------------------------
+
+
+def normalise_text(text: str) -> str:
+    """What we compare: NBSP as space, CRLF as LF, trailing newlines dropped (the box adds a <br>)."""
+    return text.replace("\u00a0", " ").replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+
+def match_text(haystack: str, key: str) -> str | None:
+    """The first wording of ``TEXTS[key]`` found in ``haystack`` (case-insensitive), or None."""
+    low = haystack.lower().replace("\u2019", "'")
+    for wording in TEXTS[key]:
+        if wording.lower().replace("\u2019", "'") in low:
+            return wording
+    return None
+
+
+# --- dead browser classification ------------------------------------------------------------------------
+
+_DEAD_NAMES = {
+    "InvalidSessionIdException",
+    "NoSuchWindowException",
+    "MaxRetryError",
+    "NewConnectionError",
+    "ProtocolError",
+    "RemoteDisconnected",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "BrokenPipeError",
+}
+_DEAD_TEXTS = (
+    "chrome not reachable",
+    "disconnected: not connected to devtools",
+    "session deleted",
+    "invalid session id",
+    "no such session",
+    "tab crashed",
+    "target window already closed",
+    "unable to receive message from renderer",
+    "cannot connect to chrome",
+    "connection refused",
+    "failed to establish a new connection",
+    "browser has closed the connection",
+    "session not created",
+)
+
+
+def is_dead_browser(exc: BaseException) -> bool:
+    """Whether ``exc`` means the browser or chromedriver is gone (restart needed), not a page problem."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionError):
+            return True
+        names = {c.__name__ for c in type(cur).__mro__}
+        if names & _DEAD_NAMES:
+            return True
+        msg = str(cur).lower()
+        if any(t in msg for t in _DEAD_TEXTS):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+# --- debug captures ---------------------------------------------------------------------------------------
+
+
+_HIDE_CSS = (
+    "#main header span[title], #pane-side span[title], [data-testid='cell-frame-container'] span[title]"
+    " { filter: blur(7px) !important; }"
+)
+
+
+def save_debug(driver: Any, debug_dir: Path, label: str) -> str | None:
+    """Save a screenshot and the page source (phone numbers masked) under ``debug_dir``; return the stem.
+
+    The screenshot is taken with chat titles blurred, since pixels cannot be masked afterwards. Failures to
+    capture are swallowed: a debug capture must never hide the error being reported.
+    """
+    try:
+        debug_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stem = (
+            debug_dir
+            / f"{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1000) % 1000:03d}-{safe_name(label)}"
+        )
+    except OSError:
+        return None
+    try:
+        source = driver.page_source
+        Path(f"{stem}.html").write_text(mask_numbers(source), encoding="utf-8")
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+    try:
+        driver.execute_script(
+            "var s=document.createElement('style');s.id='__wabulk_hide';s.textContent=arguments[0];"
+            "document.head.appendChild(s);",
+            _HIDE_CSS,
+        )
+        driver.save_screenshot(f"{stem}.png")
+        driver.execute_script("var s=document.getElementById('__wabulk_hide'); if (s) s.remove();")
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+    return str(stem)
+
+
+# --- finding ---------------------------------------------------------------------------------------------
+
+
+def _displayed(el: Any) -> bool:
+    try:
+        return bool(el.is_displayed())
+    except Exception as exc:  # noqa: BLE001
+        if is_dead_browser(exc):
+            raise
+        return False  # stale element: it went away between find and check
+
+
+def resolve(
+    driver: Any, selector: Selector, *, visible: bool = True, root: Any = None
+) -> tuple[int, Any] | None:
+    """Try each candidate once, in order; return ``(index, element)`` of the first match, or None."""
+    base = root if root is not None else driver
+    for i, (kind, expr) in enumerate(selector.resolved):
+        try:
+            found = base.find_elements(_BY[kind], expr)
+        except Exception as exc:  # noqa: BLE001
+            if is_dead_browser(exc):
+                raise
+            continue  # e.g. :has() unsupported by an old browser: try the next candidate
+        for el in found:
+            if not visible or _displayed(el):
+                return i, el
+    return None
+
+
+def find(
+    driver: Any,
+    selector: Selector,
+    timeout: float,
+    *,
+    visible: bool = True,
+    root: Any = None,
+    debug_dir: Path | None = None,
+    label: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """Wait up to ``timeout`` for any candidate of ``selector``; return the element.
+
+    Raises :class:`errors.SelectorNotFound` naming the selector and every candidate tried, after saving a
+    screenshot and the page source under ``debug_dir`` (when given).
+    """
+    deadline = clock() + timeout
+    while True:
+        hit = resolve(driver, selector, visible=visible, root=root)
+        if hit is not None:
+            return hit[1]
+        if clock() >= deadline:
+            break
+        sleep(POLL)
+    path = save_debug(driver, debug_dir, label or selector.name) if debug_dir is not None else None
+    raise errors.SelectorNotFound(selector.name, selector.describe(), timeout, debug_path=path)
+
+
+# --- the page probe ---------------------------------------------------------------------------------------
+
+# One round trip that reports which selectors match (first matching candidate index), the dialogs' texts,
+# the app text outside chats (for takeover/offline/ban wording), the QR payload and the URL. Message
+# content (#main, #pane-side, .copyable-text) is skipped so a message *saying* "Use here" cannot fool it.
+PROBE_JS = r"""
+const sels = arguments[0];
+function vis(el) { return !!(el && el.isConnected && el.getClientRects().length); }
+function first(cands) {
+  for (let i = 0; i < cands.length; i++) {
+    const [kind, expr] = cands[i];
+    try {
+      if (kind === 'css') {
+        for (const el of document.querySelectorAll(expr)) if (vis(el)) return [i, el];
+      } else {
+        const r = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
+        for (let j = 0; j < r.snapshotLength; j++) if (vis(r.snapshotItem(j))) return [i, r.snapshotItem(j)];
+      }
+    } catch (e) { /* unsupported syntax: next */ }
+  }
+  return null;
+}
+const matched = {};
+let qrRef = null;
+for (const name in sels) {
+  const hit = first(sels[name]);
+  matched[name] = hit ? hit[0] : -1;
+  if (name === 'qr_code' && hit) qrRef = hit[1].getAttribute('data-ref');
+}
+function appText(root) {
+  const out = [];
+  const w = document.createTreeWalker(root, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT, {
+    acceptNode(n) {
+      if (n.nodeType === 1) {
+        if (n.id === 'main' || n.id === 'pane-side' || n.tagName === 'SCRIPT' || n.tagName === 'STYLE' ||
+            (n.classList && n.classList.contains('copyable-text'))) return NodeFilter.FILTER_REJECT;
+        return NodeFilter.FILTER_SKIP;
+      }
+      return NodeFilter.FILTER_ACCEPT;
+    }});
+  let n, len = 0;
+  while ((n = w.nextNode()) && len < 20000) {
+    const t = n.data.trim();
+    if (t) { out.push(t); len += t.length; }
+  }
+  return out.join(' ');
+}
+const dialogs = [];
+for (const d of document.querySelectorAll("[role='dialog'], [data-animate-modal-popup='true']")) {
+  if (!vis(d)) continue;
+  const t = ((d.getAttribute('aria-label') || '') + ' ' + (d.innerText || '')).trim();
+  if (t && !dialogs.includes(t)) dialogs.push(t);
+}
+return {matched: matched, dialogs: dialogs, text: document.body ? appText(document.body) : '',
+        url: location.href, qr_ref: qrRef, title: document.title};
+"""
+
+
+def probe(driver: Any, selectors: tuple[Selector, ...]) -> dict[str, Any]:
+    """Run :data:`PROBE_JS` for ``selectors``; returns ``{matched, dialogs, text, url, qr_ref, title}``."""
+    payload = {s.name: [list(c) for c in s.resolved] for s in selectors}
+    result = driver.execute_script(PROBE_JS, payload)
+    if not isinstance(result, dict):  # e.g. a page without a body mid-navigation
+        return {"matched": {}, "dialogs": [], "text": "", "url": "", "qr_ref": None, "title": ""}
+    return result
+
+
+def probe_json(probe_result: dict[str, Any]) -> str:
+    """A compact, masked dump of a probe (for error messages and logs)."""
+    return mask_numbers(
+        json.dumps({k: v for k, v in probe_result.items() if k != "text"}, ensure_ascii=False)
+    )

@@ -1,0 +1,459 @@
+"""Every WhatsApp Web selector and on-page text wabulk relies on, as data (no behaviour here).
+
+Each :class:`Selector` lists its candidates **newest page version first** (2026 → 2025 → 2023 and older),
+so the first match is the most likely one and the older ones are fallbacks for pages that lag behind. Sources
+and dates are in ``docs``/the DOM reference (``whatsapp-web-dom.md``): stable anchors (``#main``, ``#side``,
+``[data-icon]``, ``aria-label``/``role``, ``data-ref``) are preferred over hashed classes, ``data-testid``
+and absolute XPaths, which WhatsApp has broken again and again.
+
+A candidate is a CSS selector string, or a ``(kind, expression)`` tuple where kind is ``"css"`` or
+``"xpath"``. ``where`` says on which screen the element exists, so ``doctor`` only checks what it can see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Candidate = str | tuple[str, str]
+
+# Screens an element lives on (``Selector.where``).
+WHERE_ANY = "any"
+WHERE_LOADING = "loading"
+WHERE_QR = "qr"
+WHERE_MAIN = "main"
+WHERE_CHAT = "chat"
+WHERE_ATTACH_MENU = "attach_menu"
+WHERE_PREVIEW = "preview"
+WHERE_DIALOG = "dialog"
+WHERE_TAKEOVER = "takeover"
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A named element with ordered fallback candidates (newest first)."""
+
+    name: str
+    candidates: tuple[Candidate, ...]
+    where: str = WHERE_ANY
+    description: str = ""
+
+    @property
+    def resolved(self) -> tuple[tuple[str, str], ...]:
+        """Candidates as ``(kind, expression)`` pairs; a bare string is CSS."""
+        out: list[tuple[str, str]] = []
+        for cand in self.candidates:
+            if isinstance(cand, str):
+                out.append(("css", cand))
+            else:
+                kind, expr = cand
+                if kind not in ("css", "xpath"):
+                    raise ValueError(f"selector {self.name}: unknown candidate kind {kind!r}")
+                out.append((kind, expr))
+        return tuple(out)
+
+    def describe(self) -> tuple[str, ...]:
+        """Human-readable candidates, for error messages (``xpath:`` prefix on XPaths)."""
+        return tuple(expr if kind == "css" else f"xpath:{expr}" for kind, expr in self.resolved)
+
+
+def _x(expr: str) -> tuple[str, str]:
+    return ("xpath", expr)
+
+
+# XPath fragment: a button, whatever WhatsApp made it (a <button> or a div with role=button).
+_BTN = "(self::button or @role='button')"
+
+# --- page-level states ------------------------------------------------------------------------------
+
+APP = Selector("app", ("#app",), WHERE_ANY, "the SPA root (all eras)")
+
+LOADING = Selector(
+    "loading",
+    (
+        _x("//*[@id='app']/div/div/div[3]/progress"),  # 2025-03-21 "new theme"
+        _x("//*[@id='app']/div/div/div[2]/progress"),  # 2022-08 .. 2025-03
+        "progress",
+        "div[role='progressbar']",
+        "[aria-label^='Loading your chats']",
+        "div[data-testid='startup']",
+        "div[data-testid='loading']",
+    ),
+    WHERE_LOADING,
+    "startup screen with a progress bar",
+)
+
+QR_CODE = Selector(
+    "qr_code",
+    (
+        "[data-testid='link-device-qr-code'][data-ref]",  # 2025-26 source
+        "[data-testid='link-device-qr-code'] [data-ref]",
+        "div[data-ref]:has(> canvas)",
+        "div[data-ref]",
+        _x("//canvas[@aria-label]/parent::*[@data-ref]"),  # open-wa: canvas[aria-label] → parentElement
+    ),
+    WHERE_QR,
+    "element holding the QR payload in data-ref",
+)
+
+QR_CANVAS = Selector(
+    "qr_canvas",
+    (
+        "canvas[aria-label='Scan this QR code to link a device!']",  # ~2023+
+        "canvas[aria-label='Scan me!']",  # 2020-22
+        "div[data-ref] canvas",
+        ".landing-main canvas",
+    ),
+    WHERE_QR,
+    "the QR canvas",
+)
+
+QR_REFRESH = Selector(
+    "qr_refresh",
+    (
+        "button:has(span[data-icon*='refresh'])",
+        "[data-icon*='refresh']",
+        "[data-testid='refresh-large']",
+        "div[data-ref] > span > button",
+    ),
+    WHERE_QR,
+    "reload button on an expired QR",
+)
+
+MAIN = Selector(
+    "main_screen",
+    (
+        "#pane-side",
+        "div[aria-label='Chat list']",
+        "[data-testid='chat-list']",
+        "#side",
+        "[data-icon='new-chat-outline']",
+        _x("//h1[text()='Chats']"),
+        "[data-icon='chat']",  # 2023-08-23
+        "[data-icon='search']",  # 2023-09 .. 2024-07
+        "[data-testid='intro-md-beta-logo-light']",  # 2021-10 .. 2023-08
+        "[data-testid='intro-md-beta-logo-dark']",
+    ),
+    WHERE_MAIN,
+    "logged-in main screen (chat list)",
+)
+
+SEARCH_BOX = Selector(
+    "search_box",
+    (
+        "input[aria-label='Search or start a new chat']",  # INPUT in 2025-26
+        "#side input[role='textbox']",
+        "div[contenteditable='true'][data-tab='3']",  # older
+        "div[title='Search input textbox']",
+    ),
+    WHERE_MAIN,
+    "chat search box",
+)
+
+CHAT = Selector(
+    "chat_panel",
+    ("#main", "header[data-testid='conversation-header']"),
+    WHERE_CHAT,
+    "an open chat",
+)
+
+CHAT_TITLE = Selector(
+    "chat_title",
+    (
+        "#main header span[dir='auto'][title]",
+        "#main header span[title]",
+        "header[data-testid='conversation-header'] span[title]",
+    ),
+    WHERE_CHAT,
+    "the open chat's name or number (titles carry U+202A/U+202C)",
+)
+
+COMPOSE_BOX = Selector(
+    "compose_box",
+    (
+        "#main footer div[contenteditable='true'][data-lexical-editor='true']",  # 2025-26 Lexical
+        "#main footer div[contenteditable='true'][role='textbox'][aria-placeholder^='Type a message']",
+        "#main footer div[contenteditable='true'][role='textbox'][aria-label^='Type a message']",
+        "#main footer div[contenteditable='true'][title='Type a message']",  # 2022-23
+        "#main footer div[contenteditable='true'][role='textbox']",
+        "#main footer div[contenteditable='true'][data-tab='10']",  # 2023-25
+        "#main footer div[contenteditable='true'][data-tab='6']",  # 2021-22
+        "div[data-testid='conversation-compose-box-input']",  # 2022 data-testid era
+        "#main footer div[contenteditable='true']",
+    ),
+    WHERE_CHAT,
+    "message compose box",
+)
+
+SEND_BUTTON = Selector(
+    "send_button",
+    (
+        "#main footer button[aria-label='Send']",  # 2025-26 (wds-ic-send-filled inside)
+        "#main footer span[data-icon='wds-ic-send-filled']",
+        "#main footer span[data-icon='send']",  # 2024
+        "#main footer [data-testid='compose-btn-send']",  # 2022
+    ),
+    WHERE_CHAT,
+    "send button (shown only while the compose box has text)",
+)
+
+VOICE_BUTTON = Selector(
+    "voice_button",
+    ("#main footer button[aria-label='Voice message']", "#main footer span[data-icon='ptt']"),
+    WHERE_CHAT,
+    "microphone (shown while the compose box is empty)",
+)
+
+ATTACH_BUTTON = Selector(
+    "attach_button",
+    (
+        "#main footer button[aria-label='Attach']",  # 2025-26 (plus-rounded inside)
+        "#main footer span[data-icon='plus-rounded']",
+        "#main footer span[data-icon='plus']",  # 2024
+        "#main footer span[data-icon='attach-menu-plus']",  # 2023-08
+        "#main footer span[data-icon='clip']",  # up to 2023
+        "#main footer div[title='Attach']",
+    ),
+    WHERE_CHAT,
+    "attach (+) button",
+)
+
+MEDIA_INPUT = Selector(
+    "media_input",
+    (
+        "input[type='file'][accept='image/*']",  # 2026
+        "input[type='file'][accept='image/*,video/mp4,video/3gpp,video/quicktime']",  # 2020-25
+        "input[type='file'][accept^='image/']",
+    ),
+    WHERE_ATTACH_MENU,
+    "hidden file input for photos & videos",
+)
+
+DOCUMENT_INPUT = Selector(
+    "document_input",
+    (
+        "input[type='file'][accept='*']",
+        "input[type='file']:not([accept^='image'])",
+    ),
+    WHERE_ATTACH_MENU,
+    "hidden file input for documents",
+)
+
+CAPTION_BOX = Selector(
+    "caption_box",
+    (
+        "[role='dialog'] div[contenteditable='true'][aria-label^='Add a caption']",
+        "div[contenteditable='true'][aria-label^='Add a caption']",
+        "[data-testid='media-caption-input-container'] div[contenteditable='true']",
+        _x("//div[@contenteditable='true'][not(ancestor::footer)][not(ancestor::*[@id='side'])]"),
+    ),
+    WHERE_PREVIEW,
+    "caption box of the media preview",
+)
+
+MEDIA_SEND = Selector(
+    "media_send_button",
+    (
+        "[role='dialog'] div[role='button'][aria-label='Send']",
+        "[role='dialog'] button[aria-label='Send']",
+        "[role='dialog'] span[data-icon='wds-ic-send-filled']",
+        "[role='dialog'] span[data-icon='send']",
+        "span[data-icon='send-light']",  # older preview
+    ),
+    WHERE_PREVIEW,
+    "send button of the media preview",
+)
+
+DIALOG = Selector(
+    "dialog",
+    ("div[role='dialog']", "[data-animate-modal-popup='true']"),
+    WHERE_DIALOG,
+    "a modal popup",
+)
+
+DIALOG_OK = Selector(
+    "dialog_ok",
+    (
+        _x(f"//*[@role='dialog']//*[{_BTN} and normalize-space(.)='OK']"),
+        _x(f"//*[@data-animate-modal-popup='true']//*[{_BTN} and normalize-space(.)='OK']"),
+        "[data-testid='popup-controls-ok']",  # 2022
+    ),
+    WHERE_DIALOG,
+    "the OK button of a popup",
+)
+
+USE_HERE = Selector(
+    "use_here_button",
+    (
+        _x(f"//*[{_BTN} and normalize-space(.)='Use here']"),
+        _x(f"//*[{_BTN} and (normalize-space(.)='Use Here' or normalize-space(.)='\u201cUse Here\u201d')]"),
+        "[data-testid='popup-controls-ok']",  # older builds
+    ),
+    WHERE_TAKEOVER,
+    "'Use here' on the another-window / another-computer screen",
+)
+
+OUTGOING_BUBBLE = Selector(
+    "outgoing_bubble",
+    (
+        "#main [data-id]:has(.message-out)",  # 2018-2025: div.message-out inside the row
+        "#main [data-id^='true_']",  # older ids: true_<jid>_<ID> is outgoing
+        "#main [data-id]:has(span[aria-label='You:'])",
+        "#main [data-id]:has([data-icon='tail-out'])",
+        # 2026: no message-out; only outgoing messages carry a status (ack) icon.
+        "#main [data-id]:has([data-icon^='msg-time'], [data-icon^='msg-check'], [data-icon^='msg-dblcheck'])",
+        "#main [data-id]:has([aria-label=' Pending '], [aria-label=' Sent '], [aria-label=' Delivered '],"
+        " [aria-label=' Read '])",
+    ),
+    WHERE_CHAT,
+    "an outgoing message row (carries data-id)",
+)
+
+MESSAGE_TEXT = Selector(
+    "message_text",
+    (
+        "[data-pre-plain-text] span.selectable-text",
+        "span.selectable-text",
+        "[data-pre-plain-text]",
+    ),
+    WHERE_CHAT,
+    "text inside a bubble (searched inside the bubble)",
+)
+
+MESSAGE_PRE_PLAIN = Selector(
+    "message_pre_plain_text",
+    ("[data-pre-plain-text]",),
+    WHERE_CHAT,
+    "bubble node whose data-pre-plain-text holds '[HH:MM, D/M/YYYY] Name: '",
+)
+
+STATUS_ICON = Selector(
+    "status_icon",
+    (
+        "[data-testid='msg-meta'] [aria-label]",  # 2026: svg <title>wds-ic-*</title> + aria-label
+        "span[data-icon^='msg-']",
+        "span[data-icon^='status-']",
+    ),
+    WHERE_CHAT,
+    "tick / clock icon of a bubble (searched inside the bubble)",
+)
+
+OFFLINE_ICON = Selector(
+    "offline_icon",
+    ("span[data-icon='alert-computer']", "span[data-icon='alert-phone']"),
+    WHERE_ANY,
+    "offline butterbar icon (older)",
+)
+
+# Every selector, for ``doctor`` and the state probe.
+ALL: tuple[Selector, ...] = (
+    APP,
+    LOADING,
+    QR_CODE,
+    QR_CANVAS,
+    QR_REFRESH,
+    MAIN,
+    SEARCH_BOX,
+    CHAT,
+    CHAT_TITLE,
+    COMPOSE_BOX,
+    SEND_BUTTON,
+    VOICE_BUTTON,
+    ATTACH_BUTTON,
+    MEDIA_INPUT,
+    DOCUMENT_INPUT,
+    CAPTION_BOX,
+    MEDIA_SEND,
+    DIALOG,
+    DIALOG_OK,
+    USE_HERE,
+    OUTGOING_BUBBLE,
+    MESSAGE_TEXT,
+    MESSAGE_PRE_PLAIN,
+    STATUS_ICON,
+    OFFLINE_ICON,
+)
+
+BY_NAME: dict[str, Selector] = {s.name: s for s in ALL}
+
+# --- texts (English; old and new wording). Matched case-insensitively as substrings. -------------------
+
+TEXTS: dict[str, tuple[str, ...]] = {
+    # The deep link's lookup popup; it stays at least 750 ms once shown.
+    "starting_chat": ("Starting chat",),
+    # Invalid number popup: newest "The number +1 555-… isn't on WhatsApp." (2025-26), legacy 2019-2025.
+    "invalid_number": (
+        "isn't on WhatsApp",
+        "isn\u2019t on WhatsApp",
+        "is not on WhatsApp",
+        "Phone number shared via url is invalid",
+    ),
+    # Takeover screens.
+    "takeover_window": ("WhatsApp is open in another window",),
+    "takeover_computer": ("WhatsApp is open on another computer or browser",),
+    "use_here": ("Use here", "Use Here"),
+    "connecting_takeover": ("Connecting\u2026", "Connecting..."),
+    # Offline butterbar (current) and pre-multi-device texts.
+    "offline": (
+        "Computer not connected",
+        "Make sure your computer has an active internet connection",
+        "Phone not connected",
+        "Trying to reach phone",
+    ),
+    # Logged out (LOGOUT screen before the reload to /?post_logout=1).
+    "logged_out": ("You've been logged out", "You\u2019ve been logged out", "Logging out"),
+    # QR screen wording, 2024+ then 2021-23.
+    "qr_screen": (
+        "Steps to log in",
+        "Log in with phone number",
+        "Use WhatsApp on your computer",
+        "To use WhatsApp on your computer",
+    ),
+    # Temporary ban, proxy block, terms-of-service block, unavailable service.
+    "blocked": (
+        "temporarily banned",
+        "Your account is banned",
+        "This account is not allowed to use WhatsApp",
+        "account has been banned",
+        "is no longer able to use WhatsApp",
+        "unable to connect through the proxy",
+        "WhatsApp is blocked",
+    ),
+    # Attachment rejection popups (exact source texts; {maxSize} and counts vary).
+    "file_rejected": (
+        "you tried adding is larger than the",
+        "you tried adding are larger than the",
+        "you tried adding is not supported",
+        "you tried adding are not supported",
+        "has no content",
+        "have no content",
+        "failed to load",
+    ),
+    "loading": ("Loading your chats",),
+}
+
+# Status icon data-icon values and trimmed aria-labels → tick state (models.TICK_*).
+TICK_BY_DATA_ICON: dict[str, str] = {
+    "msg-time": "pending",
+    "status-time": "pending",
+    "msg-check": "sent",
+    "status-check": "sent",
+    "msg-dblcheck": "delivered",
+    "status-dblcheck": "delivered",
+    "msg-dblcheck-ack": "read",
+    "status-dblcheck-ack": "read",
+}
+TICK_BY_LABEL: dict[str, str] = {
+    "pending": "pending",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+}
+# 2026 SVG <title> values. One script claims wds-ic-delivered is the single tick, so it only proves "not
+# pending": the aria-label wins whenever there is one.
+TICK_BY_SVG_TITLE: dict[str, str] = {
+    "wds-ic-pending": "pending",
+    "wds-ic-clock": "pending",
+    "wds-ic-sent": "sent",
+    "wds-ic-delivered": "sent",
+    "wds-ic-read": "read",
+}

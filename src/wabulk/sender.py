@@ -1,0 +1,561 @@
+"""Send one WhatsApp message through WhatsApp Web and know what happened (``models.Transport``).
+
+How one send works, and why:
+
+1. Open the chat with the deep link ``{web_url}/send?phone=<digits>`` **without** ``text``: the text is
+   inserted by us, so any Unicode survives (no URL-encoding or server-side mangling). The "Starting chat"
+   lookup popup is waited out; the invalid-number popup (old and new wording) becomes ``NotOnWhatsApp``.
+2. Insert the text with ``document.execCommand('insertText')`` per line and Shift+Enter between lines:
+   ChromeDriver's ``send_keys`` cannot type characters outside the BMP (emoji, flags), and Enter would send
+   each line as its own message. The box is read back and compared with the body before anything is sent.
+3. ``before_send()`` (the worker stamps *send started*), then Enter.
+4. Confirm: the outgoing bubbles are listed before and after; the new one with exactly the body must leave
+   the clock (" Pending ") state. Still on the clock after the confirm timeout → ``ConfirmTimeout``: the
+   outcome is unknown and the worker verifies later instead of resending blindly.
+
+The deep link reloads the whole app for every message (a boot per send). It is the only way to open a chat
+for any number that works on every page version without injecting into WhatsApp's internals; in-page
+navigation (search box) only finds known contacts.
+"""
+
+from __future__ import annotations
+
+import math
+import mimetypes
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+from . import dom, errors, models
+from . import selectors as S
+from . import session as sess
+from .settings import Settings
+
+# textOf(node): the text a node shows, with <br> as "\n", emoji <img alt> as their character, and block
+# children (Lexical paragraphs) separated by "\n".
+TEXT_OF_JS = r"""
+function textOf(root) {
+  let out = '';
+  const BLOCK = /^(P|DIV|LI|H[1-6]|BLOCKQUOTE|PRE)$/;
+  function walk(n) {
+    let first = true;
+    for (let c = n.firstChild; c; c = c.nextSibling) {
+      if (c.nodeType === 3) { out += c.data; first = false; continue; }
+      if (c.nodeType !== 1) continue;
+      if (c.tagName === 'BR') { out += '\n'; first = false; continue; }
+      if (c.tagName === 'IMG') {
+        out += c.getAttribute('alt') || c.getAttribute('data-plain-text') || '';
+        first = false;
+        continue;
+      }
+      if (c.tagName === 'STYLE' || c.tagName === 'SCRIPT') continue;
+      if (BLOCK.test(c.tagName) && !first && !out.endsWith('\n')) out += '\n';
+      walk(c);
+      first = false;
+    }
+  }
+  walk(root);
+  return out;
+}
+"""
+
+READ_BOX_JS = TEXT_OF_JS + "return textOf(arguments[0]);"
+
+INSERT_JS = r"""
+const box = arguments[0], text = arguments[1];
+box.focus();
+const sel = window.getSelection();
+const range = document.createRange();
+range.selectNodeContents(box);
+range.collapse(false);
+sel.removeAllRanges();
+sel.addRange(range);
+if (text.length) document.execCommand('insertText', false, text);
+return true;
+"""
+
+CLEAR_JS = r"""
+const box = arguments[0];
+box.focus();
+document.execCommand('selectAll', false, null);
+document.execCommand('delete', false, null);
+return true;
+"""
+
+# Outgoing bubbles in #main, in document order: {id, text, tick, pre, ts}. Every candidate of the
+# outgoing-bubble selector is unioned (eras mark direction differently). ``ts`` is the bubble's minute
+# (epoch ms) parsed from data-pre-plain-text in the BROWSER's time zone; day/month order is ambiguous, so
+# the reading closest to now that is not in the future wins.
+BUBBLES_JS = (
+    TEXT_OF_JS
+    + r"""
+const cands = arguments[0], byIcon = arguments[1], byLabel = arguments[2], bySvg = arguments[3];
+const rows = [];
+for (const [kind, expr] of cands) {
+  let found = [];
+  try {
+    if (kind === 'css') found = Array.from(document.querySelectorAll(expr));
+    else { const r = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
+           for (let j = 0; j < r.snapshotLength; j++) found.push(r.snapshotItem(j)); }
+  } catch (e) { continue; }
+  for (const el of found) {
+    const row = el.closest('[data-id]') || el;
+    if (!rows.includes(row)) rows.push(row);
+  }
+}
+rows.sort((a, b) => (a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING) ? -1 : 1);
+function tickOf(row) {
+  for (const el of row.querySelectorAll('[aria-label]')) {
+    const t = byLabel[(el.getAttribute('aria-label') || '').trim().toLowerCase()];
+    if (t) return t;
+  }
+  for (const el of row.querySelectorAll('[data-icon]')) {
+    const t = byIcon[el.getAttribute('data-icon')];
+    if (t) return t;
+  }
+  for (const el of row.querySelectorAll('svg title')) {
+    const t = bySvg[(el.textContent || '').trim()];
+    if (t) return t;
+  }
+  return null;
+}
+function parsePre(pre) {
+  const re = new RegExp('\\[(\\d{1,2})[:.](\\d{2})(?:\\s*([AaPp])\\.?\\s*[Mm]\\.?)?,\\s*' +
+                      '(\\d{1,4})[/.-](\\d{1,2})[/.-](\\d{2,4})\\]');
+  const m = re.exec(pre || '');
+  if (!m) return null;
+  let h = +m[1]; const mi = +m[2];
+  if (m[3]) { h = h % 12; if (m[3].toLowerCase() === 'p') h += 12; }
+  let a = +m[4], b = +m[5], y = +m[6];
+  if (a > 999) { const t = new Date(a, b - 1, y, h, mi); return t.getTime(); }  // Y/M/D
+  if (y < 100) y += 2000;
+  const now = Date.now() + 86400000;
+  const opts = [];
+  if (a <= 31 && b <= 12) opts.push(new Date(y, b - 1, a, h, mi).getTime());  // D/M
+  if (a <= 12 && b <= 31) opts.push(new Date(y, a - 1, b, h, mi).getTime());  // M/D
+  const past = opts.filter(t => t <= now);
+  if (past.length) return Math.max(...past);
+  return opts.length ? opts[0] : null;
+}
+const out = [];
+for (const row of rows) {
+  const preEl = row.querySelector('[data-pre-plain-text]');
+  let textEl = row.querySelector('[data-pre-plain-text] span.selectable-text') ||
+               row.querySelector('span.selectable-text') || preEl;
+  const pre = preEl ? preEl.getAttribute('data-pre-plain-text') : null;
+  out.push({id: row.getAttribute('data-id'), text: textEl ? textOf(textEl) : '', tick: tickOf(row),
+            pre: pre, ts: parsePre(pre)});
+}
+return out;
+"""
+)
+
+
+def digits_of(phone: str) -> str:
+    """The digits of an E.164 number (what the deep link wants)."""
+    d = re.sub(r"\D", "", phone)
+    if not d:
+        raise errors.BadInput(f"not a phone number: {phone!r}")
+    return d
+
+
+def same_text(a: str, b: str) -> bool:
+    """Equality after :func:`dom.normalise_text` (NBSP, CRLF, trailing newlines)."""
+    return dom.normalise_text(a) == dom.normalise_text(b)
+
+
+def minute_floor(ts: float) -> float:
+    """``ts`` rounded down to its minute (bubbles only carry minutes)."""
+    return math.floor(ts / 60.0) * 60.0
+
+
+def is_media(path: Path) -> bool:
+    """Whether WhatsApp takes the file through the photos & videos input (else: document)."""
+    mime = mimetypes.guess_type(path.name)[0] or ""
+    return mime.startswith(("image/", "video/"))
+
+
+def classify_dialog(text: str) -> errors.SendError | None:
+    """The permanent error a popup's text means, if any (invalid number, rejected file)."""
+    if dom.match_text(text, "invalid_number"):
+        return errors.NotOnWhatsApp(f"WhatsApp says: {text.strip()}")
+    if dom.match_text(text, "file_rejected"):
+        return errors.AttachmentRejected(f"WhatsApp refused the attachment: {text.strip()}")
+    return None
+
+
+class WhatsAppSender:
+    """A WhatsApp Web browser that sends one message at a time (implements ``models.Transport``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: str = "default",
+        *,
+        timeouts: dom.Timeouts | None = None,
+        browser: sess.BrowserSession | None = None,
+    ) -> None:
+        self.settings = settings
+        self.session_name = session
+        self.timeouts = timeouts or (browser.timeouts if browser is not None else dom.Timeouts())
+        # ``browser``: reuse an already started session (doctor), instead of locking the profile again.
+        self.browser = browser or sess.BrowserSession(settings, session, timeouts=self.timeouts)
+
+    # --- lifecycle (Transport) ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the browser and open WhatsApp Web (idempotent)."""
+        self.browser.start()
+
+    def page_state(self) -> str:
+        """The page's state now (``session.PAGE_STATES``); "unknown" when the browser is dead."""
+        if not self.browser.started:
+            self.browser.start()
+        try:
+            return self.browser.state()
+        except errors.BrowserCrashed:
+            return sess.UNKNOWN
+
+    def ensure_ready(self) -> None:
+        """Make the page ready to send (see :meth:`session.BrowserSession.ensure_ready`)."""
+        self.browser.ensure_ready()
+
+    def wait_for_login(
+        self,
+        on_qr: Callable[[str], None],
+        *,
+        timeout: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Wait until logged in, calling ``on_qr(payload)`` for each new QR."""
+        return self.browser.wait_for_login(on_qr, timeout=timeout, should_stop=should_stop)
+
+    def restart(self) -> None:
+        """New browser on the same profile (the profile lock is kept)."""
+        self.browser.restart()
+
+    def close(self) -> None:
+        """Quit the browser and release the profile lock."""
+        self.browser.close()
+
+    # --- sending (Transport) --------------------------------------------------------------------------------
+    def send(
+        self,
+        phone: str,
+        body: str,
+        *,
+        attachment: str | None = None,
+        before_send: Callable[[], None] = lambda: None,
+    ) -> models.SendResult:
+        """Send ``body`` (and ``attachment`` with ``body`` as caption) to ``phone`` and confirm it.
+
+        Raises NotOnWhatsApp, AttachmentRejected (permanent); SelectorNotFound, ConfirmTimeout, Offline,
+        BrowserCrashed, TransientSendError (transient); NotLoggedIn, Blocked, TakeoverFailed (session).
+        Whatever ``before_send`` raises propagates, and then nothing was sent.
+        """
+        if attachment is None and not body.strip():
+            raise errors.PermanentSendError("empty message", error_class="empty_message")
+        try:
+            self.browser.ensure_ready()
+            self.open_chat(phone)
+            if attachment is not None:
+                return self._send_attachment(Path(attachment), body, before_send)
+            return self._send_text(body, before_send)
+        except errors.WabulkError:
+            raise
+        except Exception as exc:
+            if dom.is_dead_browser(exc):
+                raise errors.BrowserCrashed(f"the browser died while sending: {exc}") from exc
+            if type(exc).__name__ in (
+                "StaleElementReferenceException",
+                "ElementNotInteractableException",
+                "ElementClickInterceptedException",
+                "UnexpectedAlertPresentException",
+                "JavascriptException",
+                "TimeoutException",
+            ):
+                raise errors.TransientSendError(
+                    f"the page changed while sending: {type(exc).__name__}: {str(exc).strip()[:300]}"
+                ) from exc
+            raise
+
+    def verify_sent(self, phone: str, body: str, since: float) -> bool:
+        """Whether the chat with ``phone`` shows an outgoing bubble with exactly ``body`` sent at or after
+        ``since`` (unix seconds).
+
+        Bubbles only carry the minute (``data-pre-plain-text`` "[HH:MM, D/M/YYYY]") in the browser's local
+        time zone, so the comparison is ``bubble minute >= since rounded down to its minute``. Residual
+        window: the same body sent to the same number earlier within that same minute (before ``since``)
+        also counts. A bubble without a readable time counts too (a duplicate is worse than a recheck), and
+        so does one still on the clock: WhatsApp's outbox holds it and will send it.
+        """
+        try:
+            self.browser.ensure_ready()
+            try:
+                self.open_chat(phone)
+            except errors.NotOnWhatsApp:
+                return False
+            bubbles = self._settled_bubbles()
+        except errors.WabulkError:
+            raise
+        except Exception as exc:
+            if dom.is_dead_browser(exc):
+                raise errors.BrowserCrashed(f"the browser died while verifying: {exc}") from exc
+            raise
+        floor_ms = minute_floor(since) * 1000.0
+        for b in bubbles:
+            if not same_text(str(b.get("text") or ""), body):
+                continue
+            ts = b.get("ts")
+            if ts is None or float(ts) >= floor_ms:
+                return True
+        return False
+
+    # --- steps ---------------------------------------------------------------------------------------------
+    @property
+    def _driver(self) -> Any:
+        return self.browser.driver
+
+    def open_chat(self, phone: str) -> None:
+        """Deep-link to the chat and wait until its compose box is usable."""
+        url = self.browser.url_for(f"send?phone={digits_of(phone)}")
+        self.browser.open(url)
+        t = self.timeouts
+        deadline = time.monotonic() + t.boot + t.chat_open
+        takeovers = 0
+        while True:
+            st, p = self.browser.snapshot()
+            dialogs = " | ".join(str(d) for d in p.get("dialogs") or ())
+            if dom.match_text(dialogs, "invalid_number"):
+                text = next(d for d in p["dialogs"] if dom.match_text(str(d), "invalid_number"))
+                self._click_ok()
+                raise errors.NotOnWhatsApp(f"WhatsApp says: {str(text).strip()}")
+            if st in (sess.QR, sess.LOGGED_OUT):
+                raise errors.NotLoggedIn(
+                    f"session {self.session_name!r} is logged out of WhatsApp Web: "
+                    f"run `wabulk login --session {self.session_name}`"
+                )
+            if st == sess.BLOCKED:
+                raise errors.Blocked("WhatsApp shows a block screen; this account cannot send now")
+            if st in (sess.TAKEOVER_WINDOW, sess.TAKEOVER_COMPUTER):
+                takeovers += 1
+                if takeovers > 2:
+                    raise errors.TakeoverFailed(
+                        "WhatsApp keeps being taken over by another window or computer"
+                    )
+                self.browser.use_here()
+                self.browser.open(url)  # the takeover reboots into the main screen, without our chat
+                continue
+            lookup = dom.match_text(dialogs, "starting_chat")
+            if int(p.get("matched", {}).get(S.COMPOSE_BOX.name, -1)) >= 0 and not lookup:
+                return
+            if time.monotonic() >= deadline:
+                path = self.browser.capture("chat-not-open")
+                if lookup:
+                    raise errors.TransientSendError(
+                        f"the number lookup ('Starting chat') did not finish in time; saved {path}",
+                        error_class="lookup_timeout",
+                    )
+                raise errors.SelectorNotFound(
+                    S.COMPOSE_BOX.name, S.COMPOSE_BOX.describe(), t.boot + t.chat_open, debug_path=path
+                )
+            time.sleep(0.1)
+
+    def _click_ok(self) -> None:
+        hit = dom.resolve(self._driver, S.DIALOG_OK)
+        if hit is not None:
+            try:
+                hit[1].click()
+            except Exception as exc:  # noqa: BLE001 - the popup may close by itself
+                if dom.is_dead_browser(exc):
+                    raise
+
+    def _bubbles(self) -> list[dict[str, Any]]:
+        res = self._driver.execute_script(
+            BUBBLES_JS,
+            [list(c) for c in S.OUTGOING_BUBBLE.resolved],
+            S.TICK_BY_DATA_ICON,
+            S.TICK_BY_LABEL,
+            S.TICK_BY_SVG_TITLE,
+        )
+        return list(res or [])
+
+    def _settled_bubbles(self) -> list[dict[str, Any]]:
+        """Bubbles once the list stopped growing (history renders after the chat opens)."""
+        deadline = time.monotonic() + self.timeouts.settle
+        prev = self._bubbles()
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            cur = self._bubbles()
+            if len(cur) == len(prev) and cur:
+                return cur
+            prev = cur
+        return prev
+
+    def _insert(self, box: Any, body: str) -> None:
+        """Put ``body`` into an (empty) contenteditable: insertText per line, Shift+Enter between lines."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        for i, line in enumerate(lines):
+            if i:
+                ActionChains(self._driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(
+                    Keys.SHIFT
+                ).perform()
+            if line:
+                self._driver.execute_script(INSERT_JS, box, line)
+
+    def _fill(self, selector: S.Selector, body: str) -> Any:
+        """Insert ``body`` into the box found by ``selector`` and check it reads back exactly (one retry)."""
+        box = self.browser.find(selector, self.timeouts.element)
+        seen = ""
+        for _ in range(2):
+            self._driver.execute_script(CLEAR_JS, box)
+            self._insert(box, body)
+            seen = str(self._driver.execute_script(READ_BOX_JS, box) or "")
+            if same_text(seen, body):
+                return box
+            box = self.browser.find(selector, self.timeouts.element)
+        self._driver.execute_script(CLEAR_JS, box)
+        raise errors.TransientSendError(
+            f"the {selector.name.replace('_', ' ')} did not hold the exact text (expected {len(body)} "
+            f"characters, found {len(seen)})",
+            error_class="text_mismatch",
+        )
+
+    def _check_online(self) -> None:
+        st, _ = self.browser.snapshot()
+        if st == sess.OFFLINE:
+            raise errors.Offline("WhatsApp Web says the computer is not connected; nothing was sent")
+
+    def _send_text(self, body: str, before_send: Callable[[], None]) -> models.SendResult:
+        from selenium.webdriver.common.keys import Keys
+
+        before = {b.get("id") for b in self._bubbles()}
+        box = self._fill(S.COMPOSE_BOX, body)
+        self._check_online()
+        before_send()
+        box.send_keys(Keys.ENTER)
+        return self._confirm(body, before, retry_box=box)
+
+    @retry(
+        stop=stop_after_attempt(3),
+        wait=wait_fixed(0.5),
+        reraise=True,
+        retry=retry_if_exception_type(errors.SelectorNotFound),
+    )
+    def _file_input(self, media: bool) -> Any:
+        """Open the attach menu and return the right hidden file input (the menu may need a second click)."""
+        drv = self._driver
+        target = S.MEDIA_INPUT if media else S.DOCUMENT_INPUT
+        hit = dom.resolve(drv, target, visible=False)
+        if hit is not None:
+            return hit[1]
+        self.browser.find(S.ATTACH_BUTTON, self.timeouts.element).click()
+        return self.browser.find(target, dom.MINI, visible=False)
+
+    def _send_attachment(self, path: Path, body: str, before_send: Callable[[], None]) -> models.SendResult:
+        path = path.expanduser().resolve()
+        if not path.is_file():
+            raise errors.AttachmentRejected(f"attachment not found: {path}")
+        before = {b.get("id") for b in self._bubbles()}
+        self._file_input(is_media(path)).send_keys(str(path))
+        # Either the preview (caption box) or a rejection popup.
+        deadline = time.monotonic() + self.timeouts.element
+        extra = (*sess.STATE_SELECTORS, S.CAPTION_BOX, S.MEDIA_SEND)
+        while True:
+            p = self.browser.probe(extra)
+            for d in p.get("dialogs") or ():
+                err = classify_dialog(str(d))
+                if isinstance(err, errors.AttachmentRejected):
+                    self._click_ok()
+                    raise err
+            if (
+                int(p["matched"].get(S.CAPTION_BOX.name, -1)) >= 0
+                or int(p["matched"].get(S.MEDIA_SEND.name, -1)) >= 0
+            ):
+                break
+            if time.monotonic() >= deadline:
+                path_ = self.browser.capture("no-preview")
+                raise errors.SelectorNotFound(
+                    S.CAPTION_BOX.name, S.CAPTION_BOX.describe(), self.timeouts.element, debug_path=path_
+                )
+            time.sleep(0.1)
+        if body:
+            self._fill(S.CAPTION_BOX, body)
+        self._check_online()
+        send_btn = self.browser.find(S.MEDIA_SEND, self.timeouts.element)
+        before_send()
+        send_btn.click()
+        return self._confirm(body, before, retry_box=None, media=True)
+
+    def _confirm(
+        self, body: str, before: set[Any], *, retry_box: Any, media: bool = False
+    ) -> models.SendResult:
+        """Wait for the new outgoing bubble with ``body`` to leave the clock."""
+        from selenium.webdriver.common.keys import Keys
+
+        start = time.monotonic()
+        deadline = start + self.timeouts.confirm
+        pressed_again = False
+        last_state_check = start
+        bubble: dict[str, Any] | None = None
+        while True:
+            fresh = [b for b in self._bubbles() if b.get("id") not in before]
+            mine = (
+                [b for b in fresh if same_text(str(b.get("text") or ""), body)]
+                if (body or not media)
+                else fresh
+            )
+            bubble = mine[-1] if mine else None
+            if bubble is not None and bubble.get("tick") in (
+                models.TICK_SENT,
+                models.TICK_DELIVERED,
+                models.TICK_READ,
+            ):
+                return models.SendResult(
+                    tick=str(bubble["tick"]), confirmed_at=time.time(), message_ref=bubble.get("id")
+                )
+            now = time.monotonic()
+            if (
+                bubble is None
+                and not fresh
+                and retry_box is not None
+                and not pressed_again
+                and now - start > dom.MINI
+            ):
+                # Enter did nothing if the box still holds the text ("typed but not sent"): press once more.
+                try:
+                    still = str(self._driver.execute_script(READ_BOX_JS, retry_box) or "")
+                except Exception:  # noqa: BLE001 - box replaced: the page moved on
+                    still = ""
+                if same_text(still, body):
+                    pressed_again = True
+                    hit = dom.resolve(self._driver, S.SEND_BUTTON)
+                    if hit is not None:
+                        hit[1].click()
+                    else:
+                        retry_box.send_keys(Keys.ENTER)
+            if now - last_state_check > 1.0:
+                last_state_check = now
+                st, _ = self.browser.snapshot()
+                if st in (sess.QR, sess.LOGGED_OUT):
+                    raise errors.NotLoggedIn("WhatsApp Web logged out while the message was being sent")
+            if now >= deadline:
+                break
+            time.sleep(0.15)
+        offline = self.browser.state() == sess.OFFLINE
+        where = " (WhatsApp Web shows it is offline)" if offline else ""
+        if bubble is not None:
+            raise errors.ConfirmTimeout(
+                f"the message is still pending (clock) after {self.timeouts.confirm:g}s{where}"
+            )
+        path = self.browser.capture("no-bubble")
+        raise errors.ConfirmTimeout(
+            f"no outgoing message with this text appeared within {self.timeouts.confirm:g}s{where}; "
+            f"saved {path}"
+        )
