@@ -140,6 +140,12 @@ class SimState:
                     if isinstance(rec, dict) and "id" in rec and rec["id"] not in self.by_id:
                         self.messages.append(rec)
                         self.by_id[rec["id"]] = rec
+            # a torn last line (process killed mid-write) must not swallow the next record
+            with self.log_path.open("rb+") as fh:
+                if fh.seek(0, os.SEEK_END):
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        fh.write(b"\n")
         if self.devices_path.exists():
             with contextlib.suppress(OSError, json.JSONDecodeError):
                 data = json.loads(self.devices_path.read_text(encoding="utf-8"))
@@ -466,7 +472,8 @@ class _Handler(BaseHTTPRequestHandler):
         token = q.get("token") or None
         with state.lock:
             issued = None
-            if not state.is_linked(token) and state.config["logged_in_default"]:
+            # logged_in_default links any new browser, but not the QR page shown right after a logout
+            if not state.is_linked(token) and state.config["logged_in_default"] and not q.get("post_logout"):
                 token = issued = state._link()
             state.touch_page(q.get("page", ""), token, "boot", None)
             self._json({"config": dict(state.config), "linked": state.is_linked(token), "token": issued})

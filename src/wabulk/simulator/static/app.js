@@ -770,13 +770,15 @@
     var files = Array.prototype.slice.call(input.files || []);
     if (!files.length) return;
     var file = files[0];
-    var err = checkFile(file, kind);
+    input.value = '';
     closeMenu();
-    if (err) {
-      showPopup({label: err, text: err, buttons: [{text: 'OK', primary: true}]});
-    } else {
-      showPreview(file, kind);
-    }
+    // fetch the limits now, so a config change made just before is never missed by a poll
+    api('GET', '/__sim/config').then(function (r) { if (r.status === 200) S.cfg = r.body; }, function () {})
+      .then(function () {
+        var err = checkFile(file, kind);
+        if (err) showPopup({label: err, text: err, buttons: [{text: 'OK', primary: true}]});
+        else showPreview(file, kind);
+      });
   }
 
   function checkFile(f, kind) {
@@ -938,7 +940,7 @@
   function parseRoute() {
     var params = new URLSearchParams(location.search);
     var path = location.pathname.replace(/\/+$/, '');
-    if (params.get('post_logout') === '1') { localStorage.removeItem(TOKEN_KEY); S.token = null; }
+    if (params.get('post_logout') === '1') { localStorage.removeItem(TOKEN_KEY); S.token = null; S.postLogout = true; }
     if ((path === '/send' || path === '/api-landing/send') && params.has('phone')) {
       S.pending = {phone: digits(params.get('phone')), text: params.get('text') || ''};
     }
@@ -957,7 +959,7 @@
     S.wrapper.appendChild(S.overlay);
     app.appendChild(S.wrapper);
     parseRoute();
-    api('GET', '/__sim/api/boot?' + q({page: S.page, token: S.token})).then(function (r) {
+    api('GET', '/__sim/api/boot?' + q({page: S.page, token: S.token, post_logout: S.postLogout ? '1' : null})).then(function (r) {
       S.cfg = r.body.config;
       S.era = S.cfg.ui_era;
       document.documentElement.setAttribute('data-sim-era', S.era);

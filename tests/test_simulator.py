@@ -1,0 +1,242 @@
+"""The simulator's server without a browser: control API, page API, message log durability, tick timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wabulk.simulator import Simulator
+
+
+def call(sim: Simulator, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(sim.url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+            status = resp.status
+            ctype = resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        raw, status, ctype = exc.read(), exc.code, exc.headers.get("Content-Type", "")
+    return status, json.loads(raw) if "json" in ctype else raw.decode()
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Simulator]:
+    s = Simulator(log_path=tmp_path / "sim" / "messages.jsonl", lookup_ms=0)
+    s.start()
+    yield s
+    s.stop()
+
+
+def link_device(sim: Simulator, page: str = "p1") -> str:
+    """Do what the page does on the QR screen, scan it, and return the token the page receives."""
+    status, body = call(sim, "POST", "/__sim/api/qr", {"page": page})
+    assert status == 200
+    call(sim, "GET", f"/__sim/api/poll?page={page}&screen=qr")
+    assert sim.scan(body["ref"]) == 1
+    _, poll = call(sim, "GET", f"/__sim/api/poll?page={page}&screen=qr")
+    assert poll["linked"] is True
+    return poll["new_token"]
+
+
+def test_config_round_trip_and_validation(sim: Simulator) -> None:
+    status, cfg = call(sim, "POST", "/__sim/config",
+                       {"ui_era": "2023", "sent_ms": 50, "invalid_numbers": ["+1 555 000 0000"]})
+    assert status == 200
+    assert cfg["ui_era"] == "2023"
+    assert cfg["sent_ms"] == [50, 50]
+    assert cfg["invalid_numbers"] == ["15550000000"]
+    _, state = call(sim, "GET", "/__sim/state")
+    assert state["config"]["ui_era"] == "2023"
+    assert sim.config["boot_ms"] == 2000  # untouched keys keep their realistic defaults
+
+    status, err = call(sim, "POST", "/__sim/config", {"ui_era": "1999"})
+    assert status == 400 and "ui_era" in err["error"]
+    status, err = call(sim, "POST", "/__sim/config", {"nope": 1})
+    assert status == 400 and "nope" in err["error"]
+    with pytest.raises(ValueError, match="blocked"):
+        sim.configure(blocked="forever")
+
+
+def test_scan_links_only_the_page_showing_a_qr(sim: Simulator) -> None:
+    call(sim, "POST", "/__sim/api/qr", {"page": "a"})
+    call(sim, "GET", "/__sim/api/poll?page=a&screen=qr")
+    call(sim, "GET", "/__sim/api/poll?page=b&screen=main")  # a page elsewhere is not scanned
+    status, body = call(sim, "POST", "/__sim/scan", {})
+    assert (status, body) == (200, {"count": 1})
+    _, poll = call(sim, "GET", "/__sim/api/poll?page=a&screen=qr")
+    token = poll["new_token"]
+    assert token and poll["linked"]
+    assert [d["device"] for d in sim.devices()] == [token]
+    assert sim.scan() == 0  # nothing left on a QR screen
+    _, again = call(sim, "GET", f"/__sim/api/poll?page=a&token={token}&screen=main")
+    assert again["new_token"] is None and again["linked"] is True
+
+
+def test_expired_qr_cannot_be_scanned(sim: Simulator) -> None:
+    call(sim, "POST", "/__sim/api/qr", {"page": "a"})
+    call(sim, "GET", "/__sim/api/poll?page=a&screen=qr_expired")
+    assert sim.scan() == 0
+
+
+def test_logout_unlinks_one_device_or_all(sim: Simulator) -> None:
+    one, two = link_device(sim, "p1"), link_device(sim, "p2")
+    status, body = call(sim, "POST", "/__sim/logout", {"device": one})
+    assert (status, body) == (200, {"count": 1})
+    _, poll = call(sim, "GET", f"/__sim/api/poll?page=p1&token={one}&screen=main")
+    assert poll["linked"] is False
+    _, devices = call(sim, "GET", "/__sim/devices")
+    assert [d["device"] for d in devices] == [two]
+    assert sim.logout() == 1
+    assert sim.devices() == []
+
+
+def test_logged_in_default_links_new_browsers_but_not_after_logout(sim: Simulator) -> None:
+    sim.configure(logged_in_default=True)
+    _, boot = call(sim, "GET", "/__sim/api/boot?page=x")
+    assert boot["linked"] is True and boot["token"]
+    _, after = call(sim, "GET", "/__sim/api/boot?page=y&post_logout=1")
+    assert after["linked"] is False
+
+
+def test_send_records_exact_text_once(sim: Simulator) -> None:
+    token = link_device(sim)
+    text = "Olá 👍🏽 🇧🇷\nשלום & # % + \"quotes\""
+    first = {"token": token, "id": "ABC123", "phone": "+55 11 99999-8888", "text": text, "attachment": None}
+    status, body = call(sim, "POST", "/__sim/api/send", first)
+    assert status == 200 and body["id"] == "ABC123"
+    # the page retries after a network error: the same id is not recorded twice
+    call(sim, "POST", "/__sim/api/send", {**first, "phone": "5511999998888"})
+    _, msgs = call(sim, "GET", "/__sim/messages")
+    assert len(msgs) == 1
+    assert msgs[0]["text"] == text
+    assert msgs[0]["phone"] == "5511999998888"
+    assert msgs[0]["device"] == token
+    assert msgs[0]["attachment"] is None and msgs[0]["caption"] is None
+    _, chat = call(sim, "GET", f"/__sim/api/chat?token={token}&phone=5511999998888")
+    assert [m["text"] for m in chat] == [text]
+
+
+def test_send_with_attachment_records_metadata_and_caption(sim: Simulator) -> None:
+    token = link_device(sim)
+    att = {"name": "photo.jpg", "size": 1234, "type": "image/jpeg"}
+    call(sim, "POST", "/__sim/api/send", {"token": token, "id": "M1", "phone": "15551230000", "text": "look",
+                                          "attachment": att})
+    (msg,) = sim.messages()
+    assert msg["attachment"] == att
+    assert msg["caption"] == "look" == msg["text"]
+
+
+def test_send_refused_when_offline_unlinked_or_blocked(sim: Simulator) -> None:
+    token = link_device(sim)
+    body = {"token": token, "id": "X1", "phone": "15551230000", "text": "hi"}
+    sim.configure(offline=True)
+    assert call(sim, "POST", "/__sim/api/send", body)[0] == 503
+    sim.configure(offline=False, blocked="temp_ban")
+    assert call(sim, "POST", "/__sim/api/send", body)[0] == 403
+    sim.configure(blocked=None)
+    assert call(sim, "POST", "/__sim/api/send", {**body, "token": "not-linked"})[0] == 401
+    assert sim.messages() == []
+    assert call(sim, "POST", "/__sim/api/send", body)[0] == 200
+    assert len(sim.messages()) == 1
+
+
+def test_log_survives_restart(tmp_path: Path) -> None:
+    log = tmp_path / "messages.jsonl"
+    first = Simulator(log_path=log)
+    first.start()
+    token = link_device(first)
+    for i in range(3):
+        call(first, "POST", "/__sim/api/send", {"token": token, "id": f"ID{i}", "phone": "15551230000",
+                                                "text": f"message {i} ✓"})
+    first.stop()
+    with log.open("a", encoding="utf-8") as fh:
+        fh.write('{"id": "torn", "text": "half a li')  # a process killed mid-write
+    second = Simulator(log_path=log)
+    second.start()
+    try:
+        assert [m["text"] for m in second.messages()] == ["message 0 ✓", "message 1 ✓", "message 2 ✓"]
+        assert [d["device"] for d in second.devices()] == [token]  # the browser profile stays logged in
+        _, chat = call(second, "GET", f"/__sim/api/chat?token={token}&phone=15551230000")
+        assert [m["id"] for m in chat] == ["ID0", "ID1", "ID2"]  # history the page shows after a restart
+        call(second, "POST", "/__sim/api/send", {"token": token, "id": "ID3", "phone": "15551230000",
+                                                 "text": "after the tear"})
+    finally:
+        second.stop()
+    third = Simulator(log_path=log)
+    assert [m["id"] for m in third.messages()] == ["ID0", "ID1", "ID2", "ID3"]
+
+
+def test_tick_states_follow_configured_times(sim: Simulator) -> None:
+    sim.configure(sent_ms=100, delivered_ms=1000, read_ms=5000)
+    token = link_device(sim)
+    for phone in ("111111111", "222222222", "333333333"):
+        call(sim, "POST", "/__sim/api/send", {"token": token, "id": phone, "phone": phone, "text": "x"})
+    sim.configure(never_deliver=["222222222"], hold_pending=["333333333"])
+    state = sim.state
+    normal, never, held = (state.by_id[i] for i in ("111111111", "222222222", "333333333"))
+    at = normal["at"]
+    assert state.status_of(normal, at + 0.05) == "pending"
+    assert state.status_of(normal, at + 0.2) == "sent"
+    assert state.status_of(normal, at + 1.2) == "delivered"
+    assert state.status_of(normal, at + 6.2) == "read"
+    assert state.status_of(never, never["at"] + 100) == "sent"
+    assert state.status_of(held, held["at"] + 100) == "pending"
+    sim.configure(read_ms=None)
+    assert state.status_of(normal, at + 100) == "delivered"
+
+
+def test_takeover_is_reported_to_the_device_until_use_here(sim: Simulator) -> None:
+    token = link_device(sim)
+    status, _ = call(sim, "POST", "/__sim/takeover", {"kind": "computer"})
+    assert status == 200
+    _, poll = call(sim, "GET", f"/__sim/api/poll?page=p1&token={token}&screen=main")
+    assert poll["takeover"] == "computer"
+    call(sim, "POST", "/__sim/api/usehere", {"token": token})
+    _, poll = call(sim, "GET", f"/__sim/api/poll?page=p1&token={token}&screen=main")
+    assert poll["takeover"] is None
+    assert call(sim, "POST", "/__sim/takeover", {"kind": "sideways"})[0] == 400
+
+
+def test_lookup_reports_invalid_numbers(sim: Simulator) -> None:
+    sim.configure(invalid_numbers=["15550000000"])
+    assert call(sim, "GET", "/__sim/api/lookup?phone=15550000000")[1] == {"exists": False}
+    assert call(sim, "GET", "/__sim/api/lookup?phone=15550000001")[1] == {"exists": True}
+
+
+def test_reset_forgets_everything(sim: Simulator) -> None:
+    token = link_device(sim)
+    call(sim, "POST", "/__sim/api/send", {"token": token, "id": "A", "phone": "15551230000", "text": "x"})
+    sim.configure(ui_era="2025")
+    assert call(sim, "POST", "/__sim/reset", {})[0] == 200
+    assert sim.messages() == [] and sim.devices() == []
+    assert sim.config["ui_era"] == "2026"
+    assert sim.log_path.read_text() == ""
+
+
+def test_every_page_route_serves_the_app(sim: Simulator) -> None:
+    for path in ("/", "/send?phone=15551230000&text=hi", "/send/?phone=1&type=phone_number&app_absent=0",
+                 "/accept?code=abc", "/?post_logout=1"):
+        status, body = call(sim, "GET", path)
+        assert status == 200 and '<div id="app">' in body
+    status, js = call(sim, "GET", "/__sim/static/app.js")
+    assert status == 200 and "Starting chat" in js
+    assert call(sim, "GET", "/__sim/static/../server.py")[0] == 404
+    assert call(sim, "GET", "/__sim/nothing")[0] == 404
+
+
+def test_module_entry_point_has_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "wabulk.simulator", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0
+    assert "--port" in out.stdout
