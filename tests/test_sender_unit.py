@@ -1,0 +1,264 @@
+"""Page-state and error classification, the profile lock, options, QR rendering and doctor's file checks —
+all without a browser."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wabulk import dom, errors, qr, sender
+from wabulk import selectors as S
+from wabulk import session as sess
+from wabulk.doctor import check_binaries, check_files
+from wabulk.settings import Settings
+
+
+def probe(*names: str, text: str = "", dialogs: tuple[str, ...] = (), url: str = "http://x/") -> dict[str, Any]:
+    matched = {s.name: -1 for s in sess.STATE_SELECTORS}
+    for n in names:
+        matched[n] = 0
+    return {"matched": matched, "text": text, "dialogs": list(dialogs), "url": url, "qr_ref": None}
+
+
+@pytest.mark.parametrize(
+    ("p", "state"),
+    [
+        (probe("loading", text="WhatsApp Loading your chats [40%]"), sess.LOADING),
+        (probe(text="Loading your chats [0%]"), sess.LOADING),
+        (probe("qr_code", "qr_canvas", text="Steps to log in"), sess.QR),
+        (probe("qr_code", url="http://x/?post_logout=1"), sess.LOGGED_OUT),
+        (probe(text="Logging out… Your device was logged out."), sess.LOGGED_OUT),
+        (probe("main_screen"), sess.MAIN),
+        (probe("main_screen", "chat_panel", "compose_box"), sess.CHAT),
+        (probe("main_screen", "chat_panel", text="Computer not connected"), sess.OFFLINE),
+        (probe("main_screen", "offline_icon"), sess.OFFLINE),
+        # an offline warning over the QR is still the QR screen
+        (probe("qr_code", text="Computer not connected"), sess.QR),
+        (probe(dialogs=('WhatsApp is open in another window. Click "Use here" to use WhatsApp in this window.',)),
+         sess.TAKEOVER_WINDOW),
+        (probe(dialogs=("WhatsApp is open on another computer or browser. Click \u201cUse Here\u201d",)),
+         sess.TAKEOVER_COMPUTER),
+        (probe(text="Your account has been temporarily banned"), sess.BLOCKED),
+        (probe(text="This account is not allowed to use WhatsApp due to spam."), sess.BLOCKED),
+        (probe(), sess.UNKNOWN),
+    ],
+)
+def test_page_state_is_decided_from_the_probe(p: dict[str, Any], state: str) -> None:
+    assert sess.decide_state(p) == state
+    assert state in sess.PAGE_STATES
+
+
+def test_dialog_texts_classify_into_permanent_errors() -> None:
+    err = sender.classify_dialog("The number +1 555-010-0999 isn't on WhatsApp. OK")
+    assert isinstance(err, errors.NotOnWhatsApp) and not err.transient
+    assert err.error_class == "not_on_whatsapp" and "isn't on WhatsApp" in str(err)
+    assert isinstance(sender.classify_dialog("Phone number shared via url is invalid."), errors.NotOnWhatsApp)
+    big = sender.classify_dialog("1 video you tried adding is larger than the 16 MB limit.")
+    assert isinstance(big, errors.AttachmentRejected) and "16 MB" in str(big) and not big.transient
+    assert isinstance(sender.classify_dialog("1 file you tried adding has no content."), errors.AttachmentRejected)
+    assert sender.classify_dialog("Starting chat Cancel") is None
+
+
+class FakeWebDriverException(Exception):
+    """Stands in for selenium's WebDriverException (only the message matters)."""
+
+
+class InvalidSessionIdException(Exception):
+    pass
+
+
+class MaxRetryError(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        FakeWebDriverException("Message: chrome not reachable"),
+        FakeWebDriverException("disconnected: not connected to DevTools"),
+        FakeWebDriverException("invalid session id: session deleted as the browser has closed the connection"),
+        InvalidSessionIdException("x"),
+        MaxRetryError("HTTPConnectionPool(host='localhost', port=4444)"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+)
+def test_dead_browser_errors_are_recognised(exc: BaseException) -> None:
+    assert dom.is_dead_browser(exc)
+
+
+def test_page_errors_are_not_mistaken_for_a_dead_browser() -> None:
+    assert not dom.is_dead_browser(FakeWebDriverException("no such element: Unable to locate element"))
+    assert not dom.is_dead_browser(FakeWebDriverException("stale element reference"))
+    wrapped = RuntimeError("while sending")
+    wrapped.__cause__ = ConnectionResetError("reset")
+    assert dom.is_dead_browser(wrapped)
+
+
+def test_text_helpers() -> None:
+    assert sender.same_text("a\u00a0b\n", "a b")
+    assert sender.same_text("line1\nline2\n\n", "line1\nline2")
+    assert not sender.same_text("a\nb", "a b")
+    assert not sender.same_text("😀", "😃")
+    assert sender.digits_of("+1 (415) 555-0123") == "14155550123"
+    with pytest.raises(errors.BadInput):
+        sender.digits_of("n/a")
+    assert sender.minute_floor(1_700_000_059.9) == 1_700_000_040.0
+    assert sender.is_media(Path("a.JPG")) and sender.is_media(Path("clip.mp4"))
+    assert not sender.is_media(Path("invoice.pdf"))
+
+
+def _settings(tmp_path: Path, **kw: Any) -> Settings:
+    base = dict(db=tmp_path / "wabulk.db", home=tmp_path, web_url="http://127.0.0.1:9",
+                chrome_binary="/usr/bin/chromium", chromedriver="/usr/bin/chromedriver", headless=True)
+    base.update(kw)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def test_profile_lock_excludes_a_second_holder_and_names_the_pid(tmp_path: Path) -> None:
+    path = tmp_path / "wabulk.lock"
+    first = sess.ProfileLock(path, "default")
+    first.acquire()
+    assert path.read_text().strip() == str(os.getpid())
+    second = sess.ProfileLock(path, "default")
+    with pytest.raises(errors.SessionBusy, match=f"in use by process {os.getpid()}"):
+        second.acquire()
+    first.release()
+    second.acquire()  # free again
+    second.release()
+
+
+def test_profile_lock_held_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "wabulk.lock"
+    code = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from wabulk.session import ProfileLock
+        lock = ProfileLock(Path({str(path)!r}), "default")
+        lock.acquire()
+        print("locked", flush=True)
+        sys.stdin.readline()
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+        with pytest.raises(errors.SessionBusy, match=f"process {child.pid}"):
+            sess.ProfileLock(path, "default").acquire()
+    finally:
+        child.kill()
+        child.wait()
+    # the holder died without releasing: its stale pid is in the file, and the lock is taken over
+    assert path.read_text().strip() == str(child.pid)
+    lock = sess.ProfileLock(path, "default")
+    lock.acquire()
+    assert path.read_text().strip() == str(os.getpid())
+    lock.release()
+
+
+def test_missing_browser_or_driver_is_a_config_error_naming_what_to_set(tmp_path: Path) -> None:
+    s = _settings(tmp_path, chrome_binary=str(tmp_path / "no-chromium"))
+    b = sess.BrowserSession(s, "default")
+    with pytest.raises(errors.ConfigError, match="WABULK_CHROME_BINARY"):
+        b.start()
+    assert not b.lock.held  # a failed start releases the profile
+    s2 = _settings(tmp_path, chromedriver=None)
+    with pytest.raises(errors.ConfigError, match="chromedriver not found.*WABULK_CHROMEDRIVER"):
+        sess.BrowserSession(s2, "default").start()
+
+
+def test_browser_options(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    opts = sess.BrowserSession(s, "work").build_options()
+    args = opts.arguments
+    assert f"--user-data-dir={tmp_path / 'sessions' / 'work'}" in args
+    assert "--headless=new" in args and "--disable-gpu" in args
+    for flag in ("--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"):
+        assert flag in args
+    assert ("--no-sandbox" in args) == (os.geteuid() == 0)
+    assert opts.binary_location == "/usr/bin/chromium"
+    headed = sess.BrowserSession(_settings(tmp_path, headless=False), "work").build_options().arguments
+    assert not any(a.startswith("--headless") for a in headed) and "--disable-gpu" not in headed
+    remote = sess.BrowserSession(_settings(tmp_path, remote_url="http://grid:4444"), "w").build_options()
+    assert not remote.binary_location  # the grid node has its own browser
+
+
+def test_selenium_is_not_imported_by_the_browser_modules() -> None:
+    code = ("import sys, wabulk.session, wabulk.sender, wabulk.login, wabulk.doctor, wabulk.qr, wabulk.dom;"
+            "print('selenium' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_terminal_qr_encodes_the_payload_exactly() -> None:
+    import segno
+
+    payload = "2@abcDEF123,bm9pc2U=,aWRlbnRpdHk=,c2VjcmV0,WEB"
+    text = qr.render_terminal(payload, invert=False, border=2)
+    lines = text.split("\n")
+    code = segno.make(payload, error="L", micro=False)
+    size = len(code.matrix) + 4
+    assert all(len(line) == size for line in lines)
+    assert len(lines) == (size + 1) // 2  # two module rows per line
+    decoded: list[list[bool]] = []
+    for line in lines:
+        decoded.append([c in "\u2580\u2588" for c in line])
+        decoded.append([c in "\u2584\u2588" for c in line])
+    inner = [row[2:-2] for row in decoded[2:2 + len(code.matrix)]]
+    assert inner == [[bool(v) for v in row] for row in code.matrix]
+    inverted = qr.render_terminal(payload)
+    assert inverted != text and len(inverted.split("\n")) == len(lines)
+
+
+def test_qr_png_is_saved_privately(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    path = qr.save_png("2@ref,a,b,c,WEB", qr.png_path(s, "work"))
+    assert path == tmp_path / "qr" / "work.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_doctor_file_checks_warn_on_wide_permissions(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    checks = {c.name: c for c in check_files(s, "default")}
+    assert checks["profile"].level == "warn" and "wabulk login" in checks["profile"].detail
+    assert checks["database"].level == "ok"
+    profile = s.profile_dir("default")
+    profile.mkdir(parents=True, mode=0o755)
+    profile.chmod(0o755)
+    s.db.write_text("")
+    s.db.chmod(0o644)
+    checks = {c.name: c for c in check_files(s, "default")}
+    assert checks["profile"].level == "warn" and "chmod 700" in checks["profile"].detail
+    assert checks["database"].level == "warn" and "chmod 600" in checks["database"].detail
+    profile.chmod(0o700)
+    s.db.chmod(0o600)
+    checks = {c.name: c for c in check_files(s, "default")}
+    assert checks["profile"].level == "ok" and checks["database"].level == "ok"
+
+
+def test_doctor_binary_checks(tmp_path: Path) -> None:
+    missing = {c.name: c for c in check_binaries(_settings(tmp_path, chromedriver=str(tmp_path / "nope")))}
+    assert missing["chromedriver"].level == "fail" and "WABULK_CHROMEDRIVER" in missing["chromedriver"].detail
+    assert sess.major_version("Chromium 156.0.8078.108 built on Debian") == 156
+    assert sess.major_version("ChromeDriver 155.0.1.2 (abc)") == 155
+    assert sess.major_version(None) is None
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromedriver").exists(), reason="needs the local chromedriver")
+def test_doctor_reports_real_versions(tmp_path: Path) -> None:
+    checks = {c.name: c for c in check_binaries(_settings(tmp_path))}
+    assert checks["browser"].ok and checks["chromedriver"].ok
+    assert checks["versions match"].level == "ok"
+
+
+def test_selector_where_values_are_known() -> None:
+    known = {S.WHERE_ANY, S.WHERE_LOADING, S.WHERE_QR, S.WHERE_MAIN, S.WHERE_CHAT, S.WHERE_ATTACH_MENU,
+             S.WHERE_PREVIEW, S.WHERE_DIALOG, S.WHERE_TAKEOVER}
+    assert {s.where for s in S.ALL} <= known
