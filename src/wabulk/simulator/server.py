@@ -569,8 +569,8 @@ class Simulator:
             self._server = _Server((self.host, self.port), self.state)
             self.port = self._server.server_address[1]
             self.url = f"http://{self.host}:{self.port}"
-            self._thread = threading.Thread(target=self._server.serve_forever, name="wabulk-simulator",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                            name="wabulk-simulator", daemon=True)
             self._thread.start()
         return self.url
 

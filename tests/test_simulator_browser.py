@@ -1,0 +1,175 @@
+"""Smoke tests of the simulator's page in real headless Chromium (no wabulk sending code involved)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wabulk.simulator import Simulator
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FAST = {"boot_ms": 100, "lookup_ms": 300, "sent_ms": 50, "delivered_ms": 100, "qr_rotate_ms": 60000}
+
+if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+    pytest.skip("chromium/chromedriver not installed", allow_module_level=True)
+
+
+def make_driver(profile: Path | None = None) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--window-size=1280,900"):
+        opts.add_argument(arg)
+    if profile is not None:
+        opts.add_argument(f"--user-data-dir={profile}")
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[Any]:
+    # One browser for the module: every test's Simulator has its own port, hence its own origin and
+    # localStorage, so each test starts logged out.
+    d = make_driver()
+    yield d
+    d.quit()
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Simulator]:
+    s = Simulator(log_path=tmp_path / "messages.jsonl", **FAST)
+    s.start()
+    yield s
+    s.stop()
+
+
+def wait_for(driver: Any, css: str, timeout: float = 10) -> Any:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def wait_until(fn: Callable[[], Any], driver: Any, timeout: float = 10) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda _d: fn())
+
+
+def login(driver: Any, sim: Simulator, path: str = "/") -> None:
+    driver.get(sim.url + path)
+    canvas = wait_for(driver, 'div[data-ref] > canvas[aria-label="Scan this QR code to link a device!"]')
+    ref = canvas.find_element("xpath", "..").get_attribute("data-ref")
+    assert ref.endswith(",WEB") and ref.count(",") == 4
+    assert sim.scan() == 1
+    wait_for(driver, '#side #pane-side div[aria-label="Chat list"][role="grid"]')
+
+
+def compose(driver: Any) -> Any:
+    return wait_for(driver, '#main footer div[contenteditable="true"][role="textbox"][data-tab="10"]')
+
+
+def test_qr_scan_then_deep_link_prefills_without_sending(driver: Any, sim: Simulator) -> None:
+    login(driver, sim, "/send?phone=%2B5511999998888&text=Ol%C3%A1%0Asegunda%20linha")
+    box = compose(driver)
+    assert box.get_attribute("data-lexical-editor") == "true"
+    assert box.text == "Olá\nsegunda linha"
+    assert driver.switch_to.active_element == box
+    title = wait_for(driver, "#main header span[dir='auto'][title]").get_attribute("title")
+    assert title.strip("\u202a\u202c").replace(" ", "").replace("-", "") == "+5511999998888"
+    wait_for(driver, 'button[aria-label="Send"] > span[data-icon="wds-ic-send-filled"]')
+    assert sim.messages() == []  # a deep link never sends by itself
+
+
+def test_send_button_delivers_exact_text_and_history_survives_reload(driver: Any, sim: Simulator) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    login(driver, sim, "/send?phone=15551230000")
+    box = compose(driver)
+    wait_for(driver, 'button[aria-label="Voice message"] > span[data-icon="ptt"]')
+    driver.execute_script("arguments[0].focus(); document.execCommand('insertText', false, arguments[1]);",
+                          box, "Oi 👍🏽 🇧🇷")
+    box.send_keys(Keys.SHIFT, Keys.ENTER)
+    box.send_keys("second line")
+    driver.find_element("css selector", 'button[aria-label="Send"]').click()
+    expected = "Oi 👍🏽 🇧🇷\nsecond line"
+    msgs = wait_until(lambda: sim.messages(), driver)
+    assert [m["text"] for m in msgs] == [expected]
+    assert msgs[0]["phone"] == "15551230000"
+    assert box.text == ""  # the box is cleared
+
+    bubble_text = wait_for(driver, '#main [data-id] div.copyable-text[data-pre-plain-text$="] Me: "] '
+                                   "span.selectable-text")
+    assert bubble_text.text == expected
+    wait_for(driver, '#main [data-testid="msg-meta"] span[aria-label=" Delivered "]')
+
+    # after a reload the chat still shows the message, with its ticks, from the server's history
+    driver.get(sim.url + "/send?phone=15551230000")
+    bubble = wait_for(driver, "#main [data-id] span.selectable-text")
+    assert bubble.text == expected
+    wait_for(driver, '#main [data-testid="msg-meta"] span[aria-label=" Delivered "]')
+
+
+def test_synthetic_paste_and_enter_send_one_message(driver: Any, sim: Simulator) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    sim.configure(ui_era="2025")
+    login(driver, sim, "/send?phone=15551230000")
+    box = compose(driver)
+    assert box.get_attribute("aria-label") == "Type a message"
+    text = "שלום עולם\n\"quotes\" & # % +\nمرحبا"
+    driver.execute_script(
+        "const dt = new DataTransfer(); dt.setData('text/plain', arguments[1]); arguments[0].focus();"
+        "arguments[0].dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true,"
+        " cancelable: true}));", box, text)
+    assert box.text == text
+    box.send_keys(Keys.ENTER)
+    msgs = wait_until(lambda: sim.messages(), driver)
+    assert [m["text"] for m in msgs] == [text]
+    row = wait_for(driver, "#main div.message-out")  # the 2025 page still has message-out
+    assert row.find_element("xpath", "..").get_attribute("data-id").startswith("true_15551230000@c.us_")
+
+
+@pytest.mark.parametrize(("era", "text"), [
+    ("2023", "Phone number shared via url is invalid."),
+    ("2026", "The number +1 555-000-0000 isn't on WhatsApp."),
+])
+def test_invalid_number_popup_per_era(driver: Any, sim: Simulator, era: str, text: str) -> None:
+    sim.configure(ui_era=era, invalid_numbers=["15550000000"])
+    login(driver, sim, "/send?phone=15550000000&text=hello")
+    starting = wait_for(driver, 'div[role="dialog"] > div[data-animate-modal-popup="true"]'
+                                '[aria-label="Starting chat"]')
+    assert "Cancel" in starting.text
+    popup = wait_for(driver, f'div[role="dialog"] div[data-animate-modal-popup="true"][aria-label="{text}"]')
+    assert text in popup.text
+    ok = next(b for b in popup.find_elements("css selector", "button, [role='button']") if b.text == "OK")
+    ok.click()
+    assert driver.find_elements("css selector", "#main") == []
+    assert driver.find_elements("css selector", "div[role='dialog']") == []
+
+
+def test_profile_keeps_login_across_browser_restarts(tmp_path: Path, sim: Simulator) -> None:
+    profile = tmp_path / "profile"
+    first = make_driver(profile)
+    try:
+        login(first, sim)
+    finally:
+        first.quit()
+    second = make_driver(profile)
+    try:
+        second.get(sim.url + "/")
+        wait_for(second, "#side")
+        assert second.find_elements("css selector", "div[data-ref]") == []
+        assert len(sim.devices()) == 1
+    finally:
+        second.quit()
