@@ -98,6 +98,10 @@ def test_daily_limit_ramps_up_over_the_first_days() -> None:
     assert daily_limit(500, first, first + 30 * DAY) == 500
     assert daily_limit(30, first, first + DAY + 1) == 30  # the cap bounds the ramp
     assert daily_limit(0, None, first) >= 10**9  # 0 = no cap
+    # With a zone, days are calendar days: a first send at 23:00 is day 1, 01:00 next morning is day 2.
+    late = ts(2026, 1, 1, 23, 0)
+    assert daily_limit(500, late, late + 2 * 3600, tz=UTC) == WARMUP[1]
+    assert daily_limit(500, late, late + 2 * 3600) == WARMUP[0]
 
 
 def test_local_day_boundaries_follow_the_sender_zone() -> None:

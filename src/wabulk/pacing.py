@@ -136,13 +136,21 @@ class Pacer:
 # --- daily cap ---------------------------------------------------------------------------------------
 
 
-def daily_limit(cap: int, first_send_at: float | None, now: float, warmup: tuple[int, ...] = WARMUP) -> int:
+def daily_limit(cap: int, first_send_at: float | None, now: float, warmup: tuple[int, ...] = WARMUP,
+                tz: _dt.tzinfo | None = None) -> int:
     """Today's cap for a session: the warm-up ramp on its first days (day 1 = the day of its first
-    send, or today when it never sent), then ``cap``. ``cap <= 0`` means unlimited (returns a huge
-    number) and the ramp is skipped too: that is ``--pace off`` / ``--daily-cap 0``."""
+    send, or today when it never sent), then ``cap``. Days are calendar days in ``tz`` (the sender's
+    zone, like the cap's own day), or 24-hour periods from the first send when ``tz`` is None.
+    ``cap <= 0`` means unlimited (returns a huge number) and skips the ramp: ``--daily-cap 0``."""
     if cap <= 0:
         return 10**9
-    day = 0 if first_send_at is None else max(0, int((now - first_send_at) // DAY))
+    if first_send_at is None:
+        day = 0
+    elif tz is None:
+        day = max(0, int((now - first_send_at) // DAY))
+    else:
+        first_day = _dt.datetime.fromtimestamp(first_send_at, tz).date()
+        day = max(0, (_dt.datetime.fromtimestamp(now, tz).date() - first_day).days)
     if day < len(warmup):
         return min(cap, warmup[day])
     return cap

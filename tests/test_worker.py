@@ -1,0 +1,643 @@
+"""The worker loop against the real queue and a FakeTransport, with an injected clock: no browser, no
+real sleeping. The fake's delivery record is the oracle for "exactly once"."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from wabulk import exitcodes
+from wabulk.errors import (
+    ConfirmTimeout,
+    NotOnWhatsApp,
+    Offline,
+    SelectorNotFound,
+    SessionBusy,
+)
+from wabulk.fakes import BLOCK, CRASH, LOGOUT, DeliverThenRaise, Delivery, Fail, FailAtSend, FakeTransport
+from wabulk.logs import setup_logging, teardown_logging
+from wabulk.models import (
+    FAILED,
+    JOB_PAUSED,
+    JOB_WAITING_FOR_LOGIN,
+    PENDING,
+    SENT,
+    NewJob,
+    NewMessage,
+)
+from wabulk.pacing import PROFILES, make_profile
+from wabulk.queue import Queue
+from wabulk.settings import Settings
+from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config, first_send_time, run_worker
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    """A fake wall clock; ``sleep`` advances it and runs actions scheduled for that time."""
+
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+        self.actions: list[tuple[float, Callable[[], None]]] = []
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        self.actions.append((when, action))
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds <= 0.5 + 1e-9, "the worker must wake at least every 0.5 s"
+        self.slept.append(seconds)
+        self.t += seconds
+        due = [a for a in self.actions if a[0] <= self.t]
+        self.actions = [a for a in self.actions if a[0] > self.t]
+        for _, action in due:
+            action()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def queue(db_path: Path, clock: Clock) -> Queue:
+    q = Queue(db_path, clock=clock)
+    yield q
+    q.close()
+
+
+@pytest.fixture
+def fake(clock: Clock) -> FakeTransport:
+    return FakeTransport(clock=clock, advance=clock.advance, send_seconds=2.0)
+
+
+def phones(n: int, start: int = 0) -> list[str]:
+    return [f"+1415555{i:04d}" for i in range(start, start + n)]
+
+
+def enqueue(queue: Queue, numbers: list[str], *, max_attempts: int = 3, name: str = "promo",
+            sessions: tuple[str, ...] = ()) -> int:
+    stats = queue.enqueue(
+        NewJob(name=name, template="Hi {name}", max_attempts=max_attempts, sessions=sessions),
+        [NewMessage(phone=p, body=f"Hello {p[-4:]}") for p in numbers],
+    )
+    return stats.job_id
+
+
+def make_worker(queue: Queue, fake: FakeTransport, clock: Clock, events: list[WorkerEvent] | None = None,
+                **config: object) -> Worker:
+    cfg = WorkerConfig(session="main", until_done=True, pace=PROFILES["off"])
+    cfg = replace(cfg, **config)  # type: ignore[arg-type]
+    sink = events.append if events is not None else (lambda e: None)
+    return Worker(queue, fake, cfg, clock=clock, sleep=clock.sleep, on_event=sink, sender_zone=UTC)
+
+
+def message(queue: Queue, job_id: int, phone: str):  # type: ignore[no-untyped-def]
+    return next(m for m in queue.iter_messages(job_id) if m.phone == phone)
+
+
+def kinds(events: list[WorkerEvent]) -> list[str]:
+    return [e.kind for e in events if e.kind != "progress"]
+
+
+# --- the happy path -----------------------------------------------------------------------------------
+
+
+def test_every_message_is_sent_exactly_once(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    nums = phones(25)
+    job = enqueue(queue, nums)
+    worker = make_worker(queue, fake, clock)
+    assert worker.run() == exitcodes.OK
+    assert sorted(d.phone for d in fake.deliveries) == sorted(nums)
+    assert fake.duplicates() == []
+    s = queue.summaries(job)[0]
+    assert s.counts[SENT] == 25 and s.job.status == "completed"
+    assert all(m.attempts == 1 and m.sent_by_session == "main" for m in queue.iter_messages(job))
+    assert queue.workers() == []  # unregistered on exit
+
+
+def test_pacing_gaps_are_waited_between_sends(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    enqueue(queue, phones(6))
+    pace = make_profile("balanced", long_pause_every=0)
+    worker = make_worker(queue, fake, clock, pace=pace, daily_cap=0)
+    worker.run()
+    times = [d.at for d in fake.deliveries]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    # Each gap = send time (2 s) + a pacing delay within [4, 8] (+ at most one 0.5 s wake-up slice).
+    assert all(2 + 4 <= g <= 2 + 8 + 0.5 for g in gaps)
+    assert len({round(g, 3) for g in gaps}) > 1
+
+
+# --- retries -----------------------------------------------------------------------------------------------
+
+
+def test_transient_error_is_retried_with_backoff_and_attempts_counted_in_db(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    a, b = phones(2)
+    job = enqueue(queue, [a, b])
+    fake.script(a, Fail(Offline("computer not connected")))
+    worker = make_worker(queue, fake, clock)
+    step = worker.run_once()
+    assert step.outcome == "retry"
+    m = message(queue, job, a)
+    assert m.status == PENDING and m.attempts == 1 and m.error_class == "offline"
+    assert m.next_attempt_at is not None and 30 <= m.next_attempt_at - clock() <= 30 + 15
+    # The other recipient is not held up by the failure.
+    assert worker.run_once().outcome == "sent" and fake.delivered_to(b) == 1
+    assert worker.run_once().outcome == "idle"  # the retry is not due yet
+    assert worker.run() == exitcodes.OK
+    m = message(queue, job, a)
+    assert m.status == SENT and m.attempts == 2 and fake.delivered_to(a) == 1
+
+
+def test_backoff_is_exponential_with_jitter(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    worker = make_worker(queue, fake, clock)
+    for attempt, base in ((1, 30), (2, 60), (3, 120), (4, 240)):
+        delays = [worker.retry_delay(attempt) for _ in range(50)]
+        assert all(base <= d <= base + 15 for d in delays)
+        assert len(set(delays)) > 1
+    assert 900 <= worker.retry_delay(20) <= 900 + 15  # capped (the jitter comes on top)
+
+
+def test_permanent_error_fails_at_once_and_until_done_exits_3(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    a, b, c = phones(3)
+    job = enqueue(queue, [a, b, c])
+    fake.always(b, NotOnWhatsApp("phone number shared via url is invalid"))
+    worker = make_worker(queue, fake, clock)
+    assert worker.run() == exitcodes.SOME_FAILED
+    m = message(queue, job, b)
+    assert m.status == FAILED and m.attempts == 1 and m.error_class == "not_on_whatsapp"
+    assert "invalid" in (m.last_error or "")
+    assert fake.delivered_to(a) == fake.delivered_to(c) == 1
+    assert [p for op, p in fake.calls if op == "send"].count(b) == 1
+
+
+def test_attempts_exhausted_fail_the_message(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a], max_attempts=3)
+    fake.always(a, Fail(SelectorNotFound("compose_box", ["div[contenteditable]"], 10)))
+    worker = make_worker(queue, fake, clock)
+    assert worker.run() == exitcodes.SOME_FAILED
+    m = message(queue, job, a)
+    assert m.status == FAILED and m.attempts == 3 and m.error_class == "selector_missing"
+    assert "3 attempts" in (m.last_error or "")
+    assert [op for op, _ in fake.calls].count("send") == 3
+
+
+# --- ambiguous outcomes: verify before any resend -----------------------------------------------------------
+
+
+def test_confirm_timeout_is_verified_and_not_resent(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+    fake.script(a, DeliverThenRaise(ConfirmTimeout("still on the clock after 60s")))
+    events: list[WorkerEvent] = []
+    worker = make_worker(queue, fake, clock, events)
+    assert worker.run() == exitcodes.OK
+    assert fake.delivered_to(a) == 1
+    assert [op for op, _ in fake.calls].count("send") == 1
+    assert ("verify_sent", a) in fake.calls
+    assert "verified" in kinds(events)
+    assert message(queue, job, a).status == SENT
+
+
+def test_confirm_timeout_not_arrived_is_sent_again_once(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+    fake.script(a, FailAtSend(ConfirmTimeout("clock")))  # stamped, but nothing arrived
+    worker = make_worker(queue, fake, clock)
+    assert worker.run() == exitcodes.OK
+    assert ("verify_sent", a) in fake.calls
+    assert fake.delivered_to(a) == 1
+    assert message(queue, job, a).status == SENT
+
+
+def test_confirm_timeout_on_the_last_attempt_is_verified_not_failed(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a], max_attempts=1)
+    fake.script(a, DeliverThenRaise(ConfirmTimeout("clock")))
+    worker = make_worker(queue, fake, clock)
+    assert worker.run() == exitcodes.OK
+    assert message(queue, job, a).status == SENT
+    assert fake.delivered_to(a) == 1
+
+
+@pytest.mark.parametrize("arrived", [True, False])
+def test_expired_lease_with_send_stamp_is_verified_first(
+    queue: Queue, fake: FakeTransport, clock: Clock, arrived: bool
+) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+    # A worker that died right after the send action (stamp written, maybe delivered, never marked).
+    dead = queue.claim("dead-worker", "main", lease_seconds=120)
+    assert dead is not None
+    queue.mark_send_started(dead)
+    if arrived:
+        fake.deliveries.append(Delivery(a, dead.body, clock()))
+    clock.advance(121)
+    worker = make_worker(queue, fake, clock)
+    assert worker.run() == exitcodes.OK
+    assert ("verify_sent", a) in fake.calls
+    assert fake.delivered_to(a) == 1
+    assert [op for op, _ in fake.calls].count("send") == (0 if arrived else 1)
+    assert message(queue, job, a).status == SENT
+
+
+def test_browser_crash_mid_send_restarts_and_verifies(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    a, b = phones(2)
+    enqueue(queue, [a, b])
+    fake.script(a, CRASH)
+    worker = make_worker(queue, fake, clock)
+    assert worker.run() == exitcodes.OK
+    assert fake.restarts >= 1
+    assert ("verify_sent", a) in fake.calls
+    assert fake.delivered_to(a) == fake.delivered_to(b) == 1
+
+
+def test_crash_after_delivery_is_not_resent(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    from wabulk.errors import BrowserCrashed
+
+    (a,) = phones(1)
+    enqueue(queue, [a])
+    fake.script(a, DeliverThenRaise(BrowserCrashed("chrome not reachable")))
+    worker = make_worker(queue, fake, clock)
+    assert worker.run() == exitcodes.OK
+    assert fake.delivered_to(a) == 1 and fake.restarts >= 1
+
+
+# --- zombies ------------------------------------------------------------------------------------------------
+
+
+def test_zombie_is_fenced_off_before_the_send(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+    worker = make_worker(queue, fake, clock, lease_seconds=10)
+    taken = {}
+
+    def stall_then_lose_lease(phone: str) -> None:
+        clock.advance(11)  # the worker was frozen past its lease; another one took the message
+        taken["claim"] = queue.claim("other", "main", lease_seconds=60)
+
+    fake.on_send = stall_then_lose_lease
+    step = worker.run_once()
+    assert step.outcome == "lease_lost"
+    assert fake.deliveries == []  # nothing was sent by the zombie
+    m = message(queue, job, a)
+    assert m.claimed_by == "other" and m.send_started_at is None
+
+
+def test_lease_lost_on_completion_is_swallowed_and_overwrites_nothing(
+    queue: Queue, clock: Clock
+) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+    other: dict[str, object] = {}
+
+    def slow_send(seconds: float) -> None:
+        clock.advance(seconds)  # the send took longer than the lease; another worker reclaimed it
+        other["claim"] = queue.claim("other", "main", lease_seconds=60)
+
+    fake = FakeTransport(clock=clock, advance=slow_send, send_seconds=200)
+    events: list[WorkerEvent] = []
+    worker = make_worker(queue, fake, clock, events, lease_seconds=120)
+    assert worker.run_once().outcome == "lease_lost"
+    assert "lease_lost" in kinds(events)
+    m = message(queue, job, a)
+    assert m.status == "sending" and m.claimed_by == "other" and m.sent_at is None
+    assert other["claim"] is not None and other["claim"].needs_verification  # type: ignore[union-attr]
+
+
+# --- session loss -------------------------------------------------------------------------------------------
+
+
+def test_logout_releases_without_spending_attempts_and_resumes_after_login(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    a, b, c = phones(3)
+    job = enqueue(queue, [a, b, c])
+    fake.script(b, LOGOUT)
+    seen: dict[str, object] = {}
+
+    def during_login() -> None:
+        seen["job_status"] = queue.get_job(job).status
+        m = message(queue, job, b)
+        seen["msg"] = (m.status, m.attempts)
+
+    fake.on_wait_for_login = during_login
+    events: list[WorkerEvent] = []
+    worker = make_worker(queue, fake, clock, events)
+    assert worker.run() == exitcodes.OK
+    assert seen["job_status"] == JOB_WAITING_FOR_LOGIN
+    assert seen["msg"] == (PENDING, 0)  # given back, no attempt spent
+    qr = [e for e in events if e.kind == "qr"]
+    assert qr and qr[0].payload == fake.qr_payloads[0]
+    assert "logged_in" in kinds(events)
+    assert all(fake.delivered_to(p) == 1 for p in (a, b, c))
+    m = message(queue, job, b)
+    assert m.status == SENT and m.attempts == 1
+    assert queue.get_job(job).status == "completed"
+
+
+def test_blocked_account_pauses_jobs_and_exits_1(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    a, b = phones(2)
+    job = enqueue(queue, [a, b])
+    fake.script(a, BLOCK)
+    worker = make_worker(queue, fake, clock)
+    assert worker.run() == exitcodes.ERROR
+    j = queue.get_job(job)
+    assert j.status == JOB_PAUSED and "blocked" in (j.status_reason or "")
+    assert message(queue, job, a).status == PENDING and message(queue, job, a).attempts == 0
+    assert fake.deliveries == []
+
+
+# --- circuit breaker ----------------------------------------------------------------------------------------
+
+
+def test_circuit_breaker_auto_pauses_the_job(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    nums = phones(8)
+    job = enqueue(queue, nums)
+    for p in nums:
+        fake.always(p, Fail(SelectorNotFound("send_button", ["[aria-label=Send]"], 10)))
+    events: list[WorkerEvent] = []
+    worker = make_worker(queue, fake, clock, events, breaker_threshold=5)
+    code = worker.run()
+    j = queue.get_job(job)
+    assert j.status == JOB_PAUSED
+    assert j.status_reason == "auto-paused: 5 consecutive selector_missing failures"
+    assert "breaker" in kinds(events)
+    assert [op for op, _ in fake.calls].count("send") == 5  # nothing more was tried after the pause
+    assert code == exitcodes.SOME_FAILED  # work left unsent in a paused job
+
+
+def test_success_resets_the_breaker(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    nums = phones(10)
+    job = enqueue(queue, nums)
+    for p in nums[::2]:  # every other recipient fails once
+        fake.script(p, Fail(Offline("offline")))
+    worker = make_worker(queue, fake, clock, breaker_threshold=3)
+    assert worker.run() == exitcodes.OK
+    assert queue.get_job(job).status == "completed"
+
+
+# --- control: pause / stop / signals within a second, also mid-delay ----------------------------------------
+
+
+def long_gap_worker(queue: Queue, fake: FakeTransport, clock: Clock, **kw: object) -> Worker:
+    pace = make_profile("safe", min_delay=60, max_delay=60, long_pause_every=0)
+    return make_worker(queue, fake, clock, pace=pace, daily_cap=0, **kw)
+
+
+def test_pause_from_another_process_takes_effect_mid_delay(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    job = enqueue(queue, phones(5))
+    worker = long_gap_worker(queue, fake, clock)
+    paused_at = T0 + 2 + 20  # 20 s into the 60 s gap after the first send
+    clock.at(paused_at, lambda: queue.pause_job(job))
+    assert worker.run() == exitcodes.SOME_FAILED  # until-done: the rest is stranded in a paused job
+    assert len(fake.deliveries) == 1
+    assert clock() - paused_at <= 1.0
+
+
+def test_stop_from_another_process_takes_effect_mid_delay(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    job = enqueue(queue, phones(5))
+    worker = long_gap_worker(queue, fake, clock)
+    stopped_at = T0 + 2 + 30
+    clock.at(stopped_at, lambda: queue.stop_job(job))
+    assert worker.run() == exitcodes.OK
+    assert len(fake.deliveries) == 1
+    assert clock() - stopped_at <= 1.0
+    assert queue.counts(job)["cancelled"] == 4
+
+
+def test_stop_request_mid_delay_exits_130_and_unregisters(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    enqueue(queue, phones(5))
+    worker = long_gap_worker(queue, fake, clock, until_done=False)
+    asked = T0 + 2 + 10
+    clock.at(asked, worker.request_stop)
+    assert worker.run() == exitcodes.INTERRUPTED
+    assert clock() - asked <= 0.5
+    assert len(fake.deliveries) == 1
+    assert queue.workers() == []
+
+
+def test_stop_before_the_send_action_releases_the_message(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+    worker = make_worker(queue, fake, clock, until_done=False)
+    fake.on_send = lambda phone: worker.request_stop()  # Ctrl-C while the chat is opening
+    assert worker.run() == exitcodes.INTERRUPTED
+    assert fake.deliveries == []
+    m = message(queue, job, a)
+    assert m.status == PENDING and m.attempts == 0 and m.send_started_at is None
+
+
+def test_keyboard_interrupt_mid_send_leaves_a_safe_stamped_message(
+    queue: Queue, clock: Clock
+) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+
+    def second_ctrl_c(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    fake = FakeTransport(clock=clock, advance=second_ctrl_c, send_seconds=1)
+    worker = make_worker(queue, fake, clock, until_done=False)
+    with pytest.raises(KeyboardInterrupt):
+        worker.run()
+    m = message(queue, job, a)
+    # Released for the next worker, with the stamp kept: it will look in the chat before resending.
+    assert m.status == PENDING and m.send_started_at is not None and m.attempts == 0
+    assert queue.workers() == []
+    fake2 = FakeTransport(clock=clock)
+    assert make_worker(queue, fake2, clock).run() == exitcodes.OK
+    assert ("verify_sent", a) in fake2.calls and fake2.delivered_to(a) == 1
+
+
+def test_idle_polling_backs_off_and_picks_up_new_work(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    worker = make_worker(queue, fake, clock, until_done=False)
+    clock.at(T0 + 20, lambda: enqueue(queue, phones(1)))
+    clock.at(T0 + 40, worker.request_stop)
+    assert worker.run() == exitcodes.INTERRUPTED
+    assert len(fake.deliveries) == 1
+    assert fake.deliveries[0].at - (T0 + 20) <= 5.0 + 2.0 + 1.0  # within one max idle poll (+ send)
+
+
+def test_second_worker_on_the_same_session_is_refused(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    first = make_worker(queue, fake, clock)
+    first.register()
+    second = make_worker(queue, FakeTransport(clock=clock), clock)
+    with pytest.raises(SessionBusy):
+        second.run()
+
+
+def test_jobs_pinned_to_another_session_are_left_alone(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    mine = enqueue(queue, phones(2), name="mine")
+    theirs = enqueue(queue, phones(2, start=10), name="theirs", sessions=("other",))
+    assert make_worker(queue, fake, clock).run() == exitcodes.OK
+    assert queue.counts(mine)[SENT] == 2 and queue.counts(theirs)[PENDING] == 2
+
+
+# --- daily cap and quiet hours ------------------------------------------------------------------------------
+
+
+def test_daily_cap_with_warmup_ramp_counts_from_the_db_across_a_restart(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    job = enqueue(queue, phones(60))
+    cfg = {"pace": PROFILES["off"], "daily_cap": 100}
+    first = make_worker(queue, fake, clock, **cfg)
+    for _ in range(15):
+        assert first.run_once().outcome == "sent"
+    first._shutdown()  # a restart: a new process with fresh counters
+    second = make_worker(queue, fake, clock, **cfg)
+    outcomes = [second.run_once().outcome for _ in range(10)]
+    assert outcomes == ["sent"] * 5 + ["cap"] * 5  # day 1 of the ramp: 20
+    assert queue.counts(job)[SENT] == 20
+    step = second.run_once()
+    midnight = dt.datetime(2026, 6, 2, tzinfo=UTC).timestamp()
+    assert step.outcome == "cap" and clock() + step.wait == pytest.approx(midnight)  # sender's midnight
+    clock.advance(step.wait + 1)
+    assert second.cap_status(clock()) == (0, 40)  # day 2 of the ramp
+    second._shutdown()
+    third = make_worker(queue, fake, clock, **cfg)  # and a restart on day 2 keeps the ramp
+    assert third.cap_status(clock()) == (0, 40)
+
+
+def test_first_send_time_is_found_from_sent_counts(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    enqueue(queue, phones(3))
+    assert first_send_time(queue, "main", clock()) is None
+    worker = make_worker(queue, fake, clock)
+    worker.run_once()
+    first = clock()
+    clock.advance(2 * 86400)
+    worker.run_once()
+    found = first_send_time(queue, "main", clock())
+    assert found is not None and abs(found - first) <= 60
+    clock.advance(30 * 86400)
+    found = first_send_time(queue, "main", clock())
+    assert found is not None and clock() - found >= 7 * 86400  # long past the ramp
+
+
+def test_quiet_hours_hold_back_only_recipients_whose_local_night_it_is(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    india, new_york = "+919876543210", "+12125550123"
+    job = enqueue(queue, [india, new_york])
+    # 17:00 UTC = 22:30 in India (quiet), 13:00 in New York.
+    clock.t = dt.datetime(2026, 6, 1, 17, 0, tzinfo=UTC).timestamp()
+    worker = make_worker(queue, fake, clock, quiet_hours="21:00-08:00", until_done=True)
+    first = worker.run_once()
+    assert first.outcome in ("quiet", "deferred")
+    m = message(queue, job, india)
+    assert m.status == PENDING and m.attempts == 0 and fake.deliveries == []
+    opens = dt.datetime(2026, 6, 2, 2, 30, tzinfo=UTC).timestamp()  # 08:00 in India
+    if first.outcome == "quiet":  # queue without defer(): the worker waits until the window opens
+        assert clock() + first.wait == pytest.approx(opens)
+    assert worker.run() == exitcodes.OK
+    assert fake.delivered_to(india) == fake.delivered_to(new_york) == 1
+    india_sent = next(d.at for d in fake.deliveries if d.phone == india)
+    assert opens <= india_sent <= opens + 60
+
+
+# --- config, logs, run_worker -------------------------------------------------------------------------------
+
+
+def test_build_config_validates_options() -> None:
+    from wabulk.errors import BadInput
+
+    cfg = build_config(session="s", job_ids=[3, 4], pace="safe", max_delay=90, quiet_hours="22:00-07:00")
+    assert cfg.job_ids == (3, 4) and cfg.pace.max_delay == 90 and cfg.cap == PROFILES["safe"].daily_cap
+    with pytest.raises(BadInput):
+        build_config(session="s", quiet_hours="late")
+    with pytest.raises(BadInput):
+        build_config(session="s", pace="ludicrous")
+
+
+def test_logs_are_json_lines_private_and_masked(queue: Queue, fake: FakeTransport, clock: Clock,
+                                                tmp_path: Path) -> None:
+    a, b = phones(2)
+    enqueue(queue, [a, b])
+    fake.always(b, NotOnWhatsApp("not on WhatsApp"))
+    path = setup_logging(tmp_path / "logs")
+    try:
+        make_worker(queue, fake, clock).run()
+    finally:
+        teardown_logging(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    text = path.read_text(encoding="utf-8")
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert {"sent", "failed"} <= {e.get("event") for e in entries}
+    assert a not in text and b not in text and "+1415•••0000" in text
+    assert "Hello 0000" not in text  # bodies never logged
+    sent = next(e for e in entries if e.get("event") == "sent")
+    assert sent["body"]["len"] == len("Hello 0000") and len(sent["body"]["sha256"]) == 12
+
+
+def test_log_numbers_keeps_full_numbers(
+    queue: Queue, fake: FakeTransport, clock: Clock, tmp_path: Path
+) -> None:
+    (a,) = phones(1)
+    enqueue(queue, [a])
+    path = setup_logging(tmp_path / "logs", log_numbers=True)
+    try:
+        make_worker(queue, fake, clock, log_numbers=True).run()
+    finally:
+        teardown_logging(path)
+    assert a in path.read_text(encoding="utf-8")
+
+
+def test_run_worker_end_to_end_with_a_fake_transport(db_path: Path, isolated_home: Path) -> None:
+    settings = Settings.from_env()
+    q = Queue(settings.db)
+    job = enqueue(q, phones(3))
+    q.close()
+    out = io.StringIO()
+    fake = FakeTransport()
+    cfg = build_config(session="main", until_done=True, pace="off")
+    code = run_worker(settings, cfg, transport=fake, console=Console(file=out, force_terminal=False))
+    assert code == exitcodes.OK
+    assert len(fake.deliveries) == 3 and not fake.closed  # a transport passed in is the caller's to close
+    q = Queue(settings.db)
+    assert q.counts(job)[SENT] == 3
+    q.close()
+    lines = out.getvalue().splitlines()
+    assert sum(" sent " in ln for ln in lines) == 3
+    assert (settings.logs_dir / "wabulk.log").exists()
