@@ -308,7 +308,7 @@ _VALID = [
 ]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(number=st.sampled_from(_VALID), data=st.data())
 def test_formatting_variants_normalise_to_the_same_e164(number: str, data: st.DataObject) -> None:
     digits = number[1:]

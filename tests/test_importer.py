@@ -278,3 +278,17 @@ def test_parse_when(text: str, expected: float) -> None:
 def test_parse_when_garbage(text: str) -> None:
     with pytest.raises(BadInput, match="--at"):
         parse_when(text, NOW)
+
+
+def test_not_mobile_numbers_are_kept_and_counted(queue: Any) -> None:
+    res = enqueue_file(queue, Path(__file__).parent / "data" / "google_contacts.csv",
+                       message="Hi {given name}", country=None)
+    assert (res.enqueued, res.not_mobile, res.invalid) == (3, 1, 0)
+    assert res.phone_column == "Phone 1 - Value" and res.name_column == "Name"
+
+
+def test_dry_run_still_writes_the_requested_rejects_report(queue: Any, tmp_path: Path) -> None:
+    out = tmp_path / "rejects.csv"
+    res = enqueue_file(queue, SAMPLE, message="Hi", country=None, rejects_path=out, dry_run=True)
+    assert res.invalid == 2 and queue.list_jobs() == []
+    assert [r[0] for r in csv.reader(out.open(encoding="utf-8"))] == ["row", "13", "14"]
