@@ -1,0 +1,187 @@
+"""The queue database's schema, as numbered migrations recorded in the database itself.
+
+Never edit a migration once it has shipped: add ``m00N_…`` instead. Every migration here is
+transactional, because :func:`migrate` runs them all inside one ``BEGIN IMMEDIATE`` so two processes
+opening a new file at the same time cannot both create the schema. WAL is therefore enabled at
+connect time (``queue.Queue``), not in a ``transactional=False`` migration.
+
+Times are unix seconds (REAL). Phones are E.164 TEXT. ``sessions``/``settings``/``variables``/``flags``
+are JSON text.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATION_SET = "wabulk"
+migrations = Migrations(MIGRATION_SET)
+
+_JOB_STATUSES = "'queued','running','paused','waiting_for_login','completed','stopped'"
+_MESSAGE_STATUSES = "'pending','sending','sent','failed','skipped','cancelled'"
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    """Jobs, messages, the append-only events log, workers and opt-outs."""
+    db.executescript(
+        f"""
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            template TEXT NOT NULL,
+            attachment TEXT,
+            status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ({_JOB_STATUSES})),
+            status_reason TEXT,
+            max_attempts INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+            sessions TEXT NOT NULL DEFAULT '[]',
+            settings TEXT NOT NULL DEFAULT '{{}}',
+            source TEXT,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            not_before REAL,
+            pruned_at REAL
+        );
+
+        -- AUTOINCREMENT: a message id is never reused after prune, so the events log stays unambiguous.
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            phone TEXT NOT NULL,
+            name TEXT,
+            variables TEXT NOT NULL DEFAULT '{{}}',
+            body TEXT NOT NULL,
+            flags TEXT,
+            source_row INTEGER,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ({_MESSAGE_STATUSES})),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 3,
+            next_attempt_at REAL,
+            claimed_by TEXT,
+            lease_until REAL,
+            send_started_at REAL,
+            last_error TEXT,
+            error_class TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            sent_at REAL,
+            receipt TEXT,
+            delivered_at REAL,
+            read_at REAL,
+            sent_by_session TEXT,
+            -- One message per number per job: INSERT OR IGNORE drops (and the importer counts) duplicates.
+            UNIQUE (job_id, phone)
+        );
+
+        -- The claim walks claimable jobs in id order and, per job, the first pending message by id:
+        -- a partial index holds only pending rows, so sent history never slows the claim down.
+        CREATE INDEX idx_messages_claim ON messages (job_id, id) WHERE status = 'pending';
+        -- Expired leases (a worker died mid-send) are found without scanning: few rows are 'sending'.
+        CREATE INDEX idx_messages_lease ON messages (lease_until) WHERE status = 'sending';
+        -- Daily caps count what one session sent since a time.
+        CREATE INDEX idx_messages_sent ON messages (sent_by_session, sent_at)
+            WHERE sent_by_session IS NOT NULL;
+
+        -- Append-only history. No foreign keys on purpose: prune deletes messages, history of jobs stays.
+        -- Plain rowid (no AUTOINCREMENT): one page fewer per write; ids still only grow.
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            job_id INTEGER,
+            message_id INTEGER,
+            kind TEXT NOT NULL,
+            from_status TEXT,
+            to_status TEXT,
+            detail TEXT
+        );
+        CREATE INDEX idx_events_message ON events (message_id, id);
+
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            session TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL,
+            state TEXT
+        );
+        CREATE INDEX idx_workers_session ON workers (session);
+
+        CREATE TABLE optouts (
+            phone TEXT PRIMARY KEY,
+            added_at REAL NOT NULL,
+            reason TEXT
+        );
+        """
+    )
+
+
+@migrations()
+def m002_job_counts(db: Database) -> None:
+    """Per-job status counters kept by triggers, so ``status`` is O(1) on a 1M-message job.
+
+    There is deliberately no DELETE trigger: ``prune`` deletes a finished job's messages and the
+    counters are what keeps their totals visible afterwards.
+    """
+    db.executescript(
+        """
+        CREATE TABLE job_counts (
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            status TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (job_id, status)
+        ) WITHOUT ROWID;
+
+        INSERT INTO job_counts (job_id, status, n)
+            SELECT job_id, status, count(*) FROM messages GROUP BY job_id, status;
+
+        CREATE TRIGGER messages_count_insert AFTER INSERT ON messages
+        BEGIN
+            INSERT INTO job_counts (job_id, status, n) VALUES (NEW.job_id, NEW.status, 1)
+                ON CONFLICT (job_id, status) DO UPDATE SET n = n + 1;
+        END;
+
+        CREATE TRIGGER messages_count_update AFTER UPDATE OF status ON messages
+        WHEN OLD.status IS NOT NEW.status
+        BEGIN
+            UPDATE job_counts SET n = n - 1 WHERE job_id = OLD.job_id AND status = OLD.status;
+            INSERT INTO job_counts (job_id, status, n) VALUES (NEW.job_id, NEW.status, 1)
+                ON CONFLICT (job_id, status) DO UPDATE SET n = n + 1;
+        END;
+        """
+    )
+
+
+def names() -> list[str]:
+    """Every migration this version of wabulk knows, in order."""
+    return [m.name for m in migrations._migrations]
+
+
+def applied(db: Database) -> list[str]:
+    """The names of the wabulk migrations recorded in ``db`` (read-only)."""
+    return [m.name for m in migrations.applied(db)]
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations to an autocommit connection (``isolation_level=None``).
+
+    All pending migrations run in one ``BEGIN IMMEDIATE`` transaction, so concurrent openers
+    serialise and the loser finds nothing left to do. Returns the names applied.
+    """
+    db = Database(conn, execute_plugins=False, recursive_triggers=False)
+    if not migrations.pending(db):
+        return []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-read under the write lock: another process may have migrated meanwhile.
+        todo = [m.name for m in migrations.pending(db)]
+        migrations.apply(db)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return todo
