@@ -291,4 +291,4 @@ def test_dry_run_still_writes_the_requested_rejects_report(queue: Any, tmp_path:
     out = tmp_path / "rejects.csv"
     res = enqueue_file(queue, SAMPLE, message="Hi", country=None, rejects_path=out, dry_run=True)
     assert res.invalid == 2 and queue.list_jobs() == []
-    assert [r[0] for r in csv.reader(out.open(encoding="utf-8"))] == ["row", "13", "14"]
+    assert [r[0] for r in csv.reader(out.read_text(encoding="utf-8").splitlines())] == ["row", "13", "14"]
