@@ -326,6 +326,7 @@ class WhatsAppSender:
         t = self.timeouts
         deadline = time.monotonic() + t.boot + t.chat_open
         takeovers = 0
+        offline_since: float | None = None
         while True:
             st, p = self.browser.snapshot()
             dialogs = " | ".join(str(d) for d in p.get("dialogs") or ())
@@ -349,6 +350,13 @@ class WhatsAppSender:
                 self.browser.use_here()
                 self.browser.open(url)  # the takeover reboots into the main screen, without our chat
                 continue
+            if st == sess.OFFLINE and int(p.get("matched", {}).get(S.COMPOSE_BOX.name, -1)) < 0:
+                # No network: the number lookup cannot finish. Give a flapping connection a moment first.
+                offline_since = offline_since if offline_since is not None else time.monotonic()
+                if time.monotonic() - offline_since > dom.MINI:
+                    raise errors.Offline("WhatsApp Web says the computer is not connected; nothing was sent")
+            else:
+                offline_since = None
             lookup = dom.match_text(dialogs, "starting_chat")
             if int(p.get("matched", {}).get(S.COMPOSE_BOX.name, -1)) >= 0 and not lookup:
                 return

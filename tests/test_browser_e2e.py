@@ -1,0 +1,301 @@
+"""End-to-end: real Chromium + chromedriver against the bundled simulator. The oracle is what the simulator
+received (``simulator.messages()``), byte for byte and exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import make_browser_settings
+from wabulk import dom, errors, login, models, qr
+from wabulk import session as sess
+from wabulk.doctor import run_doctor
+from wabulk.sender import WhatsAppSender
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
+        reason="needs Chromium and chromedriver",
+    ),
+]
+
+PHONE = "+14155550123"
+FAST = dom.Timeouts(boot=15, stuck_loading=15, chat_open=10, element=5, confirm=8, takeover=10, settle=1.0)
+
+
+def _login_with_sim(sender: WhatsAppSender, sim: Any) -> list[str]:
+    """Wait for the QR and 'scan' it in the simulator; returns the QR payloads seen."""
+    seen: list[str] = []
+
+    def on_qr(payload: str) -> None:
+        seen.append(payload)
+        sim.scan()
+
+    assert sender.wait_for_login(on_qr, timeout=20)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def wa(simulator_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhatsAppSender]:
+    """One logged-in browser shared by the tests of this module (starting Chromium costs seconds)."""
+    home = tmp_path_factory.mktemp("wa-home")
+    sender = WhatsAppSender(make_browser_settings(simulator_server.url, home), "shared", timeouts=FAST)
+    sender.start()
+    seen = _login_with_sim(sender, simulator_server)
+    assert seen and seen[0].endswith(",WEB") and seen[0].count(",") == 4
+    yield sender
+    sender.close()
+
+
+def _new(sim: Any, before: int) -> list[dict[str, Any]]:
+    return sim.messages()[before:]
+
+
+def _send_and_get(wa: WhatsAppSender, sim: Any, body: str, phone: str = PHONE, **kw: Any) -> dict[str, Any]:
+    before = len(sim.messages())
+    result = wa.send(phone, body, **kw)
+    assert result.tick in (models.TICK_SENT, models.TICK_DELIVERED, models.TICK_READ)
+    got = _new(sim, before)
+    assert len(got) == 1, got
+    assert got[0]["phone"] == phone.lstrip("+")
+    assert result.message_ref and got[0]["id"] in result.message_ref
+    return got[0]
+
+
+@pytest.mark.parametrize("era", ["2023", "2025", "2026"])
+def test_each_page_version(wa: WhatsAppSender, simulator: Any, era: str) -> None:
+    simulator.configure(ui_era=era)
+    rec = _send_and_get(wa, simulator, f"hello from the {era} page")
+    assert rec["text"] == f"hello from the {era} page"
+    assert wa.page_state() == sess.CHAT
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "emoji 😀👍🏽🎉 and a family 👨‍👩‍👧‍👦",
+        "flags 🇮🇱🇬🇧🇺🇸🏳️‍🌈",
+        "שלום עולם — مرحبا بالعالم — mixed RTL ١٢٣",
+        "quotes \"double\" 'single' “curly” ‘curly’ «guillemets» `back`",
+        "symbols & # % + ? = / \\ <b>not html</b> %20 &amp;",
+        "multi-line\nsecond line\n\nafter an empty line\n  indented",
+        ("x" * 99 + "\u00e9") * 40,  # 4,000 characters
+    ],
+    ids=["emoji", "flags", "rtl", "quotes", "symbols", "multiline", "4000chars"],
+)
+def test_text_arrives_byte_exact_as_one_message(wa: WhatsAppSender, simulator: Any, body: str) -> None:
+    rec = _send_and_get(wa, simulator, body)
+    assert rec["text"] == body
+    assert len(body) < 4000 or len(rec["text"]) == 4000
+
+
+@pytest.mark.parametrize("era", ["2023", "2026"])  # legacy and new invalid-number wording
+def test_invalid_number_is_not_on_whatsapp(wa: WhatsAppSender, simulator: Any, era: str) -> None:
+    simulator.configure(ui_era=era, invalid_numbers=["15550009999"])
+    before = len(simulator.messages())
+    called: list[bool] = []
+    with pytest.raises(errors.NotOnWhatsApp) as info:
+        wa.send("+15550009999", "hi", before_send=lambda: called.append(True))
+    assert not info.value.transient
+    assert ("isn't on WhatsApp" if era == "2026" else "shared via url is invalid") in str(info.value)
+    assert called == [] and _new(simulator, before) == []
+    assert wa.page_state() == sess.MAIN  # OK was clicked: popup gone, no chat open
+
+
+def test_before_send_failure_sends_nothing(wa: WhatsAppSender, simulator: Any) -> None:
+    before = len(simulator.messages())
+
+    def boom() -> None:
+        raise RuntimeError("lease lost")
+
+    with pytest.raises(RuntimeError, match="lease lost"):
+        wa.send(PHONE, "must not be sent", before_send=boom)
+    time.sleep(0.5)  # give a wrongly sent message time to reach the simulator
+    assert _new(simulator, before) == []
+    # and the next message is sent on its own (the aborted text is not left in the box)
+    assert _send_and_get(wa, simulator, "next one")["text"] == "next one"
+
+
+def test_before_send_is_called_once_right_before_sending(wa: WhatsAppSender, simulator: Any) -> None:
+    before = len(simulator.messages())
+    seen_at_call: list[int] = []
+    wa.send(PHONE, "stamped", before_send=lambda: seen_at_call.append(len(simulator.messages())))
+    assert seen_at_call == [before]  # nothing had been sent when it ran
+    assert [m["text"] for m in _new(simulator, before)] == ["stamped"]
+
+
+def test_attachment_with_caption(wa: WhatsAppSender, simulator: Any, tmp_path: Path) -> None:
+    image = qr.save_png("a picture", tmp_path / "picture.png")
+    rec = _send_and_get(wa, simulator, "caption with emoji 📎\nand a second line", attachment=str(image))
+    assert rec["attachment"]["name"] == "picture.png"
+    assert rec["attachment"]["size"] == image.stat().st_size
+    assert rec["caption"] == "caption with emoji 📎\nand a second line"
+    doc = tmp_path / "invoice.pdf"
+    doc.write_bytes(b"%PDF-1.4 fake")
+    rec = _send_and_get(wa, simulator, "your invoice", attachment=str(doc))
+    assert rec["attachment"]["name"] == "invoice.pdf" and rec["caption"] == "your invoice"
+
+
+def test_oversize_attachment_is_rejected_with_whatsapps_reason(
+    wa: WhatsAppSender, simulator: Any, tmp_path: Path
+) -> None:
+    simulator.configure(max_media_bytes=1000)
+    image = tmp_path / "big.png"
+    image.write_bytes(qr.save_png("x" * 200, tmp_path / "q.png", scale=20).read_bytes() + b"\0" * 5000)
+    before = len(simulator.messages())
+    with pytest.raises(errors.AttachmentRejected, match="larger than the .* limit") as info:
+        wa.send(PHONE, "too big", attachment=str(image))
+    assert not info.value.transient
+    assert _new(simulator, before) == []
+    with pytest.raises(errors.AttachmentRejected, match="not found"):
+        wa.send(PHONE, "missing", attachment=str(tmp_path / "nope.png"))
+
+
+def test_message_left_on_the_clock_is_a_confirm_timeout_then_verified(
+    wa: WhatsAppSender, simulator: Any
+) -> None:
+    simulator.configure(hold_pending=["14155550199"])
+    since = time.time()
+    old = wa.timeouts.confirm
+    wa.timeouts.confirm = 2.0
+    try:
+        with pytest.raises(errors.ConfirmTimeout, match="pending"):
+            wa.send("+14155550199", "held on the clock")
+    finally:
+        wa.timeouts.confirm = old
+    # WhatsApp has it in its outbox: verify_sent finds it, so the worker will not send it twice
+    assert wa.verify_sent("+14155550199", "held on the clock", since)
+
+
+def test_offline_is_reported_and_nothing_is_sent(wa: WhatsAppSender, simulator: Any) -> None:
+    simulator.configure(offline=True)
+    before = len(simulator.messages())
+    with pytest.raises(errors.Offline) as info:
+        wa.send("+14155550177", "while offline")
+    assert info.value.transient
+    simulator.configure(offline=False)
+    time.sleep(1.0)
+    assert _new(simulator, before) == []
+
+
+def test_verify_sent_true_and_false(wa: WhatsAppSender, simulator: Any) -> None:
+    since = time.time()
+    _send_and_get(wa, simulator, "verify me ✅", phone="+14155550111")
+    assert wa.verify_sent("+14155550111", "verify me ✅", since)
+    assert not wa.verify_sent("+14155550111", "verify me", since)  # exact text only
+    assert not wa.verify_sent("+14155550111", "verify me ✅", since + 120)  # a later minute
+    assert not wa.verify_sent("+14155550122", "verify me ✅", since)  # another chat
+
+
+@pytest.mark.parametrize("kind", ["window", "computer"])
+def test_takeover_is_recovered_with_use_here(wa: WhatsAppSender, simulator: Any, kind: str) -> None:
+    wa.ensure_ready()
+    simulator.takeover(kind)
+    want = sess.TAKEOVER_WINDOW if kind == "window" else sess.TAKEOVER_COMPUTER
+    deadline = time.monotonic() + 5
+    while wa.page_state() != want:
+        assert time.monotonic() < deadline, "the takeover screen never showed"
+        time.sleep(0.1)
+    rec = _send_and_get(wa, simulator, f"after a takeover ({kind})")
+    assert rec["text"] == f"after a takeover ({kind})"
+
+
+def test_profile_in_use_gives_session_busy(wa: WhatsAppSender) -> None:
+    other = sess.BrowserSession(wa.settings, wa.session_name)
+    with pytest.raises(errors.SessionBusy, match=f"process {os.getpid()}"):
+        other.start()
+
+
+def test_browser_crash_is_recovered(wa: WhatsAppSender, simulator: Any) -> None:
+    wa.ensure_ready()
+    pid = wa.browser.browser_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    rec = _send_and_get(wa, simulator, "after a crash")
+    assert rec["text"] == "after a crash"
+    assert wa.browser.browser_pid() not in (None, pid)
+    with pytest.raises(errors.SessionBusy):  # the restart kept the profile lock
+        sess.ProfileLock(wa.browser.lock.path, "shared").acquire()
+
+
+# --- tests with their own browser (fresh profiles) -------------------------------------------------------
+
+
+def test_login_via_qr_then_profile_reused_without_qr(simulator: Any, browser_settings: Any) -> None:
+    simulator.configure(qr_rotate_ms=800)
+    seen: list[str] = []
+
+    def on_qr(payload: str) -> None:
+        seen.append(payload)
+        if len(seen) == 2:  # the QR rotated and was redrawn: scan the new one
+            simulator.scan()
+
+    result = login.login(browser_settings, "phone", on_qr=on_qr, timeout=20, timeouts=FAST, settle=0.5)
+    assert result == login.LoginResult(
+        already_logged_in=False, qr_png=qr.png_path(browser_settings, "phone"), qr_shown=2
+    )
+    assert len(set(seen)) == 2 and all(p.endswith(",WEB") for p in seen)
+    assert result.qr_png is not None and result.qr_png.read_bytes()[:4] == b"\x89PNG"
+    again: list[str] = []
+    assert login.login(
+        browser_settings, "phone", on_qr=again.append, timeout=20, timeouts=FAST, settle=0
+    ).already_logged_in
+    assert again == []
+    assert (browser_settings.profile_dir("phone").stat().st_mode & 0o777) == 0o700
+
+
+def test_logout_is_detected(simulator: Any, browser_settings: Any) -> None:
+    devices_before = {d["device"] for d in simulator.devices()}
+    sender = WhatsAppSender(browser_settings, "leaving", timeouts=FAST)
+    try:
+        sender.start()
+        _login_with_sim(sender, simulator)
+        sender.ensure_ready()
+        mine = [d["device"] for d in simulator.devices() if d["device"] not in devices_before]
+        assert len(mine) == 1
+        simulator.logout(mine[0])
+        deadline = time.monotonic() + 8
+        while sender.page_state() not in (sess.LOGGED_OUT, sess.QR):
+            assert time.monotonic() < deadline, "logout never showed"
+            time.sleep(0.2)
+        before = len(simulator.messages())
+        with pytest.raises(errors.NotLoggedIn, match="wabulk login"):
+            sender.send(PHONE, "after logout")
+        assert _new(simulator, before) == []
+    finally:
+        sender.close()
+
+
+def test_doctor_on_the_simulator(simulator: Any, browser_settings: Any) -> None:
+    # a fresh profile: QR screen
+    checks = run_doctor(browser_settings, "doc", live=True, timeouts=FAST)
+    by = {c.name: c for c in checks}
+    assert by["versions match"].level == "ok"
+    assert by["page"].level == "warn" and "not logged in" in by["page"].detail
+    assert by["selector qr_code"].ok and "candidate 1 of" in by["selector qr_code"].detail
+    assert "not checked" in by["selector compose_box"].detail
+    # logged in, with a test number: every chat selector resolved, and which candidate matched is shown
+    simulator.configure(logged_in_default=True, ui_era="2025")
+    checks = run_doctor(browser_settings, "doc2", live=True, test_phone=PHONE, timeouts=FAST)
+    by = {c.name: c for c in checks}
+    assert by["page"].level == "ok" and by["test chat"].level == "ok", checks
+    for name in (
+        "main_screen",
+        "compose_box",
+        "attach_button",
+        "chat_panel",
+        "media_input",
+        "document_input",
+    ):
+        check = by[f"selector {name}"]
+        assert check.ok and ("candidate 1 of" in check.detail or "fallback" in check.detail), check
+    # the 2025 page has no Lexical composer: doctor says a fallback matched
+    assert by["selector compose_box"].level == "warn" and "fallback" in by["selector compose_box"].detail
+    assert not [c for c in checks if c.level == "fail"], [c for c in checks if c.level == "fail"]
