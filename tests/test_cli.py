@@ -31,17 +31,17 @@ def write_contacts(path: Path, rows: list[tuple[str, str]]) -> Path:
     return path
 
 
-GOOD = [("Ann", "07700 900001"), ("Bob", "+44 7700 900002"), ("Cy", "0044-7700-900003")]
+GOOD = [("Ann", "0491 570 156"), ("Bob", "+61 491 570 157"), ("Cy", "0061-491-570-158")]
 
 
 @pytest.fixture
 def contacts(tmp_path: Path) -> Path:
-    return write_contacts(tmp_path / "contacts.csv", [*GOOD, ("Dud", "12"), ("Ann again", "07700900001")])
+    return write_contacts(tmp_path / "contacts.csv", [*GOOD, ("Dud", "12"), ("Ann again", "0491570156")])
 
 
 def enqueue_json(contacts: Path, *extra: str) -> dict:
     code, out, err = invoke(
-        "enqueue", str(contacts), "--message", "Hi {name} from {city}", "--country", "GB", "--json", *extra
+        "enqueue", str(contacts), "--message", "Hi {name} from {city}", "--country", "AU", "--json", *extra
     )
     assert code == 0, err
     return json.loads(out)
@@ -86,7 +86,7 @@ def test_enqueue_json_counts_and_status(contacts: Path) -> None:
 def test_enqueue_reports_bad_rows_on_stderr(contacts: Path, tmp_path: Path) -> None:
     rejects = tmp_path / "rejects.csv"
     code, out, err = invoke(
-        "enqueue", str(contacts), "-m", "Hi {name}", "--country", "GB", "--rejects", str(rejects)
+        "enqueue", str(contacts), "-m", "Hi {name}", "--country", "AU", "--rejects", str(rejects)
     )
     assert code == 0
     assert "3 message(s) queued" in out
@@ -96,7 +96,7 @@ def test_enqueue_reports_bad_rows_on_stderr(contacts: Path, tmp_path: Path) -> N
 
 def test_enqueue_dry_run_writes_nothing(contacts: Path, db_path: Path) -> None:
     code, out, _ = invoke(
-        "enqueue", str(contacts), "-m", "Hi {name} from {city}", "--country", "GB", "--dry-run"
+        "enqueue", str(contacts), "-m", "Hi {name} from {city}", "--country", "AU", "--dry-run"
     )
     assert code == 0
     assert "Hi Ann from Leeds" in out
@@ -105,7 +105,7 @@ def test_enqueue_dry_run_writes_nothing(contacts: Path, db_path: Path) -> None:
 
 
 def test_enqueue_unknown_placeholder_is_bad_input_and_writes_nothing(contacts: Path, db_path: Path) -> None:
-    code, _, err = invoke("enqueue", str(contacts), "-m", "Hi {nickname}", "--country", "GB")
+    code, _, err = invoke("enqueue", str(contacts), "-m", "Hi {nickname}", "--country", "AU")
     assert code == exitcodes.BAD_INPUT
     assert err.startswith("Error: ")
     assert "nickname" in err and "city" in err  # names the bad placeholder and the columns that exist
@@ -181,7 +181,7 @@ def test_retry_failed_argument_rules() -> None:
 
 def test_export_neutralises_formulas(tmp_path: Path) -> None:
     contacts = write_contacts(
-        tmp_path / "c.csv", [('=HYPERLINK("x")', "07700 900001"), ("Bob", "07700900002")]
+        tmp_path / "c.csv", [('=HYPERLINK("x")', "0491 570 156"), ("Bob", "0491570157")]
     )
     job_id = str(enqueue_json(contacts)["job_id"])
     out_file = tmp_path / "report.csv"
@@ -196,17 +196,17 @@ def test_export_neutralises_formulas(tmp_path: Path) -> None:
 
 
 def test_optout_add_list_remove_and_enqueue_skips(contacts: Path) -> None:
-    code, out, _ = invoke("optout", "add", "07700 900002", "--country", "GB", "--reason", "asked")
+    code, out, _ = invoke("optout", "add", "0491 570 157", "--country", "AU", "--reason", "asked")
     assert code == 0 and "1 number(s) added" in out
     code, out, _ = invoke("optout", "list", "--json")
-    assert json.loads(out)[0]["phone"] == "+447700900002"
+    assert json.loads(out)[0]["phone"] == "+61491570157"
     result = enqueue_json(contacts)
     assert result["opted_out"] == 1 and result["enqueued"] == 2
-    code, out, _ = invoke("optout", "remove", "+447700900002")
+    code, out, _ = invoke("optout", "remove", "+61491570157")
     assert code == 0 and "1 number(s) removed" in out
 
 
 def test_optout_add_rejects_invalid_number() -> None:
-    result = runner.invoke(app, ["optout", "add", "12", "--country", "GB"])
+    result = runner.invoke(app, ["optout", "add", "12", "--country", "AU"])
     assert result.exit_code == exitcodes.BAD_INPUT
     assert "'12'" in result.stderr

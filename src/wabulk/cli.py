@@ -776,11 +776,24 @@ def demo(
 
     Example: wabulk demo
     """
+    import time
+
     from .demo import run_demo
+    from .queue import Queue
 
     with _errors():
-        code = run_demo(_settings(), port=port, headed=headed, console=_stdout())
-    raise typer.Exit(code)
+        result = run_demo(_settings(), port=port, headed=headed, console=_stdout())
+        q = Queue(result.settings.db, create=False)
+        summaries = q.summaries(result.job_id)
+        workers = q.workers()
+    now = time.time()
+    out = _stdout()
+    out.rule("4. Status")
+    _print_status_tables([_job_row(s, now) for s in summaries], workers, [], now)
+    out.print(f"Report: {result.export_path}")
+    out.print(f"What the simulated WhatsApp received: {result.simulator_log}")
+    out.print(f"Look around: wabulk --db {result.settings.db} status")
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()
