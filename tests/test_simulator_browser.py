@@ -57,7 +57,8 @@ def wait_for(driver: Any, css: str, timeout: float = 10) -> Any:
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
 def wait_until(fn: Callable[[], Any], driver: Any, timeout: float = 10) -> Any:
@@ -173,3 +174,31 @@ def test_profile_keeps_login_across_browser_restarts(tmp_path: Path, sim: Simula
         assert len(sim.devices()) == 1
     finally:
         second.quit()
+
+
+def test_attachment_with_caption_and_oversize_rejection(driver: Any, sim: Simulator, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 2000)
+    sim.configure(max_media_bytes=1000)
+    login(driver, sim, "/send?phone=15551230000&text=see%20this%20%F0%9F%93%B7")
+
+    def pick(path: Path) -> None:
+        wait_for(driver, 'button[aria-label="Attach"] > span[data-icon="plus-rounded"]').click()
+        wait_for(driver, 'button[role="menuitem"][aria-label="Photos & videos"] '
+                         'input[type="file"][accept="image/*"]').send_keys(str(path))
+
+    pick(photo)
+    popup = wait_for(driver, 'div[role="dialog"] div[data-animate-modal-popup="true"]')
+    assert popup.get_attribute("aria-label") == "1 image you tried adding is larger than the 1000 B limit."
+    popup.find_element("css selector", "button").click()
+
+    sim.configure(max_media_bytes=16 * 1024 * 1024)
+    pick(photo)
+    caption = wait_for(driver, 'div[role="dialog"] div[contenteditable="true"][aria-label="Add a caption…"]')
+    assert caption.text == "see this 📷"
+    send = 'div[role="dialog"] div[role="button"][aria-label="Send"] > span[data-icon="send"]'
+    wait_for(driver, send).click()
+    (msg,) = wait_until(lambda: sim.messages(), driver)
+    assert msg["attachment"] == {"name": "photo.png", "size": photo.stat().st_size, "type": "image/png"}
+    assert msg["caption"] == msg["text"] == "see this 📷"
+    assert compose(driver).text == ""

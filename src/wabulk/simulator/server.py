@@ -535,6 +535,13 @@ class _Server(ThreadingHTTPServer):
         super().__init__(addr, _Handler)
         self.state = state
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the browser navigated away mid-request (e.g. during a lookup): nothing to report
+        super().handle_error(request, client_address)
+
 
 class Simulator:
     """A local stand-in for WhatsApp Web. ``start()`` serves it from a background thread.

@@ -168,7 +168,8 @@
   function qrScreen() {
     var canvas = h('canvas', {'aria-label': 'Scan this QR code to link a device!', role: 'img',
       width: '228', height: '228'});
-    var box = h('div', {'class': 'qr-box', 'data-ref': '', 'data-testid': 'link-device-qr-code'}, canvas);
+    // data-ref appears only once the server issued a ref, so `div[data-ref] > canvas` never reads an empty one
+    var box = h('div', {'class': 'qr-box', 'data-testid': 'link-device-qr-code'}, canvas);
     qr.box = box; qr.canvas = canvas; qr.shown = 0;
     var steps = S.era === '2023'
       ? [h('h1', {text: 'Use WhatsApp on your computer'}), h('div', {text: 'To use WhatsApp on your computer:'})]
