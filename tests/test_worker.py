@@ -559,20 +559,20 @@ def test_first_send_time_is_found_from_sent_counts(queue: Queue, fake: FakeTrans
 def test_quiet_hours_hold_back_only_recipients_whose_local_night_it_is(
     queue: Queue, fake: FakeTransport, clock: Clock
 ) -> None:
-    india, new_york = "+919876543210", "+12125550123"
-    job = enqueue(queue, [india, new_york])
-    # 17:00 UTC = 22:30 in India (quiet), 13:00 in New York.
-    clock.t = dt.datetime(2026, 6, 1, 17, 0, tzinfo=UTC).timestamp()
+    india, tokyo = "+919876543210", "+819012345678"
+    job = enqueue(queue, [india, tokyo])
+    # 02:00 UTC = 07:30 in India (quiet until 08:00), 11:00 in Tokyo.
+    clock.t = dt.datetime(2026, 6, 1, 2, 0, tzinfo=UTC).timestamp()
     worker = make_worker(queue, fake, clock, quiet_hours="21:00-08:00", until_done=True)
     first = worker.run_once()
     assert first.outcome in ("quiet", "deferred")
     m = message(queue, job, india)
     assert m.status == PENDING and m.attempts == 0 and fake.deliveries == []
-    opens = dt.datetime(2026, 6, 2, 2, 30, tzinfo=UTC).timestamp()  # 08:00 in India
+    opens = dt.datetime(2026, 6, 1, 2, 30, tzinfo=UTC).timestamp()  # 08:00 in India
     if first.outcome == "quiet":  # queue without defer(): the worker waits until the window opens
         assert clock() + first.wait == pytest.approx(opens)
     assert worker.run() == exitcodes.OK
-    assert fake.delivered_to(india) == fake.delivered_to(new_york) == 1
+    assert fake.delivered_to(india) == fake.delivered_to(tokyo) == 1
     india_sent = next(d.at for d in fake.deliveries if d.phone == india)
     assert opens <= india_sent <= opens + 60
 
@@ -641,3 +641,40 @@ def test_run_worker_end_to_end_with_a_fake_transport(db_path: Path, isolated_hom
     lines = out.getvalue().splitlines()
     assert sum(" sent " in ln for ln in lines) == 3
     assert (settings.logs_dir / "wabulk.log").exists()
+
+
+def test_logout_while_verifying_releases_and_verifies_after_login(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+    fake.script(a, FailAtSend(ConfirmTimeout("clock")))
+    worker = make_worker(queue, fake, clock)
+    assert worker.run_once().outcome == "retry"
+    clock.advance(60)
+    fake.logged_out = True
+    fake.ensure_ready = lambda: None  # type: ignore[method-assign]  # the logout shows only in the chat
+    assert worker.run_once().outcome == "login"
+    m = message(queue, job, a)
+    assert m.status == PENDING and m.attempts == 1 and m.send_started_at is not None  # stamp kept
+    assert worker.run() == exitcodes.OK
+    assert fake.delivered_to(a) == 1
+
+
+def test_signal_handlers_stop_first_and_interrupt_on_second_ctrl_c(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    import signal
+
+    from wabulk.worker import install_signal_handlers
+
+    worker = make_worker(queue, fake, clock)
+    restore = install_signal_handlers(worker)
+    try:
+        signal.raise_signal(signal.SIGTERM)
+        assert worker.stop_requested
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -195,8 +195,8 @@ class Worker:
         self.config = config
         self.clock = clock
         self._stop_event = threading.Event()
-        # The default sleeper waits on the stop event, so a signal wakes it at once.
-        self.sleep: Callable[[float], None] = sleep or (lambda s: self._stop_event.wait(s) and None)
+        # The default sleeper waits on the stop event, so a stop request wakes it at once.
+        self.sleep: Callable[[float], None] = sleep or self._interruptible_sleep
         self.on_event = on_event
         self.rng = rng or random.Random()
         self.sender_zone = sender_zone or local_zone()
@@ -229,6 +229,9 @@ class Worker:
         )
 
     # --- control ----------------------------------------------------------------------------------
+    def _interruptible_sleep(self, seconds: float) -> None:
+        self._stop_event.wait(seconds)
+
     @property
     def stop_requested(self) -> bool:
         return self._stop_event.is_set()
@@ -468,8 +471,13 @@ class Worker:
         try:
             if claim.needs_verification:
                 found = self._verify(claim)
+                if isinstance(found, StepResult):
+                    return found
                 if found:
                     return self._complete_sent(claim, tick=TICK_SENT, verified=True)
+                # Opening the chat took time: renew the lease before the send (fenced).
+                claim = self.queue.extend_lease(claim, self.config.lease_seconds)
+                self._inflight = claim
             if self.quiet is not None:
                 allowed = self.quiet.next_allowed(claim.phone, now)
                 if allowed > now:
@@ -485,11 +493,30 @@ class Worker:
                        claim=claim, level=logging.WARNING)
             return StepResult("lease_lost", claim.message_id)
 
-    def _verify(self, claim: Claim) -> bool:
+    def _verify(self, claim: Claim) -> bool | StepResult:
+        """Look in the chat for an earlier attempt's bubble. Errors are handled like a send's: session
+        trouble releases the message (its stamp stays, so it is verified again later); anything else
+        is a failed attempt, bounded by max_attempts like a send."""
         assert claim.send_started_at is not None
         self._emit("verify", f"checking the chat of {self._mask(claim.phone)}: an earlier attempt may "
                    "have sent it", claim=claim)
-        return self.transport.verify_sent(claim.phone, claim.body, claim.send_started_at)
+        try:
+            return self.transport.verify_sent(claim.phone, claim.body, claim.send_started_at)
+        except LeaseLost:
+            raise
+        except NotLoggedIn:
+            return self._handle_logout(claim)
+        except Blocked as e:
+            return self._handle_blocked(claim, e)
+        except TakeoverFailed as e:
+            return self._handle_session_trouble(claim, e)
+        except (SendError, BrowserError) as e:
+            if isinstance(e, BrowserError) or getattr(e, "error_class", "") == "browser_crashed":
+                self._restart_browser(str(e))
+            return self._failed_attempt(claim, e, context="could not check the chat")
+        except Exception as e:  # unexpected: log, bounded like any failed attempt
+            log.exception("unexpected error while verifying")
+            return self._failed_attempt(claim, e, context="could not check the chat")
 
     def _defer(self, claim: Claim, until: float, why: str) -> StepResult:
         """Give the message back without spending an attempt, not to be claimed before ``until``.
@@ -590,10 +617,12 @@ class Worker:
         state.attempt_number = attempt
         return float(self._backoff(state))
 
-    def _failed_attempt(self, claim: Claim, e: Exception) -> StepResult:
+    def _failed_attempt(self, claim: Claim, e: Exception, *, context: str | None = None) -> StepResult:
         error_class = getattr(e, "error_class", None) or type(e).__name__
         transient = getattr(e, "transient", True)
         reason = str(e) or type(e).__name__
+        if context:
+            reason = f"{context}: {reason}"
         self._count_failure(claim, error_class)
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = claim.attempt
@@ -725,7 +754,9 @@ class Worker:
                 if self.stop_requested:
                     break
                 self._heartbeat()
-                summaries = self._refresh_jobs(self.clock())
+                # Fresh counts before every claim (one cheap read per message): --until-done must not
+                # idle on a stale picture after the last send.
+                summaries = self._refresh_jobs(self.clock(), force=True)
                 if self.config.until_done and self.remaining_work(summaries) == 0:
                     code = self._finish_code()
                     break
@@ -836,7 +867,7 @@ def run_worker(settings: Settings, config: WorkerConfig, *, transport: Transport
         if transport is None:
             from .sender import WhatsAppSender
 
-            transport = WhatsAppSender(settings, session=config.session)  # type: ignore[call-arg]
+            transport = WhatsAppSender(settings, session=config.session)
         worker = Worker(queue, transport, config, clock=clock, on_event=view.handle)
         worker.register()  # before the browser starts: a second worker on this session is refused at once
         restore = install_signal_handlers(worker)
