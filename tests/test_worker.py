@@ -526,7 +526,7 @@ def test_daily_cap_with_warmup_ramp_counts_from_the_db_across_a_restart(
     first = make_worker(queue, fake, clock, **cfg)
     for _ in range(15):
         assert first.run_once().outcome == "sent"
-    first._shutdown()  # a restart: a new process with fresh counters
+    first.shutdown()  # a restart: a new process with fresh counters
     second = make_worker(queue, fake, clock, **cfg)
     outcomes = [second.run_once().outcome for _ in range(10)]
     assert outcomes == ["sent"] * 5 + ["cap"] * 5  # day 1 of the ramp: 20
@@ -536,7 +536,7 @@ def test_daily_cap_with_warmup_ramp_counts_from_the_db_across_a_restart(
     assert step.outcome == "cap" and clock() + step.wait == pytest.approx(midnight)  # sender's midnight
     clock.advance(step.wait + 1)
     assert second.cap_status(clock()) == (0, 40)  # day 2 of the ramp
-    second._shutdown()
+    second.shutdown()
     third = make_worker(queue, fake, clock, **cfg)  # and a restart on day 2 keeps the ramp
     assert third.cap_status(clock()) == (0, 40)
 

@@ -775,14 +775,14 @@ class Worker:
                 if w == "done":
                     code = self._finish_code()
         finally:
-            self._shutdown()
+            self.shutdown()
         if code is None:
             code = exitcodes.ERROR if self.fatal is not None else exitcodes.INTERRUPTED
         self._emit("stopped", f"worker stopped (exit {code}): {self.sent_this_run} sent, "
                    f"{self.failed_this_run} failed this run")
         return code
 
-    def _shutdown(self) -> None:
+    def shutdown(self) -> None:
         """Release the claim in flight (its send-started stamp, if any, stays for verification) and
         unregister. Runs on every exit, including a second Ctrl-C."""
         claim, self._inflight = self._inflight, None
@@ -870,7 +870,9 @@ def run_worker(settings: Settings, config: WorkerConfig, *, transport: Transport
             transport = WhatsAppSender(settings, session=config.session)
         worker = Worker(queue, transport, config, clock=clock, on_event=view.handle)
         worker.register()  # before the browser starts: a second worker on this session is refused at once
-        restore = install_signal_handlers(worker)
+        # Signal handlers can only be installed from the main thread (the demo may run us elsewhere).
+        main = threading.current_thread() is threading.main_thread()
+        restore = install_signal_handlers(worker) if main else (lambda: None)
         try:
             with view:
                 return worker.run()
@@ -878,6 +880,7 @@ def run_worker(settings: Settings, config: WorkerConfig, *, transport: Transport
             return exitcodes.INTERRUPTED
         finally:
             restore()
+            worker.shutdown()  # idempotent; covers a failure before run() took over
     finally:
         if own_transport and transport is not None:
             try:
