@@ -240,3 +240,19 @@ def test_module_entry_point_has_help() -> None:
                          timeout=60)
     assert out.returncode == 0
     assert "--port" in out.stdout
+
+
+def test_wait_scan_links_a_qr_that_appears_later(sim: Simulator) -> None:
+    import threading
+
+    def page_shows_qr() -> None:
+        call(sim, "POST", "/__sim/api/qr", {"page": "late"})
+
+    timer = threading.Timer(0.3, page_shows_qr)
+    timer.start()
+    try:
+        assert sim.wait_scan(timeout=10) == 1
+    finally:
+        timer.join()
+    assert len(sim.devices()) == 1
+    assert sim.wait_scan(timeout=0.1) == 0

@@ -620,6 +620,27 @@ class Simulator:
         """'Scan' the QR(s) on screen now (or the one whose data-ref is/starts with ``ref``)."""
         return self.state.scan(ref)
 
+    def wait_scan(self, timeout: float = 10.0) -> int:
+        """Scan as soon as a QR is on screen (e.g. while ``wabulk login`` runs in another thread or process).
+
+        Returns how many browsers were linked; 0 if no QR showed up within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            count = self.scan()
+            if count or time.monotonic() >= deadline:
+                return count
+            time.sleep(0.05)
+
+    def wait_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` messages were received; return them all (maybe fewer on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.messages()
+            if len(msgs) >= count or time.monotonic() >= deadline:
+                return msgs
+            time.sleep(0.05)
+
     def logout(self, device: str | None = None) -> int:
         """Unlink one device token, or all; returns how many were linked."""
         return self.state.logout(device)

@@ -239,6 +239,7 @@
   function showQr() {
     setScreen('qr', qrScreen());
     clearOverlay();
+    updateBar();
     newQr();
   }
 
@@ -830,6 +831,8 @@
 
   // --- bars, takeover, logout, blocked ------------------------------------------------------------
   function updateBar(connecting) {
+    var qo = document.querySelector('[data-sim="qr-offline"]');
+    if (qo) qo.hidden = !S.offline;
     if (!M.bar) return;
     M.bar.textContent = '';
     if (S.offline) {
@@ -841,8 +844,6 @@
       M.bar.appendChild(h('div', {'class': 'butterbar connecting', role: 'status', 'data-testid': 'butterbar'},
         h('div', {'class': 'title', text: 'Connecting'})));
     }
-    var qo = document.querySelector('[data-sim="qr-offline"]');
-    if (qo) qo.hidden = !S.offline;
   }
 
   function setOffline(off) {
@@ -942,7 +943,7 @@
     var params = new URLSearchParams(location.search);
     var path = location.pathname.replace(/\/+$/, '');
     if (params.get('post_logout') === '1') { localStorage.removeItem(TOKEN_KEY); S.token = null; S.postLogout = true; }
-    if ((path === '/send' || path === '/api-landing/send') && params.has('phone')) {
+    if (path === '/send' && params.has('phone')) {
       S.pending = {phone: digits(params.get('phone')), text: params.get('text') || ''};
     }
   }
@@ -953,8 +954,21 @@
     if (S.outbox.length || pendingRow) { e.preventDefault(); e.returnValue = ''; return ''; }
   });
 
+  // Stand-in for api.whatsapp.com/send/ (the wa.me landing page): links into the web app.
+  function apiLanding() {
+    var params = new URLSearchParams(location.search);
+    var target = '/send?' + q({phone: digits(params.get('phone')), text: params.get('text') || ''});
+    document.title = 'Share on WhatsApp';
+    document.getElementById('app').appendChild(h('div', {'class': 'panel', 'data-screen': 'api-landing'},
+      h('h3', {text: 'Chat on WhatsApp with ' + formatPhone(params.get('phone'))}),
+      h('a', {id: 'action-button', href: target, role: 'button', text: 'Continue to Chat'}),
+      h('div', {id: 'fallback_block'}, h('span', {text: "Don't have the app? "}),
+        h('a', {href: target, text: 'use WhatsApp Web'}))));
+  }
+
   function boot() {
     var app = document.getElementById('app');
+    if (/^\/api-landing\/send\/?$/.test(location.pathname)) { apiLanding(); return; }
     S.wrapper = h('div', {'class': 'app-wrapper-web', tabindex: '-1'});
     S.overlay = h('span', {'class': 'overlay-layer'});
     S.wrapper.appendChild(S.overlay);
