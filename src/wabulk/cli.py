@@ -123,12 +123,16 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def _fmt_time(ts: float | None) -> str:
+def _fmt_time(ts: float | None, *, short: bool = False) -> str:
     if ts is None:
         return "-"
     from datetime import datetime
 
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+    when = datetime.fromtimestamp(ts)
+    if short:
+        # Today's times need no date; older ones need no time.
+        return when.strftime("%H:%M" if when.date() == datetime.now().date() else "%m-%d")
+    return when.strftime("%Y-%m-%d %H:%M")
 
 
 def _fmt_duration(seconds: float | None) -> str:
@@ -382,6 +386,7 @@ def status(
 def _print_status_tables(
     rows: list[dict[str, Any]], workers: list[Any], reasons: list[str], now: float
 ) -> None:
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
@@ -389,43 +394,32 @@ def _print_status_tables(
     if not rows:
         out.print("No jobs. Queue one with: wabulk enqueue contacts.csv --message 'Hi {name}'")
     else:
-        t = Table(title="Jobs")
-        for col in (
-            "id",
-            "name",
-            "status",
-            "total",
-            "pending",
-            "sending",
-            "sent",
-            "failed",
-            "skipped",
-            "cancelled",
-            "progress",
-            "started",
-            "ETA",
-        ):
-            t.add_column(col, justify="right" if col not in ("name", "status") else "left")
+        # Counts that are zero in every row are left out so the table fits an 80-column terminal;
+        # --json always has every column.
+        optional = ("sending", "skipped", "cancelled")
+        shown = [c for c in optional if any(r[c] for r in rows)]
+        cols = ["id", "name", "status", "total", "pending", *shown[:1], "sent", "failed", *shown[1:]]
+        t = Table(title="Jobs", box=None, pad_edge=False, header_style="bold underline")
+        for col in (*cols, "done", "started", "ETA"):
+            wide = col in ("name", "status")
+            t.add_column(
+                col, justify="left" if wide else "right", no_wrap=not wide, min_width=7 if wide else None
+            )
         for r in rows:
             st = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
+            counts = [str(r[c]) for c in cols[3:]]
             t.add_row(
                 str(r["id"]),
                 escape(r["name"]),
                 escape(st),
-                str(r["total"]),
-                str(r["pending"]),
-                str(r["sending"]),
-                str(r["sent"]),
-                str(r["failed"]),
-                str(r["skipped"]),
-                str(r["cancelled"]),
+                *counts,
                 f"{r['progress']:.0f}%",
-                _fmt_time(r["started_at"]),
+                _fmt_time(r["started_at"], short=True),
                 _fmt_duration(r["eta_seconds"]),
             )
         out.print(t)
     if workers:
-        w = Table(title="Workers")
+        w = Table(title="Workers", box=box.SIMPLE_HEAD)
         for col in ("session", "pid", "host", "state", "last heartbeat", "alive"):
             w.add_column(col)
         for wk in workers:
@@ -793,6 +787,11 @@ def demo(
     out.print(f"Report: {result.export_path}")
     out.print(f"What the simulated WhatsApp received: {result.simulator_log}")
     out.print(f"Look around: wabulk --db {result.settings.db} status")
+    if result.exit_code == exitcodes.SOME_FAILED:
+        # The sample list holds a number that is not on WhatsApp on purpose: its failure is the demo
+        # working, not the demo failing.
+        out.print("One failure is expected: the sample list has a number that is not on WhatsApp.")
+        raise typer.Exit(exitcodes.OK)
     raise typer.Exit(result.exit_code)
 
 
