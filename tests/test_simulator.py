@@ -16,9 +16,11 @@ import pytest
 from wabulk.simulator import Simulator
 
 
-def call(sim: Simulator, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def call(sim: Simulator | str, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """One HTTP request to a simulator (object or base URL); returns (status, decoded JSON or text)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(sim.url + path, data=data, method=method,
+    base = sim if isinstance(sim, str) else sim.url
+    req = urllib.request.Request(base + path, data=data, method=method,
                                  headers={"Content-Type": "application/json"} if data else {})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -256,3 +258,33 @@ def test_wait_scan_links_a_qr_that_appears_later(sim: Simulator) -> None:
         timer.join()
     assert len(sim.devices()) == 1
     assert sim.wait_scan(timeout=0.1) == 0
+
+
+def test_foreground_server_keeps_messages_when_killed(tmp_path: Path) -> None:
+    log = tmp_path / "messages.jsonl"
+
+    def launch() -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen([sys.executable, "-m", "wabulk.simulator", "--port", "0", "--log", str(log)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        url = first.split(" at ")[1].split()[0].rstrip("/")
+        return proc, url
+
+    proc, url = launch()
+    try:
+        call(url, "POST", "/__sim/config", {"logged_in_default": True})
+        _, boot = call(url, "GET", "/__sim/api/boot?page=k")
+        msg = {"token": boot["token"], "id": "K1", "phone": "15551230000", "text": "survives kill -9"}
+        status, _ = call(url, "POST", "/__sim/api/send", msg)
+        assert status == 200
+    finally:
+        proc.kill()  # no clean shutdown
+        proc.wait(timeout=10)
+    proc, url = launch()
+    try:
+        _, msgs = call(url, "GET", "/__sim/messages")
+        assert [m["text"] for m in msgs] == ["survives kill -9"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
