@@ -678,3 +678,23 @@ def test_signal_handlers_stop_first_and_interrupt_on_second_ctrl_c(
     finally:
         restore()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_stopping_while_logged_out_leaves_jobs_waiting_and_a_later_run_resumes_them(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    a, b = phones(2)
+    job = enqueue(queue, [a, b])
+    fake.logged_out = True
+    fake.login_succeeds = False  # nobody scans; the user gives up with Ctrl-C
+    worker = make_worker(queue, fake, clock, until_done=False)
+    fake.on_wait_for_login = worker.request_stop
+    assert worker.run() == exitcodes.INTERRUPTED
+    assert queue.get_job(job).status == JOB_WAITING_FOR_LOGIN
+    assert fake.deliveries == [] and queue.counts(job)[PENDING] == 2
+    fake.logged_out = False  # logged in later (e.g. `wabulk login`)
+    statuses: list[str] = []
+    fake.on_send = lambda phone: statuses.append(queue.get_job(job).status)
+    assert make_worker(queue, fake, clock).run() == exitcodes.OK
+    assert statuses == ["running", "running"]  # resumed as soon as the session was ready
+    assert queue.get_job(job).status == "completed" and len(fake.deliveries) == 2

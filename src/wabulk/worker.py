@@ -443,6 +443,7 @@ class Worker:
         try:
             self.transport.ensure_ready()
             self._session_failures = 0
+            self._resume_waiting()
         except NotLoggedIn:
             return self._handle_logout(None)
         except Blocked as e:
@@ -672,8 +673,6 @@ class Worker:
             self.queue.release(claim, reason="session logged out")
             self._emit("released", f"released {self._mask(claim.phone)}: session logged out", claim=claim)
         self._set_state("waiting_for_login")
-        before = {s.job.id: s.job.status for s in self._my_summaries()
-                  if s.job.status in (JOB_QUEUED, JOB_RUNNING)}
         self._set_jobs((JOB_QUEUED, JOB_RUNNING), JOB_WAITING_FOR_LOGIN,
                        reason=f"session {self.config.session!r} is logged out")
         self._emit("logged_out", f"session {self.config.session!r} is logged out: scan the QR code "
@@ -688,20 +687,32 @@ class Worker:
             return self.stop_requested
 
         ok = self.transport.wait_for_login(on_qr, should_stop=should_stop)
-        restored = []
-        for s in self._my_summaries():
-            if s.job.id in before and s.job.status == JOB_WAITING_FOR_LOGIN:
-                restored.append(s.job.id)
-                try:
-                    self.queue.set_job_status(s.job.id, before[s.job.id], reason=None)
-                except WabulkError as e:
-                    log.warning("could not resume job %s: %s", s.job.id, e)
         if not ok:
-            # Stopping while logged out: the jobs go back to what they were; the next worker re-detects.
+            # Stopping while logged out: the jobs stay waiting_for_login (``status --check`` flags them);
+            # the next worker that finds the session ready resumes them.
             return StepResult("stopped", claim.message_id if claim else None)
+        restored = self._resume_waiting(force=True)
         self._set_state("ready")
         self._emit("logged_in", f"logged in again; resuming job(s) {', '.join(map(str, restored)) or '-'}")
         return StepResult("login", claim.message_id if claim else None)
+
+    def _resume_waiting(self, *, force: bool = False) -> list[int]:
+        """The session is ready: jobs of this worker still marked waiting_for_login (by this run or an
+        earlier one that exited while logged out) go back to running/queued. Uses the cached counts
+        unless ``force``, so the common case costs no query."""
+        summaries = self._my_summaries() if force else self._summaries
+        resumed = []
+        for s in summaries:
+            if s.job.status == JOB_WAITING_FOR_LOGIN:
+                try:
+                    self.queue.resume_job(s.job.id)
+                    resumed.append(s.job.id)
+                except WabulkError as e:
+                    log.warning("could not resume job %s: %s", s.job.id, e)
+        if resumed and not force:
+            self._emit("job_status", f"session ready; resumed job(s) {', '.join(map(str, resumed))}")
+            self._refresh_jobs(self.clock(), force=True)
+        return resumed
 
     def _handle_blocked(self, claim: Claim | None, e: Blocked) -> StepResult:
         if claim is not None:
