@@ -207,6 +207,25 @@ def test_takeover_is_recovered_with_use_here(wa: WhatsAppSender, simulator: Any,
     assert rec["text"] == f"after a takeover ({kind})"
 
 
+def test_stuck_loading_page_is_reloaded_once_then_reported(wa: WhatsAppSender, simulator: Any) -> None:
+    simulator.configure(stall_boot=True)
+    pages_before = {p["page"] for p in simulator.pages()}
+    wa.browser.open(wa.settings.web_url)
+    old = (wa.timeouts.stuck_loading, wa.timeouts.boot)
+    wa.timeouts.stuck_loading, wa.timeouts.boot = 1.5, 3.0
+    try:
+        assert wa.browser.wait_state(lambda st, p: st == sess.LOADING, 5)[0] == sess.LOADING
+        with pytest.raises(errors.BrowserError, match="did not finish loading"):
+            wa.ensure_ready()
+    finally:
+        wa.timeouts.stuck_loading, wa.timeouts.boot = old
+    new_pages = {p["page"] for p in simulator.pages()} - pages_before
+    assert len(new_pages) == 2  # the stuck load and exactly one reload
+    simulator.configure(stall_boot=False)
+    wa.ensure_ready()
+    assert _send_and_get(wa, simulator, "after a stuck load")["text"] == "after a stuck load"
+
+
 def test_profile_in_use_gives_session_busy(wa: WhatsAppSender) -> None:
     other = sess.BrowserSession(wa.settings, wa.session_name)
     with pytest.raises(errors.SessionBusy, match=f"process {os.getpid()}"):

@@ -19,7 +19,9 @@ from wabulk.doctor import check_binaries, check_files
 from wabulk.settings import Settings
 
 
-def probe(*names: str, text: str = "", dialogs: tuple[str, ...] = (), url: str = "http://x/") -> dict[str, Any]:
+def probe(
+    *names: str, text: str = "", dialogs: tuple[str, ...] = (), url: str = "http://x/"
+) -> dict[str, Any]:
     matched = {s.name: -1 for s in sess.STATE_SELECTORS}
     for n in names:
         matched[n] = 0
@@ -40,10 +42,18 @@ def probe(*names: str, text: str = "", dialogs: tuple[str, ...] = (), url: str =
         (probe("main_screen", "offline_icon"), sess.OFFLINE),
         # an offline warning over the QR is still the QR screen
         (probe("qr_code", text="Computer not connected"), sess.QR),
-        (probe(dialogs=('WhatsApp is open in another window. Click "Use here" to use WhatsApp in this window.',)),
-         sess.TAKEOVER_WINDOW),
-        (probe(dialogs=("WhatsApp is open on another computer or browser. Click \u201cUse Here\u201d",)),
-         sess.TAKEOVER_COMPUTER),
+        (
+            probe(
+                dialogs=(
+                    'WhatsApp is open in another window. Click "Use here" to use WhatsApp in this window.',
+                )
+            ),
+            sess.TAKEOVER_WINDOW,
+        ),
+        (
+            probe(dialogs=("WhatsApp is open on another computer or browser. Click \u201cUse Here\u201d",)),
+            sess.TAKEOVER_COMPUTER,
+        ),
         (probe(text="Your account has been temporarily banned"), sess.BLOCKED),
         (probe(text="This account is not allowed to use WhatsApp due to spam."), sess.BLOCKED),
         (probe(), sess.UNKNOWN),
@@ -61,7 +71,9 @@ def test_dialog_texts_classify_into_permanent_errors() -> None:
     assert isinstance(sender.classify_dialog("Phone number shared via url is invalid."), errors.NotOnWhatsApp)
     big = sender.classify_dialog("1 video you tried adding is larger than the 16 MB limit.")
     assert isinstance(big, errors.AttachmentRejected) and "16 MB" in str(big) and not big.transient
-    assert isinstance(sender.classify_dialog("1 file you tried adding has no content."), errors.AttachmentRejected)
+    assert isinstance(
+        sender.classify_dialog("1 file you tried adding has no content."), errors.AttachmentRejected
+    )
     assert sender.classify_dialog("Starting chat Cancel") is None
 
 
@@ -82,7 +94,9 @@ class MaxRetryError(Exception):
     [
         FakeWebDriverException("Message: chrome not reachable"),
         FakeWebDriverException("disconnected: not connected to DevTools"),
-        FakeWebDriverException("invalid session id: session deleted as the browser has closed the connection"),
+        FakeWebDriverException(
+            "invalid session id: session deleted as the browser has closed the connection"
+        ),
         InvalidSessionIdException("x"),
         MaxRetryError("HTTPConnectionPool(host='localhost', port=4444)"),
         ConnectionRefusedError(111, "Connection refused"),
@@ -114,8 +128,14 @@ def test_text_helpers() -> None:
 
 
 def _settings(tmp_path: Path, **kw: Any) -> Settings:
-    base = dict(db=tmp_path / "wabulk.db", home=tmp_path, web_url="http://127.0.0.1:9",
-                chrome_binary="/usr/bin/chromium", chromedriver="/usr/bin/chromedriver", headless=True)
+    base = {
+        "db": tmp_path / "wabulk.db",
+        "home": tmp_path,
+        "web_url": "http://127.0.0.1:9",
+        "chrome_binary": "/usr/bin/chromium",
+        "chromedriver": "/usr/bin/chromedriver",
+        "headless": True,
+    }
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]
 
@@ -144,8 +164,9 @@ def test_profile_lock_held_by_another_process(tmp_path: Path) -> None:
         print("locked", flush=True)
         sys.stdin.readline()
     """)
-    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "locked"
         with pytest.raises(errors.SessionBusy, match=f"process {child.pid}"):
@@ -178,8 +199,13 @@ def test_browser_options(tmp_path: Path) -> None:
     args = opts.arguments
     assert f"--user-data-dir={tmp_path / 'sessions' / 'work'}" in args
     assert "--headless=new" in args and "--disable-gpu" in args
-    for flag in ("--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"):
+    for flag in (
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+    ):
         assert flag in args
     assert ("--no-sandbox" in args) == (os.geteuid() == 0)
     assert opts.binary_location == "/usr/bin/chromium"
@@ -190,8 +216,10 @@ def test_browser_options(tmp_path: Path) -> None:
 
 
 def test_selenium_is_not_imported_by_the_browser_modules() -> None:
-    code = ("import sys, wabulk.session, wabulk.sender, wabulk.login, wabulk.doctor, wabulk.qr, wabulk.dom;"
-            "print('selenium' in sys.modules)")
+    code = (
+        "import sys, wabulk.session, wabulk.sender, wabulk.login, wabulk.doctor, wabulk.qr, wabulk.dom;"
+        "print('selenium' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -210,7 +238,7 @@ def test_terminal_qr_encodes_the_payload_exactly() -> None:
     for line in lines:
         decoded.append([c in "\u2580\u2588" for c in line])
         decoded.append([c in "\u2584\u2588" for c in line])
-    inner = [row[2:-2] for row in decoded[2:2 + len(code.matrix)]]
+    inner = [row[2:-2] for row in decoded[2 : 2 + len(code.matrix)]]
     assert inner == [[bool(v) for v in row] for row in code.matrix]
     inverted = qr.render_terminal(payload)
     assert inverted != text and len(inverted.split("\n")) == len(lines)
@@ -259,6 +287,28 @@ def test_doctor_reports_real_versions(tmp_path: Path) -> None:
 
 
 def test_selector_where_values_are_known() -> None:
-    known = {S.WHERE_ANY, S.WHERE_LOADING, S.WHERE_QR, S.WHERE_MAIN, S.WHERE_CHAT, S.WHERE_ATTACH_MENU,
-             S.WHERE_PREVIEW, S.WHERE_DIALOG, S.WHERE_TAKEOVER}
+    known = {
+        S.WHERE_ANY,
+        S.WHERE_LOADING,
+        S.WHERE_QR,
+        S.WHERE_MAIN,
+        S.WHERE_CHAT,
+        S.WHERE_ATTACH_MENU,
+        S.WHERE_PREVIEW,
+        S.WHERE_DIALOG,
+        S.WHERE_TAKEOVER,
+    }
     assert {s.where for s in S.ALL} <= known
+
+
+def test_bubble_matching_is_exact_with_real_page_allowances() -> None:
+    assert sender.bubble_matches({"text": "hi there\n"}, "hi there")
+    assert not sender.bubble_matches({"text": "hi there!"}, "hi there")
+    assert not sender.bubble_matches({"text": ""}, "hi")
+    # the real page renders *bold* / _italic_ without the markers
+    assert sender.bubble_matches({"text": "Your order is ready"}, "Your *order* is _ready_")
+    long_body = "word " * 200
+    cut = long_body[:300] + "…"
+    assert sender.bubble_matches({"text": cut, "more": True}, long_body)
+    assert not sender.bubble_matches({"text": cut, "more": False}, long_body)
+    assert not sender.bubble_matches({"text": "word …", "more": True}, long_body)  # too short to tell

@@ -147,8 +147,11 @@ for (const row of rows) {
   let textEl = row.querySelector('[data-pre-plain-text] span.selectable-text') ||
                row.querySelector('span.selectable-text') || preEl;
   const pre = preEl ? preEl.getAttribute('data-pre-plain-text') : null;
+  // A long message is cut with a "Read more" button on the real page.
+  const more = Array.from(row.querySelectorAll("[role='button'], button"))
+    .some(b => /^read more$/i.test((b.textContent || '').trim()));
   out.push({id: row.getAttribute('data-id'), text: textEl ? textOf(textEl) : '', tick: tickOf(row),
-            pre: pre, ts: parsePre(pre)});
+            pre: pre, ts: parsePre(pre), more: more});
 }
 return out;
 """
@@ -166,6 +169,29 @@ def digits_of(phone: str) -> str:
 def same_text(a: str, b: str) -> bool:
     """Equality after :func:`dom.normalise_text` (NBSP, CRLF, trailing newlines)."""
     return dom.normalise_text(a) == dom.normalise_text(b)
+
+
+_MARKUP = re.compile(r"[*_~`]")
+
+
+def bubble_matches(bubble: dict[str, Any], body: str) -> bool:
+    """Whether a bubble shows ``body``.
+
+    Exact (after :func:`same_text`), or — for what the real page renders differently from what was typed —
+    equal once WhatsApp's formatting markers (``*bold*``, ``_italic_``, ``~strike~``, ```` ``` ````) are
+    dropped from both, or a prefix of a long body when the bubble has a "Read more" button. The last two are
+    from the real page's behaviour and are not exercised by the simulator.
+    """
+    shown = dom.normalise_text(str(bubble.get("text") or ""))
+    want = dom.normalise_text(body)
+    if shown == want:
+        return True
+    if not shown:
+        return False
+    if _MARKUP.sub("", shown) == _MARKUP.sub("", want):
+        return True
+    cut = shown.rstrip("…. ")
+    return bool(bubble.get("more")) and len(cut) >= 50 and want.startswith(cut)
 
 
 def minute_floor(ts: float) -> float:
@@ -307,7 +333,7 @@ class WhatsAppSender:
             raise
         floor_ms = minute_floor(since) * 1000.0
         for b in bubbles:
-            if not same_text(str(b.get("text") or ""), body):
+            if not bubble_matches(b, body):
                 continue
             ts = b.get("ts")
             if ts is None or float(ts) >= floor_ms:
@@ -514,11 +540,7 @@ class WhatsAppSender:
         bubble: dict[str, Any] | None = None
         while True:
             fresh = [b for b in self._bubbles() if b.get("id") not in before]
-            mine = (
-                [b for b in fresh if same_text(str(b.get("text") or ""), body)]
-                if (body or not media)
-                else fresh
-            )
+            mine = [b for b in fresh if bubble_matches(b, body)] if (body or not media) else fresh
             bubble = mine[-1] if mine else None
             if bubble is not None and bubble.get("tick") in (
                 models.TICK_SENT,
