@@ -91,8 +91,14 @@ def phones(n: int, start: int = 0) -> list[str]:
     return [f"+1415555{i:04d}" for i in range(start, start + n)]
 
 
-def enqueue(queue: Queue, numbers: list[str], *, max_attempts: int = 3, name: str = "promo",
-            sessions: tuple[str, ...] = ()) -> int:
+def enqueue(
+    queue: Queue,
+    numbers: list[str],
+    *,
+    max_attempts: int = 3,
+    name: str = "promo",
+    sessions: tuple[str, ...] = (),
+) -> int:
     stats = queue.enqueue(
         NewJob(name=name, template="Hi {name}", max_attempts=max_attempts, sessions=sessions),
         [NewMessage(phone=p, body=f"Hello {p[-4:]}") for p in numbers],
@@ -100,8 +106,9 @@ def enqueue(queue: Queue, numbers: list[str], *, max_attempts: int = 3, name: st
     return stats.job_id
 
 
-def make_worker(queue: Queue, fake: FakeTransport, clock: Clock, events: list[WorkerEvent] | None = None,
-                **config: object) -> Worker:
+def make_worker(
+    queue: Queue, fake: FakeTransport, clock: Clock, events: list[WorkerEvent] | None = None, **config: object
+) -> Worker:
     cfg = WorkerConfig(session="main", until_done=True, pace=PROFILES["off"])
     cfg = replace(cfg, **config)  # type: ignore[arg-type]
     sink = events.append if events is not None else (lambda e: None)
@@ -311,9 +318,7 @@ def test_zombie_is_fenced_off_before_the_send(queue: Queue, fake: FakeTransport,
     assert m.claimed_by == "other" and m.send_started_at is None
 
 
-def test_lease_lost_on_completion_is_swallowed_and_overwrites_nothing(
-    queue: Queue, clock: Clock
-) -> None:
+def test_lease_lost_on_completion_is_swallowed_and_overwrites_nothing(queue: Queue, clock: Clock) -> None:
     (a,) = phones(1)
     job = enqueue(queue, [a])
     other: dict[str, object] = {}
@@ -394,6 +399,19 @@ def test_circuit_breaker_auto_pauses_the_job(queue: Queue, fake: FakeTransport, 
     assert code == exitcodes.SOME_FAILED  # work left unsent in a paused job
 
 
+def test_numbers_not_on_whatsapp_do_not_trip_the_breaker(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    nums = phones(8)
+    job = enqueue(queue, nums)
+    for p in nums[:6]:  # a list with a run of dead numbers says nothing about the page
+        fake.always(p, Fail(NotOnWhatsApp("The number isn't on WhatsApp.")))
+    worker = make_worker(queue, fake, clock, breaker_threshold=3)
+    assert worker.run() == exitcodes.SOME_FAILED
+    assert queue.get_job(job).status == "completed"
+    assert queue.counts(job)["failed"] == 6 and queue.counts(job)["sent"] == 2
+
+
 def test_success_resets_the_breaker(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
     nums = phones(10)
     job = enqueue(queue, nums)
@@ -463,9 +481,7 @@ def test_stop_before_the_send_action_releases_the_message(
     assert m.status == PENDING and m.attempts == 0 and m.send_started_at is None
 
 
-def test_keyboard_interrupt_mid_send_leaves_a_safe_stamped_message(
-    queue: Queue, clock: Clock
-) -> None:
+def test_keyboard_interrupt_mid_send_leaves_a_safe_stamped_message(queue: Queue, clock: Clock) -> None:
     (a,) = phones(1)
     job = enqueue(queue, [a])
 
@@ -591,8 +607,9 @@ def test_build_config_validates_options() -> None:
         build_config(session="s", pace="ludicrous")
 
 
-def test_logs_are_json_lines_private_and_masked(queue: Queue, fake: FakeTransport, clock: Clock,
-                                                tmp_path: Path) -> None:
+def test_logs_are_json_lines_private_and_masked(
+    queue: Queue, fake: FakeTransport, clock: Clock, tmp_path: Path
+) -> None:
     a, b = phones(2)
     enqueue(queue, [a, b])
     fake.always(b, NotOnWhatsApp("not on WhatsApp"))

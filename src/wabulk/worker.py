@@ -92,6 +92,10 @@ SESSION_ERROR_BACKOFF = 30.0  # wait before retrying after a takeover/browser fa
 _ACTIVE_JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN)
 
 
+# Error classes that describe one recipient, not the page or the account (see _count_failure).
+RECIPIENT_ERROR_CLASSES = frozenset({"not_on_whatsapp"})
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """What ``wabulk run`` was asked to do. ``daily_cap=None`` takes the pace profile's cap (0 = none);
@@ -122,8 +126,11 @@ class WorkerConfig:
 def build_config(*, session: str, job_ids: Sequence[int] | None = None, until_done: bool = False,
                  pace: str = "balanced", min_delay: float | None = None, max_delay: float | None = None,
                  long_pause_every: int | None = None, daily_cap: int | None = None,
-                 quiet_hours: str | None = None, log_numbers: bool = False) -> WorkerConfig:
-    """A validated :class:`WorkerConfig` from the CLI's options. Raises BadInput (exit 2)."""
+                 quiet_hours: str | None = None, log_numbers: bool = False,
+                 lease_seconds: float | None = None) -> WorkerConfig:
+    """A validated :class:`WorkerConfig` from the CLI's options. Raises BadInput (exit 2).
+    ``lease_seconds`` (hidden ``--lease-seconds`` / ``WABULK_LEASE_SECONDS``, for tests) shortens how
+    long a dead worker's claim blocks its message; None keeps the default."""
     profile = make_profile(pace, min_delay=min_delay, max_delay=max_delay,
                            long_pause_every=long_pause_every, daily_cap=daily_cap)
     QuietHours.parse(quiet_hours)  # validate now: a typo must not surface hours later
@@ -135,6 +142,7 @@ def build_config(*, session: str, job_ids: Sequence[int] | None = None, until_do
         daily_cap=daily_cap,
         quiet_hours=quiet_hours,
         log_numbers=log_numbers,
+        **({"lease_seconds": lease_seconds} if lease_seconds else {}),
     )
 
 
@@ -645,7 +653,10 @@ class Worker:
 
     def _count_failure(self, claim: Claim, error_class: str) -> None:
         """Circuit breaker: N failures in a row of one class pause the job (the cause is likely not the
-        recipients but the page or the account)."""
+        recipients but the page or the account). Failures that are about one recipient (a number not on
+        WhatsApp) say nothing about the page, so they neither count nor break a streak."""
+        if error_class in RECIPIENT_ERROR_CLASSES:
+            return
         last, n = self._streaks.get(claim.job_id, ("", 0))
         n = n + 1 if last == error_class else 1
         self._streaks[claim.job_id] = (error_class, n)
