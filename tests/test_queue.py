@@ -422,6 +422,28 @@ def test_release_gives_back_without_spending_an_attempt(q: Queue) -> None:
     assert q.events(message_id=c.message_id, limit=2)[0].detail == "released: paused"
 
 
+def test_release_with_delay_is_not_claimable_until_due(q: Queue, clock: Clock) -> None:
+    q.enqueue(job(), msgs(1))
+    c = q.claim("w1", "s", lease_seconds=60)
+    assert c
+    q.release(c, reason="quiet hours", delay=3600)
+    m = q.get_message(c.message_id)
+    assert (m.status, m.attempts, m.next_attempt_at) == ("pending", 0, T0 + 3600)
+    assert q.claim("w1", "s", lease_seconds=60) is None
+    clock.advance(3600)
+    again = q.claim("w1", "s", lease_seconds=60)
+    assert again and again.attempt == 1
+
+
+def test_paused_job_completes_when_its_last_message_finishes(q: Queue) -> None:
+    jid = q.enqueue(job(), msgs(1)).job_id
+    c = q.claim("w1", "s", lease_seconds=60)
+    assert c
+    q.pause_job(jid)
+    q.mark_sent(c, tick="sent", session="s")
+    assert q.get_job(jid).status == "completed"
+
+
 def test_record_receipt_only_upgrades(q: Queue, clock: Clock) -> None:
     q.enqueue(job(), msgs(1))
     c = q.claim("w1", "s", lease_seconds=60)

@@ -17,6 +17,11 @@ Rules chosen here (see also design.md):
 - Expired leases in a *stopped* job are settled at the next claim: ``cancelled`` without the stamp,
   ``failed`` ("outcome unknown") with it. Those of a paused job wait for resume.
 - An opted-out number is re-checked at claim time: the message becomes ``skipped``, no attempt spent.
+- A job with nothing pending or in flight left becomes ``completed`` (also when it was paused or
+  waiting for login); a stopped job stays ``stopped`` and gets its finish time when the last
+  in-flight message ends.
+- ``prune`` deletes messages (and their events) of long-finished jobs; the trigger-kept
+  ``job_counts`` have no delete trigger, so the job's counts stay visible.
 """
 
 from __future__ import annotations
@@ -74,8 +79,11 @@ CLAIMABLE_JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN)
 _ACTIVE_JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN, JOB_PAUSED)
 _TICK_RANK = {TICK_SENT: 1, TICK_DELIVERED: 2, TICK_READ: 3}
 
-_MESSAGE_COLS = ", ".join(f.name for f in dataclasses.fields(Message))
-_JOB_COLS = ", ".join(f.name for f in dataclasses.fields(Job))
+_MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Message))
+_VARIABLES_AT = _MESSAGE_FIELDS.index("variables")
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_MESSAGE_COLS = ", ".join(_MESSAGE_FIELDS)
+_JOB_COLS = ", ".join(_JOB_FIELDS)
 _EVENT_COLS = ", ".join(f.name for f in dataclasses.fields(Event))
 # The claim returns the job's status and attachment in the same statement (two round trips fewer).
 # The opt-out check stays a separate primary-key probe: inside RETURNING, SQLite 3.40 plans
@@ -87,6 +95,22 @@ _CLAIM_RETURNING = (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` (on this host) still runs; a zombie counts as dead."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+    return True
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -257,16 +281,17 @@ class Queue:
 
     @staticmethod
     def _job_from_row(row: Sequence[Any]) -> Job:
-        d = dict(zip([f.name for f in dataclasses.fields(Job)], row, strict=True))
+        d = dict(zip(_JOB_FIELDS, row, strict=True))
         d["sessions"] = tuple(json.loads(d["sessions"] or "[]"))
         d["settings"] = json.loads(d["settings"] or "{}")
         return Job(**d)
 
     @staticmethod
     def _message_from_row(row: Sequence[Any]) -> Message:
-        d = dict(zip([f.name for f in dataclasses.fields(Message)], row, strict=True))
-        d["variables"] = json.loads(d["variables"] or "{}")
-        return Message(**d)
+        values = list(row)
+        raw = values[_VARIABLES_AT]
+        values[_VARIABLES_AT] = json.loads(raw) if raw and raw != "{}" else {}
+        return Message(*values)
 
     def _job(self, conn: sqlite3.Connection, job_id: int) -> Job:
         row = conn.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -779,15 +804,18 @@ class Queue:
             self._maybe_finish(conn, claim.job_id, now)
 
     @_guarded
-    def release(self, claim: Claim, *, reason: str) -> None:
-        """Give the message back untried (pause, shutdown, logged out): pending, no attempt spent,
-        send stamp kept. Fenced."""
+    def release(self, claim: Claim, *, reason: str, delay: float = 0.0) -> None:
+        """Give the message back untried (pause, shutdown, logged out, quiet hours): pending, no
+        attempt spent, send stamp kept. With ``delay`` > 0 it is not claimable again for that many
+        seconds (e.g. until the recipient's quiet hours end). Fenced."""
         now = self._clock()
+        due = "next_attempt_at = ?, " if delay > 0 else ""
+        params: tuple[Any, ...] = (now + delay, now) if delay > 0 else (now,)
         with self._tx() as conn:
-            self._fenced(conn, claim, "status = 'pending', attempts = attempts - 1, claimed_by = NULL,"
-                         " lease_until = NULL, updated_at = ?", (now,))
+            self._fenced(conn, claim, f"status = 'pending', attempts = attempts - 1, claimed_by = NULL,"
+                         f" lease_until = NULL, {due}updated_at = ?", params)
             self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, PENDING,
-                        f"released: {reason}")
+                        f"released: {reason}" + (f" (due in {delay:g}s)" if delay > 0 else ""))
 
     @_guarded
     def record_receipt(self, message_id: int, tick: str, at: float) -> None:
@@ -829,7 +857,9 @@ class Queue:
             rows = conn.execute("SELECT id, pid, host, heartbeat_at FROM workers WHERE session = ?",
                                 (session,)).fetchall()
             for _wid, wpid, whost, beat in rows:
-                if beat >= now - stale_after:
+                # A worker on this host whose process is gone (kill -9, power cut of the process) is
+                # stale at once: its restart must not wait for the heartbeat to age.
+                if beat >= now - stale_after and not (whost == host and not _pid_alive(wpid)):
                     raise errors.SessionBusy(
                         f"session {session!r} is already used by a running worker (pid {wpid} on {whost}, "
                         f"last heartbeat {max(0.0, now - beat):.0f}s ago); stop it first or use another "
