@@ -419,8 +419,14 @@ class Queue:
     def summaries(self, job_id: int | None = None) -> list[JobSummary]:
         """Jobs (all, or the one given: JobNotFound when missing) with their counts per status."""
         conn = self.conn
-        jobs = [self._job(conn, job_id)] if job_id is not None else self.list_jobs()
-        return [JobSummary(job=j, counts=self._counts(conn, j.id)) for j in jobs]
+        # One read transaction: every job and count comes from the same snapshot.
+        conn.execute("BEGIN")
+        try:
+            jobs = [self._job(conn, job_id)] if job_id is not None else self.list_jobs()
+            return [JobSummary(job=j, counts=self._counts(conn, j.id)) for j in jobs]
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
     @_guarded
     def counts(self, job_id: int) -> dict[str, int]:
