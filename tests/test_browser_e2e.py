@@ -50,6 +50,10 @@ def wa(simulator_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     sender.start()
     seen = _login_with_sim(sender, simulator_server)
     assert seen and seen[0].endswith(",WEB") and seen[0].count(",") == 4
+    # A clean restart writes the fresh login to the profile (Chromium commits storage lazily, so a hard
+    # kill seconds after linking would lose it), and shows the profile is reused without a QR.
+    sender.restart()
+    sender.ensure_ready()
     yield sender
     sender.close()
 
@@ -242,6 +246,20 @@ def test_browser_crash_is_recovered(wa: WhatsAppSender, simulator: Any) -> None:
     assert wa.browser.browser_pid() not in (None, pid)
     with pytest.raises(errors.SessionBusy):  # the restart kept the profile lock
         sess.ProfileLock(wa.browser.lock.path, "shared").acquire()
+
+
+def test_dead_chromedriver_is_recovered(wa: WhatsAppSender, simulator: Any) -> None:
+    wa.ensure_ready()
+    driver_proc = wa.browser.driver.service.process
+    old_browser = wa.browser.browser_pid()
+    os.kill(driver_proc.pid, signal.SIGKILL)
+    driver_proc.wait(5)
+    rec = _send_and_get(wa, simulator, "after chromedriver died")
+    assert rec["text"] == "after chromedriver died"
+    assert wa.browser.driver.service.process.pid != driver_proc.pid
+    # the orphaned browser of the dead driver was ended (it would hold the profile)
+    assert old_browser is not None
+    assert not sess._is_our_browser(old_browser, wa.browser.profile_dir)
 
 
 # --- tests with their own browser (fresh profiles) -------------------------------------------------------

@@ -9,6 +9,7 @@ import contextlib
 import fcntl
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -103,6 +104,49 @@ def decide_state(probe: dict[str, Any]) -> str:
     return UNKNOWN
 
 
+def _is_our_browser(pid: int, profile_dir: Path) -> bool:
+    """Whether ``pid`` is a live Chromium running on ``profile_dir`` (Linux /proc; False elsewhere)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"--user-data-dir={profile_dir}".encode() in cmdline
+
+
+def reap_orphans(profile_dir: Path) -> list[int]:
+    """Kill a Chromium (and its chromedriver) left running on ``profile_dir`` by a wabulk process that died
+    (kill -9, OOM): it keeps the profile's SingletonLock, so a new Chromium on the profile would hand over
+    to it and exit ("Chrome instance exited"). Call only while holding the profile lock: then no live
+    wabulk owns that browser. Returns the pids killed (Linux /proc; nothing elsewhere)."""
+    killed: list[int] = []
+    proc_root = Path("/proc")
+    if not proc_root.is_dir():
+        return killed
+    me = os.getpid()
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        if not _is_our_browser(pid, profile_dir):
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+            if (proc_root / str(ppid) / "comm").read_text().strip() == "chromedriver":
+                os.kill(ppid, signal.SIGKILL)  # the orphaned driver would otherwise linger forever
+                killed.append(ppid)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    if killed:
+        # The kernel needs a moment to let the profile go; the SingletonLock of a dead pid is then stale
+        # and Chromium takes it over.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and any(_is_our_browser(p, profile_dir) for p in killed):
+            time.sleep(0.05)
+    return killed
+
+
 # --- the profile lock ------------------------------------------------------------------------------------
 
 
@@ -187,6 +231,7 @@ class BrowserSession:
         self.profile_dir = settings.profile_dir(session_name)
         self.lock = ProfileLock(self.profile_dir / LOCK_NAME, session_name)
         self._driver: Any = None
+        self._browser_pid: int | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------
     @property
@@ -207,7 +252,9 @@ class BrowserSession:
         ensure_private_dir(self.profile_dir)
         self.lock.acquire()
         try:
+            reap_orphans(self.profile_dir)  # we hold the lock: a browser still on the profile is an orphan
             self._driver = self._launch()
+            self._browser_pid = self.browser_pid()
             self.open(self.settings.web_url)
         except BaseException:
             self._quit_driver()
@@ -221,6 +268,7 @@ class BrowserSession:
             ensure_private_dir(self.profile_dir)
             self.lock.acquire()
         self._driver = self._launch()
+        self._browser_pid = self.browser_pid()
         self.open(self.settings.web_url)
 
     def close(self) -> None:
@@ -247,6 +295,12 @@ class BrowserSession:
             with contextlib.suppress(Exception):
                 proc.kill()
                 proc.wait(5)
+        # A browser orphaned by a dead chromedriver still holds the profile, and a new Chromium on the
+        # same profile would just hand over to it and exit: end the one *we* launched (by its cmdline).
+        pid, self._browser_pid = self._browser_pid, None
+        if pid is not None and _is_our_browser(pid, self.profile_dir):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def build_options(self) -> Any:
         """Chromium options for this session (also used for a remote Grid browser)."""
