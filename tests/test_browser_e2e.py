@@ -317,7 +317,8 @@ def test_doctor_on_the_simulator(simulator: Any, browser_settings: Any) -> None:
     assert by["versions match"].level == "ok"
     assert by["page"].level == "warn" and "not logged in" in by["page"].detail
     assert by["selector qr_code"].ok and "candidate 1 of" in by["selector qr_code"].detail
-    assert "not checked" in by["selector compose_box"].detail
+    assert by["chat selectors"].level == "warn" and "compose_box" in by["chat selectors"].detail
+    assert "use_here_button" in by["situational selectors"].detail
     # logged in, with a test number: every chat selector resolved, and which candidate matched is shown
     simulator.configure(logged_in_default=True, ui_era="2025")
     checks = run_doctor(browser_settings, "doc2", live=True, test_phone=PHONE, timeouts=FAST)
@@ -336,3 +337,22 @@ def test_doctor_on_the_simulator(simulator: Any, browser_settings: Any) -> None:
     # the 2025 page has no Lexical composer: doctor says a fallback matched
     assert by["selector compose_box"].level == "warn" and "fallback" in by["selector compose_box"].detail
     assert not [c for c in checks if c.level == "fail"], [c for c in checks if c.level == "fail"]
+
+
+def test_expired_qr_is_refreshed(simulator: Any, browser_settings: Any) -> None:
+    # two payloads, then the QR expires: a third and fourth payload only come after a click on "reload"
+    simulator.configure(qr_rotate_ms=300, qr_max_rotations=1)
+    seen: list[str] = []
+
+    def on_qr(payload: str) -> None:
+        seen.append(payload)
+        if len(seen) == 4:
+            simulator.scan()
+
+    browser = sess.BrowserSession(browser_settings, "expiry", timeouts=FAST)
+    try:
+        browser.start()
+        assert browser.wait_for_login(on_qr, timeout=20)
+    finally:
+        browser.close()
+    assert len(set(seen)) == 4
