@@ -206,11 +206,13 @@ class Queue:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         self._check_is_wabulk(conn)
-        migrations.migrate(conn)
+        # WAL before migrating: the schema is then written with WAL's cheaper commits. The mode is
+        # stored in the file, so this is a no-op on every open but the first.
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise errors.DatabaseError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")
+        migrations.migrate(conn)
 
     def _check_is_wabulk(self, conn: sqlite3.Connection) -> None:
         """Refuse another program's SQLite file, and one written by a newer wabulk."""
