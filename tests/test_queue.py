@@ -473,6 +473,8 @@ def test_sent_count_per_session_since(q: Queue, clock: Clock) -> None:
         "EXPLAIN QUERY PLAN SELECT count(*) FROM messages WHERE sent_by_session = ? AND sent_at >= ?",
         ("a", 0)))
     assert "idx_messages_sent" in plan
+    assert q.first_sent_at("a") == T0 + 10 and q.first_sent_at("b") == T0 + 30
+    assert q.first_sent_at("never") is None
 
 
 def test_claim_query_plan_uses_indexes(q: Queue) -> None:

@@ -855,6 +855,14 @@ class Queue:
         ).fetchone()
         return int(row[0])
 
+    @_guarded
+    def first_sent_at(self, session: str) -> float | None:
+        """When ``session`` first sent a message still in the database (warm-up ramps); None if never.
+        One index probe (pruned jobs' messages no longer count)."""
+        row = self.conn.execute("SELECT min(sent_at) FROM messages WHERE sent_by_session = ?",
+                                (session,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     # --- workers ----------------------------------------------------------------------------------
     @_guarded
     def register_worker(self, session: str, *, pid: int, host: str, stale_after: float = 30.0) -> str:
