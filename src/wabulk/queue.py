@@ -95,6 +95,8 @@ _CLAIM_RETURNING = (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+# One encoder for every row: json.dumps(..., ensure_ascii=False) builds a new one per call (10 µs/row).
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -367,8 +369,8 @@ class Queue:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
             )
             rows = (
-                (job_id, m.phone, m.name, json.dumps(m.variables, ensure_ascii=False) if m.variables
-                 else "{}", m.body, json.dumps(list(m.flags)) if m.flags else None, m.source_row,
+                (job_id, m.phone, m.name, _JSON.encode(m.variables) if m.variables else "{}",
+                 m.body, json.dumps(list(m.flags)) if m.flags else None, m.source_row,
                  job.max_attempts, now, now)
                 for m in messages
             )
