@@ -116,11 +116,14 @@ def test_invalid_number_is_not_on_whatsapp(wa: WhatsAppSender, simulator: Any, e
 def test_before_send_failure_sends_nothing(wa: WhatsAppSender, simulator: Any) -> None:
     before = len(simulator.messages())
 
-    def boom() -> None:
-        raise RuntimeError("lease lost")
+    lost = errors.LeaseLost("lease lost")
 
-    with pytest.raises(RuntimeError, match="lease lost"):
+    def boom() -> None:
+        raise lost
+
+    with pytest.raises(errors.LeaseLost) as info:
         wa.send(PHONE, "must not be sent", before_send=boom)
+    assert info.value is lost  # the caller's own exception, not a translated one
     time.sleep(0.5)  # give a wrongly sent message time to reach the simulator
     assert _new(simulator, before) == []
     # and the next message is sent on its own (the aborted text is not left in the box)

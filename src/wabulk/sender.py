@@ -214,6 +214,27 @@ def classify_dialog(text: str) -> errors.SendError | None:
     return None
 
 
+class _BeforeSendFailed(Exception):
+    """Carries what ``before_send`` raised past the sender's own error translation."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+class _Guarded:
+    """``before_send`` wrapped so its exceptions are never mistaken for page errors."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+
+    def __call__(self) -> None:
+        try:
+            self.fn()
+        except Exception as exc:
+            raise _BeforeSendFailed(exc) from exc
+
+
 class WhatsAppSender:
     """A WhatsApp Web browser that sends one message at a time (implements ``models.Transport``)."""
 
@@ -284,25 +305,22 @@ class WhatsAppSender:
         """
         if attachment is None and not body.strip():
             raise errors.PermanentSendError("empty message", error_class="empty_message")
+        guarded = _Guarded(before_send)
         try:
             self.browser.ensure_ready()
             self.open_chat(phone)
             if attachment is not None:
-                return self._send_attachment(Path(attachment), body, before_send)
-            return self._send_text(body, before_send)
+                return self._send_attachment(Path(attachment), body, guarded)
+            return self._send_text(body, guarded)
+        except _BeforeSendFailed as failed:
+            raise failed.original from None  # the caller's own exception, untouched: nothing was sent
         except errors.WabulkError:
             raise
         except Exception as exc:
             if dom.is_dead_browser(exc):
                 raise errors.BrowserCrashed(f"the browser died while sending: {exc}") from exc
-            if type(exc).__name__ in (
-                "StaleElementReferenceException",
-                "ElementNotInteractableException",
-                "ElementClickInterceptedException",
-                "UnexpectedAlertPresentException",
-                "JavascriptException",
-                "TimeoutException",
-            ):
+            if any(c.__name__ == "WebDriverException" for c in type(exc).__mro__):
+                # stale element, click intercepted, alert, script error…: the page moved under us
                 raise errors.TransientSendError(
                     f"the page changed while sending: {type(exc).__name__}: {str(exc).strip()[:300]}"
                 ) from exc
@@ -575,6 +593,13 @@ class WhatsAppSender:
                 st, _ = self.browser.snapshot()
                 if st in (sess.QR, sess.LOGGED_OUT):
                     raise errors.NotLoggedIn("WhatsApp Web logged out while the message was being sent")
+                if st in (sess.TAKEOVER_WINDOW, sess.TAKEOVER_COMPUTER):
+                    # The chat is gone from the page: the tick can no longer be seen. Waiting out the
+                    # confirm timeout would only delay the verdict, which is the same: unconfirmed
+                    # (the message may have left), so it is verified in the chat before any resend.
+                    raise errors.ConfirmTimeout(
+                        "WhatsApp Web was opened elsewhere before the message was confirmed"
+                    )
             if now >= deadline:
                 break
             time.sleep(0.15)
