@@ -928,6 +928,18 @@ def test_locked_database_becomes_a_database_error(db_path: Path, monkeypatch: py
     q.close()
 
 
+def test_full_disk_is_a_database_error_and_writes_nothing(q: Queue) -> None:
+    q.enqueue(job(), msgs(1))
+    pages = q.conn.execute("PRAGMA page_count").fetchone()[0]
+    q.conn.execute(f"PRAGMA max_page_count = {pages + 5}")  # SQLITE_FULL, as on a full disk
+    with pytest.raises(errors.DatabaseError, match="disk is full.*database or disk is full"):
+        q.enqueue(job(), msgs(5000, start=100, body="a longer message body {i} " * 4))
+    assert not q.conn.in_transaction
+    assert [j.id for j in q.list_jobs()] == [1]
+    c = q.claim("w", "s", lease_seconds=60)  # still usable afterwards
+    assert c is not None
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("attempt to write a readonly database", "is read-only"),
     ("database or disk is full", "the disk is full"),

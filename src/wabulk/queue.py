@@ -271,7 +271,13 @@ class Queue:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            # e.g. disk full at commit: never leave a transaction open for the next call to inherit.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     @staticmethod
     def _event(conn: sqlite3.Connection, at: float, job_id: int | None, message_id: int | None,
