@@ -53,8 +53,22 @@ def rss_mib(pid: int | None = None) -> float:
     return 0.0
 
 
-def tree_rss_mib(root_pid: int) -> tuple[float, int]:
-    """Summed RSS of a process and all its descendants (e.g. chromedriver + Chromium), and how many."""
+def pss_mib(pid: int) -> float:
+    """Proportional set size (shared pages split between the processes sharing them), in MiB."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return rss_mib(pid)
+
+
+def tree_rss_mib(root_pid: int, measure: Callable[[int], float] | None = None) -> tuple[float, int]:
+    """Summed RSS (or ``measure``, e.g. pss_mib) of a process and all its descendants (chromedriver +
+    Chromium), and how many processes."""
+    measure = measure or rss_mib
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -70,7 +84,7 @@ def tree_rss_mib(root_pid: int) -> tuple[float, int]:
     while todo:
         pid = todo.pop()
         try:
-            total += rss_mib(pid)
+            total += measure(pid)
             n += 1
         except OSError:
             pass
@@ -91,8 +105,13 @@ def run_child(code: str, *args: str, env: dict[str, str] | None = None) -> tuple
         "print(json.dumps({'out': p.stdout, 'maxrss_kib': ru}))\n"
     )
     full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
-    p = subprocess.run([PYTHON, "-c", launcher, PYTHON, "-c", code, *args], capture_output=True, text=True,
-                       env=full_env, check=False)
+    p = subprocess.run(
+        [PYTHON, "-c", launcher, PYTHON, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        check=False,
+    )
     if p.returncode:
         raise RuntimeError(f"child failed ({p.returncode}): {p.stderr[-2000:]}")
     outer = json.loads(p.stdout)
@@ -126,7 +145,22 @@ def machine() -> dict[str, str]:
         "sqlite": sqlite3.sqlite_version,
         "phonenumbers": phonenumbers.__version__,
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "fsync": f"{fsync_ms():.2f} ms (median 4 KiB write+fsync in the temp dir)",
     }
+
+
+def fsync_ms(n: int = 20) -> float:
+    """Median latency of a 4 KiB write + fsync: what bounds synchronous=FULL commits."""
+    import tempfile
+
+    times = []
+    with tempfile.NamedTemporaryFile() as fh:
+        for _ in range(n):
+            t = time.perf_counter()
+            os.write(fh.fileno(), b"x" * 4096)
+            os.fsync(fh.fileno())
+            times.append(time.perf_counter() - t)
+    return median(times) * 1000
 
 
 def ok(value: float, target: float, higher_is_better: bool = True) -> str:

@@ -16,9 +16,14 @@ def _examples() -> list[phonenumbers.PhoneNumber]:
     """phonenumbers' own example number of every type in every region (valid numbers of each kind)."""
     out = []
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
-        for t in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
-                  phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.VOIP,
-                  phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.PAGER):
+        for t in (
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.FIXED_LINE,
+            phonenumbers.PhoneNumberType.TOLL_FREE,
+            phonenumbers.PhoneNumberType.VOIP,
+            phonenumbers.PhoneNumberType.PREMIUM_RATE,
+            phonenumbers.PhoneNumberType.PAGER,
+        ):
             ex = phonenumbers.example_number_for_type(region, t)
             if ex is not None:
                 out.append(ex)
@@ -43,13 +48,18 @@ def test_fast_e164_matches_parse_on_every_example_number() -> None:
             taken += 1
             ref = phonenumbers.parse(e164, None)
             assert (fast.country_code, phonenumbers.national_significant_number(fast)) == (
-                ref.country_code, phonenumbers.national_significant_number(ref)), e164
+                ref.country_code,
+                phonenumbers.national_significant_number(ref),
+            ), e164
     assert taken > len(EXAMPLES) // 2  # the fast path is actually used for typical E.164 input
 
 
 @settings(max_examples=3000, deadline=None)
-@given(cc=st.sampled_from(CODES), rest=st.text("0123456789", min_size=4, max_size=13),
-       sep=st.sampled_from(["", " ", "-", "."]))
+@given(
+    cc=st.sampled_from(CODES),
+    rest=st.text("0123456789", min_size=4, max_size=13),
+    sep=st.sampled_from(["", " ", "-", "."]),
+)
 def test_fast_path_agrees_with_phonenumbers_on_random_input(cc: int, rest: str, sep: str) -> None:
     text = f"+{cc}{sep}{rest}"
     fast = _fast_e164(text)
@@ -64,8 +74,18 @@ def test_fast_path_agrees_with_phonenumbers_on_random_input(cc: int, rest: str, 
     assert fast_number_type(ref) == phonenumbers.number_type(ref)
 
 
-@pytest.mark.parametrize("raw", ["+44 7700 900123", "+1 415-555-0123", "+61.412.345.678", "+4407700900123",
-                                 "+44 (0) 7700 900123", "+1 (415) 555 0123", "+7 8123456789"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+44 7700 900123",
+        "+1 415-555-0123",
+        "+61.412.345.678",
+        "+4407700900123",
+        "+44 (0) 7700 900123",
+        "+1 (415) 555 0123",
+        "+7 8123456789",
+    ],
+)
 def test_parse_phone_gives_phonenumbers_e164_and_type(raw: str) -> None:
     try:
         ref = phonenumbers.parse(raw, None)
@@ -77,5 +97,7 @@ def test_parse_phone_gives_phonenumbers_e164_and_type(raw: str) -> None:
         return
     got = parse_phone(raw, None)
     assert got.e164 == phonenumbers.format_number(ref, phonenumbers.PhoneNumberFormat.E164)
-    assert got.mobile == (phonenumbers.number_type(ref) in (phonenumbers.PhoneNumberType.MOBILE,
-                                                             phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE))
+    assert got.mobile == (
+        phonenumbers.number_type(ref)
+        in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    )
