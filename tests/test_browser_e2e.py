@@ -204,7 +204,10 @@ def test_verify_sent_true_and_false(wa: WhatsAppSender, simulator: Any) -> None:
 @pytest.mark.parametrize("kind", ["window", "computer"])
 def test_takeover_is_recovered_with_use_here(wa: WhatsAppSender, simulator: Any, kind: str) -> None:
     wa.ensure_ready()
-    simulator.takeover(kind)
+    # only this browser's device (the simulator is shared by the whole run)
+    device = wa.browser.driver.execute_script("return localStorage.getItem('wabulk-sim-device')")
+    assert device in {d["device"] for d in simulator.devices()}
+    simulator.takeover(kind, device)
     want = sess.TAKEOVER_WINDOW if kind == "window" else sess.TAKEOVER_COMPUTER
     deadline = time.monotonic() + 5
     while wa.page_state() != want:
