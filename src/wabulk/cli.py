@@ -734,6 +734,11 @@ def run(
         bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")
     ] = None,
     log_numbers: Annotated[bool, typer.Option("--log-numbers", help="Do not mask numbers in logs.")] = False,
+    lease_seconds: Annotated[
+        float | None,
+        typer.Option("--lease-seconds", envvar="WABULK_LEASE_SECONDS", min=1, hidden=True,
+                     help="How long a claim lasts before another worker may take it over (tests)."),
+    ] = None,
 ) -> None:
     """Run the worker: send queued messages through one WhatsApp session, paced like a human.
 
@@ -754,6 +759,7 @@ def run(
             daily_cap=daily_cap,
             quiet_hours=quiet_hours,
             log_numbers=log_numbers,
+            lease_seconds=lease_seconds,
         )
         code = run_worker(settings, config)
     raise typer.Exit(code)

@@ -1,0 +1,207 @@
+"""End-to-end tests of ``wabulk run`` against the bundled simulator with real Chromium and Selenium.
+
+The oracle is what the simulator received (``sim.messages()``): every expected message exactly once, with
+the exact text, whatever happens to the worker (SIGKILL, logout, takeover, offline, pause/stop, a second
+worker, a confirmation timeout). The worker runs as a real subprocess where process behaviour matters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e_helpers import E2E, SIM_E2E, run_in_process, wait_for
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
+        reason="needs Chromium and chromedriver",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A simulator of this module's own (logouts and takeovers here must not touch other tests' browsers)."""
+    from wabulk.simulator.server import Simulator
+
+    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-worker") / "messages.jsonl", **SIM_E2E)
+    s.start()
+    yield s
+    s.stop()
+
+
+_BASES = iter(range(100, 99_000, 100))
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tuple[Path, str]]]:
+    """Profiles linked once for the module (copied into each test's home)."""
+    return tmp_path_factory.mktemp("linked-profiles"), {}
+
+
+@pytest.fixture
+def e2e(sim: Any, tmp_path: Path, linked: tuple[Path, dict[str, tuple[Path, str]]]) -> Iterator[E2E]:
+    sim.configure(**SIM_E2E)
+    env = E2E(sim=sim, home=tmp_path / "home", base=next(_BASES), template_home=linked[0], linked=linked[1])
+    yield env
+    env.cleanup()
+    sim.configure(**SIM_E2E)
+
+
+def test_normal_run_sends_each_message_once(e2e: E2E) -> None:
+    e2e.link("s")
+    job, expected = e2e.enqueue(5)
+    w = e2e.run("s")
+    assert w.wait() == 0, w.output()
+    got = e2e.assert_exactly_once(expected)
+    assert {m["device"] for m in got} == {e2e.devices["s"]}
+    row = e2e.job(job)
+    counts = (row["sent"], row["pending"], row["sending"], row["failed"], row["status"])
+    assert counts == (5, 0, 0, 0, "completed")
+
+
+def test_invalid_number_fails_not_on_whatsapp_and_exits_3(e2e: E2E) -> None:
+    e2e.link("s")
+    bad = "+61491599999"
+    e2e.sim.configure(invalid_numbers=[bad.lstrip("+")])
+    job, expected = e2e.enqueue(2, extra_phones=[bad])
+    w = e2e.run("s")
+    assert w.wait() == 3, w.output()
+    del expected[bad.lstrip("+")]
+    e2e.assert_exactly_once(expected)
+    rows = {r["phone"]: r for r in e2e.rows()}
+    assert rows[bad]["status"] == "failed" and rows[bad]["error_class"] == "not_on_whatsapp"
+    assert rows[bad]["attempts"] == 1  # permanent: no retry
+    assert e2e.job(job)["failed"] == 1
+
+
+def test_sigkill_three_times_then_restart_sends_each_once(e2e: E2E) -> None:
+    e2e.link("s")
+    job, expected = e2e.enqueue(8)
+    for k in (1, 3, 5):
+        w = e2e.run("s", lease=5)
+        # Kill at a different moment each time: right after the k-th arrival is in the log (the worker is
+        # then between "arrived" and "sent committed", or already on the next message).
+        e2e.wait_arrived(k)
+        w.kill9()
+    w = e2e.run("s", lease=5)
+    assert w.wait(120) == 0, w.output()
+    e2e.assert_exactly_once(expected)
+    rows = e2e.rows()
+    assert all(r["status"] == "sent" for r in rows), [(r["phone"], r["status"]) for r in rows]
+    assert e2e.job(job)["sent"] == 8
+
+
+def test_logout_mid_run_waits_for_scan_without_spending_attempts(e2e: E2E) -> None:
+    # Relinking gives the browser a new device, and WhatsApp syncs the chat history to it: a message that
+    # left just before the logout is then visible to verification. "account" history models that sync.
+    e2e.sim.configure(history_scope="account")
+    token = e2e.link("s", fresh=True)  # this test unlinks its device: never the module's shared one
+    job, expected = e2e.enqueue(5)
+    w = e2e.run("s", "--min-delay", "0.5", "--max-delay", "0.8")
+    e2e.wait_arrived(2)
+    assert e2e.sim.logout(token) == 1
+    wait_for(lambda: e2e.job(job)["status"] == "waiting_for_login", 30, "the job to wait for login")
+    assert w.proc.poll() is None  # still running, waiting for the scan
+    wait_for(e2e.sim.scan, 30, "the worker's QR to be scanned")
+    assert w.wait() == 0, w.output()
+    e2e.assert_exactly_once(expected)
+    assert [r["attempts"] for r in e2e.rows()] == [1] * 5
+    assert e2e.job(job)["status"] == "completed"
+
+
+def test_takeover_mid_run_is_recovered(e2e: E2E) -> None:
+    token = e2e.link("s")
+    _, expected = e2e.enqueue(5)
+    w = e2e.run("s", "--min-delay", "0.5", "--max-delay", "0.8")
+    e2e.wait_arrived(2)
+    e2e.sim.takeover("window", token)
+    assert w.wait() == 0, w.output()
+    e2e.assert_exactly_once(expected)
+
+
+def test_offline_mid_send_then_back_online(e2e: E2E) -> None:
+    e2e.link("s")
+    _, expected = e2e.enqueue(4)
+    # In-process for a short retry backoff (30 s by default): what is tested is the outcome, not the wait.
+    w = run_in_process(e2e, "s", retry_base=1.0, retry_jitter=0.5)
+    try:
+        e2e.wait_arrived(2)
+        e2e.sim.configure(offline=True)
+        # Back online once the worker has met the offline page (a failed attempt is recorded).
+        wait_for(lambda: any(r["last_error"] for r in e2e.rows()) or not w.thread.is_alive(), 30,
+                 "the worker to notice it is offline")
+        e2e.sim.configure(offline=False)
+        assert w.wait(60) == 0
+    finally:
+        w.close()
+    e2e.assert_exactly_once(expected)
+    assert all(r["status"] == "sent" for r in e2e.rows())
+
+
+def test_pause_resume_stop_from_another_process(e2e: E2E) -> None:
+    e2e.link("s")
+    job, expected = e2e.enqueue(7)
+    w = e2e.run("s", "--min-delay", "1", "--max-delay", "1.5")
+    e2e.wait_arrived(1)
+    e2e.cli("pause", str(job))
+    wait_for(lambda: "is now paused" in w.output(), 10, "the worker to report the pause")
+    paused_at = len(e2e.arrived())
+    # Nothing new may arrive while paused (checked for a bounded time after the worker reported it).
+    with pytest.raises(AssertionError, match="timed out"):
+        e2e.wait_arrived(paused_at + 1, timeout=3)
+    assert e2e.job(job)["status"] == "paused"
+    e2e.cli("resume", str(job))
+    e2e.wait_arrived(paused_at + 1, timeout=20)
+    e2e.cli("stop", str(job))
+    assert w.wait() == 0, w.output()
+    got = e2e.arrived()
+    rows = {r["phone"].lstrip("+"): r for r in e2e.rows()}
+    sent = {p: expected[p] for p, r in rows.items() if r["status"] == "sent"}
+    assert {r["status"] for r in rows.values()} == {"sent", "cancelled"}
+    assert len(sent) == len(got) < 7
+    e2e.assert_exactly_once(sent)
+    assert e2e.job(job)["status"] == "stopped"
+
+
+def test_two_workers_two_sessions_split_the_job(e2e: E2E) -> None:
+    dev_a, dev_b = e2e.link("a"), e2e.link("b")
+    job, expected = e2e.enqueue(8)
+    wa = e2e.run("a", "--min-delay", "1", "--max-delay", "1.5")
+    wb = e2e.run("b", "--min-delay", "1", "--max-delay", "1.5")
+    assert wa.wait(120) == 0, wa.output()
+    assert wb.wait(120) == 0, wb.output()
+    got = e2e.assert_exactly_once(expected)
+    by_device = {m["device"] for m in got}
+    assert by_device == {dev_a, dev_b}, "both workers should have sent part of the job"
+    assert e2e.job(job)["sent"] == 8
+
+
+def test_confirm_timeout_then_verified_without_resend(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wabulk import worker
+
+    monkeypatch.setattr(worker, "CONFIRM_RECHECK_SECONDS", 2.0)  # look again soon (default 15 s)
+    e2e.link("s")
+    _, expected = e2e.enqueue(3)
+    held = e2e.phone(0).lstrip("+")
+    e2e.sim.configure(hold_pending=[held])  # its bubble stays on the clock
+    w = run_in_process(e2e, "s", confirm=2.0)
+    try:
+        wait_for(lambda: any(r["error_class"] == "confirm_timeout" for r in e2e.rows()), 30,
+                 "the confirmation timeout to be recorded")
+        assert [m["phone"] for m in e2e.arrived()].count(held) == 1
+        e2e.sim.configure(hold_pending=[])
+        assert w.wait(60) == 0
+    finally:
+        w.close()
+    e2e.assert_exactly_once(expected)
+    rows = {r["phone"].lstrip("+"): r for r in e2e.rows()}
+    assert rows[held]["status"] == "sent"
+    assert rows[held]["attempts"] == 2  # the send, then the verification that found it: no resend
