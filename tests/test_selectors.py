@@ -23,8 +23,9 @@ class FakeElement:
 class FakeDriver:
     """find_elements answers from a table; everything else records or returns canned values."""
 
-    def __init__(self, table: dict[tuple[str, str], list[Any]] | None = None,
-                 page_source: str = "<html></html>") -> None:
+    def __init__(
+        self, table: dict[tuple[str, str], list[Any]] | None = None, page_source: str = "<html></html>"
+    ) -> None:
         self.table = table or {}
         self.page_source = page_source
         self.queries: list[tuple[str, str]] = []
@@ -66,13 +67,16 @@ def test_candidates_are_ordered_newest_first() -> None:
     compose = [e for _, e in S.COMPOSE_BOX.resolved]
     assert "data-lexical-editor" in compose[0]
     assert compose.index(next(c for c in compose if "title='Type a message'" in c)) < compose.index(
-        "div[data-testid='conversation-compose-box-input']")
+        "div[data-testid='conversation-compose-box-input']"
+    )
     # progress bar moved from div[2] to div[3] on 2025-03-21
     loading = [e for _, e in S.LOADING.resolved]
     assert "div[3]/progress" in loading[0] and "div[2]/progress" in loading[1]
     attach = [e for _, e in S.ATTACH_BUTTON.resolved]
-    order = [next(i for i, c in enumerate(attach) if key in c) for key in ("Attach", "plus-rounded",
-                                                                          "'plus'", "attach-menu-plus", "clip")]
+    order = [
+        next(i for i, c in enumerate(attach) if key in c)
+        for key in ("Attach", "plus-rounded", "'plus'", "attach-menu-plus", "clip")
+    ]
     assert order == sorted(order)
     assert S.MEDIA_INPUT.resolved[0][1].endswith("[accept='image/*']")  # 2026 before 2020-25
 
@@ -140,8 +144,15 @@ def test_missing_element_names_selector_and_every_candidate_and_saves_masked_cap
         now[0] += s
 
     with pytest.raises(errors.SelectorNotFound) as info:
-        dom.find(drv, S.SEND_BUTTON, timeout=dom.MINI, debug_dir=tmp_path / "debug",
-                 label="send-to-+14155550123", clock=lambda: now[0], sleep=sleep)
+        dom.find(
+            drv,
+            S.SEND_BUTTON,
+            timeout=dom.MINI,
+            debug_dir=tmp_path / "debug",
+            label="send-to-+14155550123",
+            clock=lambda: now[0],
+            sleep=sleep,
+        )
     exc = info.value
     assert exc.name == "send_button"
     assert exc.tried == S.SEND_BUTTON.describe()
