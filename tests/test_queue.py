@@ -208,6 +208,50 @@ def test_expired_lease_with_stamp_needs_verification(q: Queue, clock: Clock) -> 
     assert c2 and c2.needs_verification and c2.send_started_at == T0 + 5
 
 
+def test_a_stamped_message_goes_back_only_to_the_session_that_stamped_it(q: Queue, clock: Clock) -> None:
+    """Only the account that may have sent it can look in its chat; another would resend blindly."""
+    q.enqueue(job(), msgs(2))
+    wa = q.register_worker("a", pid=1, host="h")
+    wb = q.register_worker("b", pid=2, host="h")
+    c1 = q.claim(wa, "a", lease_seconds=60)
+    assert c1
+    q.mark_send_started(c1)
+    clock.advance(100)  # worker a died after the stamp
+    q.heartbeat(wb)
+    other = q.claim(wb, "b", lease_seconds=60)
+    assert other and other.message_id != c1.message_id and not other.needs_verification
+    assert q.claim(wb, "b", lease_seconds=60) is None  # the stamped one is not b's to take
+    wa2 = q.register_worker("a", pid=3, host="h", stale_after=30)
+    again = q.claim(wa2, "a", lease_seconds=60)
+    assert again and again.message_id == c1.message_id and again.needs_verification
+
+
+def test_a_stamped_message_retried_later_stays_with_its_session(q: Queue, clock: Clock) -> None:
+    q.enqueue(job(), msgs(1))
+    wa = q.register_worker("a", pid=1, host="h")
+    c1 = q.claim(wa, "a", lease_seconds=60)
+    assert c1
+    q.mark_send_started(c1)
+    q.schedule_retry(c1, error="no tick", error_class="confirm_timeout", delay=1)
+    clock.advance(5)
+    assert q.claim("wb", "b", lease_seconds=60) is None
+    c2 = q.claim(wa, "a", lease_seconds=60)
+    assert c2 and c2.needs_verification
+
+
+def test_defer_gives_the_message_back_until_a_time(q: Queue, clock: Clock) -> None:
+    q.enqueue(job(), msgs(1))
+    c1 = q.claim("w1", "s", lease_seconds=60)
+    assert c1
+    q.defer(c1, until=T0 + 3600, reason="quiet hours")
+    assert q.get_message(c1.message_id).attempts == 0
+    clock.advance(3599)
+    assert q.claim("w1", "s", lease_seconds=60) is None
+    clock.advance(2)
+    c2 = q.claim("w1", "s", lease_seconds=60)
+    assert c2 and c2.message_id == c1.message_id and c2.attempt == 1
+
+
 def test_expired_leases_go_before_fresh_work(q: Queue, clock: Clock) -> None:
     q.enqueue(job(), msgs(3))
     c1 = q.claim("w1", "s", lease_seconds=10)

@@ -155,6 +155,18 @@ def m002_job_counts(db: Database) -> None:
     )
 
 
+
+@migrations()
+def m003_stamp_session(db: Database) -> None:
+    """Remember which session stamped ``send_started_at``.
+
+    A message whose send may have gone out can only be checked in the chat of the account that sent
+    it; another account would find nothing and send it a second time. So such a message is only ever
+    claimed again by the same session.
+    """
+    db.execute("ALTER TABLE messages ADD COLUMN send_started_session TEXT")
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

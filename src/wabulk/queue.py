@@ -88,6 +88,10 @@ _EVENT_COLS = ", ".join(f.name for f in dataclasses.fields(Event))
 # The claim returns the job's status and attachment in the same statement (two round trips fewer).
 # The opt-out check stays a separate primary-key probe: inside RETURNING, SQLite 3.40 plans
 # ``optouts.phone = messages.phone`` as a full scan of optouts.
+# A message stamped send-started by one session may only be claimed again by that session: only its
+# chat can tell whether the earlier try went out (another account would resend it blindly).
+_SAME_SESSION = "(m.send_started_session IS NULL OR m.send_started_session = :session)"
+
 _CLAIM_RETURNING = (
     "id, job_id, attempts, max_attempts, phone, body, name, send_started_at,"
     " (SELECT status FROM jobs WHERE jobs.id = messages.job_id),"
@@ -574,6 +578,7 @@ class Queue:
             )
             n = conn.execute(
                 "UPDATE messages SET status = 'pending', attempts = 0, send_started_at = NULL,"
+                " send_started_session = NULL,"
                 " next_attempt_at = NULL, last_error = NULL, error_class = NULL, claimed_by = NULL,"
                 " lease_until = NULL, updated_at = ?"
                 f" WHERE id IN (SELECT m.id FROM messages m WHERE {cond})",
@@ -633,7 +638,7 @@ class Queue:
             " updated_at = :now"
             " WHERE status = 'sending' AND id = ("
             "SELECT m.id FROM messages m INDEXED BY idx_messages_lease JOIN jobs j ON j.id = m.job_id"
-            f" WHERE m.status = 'sending' AND m.lease_until < :now AND {jf}"
+            f" WHERE m.status = 'sending' AND m.lease_until < :now AND {jf} AND {_SAME_SESSION}"
             " ORDER BY m.lease_until LIMIT 1)"
             f" RETURNING {_CLAIM_RETURNING}"
         )
@@ -647,6 +652,7 @@ class Queue:
             "SELECT m.id FROM jobs j CROSS JOIN messages m INDEXED BY idx_messages_claim"
             f" WHERE {jf} AND m.job_id = j.id AND m.status = 'pending'"
             " AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= :now)"
+            f" AND {_SAME_SESSION}"
             " ORDER BY j.id, m.id LIMIT 1)"
             f" RETURNING {_CLAIM_RETURNING}"
         )
@@ -753,7 +759,10 @@ class Queue:
         lease has expired: a zombie must not click send). Keeps the earliest stamp."""
         now = self._clock()
         with self._tx() as conn:
-            self._fenced(conn, claim, "send_started_at = COALESCE(send_started_at, ?), updated_at = ?",
+            self._fenced(conn, claim,
+                         "send_started_at = COALESCE(send_started_at, ?), updated_at = ?,"
+                         " send_started_session = COALESCE(send_started_session,"
+                         " (SELECT session FROM workers WHERE id = claimed_by))",
                          (now, now), " AND lease_until > ?", (now,))
             self._event(conn, now, claim.job_id, claim.message_id, "send_started", SENDING, SENDING,
                         f"worker {claim.worker_id} attempt {claim.attempt}")
@@ -832,6 +841,11 @@ class Queue:
                          f" lease_until = NULL, {due}updated_at = ?", params)
             self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, PENDING,
                         f"released: {reason}" + (f" (due in {delay:g}s)" if delay > 0 else ""))
+
+    def defer(self, claim: Claim, *, until: float, reason: str) -> None:
+        """Give the message back untried, not to be claimed before ``until`` (e.g. the end of the
+        recipient's quiet hours). Fenced; no attempt spent; the send stamp is kept."""
+        self.release(claim, reason=reason, delay=max(until - self._clock(), 0.001))
 
     @_guarded
     def record_receipt(self, message_id: int, tick: str, at: float) -> None:
