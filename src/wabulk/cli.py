@@ -666,6 +666,8 @@ def login(
     if result.already_logged_in:
         typer.echo(f"Session {session!r} is already logged in.")
     else:
+        if result.qr_png is not None:
+            typer.echo(f"(The QR code was also saved as {result.qr_png}.)")
         typer.echo(f"Session {session!r} is logged in.")
 
 
@@ -680,6 +682,12 @@ def doctor(
     web_url: Annotated[
         str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
     ] = None,
+    test_number: Annotated[
+        str | None,
+        typer.Option(
+            "--test-number", help="Open this number's chat to check the chat selectors too (sends nothing)."
+        ),
+    ] = None,
 ) -> None:
     """Check the browser, driver, profile, database and (live) every WhatsApp Web selector.
 
@@ -691,7 +699,8 @@ def doctor(
 
     settings = _settings().with_(web_url=web_url)
     with _errors():
-        checks = run_doctor(settings, session, live=live)
+        phone = _normalize_many([test_number], None)[0] if test_number else None
+        checks = run_doctor(settings, session, live=live, test_phone=phone)
     out = _stdout()
     marks = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]", "fail": "[red]FAIL[/red]"}
     for c in checks:
@@ -736,8 +745,13 @@ def run(
     log_numbers: Annotated[bool, typer.Option("--log-numbers", help="Do not mask numbers in logs.")] = False,
     lease_seconds: Annotated[
         float | None,
-        typer.Option("--lease-seconds", envvar="WABULK_LEASE_SECONDS", min=1, hidden=True,
-                     help="How long a claim lasts before another worker may take it over (tests)."),
+        typer.Option(
+            "--lease-seconds",
+            envvar="WABULK_LEASE_SECONDS",
+            min=1,
+            hidden=True,
+            help="How long a claim lasts before another worker may take it over (tests).",
+        ),
     ] = None,
 ) -> None:
     """Run the worker: send queued messages through one WhatsApp session, paced like a human.

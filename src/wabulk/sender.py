@@ -205,10 +205,24 @@ def is_media(path: Path) -> bool:
     return mime.startswith(("image/", "video/"))
 
 
+# Labels of a popup's own buttons: not part of what WhatsApp says.
+_BUTTON_LABELS = frozenset({"ok", "cancel", "close", "use here", "log out"})
+
+
+def popup_reason(text: str) -> str:
+    """A popup's message on one line: its text without button labels or repeated lines."""
+    seen: list[str] = []
+    for line in str(text).splitlines():
+        line = " ".join(line.split())
+        if line and line.lower() not in _BUTTON_LABELS and line not in seen:
+            seen.append(line)
+    return " ".join(seen)
+
+
 def classify_dialog(text: str) -> errors.SendError | None:
     """The permanent error a popup's text means, if any (invalid number, rejected file)."""
     if dom.match_text(text, "invalid_number"):
-        return errors.NotOnWhatsApp(f"WhatsApp says: {text.strip()}")
+        return errors.NotOnWhatsApp(f"WhatsApp says: {popup_reason(text)}")
     if dom.match_text(text, "file_rejected"):
         return errors.AttachmentRejected(f"WhatsApp refused the attachment: {text.strip()}")
     return None
@@ -377,7 +391,7 @@ class WhatsAppSender:
             if dom.match_text(dialogs, "invalid_number"):
                 text = next(d for d in p["dialogs"] if dom.match_text(str(d), "invalid_number"))
                 self._click_ok()
-                raise errors.NotOnWhatsApp(f"WhatsApp says: {str(text).strip()}")
+                raise errors.NotOnWhatsApp(f"WhatsApp says: {popup_reason(text)}")
             if st in (sess.QR, sess.LOGGED_OUT):
                 raise errors.NotLoggedIn(
                     f"session {self.session_name!r} is logged out of WhatsApp Web: "
