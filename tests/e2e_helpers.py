@@ -183,16 +183,18 @@ class E2E:
         return int(data["job_id"]), expected
 
     # --- running ----------------------------------------------------------------------------------------
-    def run(self, session: str, *args: str, lease: float | None = 8.0) -> Worker:
-        """Start ``wabulk run --session S --until-done`` (pace off unless ``args`` say otherwise)."""
+    def run(self, session: str, *args: str, lease: float | None = 8.0, until_done: bool = True) -> Worker:
+        """Start ``wabulk run --session S [--until-done]`` (pace off unless ``args`` say otherwise)."""
         n = len(self.workers)
         out, err = self.home / f"run{n}.out", self.home / f"run{n}.err"
         extra = {"WABULK_LEASE_SECONDS": str(lease)} if lease else {}
         if "--pace" not in args:
             args = ("--pace", "off", *args)
+        if until_done:
+            args = ("--until-done", *args)
         with out.open("wb") as fo, err.open("wb") as fe:
             proc = subprocess.Popen([WABULK, "--db", str(self.db), "run", "--session", session,
-                                     "--until-done", "--web-url", self.sim.url, *args],
+                                     "--web-url", self.sim.url, *args],
                                     env=self.env(**extra), stdout=fo, stderr=fe, start_new_session=True)
         w = Worker(proc, out, err)
         self.workers.append(w)

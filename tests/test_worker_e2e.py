@@ -117,14 +117,23 @@ def test_logout_mid_run_waits_for_scan_without_spending_attempts(e2e: E2E) -> No
     assert e2e.job(job)["status"] == "completed"
 
 
-def test_takeover_mid_run_is_recovered(e2e: E2E) -> None:
+def test_takeover_mid_run_is_recovered(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wabulk import worker
+
+    # A takeover while a message waits for its tick makes it unconfirmed: it is verified in the chat this
+    # soon (default 15 s) instead of being resent.
+    monkeypatch.setattr(worker, "CONFIRM_RECHECK_SECONDS", 2.0)
     token = e2e.link("s")
     _, expected = e2e.enqueue(5)
-    w = e2e.run("s", "--min-delay", "0.5", "--max-delay", "0.8")
-    e2e.wait_arrived(2)
-    e2e.sim.takeover("window", token)
-    assert w.wait() == 0, w.output()
+    w = run_in_process(e2e, "s", confirm=8.0)
+    try:
+        e2e.wait_arrived(2)
+        e2e.sim.takeover("window", token)
+        assert w.wait(90) == 0
+    finally:
+        w.close()
     e2e.assert_exactly_once(expected)
+    assert all(r["status"] == "sent" for r in e2e.rows())
 
 
 def test_offline_mid_send_then_back_online(e2e: E2E) -> None:
@@ -149,7 +158,8 @@ def test_offline_mid_send_then_back_online(e2e: E2E) -> None:
 def test_pause_resume_stop_from_another_process(e2e: E2E) -> None:
     e2e.link("s")
     job, expected = e2e.enqueue(7)
-    w = e2e.run("s", "--min-delay", "1", "--max-delay", "1.5")
+    # Without --until-done: with it, a paused job counts as "nothing runnable" and the worker exits (3).
+    w = e2e.run("s", "--min-delay", "1", "--max-delay", "1.5", until_done=False)
     e2e.wait_arrived(1)
     e2e.cli("pause", str(job))
     wait_for(lambda: "is now paused" in w.output(), 10, "the worker to report the pause")
@@ -158,10 +168,14 @@ def test_pause_resume_stop_from_another_process(e2e: E2E) -> None:
     with pytest.raises(AssertionError, match="timed out"):
         e2e.wait_arrived(paused_at + 1, timeout=3)
     assert e2e.job(job)["status"] == "paused"
+    assert w.proc.poll() is None
     e2e.cli("resume", str(job))
     e2e.wait_arrived(paused_at + 1, timeout=20)
     e2e.cli("stop", str(job))
-    assert w.wait() == 0, w.output()
+    wait_for(lambda: "is now stopped" in w.output(), 10, "the worker to report the stop")
+    # An idle worker still ends cleanly on SIGTERM, within a second or so.
+    w.proc.terminate()
+    assert w.wait(15) == 130, w.output()
     got = e2e.arrived()
     rows = {r["phone"].lstrip("+"): r for r in e2e.rows()}
     sent = {p: expected[p] for p, r in rows.items() if r["status"] == "sent"}
@@ -169,6 +183,19 @@ def test_pause_resume_stop_from_another_process(e2e: E2E) -> None:
     assert len(sent) == len(got) < 7
     e2e.assert_exactly_once(sent)
     assert e2e.job(job)["status"] == "stopped"
+
+
+def test_stop_from_another_process_ends_an_until_done_worker(e2e: E2E) -> None:
+    e2e.link("s")
+    job, expected = e2e.enqueue(6)
+    w = e2e.run("s", "--min-delay", "1", "--max-delay", "1.5")
+    e2e.wait_arrived(1)
+    e2e.cli("stop", str(job))
+    assert w.wait(15) == 0, w.output()  # nothing runnable left; cancelled on purpose is not a failure
+    rows = {r["phone"].lstrip("+"): r for r in e2e.rows()}
+    sent = {p: expected[p] for p, r in rows.items() if r["status"] == "sent"}
+    assert {r["status"] for r in rows.values()} == {"sent", "cancelled"}
+    e2e.assert_exactly_once(sent)
 
 
 def test_two_workers_two_sessions_split_the_job(e2e: E2E) -> None:
