@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +134,7 @@ def build_config(*, session: str, job_ids: Sequence[int] | None = None, until_do
     profile = make_profile(pace, min_delay=min_delay, max_delay=max_delay,
                            long_pause_every=long_pause_every, daily_cap=daily_cap)
     QuietHours.parse(quiet_hours)  # validate now: a typo must not surface hours later
-    return WorkerConfig(
+    config = WorkerConfig(
         session=session,
         job_ids=tuple(job_ids) if job_ids else None,
         until_done=until_done,
@@ -142,8 +142,8 @@ def build_config(*, session: str, job_ids: Sequence[int] | None = None, until_do
         daily_cap=daily_cap,
         quiet_hours=quiet_hours,
         log_numbers=log_numbers,
-        **({"lease_seconds": lease_seconds} if lease_seconds else {}),
     )
+    return replace(config, lease_seconds=float(lease_seconds)) if lease_seconds else config
 
 
 @dataclass(frozen=True)
