@@ -101,3 +101,77 @@ def test_parse_phone_gives_phonenumbers_e164_and_type(raw: str) -> None:
         phonenumbers.number_type(ref)
         in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
     )
+
+
+REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
+
+
+@settings(max_examples=4000, deadline=None)
+@given(
+    region=st.sampled_from(REGIONS),
+    digits=st.text("0123456789", min_size=3, max_size=14),
+    style=st.sampled_from(["plain", "spaced", "paren"]),
+)
+def test_national_fast_path_agrees_with_parse(region: str, digits: str, style: str) -> None:
+    from wabulk.contacts import _fast_national
+
+    if style == "spaced":
+        text = " ".join(digits[i : i + 3] for i in range(0, len(digits), 3))
+    elif style == "paren" and len(digits) > 4:
+        text = f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
+    else:
+        text = digits
+    fast = _fast_national(text, region)
+    if fast is None:
+        return
+    ref = phonenumbers.parse(text, region)
+    assert fast.country_code == ref.country_code, text
+    assert phonenumbers.national_significant_number(fast) == phonenumbers.national_significant_number(ref), (
+        text
+    )
+
+
+def test_national_fast_path_on_example_numbers() -> None:
+    taken = 0
+    for num in EXAMPLES:
+        region = phonenumbers.region_code_for_number(num)
+        if region in (None, "001"):
+            continue
+        text = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.NATIONAL)
+        from wabulk.contacts import _clean, _fast_national
+
+        text = _clean(text)
+        fast = _fast_national(text, region)
+        if fast is not None:
+            taken += 1
+            ref = phonenumbers.parse(text, region)
+            assert (fast.country_code, phonenumbers.national_significant_number(fast)) == (
+                ref.country_code,
+                phonenumbers.national_significant_number(ref),
+            ), text
+    assert taken > 50
+
+
+@pytest.mark.parametrize(
+    ("text", "region"),
+    [
+        ("1411 0011 44 7700 900123", "AU"),
+        ("011 44 7700 900123", "US"),
+        ("810 44 7700 900123", "RU"),
+        ("1 415 555 0123", "US"),
+        ("44 7700 900123", "GB"),
+        ("(415) 555-0123", "US"),
+        ("7700 900123", "GB"),
+    ],
+)
+def test_national_fast_path_declines_what_parse_reads_differently(text: str, region: str) -> None:
+    from wabulk.contacts import _fast_national
+
+    fast = _fast_national(text, region)
+    try:
+        ref = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        assert fast is None
+        return
+    if fast is not None:
+        assert (fast.country_code, fast.national_number) == (ref.country_code, ref.national_number)

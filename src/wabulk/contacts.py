@@ -121,6 +121,7 @@ class _RegionTypes:
     same: bool
     leading: re.Pattern[str] | None
     national_prefix: re.Pattern[str] | None
+    idd: re.Pattern[str] | None  # the international call prefix (e.g. 011 in the US, 0011/14xx0011 in AU)
 
     def type_of(self, nsn: str) -> int:
         """phonenumbers._number_type_helper, step for step."""
@@ -161,6 +162,7 @@ def _region_types(region: str, cc: int) -> _RegionTypes | None:
             leading=re.compile(meta.leading_digits) if meta.leading_digits is not None else None,
             national_prefix=re.compile(meta.national_prefix_for_parsing)
             if meta.national_prefix_for_parsing else None,
+            idd=re.compile(meta.international_prefix) if meta.international_prefix else None,
         )
     _REGION_CACHE[key] = rt
     return rt
@@ -218,10 +220,37 @@ def _fast_e164(text: str) -> phonenumbers.PhoneNumber | None:
     return phonenumbers.PhoneNumber(country_code=cc, national_number=int(nsn))
 
 
+_NATIONALISH = re.compile(r"[1-9(][0-9 \-.()]{3,24}")
+
+
+def _fast_national(text: str, country: str) -> phonenumbers.PhoneNumber | None:
+    """A national-format number ("(201) 555-0123" with country US) without phonenumbers.parse, or None when
+    parse() could read it differently: a leading 0 or national prefix, digits that start with the
+    region's own country code (parse may strip it) or the international prefix, anything but digits and
+    separators."""
+    if not _NATIONALISH.fullmatch(text):
+        return None
+    digits = _digits(text)
+    if not 4 <= len(digits) <= 15 or digits[0] == "0":
+        return None
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(country, None)
+    if meta is None or digits.startswith(str(meta.country_code)):
+        return None
+    rt = _region_types(country, meta.country_code)
+    if rt is None or (rt.national_prefix is not None and rt.national_prefix.match(digits)):
+        return None
+    if rt.idd is not None and rt.idd.match(digits):
+        return None  # parse() reads a number dialled with the international prefix as international
+    return phonenumbers.PhoneNumber(country_code=meta.country_code, national_number=int(digits))
+
+
 def _parse_one(text: str, country: str | None) -> tuple[phonenumbers.PhoneNumber, bool]:
     """Parse and validate one cleaned number: (number, is mobile). Raises InvalidPhone(reason)."""
     try:
-        fast = _fast_e164(text) if text[:1] == "+" else None
+        if text[:1] == "+":
+            fast = _fast_e164(text)
+        else:
+            fast = _fast_national(text, country) if country else None
         num = fast if fast is not None else phonenumbers.parse(text, country)
     except NumberParseException as exc:
         if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE:
