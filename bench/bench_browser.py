@@ -156,28 +156,29 @@ def main() -> int:
         )
         per2, rate2, sampler, (first, last) = run(mem_n, FAST, Path(d) / "mem")
         during = [s for s in sampler.samples if first <= s[0] <= last]
-        if len(during) >= 2:
-            (_, py0, br0, _k0), (_, py1, br1, k1) = during[0], during[-1]
-            rows.append(
-                {
-                    "what": f"memory over {mem_n} messages: Python process (start -> end)",
-                    "median s": f"{py0:.0f} -> {py1:.0f} MiB",
-                    "p95 s": f"{(py1 / py0 - 1) * 100:+.0f} %",
-                    "msg/min": "",
-                    "target": "<= +10 %",
-                    "met": ok(py1 / py0 - 1, 0.10, higher_is_better=False),
-                }
+        if len(during) >= 3:
+            # "start" is after the first tenth of the run: Chromium's first pages load caches that are not
+            # growth. The first sample is shown too.
+            (_, py_first, br_first, _k), (_, py0, br0, _k0), (_, py1, br1, k1) = (
+                during[0],
+                during[len(during) // 10],
+                during[-1],
             )
-            rows.append(
-                {
-                    "what": f"memory over {mem_n} messages: browser, {k1} processes (start -> end)",
-                    "median s": f"{br0:.0f} -> {br1:.0f} MiB",
-                    "p95 s": f"{(br1 / br0 - 1) * 100:+.0f} %",
-                    "msg/min": "",
-                    "target": "<= +10 %",
-                    "met": ok(br1 / br0 - 1, 0.10, higher_is_better=False),
-                }
-            )
+            for label, a0, b0, b1 in (
+                ("Python process", py_first, py0, py1),
+                (f"browser, {k1} processes", br_first, br0, br1),
+            ):
+                growth = b1 / b0 - 1
+                rows.append(
+                    {
+                        "what": f"memory over {mem_n} messages: {label} (first -> 10 % -> end)",
+                        "median s": f"{a0:.0f} -> {b0:.0f} -> {b1:.0f} MiB",
+                        "p95 s": f"{growth * 100:+.0f} %",
+                        "msg/min": "",
+                        "target": "<= +10 % (10 % -> end)",
+                        "met": ok(growth, 0.10, higher_is_better=False),
+                    }
+                )
             peak = max(s[2] for s in during)
             notes.append(
                 f"memory run: fast simulator timings ({statistics.median(per2):.2f} s median per message, "
