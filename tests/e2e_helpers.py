@@ -232,6 +232,15 @@ class E2E:
     def job(self, job_id: int) -> dict[str, Any]:
         return next(j for j in self.status()["jobs"] if j["id"] == job_id)
 
+    def events_matching(self, text: str) -> list[str]:
+        """Details of queue events containing ``text`` (read-only)."""
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute("SELECT detail FROM events WHERE instr(detail, ?) > 0", (text,))
+            return [r[0] for r in rows]
+        finally:
+            conn.close()
+
     def rows(self) -> list[dict[str, Any]]:
         """The messages table (read-only), for attempts and error classes."""
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)

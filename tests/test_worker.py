@@ -22,6 +22,7 @@ from wabulk.errors import (
     Offline,
     SelectorNotFound,
     SessionBusy,
+    TransientSendError,
 )
 from wabulk.fakes import BLOCK, CRASH, LOGOUT, DeliverThenRaise, Delivery, Fail, FailAtSend, FakeTransport
 from wabulk.logs import setup_logging, teardown_logging
@@ -159,12 +160,12 @@ def test_transient_error_is_retried_with_backoff_and_attempts_counted_in_db(
 ) -> None:
     a, b = phones(2)
     job = enqueue(queue, [a, b])
-    fake.script(a, Fail(Offline("computer not connected")))
+    fake.script(a, Fail(TransientSendError("page reloaded", error_class="timeout")))
     worker = make_worker(queue, fake, clock)
     step = worker.run_once()
     assert step.outcome == "retry"
     m = message(queue, job, a)
-    assert m.status == PENDING and m.attempts == 1 and m.error_class == "offline"
+    assert m.status == PENDING and m.attempts == 1 and m.error_class == "timeout"
     assert m.next_attempt_at is not None and 30 <= m.next_attempt_at - clock() <= 30 + 15
     # The other recipient is not held up by the failure.
     assert worker.run_once().outcome == "sent" and fake.delivered_to(b) == 1
@@ -172,6 +173,27 @@ def test_transient_error_is_retried_with_backoff_and_attempts_counted_in_db(
     assert worker.run() == exitcodes.OK
     m = message(queue, job, a)
     assert m.status == SENT and m.attempts == 2 and fake.delivered_to(a) == 1
+
+
+def test_offline_spends_no_attempt_however_long_it_lasts(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+    for _ in range(6):  # longer than max_attempts (3): an outage must not fail the message
+        fake.script(a, Fail(Offline("computer not connected")))
+    worker = make_worker(queue, fake, clock)
+    waits = []
+    for _ in range(6):
+        step = worker.run_once()
+        assert step.outcome == "offline"
+        m = message(queue, job, a)
+        assert m.status == PENDING and m.attempts == 0
+        waits.append(step.wait)
+    assert waits == sorted(waits) and waits[0] < waits[-1] <= 120  # backs off, bounded
+    assert worker.run() == exitcodes.OK
+    m = message(queue, job, a)
+    assert m.status == SENT and m.attempts == 1 and fake.delivered_to(a) == 1
 
 
 def test_backoff_is_exponential_with_jitter(queue: Queue, fake: FakeTransport, clock: Clock) -> None:

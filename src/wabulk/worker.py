@@ -40,6 +40,7 @@ from .errors import (
     ConfirmTimeout,
     LeaseLost,
     NotLoggedIn,
+    Offline,
     SendError,
     SessionBusy,
     SessionError,
@@ -88,6 +89,9 @@ WAIT_SLICE = 0.5  # longest uninterrupted sleep: pause/stop/Ctrl-C are seen with
 JOBS_REFRESH = 1.0  # re-read job statuses during waits this often
 STALE_AFTER = 30.0  # a worker without heartbeat for this long is dead (register_worker)
 SESSION_ERROR_BACKOFF = 30.0  # wait before retrying after a takeover/browser failure outside a send
+# While WhatsApp Web says the computer is offline, wait this long (doubling up to the max) between tries.
+OFFLINE_RECHECK_SECONDS = 5.0
+OFFLINE_RECHECK_MAX = 120.0
 # Jobs this worker may touch when it is logged out / blocked / finishing.
 _ACTIVE_JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN)
 
@@ -113,6 +117,8 @@ class WorkerConfig:
     breaker_threshold: int = 5
     max_attempts: int | None = None
     track_receipts: bool = False
+    track_older_than: float = 600.0  # --track-receipts: leave a message alone this long after sending
+    track_batch: int = 3  # --track-receipts: chats looked at per idle turn (each paced like a send)
     log_numbers: bool = False
     retry_base: float = 30.0  # first backoff (seconds); doubles per attempt
     retry_max: float = 900.0
@@ -127,7 +133,8 @@ def build_config(*, session: str, job_ids: Sequence[int] | None = None, until_do
                  pace: str = "balanced", min_delay: float | None = None, max_delay: float | None = None,
                  long_pause_every: int | None = None, daily_cap: int | None = None,
                  quiet_hours: str | None = None, log_numbers: bool = False,
-                 lease_seconds: float | None = None) -> WorkerConfig:
+                 lease_seconds: float | None = None, track_receipts: bool = False,
+                 track_older_than: float | None = None) -> WorkerConfig:
     """A validated :class:`WorkerConfig` from the CLI's options. Raises BadInput (exit 2).
     ``lease_seconds`` (hidden ``--lease-seconds`` / ``WABULK_LEASE_SECONDS``, for tests) shortens how
     long a dead worker's claim blocks its message; None keeps the default."""
@@ -142,7 +149,10 @@ def build_config(*, session: str, job_ids: Sequence[int] | None = None, until_do
         daily_cap=daily_cap,
         quiet_hours=quiet_hours,
         log_numbers=log_numbers,
+        track_receipts=track_receipts,
     )
+    if track_older_than is not None:
+        config = replace(config, track_older_than=float(track_older_than))
     return replace(config, lease_seconds=float(lease_seconds)) if lease_seconds else config
 
 
@@ -152,7 +162,7 @@ class WorkerEvent:
 
     kinds: started, warning, claimed, sent, verified, retry, failed, released, deferred, lease_lost,
     logged_out, qr, logged_in, blocked, breaker, restart, cap, quiet, idle, job_status, progress,
-    stopping, stopped, error."""
+    stopping, stopped, error, receipt."""
 
     kind: str
     at: float
@@ -222,6 +232,7 @@ class Worker:
         self._stamped = False
         self._streaks: dict[int, tuple[str, int]] = {}
         self._session_failures = 0
+        self._offline_streak = 0
         self._last_heartbeat = float("-inf")
         self._last_jobs_refresh = float("-inf")
         self._job_status: dict[int, str] = {}
@@ -232,6 +243,7 @@ class Worker:
         self._summaries: tuple[JobSummary, ...] = ()
         self.next_send_at: float | None = None
         self._cap_stats: dict[str, Any] = {}
+        self._next_track_at = float("-inf")  # --track-receipts: no chat is opened for receipts before this
         self._backoff = wait_exponential(multiplier=config.retry_base, max=config.retry_max) + wait_random(
             0, config.retry_jitter
         )
@@ -519,6 +531,8 @@ class Worker:
             return self._handle_blocked(claim, e)
         except TakeoverFailed as e:
             return self._handle_session_trouble(claim, e)
+        except Offline as e:
+            return self._handle_offline(claim, e)
         except (SendError, BrowserError) as e:
             if isinstance(e, BrowserError) or getattr(e, "error_class", "") == "browser_crashed":
                 self._restart_browser(str(e))
@@ -568,6 +582,8 @@ class Worker:
             return self._handle_session_trouble(claim, e)
         except ConfirmTimeout as e:
             return self._unconfirmed(claim, e)
+        except Offline as e:
+            return self._handle_offline(claim, e)
         except (SendError, BrowserError) as e:
             if isinstance(e, BrowserError) or getattr(e, "error_class", "") == "browser_crashed":
                 self._restart_browser(str(e))
@@ -599,6 +615,7 @@ class Worker:
     def _complete_sent(self, claim: Claim, *, tick: str, verified: bool) -> StepResult:
         self.queue.mark_sent(claim, tick=tick, session=self.config.session, at=self.clock())
         self.sent_this_run += 1
+        self._offline_streak = 0
         self._streaks.pop(claim.job_id, None)
         if self._first_send_known and self._first_send_at is None:
             self._first_send_at = self.clock()
@@ -611,6 +628,49 @@ class Worker:
             self._emit("sent", f"sent to {self._mask(claim.phone)}", claim=claim, tick=tick)
         self._set_state("pacing")
         return StepResult("verified" if verified else "sent", claim.message_id, wait=delay)
+
+    def track_receipts_once(self) -> int:
+        """Idle time with ``--track-receipts``: look at the chat of the next sent, unread message (oldest
+        first; at most ``track_batch`` per turn), record its ticks, and keep the next look a pacing gap
+        away, as if it were a send. Never sends. Returns how many chats were looked at. Errors are logged
+        and end the turn: the next claim's session check handles a logged-out or dead browser."""
+        from .receipts import Checked, track
+
+        now = self.clock()
+        if now < self._next_track_at or self.stop_requested:
+            return 0
+        done = 0
+        p = self.config.pace
+
+        def gap() -> float:
+            return self.rng.uniform(p.min_delay, max(p.min_delay, p.max_delay))
+
+        def on_checked(c: Checked) -> None:
+            what = c.seen if c.seen is not None else ("error: " + c.error if c.error else "not found")
+            self._emit("receipt", f"{self._mask(c.phone)}: {what}", job_id=c.job_id, message_id=c.message_id,
+                       phone=self._mask(c.phone), tick=c.seen)
+
+        try:
+            for _ in range(max(1, self.config.track_batch)):
+                self._heartbeat()
+                res = track(self.queue, self.transport, session=self.config.session,
+                            job_id=None if self.config.job_ids is None or len(self.config.job_ids) != 1
+                            else self.config.job_ids[0],
+                            older_than=self.config.track_older_than, limit=1, clock=self.clock,
+                            should_stop=lambda: self.stop_requested, on_checked=on_checked)
+                if not res.checked:
+                    # Nothing to look at now: ask the database again in a while, not on every poll.
+                    self._next_track_at = self.clock() + max(30.0, gap())
+                    return done
+                done += 1
+                if self.wait(gap(), until_done_check=False) == "stop":
+                    break
+        except WabulkError as e:
+            log.warning("receipt tracking stopped for now: %s", e)
+            self._next_track_at = self.clock() + SESSION_ERROR_BACKOFF
+            return done
+        self._next_track_at = self.clock() + gap()
+        return done
 
     def _max_attempts(self, claim: Claim) -> int:
         if self.config.max_attempts is not None:
@@ -739,6 +799,18 @@ class Worker:
         self._emit("blocked", reason, level=logging.ERROR)
         return StepResult("blocked", claim.message_id if claim else None, exit_code=exitcodes.ERROR)
 
+    def _handle_offline(self, claim: Claim, e: Offline) -> StepResult:
+        """The computer lost its connection: no recipient is to blame, so no attempt is spent and the
+        message is not failed however long the outage lasts. Released (its send stamp, if any, stays:
+        it is checked in the chat before any resend) and tried again after a growing wait."""
+        self.queue.release(claim, reason=f"offline: {e}")
+        self._offline_streak += 1
+        wait = min(OFFLINE_RECHECK_SECONDS * 2 ** (self._offline_streak - 1), OFFLINE_RECHECK_MAX)
+        self._set_state("offline")
+        self._emit("warning", f"WhatsApp Web is offline ({e}); {self._mask(claim.phone)} waits, "
+                   f"next try in {wait:.0f}s", claim=claim, level=logging.WARNING)
+        return StepResult("offline", claim.message_id, wait=wait)
+
     def _handle_session_trouble(self, claim: Claim | None, e: SessionError | BrowserError) -> StepResult:
         """Takeover not recovered or browser dead outside a send: release, restart, back off; after
         ``breaker_threshold`` in a row give up (exit 1) rather than spin."""
@@ -787,6 +859,8 @@ class Worker:
                     code = step.exit_code
                     break
                 if step.outcome == "idle":
+                    if self.config.track_receipts:
+                        self.track_receipts_once()
                     # Nothing claimable (retries not due, jobs paused, not_before ahead): poll with backoff.
                     w = self.wait(idle)
                     idle = min(IDLE_MAX, idle * 2)
