@@ -1,0 +1,47 @@
+"""One worker process on a :class:`~tests.torture.common.DurableFake` transport: ``run_worker`` exactly as
+``wabulk run`` calls it (same database settings, registration, signal handling), minus the browser.
+
+    python -m tests.torture.fake_worker --db DB --home HOME --session s1 --deliveries deliveries.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tests.torture.common import DurableFake
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--db", type=Path, required=True)
+    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--session", required=True)
+    ap.add_argument("--deliveries", type=Path, required=True)
+    ap.add_argument("--lease", type=float, default=1.0)
+    ap.add_argument("--jitter", type=float, default=0.01)
+    ap.add_argument("--until-done", action="store_true")
+    ap.add_argument("--blind", action="store_true", help="negative control: never find an earlier send")
+    ap.add_argument("--hold-before", type=Path, help="first send: before the stamp, wait for this file")
+    ap.add_argument("--hold-after", type=Path, help="first send: after the stamp, wait for this file")
+    args = ap.parse_args(argv)
+
+    from wabulk.errors import WabulkError
+    from wabulk.settings import Settings
+    from wabulk.worker import build_config, run_worker
+
+    settings = Settings.from_env().with_(db=args.db, home=args.home, session=args.session)
+    config = build_config(session=args.session, until_done=args.until_done, pace="off",
+                          lease_seconds=args.lease)
+    transport = DurableFake(args.deliveries, args.session, args.jitter, args.blind)
+    transport.hold_before, transport.hold_after = args.hold_before, args.hold_after
+    try:
+        return run_worker(settings, config, transport=transport)
+    except WabulkError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
