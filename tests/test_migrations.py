@@ -35,7 +35,8 @@ def schema(path: Path) -> dict[str, object]:
 def test_fresh_database_gets_every_migration(db_path: Path) -> None:
     q = Queue(db_path)
     applied = migrations.applied(Database(q.conn))
-    assert applied == migrations.names() == ["m001_initial", "m002_job_counts", "m003_stamp_session"]
+    assert applied == migrations.names() == ["m001_initial", "m002_job_counts", "m003_stamp_session",
+                                             "m004_receipts"]
     tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"jobs", "messages", "events", "workers", "optouts", "job_counts"} <= tables
     assert q.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

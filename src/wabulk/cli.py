@@ -296,10 +296,11 @@ def _attention(summaries: list[Any], workers: list[Any]) -> list[str]:
     return reasons
 
 
-def _job_row(s: Any, now: float) -> dict[str, Any]:
+def _job_row(s: Any, now: float, receipts: dict[str, int] | None = None) -> dict[str, Any]:
     from .models import CANCELLED, FAILED, PENDING, SENDING, SENT, SKIPPED
 
     c = s.counts
+    rc = receipts or {}
     total = s.total
     done = s.done
     rate = None
@@ -322,8 +323,9 @@ def _job_row(s: Any, now: float) -> dict[str, Any]:
         "failed": c.get(FAILED, 0),
         "skipped": c.get(SKIPPED, 0),
         "cancelled": c.get(CANCELLED, 0),
-        "delivered": c.get("delivered", 0),
-        "read": c.get("read", 0),
+        "delivered": rc.get("delivered", 0),
+        "read": rc.get("read", 0),
+        "undelivered": rc.get("undelivered", 0),
         "progress": round(100.0 * done / total, 1) if total else 100.0,
         "sessions": list(s.job.sessions),
         "created_at": s.job.created_at,
@@ -340,24 +342,38 @@ def status(
     job_id: Annotated[int | None, typer.Argument(help="Only this job.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     check: Annotated[
-        bool, typer.Option("--check", help="Exit 4 when attention is needed (login, auto-pause, no worker).")
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 4 when attention is needed (login, auto-pause, no worker, undelivered messages).",
+        ),
     ] = False,
+    undelivered_after: Annotated[
+        str,
+        typer.Option(
+            "--undelivered-after", help="A sent message still on one tick after this long is undelivered."
+        ),
+    ] = "24h",
 ) -> None:
-    """Show jobs with their counts per status, and the workers.
+    """Show jobs with their counts per status, delivered/read receipts, and the workers.
 
     Example: wabulk status --check || notify-send "wabulk needs you"
     """
     import time
 
+    from .receipts import attention_lines, parse_age, undelivered_counts
+
     with _errors():
+        after = parse_age(undelivered_after, option="--undelivered-after")
         q = _queue(create=False)
         if job_id is not None:
             q.get_job(job_id)
         summaries = q.summaries(job_id)
         workers = q.workers()
-    now = time.time()
-    rows = [_job_row(s, now) for s in summaries]
-    reasons = _attention(summaries, workers)
+        now = time.time()
+        receipts = undelivered_counts(q, summaries, now=now, after=after)
+    rows = [_job_row(s, now, receipts.get(s.job.id)) for s in summaries]
+    reasons = _attention(summaries, workers) + attention_lines(summaries, receipts, after)
     if as_json:
         _print_json(
             {
@@ -398,7 +414,10 @@ def _print_status_tables(
         # --json always has every column.
         optional = ("sending", "skipped", "cancelled")
         shown = [c for c in optional if any(r[c] for r in rows)]
-        cols = ["id", "name", "status", "total", "pending", *shown[:1], "sent", "failed", *shown[1:]]
+        # Receipts once anything was sent; "undelivered" only when some message is.
+        ticks = ["delivered", "read"] if any(r["sent"] for r in rows) else []
+        ticks += ["undelivered"] if any(r["undelivered"] for r in rows) else []
+        cols = ["id", "name", "status", "total", "pending", *shown[:1], "sent", *ticks, "failed", *shown[1:]]
         t = Table(title="Jobs", box=None, pad_edge=False, header_style="bold underline")
         for col in (*cols, "done", "started", "ETA"):
             wide = col in ("name", "status")
@@ -516,23 +535,39 @@ def export(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="CSV file to write (default: stdout).")
     ] = None,
+    undelivered: Annotated[
+        bool,
+        typer.Option("--undelivered", help="Only messages still on one tick after --undelivered-after."),
+    ] = False,
+    undelivered_after: Annotated[
+        str,
+        typer.Option(
+            "--undelivered-after", help="A sent message still on one tick after this long is undelivered."
+        ),
+    ] = "24h",
 ) -> None:
-    """Export one row per recipient (number, name, status, attempts, error, times) as CSV.
+    """Export one row per recipient (number, name, status, attempts, error, sent/delivered/read times) as CSV.
 
     Cells that a spreadsheet would run as a formula are neutralised.
 
-    Example: wabulk export 3 --out report.csv
+    Example: wabulk export 3 --undelivered --out follow-up.csv
     """
+    import time
+    from functools import partial
+
     from .export import export_job
+    from .receipts import export_undelivered, parse_age
 
     with _errors():
+        after = parse_age(undelivered_after, option="--undelivered-after")
         q = _queue(create=False)
         q.get_job(job_id)
+        write = partial(export_undelivered, now=time.time(), after=after) if undelivered else export_job
         if out is None:
-            n = export_job(q, job_id, sys.stdout)
+            n = write(q, job_id, sys.stdout)
         else:
             with open(out, "w", encoding="utf-8", newline="") as fh:
-                n = export_job(q, job_id, fh)
+                n = write(q, job_id, fh)
     if out is not None:
         typer.echo(f"{n} row(s) written to {out}")
 
@@ -743,6 +778,13 @@ def run(
         bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")
     ] = None,
     log_numbers: Annotated[bool, typer.Option("--log-numbers", help="Do not mask numbers in logs.")] = False,
+    track_receipts: Annotated[
+        bool,
+        typer.Option(
+            "--track-receipts",
+            help="In idle time, look at the chats of sent messages and record delivered/read ticks.",
+        ),
+    ] = False,
     lease_seconds: Annotated[
         float | None,
         typer.Option(
@@ -774,9 +816,50 @@ def run(
             quiet_hours=quiet_hours,
             log_numbers=log_numbers,
             lease_seconds=lease_seconds,
+            track_receipts=track_receipts,
         )
         code = run_worker(settings, config)
     raise typer.Exit(code)
+
+
+@app.command()
+def track(
+    session: Annotated[
+        str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) that sent the messages.")
+    ] = "default",
+    job: Annotated[int | None, typer.Option("--job", help="Only this job's messages.")] = None,
+    older_than: Annotated[
+        str,
+        typer.Option("--older-than", help="Only messages sent (and last checked) longer ago than this."),
+    ] = "10m",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Look at most this many chats.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    web_url: Annotated[
+        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
+    ] = None,
+    headless: Annotated[
+        bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")
+    ] = None,
+) -> None:
+    """Record delivered/read receipts: open the chats of sent, unread messages (oldest first) and read
+    the ticks of our bubble. Never sends anything. Refused while a worker uses the session: run that
+    worker with --track-receipts instead.
+
+    Example: wabulk track --session shop --older-than 1h --limit 100
+    """
+    from .receipts import parse_age, run_track
+
+    settings = _settings().with_(web_url=web_url, headless=headless, session=session)
+    with _errors():
+        age = parse_age(older_than, option="--older-than")
+        result = run_track(settings, session=session, job_id=job, older_than=age, limit=limit)
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    typer.echo(
+        f"Checked {len(result.checked)} chat(s): {result.delivered} newly delivered, {result.read} read, "
+        f"{result.unchanged} unchanged, {result.not_found} not found, {result.failed} error(s)."
+    )
 
 
 @app.command()

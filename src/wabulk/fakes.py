@@ -87,6 +87,7 @@ class FakeTransport:
     closed: bool = False
     on_send: Callable[[str], None] | None = None  # hook run at the start of every send (tests)
     on_wait_for_login: Callable[[], None] | None = None
+    ticks: dict[str, str] = field(default_factory=dict)  # phone -> tick read_receipt reports
     _scripts: dict[str, deque[Outcome]] = field(default_factory=lambda: defaultdict(deque))
     _always: dict[str, Outcome] = field(default_factory=dict)
 
@@ -193,7 +194,7 @@ class FakeTransport:
             if isinstance(outcome.error, BrowserCrashed):
                 self.crashed = True
             raise outcome.error
-        return SendResult(tick=TICK_SENT, confirmed_at=self.clock())
+        return SendResult(tick=self.ticks.get(phone, TICK_SENT), confirmed_at=self.clock())
 
     def verify_sent(self, phone: str, body: str, since: float) -> bool:
         self.calls.append(("verify_sent", phone))
@@ -202,6 +203,23 @@ class FakeTransport:
         if self.logged_out:
             raise NotLoggedIn("logged out (fake)")
         return any(d.phone == phone and d.body == body and d.at >= since for d in self.deliveries)
+
+    def read_receipt(self, phone: str, body: str, since: float) -> str | None:
+        """The tick set with :meth:`set_tick` for this phone (``sent`` by default) when a matching
+        delivery exists at or after ``since``; None otherwise. Never delivers anything."""
+        self.calls.append(("read_receipt", phone))
+        if self.crashed:
+            raise BrowserError("browser is dead (fake)")
+        if self.logged_out:
+            raise NotLoggedIn("logged out (fake)")
+        if not any(d.phone == phone and d.body == body and d.at >= since for d in self.deliveries):
+            return None
+        return self.ticks.get(phone, TICK_SENT)
+
+    def set_tick(self, phone: str, tick: str) -> FakeTransport:
+        """What the chat with ``phone`` shows on our bubble from now on (for receipt tracking)."""
+        self.ticks[phone] = tick
+        return self
 
     def restart(self) -> None:
         self.calls.append(("restart", ""))

@@ -167,6 +167,62 @@ def m003_stamp_session(db: Database) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN send_started_session TEXT")
 
 
+@migrations()
+def m004_receipts(db: Database) -> None:
+    """Delivery receipts: what ``wabulk track`` needs, index-backed.
+
+    - ``receipt_checked_at``: when the chat was last looked at for this message's ticks, so a message
+      that stays on one tick for days does not take every tracking turn (the oldest come first).
+    - ``idx_messages_track``: sent messages not yet read, per sending session by send time (only that
+      session's chat shows the bubble). Rows leave the index once read.
+    - ``idx_messages_undelivered``: sent messages without a delivered tick, per job by send time: the
+      "undelivered after 24 h" count and listing read a range of it.
+    - ``receipt_counts``: delivered/read totals per job kept by triggers (``status`` stays O(1)); like
+      ``job_counts`` it has no DELETE trigger, so pruned jobs keep their totals.
+    """
+    db.executescript(
+        """
+        ALTER TABLE messages ADD COLUMN receipt_checked_at REAL;
+
+        CREATE INDEX idx_messages_track ON messages (sent_by_session, sent_at)
+            WHERE status = 'sent' AND read_at IS NULL;
+        CREATE INDEX idx_messages_undelivered ON messages (job_id, sent_at)
+            WHERE status = 'sent' AND delivered_at IS NULL;
+
+        CREATE TABLE receipt_counts (
+            job_id INTEGER PRIMARY KEY REFERENCES jobs(id),
+            delivered INTEGER NOT NULL DEFAULT 0,
+            read INTEGER NOT NULL DEFAULT 0
+        );
+
+        INSERT INTO receipt_counts (job_id, delivered, read)
+            SELECT job_id, count(delivered_at), count(read_at) FROM messages
+            WHERE delivered_at IS NOT NULL OR read_at IS NOT NULL GROUP BY job_id;
+
+        CREATE TRIGGER messages_receipt_insert AFTER INSERT ON messages
+        WHEN NEW.delivered_at IS NOT NULL OR NEW.read_at IS NOT NULL
+        BEGIN
+            INSERT INTO receipt_counts (job_id, delivered, read)
+                VALUES (NEW.job_id, NEW.delivered_at IS NOT NULL, NEW.read_at IS NOT NULL)
+                ON CONFLICT (job_id) DO UPDATE SET delivered = delivered + excluded.delivered,
+                                                   read = read + excluded.read;
+        END;
+
+        CREATE TRIGGER messages_receipt_update AFTER UPDATE OF delivered_at, read_at ON messages
+        WHEN (OLD.delivered_at IS NULL) IS NOT (NEW.delivered_at IS NULL)
+          OR (OLD.read_at IS NULL) IS NOT (NEW.read_at IS NULL)
+        BEGIN
+            INSERT INTO receipt_counts (job_id, delivered, read)
+                VALUES (NEW.job_id,
+                        (NEW.delivered_at IS NOT NULL) - (OLD.delivered_at IS NOT NULL),
+                        (NEW.read_at IS NOT NULL) - (OLD.read_at IS NOT NULL))
+                ON CONFLICT (job_id) DO UPDATE SET delivered = delivered + excluded.delivered,
+                                                   read = read + excluded.read;
+        END;
+        """
+    )
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

@@ -211,6 +211,10 @@ class Transport(Protocol):
     def verify_sent(self, phone: str, body: str, since: float) -> bool:
         """Whether an outgoing bubble with exactly ``body`` exists in the chat after ``since``."""
 
+    def read_receipt(self, phone: str, body: str, since: float) -> str | None:
+        """The best tick (TICK_PENDING/SENT/DELIVERED/READ) of our bubble with exactly ``body`` in the
+        chat after ``since``, or None when there is no such bubble. Opens the chat; never sends."""
+
     def restart(self) -> None:
         """Throw the browser away and start a new one on the same profile."""
 

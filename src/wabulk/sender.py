@@ -172,6 +172,7 @@ def same_text(a: str, b: str) -> bool:
 
 
 _MARKUP = re.compile(r"[*_~`]")
+_TICK_ORDER = {models.TICK_PENDING: 0, models.TICK_SENT: 1, models.TICK_DELIVERED: 2, models.TICK_READ: 3}
 
 
 def bubble_matches(bubble: dict[str, Any], body: str) -> bool:
@@ -350,27 +351,38 @@ class WhatsAppSender:
         also counts. A bubble without a readable time counts too (a duplicate is worse than a recheck), and
         so does one still on the clock: WhatsApp's outbox holds it and will send it.
         """
+        return bool(self._our_bubbles(phone, body, since, "verifying"))
+
+    def read_receipt(self, phone: str, body: str, since: float) -> str | None:
+        """The best tick of our bubble(s) with exactly ``body`` in the chat with ``phone`` at or after
+        ``since`` (the same matching as :meth:`verify_sent`), or None when there is none. A bubble whose
+        tick cannot be read counts as ``pending``. Only opens the chat: nothing is typed or sent."""
+        best: str | None = None
+        for b in self._our_bubbles(phone, body, since, "reading receipts"):
+            tick = str(b.get("tick") or models.TICK_PENDING)
+            if best is None or _TICK_ORDER.get(tick, 0) > _TICK_ORDER.get(best, 0):
+                best = tick
+        return best
+
+    def _our_bubbles(self, phone: str, body: str, since: float, doing: str) -> list[dict[str, Any]]:
+        """Outgoing bubbles in the chat with ``phone`` showing ``body``, at or after ``since``'s minute
+        (or without a readable time). None found when the number is not on WhatsApp."""
         try:
             self.browser.ensure_ready()
             try:
                 self.open_chat(phone)
             except errors.NotOnWhatsApp:
-                return False
+                return []
             bubbles = self._settled_bubbles()
         except errors.WabulkError:
             raise
         except Exception as exc:
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died while verifying: {exc}") from exc
+                raise errors.BrowserCrashed(f"the browser died while {doing}: {exc}") from exc
             raise
         floor_ms = minute_floor(since) * 1000.0
-        for b in bubbles:
-            if not bubble_matches(b, body):
-                continue
-            ts = b.get("ts")
-            if ts is None or float(ts) >= floor_ms:
-                return True
-        return False
+        return [b for b in bubbles
+                if bubble_matches(b, body) and (b.get("ts") is None or float(b["ts"]) >= floor_ms)]
 
     # --- steps ---------------------------------------------------------------------------------------------
     @property
