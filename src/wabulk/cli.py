@@ -18,7 +18,7 @@ import typer
 
 from . import __version__, exitcodes
 from .errors import WabulkError
-from .settings import ENV_DB, ENV_PACE, ENV_SESSION, ENV_WEB_URL
+from .settings import ENV_DB, ENV_PACE, ENV_REMOTE_URL, ENV_SESSION, ENV_WEB_URL
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -117,6 +117,12 @@ def _queue(*, create: bool = True) -> Queue:
     from .queue import Queue
 
     return Queue(_settings().db, create=create)
+
+
+_REMOTE_URL_HELP = "A Selenium Grid 4 URL (e.g. http://grid:4444): run the browser there, not locally."
+RemoteUrl = Annotated[
+    str | None, typer.Option("--remote-url", envvar=ENV_REMOTE_URL, help=_REMOTE_URL_HELP, show_default=False)
+]
 
 
 def _print_json(data: Any) -> None:
@@ -372,6 +378,7 @@ def status(
         workers = q.workers()
         now = time.time()
         receipts = undelivered_counts(q, summaries, now=now, after=after)
+        per_session = _session_rows(q, summaries, workers, now)
     rows = [_job_row(s, now, receipts.get(s.job.id)) for s in summaries]
     reasons = _attention(summaries, workers) + attention_lines(summaries, receipts, after)
     if as_json:
@@ -390,13 +397,61 @@ def status(
                     }
                     for w in workers
                 ],
+                "sessions": per_session,
                 "attention": reasons,
             }
         )
     else:
         _print_status_tables(rows, workers, reasons, now)
+        _print_session_table(per_session)
     if check and reasons:
         raise typer.Exit(exitcodes.ATTENTION)
+
+
+def _session_rows(q: Queue, summaries: list[Any], workers: list[Any], now: float) -> list[dict[str, Any]]:
+    """Per session (any that has a worker, a pinned job or sent messages): sent today, today's cap (the
+    default pace's cap, ``WABULK_PACE``, with the warm-up ramp: a worker run with ``--daily-cap`` uses its
+    own) and the live worker's state."""
+    from .pacing import PROFILES, daily_limit, local_midnight, local_zone
+
+    names: list[str] = []
+    for name in [*(w.session for w in workers), *(x for s in summaries for x in s.job.sessions),
+                 *q.sessions_that_sent()]:
+        if name not in names:
+            names.append(name)
+    zone = local_zone()
+    midnight = local_midnight(now, zone)
+    profile = PROFILES.get(_settings().pace, PROFILES["balanced"])
+    out = []
+    for name in sorted(names):
+        mine = [w for w in workers if w.session == name]
+        live = [w for w in mine if w.alive]
+        cap = None
+        if profile.daily_cap:
+            cap = daily_limit(profile.daily_cap, q.first_sent_at(name), now, tz=zone)
+        out.append({
+            "session": name,
+            "sent_today": q.sent_count(name, midnight),
+            "cap_today": cap,
+            "state": live[0].state if live else ("stale" if mine else "no worker"),
+        })
+    return out
+
+
+def _print_session_table(per_session: list[dict[str, Any]]) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not per_session:
+        return
+    t = Table(title="Sessions", box=box.SIMPLE_HEAD)
+    for col in ("session", "sent today", "cap today", "state"):
+        t.add_column(col)
+    for r in per_session:
+        cap = "-" if r["cap_today"] is None else str(r["cap_today"])
+        t.add_row(escape(r["session"]), str(r["sent_today"]), cap, escape(r["state"] or "-"))
+    _stdout().print(t)
 
 
 def _print_status_tables(
@@ -680,6 +735,7 @@ def login(
         str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
     ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the scan.")] = 300.0,
+    remote_url: RemoteUrl = None,
 ) -> None:
     """Link a WhatsApp account: shows the QR code in the terminal (and as a PNG) until it is scanned.
 
@@ -687,7 +743,7 @@ def login(
     """
     from .login import login as do_login
 
-    settings = _settings().with_(web_url=web_url)
+    settings = _settings().with_(web_url=web_url, remote_url=remote_url)
     err = _stderr()
 
     def show(payload: str) -> None:
@@ -723,6 +779,7 @@ def doctor(
             "--test-number", help="Open this number's chat to check the chat selectors too (sends nothing)."
         ),
     ] = None,
+    remote_url: RemoteUrl = None,
 ) -> None:
     """Check the browser, driver, profile, database and (live) every WhatsApp Web selector.
 
@@ -732,7 +789,7 @@ def doctor(
 
     from .doctor import run_doctor
 
-    settings = _settings().with_(web_url=web_url)
+    settings = _settings().with_(web_url=web_url, remote_url=remote_url)
     with _errors():
         phone = _normalize_many([test_number], None)[0] if test_number else None
         checks = run_doctor(settings, session, live=live, test_phone=phone)
@@ -747,8 +804,18 @@ def doctor(
 @app.command()
 def run(
     session: Annotated[
-        str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")
-    ] = "default",
+        list[str] | None,
+        typer.Option(
+            "--session",
+            envvar=ENV_SESSION,
+            help="Session (account) name; repeat it to run one worker process per session.",
+            show_default="default",
+        ),
+    ] = None,
+    sessions: Annotated[
+        str | None,
+        typer.Option("--sessions", help="Comma-separated sessions, one worker process each (e.g. a,b,c)."),
+    ] = None,
     job: Annotated[list[int] | None, typer.Option("--job", help="Only these jobs (repeatable).")] = None,
     until_done: Annotated[
         bool, typer.Option("--until-done", help="Exit when nothing is left: 0 all sent, 3 some failed.")
@@ -795,17 +862,22 @@ def run(
             help="How long a claim lasts before another worker may take it over (tests).",
         ),
     ] = None,
+    remote_url: RemoteUrl = None,
 ) -> None:
     """Run the worker: send queued messages through one WhatsApp session, paced like a human.
+
+    With several sessions (--session a --session b, or --sessions a,b) each session gets its own worker
+    process under one live view; a worker that dies is restarted, Ctrl-C stops them all.
 
     Example: wabulk run --session shop --pace safe --daily-cap 200 --quiet-hours 21:00-08:00
     """
     from .worker import build_config, run_worker
 
-    settings = _settings().with_(web_url=web_url, headless=headless, session=session)
+    names = _session_names(session, sessions)
+    settings = _settings().with_(web_url=web_url, headless=headless, session=names[0], remote_url=remote_url)
     with _errors():
         config = build_config(
-            session=session,
+            session=names[0],
             job_ids=tuple(job) if job else None,
             until_done=until_done,
             pace=pace or settings.pace,
@@ -818,8 +890,39 @@ def run(
             lease_seconds=lease_seconds,
             track_receipts=track_receipts,
         )
-        code = run_worker(settings, config)
+        if len(names) > 1:
+            from .fleet import run_fleet
+
+            # The same options for every worker; values come from this command line (or its env vars).
+            args: list[str] = ["--pace", pace or settings.pace]
+            for flag, value in (("--min-delay", min_delay), ("--max-delay", max_delay),
+                                ("--long-pause-every", long_pause_every), ("--daily-cap", daily_cap),
+                                ("--quiet-hours", quiet_hours), ("--web-url", web_url),
+                                ("--remote-url", remote_url), ("--lease-seconds", lease_seconds)):
+                if value is not None:
+                    args += [flag, str(value)]
+            for j in job or ():
+                args += ["--job", str(j)]
+            for flag, on in (("--until-done", until_done), ("--log-numbers", log_numbers),
+                             ("--track-receipts", track_receipts)):
+                if on:
+                    args.append(flag)
+            if headless is not None:
+                args.append("--headless" if headless else "--headed")
+            code = run_fleet(settings, names, args, config=config)
+        else:
+            code = run_worker(settings, config)
     raise typer.Exit(code)
+
+
+def _session_names(session: list[str] | None, sessions: str | None) -> list[str]:
+    """The sessions of ``run``: every --session and --sessions name, in order, without duplicates."""
+    names: list[str] = []
+    for raw in [*(session or ()), *((sessions or "").split(","))]:
+        for name in raw.replace(",", " ").split():
+            if name not in names:
+                names.append(name)
+    return names or ["default"]
 
 
 @app.command()

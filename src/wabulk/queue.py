@@ -946,6 +946,21 @@ class Queue:
                                 (session,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
+    @_guarded
+    def sessions_that_sent(self) -> list[str]:
+        """Every session that has sent a message still in the database (``status``'s per-session rows)."""
+        rows = self.conn.execute("SELECT DISTINCT sent_by_session FROM messages"
+                                 " WHERE sent_by_session IS NOT NULL ORDER BY 1").fetchall()
+        return [str(r[0]) for r in rows]
+
+    @_guarded
+    def last_sent_at(self, session: str) -> float | None:
+        """When ``session`` last sent a message (the fleet's "next send" estimate); None if never.
+        Read-only, one index probe."""
+        row = self.conn.execute("SELECT max(sent_at) FROM messages WHERE sent_by_session = ?",
+                                (session,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     # --- workers ----------------------------------------------------------------------------------
     @_guarded
     def register_worker(self, session: str, *, pid: int, host: str, stale_after: float = 30.0) -> str:
