@@ -216,6 +216,27 @@ def major_version(version: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+_CHECKED_PAIRS: set[tuple[str, str]] = set()
+NET_ERROR_SECONDS = 15.0  # how long the browser's network error page may persist before we give up
+
+
+def check_driver_matches(binary: str, driver: str) -> None:
+    """ConfigError when chromedriver's major version differs from Chromium's (checked once per process
+    and pair: a mismatched driver otherwise fails only after a 30 s "cannot connect" wait, naming nothing)."""
+    if (binary, driver) in _CHECKED_PAIRS:
+        return
+    b, d = binary_version(binary), binary_version(driver)
+    bm, dm = major_version(b), major_version(d)
+    if d is None:
+        raise errors.ConfigError(f"chromedriver {driver} does not run (`{driver} --version` failed): "
+                                 f"{INSTALL_HINT}")
+    if bm is not None and dm is not None and bm != dm:
+        raise errors.ConfigError(
+            f"chromedriver {driver} is version {dm} but Chromium {binary} is version {bm}: install the "
+            "matching driver (same major version) or set WABULK_CHROMEDRIVER")
+    _CHECKED_PAIRS.add((binary, driver))
+
+
 # --- the browser session -----------------------------------------------------------------------------------
 
 
@@ -345,6 +366,7 @@ class BrowserSession:
                 raise errors.ConfigError(
                     f"chromedriver not found ({driver_path or 'not on PATH'}): {INSTALL_HINT}"
                 )
+            check_driver_matches(binary, driver_path)
             from selenium.webdriver.chrome.service import Service
 
             # An explicit Service path means Selenium Manager (which would try to download) is never used.
@@ -500,6 +522,7 @@ class BrowserSession:
             self.restart()
         deadline = time.monotonic() + self.timeouts.boot
         loading_since: float | None = None
+        net_error_since: float | None = None
         reloaded = False
         takeovers = 0
         while True:
@@ -532,6 +555,15 @@ class BrowserSession:
                 self.use_here()
                 continue
             if not str(p.get("url") or "").startswith(self.settings.web_url.rstrip("/")):
+                if str(p.get("url") or "").startswith("chrome-error:"):
+                    # Chromium's own error page: the URL cannot be reached. Retry for a while, then say so
+                    # (re-opening forever would hang the worker without a word).
+                    net_error_since = net_error_since if net_error_since is not None else now
+                    if now - net_error_since >= NET_ERROR_SECONDS:
+                        raise errors.ConfigError(
+                            f"cannot reach {self.settings.web_url} (the browser shows a network error page); "
+                            "check the network connection or --web-url / WABULK_WEB_URL")
+                    time.sleep(1.0)
                 self.open(self.settings.web_url)  # about:blank after a restart, or a foreign page
                 continue
             # loading / unknown: wait, reload once when stuck.
