@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import signal
@@ -58,6 +59,17 @@ STATE_SELECTORS: tuple[S.Selector, ...] = (
 )
 
 LOCK_NAME = "wabulk.lock"
+
+log = logging.getLogger("wabulk.session")
+
+# A Grid browser's --user-data-dir is a path on the NODE, not here: <root>/<session>. Default: the same layout
+# as locally (<WABULK_HOME>/sessions), which fits a node that mounts the same persistent volume there.
+ENV_REMOTE_PROFILE_ROOT = "WABULK_REMOTE_PROFILE_ROOT"
+# How long to keep trying to get a browser from a Grid that is down or full before giving up (seconds),
+# and the backoff between tries (doubling, capped: short enough that a stop request is not kept waiting).
+ENV_REMOTE_RETRY_SECONDS = "WABULK_REMOTE_RETRY_SECONDS"
+REMOTE_RETRY_SECONDS = 60.0
+REMOTE_BACKOFF_FIRST, REMOTE_BACKOFF_MAX = 2.0, 15.0
 INSTALL_HINT = (
     "install Chromium and its driver (Debian/Ubuntu: apt-get install chromium chromium-driver) "
     "or set WABULK_CHROME_BINARY / WABULK_CHROMEDRIVER"
@@ -237,6 +249,34 @@ def check_driver_matches(binary: str, driver: str) -> None:
     _CHECKED_PAIRS.add((binary, driver))
 
 
+# --- Selenium Grid ----------------------------------------------------------------------------------------
+
+
+def remote_profile_dir(settings: Settings, session: str) -> Path:
+    """Where a session's profile lives on the Grid node (``WABULK_REMOTE_PROFILE_ROOT``/<session>)."""
+    root = os.environ.get(ENV_REMOTE_PROFILE_ROOT)
+    return (Path(root) if root else settings.sessions_dir) / session
+
+
+def describe_remote_failure(url: str, exc: BaseException) -> tuple[str, bool]:
+    """One line saying why the Grid at ``url`` gave no browser, and whether trying again may help
+    (down, unreachable, full, timed out: yes; a capability no node offers: no)."""
+    msg = " ".join((getattr(exc, "msg", None) or str(exc) or type(exc).__name__).split())
+    low = msg.lower()
+    if type(exc).__name__ == "SessionNotCreatedException":
+        if "timed out" in low or "timeout" in low or "queue" in low or "retry" in low:
+            return f"the Selenium Grid at {url} is full (no free chrome slot): {msg[:200]}", True
+        if "no nodes support" in low or "capabilit" in low:
+            return (f"no node of the Selenium Grid at {url} offers this browser (chrome): {msg[:200]}", False)
+        return f"the Selenium Grid at {url} could not start a browser: {msg[:200]}", True
+    if "refused" in low or "max retries" in low or "name or service" in low or "failed to establish" in low:
+        reason = "connection refused" if "refused" in low else "no connection"
+        return f"the Selenium Grid at {url} is unreachable ({reason}; is it running?)", True
+    if "timed out" in low or "timeout" in low:
+        return f"the Selenium Grid at {url} did not answer in time (down or overloaded): {msg[:160]}", True
+    return f"the Selenium Grid at {url} failed: {msg[:200]}", True
+
+
 # --- the browser session -----------------------------------------------------------------------------------
 
 
@@ -250,7 +290,11 @@ class BrowserSession:
         self.name = session_name
         self.timeouts = timeouts or dom.Timeouts()
         self.profile_dir = settings.profile_dir(session_name)
+        # The lock is always taken here, on the controller: one worker per session whatever the Grid does.
         self.lock = ProfileLock(self.profile_dir / LOCK_NAME, session_name)
+        self.browser_profile_dir = (
+            remote_profile_dir(settings, session_name) if settings.remote_url else self.profile_dir
+        )
         self._driver: Any = None
         self._browser_pid: int | None = None
 
@@ -330,7 +374,7 @@ class BrowserSession:
         opts = Options()
         if not self.settings.remote_url and self.settings.chrome_binary:
             opts.binary_location = self.settings.chrome_binary
-        opts.add_argument(f"--user-data-dir={self.profile_dir}")
+        opts.add_argument(f"--user-data-dir={self.browser_profile_dir}")
         if self.settings.headless:
             opts.add_argument("--headless=new")
             opts.add_argument("--disable-gpu")
@@ -358,7 +402,7 @@ class BrowserSession:
         opts = self.build_options()
         try:
             if self.settings.remote_url:
-                return webdriver.Remote(command_executor=self.settings.remote_url, options=opts)
+                return self._launch_remote(opts)
             binary, driver_path = self.settings.chrome_binary, self.settings.chromedriver
             if not binary or not Path(binary).exists():
                 raise errors.ConfigError(f"Chromium not found ({binary or 'not on PATH'}): {INSTALL_HINT}")
@@ -380,6 +424,34 @@ class BrowserSession:
             raise errors.BrowserError(f"the browser did not start: {(exc.msg or str(exc)).strip()}") from exc
         except OSError as exc:
             raise errors.BrowserError(f"the browser did not start: {exc}") from exc
+
+    def _launch_remote(self, opts: Any) -> Any:
+        """A browser from the Grid. A Grid that is down or full is retried with a doubling backoff for
+        ``WABULK_REMOTE_RETRY_SECONDS`` (60 s), a warning per try; then one clear BrowserError line (the
+        worker's caller, e.g. the fleet, retries again later). A capability no node offers: ConfigError."""
+        from selenium import webdriver
+
+        url = str(self.settings.remote_url)
+        try:
+            budget = float(os.environ.get(ENV_REMOTE_RETRY_SECONDS) or REMOTE_RETRY_SECONDS)
+        except ValueError:
+            budget = REMOTE_RETRY_SECONDS
+        deadline = time.monotonic() + budget
+        delay = REMOTE_BACKOFF_FIRST
+        while True:
+            try:
+                return webdriver.Remote(command_executor=url, options=opts)
+            except Exception as exc:  # noqa: BLE001 - urllib3/socket errors are not WebDriverExceptions
+                why, retry = describe_remote_failure(url, exc)
+                if not retry:
+                    raise errors.ConfigError(why) from exc
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise errors.BrowserError(f"{why} (gave up after {budget:.0f}s of retries)") from exc
+                wait = min(delay, left)
+                log.warning("%s; retrying in %.0fs", why, wait)
+                time.sleep(wait)
+                delay = min(REMOTE_BACKOFF_MAX, delay * 2)
 
     # --- driver helpers -------------------------------------------------------------------------------
     def alive(self) -> bool:
@@ -424,6 +496,10 @@ class BrowserSession:
             if type(exc).__name__ == "UnexpectedAlertPresentException":
                 self.accept_alert()
                 drv.get(url)
+            elif "net::ERR_" in str(exc):
+                # The URL cannot be reached (refused, DNS, offline): the tab shows Chromium's error page,
+                # which ensure_ready retries for a while and then reports as "cannot reach …".
+                return
             else:
                 raise
         self.accept_alert()
