@@ -138,6 +138,9 @@ def _describe(path: Path, exc: sqlite3.Error) -> str:
     if "locked" in low or "busy" in low:
         return f"{path} is busy: another wabulk process held it too long ({text}); try again"
     if "unable to open" in low:
+        with contextlib.suppress(OSError):
+            if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+                return f"{path} is on a read-only file system ({text}); wabulk needs to write there"
         return f"cannot open {path} ({text}); check that the folder exists and is writable"
     if "disk i/o" in low:
         return f"cannot read or write {path} ({text})"

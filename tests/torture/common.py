@@ -239,10 +239,11 @@ def python_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_fake_worker(tmp: Path, session: str, *args: str, tag: str = "") -> subprocess.Popen[bytes]:
+def start_fake_worker(tmp: Path, session: str, *args: str, tag: str = "",
+                      log_dir: Path | None = None) -> subprocess.Popen[bytes]:
     """``tests.torture.fake_worker`` on ``tmp/wabulk.db`` (deliveries in ``tmp/deliveries.jsonl``), in its
-    own process group, output in ``tmp/<session><tag>.log``."""
-    log = (tmp / f"{session}{tag}.log").open("wb")
+    own process group, output in ``<log_dir or tmp>/<session><tag>.log``."""
+    log = ((log_dir or tmp) / f"{session}{tag}.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "tests.torture.fake_worker", "--db", str(tmp / "wabulk.db"), "--home",
          str(tmp / "home"), "--session", session, "--deliveries", str(tmp / "deliveries.jsonl"), *args],
