@@ -162,7 +162,9 @@ def check_outcome(fig: Figures, db: Path, expected: dict[str, str],
     """Fill lost/duplicates/stuck/failed/integrity from the database and what arrived.
 
     ``expected`` maps phone -> body; ``arrived`` lists (phone, body) as the destination saw them."""
-    counts = collections.Counter(arrived)
+    # Phones compared without the "+" (the simulator logs digits, the database stores E.164).
+    expected = {p.lstrip("+"): b for p, b in expected.items()}
+    counts = collections.Counter((p.lstrip("+"), b) for p, b in arrived)
     want = set(expected.items())
     fig.delivered = len(arrived)
     fig.duplicates = sum(c - 1 for c in counts.values() if c > 1)
@@ -171,7 +173,7 @@ def check_outcome(fig: Figures, db: Path, expected: dict[str, str],
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected deliveries, e.g. {unexpected[0]}")
     data = rows(db)
-    by_phone = {r["phone"]: r for r in data}
+    by_phone = {r["phone"].lstrip("+"): r for r in data}
     fig.stuck = sum(1 for r in data if r["status"] in ("sending", "pending"))
     fig.failed = sum(1 for r in data if r["status"] == "failed")
     lost = [p for p, b in expected.items() if (p, b) not in counts]

@@ -1,0 +1,112 @@
+"""Kill storm with real browsers: 3 ``wabulk run`` workers (sessions a, b, c, each linked to the bundled
+simulator) on one database, ``--pace off`` and a short lease. Every ``--min-gap``..``--max-gap`` seconds a
+random worker is SIGKILLed (sometimes its Chromium or its chromedriver instead) and, when the wabulk process
+died, restarted on ITS session (a message stamped send-started is only reclaimed by the session that stamped
+it). The oracle is the simulator's log: lost, duplicated, stuck, and ``PRAGMA integrity_check``.
+
+    python -m tests.torture.kill_storm_browser --messages 500 --kills 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.torture.common import Figures, check_outcome, descendants, kill, rows
+
+SESSIONS = ("a", "b", "c")
+
+
+def run(messages: int, kills: int, *, lease: float = 5.0, min_gap: float = 0.5, max_gap: float = 3.0,
+        seed: int | None = None, timeout: float = 1800.0, tmpdir: Path | None = None) -> Figures:
+    from e2e_helpers import E2E, SIM_E2E
+    from wabulk.simulator.server import Simulator
+
+    rng = random.Random(seed)
+    t0 = time.monotonic()
+    fig = Figures("kill-storm-browser", messages=messages)
+    kinds = {"wabulk": 0, "chromium": 0, "chromedriver": 0}
+    with tempfile.TemporaryDirectory(dir=tmpdir) as d:
+        tmp = Path(d)
+        sim = Simulator(port=0, log_path=tmp / "sim-messages.jsonl", **SIM_E2E)
+        sim.start()
+        e2e = E2E(sim=sim, home=tmp / "home", base=0)
+        try:
+            for s in SESSIONS:
+                e2e.link(s, fresh=True)
+            _, expected = e2e.enqueue(messages)
+            procs = {s: e2e.run(s, lease=lease) for s in SESSIONS}
+            deadline = time.monotonic() + timeout
+
+            def unfinished() -> bool:
+                return any(r["status"] in ("pending", "sending") for r in rows(e2e.db))
+
+            while fig.kills < kills and time.monotonic() < deadline and unfinished():
+                time.sleep(rng.uniform(min_gap, max_gap))
+                s = rng.choice(SESSIONS)
+                w = procs[s]
+                if w.proc.poll() is not None:  # exited (done, or gave up): start it again
+                    procs[s] = e2e.run(s, lease=lease)
+                    continue
+                roll = rng.random()
+                target, kind = w.proc.pid, "wabulk"
+                kids = descendants(w.proc.pid)
+                if roll < 0.15:
+                    found = [p for p, name in kids if name.startswith("chromedriver")]
+                    if found:
+                        target, kind = found[0], "chromedriver"
+                elif roll < 0.3:
+                    # The main browser process: chromedriver's child named chromium/chrome.
+                    found = [p for p, name in kids if name.startswith(("chromium", "chrome"))
+                             and not name.startswith("chromedriver")]
+                    if found:
+                        target, kind = found[0], "chromium"
+                if kill(target, signal.SIGKILL):
+                    fig.kills += 1
+                    kinds[kind] += 1
+                if kind == "wabulk":
+                    w.proc.wait(10)
+                    procs[s] = e2e.run(s, lease=lease)
+            # Calm after the storm: every session's worker runs until the job is done.
+            while time.monotonic() < deadline and unfinished():
+                for s in SESSIONS:
+                    if procs[s].proc.poll() is not None:
+                        procs[s] = e2e.run(s, lease=lease)
+                time.sleep(1.0)
+            for w in procs.values():
+                try:
+                    w.wait(120)
+                except AssertionError as e:
+                    fig.extra.setdefault("problems", []).append(str(e)[:300])
+            arrived = [(m["phone"], m["text"]) for m in e2e.arrived()]
+            check_outcome(fig, e2e.db, expected, arrived)
+            fig.extra.update(kinds)
+            fig.extra["restarts"] = len(e2e.workers) - len(SESSIONS)
+        finally:
+            e2e.cleanup()
+            sim.stop()
+    fig.seconds = time.monotonic() - t0
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=500)
+    ap.add_argument("--kills", type=int, default=60)
+    ap.add_argument("--lease", type=float, default=5.0)
+    ap.add_argument("--min-gap", type=float, default=0.5)
+    ap.add_argument("--max-gap", type=float, default=3.0)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    a = ap.parse_args(argv)
+    return run(a.messages, a.kills, lease=a.lease, min_gap=a.min_gap, max_gap=a.max_gap, seed=a.seed,
+               timeout=a.timeout).report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
