@@ -126,3 +126,25 @@ def test_failed_migration_rolls_back_and_stays_pending(
     assert "half_done" not in names and "job_counts" not in names
     assert migrations.applied(Database(conn, execute_plugins=False)) == ["m001_initial"]
     conn.close()
+
+
+def test_the_quick_schema_check_knows_every_migration() -> None:
+    from wabulk import schema
+
+    assert schema.NAMES == tuple(migrations.names())
+
+
+def test_opening_an_up_to_date_database_does_not_import_sqlite_utils(db_path: Path) -> None:
+    """Every command opens the queue: the migration machinery must cost nothing when nothing is pending."""
+    import subprocess
+    import sys
+
+    Queue(db_path).close()
+    code = (
+        "import sys; from wabulk.queue import Queue; Queue(sys.argv[1]).close(); "
+        "print('sqlite_utils' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(db_path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"

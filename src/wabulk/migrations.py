@@ -16,7 +16,8 @@ import sqlite3
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-MIGRATION_SET = "wabulk"
+from .schema import MIGRATION_SET
+
 migrations = Migrations(MIGRATION_SET)
 
 _JOB_STATUSES = "'queued','running','paused','waiting_for_login','completed','stopped'"

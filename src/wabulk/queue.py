@@ -39,7 +39,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import errors, migrations
+from . import errors, schema
 from .models import (
     CANCELLED,
     FAILED,
@@ -163,6 +163,8 @@ def _guarded(fn: F) -> F:
 class Queue:
     """A handle on one wabulk database file. Not thread-safe: one per thread/process."""
 
+    _applied: list[str]  # migration names recorded in the file when it was opened
+
     def __init__(self, path: Path | str, *, synchronous: str = "NORMAL",
                  clock: Callable[[], float] = time.time, create: bool = True,
                  busy_timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
@@ -221,25 +223,30 @@ class Queue:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise errors.DatabaseError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")
-        migrations.migrate(conn)
+        if self._applied != list(schema.NAMES):
+            from . import migrations
+
+            migrations.migrate(conn)
 
     def _check_is_wabulk(self, conn: sqlite3.Connection) -> None:
         """Refuse another program's SQLite file, and one written by a newer wabulk."""
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         user_tables = {t for t in tables if not t.startswith("sqlite_")}
+        self._applied = []
         if not user_tables:
             return  # a new, empty file
         applied: list[str] = []
         if "_sqlite_migrations" in tables:
             applied = [r[0] for r in conn.execute(
                 "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid",
-                (migrations.MIGRATION_SET,))]
+                (schema.MIGRATION_SET,))]
         if not applied:
             raise errors.DatabaseError(
                 f"{self.path} is not a wabulk database (it holds other tables: "
                 f"{', '.join(sorted(user_tables)[:5])}); choose another file with --db"
             )
-        unknown = [name for name in applied if name not in migrations.names()]
+        self._applied = applied
+        unknown = [name for name in applied if name not in schema.NAMES]
         if unknown:
             raise errors.DatabaseError(
                 f"{self.path} was written by a newer wabulk (unknown migration {unknown[0]}); "
