@@ -28,19 +28,23 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 # The node offers Debian's Chromium under the W3C name "chrome"; Selenium Manager stays off (no downloads).
-GRID_TOML = f"""
+# One slot per session, pinned by the "wabulk:session" capability wabulk sends (as a real node holding only
+# some sessions' profiles would be configured).
+_SLOT = """
+[[node.driver-configuration]]
+display-name = "chromium-{session}"
+stereotype = '{{"browserName": "chrome", "goog:chromeOptions": {{"binary": "{chromium}"}}, \
+"wabulk:session": "{session}"}}'
+webdriver-executable = "{driver}"
+max-sessions = 1
+"""
+GRID_TOML = """
 [node]
 detect-drivers = false
 selenium-manager = false
 max-sessions = 2
 override-max-sessions = true
-
-[[node.driver-configuration]]
-display-name = "chromium"
-stereotype = '{{"browserName": "chrome", "goog:chromeOptions": {{"binary": "{CHROMIUM}"}}}}'
-webdriver-executable = "{CHROMEDRIVER}"
-max-sessions = 2
-"""
+""" + "".join(_SLOT.format(session=s, chromium=CHROMIUM, driver=CHROMEDRIVER) for s in ("a", "b"))
 
 
 def free_port() -> int:
@@ -193,6 +197,8 @@ def test_two_sessions_on_the_grid_deliver_exactly_once(
         assert senders == {"a", "b"}, senders
         # Every browser came from the Grid: 2 logins + 2 workers (at least) were created there.
         assert grid_log.read_text().count("Session created") >= 4, grid_log.read_text()[-3000:]
+        # ... on the slot pinned to each session (the only slots this Grid has).
+        assert "wabulk:session: a" in grid_log.read_text() and "wabulk:session: b" in grid_log.read_text()
     finally:
         e2e.cleanup()
 

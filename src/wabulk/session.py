@@ -65,6 +65,7 @@ log = logging.getLogger("wabulk.session")
 # A Grid browser's --user-data-dir is a path on the NODE, not here: <root>/<session>. Default: the same layout
 # as locally (<WABULK_HOME>/sessions), which fits a node that mounts the same persistent volume there.
 ENV_REMOTE_PROFILE_ROOT = "WABULK_REMOTE_PROFILE_ROOT"
+REMOTE_SESSION_CAPABILITY = "wabulk:session"  # sent with every Grid request (node stereotypes can pin on it)
 # How long to keep trying to get a browser from a Grid that is down or full before giving up (seconds),
 # and the backoff between tries (doubling, capped: short enough that a stop request is not kept waiting).
 ENV_REMOTE_RETRY_SECONDS = "WABULK_REMOTE_RETRY_SECONDS"
@@ -393,6 +394,10 @@ class BrowserSession:
             opts.add_argument(flag)
         # English UI: the on-page texts wabulk matches are the English ones.
         opts.add_experimental_option("prefs", {"intl.accept_languages": "en-US,en"})
+        if self.settings.remote_url:
+            # Lets a Grid pin the session to the node holding its profile: a node whose stereotype has
+            # "wabulk:session": "<name>" takes only that session; a node without the key takes any.
+            opts.set_capability(REMOTE_SESSION_CAPABILITY, self.name)
         return opts
 
     def _launch(self) -> Any:
