@@ -115,6 +115,15 @@ def check_files(settings: Settings, session_name: str) -> list[Check]:
             )
         else:
             out.append(_ok("database", f"{db} (mode {mode:o})"))
+    # Logs name sessions and (masked) recipients; debug captures show the page: both private.
+    for label, folder in (("logs", settings.logs_dir), ("debug captures", settings.debug_dir)):
+        if folder.is_dir():
+            wide = [p for p in (folder, *folder.iterdir()) if _mode(p) & (0o077 if p.is_dir() else 0o177)]
+            if wide:
+                out.append(_warn(label, f"{wide[0]} is mode {_mode(wide[0]):o} ({len(wide)} item(s) readable "
+                                 f"by others); run chmod -R go-rwx {folder}"))
+            else:
+                out.append(_ok(label, f"{folder} (private)"))
     if os.access(settings.home, os.W_OK) or not settings.home.exists():
         out.append(_ok("data dir", str(settings.home)))
     else:

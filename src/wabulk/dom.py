@@ -7,6 +7,7 @@ that only needs ``find_elements``/``execute_script``/``page_source``/``save_scre
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 from . import errors
 from .selectors import TEXTS, Selector
+from .settings import ensure_private_dir
 
 # Named timeout tiers (seconds), as SeleniumBase names them: the call site says which kind of wait it is.
 MINI = 2.0  # something that is already there or appears right after a click
@@ -144,7 +146,7 @@ def save_debug(driver: Any, debug_dir: Path, label: str) -> str | None:
     capture are swallowed: a debug capture must never hide the error being reported.
     """
     try:
-        debug_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(debug_dir)
         stem = (
             debug_dir
             / f"{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1000) % 1000:03d}-{safe_name(label)}"
@@ -153,7 +155,10 @@ def save_debug(driver: Any, debug_dir: Path, label: str) -> str | None:
         return None
     try:
         source = driver.page_source
-        Path(f"{stem}.html").write_text(mask_numbers(source), encoding="utf-8")
+        # 0600: even masked, a page shows names and message texts.
+        fd = os.open(f"{stem}.html", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(mask_numbers(source))
     except Exception:  # noqa: BLE001 - best effort
         pass
     try:
@@ -162,6 +167,8 @@ def save_debug(driver: Any, debug_dir: Path, label: str) -> str | None:
             "document.head.appendChild(s);",
             _HIDE_CSS,
         )
+        # Created empty and private first: save_screenshot then writes into the 0600 file.
+        os.close(os.open(f"{stem}.png", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         driver.save_screenshot(f"{stem}.png")
         driver.execute_script("var s=document.getElementById('__wabulk_hide'); if (s) s.remove();")
     except Exception:  # noqa: BLE001 - best effort
