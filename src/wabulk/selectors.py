@@ -149,6 +149,49 @@ SEARCH_BOX = Selector(
     "chat search box",
 )
 
+# In-page chat opening (sender's "inpage" method): the New chat button in the chat list's header opens a
+# drawer whose "Search name or number" box takes a full number; Enter runs the same number lookup as the
+# deep link ("Starting chat", then the chat or the invalid-number popup) without reloading the app.
+NEW_CHAT_BUTTON = Selector(
+    "new_chat_button",
+    (
+        "#side header button[aria-label='New chat']",  # 2025-26
+        "button[aria-label='New chat']",
+        "button:has(> span[data-icon='new-chat-outline'])",
+        "span[data-icon='new-chat-outline']",  # the icon itself (DOM reference, section 1)
+        "div[role='button'][title='New chat']",  # older builds: a div button with a title
+        "div[title='New chat']",
+    ),
+    WHERE_MAIN,
+    "New chat button in the chat list header",
+)
+
+NEW_CHAT_SEARCH = Selector(
+    "new_chat_search",
+    (
+        "input[aria-label='Search name or number']",  # 2025-26: an INPUT in the New chat drawer
+        "input[placeholder='Search name or number']",
+        "div[contenteditable='true'][aria-label='Search name or number']",
+        "div[contenteditable='true'][title='Search name or number']",
+    ),
+    WHERE_MAIN,
+    "the New chat drawer's 'Search name or number' box (shown after New chat is clicked)",
+)
+
+# Rows the New chat drawer may list for a typed number (clicked only when Enter opened nothing, and only
+# a row whose text or title carries exactly the number's digits; never inside #main or the chat list).
+NEW_CHAT_RESULT = Selector(
+    "new_chat_result",
+    (
+        "[role='listitem']",
+        "[role='row']",
+        "[data-testid='cell-frame-container']",
+        "[role='button']",
+    ),
+    WHERE_MAIN,
+    "a result row in the New chat drawer",
+)
+
 CHAT = Selector(
     "chat_panel",
     ("#main", "header[data-testid='conversation-header']"),
@@ -353,6 +396,9 @@ ALL: tuple[Selector, ...] = (
     QR_REFRESH,
     MAIN,
     SEARCH_BOX,
+    NEW_CHAT_BUTTON,
+    NEW_CHAT_SEARCH,
+    NEW_CHAT_RESULT,
     CHAT,
     CHAT_TITLE,
     COMPOSE_BOX,

@@ -13,13 +13,17 @@ How one send works, and why:
    the clock (" Pending ") state. Still on the clock after the confirm timeout → ``ConfirmTimeout``: the
    outcome is unknown and the worker verifies later instead of resending blindly.
 
-The deep link reloads the whole app for every message (a boot per send). It is the only way to open a chat
-for any number that works on every page version without injecting into WhatsApp's internals; in-page
-navigation (search box) only finds known contacts.
+The deep link reloads the whole app for every message (a boot per send). The in-page method
+(``WABULK_OPEN_CHAT=inpage``) avoids the reload: New chat → "Search name or number" → the number → Enter
+runs the same lookup without a boot. It only counts as open when the header of ``#main`` shows the target's
+digits, so it can never type into the previously open chat. ``auto`` (the default) uses it while the page
+is loaded and logged in, and falls back to the deep link (once per message, logged) when it fails for any
+reason that is not permanent; the main search box is not used, since it only finds known chats.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import mimetypes
 import re
@@ -33,7 +37,19 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_fi
 from . import dom, errors, models
 from . import selectors as S
 from . import session as sess
-from .settings import Settings
+from .settings import OPEN_CHAT_METHODS, Settings
+
+log = logging.getLogger("wabulk.sender")
+
+OPEN_DEEPLINK, OPEN_INPAGE, OPEN_AUTO = "deeplink", "inpage", "auto"
+# After this many in-page failures in a row, ``auto`` stops trying in-page for this sender (a page where the
+# New chat flow is broken would otherwise cost a failed attempt per message).
+INPAGE_GIVE_UP = 3
+# A freshly rendered chat header whose title does not carry the target's digits after this long is not ours
+# (e.g. a contact saved under a name): in-page cannot prove the identity, so it gives up on this message.
+IDENTITY_GRACE = 1.0
+# How often the in-page open polls the page (it waits on a ~1 s lookup; 0.1 s would add 5-10 % to it).
+INPAGE_POLL = 0.05
 
 # textOf(node): the text a node shows, with <br> as "\n", emoji <img alt> as their character, and block
 # children (Lexical paragraphs) separated by "\n".
@@ -158,6 +174,56 @@ return out;
 )
 
 
+# The open chat's identity: the title of #main's header (first visible candidate of CHAT_TITLE) and
+# whether #main is a node rendered after ``mark`` was set (arguments: candidates, token, mark?).
+CHAT_IDENTITY_JS = r"""
+const cands = arguments[0], token = arguments[1], mark = arguments[2];
+const main = document.querySelector('#main');
+function vis(el) { return !!(el && el.isConnected && el.getClientRects().length); }
+let title = null;
+for (const [kind, expr] of cands) {
+  let found = [];
+  try {
+    if (kind === 'css') found = Array.from(document.querySelectorAll(expr));
+    else { const r = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
+           for (let j = 0; j < r.snapshotLength; j++) found.push(r.snapshotItem(j)); }
+  } catch (e) { continue; }
+  const el = found.find(vis);
+  if (el) { title = el.getAttribute('title') || el.textContent || ''; break; }
+}
+const fresh = !!main && main.__wabulkOpen !== token;
+if (mark && main) main.__wabulkOpen = token;
+return {main: !!main, fresh: fresh, title: title};
+"""
+
+# Click the New chat drawer's result row for a number: a row (candidates of NEW_CHAT_RESULT) outside #main
+# and the chat list whose title or text has exactly the wanted digits. Returns whether one was clicked.
+PICK_RESULT_JS = r"""
+const cands = arguments[0], want = arguments[1];
+const digits = s => (s || '').replace(/\D/g, '');
+for (const [kind, expr] of cands) {
+  let found = [];
+  try { if (kind === 'css') found = Array.from(document.querySelectorAll(expr)); } catch (e) { continue; }
+  for (const el of found) {
+    if (el.closest('#main') || el.closest('#pane-side') || !el.getClientRects().length) continue;
+    const titled = el.querySelector('[title]');
+    if (digits(titled ? titled.getAttribute('title') : '') === want || digits(el.textContent) === want) {
+      el.click();
+      return true;
+    }
+  }
+}
+return false;
+"""
+
+READ_INPUT_JS = TEXT_OF_JS + "const e = arguments[0]; return e.tagName === 'INPUT' ? e.value : textOf(e);"
+
+
+def title_digits(title: str | None) -> str:
+    r"""The digits of a chat header's title ("\u202a+1 415-555-0123\u202c" → "14155550123")."""
+    return re.sub(r"\D", "", title or "")
+
+
 def digits_of(phone: str) -> str:
     """The digits of an E.164 number (what the deep link wants)."""
     d = re.sub(r"\D", "", phone)
@@ -260,9 +326,18 @@ class WhatsAppSender:
         *,
         timeouts: dom.Timeouts | None = None,
         browser: sess.BrowserSession | None = None,
+        open_chat: str | None = None,
     ) -> None:
         self.settings = settings
         self.session_name = session
+        # How chats are opened ("deeplink" | "inpage" | "auto"): the argument, else WABULK_OPEN_CHAT.
+        self.open_chat_method = (open_chat or settings.open_chat or OPEN_AUTO).lower()
+        if self.open_chat_method not in OPEN_CHAT_METHODS:
+            raise errors.ConfigError(
+                f"unknown chat opening method {self.open_chat_method!r} (use {', '.join(OPEN_CHAT_METHODS)})"
+            )
+        self.last_open_method: str | None = None  # the method that opened the last chat (doctor, bench)
+        self._inpage_failures = 0  # in a row, for ``auto``
         self.timeouts = timeouts or (browser.timeouts if browser is not None else dom.Timeouts())
         # ``browser``: reuse an already started session (doctor), instead of locking the profile again.
         self.browser = browser or sess.BrowserSession(settings, session, timeouts=self.timeouts)
@@ -390,7 +465,200 @@ class WhatsAppSender:
         return self.browser.driver
 
     def open_chat(self, phone: str) -> None:
+        """Open the chat with ``phone`` and wait until its compose box is usable, by the sender's method.
+
+        ``deeplink``: ``/send?phone=`` (reloads the app). ``inpage``: the New chat drawer, on the loaded page.
+        ``auto``: in-page when the page is loaded and logged in (main or chat, no popup), else the deep link;
+        an in-page failure that is not permanent (a missing button, a lookup or identity that does not
+        settle, the page moving under us) is logged and the deep link is tried once. Raises NotOnWhatsApp,
+        the session errors, Offline, BrowserCrashed and transient errors as :meth:`send` documents.
+        """
+        method = self.open_chat_method
+        if method == OPEN_DEEPLINK:
+            self._open_chat_deeplink(phone)
+            return
+        if method == OPEN_INPAGE:
+            self._open_chat_inpage(phone)
+            return
+        if self._inpage_failures >= INPAGE_GIVE_UP or not self._inpage_usable():
+            self._open_chat_deeplink(phone)
+            return
+        try:
+            self._open_chat_inpage(phone)
+        except (errors.PermanentSendError, errors.SessionError, errors.Offline, errors.BrowserCrashed):
+            raise  # the deep link would meet the same answer (or the same dead browser)
+        except errors.TransientSendError as exc:
+            reason: BaseException = exc
+        except Exception as exc:
+            if dom.is_dead_browser(exc):
+                raise errors.BrowserCrashed(f"the browser died while opening a chat: {exc}") from exc
+            if not any(c.__name__ == "WebDriverException" for c in type(exc).__mro__):
+                raise
+            reason = exc  # stale element, click intercepted…: the page moved under us
+        else:
+            self._inpage_failures = 0
+            return
+        self._inpage_failures += 1
+        log.warning(
+            "in-page chat opening failed (%s: %s); using the deep link for this message",
+            type(reason).__name__,
+            dom.mask_numbers(str(reason).strip().splitlines()[0] if str(reason).strip() else "")[:300],
+        )
+        if self._inpage_failures == INPAGE_GIVE_UP:
+            log.warning(
+                "in-page chat opening failed %d times in a row; using only the deep link from now on",
+                INPAGE_GIVE_UP,
+            )
+        self._open_chat_deeplink(phone)
+
+    def _inpage_usable(self) -> bool:
+        """Whether the loaded page can open a chat in-page now: logged in, main or chat, no popup."""
+        if not self.browser.started:
+            return False
+        try:
+            st, p = self.browser.snapshot()
+        except errors.BrowserCrashed:
+            return False
+        url = str(p.get("url") or "")
+        return (
+            st in sess.LOGGED_IN_STATES
+            and not p.get("dialogs")
+            and url.startswith(self.settings.web_url.rstrip("/"))
+        )
+
+    def _identity(self, token: str, *, mark: bool = False) -> dict[str, Any]:
+        res = self._driver.execute_script(
+            CHAT_IDENTITY_JS, [list(c) for c in S.CHAT_TITLE.resolved], token, mark
+        )
+        return dict(res) if isinstance(res, dict) else {"main": False, "fresh": False, "title": None}
+
+    def _new_chat_input(self) -> Any:
+        """The New chat drawer's search box, opening the drawer when it is not open already."""
+        hit = dom.resolve(self._driver, S.NEW_CHAT_SEARCH)
+        if hit is not None:
+            return hit[1]
+        # No debug capture on a miss: auto falls back to the deep link, and a capture per message would
+        # only fill the disk.
+        dom.find(self._driver, S.NEW_CHAT_BUTTON, dom.MINI).click()
+        return dom.find(self._driver, S.NEW_CHAT_SEARCH, dom.MINI)
+
+    def _open_chat_inpage(self, phone: str) -> None:
+        """Open the chat through New chat → "Search name or number" → Enter, without reloading the page.
+
+        Done only when ``#main``'s header shows exactly the target's digits (with no lookup popup left and
+        a usable compose box), so a previously open chat is never taken for the new one; a new chat whose
+        title does not show the number (a saved contact's name) raises TransientSendError.
+        """
+        from selenium.webdriver.common.keys import Keys
+
+        want = digits_of(phone)
+        t = self.timeouts
+        st, p = self.browser.snapshot()
+        if st not in sess.LOGGED_IN_STATES:
+            self.browser.ensure_ready()
+            st, p = self.browser.snapshot()
+            if st not in sess.LOGGED_IN_STATES:
+                raise errors.TransientSendError(
+                    f"the page is not ready to open a chat in-page (state {st})", error_class="inpage_unready"
+                )
+        if p.get("dialogs"):
+            self._click_ok()  # a leftover popup (e.g. an earlier invalid number) would block the drawer
+            st, p = self.browser.snapshot()
+            if p.get("dialogs"):
+                raise errors.TransientSendError(
+                    "a popup is open; cannot open a chat in-page", error_class="inpage_unready"
+                )
+        token = f"{time.time_ns()}"
+        ident = self._identity(token, mark=True)
+        if (
+            st == sess.CHAT
+            and title_digits(ident.get("title")) == want
+            and int(p.get("matched", {}).get(S.COMPOSE_BOX.name, -1)) >= 0
+        ):
+            self.last_open_method = OPEN_INPAGE
+            return  # that chat is already the open one
+        box = self._new_chat_input()
+        typed = f"+{want}"
+        if str(box.tag_name).lower() == "input":
+            box.clear()
+            box.send_keys(typed)
+        else:
+            self._driver.execute_script(CLEAR_JS, box)
+            self._driver.execute_script(INSERT_JS, box, typed)
+        seen = str(self._driver.execute_script(READ_INPUT_JS, box) or "")
+        if re.sub(r"\D", "", seen) != want:
+            raise errors.TransientSendError(
+                f"the New chat search box did not take the number (holds {len(seen)} characters)",
+                error_class="inpage_input",
+            )
+        box.send_keys(Keys.ENTER)
+        start = time.monotonic()
+        deadline = start + t.chat_open
+        picked = False
+        offline_since: float | None = None
+        fresh_since: float | None = None
+        ever_lookup = False
+        while True:
+            st, p = self.browser.snapshot()
+            dialogs = " | ".join(str(d) for d in p.get("dialogs") or ())
+            if dom.match_text(dialogs, "invalid_number"):
+                text = next(d for d in p["dialogs"] if dom.match_text(str(d), "invalid_number"))
+                self._click_ok()
+                raise errors.NotOnWhatsApp(f"WhatsApp says: {popup_reason(text)}")
+            if st in (sess.QR, sess.LOGGED_OUT):
+                raise errors.NotLoggedIn(
+                    f"session {self.session_name!r} is logged out of WhatsApp Web: "
+                    f"run `wabulk login --session {self.session_name}`"
+                )
+            if st == sess.BLOCKED:
+                raise errors.Blocked("WhatsApp shows a block screen; this account cannot send now")
+            if st in (sess.TAKEOVER_WINDOW, sess.TAKEOVER_COMPUTER):
+                self.browser.use_here()
+                raise errors.TransientSendError(
+                    "WhatsApp was opened elsewhere while the chat was opening",
+                    error_class="takeover_during_open",
+                )
+            compose = int(p.get("matched", {}).get(S.COMPOSE_BOX.name, -1)) >= 0
+            if st == sess.OFFLINE and not compose:
+                offline_since = offline_since if offline_since is not None else time.monotonic()
+                if time.monotonic() - offline_since > dom.MINI:
+                    raise errors.Offline("WhatsApp Web says the computer is not connected; nothing was sent")
+            else:
+                offline_since = None
+            lookup = bool(dom.match_text(dialogs, "starting_chat"))
+            ever_lookup = ever_lookup or lookup
+            now = time.monotonic()
+            if compose and not lookup:
+                ident = self._identity(token)
+                if title_digits(ident.get("title")) == want:
+                    self.last_open_method = OPEN_INPAGE
+                    return
+                if ident.get("fresh"):
+                    # A chat rendered after we started, and its header is not the number: not provably ours.
+                    fresh_since = fresh_since if fresh_since is not None else now
+                    if now - fresh_since > IDENTITY_GRACE:
+                        raise errors.TransientSendError(
+                            "the chat that opened does not show the number in its header; not typing into it",
+                            error_class="chat_identity",
+                        )
+            if not picked and not lookup and not ever_lookup and now - start > dom.MINI:
+                # Enter started nothing: pick the drawer's row for the number instead (only an exact match).
+                picked = True
+                rows = [list(c) for c in S.NEW_CHAT_RESULT.resolved]
+                self._driver.execute_script(PICK_RESULT_JS, rows, want)
+            if now >= deadline:
+                path = self.browser.capture("inpage-chat-not-open")
+                raise errors.TransientSendError(
+                    ("the number lookup ('Starting chat') did not finish in time" if lookup
+                     else "the chat for the number did not open in-page")
+                    + f"; saved {path}",
+                    error_class="lookup_timeout" if lookup else "chat_not_open",
+                )
+            time.sleep(INPAGE_POLL)
+
+    def _open_chat_deeplink(self, phone: str) -> None:
         """Deep-link to the chat and wait until its compose box is usable."""
+        self.last_open_method = OPEN_DEEPLINK
         url = self.browser.url_for(f"send?phone={digits_of(phone)}")
         self.browser.open(url)
         t = self.timeouts

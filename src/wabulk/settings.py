@@ -18,10 +18,15 @@ ENV_HEADLESS = "WABULK_HEADLESS"
 ENV_REMOTE_URL = "WABULK_REMOTE_URL"
 ENV_PACE = "WABULK_PACE"
 ENV_SESSION = "WABULK_SESSION"
+ENV_OPEN_CHAT = "WABULK_OPEN_CHAT"
 
 DEFAULT_WEB_URL = "https://web.whatsapp.com"
 DEFAULT_SESSION = "default"
 DEFAULT_PACE = "balanced"
+# How the sender opens a chat: the /send?phone= deep link (reloads the app), the in-page New chat drawer,
+# or in-page when the page is loaded with a deep-link fallback.
+OPEN_CHAT_METHODS = ("deeplink", "inpage", "auto")
+DEFAULT_OPEN_CHAT = "auto"
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_LEASE_SECONDS = 120.0
 CHROME_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -69,6 +74,18 @@ def parse_bool(value: str | None, default: bool) -> bool:
     return default
 
 
+def parse_open_chat(value: str | None) -> str:
+    """Read ``WABULK_OPEN_CHAT`` ("deeplink" | "inpage" | "auto"; unset or empty: auto)."""
+    if value is None or value.strip() == "":
+        return DEFAULT_OPEN_CHAT
+    v = value.strip().lower().replace("-", "").replace("_", "")
+    if v not in OPEN_CHAT_METHODS:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{ENV_OPEN_CHAT} must be one of {', '.join(OPEN_CHAT_METHODS)} (got {value!r})")
+    return v
+
+
 def default_headless() -> bool:
     """Headless unless a display exists (``WABULK_HEADLESS`` overrides)."""
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -88,6 +105,7 @@ class Settings:
     remote_url: str | None = None
     pace: str = DEFAULT_PACE
     session: str = DEFAULT_SESSION
+    open_chat: str = DEFAULT_OPEN_CHAT
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -103,6 +121,7 @@ class Settings:
             remote_url=os.environ.get(ENV_REMOTE_URL) or None,
             pace=os.environ.get(ENV_PACE) or DEFAULT_PACE,
             session=os.environ.get(ENV_SESSION) or DEFAULT_SESSION,
+            open_chat=parse_open_chat(os.environ.get(ENV_OPEN_CHAT)),
         )
 
     def with_(self, **changes: object) -> Settings:
