@@ -38,5 +38,9 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+# Full-size reliability torture (kills, freezes, faults); writes its figures into docs/reliability.md.
+torture: $(STAMP) chromium
+	$(BIN)/python -m tests.torture.run_all
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
