@@ -347,3 +347,23 @@ def test_log_formatter_masks_phone_fields_even_if_a_caller_forgets() -> None:
     line = JsonFormatter().format(rec)
     assert "491570156" not in line and "secret text" not in line and "491570157" not in line
     assert "491570156" in JsonFormatter(log_numbers=True).format(rec)
+
+
+def test_profile_state_files_cut_short_by_a_kill_are_moved_aside(tmp_path: Path) -> None:
+    """Found by the browser kill storm: a kill left "Local State" empty and chromedriver then refused the
+    profile for good ("cannot parse internal JSON template"). Broken JSON state is moved aside; good files
+    and everything else (the WhatsApp login) stay."""
+    from wabulk.session import repair_profile
+
+    profile = tmp_path / "s"
+    (profile / "Default").mkdir(parents=True)
+    (profile / "Local State").write_text("")
+    (profile / "Default" / "Preferences").write_text('{"ok": true}')
+    (profile / "Default" / "Local Storage").mkdir()
+    moved = repair_profile(profile)
+    assert [p.name.split(".corrupt-")[0] for p in moved] == ["Local State"]
+    assert not (profile / "Local State").exists()
+    assert (profile / "Default" / "Preferences").read_text() == '{"ok": true}'
+    (profile / "Default" / "Preferences").write_text('{"cut": ')
+    assert [p.name.split(".corrupt-")[0] for p in repair_profile(profile)] == ["Preferences"]
+    assert repair_profile(profile) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
@@ -70,7 +71,7 @@ REMOTE_SESSION_CAPABILITY = "wabulk:session"  # sent with every Grid request (no
 # and the backoff between tries (doubling, capped: short enough that a stop request is not kept waiting).
 ENV_REMOTE_RETRY_SECONDS = "WABULK_REMOTE_RETRY_SECONDS"
 REMOTE_RETRY_SECONDS = 60.0
-REMOTE_BACKOFF_FIRST, REMOTE_BACKOFF_MAX = 2.0, 15.0
+REMOTE_BACKOFF_FIRST, REMOTE_BACKOFF_MAX = 2.0, 10.0
 INSTALL_HINT = (
     "install Chromium and its driver (Debian/Ubuntu: apt-get install chromium chromium-driver) "
     "or set WABULK_CHROME_BINARY / WABULK_CHROMEDRIVER"
@@ -124,6 +125,32 @@ def _is_our_browser(pid: int, profile_dir: Path) -> bool:
     except OSError:
         return False
     return f"--user-data-dir={profile_dir}".encode() in cmdline
+
+
+PROFILE_STATE_FILES = ("Local State", "Default/Preferences")
+
+
+def repair_profile(profile_dir: Path) -> list[Path]:
+    """Move aside Chromium state files that a kill left empty or cut short (they are JSON). chromedriver
+    refuses such a profile for good ("cannot parse internal JSON template"), while Chromium simply rebuilds
+    the files; the WhatsApp login lives elsewhere in the profile and is kept. Returns what was moved."""
+    moved = []
+    for name in PROFILE_STATE_FILES:
+        path = profile_dir / name
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            continue
+        try:
+            json.loads(raw)
+            continue
+        except ValueError:
+            pass
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        with contextlib.suppress(OSError):
+            path.replace(aside)
+            moved.append(aside)
+    return moved
 
 
 def reap_orphans(profile_dir: Path) -> list[int]:
@@ -319,6 +346,7 @@ class BrowserSession:
         self.lock.acquire()
         try:
             reap_orphans(self.profile_dir)  # we hold the lock: a browser still on the profile is an orphan
+            repair_profile(self.profile_dir)
             self._driver = self._launch()
             self._browser_pid = self.browser_pid()
             self.open(self.settings.web_url)
@@ -333,6 +361,7 @@ class BrowserSession:
         if not self.lock.held:
             ensure_private_dir(self.profile_dir)
             self.lock.acquire()
+        repair_profile(self.profile_dir)  # the dead browser may have been killed mid-write
         self._driver = self._launch()
         self._browser_pid = self.browser_pid()
         self.open(self.settings.web_url)
