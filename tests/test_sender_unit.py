@@ -312,3 +312,98 @@ def test_bubble_matching_is_exact_with_real_page_allowances() -> None:
     assert sender.bubble_matches({"text": cut, "more": True}, long_body)
     assert not sender.bubble_matches({"text": cut, "more": False}, long_body)
     assert not sender.bubble_matches({"text": "word …", "more": True}, long_body)  # too short to tell
+
+
+# --- how chats are opened (WABULK_OPEN_CHAT) -------------------------------------------------------------
+
+
+def test_open_chat_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wabulk.settings import parse_open_chat
+
+    monkeypatch.delenv("WABULK_OPEN_CHAT", raising=False)
+    assert Settings.from_env().open_chat == "auto"
+    monkeypatch.setenv("WABULK_OPEN_CHAT", "In-Page")
+    assert Settings.from_env().open_chat == "inpage"
+    assert parse_open_chat("deeplink") == "deeplink" and parse_open_chat(" ") == "auto"
+    with pytest.raises(errors.ConfigError, match="WABULK_OPEN_CHAT must be one of deeplink, inpage, auto"):
+        parse_open_chat("search-box")
+
+
+def test_unknown_open_chat_method_is_refused_before_any_browser(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError, match="unknown chat opening method 'wa.me'"):
+        sender.WhatsAppSender(_settings(tmp_path), open_chat="wa.me")
+    assert sender.WhatsAppSender(_settings(tmp_path, open_chat="deeplink")).open_chat_method == "deeplink"
+    assert sender.WhatsAppSender(_settings(tmp_path), open_chat="inpage").open_chat_method == "inpage"
+
+
+def test_chat_title_digits_ignore_formatting_and_bidi_marks() -> None:
+    assert sender.title_digits("\u202a+1 415-555-0123\u202c") == "14155550123"
+    assert sender.title_digits("Alice") == "" and sender.title_digits(None) == ""
+
+
+class _Opener(sender.WhatsAppSender):
+    """A sender whose page-level steps are scripted: records which way each chat was opened."""
+
+    def __init__(self, tmp_path: Path, inpage_result: BaseException | None, usable: bool = True) -> None:
+        super().__init__(_settings(tmp_path), open_chat="auto")
+        self.inpage_result = inpage_result
+        self.usable = usable
+        self.calls: list[str] = []
+
+    def _inpage_usable(self) -> bool:
+        return self.usable
+
+    def _open_chat_inpage(self, phone: str) -> None:
+        self.calls.append("inpage")
+        if self.inpage_result is not None:
+            raise self.inpage_result
+
+    def _open_chat_deeplink(self, phone: str) -> None:
+        self.calls.append("deeplink")
+
+
+def test_auto_uses_in_page_and_falls_back_to_the_deep_link_once_on_a_transient_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ok = _Opener(tmp_path, None)
+    ok.open_chat("+14155550123")
+    assert ok.calls == ["inpage"]
+    for failure in (
+        errors.SelectorNotFound("new_chat_button", ("x",), 2.0),
+        errors.TransientSendError("identity not proven", error_class="chat_identity"),
+    ):
+        op = _Opener(tmp_path, failure)
+        with caplog.at_level("WARNING", logger="wabulk.sender"):
+            op.open_chat("+14155550123")
+        assert op.calls == ["inpage", "deeplink"]
+    assert "in-page chat opening failed" in caplog.text and "using the deep link" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        errors.NotOnWhatsApp("WhatsApp says: The number +1 555 isn't on WhatsApp."),
+        errors.NotLoggedIn("logged out"),
+        errors.Offline("offline"),
+        errors.BrowserCrashed("gone"),
+    ],
+    ids=["not-on-whatsapp", "logged-out", "offline", "crashed"],
+)
+def test_auto_does_not_retry_with_the_deep_link_what_it_would_meet_again(
+    tmp_path: Path, failure: BaseException
+) -> None:
+    op = _Opener(tmp_path, failure)
+    with pytest.raises(type(failure)):
+        op.open_chat("+14155550123")
+    assert op.calls == ["inpage"]
+
+
+def test_auto_uses_the_deep_link_when_the_page_is_not_loaded_or_in_page_keeps_failing(tmp_path: Path) -> None:
+    cold = _Opener(tmp_path, None, usable=False)
+    cold.open_chat("+14155550123")
+    assert cold.calls == ["deeplink"]
+    broken = _Opener(tmp_path, errors.SelectorNotFound("new_chat_button", ("x",), 2.0))
+    for _ in range(sender.INPAGE_GIVE_UP + 2):
+        broken.open_chat("+14155550123")
+    tries = sender.INPAGE_GIVE_UP
+    assert broken.calls == ["inpage", "deeplink"] * tries + ["deeplink"] * 2
