@@ -247,3 +247,72 @@ def test_two_sessions_as_two_processes_deliver_pinned_and_shared_jobs_exactly_on
         wait_for(lambda: not any(w["alive"] for w in e2e.status()["workers"]), 10, "workers to unregister")
     finally:
         e2e.cleanup()
+
+
+def test_cli_fleet_forwards_options_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`wabulk run --sessions a,b` with a Grid that is down: both workers (separate processes, given the same
+    --remote-url) keep retrying; SIGTERM stops the fleet and every worker with exit 130."""
+    from e2e_helpers import WABULK, wait_for
+
+    with socket_port() as port:
+        url = f"http://127.0.0.1:{port}"  # bound but never listening: connection refused
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WABULK_")}
+        env.update(WABULK_HOME=str(tmp_path), WABULK_DB=str(tmp_path / "w.db"),
+                   WABULK_REMOTE_RETRY_SECONDS="600")
+        out = tmp_path / "fleet.out"
+        with out.open("wb") as fo:
+            args = ["run", "--sessions", "a,b", "--remote-url", url, "--pace", "off"]
+            proc = subprocess.Popen([WABULK, *args], env=env, stdout=fo, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        try:
+            # Two workers registered, each a `run --session X` process given the fleet's --remote-url ...
+            wait_for(lambda: len(json_workers(tmp_path / "w.db")) == 2 or proc.poll() is not None, 60,
+                     "both workers to register")
+            assert proc.poll() is None, out.read_text()
+            pids = json_workers(tmp_path / "w.db")
+            cmdlines = {p: Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0") for p in pids}
+            for session in ("a", "b"):
+                assert any([b"--session", session.encode()] == c[i:i + 2] and url.encode() in c
+                           for c in cmdlines.values() for i in range(len(c))), cmdlines
+            # ... and retrying the Grid that is down, with a clear warning in the log (not crashing).
+            log = tmp_path / "logs" / "wabulk.log"
+            wait_for(lambda: log.exists() and f"Selenium Grid at {url} is unreachable" in log.read_text(),
+                     60, "the retry warning")
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        assert code == 130, out.read_text()
+        assert not any(pid_alive(p) for p in pids)
+        text = out.read_text()
+        assert "session a" in text and "session b" in text
+
+
+class socket_port:
+    """A loopback port that is bound (so nobody else takes it) but never listens."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        return int(self.sock.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+def json_workers(db: Path) -> list[int]:
+    """The pids of the registered workers (read-only)."""
+    import sqlite3
+
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return [int(r[0]) for r in conn.execute("SELECT pid FROM workers")]
+    except sqlite3.OperationalError:  # not migrated yet
+        return []
+    finally:
+        conn.close()
