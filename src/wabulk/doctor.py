@@ -120,8 +120,13 @@ def check_files(settings: Settings, session_name: str) -> list[Check]:
         if folder.is_dir():
             wide = [p for p in (folder, *folder.iterdir()) if _mode(p) & (0o077 if p.is_dir() else 0o177)]
             if wide:
-                out.append(_warn(label, f"{wide[0]} is mode {_mode(wide[0]):o} ({len(wide)} item(s) readable "
-                                 f"by others); run chmod -R go-rwx {folder}"))
+                out.append(
+                    _warn(
+                        label,
+                        f"{wide[0]} is mode {_mode(wide[0]):o} ({len(wide)} item(s) readable "
+                        f"by others); run chmod -R go-rwx {folder}",
+                    )
+                )
             else:
                 out.append(_ok(label, f"{folder} (private)"))
     if os.access(settings.home, os.W_OK) or not settings.home.exists():

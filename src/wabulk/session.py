@@ -268,12 +268,14 @@ def check_driver_matches(binary: str, driver: str) -> None:
     b, d = binary_version(binary), binary_version(driver)
     bm, dm = major_version(b), major_version(d)
     if d is None:
-        raise errors.ConfigError(f"chromedriver {driver} does not run (`{driver} --version` failed): "
-                                 f"{INSTALL_HINT}")
+        raise errors.ConfigError(
+            f"chromedriver {driver} does not run (`{driver} --version` failed): {INSTALL_HINT}"
+        )
     if bm is not None and dm is not None and bm != dm:
         raise errors.ConfigError(
             f"chromedriver {driver} is version {dm} but Chromium {binary} is version {bm}: install the "
-            "matching driver (same major version) or set WABULK_CHROMEDRIVER")
+            "matching driver (same major version) or set WABULK_CHROMEDRIVER"
+        )
     _CHECKED_PAIRS.add((binary, driver))
 
 
@@ -672,7 +674,8 @@ class BrowserSession:
                     if now - net_error_since >= NET_ERROR_SECONDS:
                         raise errors.ConfigError(
                             f"cannot reach {self.settings.web_url} (the browser shows a network error page); "
-                            "check the network connection or --web-url / WABULK_WEB_URL")
+                            "check the network connection or --web-url / WABULK_WEB_URL"
+                        )
                     time.sleep(1.0)
                 self.open(self.settings.web_url)  # about:blank after a restart, or a foreign page
                 continue

@@ -52,15 +52,23 @@ class DurableFake(FakeTransport):
         self.jitter = jitter
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
-    def send(self, phone: str, body: str, *, attachment: str | None = None,
-             before_send: Callable[[], None] = lambda: None) -> SendResult:
+    def send(
+        self,
+        phone: str,
+        body: str,
+        *,
+        attachment: str | None = None,
+        before_send: Callable[[], None] = lambda: None,
+    ) -> SendResult:
         time.sleep(random.uniform(0, self.jitter))
         self.hold_before = _hold(self.hold_before)
         before_send()  # the durable send-started stamp (fenced: a zombie raises LeaseLost here)
         time.sleep(random.uniform(0, self.jitter))
         self.hold_after = _hold(self.hold_after)
-        line = json.dumps({"phone": phone, "body": body, "at": time.time(), "session": self.session,
-                           "pid": os.getpid()}, ensure_ascii=False)
+        line = json.dumps(
+            {"phone": phone, "body": body, "at": time.time(), "session": self.session, "pid": os.getpid()},
+            ensure_ascii=False,
+        )
         os.write(self._fd, (line + "\n").encode("utf-8"))
         time.sleep(random.uniform(0, self.jitter))  # the window between "arrived" and "marked sent"
         return SendResult(tick=TICK_SENT, confirmed_at=time.time())
@@ -70,8 +78,9 @@ class DurableFake(FakeTransport):
         if self.blind:
             return False
         floor = since - since % 60
-        return any(d["phone"] == phone and d["body"] == body and d["at"] >= floor
-                   for d in read_deliveries(self.path))
+        return any(
+            d["phone"] == phone and d["body"] == body and d["at"] >= floor for d in read_deliveries(self.path)
+        )
 
 
 def _hold(until: Path | None) -> None:
@@ -97,9 +106,10 @@ def enqueue_direct(db: Path, n: int, *, max_attempts: int = 10, offset: int = 0)
     from wabulk.queue import Queue
 
     with Queue(db) as q:
-        stats = q.enqueue(NewJob(name="torture", template="{name}", max_attempts=max_attempts),
-                          (NewMessage(phone=phone(offset + i), body=body(offset + i), name=f"n{i}")
-                           for i in range(n)))
+        stats = q.enqueue(
+            NewJob(name="torture", template="{name}", max_attempts=max_attempts),
+            (NewMessage(phone=phone(offset + i), body=body(offset + i), name=f"n{i}") for i in range(n)),
+        )
     return stats.job_id
 
 
@@ -121,17 +131,25 @@ class Figures:
 
     @property
     def ok(self) -> bool:
-        return (self.lost == 0 and self.duplicates == 0 and self.stuck == 0 and self.failed == 0
-                and self.integrity == "ok" and not self.extra.get("problems"))
+        return (
+            self.lost == 0
+            and self.duplicates == 0
+            and self.stuck == 0
+            and self.failed == 0
+            and self.integrity == "ok"
+            and not self.extra.get("problems")
+        )
 
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.extra.items() if k != "problems")
         problems = self.extra.get("problems") or []
-        return (f"{self.name}: messages={self.messages} kills={self.kills} delivered={self.delivered} "
-                f"lost={self.lost} duplicates={self.duplicates} stuck={self.stuck} failed={self.failed} "
-                f"integrity={self.integrity} seconds={self.seconds:.1f} {extra}".rstrip()
-                + (f" PROBLEMS: {'; '.join(map(str, problems[:5]))}" if problems else "")
-                + f" -> {'PASS' if self.ok else 'FAIL'}")
+        return (
+            f"{self.name}: messages={self.messages} kills={self.kills} delivered={self.delivered} "
+            f"lost={self.lost} duplicates={self.duplicates} stuck={self.stuck} failed={self.failed} "
+            f"integrity={self.integrity} seconds={self.seconds:.1f} {extra}".rstrip()
+            + (f" PROBLEMS: {'; '.join(map(str, problems[:5]))}" if problems else "")
+            + f" -> {'PASS' if self.ok else 'FAIL'}"
+        )
 
     def report(self) -> int:
         """Print the figures (one line, then JSON) and return the exit code."""
@@ -157,8 +175,9 @@ def rows(db: Path) -> list[dict[str, Any]]:
         conn.close()
 
 
-def check_outcome(fig: Figures, db: Path, expected: dict[str, str],
-                  arrived: Sequence[tuple[str, str]]) -> Figures:
+def check_outcome(
+    fig: Figures, db: Path, expected: dict[str, str], arrived: Sequence[tuple[str, str]]
+) -> Figures:
     """Fill lost/duplicates/stuck/failed/integrity from the database and what arrived.
 
     ``expected`` maps phone -> body; ``arrived`` lists (phone, body) as the destination saw them."""
@@ -210,8 +229,8 @@ def descendants(pid: int) -> list[tuple[int, str]]:
         except OSError:
             continue
         rparen = stat.rfind(")")
-        names[int(entry.name)] = stat[stat.find("(") + 1:rparen]
-        children[int(stat[rparen + 2:].split()[1])].append(int(entry.name))
+        names[int(entry.name)] = stat[stat.find("(") + 1 : rparen]
+        children[int(stat[rparen + 2 :].split()[1])].append(int(entry.name))
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -236,20 +255,39 @@ def killpg(proc: subprocess.Popen[Any]) -> None:
 def python_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WABULK_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep)
+        os.pathsep
+    )
     env.update(extra)
     return env
 
 
-def start_fake_worker(tmp: Path, session: str, *args: str, tag: str = "",
-                      log_dir: Path | None = None) -> subprocess.Popen[bytes]:
+def start_fake_worker(
+    tmp: Path, session: str, *args: str, tag: str = "", log_dir: Path | None = None
+) -> subprocess.Popen[bytes]:
     """``tests.torture.fake_worker`` on ``tmp/wabulk.db`` (deliveries in ``tmp/deliveries.jsonl``), in its
     own process group, output in ``<log_dir or tmp>/<session><tag>.log``."""
     log = ((log_dir or tmp) / f"{session}{tag}.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.torture.fake_worker", "--db", str(tmp / "wabulk.db"), "--home",
-         str(tmp / "home"), "--session", session, "--deliveries", str(tmp / "deliveries.jsonl"), *args],
-        env=python_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(ROOT))
+        [
+            sys.executable,
+            "-m",
+            "tests.torture.fake_worker",
+            "--db",
+            str(tmp / "wabulk.db"),
+            "--home",
+            str(tmp / "home"),
+            "--session",
+            session,
+            "--deliveries",
+            str(tmp / "deliveries.jsonl"),
+            *args,
+        ],
+        env=python_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=str(ROOT),
+    )
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:

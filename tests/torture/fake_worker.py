@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     from wabulk.worker import build_config, run_worker
 
     settings = Settings.from_env().with_(db=args.db, home=args.home, session=args.session)
-    config = build_config(session=args.session, until_done=args.until_done, pace="off",
-                          lease_seconds=args.lease)
+    config = build_config(
+        session=args.session, until_done=args.until_done, pace="off", lease_seconds=args.lease
+    )
     transport = DurableFake(args.deliveries, args.session, args.jitter, args.blind)
     transport.hold_before, transport.hold_after = args.hold_before, args.hold_after
     try:

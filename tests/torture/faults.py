@@ -46,11 +46,17 @@ class Skip(Exception):
     """This fault cannot be staged here (the reason is reported)."""
 
 
-def wabulk(tmp: Path, *args: str, db: Path | None = None, timeout: float = 120,
-           **env: str) -> subprocess.CompletedProcess[str]:
+def wabulk(
+    tmp: Path, *args: str, db: Path | None = None, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
     e = python_env(WABULK_HOME=str(tmp / "home"), WABULK_HEADLESS="1", **env)
-    return subprocess.run([WABULK, "--db", str(db or tmp / "wabulk.db"), *args], env=e, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [WABULK, "--db", str(db or tmp / "wabulk.db"), *args],
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def expect_error(res: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -67,8 +73,11 @@ def drain_with_fake(tmp: Path, n: int) -> None:
     """The next run: a fake-transport worker sends everything, each message exactly once."""
     w = start_fake_worker(tmp, "next", "--until-done", "--lease", "5", tag=f"-{time.monotonic_ns()}")
     code = w.wait(120)
-    assert code == 0, (tmp / "next.log").read_text(errors="replace")[-2000:] if (tmp / "next.log").exists() \
+    assert code == 0, (
+        (tmp / "next.log").read_text(errors="replace")[-2000:]
+        if (tmp / "next.log").exists()
         else f"exit {code}"
+    )
     got = collections.Counter((d["phone"], d["body"]) for d in read_deliveries(tmp / "deliveries.jsonl"))
     want = collections.Counter({(phone(i), body(i)): 1 for i in range(n)})
     assert got == want, f"deliveries differ: missing {want - got}, extra {got - want}"
@@ -77,8 +86,9 @@ def drain_with_fake(tmp: Path, n: int) -> None:
 
 def untouched(db: Path, n: int) -> None:
     data = rows(db)
-    assert len(data) == n and all(r["status"] == "pending" and r["attempts"] == 0 for r in data), \
-        [(r["status"], r["attempts"]) for r in data][:5]
+    assert len(data) == n and all(r["status"] == "pending" and r["attempts"] == 0 for r in data), [
+        (r["status"], r["attempts"]) for r in data
+    ][:5]
 
 
 @contextlib.contextmanager
@@ -86,8 +96,9 @@ def tmpfs(size: str) -> Iterator[Path]:
     if os.geteuid() != 0:
         raise Skip("mounting a tmpfs needs root")
     d = Path(tempfile.mkdtemp(prefix="wabulk-tmpfs-"))
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True, text=True
+    )
     if res.returncode != 0:
         d.rmdir()
         raise Skip(f"cannot mount a tmpfs: {res.stderr.strip()}")
@@ -160,13 +171,30 @@ def fault_read_only(tmp: Path) -> str:
         big_csv(csv, 5)
         res = wabulk(tmp, "enqueue", str(csv), "-m", "Hi {name}", "--country", "AU", db=mnt / "wabulk.db")
         expect_error(res, "read-only", "readonly", "read only")
-        wr = subprocess.run([sys.executable, "-m", "tests.torture.fake_worker",
-                             "--db", str(mnt / "wabulk.db"), "--home", str(tmp / "home"), "--session", "w",
-                             "--deliveries",
-                             str(tmp / "deliveries.jsonl"), "--until-done"], env=python_env(),
-                            capture_output=True, text=True, timeout=60)
-        assert wr.returncode == 1 and "Error:" in wr.stderr and "Traceback" not in wr.stderr, \
-            (wr.returncode, wr.stderr[-1500:])
+        wr = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.torture.fake_worker",
+                "--db",
+                str(mnt / "wabulk.db"),
+                "--home",
+                str(tmp / "home"),
+                "--session",
+                "w",
+                "--deliveries",
+                str(tmp / "deliveries.jsonl"),
+                "--until-done",
+            ],
+            env=python_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert wr.returncode == 1 and "Error:" in wr.stderr and "Traceback" not in wr.stderr, (
+            wr.returncode,
+            wr.stderr[-1500:],
+        )
         subprocess.run(["mount", "-o", "remount,rw", str(mnt)], check=True)
         untouched(mnt / "wabulk.db", n)
         for f in mnt.iterdir():
@@ -223,10 +251,18 @@ def fault_profile_locked(tmp: Path) -> str:
     profile = tmp / "home" / "sessions" / "s"
     profile.mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys,time; from wabulk.session import ProfileLock;"
-         " from pathlib import Path; ProfileLock(Path(sys.argv[1]), 's').acquire();"
-         " print('held', flush=True); time.sleep(600)",
-         str(profile / "wabulk.lock")], env=python_env(), stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from wabulk.session import ProfileLock;"
+            " from pathlib import Path; ProfileLock(Path(sys.argv[1]), 's').acquire();"
+            " print('held', flush=True); time.sleep(600)",
+            str(profile / "wabulk.lock"),
+        ],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         _run_fails(tmp, f"process {holder.pid}", "in use")

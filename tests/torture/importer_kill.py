@@ -30,8 +30,18 @@ def make_csv(path: Path, n: int) -> None:
 
 
 def enqueue_cmd(db: Path, csv: Path) -> list[str]:
-    return [WABULK, "--db", str(db), "enqueue", str(csv), "-m", "Hi {name} from {city}", "--country", "AU",
-            "--json"]
+    return [
+        WABULK,
+        "--db",
+        str(db),
+        "enqueue",
+        str(csv),
+        "-m",
+        "Hi {name} from {city}",
+        "--country",
+        "AU",
+        "--json",
+    ]
 
 
 def jobs(db: Path) -> list[tuple[int, int, int]]:
@@ -40,9 +50,13 @@ def jobs(db: Path) -> list[tuple[int, int, int]]:
         return []
     conn = sqlite3.connect(str(db), timeout=30)
     try:
-        return [(r[0], r[1], r[2]) for r in conn.execute(
-            "SELECT j.id, count(m.id), count(DISTINCT m.phone) FROM jobs j LEFT JOIN messages m"
-            " ON m.job_id = j.id GROUP BY j.id ORDER BY j.id")]
+        return [
+            (r[0], r[1], r[2])
+            for r in conn.execute(
+                "SELECT j.id, count(m.id), count(DISTINCT m.phone) FROM jobs j LEFT JOIN messages m"
+                " ON m.job_id = j.id GROUP BY j.id ORDER BY j.id"
+            )
+        ]
     finally:
         conn.close()
 
@@ -66,8 +80,9 @@ def run(n_rows: int, kills: int, seed: int | None = None, tmpdir: Path | None = 
         fig.extra["import_seconds"] = round(full, 2)
         completed = 1
         for _ in range(kills):
-            p = subprocess.Popen(enqueue_cmd(db, csv), env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE)
+            p = subprocess.Popen(
+                enqueue_cmd(db, csv), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
             time.sleep(rng.uniform(0.05, 0.95) * full)
             if p.poll() is None:
                 p.kill()

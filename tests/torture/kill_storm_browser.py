@@ -22,8 +22,17 @@ from tests.torture.common import Figures, check_outcome, descendants, kill, rows
 SESSIONS = ("a", "b", "c")
 
 
-def run(messages: int, kills: int, *, lease: float = 5.0, min_gap: float = 0.5, max_gap: float = 3.0,
-        seed: int | None = None, timeout: float = 1800.0, tmpdir: Path | None = None) -> Figures:
+def run(
+    messages: int,
+    kills: int,
+    *,
+    lease: float = 5.0,
+    min_gap: float = 0.5,
+    max_gap: float = 3.0,
+    seed: int | None = None,
+    timeout: float = 1800.0,
+    tmpdir: Path | None = None,
+) -> Figures:
     from e2e_helpers import E2E, SIM_E2E
     from wabulk.simulator.server import Simulator
 
@@ -62,8 +71,11 @@ def run(messages: int, kills: int, *, lease: float = 5.0, min_gap: float = 0.5, 
                         target, kind = found[0], "chromedriver"
                 elif roll < 0.3:
                     # The main browser process: chromedriver's child named chromium/chrome.
-                    found = [p for p, name in kids if name.startswith(("chromium", "chrome"))
-                             and not name.startswith("chromedriver")]
+                    found = [
+                        p
+                        for p, name in kids
+                        if name.startswith(("chromium", "chrome")) and not name.startswith("chromedriver")
+                    ]
                     if found:
                         target, kind = found[0], "chromium"
                 if kill(target, signal.SIGKILL):
@@ -104,8 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--timeout", type=float, default=1800.0)
     a = ap.parse_args(argv)
-    return run(a.messages, a.kills, lease=a.lease, min_gap=a.min_gap, max_gap=a.max_gap, seed=a.seed,
-               timeout=a.timeout).report()
+    return run(
+        a.messages,
+        a.kills,
+        lease=a.lease,
+        min_gap=a.min_gap,
+        max_gap=a.max_gap,
+        seed=a.seed,
+        timeout=a.timeout,
+    ).report()
 
 
 if __name__ == "__main__":

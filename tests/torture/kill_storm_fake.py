@@ -31,19 +31,51 @@ from tests.torture.common import (
 )
 
 
-def start(tmp: Path, session: str, lease: float, jitter: float, n: int,
-          blind: bool = False) -> subprocess.Popen[bytes]:
+def start(
+    tmp: Path, session: str, lease: float, jitter: float, n: int, blind: bool = False
+) -> subprocess.Popen[bytes]:
     log = (tmp / f"{session}.{n}.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.torture.fake_worker", "--db", str(tmp / "wabulk.db"), "--home",
-         str(tmp / "home"), "--session", session, "--deliveries", str(tmp / "deliveries.jsonl"),
-         "--lease", str(lease), "--jitter", str(jitter), "--until-done", *(["--blind"] if blind else [])],
-        env=python_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "tests.torture.fake_worker",
+            "--db",
+            str(tmp / "wabulk.db"),
+            "--home",
+            str(tmp / "home"),
+            "--session",
+            session,
+            "--deliveries",
+            str(tmp / "deliveries.jsonl"),
+            "--lease",
+            str(lease),
+            "--jitter",
+            str(jitter),
+            "--until-done",
+            *(["--blind"] if blind else []),
+        ],
+        env=python_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
-def run(messages: int, kills: int, *, workers: int = 3, lease: float = 1.0, min_gap: float = 0.1,
-        max_gap: float = 0.4, jitter: float = 0.01, seed: int | None = None, timeout: float = 600.0,
-        tmpdir: Path | None = None, blind: bool = False) -> Figures:
+def run(
+    messages: int,
+    kills: int,
+    *,
+    workers: int = 3,
+    lease: float = 1.0,
+    min_gap: float = 0.1,
+    max_gap: float = 0.4,
+    jitter: float = 0.01,
+    seed: int | None = None,
+    timeout: float = 600.0,
+    tmpdir: Path | None = None,
+    blind: bool = False,
+) -> Figures:
     """Run the storm; returns the figures."""
     rng = random.Random(seed)
     t0 = time.monotonic()
@@ -88,8 +120,9 @@ def run(messages: int, kills: int, *, workers: int = 3, lease: float = 1.0, min_
         arrived = [(x["phone"], x["body"]) for x in read_deliveries(tmp / "deliveries.jsonl")]
         check_outcome(fig, db, expected, arrived)
         data = rows(db)
-        fig.extra["reclaimed_after_stamp"] = sum(1 for r in data
-                                                 if r["send_started_at"] and r["attempts"] > 1)
+        fig.extra["reclaimed_after_stamp"] = sum(
+            1 for r in data if r["send_started_at"] and r["attempts"] > 1
+        )
         fig.extra["max_attempts_seen"] = max((r["attempts"] for r in data), default=0)
         fig.extra["restarts"] = sum(starts.values()) - workers
     fig.seconds = time.monotonic() - t0
@@ -106,11 +139,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--jitter", type=float, default=0.01, help="random sleeps around the fake click (s)")
     ap.add_argument("--timeout", type=float, default=900.0)
-    ap.add_argument("--blind", action="store_true",
-                    help="negative control: workers resend without looking (duplicates expected)")
+    ap.add_argument(
+        "--blind",
+        action="store_true",
+        help="negative control: workers resend without looking (duplicates expected)",
+    )
     a = ap.parse_args(argv)
-    return run(a.messages, a.kills, lease=a.lease, min_gap=a.min_gap, max_gap=a.max_gap, seed=a.seed,
-               timeout=a.timeout, blind=a.blind, jitter=a.jitter).report()
+    return run(
+        a.messages,
+        a.kills,
+        lease=a.lease,
+        min_gap=a.min_gap,
+        max_gap=a.max_gap,
+        seed=a.seed,
+        timeout=a.timeout,
+        blind=a.blind,
+        jitter=a.jitter,
+    ).report()
 
 
 if __name__ == "__main__":

@@ -63,9 +63,16 @@ def run(messages: int, procs: int = 4, tmpdir: Path | None = None) -> Figures:
         db, out = tmp / "wabulk.db", tmp / "claims.txt"
         enqueue_direct(db, messages)
         t1 = time.monotonic()
-        ps = [subprocess.Popen([sys.executable, "-m", "tests.torture.queue_stress", "--child", str(db),
-                                str(out), f"p{i}"], env=python_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True) for i in range(procs)]
+        ps = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.torture.queue_stress", "--child", str(db), str(out), f"p{i}"],
+                env=python_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(procs)
+        ]
         totals: collections.Counter[str] = collections.Counter()
         errors = []
         for p in ps:
@@ -86,8 +93,13 @@ def run(messages: int, procs: int = 4, tmpdir: Path | None = None) -> Figures:
         fig.stuck = sum(1 for r in data if r["status"] in ("pending", "sending"))
         fig.failed = sum(1 for r in data if r["status"] == "failed")
         fig.integrity = integrity(db)
-        fig.extra.update(procs=procs, locked_errors=totals["locked"], other_db_errors=totals["db_error"],
-                         lease_lost=totals["lease_lost"], per_second=round(len(claimed) / max(drain, 1e-9)))
+        fig.extra.update(
+            procs=procs,
+            locked_errors=totals["locked"],
+            other_db_errors=totals["db_error"],
+            lease_lost=totals["lease_lost"],
+            per_second=round(len(claimed) / max(drain, 1e-9)),
+        )
         problems = errors[:]
         if totals["locked"] or totals["db_error"]:
             problems.append(f"{totals['locked']} locked/busy and {totals['db_error']} other database errors")

@@ -26,11 +26,11 @@ FULL: list[tuple[str, list[str]]] = [
     ("faults", []),
 ]
 QUICK: dict[str, list[str]] = {
-    "kill_storm_fake": ["--messages", "150", "--kills", "12"],
-    "kill_storm_browser": ["--messages", "20", "--kills", "5"],
+    "kill_storm_fake": ["--messages", "100", "--kills", "10"],
+    "kill_storm_browser": ["--messages", "12", "--kills", "3"],
     "zombie": ["--rounds", "1"],
-    "importer_kill": ["--rows", "8000", "--kills", "2"],
-    "queue_stress": ["--messages", "5000"],
+    "importer_kill": ["--rows", "5000", "--kills", "2"],
+    "queue_stress": ["--messages", "3000"],
     "faults": [],
 }
 BEGIN, END = "<!-- torture:begin -->", "<!-- torture:end -->"
@@ -42,7 +42,7 @@ def run_one(name: str, args: list[str]) -> tuple[int, dict | None, str]:
     figures = None
     for line in res.stdout.splitlines():
         if line.startswith("FIGURES "):
-            figures = json.loads(line[len("FIGURES "):])
+            figures = json.loads(line[len("FIGURES ") :])
         else:
             print(f"  {line}", flush=True)
     if figures is None:
@@ -65,9 +65,11 @@ def table(results: list[tuple[int, dict | None, str]], seconds: float) -> str:
             lines.append(f"| `{cmd}` | - | - | - | - | - | - | - | crashed | FAIL |")
             continue
         other = ", ".join(f"{k}={v}" for k, v in f["extra"].items() if k != "problems")
-        lines.append(f"| `{cmd}` | {f['messages']} | {f['kills']} | {f['delivered']} | {f['lost']} | "
-                     f"{f['duplicates']} | {f['stuck']} | {f['integrity']} | {other} | "
-                     f"{'PASS' if code == 0 else 'FAIL'} |")
+        lines.append(
+            f"| `{cmd}` | {f['messages']} | {f['kills']} | {f['delivered']} | {f['lost']} | "
+            f"{f['duplicates']} | {f['stuck']} | {f['integrity']} | {other} | "
+            f"{'PASS' if code == 0 else 'FAIL'} |"
+        )
     return "\n".join(lines)
 
 

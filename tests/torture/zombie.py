@@ -47,6 +47,7 @@ def _round(tmp: Path, when: str, messages: int, fig: Figures) -> None:
     b = None
     problems: list[str] = fig.extra.setdefault("problems", [])
     try:
+
         def a_holds() -> dict | None:
             for r in rows(db):
                 if r["status"] == "sending" and (r["send_started_at"] is not None) == (when == "after"):
@@ -60,8 +61,11 @@ def _round(tmp: Path, when: str, messages: int, fig: Figures) -> None:
         b = start_fake_worker(tmp, "b", "--lease", str(LEASE), "--until-done", tag=f"-{when}")
         if when == "before":
             # B takes the frozen message over and sends it (and everything else).
-            wait_until(lambda: rows(db)[victim["id"] - rows(db)[0]["id"]]["status"] == "sent", 30,
-                       "B to send the frozen worker's message")
+            wait_until(
+                lambda: rows(db)[victim["id"] - rows(db)[0]["id"]]["status"] == "sent",
+                30,
+                "B to send the frozen worker's message",
+            )
         else:
             # B sends everything else but must leave A's stamped message alone.
             def others_done() -> bool:
@@ -82,8 +86,9 @@ def _round(tmp: Path, when: str, messages: int, fig: Figures) -> None:
         if when == "before" and after["sent_at"] != before["sent_at"]:
             problems.append("before-stamp: sent_at changed after the zombie woke")
         if when == "after" and (after["status"], after["sent_by_session"]) != ("sent", "a"):
-            problems.append(f"after-stamp: expected sent by a, got {after['status']} by "
-                            f"{after['sent_by_session']}")
+            problems.append(
+                f"after-stamp: expected sent by a, got {after['status']} by {after['sent_by_session']}"
+            )
         if code_a != 0 or code_b != 0:
             problems.append(f"{when}: exit codes a={code_a} b={code_b}")
         log = (tmp / "home" / "logs" / "wabulk.log").read_text(encoding="utf-8")
