@@ -316,3 +316,44 @@ def json_workers(db: Path) -> list[int]:
         return []
     finally:
         conn.close()
+
+
+def test_status_shows_per_session_sent_today_cap_and_state(db_path: Path) -> None:
+    from e2e_helpers import WABULK
+
+    q = Queue(db_path)
+    try:
+        q.enqueue(NewJob(name="shared", template="Hi"),
+                  [NewMessage(phone=f"+1415555{i:04d}", body="Hi", name="x") for i in range(3)])
+        q.enqueue(NewJob(name="pinned", template="Hi", sessions=("c",)),
+                  [NewMessage(phone="+14155559999", body="Hi", name="y")])
+        wa = q.register_worker("a", pid=os.getpid(), host="h")
+        for _ in range(2):
+            c = q.claim(wa, "a", lease_seconds=60)
+            assert c is not None
+            q.mark_sent(c, tick="sent", session="a")
+        q.heartbeat(wa, state="pacing")
+        wb = q.register_worker("b", pid=os.getpid(), host="h")
+        c = q.claim(wb, "b", lease_seconds=60)
+        assert c is not None
+        q.mark_sent(c, tick="sent", session="b")
+        q.unregister_worker(wb)
+    finally:
+        q.close()
+    env = {**os.environ, "WABULK_PACE": "safe"}
+    res = subprocess.run([WABULK, "status", "--json"], env=env, capture_output=True, text=True, timeout=60,
+                         check=True)
+    per = {s["session"]: s for s in json.loads(res.stdout)["sessions"]}
+    assert set(per) == {"a", "b", "c"}  # a worker, a sender, a pinned job's session
+    assert (per["a"]["sent_today"], per["a"]["state"]) == (2, "pacing")
+    assert (per["b"]["sent_today"], per["b"]["state"]) == (1, "no worker")
+    assert (per["c"]["sent_today"], per["c"]["state"]) == (0, "no worker")
+    from wabulk.pacing import PROFILES
+
+    assert all(0 < s["cap_today"] <= PROFILES["safe"].daily_cap for s in per.values())
+    table = subprocess.run([WABULK, "status"], env=env, capture_output=True, text=True, timeout=60,
+                           check=True).stdout
+    assert "Sessions" in table
+    sessions_part = table.split("Sessions", 1)[1]
+    row_a = next(line for line in sessions_part.splitlines() if line.strip().startswith("a "))
+    assert row_a.split()[:2] == ["a", "2"] and row_a.split()[-1] == "pacing", row_a

@@ -224,3 +224,29 @@ def test_a_grid_that_is_down_gives_one_clear_error_line(tmp_path: Path) -> None:
     ], res.stderr
     assert "Traceback" not in res.stderr
     assert time.monotonic() - t0 >= 2  # it did retry before giving up
+
+
+def test_grid_failures_are_described_in_one_line_and_classified() -> None:
+    from selenium.common.exceptions import SessionNotCreatedException
+    from urllib3.exceptions import MaxRetryError, ReadTimeoutError
+
+    from wabulk.session import describe_remote_failure
+
+    url = "http://grid:4444"
+    refused = MaxRetryError(None, "/session", ConnectionRefusedError(111, "Connection refused"))  # type: ignore[arg-type]
+    full = SessionNotCreatedException("Could not start a new session. New session request timed out")
+    nothing = SessionNotCreatedException("Could not start a new session. No nodes support the capabilities")
+    slow = ReadTimeoutError(None, "/session", "Read timed out. (read timeout=120)")  # type: ignore[arg-type]
+    assert describe_remote_failure(url, refused) == (
+        "the Selenium Grid at http://grid:4444 is unreachable (connection refused; is it running?)",
+        True,
+    )
+    why, retry = describe_remote_failure(url, full)
+    assert why.startswith("the Selenium Grid at http://grid:4444 is full (no free chrome slot)") and retry
+    why, retry = describe_remote_failure(url, nothing)
+    assert (
+        why.startswith("no node of the Selenium Grid at http://grid:4444 offers this browser") and not retry
+    )
+    why, retry = describe_remote_failure(url, slow)
+    assert why.startswith("the Selenium Grid at http://grid:4444 did not answer in time") and retry
+    assert all("\n" not in describe_remote_failure(url, e)[0] for e in (refused, full, nothing, slow))
