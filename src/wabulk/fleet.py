@@ -302,7 +302,8 @@ class Fleet:
         for m in self.members:
             last = m.last_line if m.proc is None else self._last_event(m)
             logged_out = m.state == "waiting_for_login"
-            hint = f" — run `wabulk login --session {m.session}`" if logged_out else ""
+            # The worker keeps the profile (and shows the QR in its output): `wabulk login` would be refused.
+            hint = f" — scan the QR printed in {m.out_path}" if logged_out else ""
             t.add_row(escape(m.session), escape(self.row_status(m, now)), str(m.sent_today),
                       str(m.cap_today) if m.cap_today is not None else "-", escape(m.next_send),
                       str(m.restarts), escape((last + hint)[:120]))
