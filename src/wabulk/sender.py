@@ -216,6 +216,23 @@ for (const [kind, expr] of cands) {
 return false;
 """
 
+# The first visible element of a selector's candidates, in one round trip (dom.resolve needs one per
+# candidate plus one per visibility check; the in-page open does this several times per message).
+FIRST_VISIBLE_JS = r"""
+const cands = arguments[0];
+for (const [kind, expr] of cands) {
+  let found = [];
+  try {
+    if (kind === 'css') found = Array.from(document.querySelectorAll(expr));
+    else { const r = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
+           for (let j = 0; j < r.snapshotLength; j++) found.push(r.snapshotItem(j)); }
+  } catch (e) { continue; }
+  const el = found.find(e => e.isConnected && e.getClientRects().length);
+  if (el) return el;
+}
+return null;
+"""
+
 READ_INPUT_JS = TEXT_OF_JS + "const e = arguments[0]; return e.tagName === 'INPUT' ? e.value : textOf(e);"
 
 
@@ -532,15 +549,26 @@ class WhatsAppSender:
         )
         return dict(res) if isinstance(res, dict) else {"main": False, "fresh": False, "title": None}
 
+    def _wait_visible(self, selector: S.Selector, timeout: float) -> Any:
+        """The first visible element of ``selector`` within ``timeout``, else SelectorNotFound (no debug
+        capture: auto falls back to the deep link, and a capture per message would only fill the disk)."""
+        deadline = time.monotonic() + timeout
+        cands = [list(c) for c in selector.resolved]
+        while True:
+            el = self._driver.execute_script(FIRST_VISIBLE_JS, cands)
+            if el is not None:
+                return el
+            if time.monotonic() >= deadline:
+                raise errors.SelectorNotFound(selector.name, selector.describe(), timeout)
+            time.sleep(INPAGE_POLL)
+
     def _new_chat_input(self) -> Any:
         """The New chat drawer's search box, opening the drawer when it is not open already."""
-        hit = dom.resolve(self._driver, S.NEW_CHAT_SEARCH)
-        if hit is not None:
-            return hit[1]
-        # No debug capture on a miss: auto falls back to the deep link, and a capture per message would
-        # only fill the disk.
-        dom.find(self._driver, S.NEW_CHAT_BUTTON, dom.MINI).click()
-        return dom.find(self._driver, S.NEW_CHAT_SEARCH, dom.MINI)
+        el = self._driver.execute_script(FIRST_VISIBLE_JS, [list(c) for c in S.NEW_CHAT_SEARCH.resolved])
+        if el is not None:
+            return el
+        self._wait_visible(S.NEW_CHAT_BUTTON, dom.MINI).click()
+        return self._wait_visible(S.NEW_CHAT_SEARCH, dom.MINI)
 
     def _open_chat_inpage(self, phone: str) -> None:
         """Open the chat through New chat → "Search name or number" → Enter, without reloading the page.
