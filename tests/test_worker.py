@@ -23,6 +23,7 @@ from wabulk.errors import (
     SelectorNotFound,
     SessionBusy,
     TransientSendError,
+    Unreachable,
 )
 from wabulk.fakes import BLOCK, CRASH, LOGOUT, DeliverThenRaise, Delivery, Fail, FailAtSend, FakeTransport
 from wabulk.logs import setup_logging, teardown_logging
@@ -194,6 +195,31 @@ def test_offline_spends_no_attempt_however_long_it_lasts(
     assert worker.run() == exitcodes.OK
     m = message(queue, job, a)
     assert m.status == SENT and m.attempts == 1 and fake.delivered_to(a) == 1
+
+
+def test_unreachable_url_at_start_ends_the_run_with_the_reason(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    enqueue(queue, phones(1))
+    fake.unreachable = 1
+    worker = make_worker(queue, fake, clock)
+    with pytest.raises(Unreachable):
+        worker.run_once()
+
+
+def test_network_lost_mid_run_waits_instead_of_ending(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    a, b = phones(2)
+    job = enqueue(queue, [a, b])
+    worker = make_worker(queue, fake, clock)
+    assert worker.run_once().outcome == "sent"
+    fake.unreachable = 4  # an outage of a few checks, after WhatsApp Web had loaded
+    waits = [worker.run_once() for _ in range(4)]
+    assert [w.outcome for w in waits] == ["offline"] * 4
+    assert waits[0].wait < waits[-1].wait  # backs off
+    assert message(queue, job, b).attempts == 0  # nothing claimed while the page is unreachable
+    assert worker.run() == exitcodes.OK and fake.delivered_to(b) == 1
 
 
 def test_backoff_is_exponential_with_jitter(queue: Queue, fake: FakeTransport, clock: Clock) -> None:

@@ -71,6 +71,10 @@ class ConfigError(WabulkError):
     """A setting is wrong or something the setting points at is missing (browser, driver)."""
 
 
+class Unreachable(ConfigError):
+    """The WhatsApp Web URL cannot be reached (the browser shows its network error page)."""
+
+
 class BrowserError(WabulkError):
     """The browser or chromedriver could not be started or died."""
 

@@ -18,7 +18,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import Blocked, BrowserCrashed, BrowserError, NotLoggedIn
+from .errors import Blocked, BrowserCrashed, BrowserError, NotLoggedIn, Unreachable
 from .models import TICK_SENT, SendResult
 
 
@@ -83,6 +83,7 @@ class FakeTransport:
     logged_out: bool = False
     blocked: bool = False
     crashed: bool = False
+    unreachable: int = 0  # the next N ensure_ready calls find WhatsApp Web unreachable
     started: bool = False
     closed: bool = False
     on_send: Callable[[str], None] | None = None  # hook run at the start of every send (tests)
@@ -132,6 +133,9 @@ class FakeTransport:
         self.started = True
         if self.crashed:  # a real transport restarts a dead browser here
             self.restart()
+        if self.unreachable > 0:
+            self.unreachable -= 1
+            raise Unreachable("cannot reach the WhatsApp Web URL (fake)")
         if self.blocked:
             raise Blocked("WhatsApp shows a block screen (fake)")
         if self.logged_out:

@@ -672,7 +672,7 @@ class BrowserSession:
                     # (re-opening forever would hang the worker without a word).
                     net_error_since = net_error_since if net_error_since is not None else now
                     if now - net_error_since >= NET_ERROR_SECONDS:
-                        raise errors.ConfigError(
+                        raise errors.Unreachable(
                             f"cannot reach {self.settings.web_url} (the browser shows a network error page); "
                             "check the network connection or --web-url / WABULK_WEB_URL"
                         )

@@ -45,6 +45,7 @@ from .errors import (
     SessionBusy,
     SessionError,
     TakeoverFailed,
+    Unreachable,
     WabulkError,
 )
 from .logs import mask_phone
@@ -233,6 +234,7 @@ class Worker:
         self._streaks: dict[int, tuple[str, int]] = {}
         self._session_failures = 0
         self._offline_streak = 0
+        self._page_reached = False  # whether WhatsApp Web has loaded once in this run
         self._last_heartbeat = float("-inf")
         self._last_jobs_refresh = float("-inf")
         self._job_status: dict[int, str] = {}
@@ -463,7 +465,12 @@ class Worker:
         try:
             self.transport.ensure_ready()
             self._session_failures = 0
+            self._page_reached = True
             self._resume_waiting()
+        except Unreachable as e:
+            if not self._page_reached:
+                raise  # never reached WhatsApp Web at all: a wrong URL or no network; say so and stop
+            return self._wait_for_network(e)
         except NotLoggedIn:
             return self._handle_logout(None)
         except Blocked as e:
@@ -798,6 +805,15 @@ class Worker:
         self._set_state("blocked")
         self._emit("blocked", reason, level=logging.ERROR)
         return StepResult("blocked", claim.message_id if claim else None, exit_code=exitcodes.ERROR)
+
+    def _wait_for_network(self, e: Unreachable) -> StepResult:
+        """WhatsApp Web was reachable earlier in this run and is not now: a network outage. Wait with a
+        growing pause (like the offline bar) rather than end a long-running worker."""
+        self._offline_streak += 1
+        wait = min(OFFLINE_RECHECK_SECONDS * 2 ** (self._offline_streak - 1), OFFLINE_RECHECK_MAX)
+        self._set_state("offline")
+        self._emit("warning", f"{e}; trying again in {wait:.0f}s", level=logging.WARNING)
+        return StepResult("offline", wait=wait)
 
     def _handle_offline(self, claim: Claim, e: Offline) -> StepResult:
         """The computer lost its connection: no recipient is to blame, so no attempt is spent and the
