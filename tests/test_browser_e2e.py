@@ -46,7 +46,10 @@ def _login_with_sim(sender: WhatsAppSender, sim: Any) -> list[str]:
 def wa(simulator_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhatsAppSender]:
     """One logged-in browser shared by the tests of this module (starting Chromium costs seconds)."""
     home = tmp_path_factory.mktemp("wa-home")
-    sender = WhatsAppSender(make_browser_settings(simulator_server.url, home), "shared", timeouts=FAST)
+    # Pinned to the deep link: this module covers it; tests/test_open_chat_e2e.py covers the in-page way.
+    sender = WhatsAppSender(
+        make_browser_settings(simulator_server.url, home), "shared", timeouts=FAST, open_chat="deeplink"
+    )
     sender.start()
     seen = _login_with_sim(sender, simulator_server)
     assert seen and seen[0].endswith(",WEB") and seen[0].count(",") == 4
