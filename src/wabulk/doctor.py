@@ -156,7 +156,7 @@ def _selector_check(browser: sess.BrowserSession, selector: S.Selector) -> Check
 
 
 # Which selectors can be checked on which screen.
-_CHECK_ON_MAIN = (S.APP, S.MAIN, S.SEARCH_BOX)
+_CHECK_ON_MAIN = (S.APP, S.MAIN, S.SEARCH_BOX, S.NEW_CHAT_BUTTON)
 _CHECK_ON_QR = (S.APP, S.QR_CODE, S.QR_CANVAS)
 _CHECK_IN_CHAT = (S.CHAT, S.CHAT_TITLE, S.COMPOSE_BOX, S.VOICE_BUTTON, S.ATTACH_BUTTON)
 _CHECK_IN_MENU = (S.MEDIA_INPUT, S.DOCUMENT_INPUT)
@@ -194,7 +194,9 @@ def check_live(
             except errors.WabulkError as exc:
                 out.append(_fail("test chat", f"could not open a chat with the test number: {exc}"))
             else:
-                out.append(_ok("test chat", "opened with the /send?phone= deep link"))
+                inpage = sender.last_open_method == "inpage"
+                how = "New chat (in-page)" if inpage else "the /send?phone= deep link"
+                out.append(_ok("test chat", f"opened with {how}"))
                 for sel in _CHECK_IN_CHAT:
                     out.append(_selector_check(browser, sel))
                     checked.add(sel.name)
