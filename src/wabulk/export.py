@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from .models import Message
     from .queue import Queue
 
 COLUMNS = ("id", "phone", "name", "status", "attempts", "error_class", "last_error", "created_at",
@@ -40,10 +42,15 @@ def export_job(queue: Queue, job_id: int, out: TextIO) -> int:
     """Write one CSV row per recipient of ``job_id`` to ``out`` (open it with ``newline=""``) and
     return the number of rows. Streams messages from the queue; raises JobNotFound for a wrong id."""
     queue.get_job(job_id)  # JobNotFound before any output
+    return write_messages(queue.iter_messages(job_id), out)
+
+
+def write_messages(messages: Iterable[Message], out: TextIO) -> int:
+    """Write the export's header and one neutralised CSV row per message; return the row count."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     n = 0
-    for m in queue.iter_messages(job_id):
+    for m in messages:
         row = (str(m.id), m.phone, m.name or "", m.status, str(m.attempts), m.error_class or "",
                m.last_error or "", iso_utc(m.created_at), iso_utc(m.sent_at), iso_utc(m.delivered_at),
                iso_utc(m.read_at), m.receipt or "")

@@ -14,7 +14,6 @@ exported alone by ``export --undelivered``.
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 import time
@@ -189,19 +188,10 @@ def export_undelivered(queue: Queue, job_id: int, out: TextIO, *, now: float,
                        after: float = DEFAULT_UNDELIVERED_AFTER) -> int:
     """Write the job's undelivered messages (same columns as ``export``), oldest first, to ``out``;
     returns the number of rows. JobNotFound for a wrong id."""
-    from .export import COLUMNS, iso_utc, neutralize
+    from .export import write_messages
 
     queue.get_job(job_id)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    n = 0
-    for m in queue.iter_undelivered(job_id, before=now - after):
-        row = (str(m.id), m.phone, m.name or "", m.status, str(m.attempts), m.error_class or "",
-               m.last_error or "", iso_utc(m.created_at), iso_utc(m.sent_at), iso_utc(m.delivered_at),
-               iso_utc(m.read_at), m.receipt or "")
-        writer.writerow([neutralize(v) for v in row])
-        n += 1
-    return n
+    return write_messages(queue.iter_undelivered(job_id, before=now - after), out)
 
 
 def run_track(settings: Settings, *, session: str, job_id: int | None = None,
