@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from wabulk.simulator.server import DEFAULT_CONFIG
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -30,23 +32,11 @@ def db_path(isolated_home: Path) -> Path:
 
 # Fast simulator timings for tests: lookup_ms > 250 so the "Starting chat" popup is exercised.
 SIM_FAST: dict[str, object] = {
+    **DEFAULT_CONFIG,  # every knob back to its default before each test, then the fast timings
     "boot_ms": 150,
     "lookup_ms": 300,
     "sent_ms": [100, 250],
     "delivered_ms": 300,
-    "read_ms": None,
-    "qr_rotate_ms": 20000,
-    "qr_max_rotations": 5,
-    "invalid_numbers": [],
-    "never_deliver": [],
-    "hold_pending": [],
-    "offline": False,
-    "ui_era": "2026",
-    "max_media_bytes": 16 * 1024 * 1024,
-    "beforeunload": False,
-    "stall_boot": False,
-    "blocked": None,
-    "logged_in_default": False,
 }
 
 

@@ -21,27 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wabulk.simulator.server import DEFAULT_CONFIG
+
 WABULK = str(Path(sys.executable).with_name("wabulk"))
 
 # Fast simulator timings: a whole job of a few messages takes seconds.
 SIM_E2E: dict[str, Any] = {
+    **DEFAULT_CONFIG,
     "boot_ms": 200,
     "lookup_ms": 150,
     "sent_ms": [100, 100],
     "delivered_ms": 300,
-    "read_ms": None,
-    "qr_rotate_ms": 20000,
-    "qr_max_rotations": 5,
-    "invalid_numbers": [],
-    "never_deliver": [],
-    "hold_pending": [],
-    "offline": False,
-    "ui_era": "2026",
-    "beforeunload": False,
-    "stall_boot": False,
-    "blocked": None,
-    "logged_in_default": False,
-    "history_scope": "device",
 }
 
 
