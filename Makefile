@@ -27,7 +27,8 @@ lint: $(STAMP)
 
 test: $(STAMP) chromium grid
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q
+	# Two workers, one test file each: the browser tests mostly wait on pages, so this halves the wall time.
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP) chromium
 	$(BIN)/wabulk demo
