@@ -104,14 +104,26 @@ class E2E:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WABULK_")}
-        env.update(WABULK_HOME=str(self.home), WABULK_DB=str(self.db), WABULK_HEADLESS="1",
-                   WABULK_WEB_URL=self.sim.url, COLUMNS="200", TERMINAL_WIDTH="200")
+        env.update(
+            WABULK_HOME=str(self.home),
+            WABULK_DB=str(self.db),
+            WABULK_HEADLESS="1",
+            WABULK_WEB_URL=self.sim.url,
+            COLUMNS="200",
+            TERMINAL_WIDTH="200",
+        )
         env.update(extra)
         return env
 
     def cli(self, *args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run([WABULK, "--db", str(self.db), *args], env=self.env(), capture_output=True,
-                             text=True, timeout=timeout, check=False)
+        res = subprocess.run(
+            [WABULK, "--db", str(self.db), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and res.returncode != 0:
             raise AssertionError(f"wabulk {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}")
         return res
@@ -128,18 +140,22 @@ class E2E:
             token = self._login(self.template_home, session)
             self.linked[session] = (self.template_home / "sessions" / session, token)
         src, token = self.linked[session]
-        shutil.copytree(src, self.home / "sessions" / session, symlinks=True,
-                        ignore=shutil.ignore_patterns("Singleton*"))
+        shutil.copytree(
+            src, self.home / "sessions" / session, symlinks=True, ignore=shutil.ignore_patterns("Singleton*")
+        )
         self.devices[session] = token
         return token
 
     def _login(self, home: Path, session: str) -> str:
         before = {d["device"] for d in self.sim.devices()}
         env = self.env(WABULK_HOME=str(home))
-        proc = subprocess.Popen([WABULK, "--db", str(home / "wabulk.db"), "login", "--session", session,
-                                 "--timeout", "60"],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [WABULK, "--db", str(home / "wabulk.db"), "login", "--session", session, "--timeout", "60"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             wait_for(lambda: self.sim.scan() or proc.poll() is not None, 60, f"the QR of session {session}")
             out, err = proc.communicate(timeout=60)
@@ -155,8 +171,9 @@ class E2E:
         """The i-th (valid, fictional Australian mobile) number of this test, E.164."""
         return f"+614915{self.base + i:05d}"
 
-    def enqueue(self, n: int, *, extra_phones: Iterable[str] = (),
-                tag: str = "") -> tuple[int, dict[str, str]]:
+    def enqueue(
+        self, n: int, *, extra_phones: Iterable[str] = (), tag: str = ""
+    ) -> tuple[int, dict[str, str]]:
         """Enqueue ``n`` contacts through the CLI; returns (job id, {digits: exact expected text})."""
         path = self.home / f"contacts{tag}.csv"
         phones = [self.phone(i) for i in range(n)] + list(extra_phones)
@@ -165,8 +182,9 @@ class E2E:
             w.writerow(["name", "phone"])
             for i, p in enumerate(phones):
                 w.writerow([f"Ana {i}{tag}", p])
-        res = self.cli("enqueue", str(path), "-m", "Olá {name} 👋 — your code is ready", "--country", "AU",
-                       "--json")
+        res = self.cli(
+            "enqueue", str(path), "-m", "Olá {name} 👋 — your code is ready", "--country", "AU", "--json"
+        )
         data = json.loads(res.stdout)
         assert data["enqueued"] == len(phones), data
         expected = {p.lstrip("+"): f"Olá Ana {i}{tag} 👋 — your code is ready" for i, p in enumerate(phones)}
@@ -183,9 +201,13 @@ class E2E:
         if until_done:
             args = ("--until-done", *args)
         with out.open("wb") as fo, err.open("wb") as fe:
-            proc = subprocess.Popen([WABULK, "--db", str(self.db), "run", "--session", session,
-                                     "--web-url", self.sim.url, *args],
-                                    env=self.env(**extra), stdout=fo, stderr=fe, start_new_session=True)
+            proc = subprocess.Popen(
+                [WABULK, "--db", str(self.db), "run", "--session", session, "--web-url", self.sim.url, *args],
+                env=self.env(**extra),
+                stdout=fo,
+                stderr=fe,
+                start_new_session=True,
+            )
         w = Worker(proc, out, err)
         self.workers.append(w)
         return w
@@ -197,7 +219,7 @@ class E2E:
     # --- oracles ----------------------------------------------------------------------------------------
     def arrived(self) -> list[dict[str, Any]]:
         """What the simulator received since this test started."""
-        return self.sim.messages()[self.start:]
+        return self.sim.messages()[self.start :]
 
     def wait_arrived(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
         def enough() -> list[dict[str, Any]] | None:
@@ -269,13 +291,16 @@ def run_in_process(e2e: E2E, session: str, *, confirm: float = 3.0, **changes: A
     from wabulk.settings import Settings
 
     settings = Settings.from_env().with_(web_url=e2e.sim.url, home=e2e.home, db=e2e.db, headless=True)
-    timeouts = dom.Timeouts(boot=20, stuck_loading=20, chat_open=10, element=5, confirm=confirm, takeover=10,
-                            settle=1.0)
+    timeouts = dom.Timeouts(
+        boot=20, stuck_loading=20, chat_open=10, element=5, confirm=confirm, takeover=10, settle=1.0
+    )
     transport = WhatsAppSender(settings, session, timeouts=timeouts)
     config = dataclasses.replace(worker.build_config(session=session, until_done=True, pace="off"), **changes)
     codes: list[int] = []
-    thread = threading.Thread(target=lambda: codes.append(worker.run_worker(settings, config,
-                                                                            transport=transport)),
-                              name=f"worker-{session}", daemon=True)
+    thread = threading.Thread(
+        target=lambda: codes.append(worker.run_worker(settings, config, transport=transport)),
+        name=f"worker-{session}",
+        daemon=True,
+    )
     thread.start()
     return InProcessWorker(thread, transport, codes)

@@ -63,7 +63,9 @@ def test_cp1252_falls_back_with_a_notice_and_keeps_accents() -> None:
         assert cf.phone_column == "Mobile Phone"  # mobile preferred over "Business Phone"
         got = list(cf)
     assert [(c.name, c.phone, c.variables["city"]) for c in got if isinstance(c, Contact)] == [
-        ("Zoë Müller", AU1, "Köln"), ("José García", AU2, "Málaga")]
+        ("Zoë Müller", AU1, "Köln"),
+        ("José García", AU2, "Málaga"),
+    ]
 
 
 def test_utf8_file_has_no_notice(tmp_path: Path) -> None:
@@ -129,20 +131,24 @@ def test_google_contacts_export() -> None:
 
 
 def test_first_and_last_name_are_combined(tmp_path: Path) -> None:
-    with open_contacts(write(tmp_path, "First Name,Last Name,Cell\nAnn,Lee,+61491570156\n"),
-                       country=None) as cf:
+    with open_contacts(
+        write(tmp_path, "First Name,Last Name,Cell\nAnn,Lee,+61491570156\n"), country=None
+    ) as cf:
         assert cf.name_column == "First Name + Last Name"
         [c] = list(cf)
     assert isinstance(c, Contact) and c.name == "Ann Lee" and c.variables["first_name"] == "Ann"
 
 
-@pytest.mark.parametrize("header,expected", [
-    ("id,Order Number,Phone,Mobile Phone", "Mobile Phone"),
-    ("Tel,Status", "Tel"),
-    ("Phone Type,Number", "Number"),
-    ("contact_name,whatsapp_no", "whatsapp_no"),
-    ("Name,PHONE NUMBER", "PHONE NUMBER"),
-])
+@pytest.mark.parametrize(
+    "header,expected",
+    [
+        ("id,Order Number,Phone,Mobile Phone", "Mobile Phone"),
+        ("Tel,Status", "Tel"),
+        ("Phone Type,Number", "Number"),
+        ("contact_name,whatsapp_no", "whatsapp_no"),
+        ("Name,PHONE NUMBER", "PHONE NUMBER"),
+    ],
+)
 def test_phone_column_detection(tmp_path: Path, header: str, expected: str) -> None:
     with open_contacts(write(tmp_path, header + "\n"), country=None) as cf:
         assert cf.phone_column == expected
@@ -183,11 +189,14 @@ def test_duplicate_header_names_get_distinct_keys(tmp_path: Path) -> None:
 # --- fatal errors ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"", "empty"),
-    (b"\n\n", "no header"),
-    (b",,,\n1,2,3\n", "no header"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "empty"),
+        (b"\n\n", "no header"),
+        (b",,,\n1,2,3\n", "no header"),
+    ],
+)
 def test_no_header(tmp_path: Path, content: bytes, match: str) -> None:
     p = tmp_path / "c.csv"
     p.write_bytes(content)
@@ -252,31 +261,37 @@ def test_unknown_country() -> None:
 # --- phone numbers ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw,country,expected", [
-    ("+61 491 570 156", None, AU1),
-    ("0061 491 570 156", None, AU1),
-    ("'+61491570156", None, AU1),  # Excel's text prefix
-    ("0491-570-156", "AU", AU1),
-    ("(0491) 570.156", "AU", AU1),
-    ("61491570156", "AU", AU1),  # the "+" lost by a spreadsheet
-    ("+1 (201) 555-0123", None, "+12015550123"),
-    ("(201) 555-0123", "US", "+12015550123"),
-    ("011 61 491 570 156", "US", AU1),
-    ("\u202a+61 491 570 156\u202c", None, AU1),  # bidi marks from phone apps
-    ("tel:+61491570156", None, AU1),
-])
+@pytest.mark.parametrize(
+    "raw,country,expected",
+    [
+        ("+61 491 570 156", None, AU1),
+        ("0061 491 570 156", None, AU1),
+        ("'+61491570156", None, AU1),  # Excel's text prefix
+        ("0491-570-156", "AU", AU1),
+        ("(0491) 570.156", "AU", AU1),
+        ("61491570156", "AU", AU1),  # the "+" lost by a spreadsheet
+        ("+1 (201) 555-0123", None, "+12015550123"),
+        ("(201) 555-0123", "US", "+12015550123"),
+        ("011 61 491 570 156", "US", AU1),
+        ("\u202a+61 491 570 156\u202c", None, AU1),  # bidi marks from phone apps
+        ("tel:+61491570156", None, AU1),
+    ],
+)
 def test_normalize_phone(raw: str, country: str | None, expected: str) -> None:
     assert normalize_phone(raw, country) == expected
 
 
-@pytest.mark.parametrize("raw,country,reason", [
-    ("0491 570 156", None, "no country code"),
-    ("", None, "empty"),
-    ("call me", None, "not a phone number"),
-    ("+61 49", None, "too short"),
-    ("+999 1234567", None, "unknown country code"),
-    ("+1 200 555 0123", None, "not a valid number"),
-])
+@pytest.mark.parametrize(
+    "raw,country,reason",
+    [
+        ("0491 570 156", None, "no country code"),
+        ("", None, "empty"),
+        ("call me", None, "not a phone number"),
+        ("+61 49", None, "too short"),
+        ("+999 1234567", None, "unknown country code"),
+        ("+1 200 555 0123", None, "not a valid number"),
+    ],
+)
 def test_invalid_phone_reasons(raw: str, country: str | None, reason: str) -> None:
     with pytest.raises(InvalidPhone) as err:
         normalize_phone(raw, country)
@@ -290,20 +305,25 @@ def test_mobile_flag() -> None:
     assert not parse_phone("+61 2 5550 1234", None).mobile
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({"LANG": "en_US.UTF-8"}, "US"),
-    ({"LC_ALL": "pt_BR.utf8", "LANG": "en_US.UTF-8"}, "BR"),
-    ({"LANG": "C.UTF-8"}, None),
-    ({"LANG": "POSIX"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({"LANG": "en_US.UTF-8"}, "US"),
+        ({"LC_ALL": "pt_BR.utf8", "LANG": "en_US.UTF-8"}, "BR"),
+        ({"LANG": "C.UTF-8"}, None),
+        ({"LANG": "POSIX"}, None),
+        ({}, None),
+    ],
+)
 def test_default_country(env: dict[str, str], expected: str | None) -> None:
     assert default_country(env) == expected
 
 
 _VALID = [
-    phonenumbers.format_number(phonenumbers.example_number_for_type(r, phonenumbers.PhoneNumberType.MOBILE),
-                               phonenumbers.PhoneNumberFormat.E164)
+    phonenumbers.format_number(
+        phonenumbers.example_number_for_type(r, phonenumbers.PhoneNumberType.MOBILE),
+        phonenumbers.PhoneNumberFormat.E164,
+    )
     for r in ("AU", "GB", "US", "IN", "BR", "DE", "NG", "FR", "MX", "ZA")
 ]
 
@@ -312,12 +332,13 @@ _VALID = [
 @given(number=st.sampled_from(_VALID), data=st.data())
 def test_formatting_variants_normalise_to_the_same_e164(number: str, data: st.DataObject) -> None:
     digits = number[1:]
-    seps = data.draw(st.lists(st.sampled_from(["", " ", "-", ".", " - "]), min_size=len(digits),
-                              max_size=len(digits)))
+    seps = data.draw(
+        st.lists(st.sampled_from(["", " ", "-", ".", " - "]), min_size=len(digits), max_size=len(digits))
+    )
     body = "".join(d + s for d, s in zip(digits, seps, strict=True)).rstrip(" -.")
     cc_len = len(str(phonenumbers.parse(number).country_code))
     if data.draw(st.booleans()):  # parentheses around the first group after the country code
-        body = body[:cc_len] + " (" + body[cc_len:cc_len + 2] + ")" + body[cc_len + 2:]
+        body = body[:cc_len] + " (" + body[cc_len : cc_len + 2] + ")" + body[cc_len + 2 :]
     prefix = data.draw(st.sampled_from(["+", "00", "+ ", "'+", "'00"]))
     raw = data.draw(st.sampled_from(["{}", " {} ", "\t{}"])).format(prefix + body)
     assert normalize_phone(raw, None) == number
@@ -336,12 +357,18 @@ def test_random_bytes_raise_only_bad_input(tmp_path: Path, content: bytes, heade
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(names=st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                              max_size=20), min_size=1, max_size=5),
-       delim=st.sampled_from([",", ";", "\t", "|"]),
-       encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]))
-def test_any_names_round_trip_through_csv(tmp_path: Path, names: list[str], delim: str,
-                                          encoding: str) -> None:
+@given(
+    names=st.lists(
+        st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
+        min_size=1,
+        max_size=5,
+    ),
+    delim=st.sampled_from([",", ";", "\t", "|"]),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]),
+)
+def test_any_names_round_trip_through_csv(
+    tmp_path: Path, names: list[str], delim: str, encoding: str
+) -> None:
     p = tmp_path / "r.csv"
     with open(p, "w", encoding=encoding, newline="") as fh:
         w = csv.writer(fh, delimiter=delim)

@@ -42,7 +42,7 @@ def read(text: str) -> list[dict[str, str]]:
 
 
 def test_neutralize() -> None:
-    for dangerous in ("=HYPERLINK(\"http://x\")", "+14155550123", "-2+3", "@SUM(A1)", "\t=1", "\r=1"):
+    for dangerous in ('=HYPERLINK("http://x")', "+14155550123", "-2+3", "@SUM(A1)", "\t=1", "\r=1"):
         assert neutralize(dangerous) == "'" + dangerous
     for safe in ("Ann", "", "14155550123", " =1", "'=1"):
         assert neutralize(safe) == safe
@@ -54,11 +54,14 @@ def test_iso_utc() -> None:
 
 
 def test_export_rows_statuses_and_times(queue: Queue, clock: Clock) -> None:
-    stats = queue.enqueue(NewJob(name="j", template="Hi {name}"), [
-        NewMessage(phone="+61491570156", body="Hi Ann", name="Ann"),
-        NewMessage(phone="+61491570157", body="Hi =evil", name="=HYPERLINK(\"http://x\",\"click\")"),
-        NewMessage(phone="+61491570158", body="Hi Bob", name=None),
-    ])
+    stats = queue.enqueue(
+        NewJob(name="j", template="Hi {name}"),
+        [
+            NewMessage(phone="+61491570156", body="Hi Ann", name="Ann"),
+            NewMessage(phone="+61491570157", body="Hi =evil", name='=HYPERLINK("http://x","click")'),
+            NewMessage(phone="+61491570158", body="Hi Bob", name=None),
+        ],
+    )
     clock.now = T0 + 60
     first = queue.claim("w1", "default", lease_seconds=60)
     assert first is not None
@@ -80,9 +83,12 @@ def test_export_rows_statuses_and_times(queue: Queue, clock: Clock) -> None:
     assert ann["sent_at"] == "2026-11-18T11:07:40Z"
     assert ann["read_at"] == "2026-11-18T11:08:40Z" and ann["receipt"] == "read"
     assert ann["created_at"] == "2026-11-18T11:06:40Z"
-    assert evil["name"] == "'=HYPERLINK(\"http://x\",\"click\")"
-    assert (evil["status"], evil["error_class"], evil["last_error"]) == \
-        ("failed", "not_on_whatsapp", "'-not on WhatsApp")
+    assert evil["name"] == '\'=HYPERLINK("http://x","click")'
+    assert (evil["status"], evil["error_class"], evil["last_error"]) == (
+        "failed",
+        "not_on_whatsapp",
+        "'-not on WhatsApp",
+    )
     assert (bob["name"], bob["status"], bob["sent_at"], bob["attempts"]) == ("", "pending", "", "0")
 
 
@@ -97,8 +103,9 @@ def test_exported_phone_reads_back_through_the_importer(queue: Queue, tmp_path: 
     # The "'" that protects spreadsheets must not break re-importing an export as a contact list.
     from wabulk.contacts import Contact, read_contacts
 
-    stats = queue.enqueue(NewJob(name="j", template="x"), [NewMessage(phone="+61491570156", body="x",
-                                                                       name="Ann")])
+    stats = queue.enqueue(
+        NewJob(name="j", template="x"), [NewMessage(phone="+61491570156", body="x", name="Ann")]
+    )
     p = tmp_path / "export.csv"
     with open(p, "w", encoding="utf-8", newline="") as fh:
         export_job(queue, stats.job_id, fh)

@@ -69,9 +69,13 @@ def make_fleet(fake: Path, plans: dict[str, str], **kw: Any) -> Fleet:
         (fake / f"{session}.plan").write_text(plan)
     kw.setdefault("restart_min", 0.01)
     kw.setdefault("poll", 0.02)
-    return Fleet(db=fake / "unused.db", sessions=list(plans),
-                 command=lambda s: [sys.executable, str(fake / "worker.py"), str(fake), s],
-                 logs_dir=fake / "logs", **kw)
+    return Fleet(
+        db=fake / "unused.db",
+        sessions=list(plans),
+        command=lambda s: [sys.executable, str(fake / "worker.py"), str(fake), s],
+        logs_dir=fake / "logs",
+        **kw,
+    )
 
 
 def starts(fake: Path, session: str) -> list[int]:
@@ -117,8 +121,9 @@ def test_a_blocked_account_is_not_restarted(fake: Path, queue: Queue) -> None:
 
 def test_repeated_quick_deaths_give_the_session_up_with_a_doubling_backoff(fake: Path, queue: Queue) -> None:
     lines: list[str] = []
-    fleet = make_fleet(fake, {"a": "1"}, until_done=True, restart_min=0.05, max_quick_failures=4,
-                       on_line=lines.append)
+    fleet = make_fleet(
+        fake, {"a": "1"}, until_done=True, restart_min=0.05, max_quick_failures=4, on_line=lines.append
+    )
     assert fleet.run(queue) == 1
     assert len(starts(fake, "a")) == 4
     delays = [line.split("restarting in ")[1] for line in lines if "restarting in" in line]
@@ -154,8 +159,10 @@ def test_stop_forwards_sigterm_then_kills_stragglers(fake: Path, queue: Queue) -
 
 
 def test_view_shows_one_row_per_session_from_the_database(fake: Path, queue: Queue) -> None:
-    job = queue.enqueue(NewJob(name="j", template="Hi"),
-                        [NewMessage(phone=f"+1415555{i:04d}", body="Hi", name="x") for i in range(3)])
+    job = queue.enqueue(
+        NewJob(name="j", template="Hi"),
+        [NewMessage(phone=f"+1415555{i:04d}", body="Hi", name="x") for i in range(3)],
+    )
     assert job.job_id
     wid = queue.register_worker("a", pid=os.getpid(), host="h")
     for _ in range(2):
@@ -215,16 +222,33 @@ def test_two_sessions_as_two_processes_deliver_pinned_and_shared_jobs_exactly_on
         e2e.base += 50
         path = e2e.home / "pinned.csv"
         path.write_text("name,phone\n" + "".join(f"P {i},{e2e.phone(i)}\n" for i in range(3)))
-        res = e2e.cli("enqueue", str(path), "-m", "Pinned {name}", "--country", "AU", "--session", "b",
-                      "--json")
+        res = e2e.cli(
+            "enqueue", str(path), "-m", "Pinned {name}", "--country", "AU", "--session", "b", "--json"
+        )
         pinned = int(json.loads(res.stdout)["job_id"])
         expected.update({e2e.phone(i).lstrip("+"): f"Pinned P {i}" for i in range(3)})
 
         out, err = e2e.home / "fleet.out", e2e.home / "fleet.err"
         with out.open("wb") as fo, err.open("wb") as fe:
-            proc = subprocess.Popen([WABULK, "--db", str(e2e.db), "run", "--sessions", "a,b", "--until-done",
-                                     "--pace", "off", "--web-url", sim.url],
-                                    env=e2e.env(), stdout=fo, stderr=fe, start_new_session=True)
+            proc = subprocess.Popen(
+                [
+                    WABULK,
+                    "--db",
+                    str(e2e.db),
+                    "run",
+                    "--sessions",
+                    "a,b",
+                    "--until-done",
+                    "--pace",
+                    "off",
+                    "--web-url",
+                    sim.url,
+                ],
+                env=e2e.env(),
+                stdout=fo,
+                stderr=fe,
+                start_new_session=True,
+            )
         try:
             code = proc.wait(180)
         finally:
@@ -257,27 +281,38 @@ def test_cli_fleet_forwards_options_and_stops_cleanly_on_sigterm(tmp_path: Path)
     with socket_port() as port:
         url = f"http://127.0.0.1:{port}"  # bound but never listening: connection refused
         env = {k: v for k, v in os.environ.items() if not k.startswith("WABULK_")}
-        env.update(WABULK_HOME=str(tmp_path), WABULK_DB=str(tmp_path / "w.db"),
-                   WABULK_REMOTE_RETRY_SECONDS="600")
+        env.update(
+            WABULK_HOME=str(tmp_path), WABULK_DB=str(tmp_path / "w.db"), WABULK_REMOTE_RETRY_SECONDS="600"
+        )
         out = tmp_path / "fleet.out"
         with out.open("wb") as fo:
             args = ["run", "--sessions", "a,b", "--remote-url", url, "--pace", "off"]
-            proc = subprocess.Popen([WABULK, *args], env=env, stdout=fo, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [WABULK, *args], env=env, stdout=fo, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             # Two workers registered, each a `run --session X` process given the fleet's --remote-url ...
-            wait_for(lambda: len(json_workers(tmp_path / "w.db")) == 2 or proc.poll() is not None, 60,
-                     "both workers to register")
+            wait_for(
+                lambda: len(json_workers(tmp_path / "w.db")) == 2 or proc.poll() is not None,
+                60,
+                "both workers to register",
+            )
             assert proc.poll() is None, out.read_text()
             pids = json_workers(tmp_path / "w.db")
             cmdlines = {p: Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0") for p in pids}
             for session in ("a", "b"):
-                assert any([b"--session", session.encode()] == c[i:i + 2] and url.encode() in c
-                           for c in cmdlines.values() for i in range(len(c))), cmdlines
+                assert any(
+                    [b"--session", session.encode()] == c[i : i + 2] and url.encode() in c
+                    for c in cmdlines.values()
+                    for i in range(len(c))
+                ), cmdlines
             # ... and retrying the Grid that is down, with a clear warning in the log (not crashing).
             log = tmp_path / "logs" / "wabulk.log"
-            wait_for(lambda: log.exists() and f"Selenium Grid at {url} is unreachable" in log.read_text(),
-                     60, "the retry warning")
+            wait_for(
+                lambda: log.exists() and f"Selenium Grid at {url} is unreachable" in log.read_text(),
+                60,
+                "the retry warning",
+            )
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(60)
         finally:
@@ -323,10 +358,14 @@ def test_status_shows_per_session_sent_today_cap_and_state(db_path: Path) -> Non
 
     q = Queue(db_path)
     try:
-        q.enqueue(NewJob(name="shared", template="Hi"),
-                  [NewMessage(phone=f"+1415555{i:04d}", body="Hi", name="x") for i in range(3)])
-        q.enqueue(NewJob(name="pinned", template="Hi", sessions=("c",)),
-                  [NewMessage(phone="+14155559999", body="Hi", name="y")])
+        q.enqueue(
+            NewJob(name="shared", template="Hi"),
+            [NewMessage(phone=f"+1415555{i:04d}", body="Hi", name="x") for i in range(3)],
+        )
+        q.enqueue(
+            NewJob(name="pinned", template="Hi", sessions=("c",)),
+            [NewMessage(phone="+14155559999", body="Hi", name="y")],
+        )
         wa = q.register_worker("a", pid=os.getpid(), host="h")
         for _ in range(2):
             c = q.claim(wa, "a", lease_seconds=60)
@@ -341,8 +380,9 @@ def test_status_shows_per_session_sent_today_cap_and_state(db_path: Path) -> Non
     finally:
         q.close()
     env = {**os.environ, "WABULK_PACE": "safe"}
-    res = subprocess.run([WABULK, "status", "--json"], env=env, capture_output=True, text=True, timeout=60,
-                         check=True)
+    res = subprocess.run(
+        [WABULK, "status", "--json"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     per = {s["session"]: s for s in json.loads(res.stdout)["sessions"]}
     assert set(per) == {"a", "b", "c"}  # a worker, a sender, a pinned job's session
     assert (per["a"]["sent_today"], per["a"]["state"]) == (2, "pacing")
@@ -351,8 +391,9 @@ def test_status_shows_per_session_sent_today_cap_and_state(db_path: Path) -> Non
     from wabulk.pacing import PROFILES
 
     assert all(0 < s["cap_today"] <= PROFILES["safe"].daily_cap for s in per.values())
-    table = subprocess.run([WABULK, "status"], env=env, capture_output=True, text=True, timeout=60,
-                           check=True).stdout
+    table = subprocess.run(
+        [WABULK, "status"], env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     assert "Sessions" in table
     sessions_part = table.split("Sessions", 1)[1]
     row_a = next(line for line in sessions_part.splitlines() if line.strip().startswith("a "))

@@ -180,8 +180,11 @@ def test_dry_run_writes_nothing_and_counts_like_the_real_run(queue: Any, tmp_pat
     assert dry.job_id is None and dry.dry_run
     assert queue.list_jobs() == []
     real = enqueue_file(queue, SAMPLE, message="{Hi|Hello} {name}", country=None)
-    assert (dry.enqueued, dry.invalid, dry.duplicates, dry.opted_out) == \
-        (real.enqueued, real.invalid, real.duplicates, real.opted_out) == (9, 2, 1, 1)
+    assert (
+        (dry.enqueued, dry.invalid, dry.duplicates, dry.opted_out)
+        == (real.enqueued, real.invalid, real.duplicates, real.opted_out)
+        == (9, 2, 1, 1)
+    )
     # the preview shows exactly what will be sent (same spintax choice)
     assert dry.previews == [m.body for m in list(queue.iter_messages(real.job_id))[:3]]
 
@@ -229,17 +232,35 @@ def test_rejects_file_may_not_overwrite_the_input(queue: Any, tmp_path: Path) ->
 
 
 def test_job_fields(queue: Any, tmp_path: Path) -> None:
-    res = enqueue_file(queue, SAMPLE, message="Hi", country="au", name="launch", not_before=123.0,
-                       max_attempts=5, sessions=("shop",))
+    res = enqueue_file(
+        queue,
+        SAMPLE,
+        message="Hi",
+        country="au",
+        name="launch",
+        not_before=123.0,
+        max_attempts=5,
+        sessions=("shop",),
+    )
     job = queue.get_job(res.job_id)
-    assert (job.name, job.template, job.not_before, job.max_attempts, job.sessions) == \
-        ("launch", "Hi", 123.0, 5, ("shop",))
+    assert (job.name, job.template, job.not_before, job.max_attempts, job.sessions) == (
+        "launch",
+        "Hi",
+        123.0,
+        5,
+        ("shop",),
+    )
     assert job.source == str(SAMPLE.resolve())
 
 
 def test_cp1252_notice_is_passed_on(queue: Any) -> None:
-    res = enqueue_file(queue, Path(__file__).parent / "data" / "outlook_cp1252_semicolon.csv",
-                       message="Hallo {first name}", country="AU", dry_run=True)
+    res = enqueue_file(
+        queue,
+        Path(__file__).parent / "data" / "outlook_cp1252_semicolon.csv",
+        message="Hallo {first name}",
+        country="AU",
+        dry_run=True,
+    )
     assert any("cp1252" in n for n in res.notices)
     assert res.previews == ["Hallo Zoë", "Hallo José"]
 
@@ -254,22 +275,25 @@ def test_unknown_country_is_bad_input(queue: Any) -> None:
 NOW = datetime(2026, 6, 1, 12, 0).timestamp()  # local noon
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("+2h", NOW + 7200),
-    ("+30m", NOW + 1800),
-    ("+1h30m", NOW + 5400),
-    ("+ 1d", NOW + 86400),
-    ("now", NOW),
-    ("2026-12-01 09:00", datetime(2026, 12, 1, 9, 0).timestamp()),
-    ("2026-12-01T09:00:00", datetime(2026, 12, 1, 9, 0).timestamp()),
-    ("2026-12-01", datetime(2026, 12, 1).timestamp()),
-    ("2026-12-01T09:00Z", datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc).timestamp()),
-    ("2026-12-01T09:00+02:00", datetime(2026, 12, 1, 7, 0, tzinfo=timezone.utc).timestamp()),
-    ("tomorrow 09:00", (datetime(2026, 6, 1, 9, 0) + timedelta(days=1)).timestamp()),
-    ("today 18:30", datetime(2026, 6, 1, 18, 30).timestamp()),
-    ("18:30", datetime(2026, 6, 1, 18, 30).timestamp()),
-    ("08:00", datetime(2026, 6, 2, 8, 0).timestamp()),  # already past today: tomorrow
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("+2h", NOW + 7200),
+        ("+30m", NOW + 1800),
+        ("+1h30m", NOW + 5400),
+        ("+ 1d", NOW + 86400),
+        ("now", NOW),
+        ("2026-12-01 09:00", datetime(2026, 12, 1, 9, 0).timestamp()),
+        ("2026-12-01T09:00:00", datetime(2026, 12, 1, 9, 0).timestamp()),
+        ("2026-12-01", datetime(2026, 12, 1).timestamp()),
+        ("2026-12-01T09:00Z", datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc).timestamp()),
+        ("2026-12-01T09:00+02:00", datetime(2026, 12, 1, 7, 0, tzinfo=timezone.utc).timestamp()),
+        ("tomorrow 09:00", (datetime(2026, 6, 1, 9, 0) + timedelta(days=1)).timestamp()),
+        ("today 18:30", datetime(2026, 6, 1, 18, 30).timestamp()),
+        ("18:30", datetime(2026, 6, 1, 18, 30).timestamp()),
+        ("08:00", datetime(2026, 6, 2, 8, 0).timestamp()),  # already past today: tomorrow
+    ],
+)
 def test_parse_when(text: str, expected: float) -> None:
     assert parse_when(text, NOW) == pytest.approx(expected)
 
@@ -281,8 +305,9 @@ def test_parse_when_garbage(text: str) -> None:
 
 
 def test_not_mobile_numbers_are_kept_and_counted(queue: Any) -> None:
-    res = enqueue_file(queue, Path(__file__).parent / "data" / "google_contacts.csv",
-                       message="Hi {given name}", country=None)
+    res = enqueue_file(
+        queue, Path(__file__).parent / "data" / "google_contacts.csv", message="Hi {given name}", country=None
+    )
     assert (res.enqueued, res.not_mobile, res.invalid) == (3, 1, 0)
     assert res.phone_column == "Phone 1 - Value" and res.name_column == "Name"
 

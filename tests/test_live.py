@@ -15,24 +15,60 @@ from wabulk.worker import WorkerEvent
 NOW = 1_780_000_000.0
 
 
-def summary(job_id: int = 1, name: str = "spring promo", sent: int = 40, failed: int = 2,
-            pending: int = 58) -> JobSummary:
-    job = Job(id=job_id, name=name, template="Hi {name}", attachment=None, status="running",
-              status_reason=None, max_attempts=3, sessions=(), settings={}, source=None, created_at=NOW,
-              started_at=NOW, finished_at=None, not_before=None)
+def summary(
+    job_id: int = 1, name: str = "spring promo", sent: int = 40, failed: int = 2, pending: int = 58
+) -> JobSummary:
+    job = Job(
+        id=job_id,
+        name=name,
+        template="Hi {name}",
+        attachment=None,
+        status="running",
+        status_reason=None,
+        max_attempts=3,
+        sessions=(),
+        settings={},
+        source=None,
+        created_at=NOW,
+        started_at=NOW,
+        finished_at=None,
+        not_before=None,
+    )
     counts = {"pending": pending, "sending": 0, "sent": sent, "failed": failed, "skipped": 0, "cancelled": 0}
     return JobSummary(job=job, counts=counts)
 
 
 def feed(view: LiveView) -> None:
-    view.handle(WorkerEvent("progress", NOW, "", state="sending", summaries=(summary(),),
-                            stats={"session": "shop", "sent_today": 12, "cap_today": 40,
-                                   "day_ends_at": NOW + 3600, "send_seconds": 3.0,
-                                   "quiet_hours": "21:00-08:00"}))
+    view.handle(
+        WorkerEvent(
+            "progress",
+            NOW,
+            "",
+            state="sending",
+            summaries=(summary(),),
+            stats={
+                "session": "shop",
+                "sent_today": 12,
+                "cap_today": 40,
+                "day_ends_at": NOW + 3600,
+                "send_seconds": 3.0,
+                "quiet_hours": "21:00-08:00",
+            },
+        )
+    )
     for i, t in enumerate((NOW - 30, NOW - 20, NOW - 10)):
         view.handle(WorkerEvent("sent", t, f"sent to +1415•••000{i}", job_id=1, phone=f"+1415•••000{i}"))
-    view.handle(WorkerEvent("claimed", NOW, "sending to +1415•••0123 (job 1, attempt 1)", job_id=1,
-                            message_id=7, phone="+1415•••0123", state="sending"))
+    view.handle(
+        WorkerEvent(
+            "claimed",
+            NOW,
+            "sending to +1415•••0123 (job 1, attempt 1)",
+            job_id=1,
+            message_id=7,
+            phone="+1415•••0123",
+            state="sending",
+        )
+    )
 
 
 def test_live_frame_shows_jobs_masked_recipient_and_events() -> None:
@@ -55,8 +91,9 @@ def test_live_frame_shows_jobs_masked_recipient_and_events() -> None:
 def test_countdown_to_next_send_between_messages() -> None:
     console = Console(record=True, width=100, file=io.StringIO())
     view = LiveView(console, profile=PROFILES["safe"], live=True, clock=lambda: NOW)
-    view.handle(WorkerEvent("sent", NOW, "sent to +1415•••0123", job_id=1, state="pacing",
-                            next_send_at=NOW + 95))
+    view.handle(
+        WorkerEvent("sent", NOW, "sent to +1415•••0123", job_id=1, state="pacing", next_send_at=NOW + 95)
+    )
     console.print(view.render())
     assert "next send in 1m35s" in console.export_text()
 
@@ -89,8 +126,9 @@ def test_plain_mode_prints_one_line_per_event_and_skips_progress() -> None:
 def test_plain_mode_prints_the_qr() -> None:
     out = io.StringIO()
     view = LiveView(Console(file=out, force_terminal=False, width=200), clock=lambda: NOW)
-    view.handle(WorkerEvent("qr", NOW, "scan this QR code with WhatsApp > Linked devices",
-                            payload="2@payload,xyz"))
+    view.handle(
+        WorkerEvent("qr", NOW, "scan this QR code with WhatsApp > Linked devices", payload="2@payload,xyz")
+    )
     assert render_qr("2@payload,xyz") in out.getvalue()
 
 
@@ -107,7 +145,13 @@ def test_qr_shows_in_the_live_view_until_logged_in() -> None:
 
 def test_format_duration() -> None:
     assert [format_duration(s) for s in (0, 59, 95, 3700, 90000, None)] == [
-        "0s", "59s", "1m35s", "1h01m", "1d01h", "?"]
+        "0s",
+        "59s",
+        "1m35s",
+        "1h01m",
+        "1d01h",
+        "?",
+    ]
 
 
 def test_worker_events_mask_the_number_in_flight(tmp_path: Path) -> None:
@@ -127,8 +171,9 @@ def test_worker_events_mask_the_number_in_flight(tmp_path: Path) -> None:
         frames.append(console.export_text())
 
     fake = FakeTransport(on_send=snapshot)
-    worker = Worker(q, fake, WorkerConfig(session="main", until_done=True, pace=PROFILES["off"]),
-                    on_event=view.handle)
+    worker = Worker(
+        q, fake, WorkerConfig(session="main", until_done=True, pace=PROFILES["off"]), on_event=view.handle
+    )
     assert worker.run() == 0
     q.close()
     assert frames and "sending to +1415•••0123" in frames[0]

@@ -25,7 +25,8 @@ def schema(path: Path) -> dict[str, object]:
             continue
         out[f"table:{table.name}"] = table.columns_dict
     for name, sql in db.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND sql IS NOT NULL"):
+        "SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND sql IS NOT NULL"
+    ):
         if "_sqlite_migrations" not in name:
             out[f"obj:{name}"] = " ".join(sql.split())
     db.close()
@@ -35,8 +36,11 @@ def schema(path: Path) -> dict[str, object]:
 def test_fresh_database_gets_every_migration(db_path: Path) -> None:
     q = Queue(db_path)
     applied = migrations.applied(Database(q.conn))
-    assert applied == migrations.names() == ["m001_initial", "m002_job_counts", "m003_stamp_session",
-                                             "m004_receipts"]
+    assert (
+        applied
+        == migrations.names()
+        == ["m001_initial", "m002_job_counts", "m003_stamp_session", "m004_receipts"]
+    )
     tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"jobs", "messages", "events", "workers", "optouts", "job_counts"} <= tables
     assert q.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -68,8 +72,13 @@ def test_upgrade_from_checked_in_v1_database(tmp_path: Path) -> None:
     q = Queue(db)
     assert migrations.applied(Database(q.conn)) == migrations.names()
     # Counters are backfilled from the rows already there.
-    assert q.counts(1) == {**dict.fromkeys(MESSAGE_STATUSES, 0), "sent": 3, "failed": 2, "pending": 4,
-                           "skipped": 1}
+    assert q.counts(1) == {
+        **dict.fromkeys(MESSAGE_STATUSES, 0),
+        "sent": 3,
+        "failed": 2,
+        "pending": 4,
+        "skipped": 1,
+    }
     assert q.counts(2)["pending"] == 2
     j2 = q.get_job(2)
     assert j2.sessions == ("shop",) and j2.settings == {"pace": "careful"}
@@ -98,7 +107,8 @@ def test_upgrade_of_a_database_stopped_before_m002(db_path: Path) -> None:
     conn.executemany(
         "INSERT INTO messages (job_id, phone, body, status, created_at, updated_at)"
         " VALUES (1, ?, 'b', ?, 0, 0)",
-        [("+1", "sent"), ("+2", "pending"), ("+3", "pending")])
+        [("+1", "sent"), ("+2", "pending"), ("+3", "pending")],
+    )
     conn.close()
     assert schema(db_path) == schema(FIXTURE_V1)
     q = Queue(db_path)
@@ -107,7 +117,8 @@ def test_upgrade_of_a_database_stopped_before_m002(db_path: Path) -> None:
 
 
 def test_failed_migration_rolls_back_and_stays_pending(
-        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db_path.parent.mkdir(parents=True)
     conn = sqlite3.connect(db_path, isolation_level=None)
     migrations.migrations.apply(Database(conn, execute_plugins=False), stop_before="m002_job_counts")

@@ -95,8 +95,10 @@ def test_inpage_invalid_number_is_not_on_whatsapp_and_the_next_send_works(
     assert called == []
     assert inpage.last_open_method == "inpage"
     inpage.send("+14155550778", "after the invalid one")
-    assert _received(simulator, before) == [("14155550777", "open a chat first"),
-                                           ("14155550778", "after the invalid one")]
+    assert _received(simulator, before) == [
+        ("14155550777", "open a chat first"),
+        ("14155550778", "after the invalid one"),
+    ]
 
 
 def test_verify_sent_opens_the_chat_in_page(inpage: WhatsAppSender, simulator: Any) -> None:

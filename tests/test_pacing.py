@@ -149,7 +149,11 @@ def test_ambiguous_numbers_use_the_senders_zone() -> None:
     assert recipient_zone("not a number", sender, now) is sender
     # Zones that agree on the time are not ambiguous (UK mobile: London/Jersey/Guernsey/Isle of Man).
     assert str(recipient_zone("+447700900123", sender, now)) in {
-        "Europe/Guernsey", "Europe/Isle_of_Man", "Europe/Jersey", "Europe/London"}
+        "Europe/Guernsey",
+        "Europe/Isle_of_Man",
+        "Europe/Jersey",
+        "Europe/London",
+    }
     q = QuietHours.parse("21:00-08:00", sender)
     assert q is not None
     late_in_lisbon = ts(2026, 6, 1, 21, 30)  # 22:30 in Lisbon (UTC+1), afternoon in most of the US
@@ -160,11 +164,20 @@ def test_eta_accounts_for_pacing_cap_and_quiet_hours() -> None:
     p = make_profile("balanced", long_pause_every=0)
     now = ts(2026, 6, 1, 12, 0)
     end = ts(2026, 6, 2, 0, 0)
-    plain = estimate_eta(100, p, send_seconds=2, left_today=10**9, daily_cap_today=10**9, now=now,
-                         day_ends_at=end)
+    plain = estimate_eta(
+        100, p, send_seconds=2, left_today=10**9, daily_cap_today=10**9, now=now, day_ends_at=end
+    )
     assert plain == pytest.approx(100 * (p.mean_delay + 2))
-    quiet = estimate_eta(100, p, send_seconds=2, left_today=10**9, daily_cap_today=10**9, now=now,
-                         day_ends_at=end, quiet_fraction=0.5)
+    quiet = estimate_eta(
+        100,
+        p,
+        send_seconds=2,
+        left_today=10**9,
+        daily_cap_today=10**9,
+        now=now,
+        day_ends_at=end,
+        quiet_fraction=0.5,
+    )
     assert quiet == pytest.approx(2 * plain)
     capped = estimate_eta(100, p, send_seconds=2, left_today=10, daily_cap_today=40, now=now, day_ends_at=end)
     assert capped is not None and capped > 2 * DAY  # 10 today, then 40 + 40 + 10 on three more days

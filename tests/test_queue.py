@@ -44,8 +44,10 @@ def q(db_path: Path, clock: Clock) -> Iterator[Queue]:
 
 
 def msgs(n: int, start: int = 0, body: str = "Hi {i}") -> list[NewMessage]:
-    return [NewMessage(phone=f"+1415555{i:04d}", body=body.format(i=i), name=f"N{i}")
-            for i in range(start, start + n)]
+    return [
+        NewMessage(phone=f"+1415555{i:04d}", body=body.format(i=i), name=f"N{i}")
+        for i in range(start, start + n)
+    ]
 
 
 def job(**kw: object) -> NewJob:
@@ -67,12 +69,27 @@ def drain(q: Queue, worker: str = "w1", session: str = "s") -> list[int]:
 
 
 def test_enqueue_writes_job_and_messages(q: Queue, clock: Clock) -> None:
-    m = [NewMessage(phone="+14155550001", body="Hi Ann", name="Ann",
-                    variables={"name": "Ann", "city": "Zürich"},
-                    source_row=2, flags=("not_mobile",)),
-         NewMessage(phone="+14155550002", body="Hi Bob", name="Bob", source_row=3)]
-    stats = q.enqueue(job(attachment="/tmp/a.pdf", sessions=("shop",), settings={"pace": "careful"},
-                          source="c.csv", max_attempts=5), m)
+    m = [
+        NewMessage(
+            phone="+14155550001",
+            body="Hi Ann",
+            name="Ann",
+            variables={"name": "Ann", "city": "Zürich"},
+            source_row=2,
+            flags=("not_mobile",),
+        ),
+        NewMessage(phone="+14155550002", body="Hi Bob", name="Bob", source_row=3),
+    ]
+    stats = q.enqueue(
+        job(
+            attachment="/tmp/a.pdf",
+            sessions=("shop",),
+            settings={"pace": "careful"},
+            source="c.csv",
+            max_attempts=5,
+        ),
+        m,
+    )
     assert (stats.enqueued, stats.duplicates, stats.opted_out) == (2, 0, 0)
     j = q.get_job(stats.job_id)
     assert j.status == "queued" and j.attachment == "/tmp/a.pdf" and j.sessions == ("shop",)
@@ -112,7 +129,8 @@ def test_enqueue_stores_opted_out_numbers_as_skipped(q: Queue) -> None:
 
 
 def test_enqueue_rolls_back_everything_when_the_input_fails(
-        q: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    q: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(queue_mod, "ENQUEUE_CHUNK", 3)  # make sure some chunks were written first
 
     def broken() -> Iterator[NewMessage]:
@@ -268,12 +286,14 @@ def test_zombie_completion_is_fenced_off(q: Queue, clock: Clock) -> None:
     fresh = q.claim("w2", "s", lease_seconds=30)
     assert fresh and fresh.message_id == zombie.message_id
     before = q.get_message(zombie.message_id)
-    for call in (lambda: q.mark_sent(zombie, tick="sent", session="s"),
-                 lambda: q.mark_send_started(zombie),
-                 lambda: q.extend_lease(zombie, 60),
-                 lambda: q.schedule_retry(zombie, error="x", error_class="timeout", delay=5),
-                 lambda: q.mark_failed(zombie, error="x", error_class="y"),
-                 lambda: q.release(zombie, reason="shutdown")):
+    for call in (
+        lambda: q.mark_sent(zombie, tick="sent", session="s"),
+        lambda: q.mark_send_started(zombie),
+        lambda: q.extend_lease(zombie, 60),
+        lambda: q.schedule_retry(zombie, error="x", error_class="timeout", delay=5),
+        lambda: q.mark_failed(zombie, error="x", error_class="y"),
+        lambda: q.release(zombie, reason="shutdown"),
+    ):
         with pytest.raises(errors.LeaseLost):
             call()
     assert q.get_message(zombie.message_id) == before
@@ -513,9 +533,13 @@ def test_sent_count_per_session_since(q: Queue, clock: Clock) -> None:
     assert q.sent_count("a", T0 + 15) == 2
     assert q.sent_count("b", T0) == 1
     assert q.sent_count("c", 0) == 0
-    plan = " ".join(r[3] for r in q.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT count(*) FROM messages WHERE sent_by_session = ? AND sent_at >= ?",
-        ("a", 0)))
+    plan = " ".join(
+        r[3]
+        for r in q.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT count(*) FROM messages WHERE sent_by_session = ? AND sent_at >= ?",
+            ("a", 0),
+        )
+    )
     assert "idx_messages_sent" in plan
     assert q.first_sent_at("a") == T0 + 10 and q.first_sent_at("b") == T0 + 30
     assert q.first_sent_at("never") is None
@@ -633,9 +657,17 @@ def test_set_job_status(q: Queue) -> None:
 
 
 def test_unknown_job_raises_job_not_found(q: Queue) -> None:
-    for call in (q.get_job, q.counts, q.pause_job, q.resume_job, q.stop_job, q.summaries,
-                 lambda j: q.set_job_status(j, "paused"), lambda j: q.retry_failed(j),
-                 lambda j: list(q.iter_messages(j))):
+    for call in (
+        q.get_job,
+        q.counts,
+        q.pause_job,
+        q.resume_job,
+        q.stop_job,
+        q.summaries,
+        lambda j: q.set_job_status(j, "paused"),
+        lambda j: q.retry_failed(j),
+        lambda j: list(q.iter_messages(j)),
+    ):
         with pytest.raises(errors.JobNotFound):
             call(42)
 
@@ -763,7 +795,8 @@ def test_counts_match_the_messages_table(q: Queue, clock: Clock) -> None:
     q.stop_job(jid)
     real = dict.fromkeys(MESSAGE_STATUSES, 0)
     for status, n in q.conn.execute(
-            "SELECT status, count(*) FROM messages WHERE job_id = ? GROUP BY 1", (jid,)):
+        "SELECT status, count(*) FROM messages WHERE job_id = ? GROUP BY 1", (jid,)
+    ):
         real[status] = n
     assert q.counts(jid) == real
 
@@ -908,7 +941,7 @@ def test_corrupt_database(db_path: Path) -> None:
     q.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     q.close()
     data = bytearray(db_path.read_bytes())
-    data[4096 * 2:4096 * 6] = b"\xff" * (4096 * 4)  # smash pages of the schema's tables
+    data[4096 * 2 : 4096 * 6] = b"\xff" * (4096 * 4)  # smash pages of the schema's tables
     db_path.write_bytes(bytes(data))
     with pytest.raises(errors.DatabaseError) as info:
         q = Queue(db_path)
@@ -935,8 +968,10 @@ def test_other_programs_database_is_refused(tmp_path: Path) -> None:
 def test_database_from_a_newer_wabulk_is_refused(db_path: Path) -> None:
     Queue(db_path).close()
     conn = sqlite3.connect(db_path)
-    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
-                 "VALUES ('wabulk', 'm999_future', 'x')")
+    conn.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+        "VALUES ('wabulk', 'm999_future', 'x')"
+    )
     conn.commit()
     conn.close()
     with pytest.raises(errors.DatabaseError, match="newer wabulk.*m999_future"):
@@ -984,14 +1019,17 @@ def test_full_disk_is_a_database_error_and_writes_nothing(q: Queue) -> None:
     assert c is not None
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("attempt to write a readonly database", "is read-only"),
-    ("database or disk is full", "the disk is full"),
-    ("database disk image is malformed", "is corrupt"),
-    ("unable to open database file", "cannot open"),
-    ("disk I/O error", "cannot read or write"),
-    ("something else", "database error (something else)"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("attempt to write a readonly database", "is read-only"),
+        ("database or disk is full", "the disk is full"),
+        ("database disk image is malformed", "is corrupt"),
+        ("unable to open database file", "cannot open"),
+        ("disk I/O error", "cannot read or write"),
+        ("something else", "database error (something else)"),
+    ],
+)
 def test_sqlite_errors_are_described(text: str, expected: str) -> None:
     msg = queue_mod._describe(Path("/data/w.db"), sqlite3.OperationalError(text))
     assert "/data/w.db" in msg and expected in msg and text in msg
@@ -1006,6 +1044,10 @@ def test_queue_is_a_context_manager(db_path: Path) -> None:
 
 
 def test_migrations_recorded_on_open(q: Queue) -> None:
-    names = [r[0] for r in q.conn.execute(
-        "SELECT name FROM _sqlite_migrations WHERE migration_set = 'wabulk' ORDER BY id")]
+    names = [
+        r[0]
+        for r in q.conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = 'wabulk' ORDER BY id"
+        )
+    ]
     assert names == migrations.names()

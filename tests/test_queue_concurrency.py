@@ -18,8 +18,9 @@ N_MESSAGES = 5000
 N_WORKERS = 4
 
 
-def _claim_until_empty(db: str, worker: str, start_evt: multiprocessing.synchronize.Event
-                       ) -> tuple[list[int], list[str]]:
+def _claim_until_empty(
+    db: str, worker: str, start_evt: multiprocessing.synchronize.Event
+) -> tuple[list[int], list[str]]:
     """Child process: claim and complete until the queue is empty. Returns (ids, errors)."""
     claimed: list[int] = []
     problems: list[str] = []
@@ -54,15 +55,18 @@ def _open_fresh(db: str, start_evt: multiprocessing.synchronize.Event) -> str:
 @pytest.mark.timeout(120)
 def test_four_processes_never_claim_the_same_message(db_path: Path) -> None:
     q = Queue(db_path)
-    jid = q.enqueue(NewJob(name="load", template="x"),
-                    (NewMessage(phone=f"+1415{i:07d}", body=f"m{i}") for i in range(N_MESSAGES))).job_id
+    jid = q.enqueue(
+        NewJob(name="load", template="x"),
+        (NewMessage(phone=f"+1415{i:07d}", body=f"m{i}") for i in range(N_MESSAGES)),
+    ).job_id
     q.close()
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
         start = manager.Event()
         with ctx.Pool(N_WORKERS) as pool:
-            pending = [pool.apply_async(_claim_until_empty, (str(db_path), f"w{i}", start))
-                       for i in range(N_WORKERS)]
+            pending = [
+                pool.apply_async(_claim_until_empty, (str(db_path), f"w{i}", start)) for i in range(N_WORKERS)
+            ]
             start.set()
             results = [p.get(timeout=110) for p in pending]
 
@@ -82,7 +86,8 @@ def test_four_processes_never_claim_the_same_message(db_path: Path) -> None:
     assert q.get_job(jid).status == "completed"
     # Every message was marked sent exactly once (one sending->sent event each).
     sent_events = q.conn.execute(
-        "SELECT message_id, count(*) FROM events WHERE to_status = 'sent' GROUP BY message_id").fetchall()
+        "SELECT message_id, count(*) FROM events WHERE to_status = 'sent' GROUP BY message_id"
+    ).fetchall()
     assert len(sent_events) == N_MESSAGES and {n for _, n in sent_events} == {1}
     assert q.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     q.close()

@@ -65,13 +65,22 @@ def phones(n: int) -> list[str]:
     return [f"+1415555{i:04d}" for i in range(n)]
 
 
-def send_all(queue: Queue, fake: FakeTransport, clock: Clock, numbers: list[str], *,
-             session: str = "main", gap: float = 60.0) -> int:
+def send_all(
+    queue: Queue,
+    fake: FakeTransport,
+    clock: Clock,
+    numbers: list[str],
+    *,
+    session: str = "main",
+    gap: float = 60.0,
+) -> int:
     """Enqueue and send every message through a real Worker (one minute apart); returns the job id."""
-    job = queue.enqueue(NewJob(name="promo", template="Hi"),
-                        [NewMessage(phone=p, body=f"Hello {p[-4:]}") for p in numbers]).job_id
-    w = Worker(queue, fake, WorkerConfig(session=session, pace=PROFILES["off"]), clock=clock,
-               sleep=clock.sleep)
+    job = queue.enqueue(
+        NewJob(name="promo", template="Hi"), [NewMessage(phone=p, body=f"Hello {p[-4:]}") for p in numbers]
+    ).job_id
+    w = Worker(
+        queue, fake, WorkerConfig(session=session, pace=PROFILES["off"]), clock=clock, sleep=clock.sleep
+    )
     for _ in numbers:
         assert w.run_once().outcome == "sent"
         clock.advance(gap)
@@ -104,8 +113,9 @@ def test_parse_and_format_age() -> None:
 # --- the tick seen at send time ------------------------------------------------------------------------
 
 
-def test_tick_seen_at_send_time_sets_delivered_and_read(queue: Queue, fake: FakeTransport,
-                                                         clock: Clock) -> None:
+def test_tick_seen_at_send_time_sets_delivered_and_read(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
     a, b, c = phones(3)
     fake.set_tick(b, TICK_DELIVERED).set_tick(c, TICK_READ)
     job = send_all(queue, fake, clock, [a, b, c])
@@ -176,8 +186,9 @@ def test_bubble_not_found_records_nothing(queue: Queue, fake: FakeTransport, clo
 # --- track: selection -----------------------------------------------------------------------------------
 
 
-def test_track_takes_oldest_first_within_limit_and_age(queue: Queue, fake: FakeTransport,
-                                                       clock: Clock) -> None:
+def test_track_takes_oldest_first_within_limit_and_age(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
     numbers = phones(5)
     send_all(queue, fake, clock, numbers, gap=300.0)  # sent 5 minutes apart
     # Now: the last was sent 5 minutes ago, the one before 10 minutes and a second ago.
@@ -191,8 +202,9 @@ def test_track_takes_oldest_first_within_limit_and_age(queue: Queue, fake: FakeT
     assert [c.phone for c in res.checked] == numbers
 
 
-def test_track_only_looks_at_messages_the_session_sent(queue: Queue, fake: FakeTransport,
-                                                       clock: Clock) -> None:
+def test_track_only_looks_at_messages_the_session_sent(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
     a, b = phones(2)
     send_all(queue, fake, clock, [a], session="shop")
     job_b = send_all(queue, fake, clock, [b], session="main")
@@ -202,8 +214,9 @@ def test_track_only_looks_at_messages_the_session_sent(queue: Queue, fake: FakeT
     assert track(queue, fake, session="main", job_id=job_b + 1, older_than=0, clock=clock).checked == []
 
 
-def test_session_errors_stop_the_pass_and_keep_what_was_recorded(queue: Queue, fake: FakeTransport,
-                                                                 clock: Clock) -> None:
+def test_session_errors_stop_the_pass_and_keep_what_was_recorded(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
     a, b = phones(2)
     job = send_all(queue, fake, clock, [a, b])
     fake.set_tick(a, TICK_DELIVERED).set_tick(b, TICK_DELIVERED)
@@ -250,8 +263,9 @@ def test_status_check_and_export_undelivered_cli(db_path: Path, clock: Clock) ->
     fake = FakeTransport()
     a, b = phones(2)
     fake.set_tick(b, TICK_READ)
-    job = q.enqueue(NewJob(name="promo", template="Hi"),
-                    [NewMessage(phone=p, body=f"Hello {p[-4:]}") for p in (a, b)]).job_id
+    job = q.enqueue(
+        NewJob(name="promo", template="Hi"), [NewMessage(phone=p, body=f"Hello {p[-4:]}") for p in (a, b)]
+    ).job_id
     w = Worker(q, fake, WorkerConfig(session="main", pace=PROFILES["off"]))
     w.run_once()
     w.run_once()
@@ -288,21 +302,29 @@ def test_track_cli_refuses_a_session_a_worker_uses(db_path: Path) -> None:
 # --- the worker's --track-receipts ----------------------------------------------------------------------
 
 
-def test_worker_tracks_receipts_in_idle_time_only_when_asked(queue: Queue, fake: FakeTransport,
-                                                             clock: Clock) -> None:
+def test_worker_tracks_receipts_in_idle_time_only_when_asked(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
     a, b = phones(2)
     job = send_all(queue, fake, clock, [a, b])
     fake.set_tick(a, TICK_READ).set_tick(b, TICK_DELIVERED)
     clock.advance(HOUR)
     before = sends(fake)
-    off = Worker(queue, fake, WorkerConfig(session="main", pace=PROFILES["off"]), clock=clock,
-                 sleep=clock.sleep)
+    off = Worker(
+        queue, fake, WorkerConfig(session="main", pace=PROFILES["off"]), clock=clock, sleep=clock.sleep
+    )
     assert off.run_once().outcome == "idle"
     assert not any(c[0] == "read_receipt" for c in fake.calls)
     off.shutdown()
     events: list[object] = []
-    on = Worker(queue, fake, WorkerConfig(session="main", pace=PROFILES["off"], track_receipts=True),
-                clock=clock, sleep=clock.sleep, on_event=events.append)
+    on = Worker(
+        queue,
+        fake,
+        WorkerConfig(session="main", pace=PROFILES["off"], track_receipts=True),
+        clock=clock,
+        sleep=clock.sleep,
+        on_event=events.append,
+    )
     assert on.run_once().outcome == "idle"
     assert on.track_receipts_once() == 2
     assert (msg(queue, job, a).receipt, msg(queue, job, b).receipt) == (TICK_READ, TICK_DELIVERED)
@@ -328,8 +350,11 @@ def test_m004_backfills_receipt_counts_of_an_existing_database(db_path: Path) ->
     migrations.migrations.apply(Database(conn, execute_plugins=False), stop_before="m004_receipts")
     conn.execute("INSERT INTO jobs (name, template, created_at) VALUES ('old', 'Hi', 0)")
     for i, (d, r) in enumerate([(1.0, None), (1.0, 2.0), (None, None)]):
-        conn.execute("INSERT INTO messages (job_id, phone, body, status, created_at, updated_at, sent_at,"
-                     " delivered_at, read_at) VALUES (1, ?, 'x', 'sent', 0, 0, 0, ?, ?)", (f"+1{i}", d, r))
+        conn.execute(
+            "INSERT INTO messages (job_id, phone, body, status, created_at, updated_at, sent_at,"
+            " delivered_at, read_at) VALUES (1, ?, 'x', 'sent', 0, 0, 0, ?, ?)",
+            (f"+1{i}", d, r),
+        )
     conn.close()
     with Queue(db_path) as q:
         assert q.receipt_counts(1, undelivered_before=10.0) == {"delivered": 2, "read": 1, "undelivered": 1}
@@ -338,9 +363,9 @@ def test_m004_backfills_receipt_counts_of_an_existing_database(db_path: Path) ->
 def test_receipt_queries_use_their_indexes(queue: Queue) -> None:
     plans = {
         "track": "SELECT id FROM messages INDEXED BY idx_messages_track WHERE status = 'sent' AND read_at IS"
-                 " NULL AND sent_by_session = 'm' AND sent_at < 5 ORDER BY sent_at, id LIMIT 3",
+        " NULL AND sent_by_session = 'm' AND sent_at < 5 ORDER BY sent_at, id LIMIT 3",
         "undelivered": "SELECT count(*) FROM messages INDEXED BY idx_messages_undelivered WHERE job_id = 1"
-                       " AND status = 'sent' AND delivered_at IS NULL AND sent_at < 5",
+        " AND status = 'sent' AND delivered_at IS NULL AND sent_at < 5",
     }
     for name, sql in plans.items():
         detail = " ".join(str(r[-1]) for r in queue.conn.execute("EXPLAIN QUERY PLAN " + sql))

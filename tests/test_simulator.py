@@ -20,8 +20,9 @@ def call(sim: Simulator | str, method: str, path: str, body: dict[str, Any] | No
     """One HTTP request to a simulator (object or base URL); returns (status, decoded JSON or text)."""
     data = json.dumps(body).encode() if body is not None else None
     base = sim if isinstance(sim, str) else sim.url
-    req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
+    req = urllib.request.Request(
+        base + path, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             raw = resp.read()
@@ -52,8 +53,12 @@ def link_device(sim: Simulator, page: str = "p1") -> str:
 
 
 def test_config_round_trip_and_validation(sim: Simulator) -> None:
-    status, cfg = call(sim, "POST", "/__sim/config",
-                       {"ui_era": "2023", "sent_ms": 50, "invalid_numbers": ["+1 555 000 0000"]})
+    status, cfg = call(
+        sim,
+        "POST",
+        "/__sim/config",
+        {"ui_era": "2023", "sent_ms": 50, "invalid_numbers": ["+1 555 000 0000"]},
+    )
     assert status == 200
     assert cfg["ui_era"] == "2023"
     assert cfg["sent_ms"] == [50, 50]
@@ -113,7 +118,7 @@ def test_logged_in_default_links_new_browsers_but_not_after_logout(sim: Simulato
 
 def test_send_records_exact_text_once(sim: Simulator) -> None:
     token = link_device(sim)
-    text = "Olá 👍🏽 🇧🇷\nשלום & # % + \"quotes\""
+    text = 'Olá 👍🏽 🇧🇷\nשלום & # % + "quotes"'
     first = {"token": token, "id": "ABC123", "phone": "+55 11 99999-8888", "text": text, "attachment": None}
     status, body = call(sim, "POST", "/__sim/api/send", first)
     assert status == 200 and body["id"] == "ABC123"
@@ -132,8 +137,12 @@ def test_send_records_exact_text_once(sim: Simulator) -> None:
 def test_send_with_attachment_records_metadata_and_caption(sim: Simulator) -> None:
     token = link_device(sim)
     att = {"name": "photo.jpg", "size": 1234, "type": "image/jpeg"}
-    call(sim, "POST", "/__sim/api/send", {"token": token, "id": "M1", "phone": "15551230000", "text": "look",
-                                          "attachment": att})
+    call(
+        sim,
+        "POST",
+        "/__sim/api/send",
+        {"token": token, "id": "M1", "phone": "15551230000", "text": "look", "attachment": att},
+    )
     (msg,) = sim.messages()
     assert msg["attachment"] == att
     assert msg["caption"] == "look" == msg["text"]
@@ -159,8 +168,12 @@ def test_log_survives_restart(tmp_path: Path) -> None:
     first.start()
     token = link_device(first)
     for i in range(3):
-        call(first, "POST", "/__sim/api/send", {"token": token, "id": f"ID{i}", "phone": "15551230000",
-                                                "text": f"message {i} ✓"})
+        call(
+            first,
+            "POST",
+            "/__sim/api/send",
+            {"token": token, "id": f"ID{i}", "phone": "15551230000", "text": f"message {i} ✓"},
+        )
     first.stop()
     with log.open("a", encoding="utf-8") as fh:
         fh.write('{"id": "torn", "text": "half a li')  # a process killed mid-write
@@ -171,8 +184,12 @@ def test_log_survives_restart(tmp_path: Path) -> None:
         assert [d["device"] for d in second.devices()] == [token]  # the browser profile stays logged in
         _, chat = call(second, "GET", f"/__sim/api/chat?token={token}&phone=15551230000")
         assert [m["id"] for m in chat] == ["ID0", "ID1", "ID2"]  # history the page shows after a restart
-        call(second, "POST", "/__sim/api/send", {"token": token, "id": "ID3", "phone": "15551230000",
-                                                 "text": "after the tear"})
+        call(
+            second,
+            "POST",
+            "/__sim/api/send",
+            {"token": token, "id": "ID3", "phone": "15551230000", "text": "after the tear"},
+        )
     finally:
         second.stop()
     third = Simulator(log_path=log)
@@ -227,8 +244,13 @@ def test_reset_forgets_everything(sim: Simulator) -> None:
 
 
 def test_every_page_route_serves_the_app(sim: Simulator) -> None:
-    for path in ("/", "/send?phone=15551230000&text=hi", "/send/?phone=1&type=phone_number&app_absent=0",
-                 "/accept?code=abc", "/?post_logout=1"):
+    for path in (
+        "/",
+        "/send?phone=15551230000&text=hi",
+        "/send/?phone=1&type=phone_number&app_absent=0",
+        "/accept?code=abc",
+        "/?post_logout=1",
+    ):
         status, body = call(sim, "GET", path)
         assert status == 200 and '<div id="app">' in body
     status, js = call(sim, "GET", "/__sim/static/app.js")
@@ -238,8 +260,9 @@ def test_every_page_route_serves_the_app(sim: Simulator) -> None:
 
 
 def test_module_entry_point_has_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "wabulk.simulator", "--help"], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "wabulk.simulator", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0
     assert "--port" in out.stdout
 
@@ -264,8 +287,11 @@ def test_foreground_server_keeps_messages_when_killed(tmp_path: Path) -> None:
     log = tmp_path / "messages.jsonl"
 
     def launch() -> tuple[subprocess.Popen[str], str]:
-        proc = subprocess.Popen([sys.executable, "-m", "wabulk.simulator", "--port", "0", "--log", str(log)],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wabulk.simulator", "--port", "0", "--log", str(log)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None
         first = proc.stdout.readline()
         url = first.split(" at ")[1].split()[0].rstrip("/")

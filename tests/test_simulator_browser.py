@@ -27,8 +27,14 @@ def make_driver(profile: Path | None = None) -> Any:
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--window-size=1280,900"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--window-size=1280,900",
+    ):
         opts.add_argument(arg)
     if profile is not None:
         opts.add_argument(f"--user-data-dir={profile}")
@@ -58,7 +64,8 @@ def wait_for(driver: Any, css: str, timeout: float = 10) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(
-        ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+        ec.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
 
 
 def wait_until(fn: Callable[[], Any], driver: Any, timeout: float = 10) -> Any:
@@ -98,8 +105,9 @@ def test_send_button_delivers_exact_text_and_history_survives_reload(driver: Any
     login(driver, sim, "/send?phone=15551230000")
     box = compose(driver)
     wait_for(driver, 'button[aria-label="Voice message"] > span[data-icon="ptt"]')
-    driver.execute_script("arguments[0].focus(); document.execCommand('insertText', false, arguments[1]);",
-                          box, "Oi 👍🏽 🇧🇷")
+    driver.execute_script(
+        "arguments[0].focus(); document.execCommand('insertText', false, arguments[1]);", box, "Oi 👍🏽 🇧🇷"
+    )
     box.send_keys(Keys.SHIFT, Keys.ENTER)
     box.send_keys("second line")
     driver.find_element("css selector", 'button[aria-label="Send"]').click()
@@ -109,8 +117,9 @@ def test_send_button_delivers_exact_text_and_history_survives_reload(driver: Any
     assert msgs[0]["phone"] == "15551230000"
     assert box.text == ""  # the box is cleared
 
-    bubble_text = wait_for(driver, '#main [data-id] div.copyable-text[data-pre-plain-text$="] Me: "] '
-                                   "span.selectable-text")
+    bubble_text = wait_for(
+        driver, '#main [data-id] div.copyable-text[data-pre-plain-text$="] Me: "] span.selectable-text'
+    )
     assert bubble_text.text == expected
     wait_for(driver, '#main [data-testid="msg-meta"] span[aria-label=" Delivered "]')
 
@@ -128,11 +137,14 @@ def test_synthetic_paste_and_enter_send_one_message(driver: Any, sim: Simulator)
     login(driver, sim, "/send?phone=15551230000")
     box = compose(driver)
     assert box.get_attribute("aria-label") == "Type a message"
-    text = "שלום עולם\n\"quotes\" & # % +\nمرحبا"
+    text = 'שלום עולם\n"quotes" & # % +\nمرحبا'
     driver.execute_script(
         "const dt = new DataTransfer(); dt.setData('text/plain', arguments[1]); arguments[0].focus();"
         "arguments[0].dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true,"
-        " cancelable: true}));", box, text)
+        " cancelable: true}));",
+        box,
+        text,
+    )
     assert box.text == text
     box.send_keys(Keys.ENTER)
     msgs = wait_until(lambda: sim.messages(), driver)
@@ -141,15 +153,19 @@ def test_synthetic_paste_and_enter_send_one_message(driver: Any, sim: Simulator)
     assert row.find_element("xpath", "..").get_attribute("data-id").startswith("true_15551230000@c.us_")
 
 
-@pytest.mark.parametrize(("era", "text"), [
-    ("2023", "Phone number shared via url is invalid."),
-    ("2026", "The number +1 555-000-0000 isn't on WhatsApp."),
-])
+@pytest.mark.parametrize(
+    ("era", "text"),
+    [
+        ("2023", "Phone number shared via url is invalid."),
+        ("2026", "The number +1 555-000-0000 isn't on WhatsApp."),
+    ],
+)
 def test_invalid_number_popup_per_era(driver: Any, sim: Simulator, era: str, text: str) -> None:
     sim.configure(ui_era=era, invalid_numbers=["15550000000"])
     login(driver, sim, "/send?phone=15550000000&text=hello")
-    starting = wait_for(driver, 'div[role="dialog"] > div[data-animate-modal-popup="true"]'
-                                '[aria-label="Starting chat"]')
+    starting = wait_for(
+        driver, 'div[role="dialog"] > div[data-animate-modal-popup="true"][aria-label="Starting chat"]'
+    )
     assert "Cancel" in starting.text
     popup = wait_for(driver, f'div[role="dialog"] div[data-animate-modal-popup="true"][aria-label="{text}"]')
     assert text in popup.text
@@ -184,8 +200,10 @@ def test_attachment_with_caption_and_oversize_rejection(driver: Any, sim: Simula
 
     def pick(path: Path) -> None:
         wait_for(driver, 'button[aria-label="Attach"] > span[data-icon="plus-rounded"]').click()
-        wait_for(driver, 'button[role="menuitem"][aria-label="Photos & videos"] '
-                         'input[type="file"][accept="image/*"]').send_keys(str(path))
+        wait_for(
+            driver,
+            'button[role="menuitem"][aria-label="Photos & videos"] input[type="file"][accept="image/*"]',
+        ).send_keys(str(path))
 
     pick(photo)
     popup = wait_for(driver, 'div[role="dialog"] div[data-animate-modal-popup="true"]')

@@ -26,10 +26,23 @@ def test_literal_braces() -> None:
     assert t.render({"name": "Ann"}, seed="s") == "{name} is literal, Ann is not; } and { too"
 
 
-@pytest.mark.parametrize("text", [
-    "{0.__class__}", "{x.__class__.__mro__}", "{x[0]}", "{x!r}", "{x:>10}", "{0}", "{}", "{ }",
-    "{name", "name}", "{a{b}}", "{__import__('os')}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{0.__class__}",
+        "{x.__class__.__mro__}",
+        "{x[0]}",
+        "{x!r}",
+        "{x:>10}",
+        "{0}",
+        "{}",
+        "{ }",
+        "{name",
+        "name}",
+        "{a{b}}",
+        "{__import__('os')}",
+    ],
+)
 def test_unsafe_or_malformed_templates_are_rejected(text: str) -> None:
     with pytest.raises(TemplateError) as err:
         Template.parse(text)
@@ -70,11 +83,18 @@ def test_spintax_is_deterministic_per_seed_and_varies_across_seeds() -> None:
 
 def test_spintax_pick_does_not_depend_on_the_process() -> None:
     # A stable hash, not hash(): the pick must survive a different PYTHONHASHSEED (another process).
-    code = ("from wabulk.templates import Template; t = Template.parse('{a|b|c|d|e|f|g|h}');"
-            "print(''.join(t.render({}, seed=str(i)) for i in range(40)))")
+    code = (
+        "from wabulk.templates import Template; t = Template.parse('{a|b|c|d|e|f|g|h}');"
+        "print(''.join(t.render({}, seed=str(i)) for i in range(40)))"
+    )
     outs = {
-        subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
-                       capture_output=True, text=True, check=True).stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         for seed in ("1", "2")
     }
     t = Template.parse("{a|b|c|d|e|f|g|h}")

@@ -145,8 +145,11 @@ def test_offline_mid_send_then_back_online(e2e: E2E) -> None:
         e2e.wait_arrived(2)
         e2e.sim.configure(offline=True)
         # Back online once the worker has met the offline page and given the message back.
-        wait_for(lambda: e2e.events_matching("released: offline") or not w.thread.is_alive(), 30,
-                 "the worker to notice it is offline")
+        wait_for(
+            lambda: e2e.events_matching("released: offline") or not w.thread.is_alive(),
+            30,
+            "the worker to notice it is offline",
+        )
         e2e.sim.configure(offline=False)
         assert w.wait(90) == 0
     finally:
@@ -222,8 +225,11 @@ def test_confirm_timeout_then_verified_without_resend(e2e: E2E, monkeypatch: pyt
     e2e.sim.configure(hold_pending=[held])  # its bubble stays on the clock
     w = run_in_process(e2e, "s", confirm=2.0)
     try:
-        wait_for(lambda: any(r["error_class"] == "confirm_timeout" for r in e2e.rows()), 30,
-                 "the confirmation timeout to be recorded")
+        wait_for(
+            lambda: any(r["error_class"] == "confirm_timeout" for r in e2e.rows()),
+            30,
+            "the confirmation timeout to be recorded",
+        )
         assert [m["phone"] for m in e2e.arrived()].count(held) == 1
         e2e.sim.configure(hold_pending=[])
         assert w.wait(60) == 0

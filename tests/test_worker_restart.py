@@ -53,9 +53,10 @@ def test_reap_orphans_kills_only_the_browser_on_this_profile(tmp_path: Path) -> 
     theirs = subprocess.Popen([sys.executable, "-c", script, f"--user-data-dir={other}"])
     try:
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and f"--user-data-dir={profile}".encode() not in Path(
-            f"/proc/{mine.pid}/cmdline"
-        ).read_bytes():
+        while (
+            time.monotonic() < deadline
+            and f"--user-data-dir={profile}".encode() not in Path(f"/proc/{mine.pid}/cmdline").read_bytes()
+        ):
             time.sleep(0.02)
         assert mine.pid in reap_orphans(profile)
         assert mine.wait(5) == -9

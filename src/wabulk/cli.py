@@ -415,8 +415,11 @@ def _session_rows(q: Queue, summaries: list[Any], workers: list[Any], now: float
     from .pacing import PROFILES, daily_limit, local_midnight, local_zone
 
     names: list[str] = []
-    for name in [*(w.session for w in workers), *(x for s in summaries for x in s.job.sessions),
-                 *q.sessions_that_sent()]:
+    for name in [
+        *(w.session for w in workers),
+        *(x for s in summaries for x in s.job.sessions),
+        *q.sessions_that_sent(),
+    ]:
         if name not in names:
             names.append(name)
     zone = local_zone()
@@ -429,12 +432,14 @@ def _session_rows(q: Queue, summaries: list[Any], workers: list[Any], now: float
         cap = None
         if profile.daily_cap:
             cap = daily_limit(profile.daily_cap, q.first_sent_at(name), now, tz=zone)
-        out.append({
-            "session": name,
-            "sent_today": q.sent_count(name, midnight),
-            "cap_today": cap,
-            "state": live[0].state if live else ("stale" if mine else "no worker"),
-        })
+        out.append(
+            {
+                "session": name,
+                "sent_today": q.sent_count(name, midnight),
+                "cap_today": cap,
+                "state": live[0].state if live else ("stale" if mine else "no worker"),
+            }
+        )
     return out
 
 
@@ -895,16 +900,25 @@ def run(
 
             # The same options for every worker; values come from this command line (or its env vars).
             args: list[str] = ["--pace", pace or settings.pace]
-            for flag, value in (("--min-delay", min_delay), ("--max-delay", max_delay),
-                                ("--long-pause-every", long_pause_every), ("--daily-cap", daily_cap),
-                                ("--quiet-hours", quiet_hours), ("--web-url", web_url),
-                                ("--remote-url", remote_url), ("--lease-seconds", lease_seconds)):
+            for flag, value in (
+                ("--min-delay", min_delay),
+                ("--max-delay", max_delay),
+                ("--long-pause-every", long_pause_every),
+                ("--daily-cap", daily_cap),
+                ("--quiet-hours", quiet_hours),
+                ("--web-url", web_url),
+                ("--remote-url", remote_url),
+                ("--lease-seconds", lease_seconds),
+            ):
                 if value is not None:
                     args += [flag, str(value)]
             for j in job or ():
                 args += ["--job", str(j)]
-            for flag, on in (("--until-done", until_done), ("--log-numbers", log_numbers),
-                             ("--track-receipts", track_receipts)):
+            for flag, on in (
+                ("--until-done", until_done),
+                ("--log-numbers", log_numbers),
+                ("--track-receipts", track_receipts),
+            ):
                 if on:
                     args.append(flag)
             if headless is not None:

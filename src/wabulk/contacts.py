@@ -35,7 +35,8 @@ NOT_MOBILE = "not_mobile"
 _MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 # Characters spreadsheets and phone apps put around numbers that phonenumbers does not expect.
 _INVISIBLE = dict.fromkeys(
-    map(ord, "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"))
+    map(ord, "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+)
 
 
 # --- phone numbers ---------------------------------------------------------------------------------
@@ -90,8 +91,16 @@ def _digits(text: str) -> str:
 #   looks every pattern up in re's cache per call, and walks NANPA's 25 regions the same way).
 
 _E164ISH = re.compile(r"\+[1-9][0-9 \-.]{6,24}")
-_SPECIAL_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
-                  "voicemail")
+_SPECIAL_TYPES = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+)
 _SPECIAL_VALUES = tuple(getattr(PhoneNumberType, t.upper()) for t in _SPECIAL_TYPES)
 _Desc = tuple[frozenset[int], "re.Pattern[str]"]
 
@@ -154,14 +163,20 @@ def _region_types(region: str, cc: int) -> _RegionTypes | None:
         rt = _RegionTypes(
             general=_desc(meta.general_desc),
             # Types a region does not have can never match: leave them out of the loop.
-            specials=tuple((d, v) for d, v in ((_desc(getattr(meta, t)), v) for t, v in
-                                               zip(_SPECIAL_TYPES, _SPECIAL_VALUES, strict=True))
-                           if d is not None),
-            fixed=_desc(meta.fixed_line), mobile=_desc(meta.mobile),
+            specials=tuple(
+                (d, v)
+                for d, v in (
+                    (_desc(getattr(meta, t)), v) for t, v in zip(_SPECIAL_TYPES, _SPECIAL_VALUES, strict=True)
+                )
+                if d is not None
+            ),
+            fixed=_desc(meta.fixed_line),
+            mobile=_desc(meta.mobile),
             same=bool(meta.same_mobile_and_fixed_line_pattern),
             leading=re.compile(meta.leading_digits) if meta.leading_digits is not None else None,
             national_prefix=re.compile(meta.national_prefix_for_parsing)
-            if meta.national_prefix_for_parsing else None,
+            if meta.national_prefix_for_parsing
+            else None,
             idd=re.compile(meta.international_prefix) if meta.international_prefix else None,
         )
     _REGION_CACHE[key] = rt
@@ -255,11 +270,14 @@ def _parse_one(text: str, country: str | None) -> tuple[phonenumbers.PhoneNumber
     except NumberParseException as exc:
         if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE:
             if country is None and not text.startswith("+"):
-                raise InvalidPhone(text, "no country code: write it as +<country code>… or pass --country") \
-                    from None
+                raise InvalidPhone(
+                    text, "no country code: write it as +<country code>… or pass --country"
+                ) from None
             raise InvalidPhone(text, "unknown country code") from None
-        if exc.error_type == NumberParseException.TOO_SHORT_NSN or \
-                exc.error_type == NumberParseException.TOO_SHORT_AFTER_IDD:
+        if (
+            exc.error_type == NumberParseException.TOO_SHORT_NSN
+            or exc.error_type == NumberParseException.TOO_SHORT_AFTER_IDD
+        ):
             raise InvalidPhone(text, "too short") from None
         if exc.error_type == NumberParseException.TOO_LONG:
             raise InvalidPhone(text, "too long") from None
@@ -371,13 +389,49 @@ def column_key(header: str) -> str:
     return "_".join(w for w in re.split(r"\W+", header.strip().lower()) if w)
 
 
-_MOBILE_WORDS = {"mobile", "mobil", "cell", "cellphone", "cellular", "whatsapp", "handy", "mob", "celular",
-                 "movil", "mobilephone", "mobilenumber", "whatsappnumber"}
-_PHONE_WORDS = {"phone", "telephone", "tel", "telefon", "telefono", "telefone", "msisdn", "phonenumber",
-                "phones", "telefonnummer"}
+_MOBILE_WORDS = {
+    "mobile",
+    "mobil",
+    "cell",
+    "cellphone",
+    "cellular",
+    "whatsapp",
+    "handy",
+    "mob",
+    "celular",
+    "movil",
+    "mobilephone",
+    "mobilenumber",
+    "whatsappnumber",
+}
+_PHONE_WORDS = {
+    "phone",
+    "telephone",
+    "tel",
+    "telefon",
+    "telefono",
+    "telefone",
+    "msisdn",
+    "phonenumber",
+    "phones",
+    "telefonnummer",
+}
 _NUMBER_ONLY = {"number", "numbers", "num", "nr", "no", "contact", "contactnumber"}
-_NOT_A_NUMBER = {"type", "label", "kind", "country", "code", "ext", "extension", "verified", "status", "id",
-                 "count", "prefix", "area"}
+_NOT_A_NUMBER = {
+    "type",
+    "label",
+    "kind",
+    "country",
+    "code",
+    "ext",
+    "extension",
+    "verified",
+    "status",
+    "id",
+    "count",
+    "prefix",
+    "area",
+}
 
 
 def _phone_score(header: str) -> int:
@@ -394,8 +448,20 @@ def _phone_score(header: str) -> int:
     return 0
 
 
-_NAME_FULL = {"name", "fullname", "displayname", "contactname", "customername", "clientname", "nombre",
-              "nom", "nome", "recipient", "recipientname", "person"}
+_NAME_FULL = {
+    "name",
+    "fullname",
+    "displayname",
+    "contactname",
+    "customername",
+    "clientname",
+    "nombre",
+    "nom",
+    "nome",
+    "recipient",
+    "recipientname",
+    "person",
+}
 _NAME_FIRST = {"firstname", "givenname", "first", "forename", "vorname", "prenom", "fname"}
 _NAME_LAST = {"lastname", "familyname", "surname", "last", "nachname", "lname"}
 
@@ -504,8 +570,9 @@ class ContactFile:
     def __enter__(self) -> ContactFile:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __iter__(self) -> Iterator[Contact | Reject]:
@@ -561,8 +628,9 @@ def _keys(headers: Sequence[str]) -> list[str]:
     return keys
 
 
-def open_contacts(path: Path | str, *, country: str | None, phone_column: str | None = None,
-                  name_column: str | None = None) -> ContactFile:
+def open_contacts(
+    path: Path | str, *, country: str | None, phone_column: str | None = None, name_column: str | None = None
+) -> ContactFile:
     """Open a CSV or .xlsx contact file, read its header and find the phone and name columns.
 
     Raises BadInput (naming the file) when the file cannot be read, has no header or no phone column,
@@ -600,7 +668,8 @@ def open_contacts(path: Path | str, *, country: str | None, phone_column: str | 
         elif phone_idx is None:
             raise BadInput(
                 f"no phone column found; name it with --phone-column. The columns are: {_list(headers)}",
-                file=file)
+                file=file,
+            )
         if name_column is not None:
             name_idxs = (_find_named(headers, name_column, "name", file),)
         return ContactFile(p, headers, _keys(headers), phone_idx, name_idxs, country, notices, rows, closer)
@@ -609,15 +678,23 @@ def open_contacts(path: Path | str, *, country: str | None, phone_column: str | 
         raise
 
 
-def read_contacts(path: Path | str, *, country: str | None, phone_column: str | None = None,
-                  name_column: str | None = None, require_name: bool = False) -> Iterator[Contact | Reject]:
+def read_contacts(
+    path: Path | str,
+    *,
+    country: str | None,
+    phone_column: str | None = None,
+    name_column: str | None = None,
+    require_name: bool = False,
+) -> Iterator[Contact | Reject]:
     """Stream a contact file's rows (:class:`Contact` for usable ones, :class:`Reject` with the reason
     otherwise; both have ``.phone``, None for a Reject). The file is closed when the iteration ends.
     ``require_name=True`` makes a file without a recognisable name column a BadInput."""
     with open_contacts(path, country=country, phone_column=phone_column, name_column=name_column) as cf:
         if require_name and not cf.name_indexes:
-            raise BadInput(f"no name column found; name it with --name-column. The columns are: "
-                           f"{_list(cf.headers)}", file=str(cf.path))
+            raise BadInput(
+                f"no name column found; name it with --name-column. The columns are: {_list(cf.headers)}",
+                file=str(cf.path),
+            )
         yield from cf
 
 
@@ -645,19 +722,23 @@ def _detect_encoding(p: Path) -> tuple[str, list[str]]:
                     text = decoder.decode(chunk)
                     if "\x00" in text:
                         line += text.count("\n", 0, text.index("\x00"))
-                        raise BadInput("binary data (NUL characters): not a CSV or .xlsx file",
-                                       file=file, row=line)
+                        raise BadInput(
+                            "binary data (NUL characters): not a CSV or .xlsx file", file=file, row=line
+                        )
                     line += text.count("\n")
                 decoder.decode(b"", final=True)
             except UnicodeDecodeError:
                 if enc == "utf-8":
                     continue
-                raise BadInput(f"cannot decode the file as {enc} near line {line}: save it as UTF-8 CSV",
-                               file=file) from None
+                raise BadInput(
+                    f"cannot decode the file as {enc} near line {line}: save it as UTF-8 CSV", file=file
+                ) from None
             notices = []
             if enc == "cp1252":
-                notices.append(f"{p.name} is not UTF-8; read it as Windows-1252 (cp1252). "
-                               "Check accented names in the preview, or save the file as UTF-8.")
+                notices.append(
+                    f"{p.name} is not UTF-8; read it as Windows-1252 (cp1252). "
+                    "Check accented names in the preview, or save the file as UTF-8."
+                )
             return enc, notices
     raise AssertionError("unreachable")
 
@@ -775,6 +856,7 @@ def _xlsx_rows(it: Iterator[tuple[Any, ...]], file: str) -> Iterator[list[Any]]:
         except StopIteration:
             return
         except Exception as exc:  # damaged sheet XML part-way through
-            raise BadInput(f"cannot read the sheet ({type(exc).__name__}: {exc})", file=file,
-                           row=row) from None
+            raise BadInput(
+                f"cannot read the sheet ({type(exc).__name__}: {exc})", file=file, row=row
+            ) from None
         yield list(values)

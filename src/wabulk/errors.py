@@ -16,8 +16,9 @@ class BadInput(WabulkError):
 
     exit_code = exitcodes.BAD_INPUT
 
-    def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
-                 column: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, file: str | None = None, row: int | None = None, column: str | None = None
+    ) -> None:
         where = ", ".join(
             part
             for part in (
@@ -123,8 +124,9 @@ class SelectorNotFound(TransientSendError):
 
     error_class = "selector_missing"
 
-    def __init__(self, name: str, tried: tuple[str, ...] | list[str], timeout: float,
-                 debug_path: str | None = None) -> None:
+    def __init__(
+        self, name: str, tried: tuple[str, ...] | list[str], timeout: float, debug_path: str | None = None
+    ) -> None:
         msg = f"element {name!r} not found after {timeout:g}s (tried: {', '.join(tried)})"
         if debug_path:
             msg += f"; page saved under {debug_path}"

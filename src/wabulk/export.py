@@ -11,8 +11,20 @@ if TYPE_CHECKING:
     from .models import Message
     from .queue import Queue
 
-COLUMNS = ("id", "phone", "name", "status", "attempts", "error_class", "last_error", "created_at",
-           "sent_at", "delivered_at", "read_at", "receipt")
+COLUMNS = (
+    "id",
+    "phone",
+    "name",
+    "status",
+    "attempts",
+    "error_class",
+    "last_error",
+    "created_at",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+    "receipt",
+)
 
 # Characters that make Excel, LibreOffice or Google Sheets treat a cell as a formula (OWASP "CSV
 # injection"), plus tab and carriage return, which some of them strip before looking.
@@ -51,9 +63,20 @@ def write_messages(messages: Iterable[Message], out: TextIO) -> int:
     writer.writerow(COLUMNS)
     n = 0
     for m in messages:
-        row = (str(m.id), m.phone, m.name or "", m.status, str(m.attempts), m.error_class or "",
-               m.last_error or "", iso_utc(m.created_at), iso_utc(m.sent_at), iso_utc(m.delivered_at),
-               iso_utc(m.read_at), m.receipt or "")
+        row = (
+            str(m.id),
+            m.phone,
+            m.name or "",
+            m.status,
+            str(m.attempts),
+            m.error_class or "",
+            m.last_error or "",
+            iso_utc(m.created_at),
+            iso_utc(m.sent_at),
+            iso_utc(m.delivered_at),
+            iso_utc(m.read_at),
+            m.receipt or "",
+        )
         writer.writerow([neutralize(v) for v in row])
         n += 1
     return n

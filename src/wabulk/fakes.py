@@ -141,8 +141,13 @@ class FakeTransport:
         if self.logged_out:
             raise NotLoggedIn("logged out (fake)")
 
-    def wait_for_login(self, on_qr: Callable[[str], None], *, timeout: float | None = None,
-                       should_stop: Callable[[], bool] | None = None) -> bool:
+    def wait_for_login(
+        self,
+        on_qr: Callable[[str], None],
+        *,
+        timeout: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
         self.calls.append(("wait_for_login", ""))
         for payload in self.qr_payloads:
             if should_stop is not None and should_stop():
@@ -163,8 +168,14 @@ class FakeTransport:
             return q.popleft()
         return self._always.get(phone, OK)
 
-    def send(self, phone: str, body: str, *, attachment: str | None = None,
-             before_send: Callable[[], None] = lambda: None) -> SendResult:
+    def send(
+        self,
+        phone: str,
+        body: str,
+        *,
+        attachment: str | None = None,
+        before_send: Callable[[], None] = lambda: None,
+    ) -> SendResult:
         self.calls.append(("send", phone))
         if self.on_send is not None:
             self.on_send(phone)
@@ -236,5 +247,13 @@ class FakeTransport:
 
 
 __all__ = [
-    "BLOCK", "CRASH", "LOGOUT", "OK", "DeliverThenRaise", "Delivery", "Fail", "FailAtSend", "FakeTransport",
+    "BLOCK",
+    "CRASH",
+    "LOGOUT",
+    "OK",
+    "DeliverThenRaise",
+    "Delivery",
+    "Fail",
+    "FailAtSend",
+    "FakeTransport",
 ]

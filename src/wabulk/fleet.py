@@ -122,14 +122,21 @@ class Fleet:
     # --- processes --------------------------------------------------------------------------------------
     def _spawn(self, m: Member) -> None:
         with m.out_path.open("ab") as out:
-            out.write(f"\n--- wabulk fleet: starting worker for session {m.session} at "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+            out.write(
+                f"\n--- wabulk fleet: starting worker for session {m.session} at "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode()
+            )
             out.flush()
             # Its own process group: the supervisor decides who gets which signal, and can SIGKILL a
             # straggler together with its chromedriver and browser.
-            m.proc = subprocess.Popen(self.command(m.session), stdout=out, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, env=dict(self.env) if self.env else None,
-                                      start_new_session=True)
+            m.proc = subprocess.Popen(
+                self.command(m.session),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(self.env) if self.env else None,
+                start_new_session=True,
+            )
         m.started_at = self.clock()
         m.restart_at = None
         self.on_line(f"session {m.session}: worker started (pid {m.proc.pid}, output {m.out_path})")
@@ -178,14 +185,18 @@ class Fleet:
         m.quick_failures = m.quick_failures + 1 if lived < self.quick_failure else 1
         if m.quick_failures >= self.max_quick_failures:
             m.outcome = "gave_up"
-            self.on_line(f"session {m.session}: gave up after {m.quick_failures} quick failures "
-                         f"(last exit {code}: {m.last_line}); see {m.out_path}")
+            self.on_line(
+                f"session {m.session}: gave up after {m.quick_failures} quick failures "
+                f"(last exit {code}: {m.last_line}); see {m.out_path}"
+            )
             return
         delay = min(self.restart_max, self.restart_min * 2 ** (m.quick_failures - 1))
         m.restart_at = now + delay
         m.restarts += 1
-        self.on_line(f"session {m.session}: worker exited {code} ({m.last_line or 'no output'}); "
-                     f"restarting in {delay:.0f}s")
+        self.on_line(
+            f"session {m.session}: worker exited {code} ({m.last_line or 'no output'}); "
+            f"restarting in {delay:.0f}s"
+        )
 
     def step(self) -> None:
         """One supervision round: reap exits, start due restarts, refresh the database view."""
@@ -195,8 +206,12 @@ class Fleet:
                 continue
             if m.proc is not None and m.proc.poll() is not None:
                 self._reap(m, now)
-            if (m.outcome is None and m.proc is None and not self.stop_requested
-                    and (m.restart_at is None or now >= m.restart_at)):
+            if (
+                m.outcome is None
+                and m.proc is None
+                and not self.stop_requested
+                and (m.restart_at is None or now >= m.restart_at)
+            ):
                 self._spawn(m)
         self.refresh(now)
 
@@ -259,8 +274,9 @@ class Fleet:
                 m.alive = bool(live)
                 m.state = (live or mine)[0].state if (live or mine) else None
                 m.sent_today = q.sent_count(m.session, midnight)
-                m.cap_today = (daily_limit(self.cap, q.first_sent_at(m.session), now, tz=zone)
-                               if self.cap > 0 else None)
+                m.cap_today = (
+                    daily_limit(self.cap, q.first_sent_at(m.session), now, tz=zone) if self.cap > 0 else None
+                )
                 m.next_send = self._next_send(q, m, now, next_local_midnight(now, zone))
         except WabulkError:
             pass  # a busy database: keep the last picture, try again next round
@@ -304,9 +320,15 @@ class Fleet:
             logged_out = m.state == "waiting_for_login"
             # The worker keeps the profile (and shows the QR in its output): `wabulk login` would be refused.
             hint = f" — scan the QR printed in {m.out_path}" if logged_out else ""
-            t.add_row(escape(m.session), escape(self.row_status(m, now)), str(m.sent_today),
-                      str(m.cap_today) if m.cap_today is not None else "-", escape(m.next_send),
-                      str(m.restarts), escape((last + hint)[:120]))
+            t.add_row(
+                escape(m.session),
+                escape(self.row_status(m, now)),
+                str(m.sent_today),
+                str(m.cap_today) if m.cap_today is not None else "-",
+                escape(m.next_send),
+                str(m.restarts),
+                escape((last + hint)[:120]),
+            )
         return t
 
     # --- the loop -----------------------------------------------------------------------------------------
@@ -324,8 +346,10 @@ class Fleet:
                     st = self.row_status(m, now)
                     changed = last_states.get(m.session) != st
                     if m.proc is not None and changed and not st.startswith("restart"):
-                        self.on_line(f"session {m.session}: {st}, sent today {m.sent_today}"
-                                     + (f"/{m.cap_today}" if m.cap_today is not None else ""))
+                        self.on_line(
+                            f"session {m.session}: {st}, sent today {m.sent_today}"
+                            + (f"/{m.cap_today}" if m.cap_today is not None else "")
+                        )
                     last_states[m.session] = st
                 if self.finished:
                     break
@@ -341,9 +365,16 @@ def worker_command(db: Path, session: str, worker_args: Sequence[str]) -> list[s
     return [sys.executable, "-m", "wabulk", "--db", str(db), "run", "--session", session, *worker_args]
 
 
-def run_fleet(settings: Settings, sessions: Sequence[str], worker_args: Sequence[str], *,
-              config: WorkerConfig, console: Console | None = None,
-              env: Mapping[str, str] | None = None, grace: float = 20.0) -> int:
+def run_fleet(
+    settings: Settings,
+    sessions: Sequence[str],
+    worker_args: Sequence[str],
+    *,
+    config: WorkerConfig,
+    console: Console | None = None,
+    env: Mapping[str, str] | None = None,
+    grace: float = 20.0,
+) -> int:
     """Everything ``wabulk run`` with several sessions does: one worker subprocess per session with
     ``worker_args`` (the same run options), supervised under one live view (Rich on a terminal, plain lines
     otherwise), stopped cleanly on Ctrl-C/SIGTERM. ``config`` gives the cap and pacing shown per session.
@@ -360,11 +391,19 @@ def run_fleet(settings: Settings, sessions: Sequence[str], worker_args: Sequence
         if not use_live:
             out.print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} fleet {text}", markup=False, highlight=False)
 
-    fleet = Fleet(db=settings.db, sessions=list(sessions),
-                  command=lambda s: worker_command(settings.db, s, worker_args),
-                  logs_dir=settings.logs_dir, until_done=config.until_done, cap=config.cap,
-                  min_delay=config.pace.min_delay, max_delay=config.pace.max_delay,
-                  env=env, grace=grace, on_line=line)
+    fleet = Fleet(
+        db=settings.db,
+        sessions=list(sessions),
+        command=lambda s: worker_command(settings.db, s, worker_args),
+        logs_dir=settings.logs_dir,
+        until_done=config.until_done,
+        cap=config.cap,
+        min_delay=config.pace.min_delay,
+        max_delay=config.pace.max_delay,
+        env=env,
+        grace=grace,
+        on_line=line,
+    )
     previous: dict[int, Any] = {}
 
     def handler(signum: int, frame: FrameType | None) -> None:

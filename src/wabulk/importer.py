@@ -51,8 +51,13 @@ class ImportResult:
 
     def as_json(self) -> dict[str, int | None]:
         """The ``--json`` output of ``wabulk enqueue``."""
-        return {"job_id": self.job_id, "enqueued": self.enqueued, "invalid": self.invalid,
-                "duplicates": self.duplicates, "opted_out": self.opted_out}
+        return {
+            "job_id": self.job_id,
+            "enqueued": self.enqueued,
+            "invalid": self.invalid,
+            "duplicates": self.duplicates,
+            "opted_out": self.opted_out,
+        }
 
 
 class _RejectsFile:
@@ -72,15 +77,17 @@ class _RejectsFile:
         try:
             self._fh = open(self._tmp, "w", encoding="utf-8", newline="")
         except OSError as exc:
-            raise BadInput(f"cannot write the rejects file: {exc.strerror or exc}",
-                           file=str(self.path)) from None
+            raise BadInput(
+                f"cannot write the rejects file: {exc.strerror or exc}", file=str(self.path)
+            ) from None
         self._writer = csv.writer(self._fh, lineterminator="\n")
         self._writer.writerow(REJECTS_COLUMNS)
 
     def write(self, r: Reject) -> None:
         if self._writer is not None:
-            self._writer.writerow([str(r.row), neutralize(r.column or ""), neutralize(r.value),
-                                   neutralize(r.reason)])
+            self._writer.writerow(
+                [str(r.row), neutralize(r.column or ""), neutralize(r.value), neutralize(r.reason)]
+            )
 
     def commit(self) -> None:
         if self._fh is not None and self._tmp is not None and self.path is not None:
@@ -98,11 +105,22 @@ class _RejectsFile:
             self._tmp = None
 
 
-def enqueue_file(queue: EnqueueTarget | None, path: Path | str, *, message: str, name: str | None = None,
-                 country: str | None, phone_column: str | None = None, name_column: str | None = None,
-                 attachment: Path | str | None = None, not_before: float | None = None,
-                 max_attempts: int = settings.DEFAULT_MAX_ATTEMPTS, sessions: Sequence[str] = (),
-                 rejects_path: Path | str | None = None, dry_run: bool = False) -> ImportResult:
+def enqueue_file(
+    queue: EnqueueTarget | None,
+    path: Path | str,
+    *,
+    message: str,
+    name: str | None = None,
+    country: str | None,
+    phone_column: str | None = None,
+    name_column: str | None = None,
+    attachment: Path | str | None = None,
+    not_before: float | None = None,
+    max_attempts: int = settings.DEFAULT_MAX_ATTEMPTS,
+    sessions: Sequence[str] = (),
+    rejects_path: Path | str | None = None,
+    dry_run: bool = False,
+) -> ImportResult:
     """Read ``path``, render ``message`` for every valid row and enqueue them all as one job.
 
     All-or-nothing: a fatal problem (unreadable file, no phone column, bad template, a template
@@ -119,8 +137,9 @@ def enqueue_file(queue: EnqueueTarget | None, path: Path | str, *, message: str,
     if attachment is not None:
         a = Path(attachment).expanduser()
         if not a.is_file():
-            raise BadInput("attachment not found" if not a.exists() else "attachment is not a file",
-                           file=str(a))
+            raise BadInput(
+                "attachment not found" if not a.exists() else "attachment is not a file", file=str(a)
+            )
         attach = str(a.resolve())
     if max_attempts < 1:
         raise BadInput(f"max attempts must be at least 1 (got {max_attempts})")
@@ -134,9 +153,14 @@ def enqueue_file(queue: EnqueueTarget | None, path: Path | str, *, message: str,
     with contacts:
         # Checked against the header, before a single row is read or written.
         template.validate(contacts.variable_names)
-        result = ImportResult(job_id=None, notices=list(contacts.notices), job_name=job_name,
-                              phone_column=contacts.phone_column, name_column=contacts.name_column,
-                              dry_run=dry_run)
+        result = ImportResult(
+            job_id=None,
+            notices=list(contacts.notices),
+            job_name=job_name,
+            phone_column=contacts.phone_column,
+            name_column=contacts.name_column,
+            dry_run=dry_run,
+        )
         report = _RejectsFile(rejects_file)
         report.open()
         try:
@@ -146,8 +170,15 @@ def enqueue_file(queue: EnqueueTarget | None, path: Path | str, *, message: str,
             else:
                 if queue is None:
                     raise ValueError("a queue is required unless dry_run")
-                job = NewJob(name=job_name, template=message, attachment=attach, not_before=not_before,
-                             max_attempts=max_attempts, sessions=tuple(sessions), source=str(src.resolve()))
+                job = NewJob(
+                    name=job_name,
+                    template=message,
+                    attachment=attach,
+                    not_before=not_before,
+                    max_attempts=max_attempts,
+                    sessions=tuple(sessions),
+                    source=str(src.resolve()),
+                )
                 stats = queue.enqueue(job, messages)
                 result.job_id = stats.job_id
                 result.enqueued = stats.enqueued
@@ -168,8 +199,13 @@ class _NoValidRows(Exception):
         self.error = error
 
 
-def _messages(contacts: Iterable[Contact | Reject], template: Template, job_name: str, result: ImportResult,
-              report: _RejectsFile) -> Iterator[NewMessage]:
+def _messages(
+    contacts: Iterable[Contact | Reject],
+    template: Template,
+    job_name: str,
+    result: ImportResult,
+    report: _RejectsFile,
+) -> Iterator[NewMessage]:
     """Render each contact; count and report rejects; raise at the end when no row was usable."""
 
     def reject(r: Reject) -> None:
@@ -197,8 +233,14 @@ def _messages(contacts: Iterable[Contact | Reject], template: Template, job_name
             result.previews.append(body)
         # Only the variables the template uses are stored: a 90-column Google export stays small.
         variables = {k: item.variables[k] for k in used if k in item.variables}
-        yield NewMessage(phone=item.phone, body=body, name=item.name, variables=variables,
-                         source_row=item.row, flags=item.flags)
+        yield NewMessage(
+            phone=item.phone,
+            body=body,
+            name=item.name,
+            variables=variables,
+            source_row=item.row,
+            flags=item.flags,
+        )
     if valid == 0:
         what = f"all {result.invalid} rows were rejected" if result.invalid else "it has no contact rows"
         raise _NoValidRows(BadInput(f"nothing to enqueue: {what}", file=str(getattr(contacts, "path", ""))))
@@ -242,12 +284,15 @@ def parse_when(text: str, now: float) -> float:
         if m.group(2) is None:
             if m.group(1).lower() == "today":
                 return now
-            raise BadInput(f"--at {text!r}: say when tomorrow, e.g. \"tomorrow 09:00\"")
+            raise BadInput(f'--at {text!r}: say when tomorrow, e.g. "tomorrow 09:00"')
         return _at(day, int(m.group(2)), int(m.group(3) or 0), text)
     if m := _CLOCK.match(s):
         t = _at(local_now.date(), int(m.group(1)), int(m.group(2)), text)
-        return t if t > now else _at(local_now.date() + timedelta(days=1), int(m.group(1)), int(m.group(2)),
-                                     text)
+        return (
+            t
+            if t > now
+            else _at(local_now.date() + timedelta(days=1), int(m.group(1)), int(m.group(2)), text)
+        )
     iso = s[:-1] + "+00:00" if s[-1:] in ("Z", "z") else s  # Python 3.10's fromisoformat lacks "Z"
     try:
         dt = datetime.fromisoformat(iso)

@@ -29,9 +29,19 @@ if TYPE_CHECKING:
 LAST_EVENTS = 5
 _QUIET_KINDS = {"progress"}  # never printed as lines
 _DONE_KINDS = {"sent", "verified", "failed", "retry", "released", "deferred", "lease_lost", "quiet"}
-_STYLES = {"sent": "green", "verified": "green", "failed": "red", "retry": "yellow", "breaker": "bold red",
-           "blocked": "bold red", "error": "bold red", "warning": "yellow", "logged_out": "yellow",
-           "lease_lost": "yellow", "qr": "cyan"}
+_STYLES = {
+    "sent": "green",
+    "verified": "green",
+    "failed": "red",
+    "retry": "yellow",
+    "breaker": "bold red",
+    "blocked": "bold red",
+    "error": "bold red",
+    "warning": "yellow",
+    "logged_out": "yellow",
+    "lease_lost": "yellow",
+    "qr": "cyan",
+}
 
 
 def render_qr(payload: str) -> str:
@@ -66,9 +76,15 @@ def format_duration(seconds: float | None) -> str:
 class LiveView:
     """Consumes worker events; renders a live dashboard on a TTY or prints one line per event."""
 
-    def __init__(self, console: Console | None = None, *, profile: PaceProfile | None = None,
-                 log_numbers: bool = False, live: bool | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        profile: PaceProfile | None = None,
+        log_numbers: bool = False,
+        live: bool | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.console = console or Console()
         self.profile = profile
         self.log_numbers = log_numbers
@@ -90,8 +106,14 @@ class LiveView:
         if self.use_live:
             from rich.live import Live
 
-            self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=4,
-                              transient=False, redirect_stdout=False, redirect_stderr=False)
+            self._live = Live(
+                get_renderable=self.render,
+                console=self.console,
+                refresh_per_second=4,
+                transient=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
             self._live.__enter__()
         return self
 
@@ -160,9 +182,16 @@ class LiveView:
             cap_today, left = 10**9, 10**9
         else:
             left = max(0, int(cap_today) - int(sent_today))
-        return estimate_eta(remaining, self.profile, send_seconds=float(self.stats.get("send_seconds", 3.0)),
-                            left_today=left, daily_cap_today=int(cap_today), now=now, day_ends_at=day_ends,
-                            quiet_fraction=quiet)
+        return estimate_eta(
+            remaining,
+            self.profile,
+            send_seconds=float(self.stats.get("send_seconds", 3.0)),
+            left_today=left,
+            daily_cap_today=int(cap_today),
+            now=now,
+            day_ends_at=day_ends,
+            quiet_fraction=quiet,
+        )
 
     def _quiet_fraction(self) -> float:
         spec = self.stats.get("quiet_hours")
@@ -184,8 +213,9 @@ class LiveView:
         now = self.clock()
         parts: list[RenderableType] = []
         session = self.stats.get("session", "")
-        header = Text.assemble(("wabulk ", "bold"), (f"session {session} ", "cyan"),
-                               (f"[{self.state}]", "bold"))
+        header = Text.assemble(
+            ("wabulk ", "bold"), (f"session {session} ", "cyan"), (f"[{self.state}]", "bold")
+        )
         if self.profile is not None:
             header.append(f"  pace {self.profile.name}")
         if self.stats.get("cap_today") is not None:
@@ -195,16 +225,30 @@ class LiveView:
         parts.append(header)
 
         table = Table(expand=False, show_edge=False, pad_edge=False)
-        for col, justify in (("job", "right"), ("name", "left"), ("status", "left"), ("total", "right"),
-                             ("sent", "right"), ("failed", "right"), ("pending", "right"),
-                             ("rate/min", "right"), ("ETA", "right")):
+        for col, justify in (
+            ("job", "right"),
+            ("name", "left"),
+            ("status", "left"),
+            ("total", "right"),
+            ("sent", "right"),
+            ("failed", "right"),
+            ("pending", "right"),
+            ("rate/min", "right"),
+            ("ETA", "right"),
+        ):
             table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
         for s in self.summaries:
             rate = self.rate_per_min(s.job.id)
             table.add_row(
-                str(s.job.id), escape(s.job.name), s.job.status, str(s.total), str(s.counts.get(SENT, 0)),
-                str(s.counts.get(FAILED, 0)), str(s.counts.get(PENDING, 0) + s.counts.get(SENDING, 0)),
-                f"{rate:.1f}" if rate is not None else "-", format_duration(self.eta(s)),
+                str(s.job.id),
+                escape(s.job.name),
+                s.job.status,
+                str(s.total),
+                str(s.counts.get(SENT, 0)),
+                str(s.counts.get(FAILED, 0)),
+                str(s.counts.get(PENDING, 0) + s.counts.get(SENDING, 0)),
+                f"{rate:.1f}" if rate is not None else "-",
+                format_duration(self.eta(s)),
             )
         parts.append(table)
 
@@ -221,6 +265,14 @@ class LiveView:
             parts.append(Text(render_qr(self.qr)))
         for ev in self.events:
             stamp = time.strftime("%H:%M:%S", time.localtime(ev.at))
-            parts.append(Text.assemble((stamp + " ", "dim"), (ev.kind, _STYLES.get(ev.kind, "")),
-                                       " ", ev.text, overflow="ellipsis", no_wrap=True))
+            parts.append(
+                Text.assemble(
+                    (stamp + " ", "dim"),
+                    (ev.kind, _STYLES.get(ev.kind, "")),
+                    " ",
+                    ev.text,
+                    overflow="ellipsis",
+                    no_wrap=True,
+                )
+            )
         return Group(*parts)

@@ -156,7 +156,6 @@ def m002_job_counts(db: Database) -> None:
     )
 
 
-
 @migrations()
 def m003_stamp_session(db: Database) -> None:
     """Remember which session stamped ``send_started_at``.

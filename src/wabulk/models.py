@@ -198,13 +198,24 @@ class Transport(Protocol):
         """Make the page ready to send: recover takeovers, stuck loads and dead browsers.
         Raises NotLoggedIn, Blocked, TakeoverFailed or BrowserError when it cannot."""
 
-    def wait_for_login(self, on_qr: Callable[[str], None], *, timeout: float | None = None,
-                       should_stop: Callable[[], bool] | None = None) -> bool:
+    def wait_for_login(
+        self,
+        on_qr: Callable[[str], None],
+        *,
+        timeout: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
         """Wait until logged in, calling ``on_qr(payload)`` whenever a (new) QR is shown.
         Returns False when ``should_stop()`` became true or the timeout passed."""
 
-    def send(self, phone: str, body: str, *, attachment: str | None = None,
-             before_send: Callable[[], None] = lambda: None) -> SendResult:
+    def send(
+        self,
+        phone: str,
+        body: str,
+        *,
+        attachment: str | None = None,
+        before_send: Callable[[], None] = lambda: None,
+    ) -> SendResult:
         """Send one message and confirm it left the clock state. ``before_send`` is called right
         before the send action (Enter/click); if it raises, nothing is sent."""
 

@@ -69,8 +69,14 @@ _BETA_A = 1.6
 _BETA_B = 2.8
 
 
-def make_profile(name: str, *, min_delay: float | None = None, max_delay: float | None = None,
-                 long_pause_every: int | None = None, daily_cap: int | None = None) -> PaceProfile:
+def make_profile(
+    name: str,
+    *,
+    min_delay: float | None = None,
+    max_delay: float | None = None,
+    long_pause_every: int | None = None,
+    daily_cap: int | None = None,
+) -> PaceProfile:
     """A named profile with the CLI's overrides applied and checked. Raises BadInput on nonsense."""
     if name not in PROFILES:
         raise BadInput(f"unknown pace {name!r} (choose one of: {', '.join(PROFILES)})")
@@ -103,8 +109,9 @@ class Pacer:
     """Draws the wait after each send. Keeps the position of the next long pause, drawn around
     ``long_pause_every`` (± ``long_pause_jitter``) so that pauses, like gaps, have no fixed period."""
 
-    def __init__(self, profile: PaceProfile, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, profile: PaceProfile, rng: random.Random | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.profile = profile
         self.rng = rng or random.Random()
         self.clock = clock
@@ -136,8 +143,13 @@ class Pacer:
 # --- daily cap ---------------------------------------------------------------------------------------
 
 
-def daily_limit(cap: int, first_send_at: float | None, now: float, warmup: tuple[int, ...] = WARMUP,
-                tz: _dt.tzinfo | None = None) -> int:
+def daily_limit(
+    cap: int,
+    first_send_at: float | None,
+    now: float,
+    warmup: tuple[int, ...] = WARMUP,
+    tz: _dt.tzinfo | None = None,
+) -> int:
     """Today's cap for a session: the warm-up ramp on its first days (day 1 = the day of its first
     send, or today when it never sent), then ``cap``. Days are calendar days in ``tz`` (the sender's
     zone, like the cap's own day), or 24-hour periods from the first send when ``tz`` is None.
@@ -259,9 +271,17 @@ class QuietHours:
         return max(end, now)
 
 
-def estimate_eta(remaining: int, profile: PaceProfile, *, send_seconds: float, left_today: int,
-                 daily_cap_today: int, now: float, day_ends_at: float,
-                 quiet_fraction: float = 0.0) -> float | None:
+def estimate_eta(
+    remaining: int,
+    profile: PaceProfile,
+    *,
+    send_seconds: float,
+    left_today: int,
+    daily_cap_today: int,
+    now: float,
+    day_ends_at: float,
+    quiet_fraction: float = 0.0,
+) -> float | None:
     """A rough number of seconds until ``remaining`` messages are sent: the mean gap plus the measured
     send time per message, whole days added when the cap runs out, stretched by the share of the day
     that is quiet. None when nothing can be said (no cap left and no cap tomorrow)."""

@@ -115,7 +115,7 @@ def _pid_alive(pid: int | None) -> bool:
         return True
     with contextlib.suppress(OSError, IndexError):
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+        return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
     return True
 
 
@@ -165,9 +165,15 @@ class Queue:
 
     _applied: list[str]  # migration names recorded in the file when it was opened
 
-    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL",
-                 clock: Callable[[], float] = time.time, create: bool = True,
-                 busy_timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "NORMAL",
+        clock: Callable[[], float] = time.time,
+        create: bool = True,
+        busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
+    ) -> None:
         """Open (and migrate) the database. ``synchronous='FULL'`` for workers (a sent mark survives
         power loss). ``create=False`` raises DatabaseError when the file does not exist.
         ``busy_timeout`` (seconds, at least 5) is how long a write waits for another process."""
@@ -237,9 +243,13 @@ class Queue:
             return  # a new, empty file
         applied: list[str] = []
         if "_sqlite_migrations" in tables:
-            applied = [r[0] for r in conn.execute(
-                "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid",
-                (schema.MIGRATION_SET,))]
+            applied = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid",
+                    (schema.MIGRATION_SET,),
+                )
+            ]
         if not applied:
             raise errors.DatabaseError(
                 f"{self.path} is not a wabulk database (it holds other tables: "
@@ -294,9 +304,16 @@ class Queue:
             raise
 
     @staticmethod
-    def _event(conn: sqlite3.Connection, at: float, job_id: int | None, message_id: int | None,
-               kind: str, from_status: str | None, to_status: str | None,
-               detail: str | None = None) -> None:
+    def _event(
+        conn: sqlite3.Connection,
+        at: float,
+        job_id: int | None,
+        message_id: int | None,
+        kind: str,
+        from_status: str | None,
+        to_status: str | None,
+        detail: str | None = None,
+    ) -> None:
         conn.execute(
             "INSERT INTO events (at, job_id, message_id, kind, from_status, to_status, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -323,8 +340,15 @@ class Queue:
             raise errors.JobNotFound(f"no job with id {job_id}")
         return self._job_from_row(row)
 
-    def _set_job(self, conn: sqlite3.Connection, job: Job, status: str, reason: str | None,
-                 now: float, detail: str | None = None) -> None:
+    def _set_job(
+        self,
+        conn: sqlite3.Connection,
+        job: Job,
+        status: str,
+        reason: str | None,
+        now: float,
+        detail: str | None = None,
+    ) -> None:
         """Move a job to ``status`` (setting started/finished times) and log it."""
         started = "COALESCE(started_at, :now)" if status == JOB_RUNNING else "started_at"
         finished = ":now" if status in (JOB_COMPLETED, JOB_STOPPED) else "NULL"
@@ -378,9 +402,17 @@ class Queue:
             job_id = conn.execute(
                 "INSERT INTO jobs (name, template, attachment, status, max_attempts, sessions, settings,"
                 " source, created_at, not_before) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-                (job.name, job.template, job.attachment, job.max_attempts,
-                 json.dumps(list(job.sessions)), json.dumps(job.settings), job.source, now,
-                 job.not_before),
+                (
+                    job.name,
+                    job.template,
+                    job.attachment,
+                    job.max_attempts,
+                    json.dumps(list(job.sessions)),
+                    json.dumps(job.settings),
+                    job.source,
+                    now,
+                    job.not_before,
+                ),
             ).lastrowid
             assert job_id is not None
             sql = (
@@ -389,9 +421,18 @@ class Queue:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
             )
             rows = (
-                (job_id, m.phone, m.name, _JSON.encode(m.variables) if m.variables else "{}",
-                 m.body, json.dumps(list(m.flags)) if m.flags else None, m.source_row,
-                 job.max_attempts, now, now)
+                (
+                    job_id,
+                    m.phone,
+                    m.name,
+                    _JSON.encode(m.variables) if m.variables else "{}",
+                    m.body,
+                    json.dumps(list(m.flags)) if m.flags else None,
+                    m.source_row,
+                    job.max_attempts,
+                    now,
+                    now,
+                )
                 for m in messages
             )
             # Stream in chunks: memory stays flat on a 1M-row import, and one transaction keeps it
@@ -404,23 +445,47 @@ class Queue:
                 inserted += conn.executemany(sql, chunk).rowcount
             # Opted-out numbers: probe (job_id, phone) per opt-out instead of per message.
             self._event_select(
-                conn, now, "status", PENDING, SKIPPED, OPTED_OUT,
-                "job_id = ? AND status = 'pending' AND phone IN (SELECT phone FROM optouts)", (job_id,))
+                conn,
+                now,
+                "status",
+                PENDING,
+                SKIPPED,
+                OPTED_OUT,
+                "job_id = ? AND status = 'pending' AND phone IN (SELECT phone FROM optouts)",
+                (job_id,),
+            )
             opted_out = conn.execute(
                 "UPDATE messages SET status = 'skipped', last_error = ?, error_class = 'opted_out' "
                 "WHERE job_id = ? AND status = 'pending' AND phone IN (SELECT phone FROM optouts)",
                 (OPTED_OUT, job_id),
             ).rowcount
-            stats = EnqueueStats(job_id=job_id, enqueued=inserted - opted_out,
-                                 duplicates=seen - inserted, opted_out=opted_out)
-            self._event(conn, now, job_id, None, "enqueued", None, JOB_QUEUED,
-                        f"{stats.enqueued} enqueued, {stats.duplicates} duplicates, "
-                        f"{stats.opted_out} opted out")
+            stats = EnqueueStats(
+                job_id=job_id, enqueued=inserted - opted_out, duplicates=seen - inserted, opted_out=opted_out
+            )
+            self._event(
+                conn,
+                now,
+                job_id,
+                None,
+                "enqueued",
+                None,
+                JOB_QUEUED,
+                f"{stats.enqueued} enqueued, {stats.duplicates} duplicates, {stats.opted_out} opted out",
+            )
             self._maybe_finish(conn, job_id, now)
         return stats
 
-    def _event_select(self, conn: sqlite3.Connection, now: float, kind: str, from_status: str,
-                      to_status: str, detail: str | None, where: str, params: Sequence[Any]) -> None:
+    def _event_select(
+        self,
+        conn: sqlite3.Connection,
+        now: float,
+        kind: str,
+        from_status: str,
+        to_status: str,
+        detail: str | None,
+        where: str,
+        params: Sequence[Any],
+    ) -> None:
         """Log one event per message matching ``where`` (call before the bulk UPDATE it describes)."""
         conn.execute(
             "INSERT INTO events (at, job_id, message_id, kind, from_status, to_status, detail) "
@@ -482,7 +547,8 @@ class Queue:
                 self._set_job(conn, job, JOB_PAUSED, reason, now)
             else:
                 raise errors.InvalidTransition(
-                    f"job {job_id} is {job.status}; only an active job can be paused")
+                    f"job {job_id} is {job.status}; only an active job can be paused"
+                )
             return self._job(conn, job_id)
 
     @_guarded
@@ -493,8 +559,9 @@ class Queue:
         with self._tx() as conn:
             job = self._job(conn, job_id)
             if job.status in (JOB_PAUSED, JOB_WAITING_FOR_LOGIN):
-                self._set_job(conn, job, JOB_RUNNING if job.started_at is not None else JOB_QUEUED,
-                              None, now, "resumed")
+                self._set_job(
+                    conn, job, JOB_RUNNING if job.started_at is not None else JOB_QUEUED, None, now, "resumed"
+                )
             elif job.status in (JOB_STOPPED, JOB_COMPLETED):
                 raise errors.InvalidTransition(f"job {job_id} is {job.status} and cannot be resumed")
             return self._job(conn, job_id)
@@ -514,7 +581,9 @@ class Queue:
             self._event_select(conn, now, "status", PENDING, CANCELLED, "job stopped", where, (job_id,))
             conn.execute(
                 f"UPDATE messages SET status = 'cancelled', updated_at = ?, next_attempt_at = NULL "
-                f"WHERE {where}", (now, job_id))
+                f"WHERE {where}",
+                (now, job_id),
+            )
             self._set_job(conn, job, JOB_STOPPED, None, now, "stopped")
             _, sending = self._open_work(conn, job_id)
             if sending:
@@ -543,8 +612,9 @@ class Queue:
             return self._job(conn, job_id)
 
     @_guarded
-    def retry_failed(self, job_id: int | None = None, *, message_id: int | None = None,
-                     error_class: str | None = None) -> int:
+    def retry_failed(
+        self, job_id: int | None = None, *, message_id: int | None = None, error_class: str | None = None
+    ) -> int:
         """Put failed messages back to pending with attempts reset and the send stamp cleared:
         one job, one message, or every job (``job_id=None``: stopped and pruned jobs are left alone),
         optionally only those with ``error_class``. A completed job goes back to queued.
@@ -552,8 +622,10 @@ class Queue:
         pruned job, or a ``message_id`` that is not failed."""
         now = self._clock()
         with self._tx() as conn:
-            where = ["m.status = 'failed'",
-                     "m.job_id IN (SELECT id FROM jobs WHERE status != 'stopped' AND pruned_at IS NULL)"]
+            where = [
+                "m.status = 'failed'",
+                "m.job_id IN (SELECT id FROM jobs WHERE status != 'stopped' AND pruned_at IS NULL)",
+            ]
             params: list[Any] = []
             if job_id is not None:
                 job = self._job(conn, job_id)
@@ -564,8 +636,9 @@ class Queue:
                 where.append("m.job_id = ?")
                 params.append(job_id)
             if message_id is not None:
-                row = conn.execute("SELECT job_id, status FROM messages WHERE id = ?",
-                                   (message_id,)).fetchone()
+                row = conn.execute(
+                    "SELECT job_id, status FROM messages WHERE id = ?", (message_id,)
+                ).fetchone()
                 if row is None:
                     raise errors.MessageNotFound(f"no message with id {message_id}")
                 if row[1] != FAILED:
@@ -578,8 +651,9 @@ class Queue:
                 where.append("m.error_class = ?")
                 params.append(error_class)
             cond = " AND ".join(where)
-            job_ids = [r[0] for r in conn.execute(
-                f"SELECT DISTINCT m.job_id FROM messages m WHERE {cond}", params)]
+            job_ids = [
+                r[0] for r in conn.execute(f"SELECT DISTINCT m.job_id FROM messages m WHERE {cond}", params)
+            ]
             conn.execute(
                 "INSERT INTO events (at, job_id, message_id, kind, from_status, to_status, detail) "
                 "SELECT ?, m.job_id, m.id, 'status', 'failed', 'pending', 'retry'"
@@ -611,16 +685,22 @@ class Queue:
         cutoff = now - older_than_days * 86400.0
         deleted = 0
         with self._tx() as conn:
-            candidates = [r[0] for r in conn.execute(
-                "SELECT id FROM jobs WHERE status IN ('completed', 'stopped') AND finished_at IS NOT NULL"
-                " AND finished_at < ? AND pruned_at IS NULL ORDER BY id", (cutoff,))]
+            candidates = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM jobs WHERE status IN ('completed', 'stopped') AND finished_at IS NOT NULL"
+                    " AND finished_at < ? AND pruned_at IS NULL ORDER BY id",
+                    (cutoff,),
+                )
+            ]
             for jid in candidates:
                 pending, sending = self._open_work(conn, jid)
                 if pending or sending:
                     continue
                 conn.execute(
                     "DELETE FROM events WHERE message_id IN (SELECT id FROM messages WHERE job_id = ?)",
-                    (jid,))
+                    (jid,),
+                )
                 n = conn.execute("DELETE FROM messages WHERE job_id = ?", (jid,)).rowcount
                 conn.execute("UPDATE jobs SET pruned_at = ? WHERE id = ?", (now, jid))
                 self._event(conn, now, jid, None, "pruned", None, None, f"{n} messages removed")
@@ -669,8 +749,9 @@ class Queue:
         return expired, pending
 
     @_guarded
-    def claim(self, worker_id: str, session: str, *, lease_seconds: float,
-              job_ids: Sequence[int] | None = None) -> Claim | None:
+    def claim(
+        self, worker_id: str, session: str, *, lease_seconds: float, job_ids: Sequence[int] | None = None
+    ) -> Claim | None:
         """Lease the next runnable message (FIFO within a job), or None. See the module docstring
         for expired leases, exhausted attempts and opt-outs."""
         if lease_seconds <= 0:
@@ -680,9 +761,12 @@ class Queue:
         params = {"worker": worker_id, "lease": now + lease_seconds, "now": now, "session": session}
         with self._tx() as conn:
             # Expired leases are rare: one probe of a tiny partial index before the two UPDATEs.
-            any_expired = conn.execute(
-                "SELECT 1 FROM messages WHERE status = 'sending' AND lease_until < ? LIMIT 1", (now,)
-            ).fetchone() is not None
+            any_expired = (
+                conn.execute(
+                    "SELECT 1 FROM messages WHERE status = 'sending' AND lease_until < ? LIMIT 1", (now,)
+                ).fetchone()
+                is not None
+            )
             if any_expired:
                 self._settle_stopped(conn, now)
             while True:
@@ -701,27 +785,57 @@ class Queue:
                     self._settle(conn, mid, job_id, SKIPPED, from_status, why, "opted_out", now)
                     continue
                 if from_status == SENDING and stamp is None and attempts > max_attempts:
-                    self._settle(conn, mid, job_id, FAILED, SENDING, "attempts exhausted: lease expired "
-                                 "(worker died?)", "attempts_exhausted", now)
+                    self._settle(
+                        conn,
+                        mid,
+                        job_id,
+                        FAILED,
+                        SENDING,
+                        "attempts exhausted: lease expired (worker died?)",
+                        "attempts_exhausted",
+                        now,
+                    )
                     continue
                 detail = f"worker {worker_id} attempt {attempts}"
                 if from_status == SENDING:
-                    detail += ("; lease expired; reclaimed" if stamp is None
-                               else "; lease expired after send started; needs verification")
+                    detail += (
+                        "; lease expired; reclaimed"
+                        if stamp is None
+                        else "; lease expired after send started; needs verification"
+                    )
                 self._event(conn, now, job_id, mid, "claim", from_status, SENDING, detail)
                 if job_status == JOB_QUEUED:
                     self._set_job(conn, self._job(conn, job_id), JOB_RUNNING, None, now, "first claim")
-                return Claim(message_id=mid, job_id=job_id, worker_id=worker_id, attempt=attempts,
-                             phone=phone, body=body, name=name, attachment=attachment,
-                             lease_until=now + lease_seconds, send_started_at=stamp)
+                return Claim(
+                    message_id=mid,
+                    job_id=job_id,
+                    worker_id=worker_id,
+                    attempt=attempts,
+                    phone=phone,
+                    body=body,
+                    name=name,
+                    attachment=attachment,
+                    lease_until=now + lease_seconds,
+                    send_started_at=stamp,
+                )
 
-    def _settle(self, conn: sqlite3.Connection, mid: int, job_id: int, status: str, from_status: str,
-                error: str, error_class: str, now: float) -> None:
+    def _settle(
+        self,
+        conn: sqlite3.Connection,
+        mid: int,
+        job_id: int,
+        status: str,
+        from_status: str,
+        error: str,
+        error_class: str,
+        now: float,
+    ) -> None:
         """Within a claim: end a just-claimed message without spending an attempt."""
         conn.execute(
             "UPDATE messages SET status = ?, attempts = attempts - 1, claimed_by = NULL, lease_until = NULL,"
             " last_error = ?, error_class = ?, updated_at = ? WHERE id = ?",
-            (status, error, error_class, now, mid))
+            (status, error, error_class, now, mid),
+        )
         self._event(conn, now, job_id, mid, "status", from_status, status, error)
         self._maybe_finish(conn, job_id, now)
 
@@ -729,7 +843,9 @@ class Queue:
         """Expired leases of stopped jobs will never be claimed: close them honestly."""
         rows = conn.execute(
             "SELECT m.id, m.job_id, m.send_started_at FROM messages m JOIN jobs j ON j.id = m.job_id"
-            " WHERE m.status = 'sending' AND m.lease_until < ? AND j.status = 'stopped'", (now,)).fetchall()
+            " WHERE m.status = 'sending' AND m.lease_until < ? AND j.status = 'stopped'",
+            (now,),
+        ).fetchall()
         for mid, job_id, stamp in rows:
             if stamp is None:
                 status, error = CANCELLED, "job stopped"
@@ -738,12 +854,20 @@ class Queue:
             conn.execute(
                 "UPDATE messages SET status = ?, claimed_by = NULL, lease_until = NULL, last_error = ?,"
                 " error_class = ?, updated_at = ? WHERE id = ?",
-                (status, error, None if stamp is None else "unknown_outcome", now, mid))
+                (status, error, None if stamp is None else "unknown_outcome", now, mid),
+            )
             self._event(conn, now, job_id, mid, "status", SENDING, status, error)
             self._maybe_finish(conn, job_id, now)
 
-    def _fenced(self, conn: sqlite3.Connection, claim: Claim, set_sql: str, params: Sequence[Any],
-                extra_where: str = "", extra_params: Sequence[Any] = ()) -> None:
+    def _fenced(
+        self,
+        conn: sqlite3.Connection,
+        claim: Claim,
+        set_sql: str,
+        params: Sequence[Any],
+        extra_where: str = "",
+        extra_params: Sequence[Any] = (),
+    ) -> None:
         """Apply ``SET set_sql`` only while the claim still owns the message; else LeaseLost."""
         cur = conn.execute(
             f"UPDATE messages SET {set_sql} WHERE id = ? AND status = 'sending' AND claimed_by = ?"
@@ -751,17 +875,21 @@ class Queue:
             (*params, claim.message_id, claim.worker_id, claim.attempt, *extra_params),
         )
         if cur.rowcount != 1:
-            row = conn.execute("SELECT status, claimed_by, attempts, lease_until FROM messages WHERE id = ?",
-                               (claim.message_id,)).fetchone()
+            row = conn.execute(
+                "SELECT status, claimed_by, attempts, lease_until FROM messages WHERE id = ?",
+                (claim.message_id,),
+            ).fetchone()
             if row is None:
                 raise errors.LeaseLost(f"message {claim.message_id} no longer exists")
             status, owner, attempts, lease = row
             if status == SENDING and owner == claim.worker_id and attempts == claim.attempt:
                 raise errors.LeaseLost(
-                    f"lease on message {claim.message_id} expired at {lease:.3f}; not sending it")
+                    f"lease on message {claim.message_id} expired at {lease:.3f}; not sending it"
+                )
             raise errors.LeaseLost(
                 f"message {claim.message_id} is no longer ours (now {status}, attempt {attempts}, "
-                f"owner {owner or 'none'})")
+                f"owner {owner or 'none'})"
+            )
 
     @_guarded
     def mark_send_started(self, claim: Claim) -> None:
@@ -769,13 +897,26 @@ class Queue:
         lease has expired: a zombie must not click send). Keeps the earliest stamp."""
         now = self._clock()
         with self._tx() as conn:
-            self._fenced(conn, claim,
-                         "send_started_at = COALESCE(send_started_at, ?), updated_at = ?,"
-                         " send_started_session = COALESCE(send_started_session,"
-                         " (SELECT session FROM workers WHERE id = claimed_by))",
-                         (now, now), " AND lease_until > ?", (now,))
-            self._event(conn, now, claim.job_id, claim.message_id, "send_started", SENDING, SENDING,
-                        f"worker {claim.worker_id} attempt {claim.attempt}")
+            self._fenced(
+                conn,
+                claim,
+                "send_started_at = COALESCE(send_started_at, ?), updated_at = ?,"
+                " send_started_session = COALESCE(send_started_session,"
+                " (SELECT session FROM workers WHERE id = claimed_by))",
+                (now, now),
+                " AND lease_until > ?",
+                (now,),
+            )
+            self._event(
+                conn,
+                now,
+                claim.job_id,
+                claim.message_id,
+                "send_started",
+                SENDING,
+                SENDING,
+                f"worker {claim.worker_id} attempt {claim.attempt}",
+            )
 
     @_guarded
     def extend_lease(self, claim: Claim, seconds: float) -> Claim:
@@ -784,8 +925,16 @@ class Queue:
         until = now + seconds
         with self._tx() as conn:
             self._fenced(conn, claim, "lease_until = ?, updated_at = ?", (until, now))
-            self._event(conn, now, claim.job_id, claim.message_id, "lease", SENDING, SENDING,
-                        f"extended to {until:.3f}")
+            self._event(
+                conn,
+                now,
+                claim.job_id,
+                claim.message_id,
+                "lease",
+                SENDING,
+                SENDING,
+                f"extended to {until:.3f}",
+            )
         return dataclasses.replace(claim, lease_until=until)
 
     @_guarded
@@ -797,13 +946,23 @@ class Queue:
         read = sent_at if tick == TICK_READ else None
         with self._tx() as conn:
             self._fenced(
-                conn, claim,
+                conn,
+                claim,
                 "status = 'sent', sent_at = ?, receipt = ?, delivered_at = ?, read_at = ?,"
                 " sent_by_session = ?, claimed_by = NULL, lease_until = NULL, last_error = NULL,"
                 " error_class = NULL, updated_at = ?",
-                (sent_at, tick, delivered, read, session, now))
-            self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, SENT,
-                        f"tick {tick} via session {session}")
+                (sent_at, tick, delivered, read, session, now),
+            )
+            self._event(
+                conn,
+                now,
+                claim.job_id,
+                claim.message_id,
+                "status",
+                SENDING,
+                SENT,
+                f"tick {tick} via session {session}",
+            )
             self._maybe_finish(conn, claim.job_id, now)
 
     @_guarded
@@ -812,29 +971,51 @@ class Queue:
         next claim verifies). With attempts used up, the message fails ("attempts exhausted: …")."""
         now = self._clock()
         with self._tx() as conn:
-            row = conn.execute("SELECT max_attempts FROM messages WHERE id = ?",
-                               (claim.message_id,)).fetchone()
+            row = conn.execute(
+                "SELECT max_attempts FROM messages WHERE id = ?", (claim.message_id,)
+            ).fetchone()
             if row is not None and claim.attempt >= row[0]:
                 msg = f"attempts exhausted: {error}"
-                self._fenced(conn, claim, "status = 'failed', last_error = ?, error_class = ?,"
-                             " claimed_by = NULL, lease_until = NULL, updated_at = ?",
-                             (msg, error_class, now))
+                self._fenced(
+                    conn,
+                    claim,
+                    "status = 'failed', last_error = ?, error_class = ?,"
+                    " claimed_by = NULL, lease_until = NULL, updated_at = ?",
+                    (msg, error_class, now),
+                )
                 self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, FAILED, msg)
                 self._maybe_finish(conn, claim.job_id, now)
                 return
-            self._fenced(conn, claim, "status = 'pending', next_attempt_at = ?, last_error = ?,"
-                         " error_class = ?, claimed_by = NULL, lease_until = NULL, updated_at = ?",
-                         (now + max(0.0, delay), error, error_class, now))
-            self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, PENDING,
-                        f"retry in {max(0.0, delay):g}s: {error}")
+            self._fenced(
+                conn,
+                claim,
+                "status = 'pending', next_attempt_at = ?, last_error = ?,"
+                " error_class = ?, claimed_by = NULL, lease_until = NULL, updated_at = ?",
+                (now + max(0.0, delay), error, error_class, now),
+            )
+            self._event(
+                conn,
+                now,
+                claim.job_id,
+                claim.message_id,
+                "status",
+                SENDING,
+                PENDING,
+                f"retry in {max(0.0, delay):g}s: {error}",
+            )
 
     @_guarded
     def mark_failed(self, claim: Claim, *, error: str, error_class: str) -> None:
         """A permanent failure (fenced)."""
         now = self._clock()
         with self._tx() as conn:
-            self._fenced(conn, claim, "status = 'failed', last_error = ?, error_class = ?,"
-                         " claimed_by = NULL, lease_until = NULL, updated_at = ?", (error, error_class, now))
+            self._fenced(
+                conn,
+                claim,
+                "status = 'failed', last_error = ?, error_class = ?,"
+                " claimed_by = NULL, lease_until = NULL, updated_at = ?",
+                (error, error_class, now),
+            )
             self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, FAILED, error)
             self._maybe_finish(conn, claim.job_id, now)
 
@@ -847,10 +1028,23 @@ class Queue:
         due = "next_attempt_at = ?, " if delay > 0 else ""
         params: tuple[Any, ...] = (now + delay, now) if delay > 0 else (now,)
         with self._tx() as conn:
-            self._fenced(conn, claim, f"status = 'pending', attempts = attempts - 1, claimed_by = NULL,"
-                         f" lease_until = NULL, {due}updated_at = ?", params)
-            self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, PENDING,
-                        f"released: {reason}" + (f" (due in {delay:g}s)" if delay > 0 else ""))
+            self._fenced(
+                conn,
+                claim,
+                f"status = 'pending', attempts = attempts - 1, claimed_by = NULL,"
+                f" lease_until = NULL, {due}updated_at = ?",
+                params,
+            )
+            self._event(
+                conn,
+                now,
+                claim.job_id,
+                claim.message_id,
+                "status",
+                SENDING,
+                PENDING,
+                f"released: {reason}" + (f" (due in {delay:g}s)" if delay > 0 else ""),
+            )
 
     def defer(self, claim: Claim, *, until: float, reason: str) -> None:
         """Give the message back untried, not to be claimed before ``until`` (e.g. the end of the
@@ -876,18 +1070,28 @@ class Queue:
                 " delivered_at = CASE WHEN ? >= 2 THEN COALESCE(delivered_at, ?) ELSE delivered_at END,"
                 " read_at = CASE WHEN ? >= 3 THEN COALESCE(read_at, ?) ELSE read_at END,"
                 " updated_at = ? WHERE id = ?",
-                (tick, rank, at, rank, at, now, message_id))
+                (tick, rank, at, rank, at, now, message_id),
+            )
             self._event(conn, now, job_id, message_id, "receipt", old, tick, None)
 
     # --- receipts (wabulk track) ------------------------------------------------------------------
     @_guarded
-    def receipts_to_track(self, session: str, *, sent_before: float, checked_before: float,
-                          limit: int, job_id: int | None = None) -> list[Message]:
+    def receipts_to_track(
+        self,
+        session: str,
+        *,
+        sent_before: float,
+        checked_before: float,
+        limit: int,
+        job_id: int | None = None,
+    ) -> list[Message]:
         """Sent messages of ``session`` not yet read, sent before ``sent_before`` and not looked at since
         ``checked_before``, oldest first, at most ``limit`` (``idx_messages_track``)."""
-        sql = (f"SELECT {_MESSAGE_COLS} FROM messages INDEXED BY idx_messages_track"
-               " WHERE status = 'sent' AND read_at IS NULL AND sent_by_session = ? AND sent_at < ?"
-               " AND (receipt_checked_at IS NULL OR receipt_checked_at < ?)")
+        sql = (
+            f"SELECT {_MESSAGE_COLS} FROM messages INDEXED BY idx_messages_track"
+            " WHERE status = 'sent' AND read_at IS NULL AND sent_by_session = ? AND sent_at < ?"
+            " AND (receipt_checked_at IS NULL OR receipt_checked_at < ?)"
+        )
         params: list[Any] = [session, sent_before, checked_before]
         if job_id is not None:
             sql += " AND job_id = ?"
@@ -907,14 +1111,19 @@ class Queue:
         ``undelivered_before`` and still without a delivered tick: a range of
         ``idx_messages_undelivered``) for one job."""
         conn = self.conn
-        row = conn.execute("SELECT delivered, read FROM receipt_counts WHERE job_id = ?",
-                           (job_id,)).fetchone()
+        row = conn.execute(
+            "SELECT delivered, read FROM receipt_counts WHERE job_id = ?", (job_id,)
+        ).fetchone()
         undelivered = conn.execute(
             "SELECT count(*) FROM messages INDEXED BY idx_messages_undelivered"
             " WHERE job_id = ? AND status = 'sent' AND delivered_at IS NULL AND sent_at < ?",
-            (job_id, undelivered_before)).fetchone()[0]
-        return {"delivered": int(row[0]) if row else 0, "read": int(row[1]) if row else 0,
-                "undelivered": int(undelivered)}
+            (job_id, undelivered_before),
+        ).fetchone()[0]
+        return {
+            "delivered": int(row[0]) if row else 0,
+            "read": int(row[1]) if row else 0,
+            "undelivered": int(undelivered),
+        }
 
     def iter_undelivered(self, job_id: int, *, before: float, page_size: int = 1000) -> Iterator[Message]:
         """A job's messages sent before ``before`` and still without a delivered tick, oldest first,
@@ -930,7 +1139,8 @@ class Queue:
                     f"SELECT {_MESSAGE_COLS} FROM messages INDEXED BY idx_messages_undelivered"
                     " WHERE job_id = ? AND status = 'sent' AND delivered_at IS NULL AND sent_at < ?"
                     " AND (sent_at, id) > (?, ?) ORDER BY sent_at, id LIMIT ?",
-                    (job_id, before, after[0], after[1], page_size)).fetchall()
+                    (job_id, before, after[0], after[1], page_size),
+                ).fetchall()
             except sqlite3.Error as exc:
                 raise errors.DatabaseError(_describe(self.path, exc)) from exc
             if not rows:
@@ -952,23 +1162,26 @@ class Queue:
     def first_sent_at(self, session: str) -> float | None:
         """When ``session`` first sent a message still in the database (warm-up ramps); None if never.
         One index probe (pruned jobs' messages no longer count)."""
-        row = self.conn.execute("SELECT min(sent_at) FROM messages WHERE sent_by_session = ?",
-                                (session,)).fetchone()
+        row = self.conn.execute(
+            "SELECT min(sent_at) FROM messages WHERE sent_by_session = ?", (session,)
+        ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     @_guarded
     def sessions_that_sent(self) -> list[str]:
         """Every session that has sent a message still in the database (``status``'s per-session rows)."""
-        rows = self.conn.execute("SELECT DISTINCT sent_by_session FROM messages"
-                                 " WHERE sent_by_session IS NOT NULL ORDER BY 1").fetchall()
+        rows = self.conn.execute(
+            "SELECT DISTINCT sent_by_session FROM messages WHERE sent_by_session IS NOT NULL ORDER BY 1"
+        ).fetchall()
         return [str(r[0]) for r in rows]
 
     @_guarded
     def last_sent_at(self, session: str) -> float | None:
         """When ``session`` last sent a message (the fleet's "next send" estimate); None if never.
         Read-only, one index probe."""
-        row = self.conn.execute("SELECT max(sent_at) FROM messages WHERE sent_by_session = ?",
-                                (session,)).fetchone()
+        row = self.conn.execute(
+            "SELECT max(sent_at) FROM messages WHERE sent_by_session = ?", (session,)
+        ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     # --- workers ----------------------------------------------------------------------------------
@@ -978,8 +1191,9 @@ class Queue:
         (heartbeat within ``stale_after`` seconds) already has the session; stale ones are replaced."""
         now = self._clock()
         with self._tx() as conn:
-            rows = conn.execute("SELECT id, pid, host, heartbeat_at FROM workers WHERE session = ?",
-                                (session,)).fetchall()
+            rows = conn.execute(
+                "SELECT id, pid, host, heartbeat_at FROM workers WHERE session = ?", (session,)
+            ).fetchall()
             for _wid, wpid, whost, beat in rows:
                 # A worker on this host whose process is gone (kill -9, power cut of the process) is
                 # stale at once: its restart must not wait for the heartbeat to age.
@@ -994,10 +1208,19 @@ class Queue:
             conn.execute(
                 "INSERT INTO workers (id, session, pid, host, started_at, heartbeat_at, state)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'starting')",
-                (worker_id, session, pid, host, now, now))
-            self._event(conn, now, None, None, "worker", None, "registered",
-                        f"worker {worker_id} session {session} pid {pid} host {host}"
-                        + (f" (replaced {len(rows)} stale)" if rows else ""))
+                (worker_id, session, pid, host, now, now),
+            )
+            self._event(
+                conn,
+                now,
+                None,
+                None,
+                "worker",
+                None,
+                "registered",
+                f"worker {worker_id} session {session} pid {pid} host {host}"
+                + (f" (replaced {len(rows)} stale)" if rows else ""),
+            )
         return worker_id
 
     @_guarded
@@ -1007,10 +1230,12 @@ class Queue:
         now = self._clock()
         n = self.conn.execute(
             "UPDATE workers SET heartbeat_at = ?, state = COALESCE(?, state) WHERE id = ?",
-            (now, state, worker_id)).rowcount
+            (now, state, worker_id),
+        ).rowcount
         if n != 1:
-            raise errors.SessionBusy(f"worker {worker_id} is no longer registered (another process "
-                                     "took over its session)")
+            raise errors.SessionBusy(
+                f"worker {worker_id} is no longer registered (another process took over its session)"
+            )
 
     @_guarded
     def unregister_worker(self, worker_id: str) -> None:
@@ -1018,19 +1243,29 @@ class Queue:
         now = self._clock()
         with self._tx() as conn:
             if conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,)).rowcount:
-                self._event(conn, now, None, None, "worker", "registered", "unregistered",
-                            f"worker {worker_id}")
+                self._event(
+                    conn, now, None, None, "worker", "registered", "unregistered", f"worker {worker_id}"
+                )
 
     @_guarded
     def workers(self, *, stale_after: float = 30.0) -> list[WorkerInfo]:
         """Every registered worker, with ``alive`` = heartbeat within ``stale_after`` seconds."""
         now = self._clock()
         return [
-            WorkerInfo(id=r[0], session=r[1], pid=r[2], host=r[3], started_at=r[4], heartbeat_at=r[5],
-                       alive=r[5] >= now - stale_after, state=r[6])
+            WorkerInfo(
+                id=r[0],
+                session=r[1],
+                pid=r[2],
+                host=r[3],
+                started_at=r[4],
+                heartbeat_at=r[5],
+                alive=r[5] >= now - stale_after,
+                state=r[6],
+            )
             for r in self.conn.execute(
                 "SELECT id, session, pid, host, started_at, heartbeat_at, state FROM workers"
-                " ORDER BY session, started_at")
+                " ORDER BY session, started_at"
+            )
         ]
 
     # --- opt-outs -----------------------------------------------------------------------------------
@@ -1042,7 +1277,8 @@ class Queue:
         with self._tx() as conn:
             return conn.executemany(
                 "INSERT OR IGNORE INTO optouts (phone, added_at, reason) VALUES (?, ?, ?)",
-                ((p, now, reason) for p in phones)).rowcount
+                ((p, now, reason) for p in phones),
+            ).rowcount
 
     @_guarded
     def remove_optouts(self, phones: Iterable[str]) -> int:
@@ -1053,8 +1289,10 @@ class Queue:
     @_guarded
     def list_optouts(self) -> list[tuple[str, float, str | None]]:
         """Every opt-out as (phone, added_at, reason), by phone."""
-        return [(r[0], r[1], r[2]) for r in
-                self.conn.execute("SELECT phone, added_at, reason FROM optouts ORDER BY phone")]
+        return [
+            (r[0], r[1], r[2])
+            for r in self.conn.execute("SELECT phone, added_at, reason FROM optouts ORDER BY phone")
+        ]
 
     @_guarded
     def is_opted_out(self, phone: str) -> bool:
@@ -1065,8 +1303,9 @@ class Queue:
     @_guarded
     def get_message(self, message_id: int) -> Message:
         """One message; raises MessageNotFound."""
-        row = self.conn.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE id = ?",
-                                (message_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {_MESSAGE_COLS} FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
         if row is None:
             raise errors.MessageNotFound(f"no message with id {message_id}")
         return self._message_from_row(row)
@@ -1076,8 +1315,9 @@ class Queue:
         pages, so it is safe to write while iterating). JobNotFound for a bad id."""
         try:
             self._job(self.conn, job_id)
-            lo, hi = self.conn.execute("SELECT min(id), max(id) FROM messages WHERE job_id = ?",
-                                       (job_id,)).fetchone()
+            lo, hi = self.conn.execute(
+                "SELECT min(id), max(id) FROM messages WHERE job_id = ?", (job_id,)
+            ).fetchone()
         except sqlite3.Error as exc:
             raise errors.DatabaseError(_describe(self.path, exc)) from exc
         if lo is None:
@@ -1089,7 +1329,9 @@ class Queue:
                 # block (enqueued in one transaction), so each page reads just its own rows.
                 rows = self.conn.execute(
                     f"SELECT {_MESSAGE_COLS} FROM messages WHERE +job_id = ? AND id > ? AND id <= ?"
-                    " ORDER BY id LIMIT ?", (job_id, after, hi, page_size)).fetchall()
+                    " ORDER BY id LIMIT ?",
+                    (job_id, after, hi, page_size),
+                ).fetchall()
             except sqlite3.Error as exc:
                 raise errors.DatabaseError(_describe(self.path, exc)) from exc
             if not rows:
@@ -1099,8 +1341,9 @@ class Queue:
             after = rows[-1][0]
 
     @_guarded
-    def events(self, *, job_id: int | None = None, message_id: int | None = None,
-               limit: int | None = None) -> list[Event]:
+    def events(
+        self, *, job_id: int | None = None, message_id: int | None = None, limit: int | None = None
+    ) -> list[Event]:
         """History, oldest first (the newest last); ``limit`` keeps the newest N."""
         where, params = [], []
         if job_id is not None:

@@ -50,8 +50,9 @@ def parse_age(text: str, *, option: str = "age") -> float:
         value = float(s)
     except ValueError:
         if not _AGE.match(s):
-            raise errors.BadInput(f"{option} {text!r} is not a duration (e.g. 90s, 10m, 24h, 7d, 1h30m)") \
-                from None
+            raise errors.BadInput(
+                f"{option} {text!r} is not a duration (e.g. 90s, 10m, 24h, 7d, 1h30m)"
+            ) from None
         value = sum(float(n) * _UNITS[u] for n, u in _AGE_PART.findall(s))
     if value < 0:
         raise errors.BadInput(f"{option} must not be negative ({text!r})")
@@ -93,8 +94,11 @@ class TrackResult:
     @property
     def delivered(self) -> int:
         """Messages that reached delivered (and not read) in this pass."""
-        return sum(1 for c in self.checked if c.seen == TICK_DELIVERED and c.before not in (TICK_DELIVERED,
-                                                                                             TICK_READ))
+        return sum(
+            1
+            for c in self.checked
+            if c.seen == TICK_DELIVERED and c.before not in (TICK_DELIVERED, TICK_READ)
+        )
 
     @property
     def read(self) -> int:
@@ -116,9 +120,15 @@ class TrackResult:
         return sum(1 for c in self.checked if c.error is not None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"checked": len(self.checked), "delivered": self.delivered, "read": self.read,
-                "unchanged": self.unchanged, "not_found": self.not_found, "errors": self.failed,
-                "messages": [c.__dict__ for c in self.checked]}
+        return {
+            "checked": len(self.checked),
+            "delivered": self.delivered,
+            "read": self.read,
+            "unchanged": self.unchanged,
+            "not_found": self.not_found,
+            "errors": self.failed,
+            "messages": [c.__dict__ for c in self.checked],
+        }
 
 
 def _since(m: Message) -> float:
@@ -129,10 +139,18 @@ def _since(m: Message) -> float:
     return (m.sent_at or 0.0) - SENT_AT_SLACK
 
 
-def track(queue: Queue, transport: Transport, *, session: str, job_id: int | None = None,
-          older_than: float = DEFAULT_OLDER_THAN, limit: int = DEFAULT_LIMIT,
-          clock: Callable[[], float] = time.time, should_stop: Callable[[], bool] | None = None,
-          on_checked: Callable[[Checked], None] | None = None) -> TrackResult:
+def track(
+    queue: Queue,
+    transport: Transport,
+    *,
+    session: str,
+    job_id: int | None = None,
+    older_than: float = DEFAULT_OLDER_THAN,
+    limit: int = DEFAULT_LIMIT,
+    clock: Callable[[], float] = time.time,
+    should_stop: Callable[[], bool] | None = None,
+    on_checked: Callable[[Checked], None] | None = None,
+) -> TrackResult:
     """Look at the chats of up to ``limit`` messages ``session`` sent more than ``older_than`` seconds ago
     and not yet read (nor looked at in the last ``older_than`` seconds), oldest first, and record the
     delivered/read ticks seen. Never sends. Session and browser errors (NotLoggedIn, Blocked,
@@ -140,8 +158,9 @@ def track(queue: Queue, transport: Transport, *, session: str, job_id: int | Non
     Any other error of one chat is noted on that message and the pass goes on."""
     result = TrackResult()
     now = clock()
-    todo = queue.receipts_to_track(session, sent_before=now - older_than, checked_before=now - older_than,
-                                   limit=limit, job_id=job_id)
+    todo = queue.receipts_to_track(
+        session, sent_before=now - older_than, checked_before=now - older_than, limit=limit, job_id=job_id
+    )
     for m in todo:
         if should_stop is not None and should_stop():
             break
@@ -165,27 +184,32 @@ def track(queue: Queue, transport: Transport, *, session: str, job_id: int | Non
     return result
 
 
-def undelivered_counts(queue: Queue, summaries: Sequence[JobSummary], *, now: float,
-                       after: float = DEFAULT_UNDELIVERED_AFTER) -> dict[int, dict[str, int]]:
+def undelivered_counts(
+    queue: Queue, summaries: Sequence[JobSummary], *, now: float, after: float = DEFAULT_UNDELIVERED_AFTER
+) -> dict[int, dict[str, int]]:
     """``{job id: {"delivered", "read", "undelivered"}}`` for these jobs; undelivered = sent more than
     ``after`` seconds before ``now`` and still on one tick."""
     return {s.job.id: queue.receipt_counts(s.job.id, undelivered_before=now - after) for s in summaries}
 
 
-def attention_lines(summaries: Sequence[JobSummary], receipts: dict[int, dict[str, int]],
-                    after: float) -> list[str]:
+def attention_lines(
+    summaries: Sequence[JobSummary], receipts: dict[int, dict[str, int]], after: float
+) -> list[str]:
     """``status --check`` lines: one per job with undelivered messages."""
     lines = []
     for s in summaries:
         n = receipts.get(s.job.id, {}).get("undelivered", 0)
         if n:
-            lines.append(f"job {s.job.id} ({s.job.name}): {n} message{'s' if n != 1 else ''} undelivered "
-                         f"after {format_age(after)}")
+            lines.append(
+                f"job {s.job.id} ({s.job.name}): {n} message{'s' if n != 1 else ''} undelivered "
+                f"after {format_age(after)}"
+            )
     return lines
 
 
-def export_undelivered(queue: Queue, job_id: int, out: TextIO, *, now: float,
-                       after: float = DEFAULT_UNDELIVERED_AFTER) -> int:
+def export_undelivered(
+    queue: Queue, job_id: int, out: TextIO, *, now: float, after: float = DEFAULT_UNDELIVERED_AFTER
+) -> int:
     """Write the job's undelivered messages (same columns as ``export``), oldest first, to ``out``;
     returns the number of rows. JobNotFound for a wrong id."""
     from .export import write_messages
@@ -194,10 +218,16 @@ def export_undelivered(queue: Queue, job_id: int, out: TextIO, *, now: float,
     return write_messages(queue.iter_undelivered(job_id, before=now - after), out)
 
 
-def run_track(settings: Settings, *, session: str, job_id: int | None = None,
-              older_than: float = DEFAULT_OLDER_THAN, limit: int = DEFAULT_LIMIT,
-              transport: Transport | None = None,
-              on_checked: Callable[[Checked], None] | None = None) -> TrackResult:
+def run_track(
+    settings: Settings,
+    *,
+    session: str,
+    job_id: int | None = None,
+    older_than: float = DEFAULT_OLDER_THAN,
+    limit: int = DEFAULT_LIMIT,
+    transport: Transport | None = None,
+    on_checked: Callable[[Checked], None] | None = None,
+) -> TrackResult:
     """Everything ``wabulk track`` does: refuse when a live worker uses the session (SessionBusy: use
     ``run --track-receipts`` there), open the session's browser (the profile lock refuses a second
     browser too), track, close. NotLoggedIn when the session needs a scan."""
@@ -211,9 +241,15 @@ def run_track(settings: Settings, *, session: str, job_id: int | None = None,
             w = busy[0]
             raise errors.SessionBusy(
                 f"session {session!r} is used by a running worker (pid {w.pid} on {w.host}); stop it first, "
-                "or let it track receipts in its idle time with `wabulk run --track-receipts`")
-        if not queue.receipts_to_track(session, sent_before=time.time() - older_than,
-                                       checked_before=time.time() - older_than, limit=1, job_id=job_id):
+                "or let it track receipts in its idle time with `wabulk run --track-receipts`"
+            )
+        if not queue.receipts_to_track(
+            session,
+            sent_before=time.time() - older_than,
+            checked_before=time.time() - older_than,
+            limit=1,
+            job_id=job_id,
+        ):
             return TrackResult()  # nothing to look at: no browser needed
         own = transport is None
         if transport is None:
@@ -223,15 +259,31 @@ def run_track(settings: Settings, *, session: str, job_id: int | None = None,
         try:
             transport.start()
             transport.ensure_ready()
-            return track(queue, transport, session=session, job_id=job_id, older_than=older_than,
-                         limit=limit, on_checked=on_checked)
+            return track(
+                queue,
+                transport,
+                session=session,
+                job_id=job_id,
+                older_than=older_than,
+                limit=limit,
+                on_checked=on_checked,
+            )
         finally:
             if own:
                 transport.close()
 
 
 __all__ = [
-    "DEFAULT_LIMIT", "DEFAULT_OLDER_THAN", "DEFAULT_UNDELIVERED_AFTER", "Checked", "TrackResult",
-    "attention_lines", "export_undelivered", "format_age", "parse_age", "run_track", "track",
+    "DEFAULT_LIMIT",
+    "DEFAULT_OLDER_THAN",
+    "DEFAULT_UNDELIVERED_AFTER",
+    "Checked",
+    "TrackResult",
+    "attention_lines",
+    "export_undelivered",
+    "format_age",
+    "parse_age",
+    "run_track",
+    "track",
     "undelivered_counts",
 ]

@@ -473,8 +473,11 @@ class WhatsAppSender:
                 raise errors.BrowserCrashed(f"the browser died while {doing}: {exc}") from exc
             raise
         floor_ms = minute_floor(since) * 1000.0
-        return [b for b in bubbles
-                if bubble_matches(b, body) and (b.get("ts") is None or float(b["ts"]) >= floor_ms)]
+        return [
+            b
+            for b in bubbles
+            if bubble_matches(b, body) and (b.get("ts") is None or float(b["ts"]) >= floor_ms)
+        ]
 
     # --- steps ---------------------------------------------------------------------------------------------
     @property
@@ -677,8 +680,11 @@ class WhatsAppSender:
             if now >= deadline:
                 path = self.browser.capture("inpage-chat-not-open")
                 raise errors.TransientSendError(
-                    ("the number lookup ('Starting chat') did not finish in time" if lookup
-                     else "the chat for the number did not open in-page")
+                    (
+                        "the number lookup ('Starting chat') did not finish in time"
+                        if lookup
+                        else "the chat for the number did not open in-page"
+                    )
                     + f"; saved {path}",
                     error_class="lookup_timeout" if lookup else "chat_not_open",
                 )

@@ -102,7 +102,7 @@ class _Parser:
             self.choices += 1
             return _Choice(self.choices - 1, tuple(alternatives))
         only = alternatives[0]
-        source = self.text[start + 1:self.pos - 1]
+        source = self.text[start + 1 : self.pos - 1]
         if len(only) == 1 and isinstance(only[0], str) and _PLACEHOLDER.fullmatch(only[0].strip()):
             return _Var(column_key(only[0]), source)
         self.pos = start
@@ -110,7 +110,8 @@ class _Parser:
             raise self.error("empty placeholder '{}'")
         raise self.error(
             f"invalid placeholder {{{source}}}: placeholders are plain column names like {{name}}; "
-            "attribute, index, conversion and format-spec syntax is not allowed")
+            "attribute, index, conversion and format-spec syntax is not allowed"
+        )
 
 
 class Template:
@@ -153,8 +154,9 @@ class Template:
         self._render(self._nodes, variables, seed, out)
         return "".join(out)
 
-    def _render(self, nodes: tuple[_Node, ...], variables: Mapping[str, str], seed: str,
-                out: list[str]) -> None:
+    def _render(
+        self, nodes: tuple[_Node, ...], variables: Mapping[str, str], seed: str, out: list[str]
+    ) -> None:
         for node in nodes:
             if isinstance(node, str):
                 out.append(node)
@@ -164,8 +166,9 @@ class Template:
                 except KeyError:
                     raise TemplateError(f"no value for {{{node.source}}}") from None
             else:
-                self._render(node.alternatives[_pick(seed, node.index, len(node.alternatives))],
-                             variables, seed, out)
+                self._render(
+                    node.alternatives[_pick(seed, node.index, len(node.alternatives))], variables, seed, out
+                )
 
     def __repr__(self) -> str:
         return f"Template({self.text!r})"

@@ -130,17 +130,28 @@ class WorkerConfig:
         return self.pace.daily_cap if self.daily_cap is None else self.daily_cap
 
 
-def build_config(*, session: str, job_ids: Sequence[int] | None = None, until_done: bool = False,
-                 pace: str = "balanced", min_delay: float | None = None, max_delay: float | None = None,
-                 long_pause_every: int | None = None, daily_cap: int | None = None,
-                 quiet_hours: str | None = None, log_numbers: bool = False,
-                 lease_seconds: float | None = None, track_receipts: bool = False,
-                 track_older_than: float | None = None) -> WorkerConfig:
+def build_config(
+    *,
+    session: str,
+    job_ids: Sequence[int] | None = None,
+    until_done: bool = False,
+    pace: str = "balanced",
+    min_delay: float | None = None,
+    max_delay: float | None = None,
+    long_pause_every: int | None = None,
+    daily_cap: int | None = None,
+    quiet_hours: str | None = None,
+    log_numbers: bool = False,
+    lease_seconds: float | None = None,
+    track_receipts: bool = False,
+    track_older_than: float | None = None,
+) -> WorkerConfig:
     """A validated :class:`WorkerConfig` from the CLI's options. Raises BadInput (exit 2).
     ``lease_seconds`` (hidden ``--lease-seconds`` / ``WABULK_LEASE_SECONDS``, for tests) shortens how
     long a dead worker's claim blocks its message; None keeps the default."""
-    profile = make_profile(pace, min_delay=min_delay, max_delay=max_delay,
-                           long_pause_every=long_pause_every, daily_cap=daily_cap)
+    profile = make_profile(
+        pace, min_delay=min_delay, max_delay=max_delay, long_pause_every=long_pause_every, daily_cap=daily_cap
+    )
     QuietHours.parse(quiet_hours)  # validate now: a typo must not surface hours later
     config = WorkerConfig(
         session=session,
@@ -202,13 +213,20 @@ def _ignore(_: WorkerEvent) -> None:
 class Worker:
     """Sends queued messages through one transport. Not thread-safe; one per process and session."""
 
-    def __init__(self, queue: Queue, transport: Transport, config: WorkerConfig, *,
-                 clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] | None = None,
-                 on_event: Callable[[WorkerEvent], None] = _ignore,
-                 rng: random.Random | None = None,
-                 sender_zone: _dt.tzinfo | None = None,
-                 pid: int | None = None, host: str | None = None) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        transport: Transport,
+        config: WorkerConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] | None = None,
+        on_event: Callable[[WorkerEvent], None] = _ignore,
+        rng: random.Random | None = None,
+        sender_zone: _dt.tzinfo | None = None,
+        pid: int | None = None,
+        host: str | None = None,
+    ) -> None:
         self.queue = queue
         self.transport = transport
         self.config = config
@@ -268,23 +286,33 @@ class Worker:
             return ""
         return phone if self.config.log_numbers else mask_phone(phone)
 
-    def _emit(self, kind: str, text: str, *, claim: Claim | None = None, level: int = logging.INFO,
-              **extra: Any) -> None:
+    def _emit(
+        self, kind: str, text: str, *, claim: Claim | None = None, level: int = logging.INFO, **extra: Any
+    ) -> None:
         now = self.clock()
         ev = WorkerEvent(
-            kind=kind, at=now, text=text,
+            kind=kind,
+            at=now,
+            text=text,
             job_id=claim.job_id if claim else extra.pop("job_id", None),
             message_id=claim.message_id if claim else extra.pop("message_id", None),
             phone=self._mask(claim.phone) if claim else extra.pop("phone", None),
-            state=self.state, next_send_at=self.next_send_at,
-            payload=extra.pop("payload", None), summaries=extra.pop("summaries", None),
+            state=self.state,
+            next_send_at=self.next_send_at,
+            payload=extra.pop("payload", None),
+            summaries=extra.pop("summaries", None),
             stats=extra.pop("stats", None),
         )
         if kind not in ("progress",):
             data: dict[str, Any] = {"event": kind, "session": self.config.session, "worker": self.worker_id}
             if claim is not None:
-                data.update(job=claim.job_id, message=claim.message_id, phone=claim.phone,
-                            attempt=claim.attempt, body=claim.body)
+                data.update(
+                    job=claim.job_id,
+                    message=claim.message_id,
+                    phone=claim.phone,
+                    attempt=claim.attempt,
+                    body=claim.body,
+                )
             elif ev.job_id is not None:
                 data["job"] = ev.job_id
             data.update({k: v for k, v in extra.items() if v is not None})
@@ -296,10 +324,17 @@ class Worker:
 
     def _stats(self) -> dict[str, Any]:
         avg = sum(self._send_seconds[-20:]) / len(self._send_seconds[-20:]) if self._send_seconds else 3.0
-        return {"sent_this_run": self.sent_this_run, "failed_this_run": self.failed_this_run,
-                "send_seconds": avg, "profile": self.config.pace, "cap": self.config.cap,
-                "session": self.config.session, "quiet_hours": self.config.quiet_hours,
-                "sender_zone": self.sender_zone, **self._cap_stats}
+        return {
+            "sent_this_run": self.sent_this_run,
+            "failed_this_run": self.failed_this_run,
+            "send_seconds": avg,
+            "profile": self.config.pace,
+            "cap": self.config.cap,
+            "session": self.config.session,
+            "quiet_hours": self.config.quiet_hours,
+            "sender_zone": self.sender_zone,
+            **self._cap_stats,
+        }
 
     def _progress(self) -> None:
         try:
@@ -358,8 +393,11 @@ class Worker:
         or cancelled on purpose), 3 when some failed or are left unsent in a paused job."""
         summaries = self._my_summaries()
         failed = sum(s.counts.get(FAILED, 0) for s in summaries)
-        stranded = sum(s.counts.get(PENDING, 0) + s.counts.get(SENDING, 0)
-                       for s in summaries if s.job.status == JOB_PAUSED)
+        stranded = sum(
+            s.counts.get(PENDING, 0) + s.counts.get(SENDING, 0)
+            for s in summaries
+            if s.job.status == JOB_PAUSED
+        )
         return exitcodes.SOME_FAILED if failed or stranded else exitcodes.OK
 
     def _set_jobs(self, from_statuses: Sequence[str], to: str, reason: str | None) -> list[Job]:
@@ -432,15 +470,19 @@ class Worker:
         start = local_midnight(now, self.sender_zone)
         sent_today = self.queue.sent_count(self.config.session, start)
         limit = daily_limit(cap, self._first_send(now), now, tz=self.sender_zone)
-        self._cap_stats = {"sent_today": sent_today, "cap_today": limit,
-                           "day_ends_at": next_local_midnight(now, self.sender_zone)}
+        self._cap_stats = {
+            "sent_today": sent_today,
+            "cap_today": limit,
+            "day_ends_at": next_local_midnight(now, self.sender_zone),
+        }
         return sent_today, limit
 
     # --- the loop --------------------------------------------------------------------------------------
     def register(self) -> str:
         """Register in ``workers`` (SessionBusy when another live worker has this session)."""
-        self.worker_id = self.queue.register_worker(self.config.session, pid=self.pid, host=self.host,
-                                                    stale_after=STALE_AFTER)
+        self.worker_id = self.queue.register_worker(
+            self.config.session, pid=self.pid, host=self.host, stale_after=STALE_AFTER
+        )
         self._last_heartbeat = self.clock()
         return self.worker_id
 
@@ -457,8 +499,11 @@ class Worker:
         if sent_today >= limit:
             reopen = next_local_midnight(now, self.sender_zone)
             self._set_state("daily_cap")
-            self._emit("cap", f"daily cap reached ({sent_today}/{limit}); next send after midnight",
-                       stats=self._stats())
+            self._emit(
+                "cap",
+                f"daily cap reached ({sent_today}/{limit}); next send after midnight",
+                stats=self._stats(),
+            )
             return StepResult("cap", wait=reopen - now)
 
         # The session first: a logged-out or blocked account must not burn claims and attempts.
@@ -478,9 +523,12 @@ class Worker:
         except (TakeoverFailed, BrowserError) as e:
             return self._handle_session_trouble(None, e)
 
-        claim = self.queue.claim(self.worker_id or "", self.config.session,
-                                 lease_seconds=self.config.lease_seconds,
-                                 job_ids=self.config.job_ids)
+        claim = self.queue.claim(
+            self.worker_id or "",
+            self.config.session,
+            lease_seconds=self.config.lease_seconds,
+            job_ids=self.config.job_ids,
+        )
         if claim is None:
             self._set_state("idle")
             return StepResult("idle")
@@ -494,8 +542,11 @@ class Worker:
 
     def _handle(self, claim: Claim, now: float) -> StepResult:
         self._set_state("sending")
-        self._emit("claimed", f"sending to {self._mask(claim.phone)} (job {claim.job_id}, attempt "
-                   f"{claim.attempt})", claim=claim)
+        self._emit(
+            "claimed",
+            f"sending to {self._mask(claim.phone)} (job {claim.job_id}, attempt {claim.attempt})",
+            claim=claim,
+        )
         try:
             if claim.needs_verification:
                 found = self._verify(claim)
@@ -517,8 +568,12 @@ class Worker:
             return self._send(claim)
         except LeaseLost as e:
             # Fenced off: another worker owns this message now. Drop it silently; never overwrite.
-            self._emit("lease_lost", f"lost the lease on {self._mask(claim.phone)}; dropped ({e})",
-                       claim=claim, level=logging.WARNING)
+            self._emit(
+                "lease_lost",
+                f"lost the lease on {self._mask(claim.phone)}; dropped ({e})",
+                claim=claim,
+                level=logging.WARNING,
+            )
             return StepResult("lease_lost", claim.message_id)
 
     def _verify(self, claim: Claim) -> bool | StepResult:
@@ -526,8 +581,11 @@ class Worker:
         trouble releases the message (its stamp stays, so it is verified again later); anything else
         is a failed attempt, bounded by max_attempts like a send."""
         assert claim.send_started_at is not None
-        self._emit("verify", f"checking the chat of {self._mask(claim.phone)}: an earlier attempt may "
-                   "have sent it", claim=claim)
+        self._emit(
+            "verify",
+            f"checking the chat of {self._mask(claim.phone)}: an earlier attempt may have sent it",
+            claim=claim,
+        )
         try:
             return self.transport.verify_sent(claim.phone, claim.body, claim.send_started_at)
         except LeaseLost:
@@ -573,8 +631,12 @@ class Worker:
     def _send(self, claim: Claim) -> StepResult:
         started = self.clock()
         try:
-            result = self.transport.send(claim.phone, claim.body, attachment=claim.attachment,
-                                         before_send=lambda: self._before_send(claim))
+            result = self.transport.send(
+                claim.phone,
+                claim.body,
+                attachment=claim.attachment,
+                before_send=lambda: self._before_send(claim),
+            )
         except _Abandon:
             self.queue.release(claim, reason="worker stopping")
             self._emit("released", f"released {self._mask(claim.phone)}: stopping", claim=claim)
@@ -612,8 +674,9 @@ class Worker:
         self._count_failure(claim, e.error_class)
         text = f"{self._mask(claim.phone)}: not confirmed in time; will check the chat before any resend"
         if claim.attempt < self._max_attempts(claim):
-            self.queue.schedule_retry(claim, error=str(e), error_class=e.error_class,
-                                      delay=CONFIRM_RECHECK_SECONDS)
+            self.queue.schedule_retry(
+                claim, error=str(e), error_class=e.error_class, delay=CONFIRM_RECHECK_SECONDS
+            )
         else:
             self.queue.extend_lease(claim, CONFIRM_RECHECK_SECONDS)
         self._emit("retry", text, claim=claim, level=logging.WARNING, error_class=e.error_class)
@@ -629,8 +692,11 @@ class Worker:
         delay = self.pacer.next_delay(self.sent_this_run)
         self.next_send_at = self.clock() + delay
         if verified:
-            self._emit("verified", f"{self._mask(claim.phone)} had already arrived; marked sent, not resent",
-                       claim=claim)
+            self._emit(
+                "verified",
+                f"{self._mask(claim.phone)} had already arrived; marked sent, not resent",
+                claim=claim,
+            )
         else:
             self._emit("sent", f"sent to {self._mask(claim.phone)}", claim=claim, tick=tick)
         self._set_state("pacing")
@@ -654,17 +720,31 @@ class Worker:
 
         def on_checked(c: Checked) -> None:
             what = c.seen if c.seen is not None else ("error: " + c.error if c.error else "not found")
-            self._emit("receipt", f"{self._mask(c.phone)}: {what}", job_id=c.job_id, message_id=c.message_id,
-                       phone=self._mask(c.phone), tick=c.seen)
+            self._emit(
+                "receipt",
+                f"{self._mask(c.phone)}: {what}",
+                job_id=c.job_id,
+                message_id=c.message_id,
+                phone=self._mask(c.phone),
+                tick=c.seen,
+            )
 
         try:
             for _ in range(max(1, self.config.track_batch)):
                 self._heartbeat()
-                res = track(self.queue, self.transport, session=self.config.session,
-                            job_id=None if self.config.job_ids is None or len(self.config.job_ids) != 1
-                            else self.config.job_ids[0],
-                            older_than=self.config.track_older_than, limit=1, clock=self.clock,
-                            should_stop=lambda: self.stop_requested, on_checked=on_checked)
+                res = track(
+                    self.queue,
+                    self.transport,
+                    session=self.config.session,
+                    job_id=None
+                    if self.config.job_ids is None or len(self.config.job_ids) != 1
+                    else self.config.job_ids[0],
+                    older_than=self.config.track_older_than,
+                    limit=1,
+                    clock=self.clock,
+                    should_stop=lambda: self.stop_requested,
+                    on_checked=on_checked,
+                )
                 if not res.checked:
                     # Nothing to look at now: ask the database again in a while, not on every poll.
                     self._next_track_at = self.clock() + max(30.0, gap())
@@ -706,16 +786,25 @@ class Worker:
         if transient and not exhausted:
             delay = self.retry_delay(claim.attempt)
             self.queue.schedule_retry(claim, error=reason, error_class=error_class, delay=delay)
-            self._emit("retry", f"{self._mask(claim.phone)}: {reason}; retry in {delay:.0f}s "
-                       f"(attempt {claim.attempt})", claim=claim, level=logging.WARNING,
-                       error_class=error_class)
+            self._emit(
+                "retry",
+                f"{self._mask(claim.phone)}: {reason}; retry in {delay:.0f}s (attempt {claim.attempt})",
+                claim=claim,
+                level=logging.WARNING,
+                error_class=error_class,
+            )
             return StepResult("retry", claim.message_id)
         if transient:
             reason = f"{reason} (gave up after {claim.attempt} attempts)"
         self.queue.mark_failed(claim, error=reason, error_class=error_class)
         self.failed_this_run += 1
-        self._emit("failed", f"{self._mask(claim.phone)} failed: {reason}", claim=claim,
-                   level=logging.WARNING, error_class=error_class)
+        self._emit(
+            "failed",
+            f"{self._mask(claim.phone)} failed: {reason}",
+            claim=claim,
+            level=logging.WARNING,
+            error_class=error_class,
+        )
         return StepResult("failed", claim.message_id)
 
     def _count_failure(self, claim: Claim, error_class: str) -> None:
@@ -751,10 +840,16 @@ class Worker:
             self.queue.release(claim, reason="session logged out")
             self._emit("released", f"released {self._mask(claim.phone)}: session logged out", claim=claim)
         self._set_state("waiting_for_login")
-        self._set_jobs((JOB_QUEUED, JOB_RUNNING), JOB_WAITING_FOR_LOGIN,
-                       reason=f"session {self.config.session!r} is logged out")
-        self._emit("logged_out", f"session {self.config.session!r} is logged out: scan the QR code "
-                   "(WhatsApp > Linked devices)", level=logging.WARNING)
+        self._set_jobs(
+            (JOB_QUEUED, JOB_RUNNING),
+            JOB_WAITING_FOR_LOGIN,
+            reason=f"session {self.config.session!r} is logged out",
+        )
+        self._emit(
+            "logged_out",
+            f"session {self.config.session!r} is logged out: scan the QR code (WhatsApp > Linked devices)",
+            level=logging.WARNING,
+        )
 
         def on_qr(payload: str) -> None:
             self._heartbeat()
@@ -823,8 +918,12 @@ class Worker:
         self._offline_streak += 1
         wait = min(OFFLINE_RECHECK_SECONDS * 2 ** (self._offline_streak - 1), OFFLINE_RECHECK_MAX)
         self._set_state("offline")
-        self._emit("warning", f"WhatsApp Web is offline ({e}); {self._mask(claim.phone)} waits, "
-                   f"next try in {wait:.0f}s", claim=claim, level=logging.WARNING)
+        self._emit(
+            "warning",
+            f"WhatsApp Web is offline ({e}); {self._mask(claim.phone)} waits, next try in {wait:.0f}s",
+            claim=claim,
+            level=logging.WARNING,
+        )
         return StepResult("offline", claim.message_id, wait=wait)
 
     def _handle_session_trouble(self, claim: Claim | None, e: SessionError | BrowserError) -> StepResult:
@@ -835,8 +934,11 @@ class Worker:
         self._session_failures += 1
         if self._session_failures >= self.config.breaker_threshold:
             self._set_state("error")
-            self._emit("error", f"giving up after {self._session_failures} session failures: {e}",
-                       level=logging.ERROR)
+            self._emit(
+                "error",
+                f"giving up after {self._session_failures} session failures: {e}",
+                level=logging.ERROR,
+            )
             return StepResult("error", exit_code=exitcodes.ERROR)
         if isinstance(e, BrowserError):
             self._restart_browser(str(e))
@@ -855,10 +957,15 @@ class Worker:
         try:
             self.transport.start()
             if self.config.pace.is_off:
-                self._emit("warning", "pacing is OFF: fine for tests and demos, risky for a real account",
-                           level=logging.WARNING)
-            self._emit("started", f"worker {self.worker_id} on session {self.config.session!r} "
-                       f"(pace {self.config.pace.name})")
+                self._emit(
+                    "warning",
+                    "pacing is OFF: fine for tests and demos, risky for a real account",
+                    level=logging.WARNING,
+                )
+            self._emit(
+                "started",
+                f"worker {self.worker_id} on session {self.config.session!r} (pace {self.config.pace.name})",
+            )
             self._refresh_jobs(self.clock(), force=True)
             while code is None:
                 if self.stop_requested:
@@ -890,8 +997,11 @@ class Worker:
             self.shutdown()
         if code is None:
             code = exitcodes.ERROR if self.fatal is not None else exitcodes.INTERRUPTED
-        self._emit("stopped", f"worker stopped (exit {code}): {self.sent_this_run} sent, "
-                   f"{self.failed_this_run} failed this run")
+        self._emit(
+            "stopped",
+            f"worker stopped (exit {code}): {self.sent_this_run} sent, "
+            f"{self.failed_this_run} failed this run",
+        )
         return code
 
     def shutdown(self) -> None:
@@ -961,8 +1071,14 @@ def install_signal_handlers(worker: Worker) -> Callable[[], None]:
 # --- the CLI's entry point ----------------------------------------------------------------------------------
 
 
-def run_worker(settings: Settings, config: WorkerConfig, *, transport: Transport | None = None,
-               console: Any = None, clock: Callable[[], float] = time.time) -> int:
+def run_worker(
+    settings: Settings,
+    config: WorkerConfig,
+    *,
+    transport: Transport | None = None,
+    console: Any = None,
+    clock: Callable[[], float] = time.time,
+) -> int:
     """Everything ``wabulk run`` does: open the queue (synchronous=FULL), set up logs and the live view
     (Rich when ``console`` is a terminal, plain lines otherwise), build the browser transport lazily,
     install signal handlers and run. Returns the exit code. Raises SessionBusy when another live worker
@@ -1004,6 +1120,12 @@ def run_worker(settings: Settings, config: WorkerConfig, *, transport: Transport
 
 
 __all__ = [
-    "StepResult", "Worker", "WorkerConfig", "WorkerEvent", "build_config", "first_send_time",
-    "install_signal_handlers", "run_worker",
+    "StepResult",
+    "Worker",
+    "WorkerConfig",
+    "WorkerEvent",
+    "build_config",
+    "first_send_time",
+    "install_signal_handlers",
+    "run_worker",
 ]

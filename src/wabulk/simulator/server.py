@@ -77,8 +77,14 @@ def _validate_config(updates: dict[str, Any]) -> dict[str, Any]:
                 value = [min(lo, hi), max(lo, hi)]
             else:
                 raise ValueError("sent_ms must be a number or [min, max]")
-        elif key in ("boot_ms", "lookup_ms", "qr_rotate_ms", "max_media_bytes", "max_doc_bytes",
-                     "qr_max_rotations"):
+        elif key in (
+            "boot_ms",
+            "lookup_ms",
+            "qr_rotate_ms",
+            "max_media_bytes",
+            "max_doc_bytes",
+            "qr_max_rotations",
+        ):
             value = float(value) if key.endswith("_ms") else int(value)
             if value < 0:
                 raise ValueError(f"{key} must be >= 0")
@@ -204,8 +210,18 @@ class SimState:
     def touch_page(self, page: str, token: str | None, screen: str | None, ref: str | None) -> dict:
         now = time.time()
         with self.lock:
-            info = self.pages.setdefault(page, {"page": page, "token": None, "ref": None, "refs": [],
-                                                "screen": None, "new_token": None, "last_poll": now})
+            info = self.pages.setdefault(
+                page,
+                {
+                    "page": page,
+                    "token": None,
+                    "ref": None,
+                    "refs": [],
+                    "screen": None,
+                    "new_token": None,
+                    "last_poll": now,
+                },
+            )
             info["last_poll"] = now
             if token:
                 info["token"] = token
@@ -238,8 +254,11 @@ class SimState:
                 if ref is not None:
                     hit = ref in info["refs"] or any(r.split(",")[0] == ref for r in info["refs"])
                 else:
-                    hit = (info["screen"] == "qr" and info["ref"] is not None
-                           and now - info["last_poll"] <= PAGE_ALIVE_S)
+                    hit = (
+                        info["screen"] == "qr"
+                        and info["ref"] is not None
+                        and now - info["last_poll"] <= PAGE_ALIVE_S
+                    )
                 if hit:
                     info["new_token"] = self._link()
                     info["ref"] = None
@@ -280,8 +299,11 @@ class SimState:
                 return self.by_id[msg_id]
             attachment = body.get("attachment")
             if attachment is not None:
-                attachment = {"name": str(attachment.get("name", "")), "size": int(attachment.get("size", 0)),
-                              "type": str(attachment.get("type", ""))}
+                attachment = {
+                    "name": str(attachment.get("name", "")),
+                    "size": int(attachment.get("size", 0)),
+                    "type": str(attachment.get("type", "")),
+                }
             text = str(body.get("text", ""))
             rec = {
                 "id": msg_id,
@@ -344,8 +366,10 @@ class SimState:
                     last[rec["phone"]] = rec
             now = time.time()
             rows = sorted(last.values(), key=lambda r: r["at"], reverse=True)
-            return [{"phone": r["phone"], "text": r["text"], "at": r["at"],
-                     "status": self.status_of(r, now)} for r in rows]
+            return [
+                {"phone": r["phone"], "text": r["text"], "at": r["at"], "status": self.status_of(r, now)}
+                for r in rows
+            ]
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -405,7 +429,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not path.startswith("/__sim/"):
                 self._static("index.html")
             elif path.startswith("/__sim/static/"):
-                self._static(path[len("/__sim/static/"):])
+                self._static(path[len("/__sim/static/") :])
             elif path == "/__sim/messages":
                 self._json(state.list_messages())
             elif path == "/__sim/devices":
@@ -463,8 +487,11 @@ class _Handler(BaseHTTPRequestHandler):
         if STATIC_DIR.resolve() not in target.parents or not target.is_file():
             self._error(404, "not found")
             return
-        ctype = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8"}.get(target.suffix, "application/octet-stream")
+        ctype = {
+            ".html": "text/html; charset=utf-8",
+            ".js": "text/javascript; charset=utf-8",
+            ".css": "text/css; charset=utf-8",
+        }.get(target.suffix, "application/octet-stream")
         self._send(200, target.read_bytes(), ctype)
 
     def _api_boot(self, q: dict[str, str]) -> None:
@@ -556,8 +583,9 @@ class Simulator:
         sim.stop()
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None,
-                 **config: Any) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None, **config: Any
+    ) -> None:
         self.host = host
         self.port = port
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
@@ -576,8 +604,9 @@ class Simulator:
             self._server = _Server((self.host, self.port), self.state)
             self.port = self._server.server_address[1]
             self.url = f"http://{self.host}:{self.port}"
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                            name="wabulk-simulator", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, args=(0.05,), name="wabulk-simulator", daemon=True
+            )
             self._thread.start()
         return self.url
 
@@ -690,8 +719,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--era", choices=ERAS, default="2026", help="page version to imitate")
     parser.add_argument("--logged-in", action="store_true", help="new browsers start logged in (no QR)")
     args = parser.parse_args(argv)
-    sim = Simulator(host=args.host, port=args.port, log_path=args.log, ui_era=args.era,
-                    logged_in_default=args.logged_in)
+    sim = Simulator(
+        host=args.host, port=args.port, log_path=args.log, ui_era=args.era, logged_in_default=args.logged_in
+    )
     sim.start()
     print(f"WhatsApp Web simulator running at {sim.url}/  (Ctrl-C to stop)", flush=True)
     print(CONTROL_HELP.format(url=sim.url, log=sim.log_path), flush=True)
