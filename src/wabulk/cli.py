@@ -474,8 +474,8 @@ def _print_status_tables(
         # --json always has every column.
         optional = ("sending", "skipped", "cancelled")
         shown = [c for c in optional if any(r[c] for r in rows)]
-        # Receipts once anything was sent; "undelivered" only when some message is.
-        ticks = ["delivered", "read"] if any(r["sent"] for r in rows) else []
+        # Receipts once any were recorded (`wabulk track`); "undelivered" only when some message is.
+        ticks = ["delivered", "read"] if any(r["delivered"] or r["read"] for r in rows) else []
         ticks += ["undelivered"] if any(r["undelivered"] for r in rows) else []
         cols = ["id", "name", "status", "total", "pending", *shown[:1], "sent", *ticks, "failed", *shown[1:]]
         t = Table(title="Jobs", box=None, pad_edge=False, header_style="bold underline")
