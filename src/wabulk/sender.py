@@ -631,18 +631,7 @@ class WhatsAppSender:
         ever_lookup = False
         while True:
             st, p = self.browser.snapshot()
-            dialogs = " | ".join(str(d) for d in p.get("dialogs") or ())
-            if dom.match_text(dialogs, "invalid_number"):
-                text = next(d for d in p["dialogs"] if dom.match_text(str(d), "invalid_number"))
-                self._click_ok()
-                raise errors.NotOnWhatsApp(f"WhatsApp says: {popup_reason(text)}")
-            if st in (sess.QR, sess.LOGGED_OUT):
-                raise errors.NotLoggedIn(
-                    f"session {self.session_name!r} is logged out of WhatsApp Web: "
-                    f"run `wabulk login --session {self.session_name}`"
-                )
-            if st == sess.BLOCKED:
-                raise errors.Blocked("WhatsApp shows a block screen; this account cannot send now")
+            dialogs = self._raise_for_page(st, p)
             if st in (sess.TAKEOVER_WINDOW, sess.TAKEOVER_COMPUTER):
                 self.browser.use_here()
                 raise errors.TransientSendError(
@@ -690,6 +679,23 @@ class WhatsAppSender:
                 )
             time.sleep(INPAGE_POLL)
 
+    def _raise_for_page(self, st: str, p: dict[str, Any]) -> str:
+        """While a chat opens: raise for what no waiting can fix (the number is not on WhatsApp, logged
+        out, blocked). Returns the visible dialogs' texts joined, for the caller's own checks."""
+        dialogs = " | ".join(str(d) for d in p.get("dialogs") or ())
+        if dom.match_text(dialogs, "invalid_number"):
+            text = next(d for d in p["dialogs"] if dom.match_text(str(d), "invalid_number"))
+            self._click_ok()
+            raise errors.NotOnWhatsApp(f"WhatsApp says: {popup_reason(text)}")
+        if st in (sess.QR, sess.LOGGED_OUT):
+            raise errors.NotLoggedIn(
+                f"session {self.session_name!r} is logged out of WhatsApp Web: "
+                f"run `wabulk login --session {self.session_name}`"
+            )
+        if st == sess.BLOCKED:
+            raise errors.Blocked("WhatsApp shows a block screen; this account cannot send now")
+        return dialogs
+
     def _open_chat_deeplink(self, phone: str) -> None:
         """Deep-link to the chat and wait until its compose box is usable."""
         self.last_open_method = OPEN_DEEPLINK
@@ -701,18 +707,7 @@ class WhatsAppSender:
         offline_since: float | None = None
         while True:
             st, p = self.browser.snapshot()
-            dialogs = " | ".join(str(d) for d in p.get("dialogs") or ())
-            if dom.match_text(dialogs, "invalid_number"):
-                text = next(d for d in p["dialogs"] if dom.match_text(str(d), "invalid_number"))
-                self._click_ok()
-                raise errors.NotOnWhatsApp(f"WhatsApp says: {popup_reason(text)}")
-            if st in (sess.QR, sess.LOGGED_OUT):
-                raise errors.NotLoggedIn(
-                    f"session {self.session_name!r} is logged out of WhatsApp Web: "
-                    f"run `wabulk login --session {self.session_name}`"
-                )
-            if st == sess.BLOCKED:
-                raise errors.Blocked("WhatsApp shows a block screen; this account cannot send now")
+            dialogs = self._raise_for_page(st, p)
             if st in (sess.TAKEOVER_WINDOW, sess.TAKEOVER_COMPUTER):
                 takeovers += 1
                 if takeovers > 2:
