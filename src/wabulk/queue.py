@@ -975,16 +975,7 @@ class Queue:
                 "SELECT max_attempts FROM messages WHERE id = ?", (claim.message_id,)
             ).fetchone()
             if row is not None and claim.attempt >= row[0]:
-                msg = f"attempts exhausted: {error}"
-                self._fenced(
-                    conn,
-                    claim,
-                    "status = 'failed', last_error = ?, error_class = ?,"
-                    " claimed_by = NULL, lease_until = NULL, updated_at = ?",
-                    (msg, error_class, now),
-                )
-                self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, FAILED, msg)
-                self._maybe_finish(conn, claim.job_id, now)
+                self._fail(conn, claim, f"attempts exhausted: {error}", error_class, now)
                 return
             self._fenced(
                 conn,
@@ -1009,15 +1000,19 @@ class Queue:
         """A permanent failure (fenced)."""
         now = self._clock()
         with self._tx() as conn:
-            self._fenced(
-                conn,
-                claim,
-                "status = 'failed', last_error = ?, error_class = ?,"
-                " claimed_by = NULL, lease_until = NULL, updated_at = ?",
-                (error, error_class, now),
-            )
-            self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, FAILED, error)
-            self._maybe_finish(conn, claim.job_id, now)
+            self._fail(conn, claim, error, error_class, now)
+
+    def _fail(self, conn: sqlite3.Connection, claim: Claim, error: str, error_class: str, now: float) -> None:
+        """Within a transaction: the claimed message fails for good (fenced), with its event."""
+        self._fenced(
+            conn,
+            claim,
+            "status = 'failed', last_error = ?, error_class = ?,"
+            " claimed_by = NULL, lease_until = NULL, updated_at = ?",
+            (error, error_class, now),
+        )
+        self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, FAILED, error)
+        self._maybe_finish(conn, claim.job_id, now)
 
     @_guarded
     def release(self, claim: Claim, *, reason: str, delay: float = 0.0) -> None:
