@@ -41,7 +41,6 @@ from .errors import (
     LeaseLost,
     NotLoggedIn,
     Offline,
-    SendError,
     SessionBusy,
     SessionError,
     TakeoverFailed,
@@ -590,21 +589,8 @@ class Worker:
             return self.transport.verify_sent(claim.phone, claim.body, claim.send_started_at)
         except LeaseLost:
             raise
-        except NotLoggedIn:
-            return self._handle_logout(claim)
-        except Blocked as e:
-            return self._handle_blocked(claim, e)
-        except TakeoverFailed as e:
-            return self._handle_session_trouble(claim, e)
-        except Offline as e:
-            return self._handle_offline(claim, e)
-        except (SendError, BrowserError) as e:
-            if isinstance(e, BrowserError) or getattr(e, "error_class", "") == "browser_crashed":
-                self._restart_browser(str(e))
-            return self._failed_attempt(claim, e, context="could not check the chat")
-        except Exception as e:  # unexpected: log, bounded like any failed attempt
-            log.exception("unexpected error while verifying")
-            return self._failed_attempt(claim, e, context="could not check the chat")
+        except Exception as e:
+            return self._transport_failure(claim, e, doing="verifying", context="could not check the chat")
 
     def _defer(self, claim: Claim, until: float, why: str) -> StepResult:
         """Give the message back without spending an attempt, not to be claimed before ``until``.
@@ -643,27 +629,32 @@ class Worker:
             return StepResult("stopped", claim.message_id)
         except LeaseLost:
             raise
-        except NotLoggedIn:
-            return self._handle_logout(claim)
-        except Blocked as e:
-            return self._handle_blocked(claim, e)
-        except TakeoverFailed as e:
-            return self._handle_session_trouble(claim, e)
         except ConfirmTimeout as e:
             return self._unconfirmed(claim, e)
-        except Offline as e:
-            return self._handle_offline(claim, e)
-        except (SendError, BrowserError) as e:
-            if isinstance(e, BrowserError) or getattr(e, "error_class", "") == "browser_crashed":
-                self._restart_browser(str(e))
-            return self._failed_attempt(claim, e)
-        except WabulkError as e:
-            return self._failed_attempt(claim, e)
-        except Exception as e:  # an unexpected error in the browser layer: log it, keep the loop alive
-            log.exception("unexpected error while sending")
-            return self._failed_attempt(claim, e)
+        except Exception as e:
+            return self._transport_failure(claim, e, doing="sending")
         self._send_seconds.append(max(0.0, self.clock() - started))
         return self._complete_sent(claim, tick=result.tick, verified=False)
+
+    def _transport_failure(
+        self, claim: Claim, e: Exception, *, doing: str, context: str | None = None
+    ) -> StepResult:
+        """What a failure of the browser while ``doing`` something with ``claim`` means: session trouble
+        releases the message (no attempt spent), anything else is a failed attempt, bounded by
+        max_attempts. One place for the send and the verification, so both treat errors alike."""
+        if isinstance(e, NotLoggedIn):
+            return self._handle_logout(claim)
+        if isinstance(e, Blocked):
+            return self._handle_blocked(claim, e)
+        if isinstance(e, TakeoverFailed):
+            return self._handle_session_trouble(claim, e)
+        if isinstance(e, Offline):
+            return self._handle_offline(claim, e)
+        if isinstance(e, BrowserError) or getattr(e, "error_class", "") == "browser_crashed":
+            self._restart_browser(str(e))
+        elif not isinstance(e, WabulkError):  # unexpected: log it, keep the loop alive
+            log.exception("unexpected error while %s", doing)
+        return self._failed_attempt(claim, e, context=context)
 
     def _unconfirmed(self, claim: Claim, e: ConfirmTimeout) -> StepResult:
         """The message may have arrived: never resend blindly. The send stamp stays, so the next claim
