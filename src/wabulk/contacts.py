@@ -249,7 +249,7 @@ def _fast_national(text: str, country: str) -> phonenumbers.PhoneNumber | None:
     if not 4 <= len(digits) <= 15 or digits[0] == "0":
         return None
     meta = phonenumbers.PhoneMetadata.metadata_for_region(country, None)
-    if meta is None or digits.startswith(str(meta.country_code)):
+    if meta is None or meta.country_code is None or digits.startswith(str(meta.country_code)):
         return None
     rt = _region_types(country, meta.country_code)
     if rt is None or (rt.national_prefix is not None and rt.national_prefix.match(digits)):
