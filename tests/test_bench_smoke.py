@@ -102,3 +102,8 @@ def test_browser_bench_sends_through_the_simulator(tmp_path: Path) -> None:
     assert any(w.startswith("deep link") for w in whats)
     mech = next(row for row in r["rows"] if row["what"].startswith("deep link"))
     assert float(mech["median s"]) > 0
+    # The simulator's own latency is at least its 0.8 s lookup + 2 s boot for the deep link.
+    assert float(mech["simulator floor s"]) >= 2.8
+    assert float(mech["wabulk overhead s"]) == pytest.approx(
+        float(mech["median s"]) - float(mech["simulator floor s"]), abs=0.011
+    )

@@ -50,6 +50,9 @@ INPAGE_GIVE_UP = 3
 IDENTITY_GRACE = 1.0
 # How often the in-page open polls the page (it waits on a ~1 s lookup; 0.1 s would add 5-10 % to it).
 INPAGE_POLL = 0.05
+# How often a sent message's bubble is read until it leaves the clock: every poll interval is latency
+# added to each message, and one read is a ~10 ms script.
+CONFIRM_POLL = 0.05
 
 # textOf(node): the text a node shows, with <br> as "\n", emoji <img alt> as their character, and block
 # children (Lexical paragraphs) separated by "\n".
@@ -611,7 +614,8 @@ class WhatsAppSender:
         box = self._new_chat_input()
         typed = f"+{want}"
         if str(box.tag_name).lower() == "input":
-            box.clear()
+            if self._driver.execute_script(READ_INPUT_JS, box):  # a freshly opened drawer is empty
+                box.clear()
             box.send_keys(typed)
         else:
             self._driver.execute_script(CLEAR_JS, box)
@@ -784,9 +788,15 @@ class WhatsAppSender:
             if line:
                 self._driver.execute_script(INSERT_JS, box, line)
 
+    def _box(self, selector: S.Selector) -> Any:
+        """The visible element of ``selector``: one script round trip when it is there already (the usual
+        case, right after the chat opened), else the waiting find (with its debug capture on a miss)."""
+        el = self._driver.execute_script(FIRST_VISIBLE_JS, [list(c) for c in selector.resolved])
+        return el if el is not None else self.browser.find(selector, self.timeouts.element)
+
     def _fill(self, selector: S.Selector, body: str) -> Any:
         """Insert ``body`` into the box found by ``selector`` and check it reads back exactly (one retry)."""
-        box = self.browser.find(selector, self.timeouts.element)
+        box = self._box(selector)
         seen = ""
         for _ in range(2):
             self._driver.execute_script(CLEAR_JS, box)
@@ -794,7 +804,7 @@ class WhatsAppSender:
             seen = str(self._driver.execute_script(READ_BOX_JS, box) or "")
             if same_text(seen, body):
                 return box
-            box = self.browser.find(selector, self.timeouts.element)
+            box = self._box(selector)
         self._driver.execute_script(CLEAR_JS, box)
         raise errors.TransientSendError(
             f"the {selector.name.replace('_', ' ')} did not hold the exact text (expected {len(body)} "
@@ -925,7 +935,7 @@ class WhatsAppSender:
                     )
             if now >= deadline:
                 break
-            time.sleep(0.15)
+            time.sleep(CONFIRM_POLL)
         offline = self.browser.state() == sess.OFFLINE
         where = " (WhatsApp Web shows it is offline)" if offline else ""
         if bubble is not None:

@@ -551,7 +551,12 @@ class _Handler(BaseHTTPRequestHandler):
             if not _digits(body.get("phone", "")):
                 raise ValueError("phone is required")
             rec = state.receive(token, body)
-            self._json({"id": rec["id"], "at": rec["at"], "status": state.status_of(rec)})
+            status = state.status_of(rec)
+            # When the single tick is due, so the page can poll then (the real page has it pushed).
+            due = None
+            if status == "pending" and rec["phone"] not in state.config["hold_pending"]:
+                due = max(0, round((rec["at"] + state.sent_delay[rec["id"]] - time.time()) * 1000))
+            self._json({"id": rec["id"], "at": rec["at"], "status": status, "tick_in_ms": due})
 
 
 class _Server(ThreadingHTTPServer):

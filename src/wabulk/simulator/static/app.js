@@ -31,7 +31,10 @@
     mainEl: null,         // the MAIN screen element, kept across takeover/blocked screens
     wrapper: null,
     overlay: null,
-    flushing: false
+    flushing: false,
+    pollTimer: null,      // the next scheduled poll
+    polling: false,       // a poll request is in flight
+    dueAt: 0              // when a sent message's next tick is due (ms epoch): poll then, not up to 300 ms later
   };
 
   // --- small helpers ------------------------------------------------------------------------------
@@ -598,6 +601,7 @@
         S.outbox.shift();
         m.at = r.body.at;
         setTick(m.id, r.body.status);
+        if (r.body.tick_in_ms != null) pollAt(Date.now() + r.body.tick_in_ms);
         flush();
       } else {
         setTimeout(flush, 1000);  // offline (503), blocked or unlinked: the bubble stays on the clock
@@ -902,11 +906,29 @@
 
   // --- polling ------------------------------------------------------------------------------------
   function poll() {
+    S.pollTimer = null;
+    S.polling = true;
     var params = {page: S.page, token: S.token, screen: S.screen,
       phone: S.screen === 'main' ? S.openPhone : null, chats: S.screen === 'main' ? '1' : null};
     api('GET', '/__sim/api/poll?' + q(params)).then(function (r) {
       handlePoll(r.body);
-    }, function () {}).then(function () { setTimeout(poll, POLL_MS); });
+    }, function () {}).then(function () { S.polling = false; schedulePoll(); });
+  }
+
+  // The real page gets acks pushed over its websocket; the simulator polls, so it also polls at the moment
+  // a tick is due (the send response says when) instead of showing it up to POLL_MS late.
+  function schedulePoll() {
+    if (S.polling) return;  // the poll in flight schedules the next one when it returns
+    var now = Date.now(), delay = POLL_MS;
+    if (S.dueAt > now) delay = Math.min(delay, S.dueAt - now + 5);
+    else S.dueAt = 0;
+    clearTimeout(S.pollTimer);
+    S.pollTimer = setTimeout(poll, delay);
+  }
+
+  function pollAt(when) {
+    if (!S.dueAt || when < S.dueAt || S.dueAt <= Date.now()) S.dueAt = when;
+    schedulePoll();
   }
 
   function handlePoll(r) {
