@@ -3,6 +3,7 @@
     python bench/run_all.py                 # full sizes (1M rows/messages, 1,000 browser messages)
     python bench/run_all.py --scale moderate
     python bench/run_all.py --quick         # tiny sizes: checks the scripts work, figures mean nothing
+    python bench/run_all.py --reuse bench_browser.py=/tmp/b.json   # saved by `bench_browser.py --json`
 
 Only the part of docs/performance.md between the ``bench:begin``/``bench:end`` markers is replaced, so the
 hand-written analysis around it survives a re-run.
@@ -98,7 +99,21 @@ def main() -> int:
     p.add_argument("--only", action="append", default=None, help="run only this script (repeatable)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     p.add_argument("--no-doc", action="store_true", help="print the tables only")
+    p.add_argument(
+        "--reuse",
+        action="append",
+        default=[],
+        metavar="SCRIPT=JSON",
+        help="take SCRIPT's result from a file its --json wrote earlier instead of running it (the "
+        "1,000-message browser memory run takes half an hour); the page says so",
+    )
     args = p.parse_args()
+    reuse: dict[str, Path] = {}
+    for item in args.reuse:
+        script, _, path = item.partition("=")
+        if script not in SCALES["full"] or not Path(path).is_file():
+            p.error(f"--reuse wants SCRIPT=JSON with one of {', '.join(SCALES['full'])} and an existing file")
+        reuse[script] = Path(path)
     scale = "quick" if args.quick else args.scale
     command = "python bench/run_all.py" + (f" --scale {scale}" if scale != "full" else "")
     mach = machine()
@@ -108,6 +123,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="wabulk-bench-") as d:
         for script, extra in SCALES[scale].items():
             if args.only and script not in args.only:
+                continue
+            if script in reuse:
+                res = json.loads(reuse[script].read_text())
+                when = dt.datetime.fromtimestamp(reuse[script].stat().st_mtime, dt.timezone.utc)
+                res["notes"] = [
+                    *res.get("notes", []),
+                    f"measured by a separate run of `bench/{script}` "
+                    f"(result saved {when:%Y-%m-%d %H:%M} UTC), reused here",
+                ]
+                results.append(res)
                 continue
             js = Path(d) / (script + ".json")
             print(f"\n# {script} {' '.join(extra)}", flush=True)
