@@ -1,5 +1,5 @@
-"""``python -m wabulk`` runs the CLI."""
+"""``python -m wabulk`` runs the CLI (through the fast path for ``status --json``, see entry.py)."""
 
-from .cli import main
+from .entry import main
 
 main()

@@ -278,70 +278,6 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
 
 # --- status -------------------------------------------------------------------------------------
 
-AUTO_PAUSE_PREFIX = "auto-paused"
-
-
-def _attention(summaries: list[Any], workers: list[Any]) -> list[str]:
-    """Why a human should look (``status --check``), one reason per line; empty when all is well."""
-    from .models import JOB_PAUSED, JOB_WAITING_FOR_LOGIN, PENDING, SENDING
-
-    reasons: list[str] = []
-    live = [w for w in workers if w.alive]
-    for s in summaries:
-        job = s.job
-        if job.status == JOB_WAITING_FOR_LOGIN:
-            reasons.append(f"job {job.id} ({job.name}) waits for a WhatsApp login: run `wabulk login`")
-        elif job.status == JOB_PAUSED and (job.status_reason or "").startswith(AUTO_PAUSE_PREFIX):
-            reasons.append(f"job {job.id} ({job.name}) {job.status_reason}")
-        elif (
-            job.status in ("queued", "running") and (s.counts.get(PENDING, 0) + s.counts.get(SENDING, 0)) > 0
-        ):
-            sessions = set(job.sessions)
-            if not any(not sessions or w.session in sessions for w in live):
-                reasons.append(f"job {job.id} ({job.name}) has pending messages and no live worker")
-    return reasons
-
-
-def _job_row(s: Any, now: float, receipts: dict[str, int] | None = None) -> dict[str, Any]:
-    from .models import CANCELLED, FAILED, PENDING, SENDING, SENT, SKIPPED
-
-    c = s.counts
-    rc = receipts or {}
-    total = s.total
-    done = s.done
-    rate = None
-    eta = None
-    if s.job.started_at and c.get(SENT, 0):
-        elapsed = max(now - s.job.started_at, 1.0)
-        rate = c[SENT] / elapsed * 60.0
-        remaining = c.get(PENDING, 0) + c.get(SENDING, 0)
-        if remaining and s.job.status == "running":
-            eta = remaining / (rate / 60.0)
-    return {
-        "id": s.job.id,
-        "name": s.job.name,
-        "status": s.job.status,
-        "reason": s.job.status_reason,
-        "total": total,
-        "pending": c.get(PENDING, 0),
-        "sending": c.get(SENDING, 0),
-        "sent": c.get(SENT, 0),
-        "failed": c.get(FAILED, 0),
-        "skipped": c.get(SKIPPED, 0),
-        "cancelled": c.get(CANCELLED, 0),
-        "delivered": rc.get("delivered", 0),
-        "read": rc.get("read", 0),
-        "undelivered": rc.get("undelivered", 0),
-        "progress": round(100.0 * done / total, 1) if total else 100.0,
-        "sessions": list(s.job.sessions),
-        "created_at": s.job.created_at,
-        "started_at": s.job.started_at,
-        "finished_at": s.job.finished_at,
-        "not_before": s.job.not_before,
-        "rate_per_min": round(rate, 2) if rate else None,
-        "eta_seconds": round(eta) if eta else None,
-    }
-
 
 @app.command()
 def status(
@@ -367,80 +303,23 @@ def status(
     """
     import time
 
-    from .receipts import attention_lines, parse_age, undelivered_counts
+    from .receipts import parse_age
+    from .report import status_report
 
     with _errors():
         after = parse_age(undelivered_after, option="--undelivered-after")
         q = _queue(create=False)
-        if job_id is not None:
-            q.get_job(job_id)
-        summaries = q.summaries(job_id)
-        workers = q.workers()
         now = time.time()
-        receipts = undelivered_counts(q, summaries, now=now, after=after)
-        per_session = _session_rows(q, summaries, workers, now)
-    rows = [_job_row(s, now, receipts.get(s.job.id)) for s in summaries]
-    reasons = _attention(summaries, workers) + attention_lines(summaries, receipts, after)
+        report = status_report(
+            q, job_id=job_id, undelivered_after_seconds=after, pace=_settings().pace, now=now
+        )
     if as_json:
-        _print_json(
-            {
-                "jobs": rows,
-                "workers": [
-                    {
-                        "id": w.id,
-                        "session": w.session,
-                        "pid": w.pid,
-                        "host": w.host,
-                        "state": w.state,
-                        "heartbeat_at": w.heartbeat_at,
-                        "alive": w.alive,
-                    }
-                    for w in workers
-                ],
-                "sessions": per_session,
-                "attention": reasons,
-            }
-        )
+        _print_json(report.as_dict())
     else:
-        _print_status_tables(rows, workers, reasons, now)
-        _print_session_table(per_session)
-    if check and reasons:
+        _print_status_tables(report.jobs, report.workers, report.attention, now)
+        _print_session_table(report.sessions)
+    if check and report.attention:
         raise typer.Exit(exitcodes.ATTENTION)
-
-
-def _session_rows(q: Queue, summaries: list[Any], workers: list[Any], now: float) -> list[dict[str, Any]]:
-    """Per session (any that has a worker, a pinned job or sent messages): sent today, today's cap (the
-    default pace's cap, ``WABULK_PACE``, with the warm-up ramp: a worker run with ``--daily-cap`` uses its
-    own) and the live worker's state."""
-    from .pacing import PROFILES, daily_limit, local_midnight, local_zone
-
-    names: list[str] = []
-    for name in [
-        *(w.session for w in workers),
-        *(x for s in summaries for x in s.job.sessions),
-        *q.sessions_that_sent(),
-    ]:
-        if name not in names:
-            names.append(name)
-    zone = local_zone()
-    midnight = local_midnight(now, zone)
-    profile = PROFILES.get(_settings().pace, PROFILES["balanced"])
-    out = []
-    for name in sorted(names):
-        mine = [w for w in workers if w.session == name]
-        live = [w for w in mine if w.alive]
-        cap = None
-        if profile.daily_cap:
-            cap = daily_limit(profile.daily_cap, q.first_sent_at(name), now, tz=zone)
-        out.append(
-            {
-                "session": name,
-                "sent_today": q.sent_count(name, midnight),
-                "cap_today": cap,
-                "state": live[0].state if live else ("stale" if mine else "no worker"),
-            }
-        )
-    return out
 
 
 def _print_session_table(per_session: list[dict[str, Any]]) -> None:
@@ -994,6 +873,7 @@ def demo(
 
     from .demo import run_demo
     from .queue import Queue
+    from .report import job_row
 
     with _errors():
         result = run_demo(_settings(), port=port, headed=headed, console=_stdout())
@@ -1003,7 +883,7 @@ def demo(
     now = time.time()
     out = _stdout()
     out.rule("4. Status")
-    _print_status_tables([_job_row(s, now) for s in summaries], workers, [], now)
+    _print_status_tables([job_row(s, now) for s in summaries], workers, [], now)
     out.print(f"Report: {result.export_path}")
     out.print(f"What the simulated WhatsApp received: {result.simulator_log}")
     out.print(f"Look around: wabulk --db {result.settings.db} status")

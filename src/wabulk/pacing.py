@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
 
 from .errors import BadInput
+
+if TYPE_CHECKING:
+    import random
 
 DAY = 86400.0
 
@@ -113,7 +115,11 @@ class Pacer:
         self, profile: PaceProfile, rng: random.Random | None = None, clock: Callable[[], float] = time.time
     ) -> None:
         self.profile = profile
-        self.rng = rng or random.Random()
+        if rng is None:
+            import random  # here: `status` imports this module for the daily cap and never draws
+
+            rng = random.Random()
+        self.rng = rng
         self.clock = clock
         self._next_long_at: int | None = None
         self._count = 0
@@ -197,6 +203,8 @@ def recipient_zone(phone: str, fallback: _dt.tzinfo, now: float | None = None) -
     on the time at ``now`` (US toll-free, Russian or Australian mobiles), or to none, it is ambiguous and
     ``fallback`` (the sender's zone) decides. Zones that agree (the UK's London/Jersey/Guernsey) count
     as one. A number known only to its country (many mobiles) uses the country's zones."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     import phonenumbers
     from phonenumbers import timezone as pn_tz
 

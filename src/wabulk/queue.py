@@ -34,7 +34,6 @@ import json
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,7 +67,6 @@ from .models import (
     NewMessage,
     WorkerInfo,
 )
-from .settings import ensure_private_dir
 
 MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
 BUSY_TIMEOUT_MS = 30_000
@@ -205,6 +203,8 @@ class Queue:
     def _create_file(self) -> None:
         # The queue holds phone numbers: private folder (only when we create it; never chmod a folder
         # the user chose) and a 0600 file. SQLite gives -wal/-shm the database file's mode.
+        from .settings import ensure_private_dir  # imports shutil: only when creating a file
+
         parent = self.path.parent
         try:
             if not parent.exists():
@@ -1199,6 +1199,8 @@ class Queue:
                         "session"
                     )
             conn.execute("DELETE FROM workers WHERE session = ?", (session,))
+            import uuid  # here, not at the top: uuid imports platform, and `status` never registers
+
             worker_id = uuid.uuid4().hex
             conn.execute(
                 "INSERT INTO workers (id, session, pid, host, started_at, heartbeat_at, state)"

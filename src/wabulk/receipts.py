@@ -14,7 +14,6 @@ exported alone by ``export --undelivered``.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -27,8 +26,6 @@ from .models import TICK_DELIVERED, TICK_READ, JobSummary, Message, Transport
 if TYPE_CHECKING:
     from .queue import Queue
     from .settings import Settings
-
-log = logging.getLogger("wabulk.receipts")
 
 DEFAULT_OLDER_THAN = 600.0  # track: leave a message alone for its first 10 minutes (and between checks)
 DEFAULT_LIMIT = 50
@@ -171,6 +168,9 @@ def track(
         except errors.WabulkError as exc:
             item = Checked(m.id, m.job_id, m.phone, m.receipt, None, str(exc))
             queue.mark_receipt_checked(m.id, clock())
+            import logging  # not at the top: `status` imports this module and never logs
+
+            log = logging.getLogger("wabulk.receipts")
             log.warning("could not read the ticks of message %s: %s", m.id, exc)
         else:
             at = clock()

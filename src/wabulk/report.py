@@ -1,0 +1,190 @@
+"""What ``wabulk status`` reports: each job's counts and receipts, the workers, each session's sends
+against today's cap, and why a human should look.
+
+A library function rather than CLI code so that the Rich tables, ``status --json`` and the fast cron entry
+point (:mod:`wabulk.entry`) all print the same data. It imports only the queue's own modules: no Typer,
+Rich or sqlite-utils.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .models import (
+    CANCELLED,
+    FAILED,
+    JOB_PAUSED,
+    JOB_WAITING_FOR_LOGIN,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    JobSummary,
+    WorkerInfo,
+)
+from .pacing import PROFILES, daily_limit, local_midnight, local_zone
+from .receipts import attention_lines, undelivered_counts
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+# How the worker's auto-pause reasons start (worker.py): such a pause needs a human.
+AUTO_PAUSE_PREFIX = "auto-paused"
+
+
+class StatusReport:
+    """One look at the queue. ``jobs`` and ``sessions`` are the rows ``status --json`` prints;
+    ``attention`` has one line per reason to look, empty when all is well (``status --check``).
+
+    A plain class, not a dataclass: creating a dataclass costs about a millisecond at import, and the cron
+    poll (entry.py) imports this module."""
+
+    __slots__ = ("jobs", "workers", "sessions", "attention")
+
+    def __init__(
+        self,
+        jobs: list[dict[str, Any]],
+        workers: list[WorkerInfo],
+        sessions: list[dict[str, Any]],
+        attention: list[str],
+    ) -> None:
+        self.jobs = jobs
+        self.workers = workers
+        self.sessions = sessions
+        self.attention = attention
+
+    def as_dict(self) -> dict[str, Any]:
+        """Exactly what ``wabulk status --json`` prints."""
+        return {
+            "jobs": self.jobs,
+            "workers": [
+                {
+                    "id": w.id,
+                    "session": w.session,
+                    "pid": w.pid,
+                    "host": w.host,
+                    "state": w.state,
+                    "heartbeat_at": w.heartbeat_at,
+                    "alive": w.alive,
+                }
+                for w in self.workers
+            ],
+            "sessions": self.sessions,
+            "attention": self.attention,
+        }
+
+
+def status_report(
+    queue: Queue, *, job_id: int | None, undelivered_after_seconds: float, pace: str, now: float
+) -> StatusReport:
+    """The status of every job (or only ``job_id``: JobNotFound when there is none), read at ``now``.
+
+    A sent message still on one tick ``undelivered_after_seconds`` after it was sent counts as undelivered;
+    ``pace`` names the profile whose daily cap the session rows show."""
+    if job_id is not None:
+        queue.get_job(job_id)
+    summaries = queue.summaries(job_id)
+    workers = queue.workers()
+    after = undelivered_after_seconds
+    receipts = undelivered_counts(queue, summaries, now=now, after=after)
+    return StatusReport(
+        jobs=[job_row(s, now, receipts.get(s.job.id)) for s in summaries],
+        workers=workers,
+        sessions=session_rows(queue, summaries, workers, now, pace=pace),
+        attention=attention(summaries, workers) + attention_lines(summaries, receipts, after),
+    )
+
+
+def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[str]:
+    """Why a human should look at these jobs (login, auto-pause, pending work without a live worker), one
+    reason per line; empty when all is well. Undelivered messages are ``receipts.attention_lines``."""
+    reasons: list[str] = []
+    live = [w for w in workers if w.alive]
+    for s in summaries:
+        job = s.job
+        if job.status == JOB_WAITING_FOR_LOGIN:
+            reasons.append(f"job {job.id} ({job.name}) waits for a WhatsApp login: run `wabulk login`")
+        elif job.status == JOB_PAUSED and (job.status_reason or "").startswith(AUTO_PAUSE_PREFIX):
+            reasons.append(f"job {job.id} ({job.name}) {job.status_reason}")
+        elif (
+            job.status in ("queued", "running") and (s.counts.get(PENDING, 0) + s.counts.get(SENDING, 0)) > 0
+        ):
+            sessions = set(job.sessions)
+            if not any(not sessions or w.session in sessions for w in live):
+                reasons.append(f"job {job.id} ({job.name}) has pending messages and no live worker")
+    return reasons
+
+
+def job_row(s: JobSummary, now: float, receipts: dict[str, int] | None = None) -> dict[str, Any]:
+    """One job as ``status --json`` prints it: counts per status, receipts, progress, rate and ETA."""
+    c = s.counts
+    rc = receipts or {}
+    total = s.total
+    done = s.done
+    rate = None
+    eta = None
+    if s.job.started_at and c.get(SENT, 0):
+        elapsed = max(now - s.job.started_at, 1.0)
+        rate = c[SENT] / elapsed * 60.0
+        remaining = c.get(PENDING, 0) + c.get(SENDING, 0)
+        if remaining and s.job.status == "running":
+            eta = remaining / (rate / 60.0)
+    return {
+        "id": s.job.id,
+        "name": s.job.name,
+        "status": s.job.status,
+        "reason": s.job.status_reason,
+        "total": total,
+        "pending": c.get(PENDING, 0),
+        "sending": c.get(SENDING, 0),
+        "sent": c.get(SENT, 0),
+        "failed": c.get(FAILED, 0),
+        "skipped": c.get(SKIPPED, 0),
+        "cancelled": c.get(CANCELLED, 0),
+        "delivered": rc.get("delivered", 0),
+        "read": rc.get("read", 0),
+        "undelivered": rc.get("undelivered", 0),
+        "progress": round(100.0 * done / total, 1) if total else 100.0,
+        "sessions": list(s.job.sessions),
+        "created_at": s.job.created_at,
+        "started_at": s.job.started_at,
+        "finished_at": s.job.finished_at,
+        "not_before": s.job.not_before,
+        "rate_per_min": round(rate, 2) if rate else None,
+        "eta_seconds": round(eta) if eta else None,
+    }
+
+
+def session_rows(
+    queue: Queue, summaries: list[JobSummary], workers: list[WorkerInfo], now: float, *, pace: str
+) -> list[dict[str, Any]]:
+    """Per session (any that has a worker, a pinned job or sent messages): sent today, today's cap (the
+    ``pace`` profile's cap, ``WABULK_PACE``, with the warm-up ramp: a worker run with ``--daily-cap`` uses
+    its own) and the live worker's state."""
+    names: list[str] = []
+    for name in [
+        *(w.session for w in workers),
+        *(x for s in summaries for x in s.job.sessions),
+        *queue.sessions_that_sent(),
+    ]:
+        if name not in names:
+            names.append(name)
+    zone = local_zone()
+    midnight = local_midnight(now, zone)
+    profile = PROFILES.get(pace, PROFILES["balanced"])
+    out = []
+    for name in sorted(names):
+        mine = [w for w in workers if w.session == name]
+        live = [w for w in mine if w.alive]
+        cap = None
+        if profile.daily_cap:
+            cap = daily_limit(profile.daily_cap, queue.first_sent_at(name), now, tz=zone)
+        out.append(
+            {
+                "session": name,
+                "sent_today": queue.sent_count(name, midnight),
+                "cap_today": cap,
+                "state": live[0].state if live else ("stale" if mine else "no worker"),
+            }
+        )
+    return out
