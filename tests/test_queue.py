@@ -152,6 +152,25 @@ def test_enqueue_streams_in_chunks(q: Queue, monkeypatch: pytest.MonkeyPatch) ->
     assert (stats.enqueued, stats.duplicates) == (10, 3)
 
 
+def test_counts_after_a_chunked_enqueue_match_a_recount(q: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The enqueue counts its inserted rows per chunk (no per-row insert trigger since m005): duplicates
+    in later chunks, a chunk of only duplicates and opted-out numbers must leave job_counts exact."""
+    monkeypatch.setattr(queue_mod, "ENQUEUE_CHUNK", 4)
+    q.add_optouts(["+14155550002", "+14155550009"])
+    first = q.enqueue(job(), msgs(3)).job_id
+    stats = q.enqueue(job(), iter(msgs(10) + msgs(4) + msgs(2, start=8) + msgs(3, start=20)))
+    assert (stats.enqueued, stats.duplicates, stats.opted_out) == (11, 6, 2)
+    for jid in (first, stats.job_id):
+        real = dict.fromkeys(MESSAGE_STATUSES, 0)
+        for status, n in q.conn.execute(
+            "SELECT status, count(*) FROM messages WHERE job_id = ? GROUP BY 1", (jid,)
+        ):
+            real[status] = n
+        assert q.counts(jid) == real
+    assert q.counts(first)["pending"] == 2 and q.counts(stats.job_id)["pending"] == 11
+    assert q.counts(stats.job_id)["skipped"] == 2
+
+
 def test_job_with_nothing_to_send_is_completed_at_once(q: Queue) -> None:
     q.add_optouts(["+14155550000"])
     stats = q.enqueue(job(), msgs(1))

@@ -13,4 +13,5 @@ NAMES: tuple[str, ...] = (
     "m002_job_counts",
     "m003_stamp_session",
     "m004_receipts",
+    "m005_enqueue_counts",
 )
