@@ -163,8 +163,9 @@ def test_fatal_error_mid_file_rolls_back_everything(queue: Any, tmp_path: Path) 
 def test_no_valid_rows_is_bad_input_but_writes_the_report(queue: Any, tmp_path: Path) -> None:
     src = write(tmp_path, "name,phone\nA,x\nB,y\n")
     out = tmp_path / "rejects.csv"
-    with pytest.raises(BadInput, match="nothing to enqueue: all 2 rows were rejected"):
+    with pytest.raises(BadInput, match="nothing to enqueue: all 2 rows were rejected") as exc:
         enqueue_file(queue, src, message="Hi", country=None, rejects_path=out)
+    assert exc.value.file == str(src)
     assert queue.list_jobs() == []
     assert len(out.read_text().splitlines()) == 3
 

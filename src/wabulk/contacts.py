@@ -131,14 +131,19 @@ class _RegionTypes:
     leading: re.Pattern[str] | None
     national_prefix: re.Pattern[str] | None
     idd: re.Pattern[str] | None  # the international call prefix (e.g. 011 in the US, 0011/14xx0011 in AU)
+    # All special types' patterns as one alternation: when it does not match, none of them does, so the
+    # usual (mobile or fixed) number costs one regex call here instead of one per special type.
+    any_special: re.Pattern[str] | None = None
 
     def type_of(self, nsn: str) -> int:
         """phonenumbers._number_type_helper, step for step."""
-        if not _matches(nsn, self.general):
+        general = self.general  # _matches(nsn, self.general), inlined: every number takes this step
+        if general is None or (general[0] and len(nsn) not in general[0]) or not general[1].fullmatch(nsn):
             return PhoneNumberType.UNKNOWN
-        for d, t in self.specials:
-            if _matches(nsn, d):
-                return t
+        if self.any_special is not None and self.any_special.fullmatch(nsn) is not None:
+            for d, t in self.specials:
+                if _matches(nsn, d):
+                    return t
         if _matches(nsn, self.fixed):
             if self.same or _matches(nsn, self.mobile):
                 return PhoneNumberType.FIXED_LINE_OR_MOBILE
@@ -160,16 +165,17 @@ def _region_types(region: str, cc: int) -> _RegionTypes | None:
     meta = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(cc, region.upper())
     rt = None
     if meta is not None:
+        specials = tuple(
+            (d, v)
+            for d, v in (
+                (_desc(getattr(meta, t)), v) for t, v in zip(_SPECIAL_TYPES, _SPECIAL_VALUES, strict=True)
+            )
+            if d is not None
+        )
         rt = _RegionTypes(
             general=_desc(meta.general_desc),
             # Types a region does not have can never match: leave them out of the loop.
-            specials=tuple(
-                (d, v)
-                for d, v in (
-                    (_desc(getattr(meta, t)), v) for t, v in zip(_SPECIAL_TYPES, _SPECIAL_VALUES, strict=True)
-                )
-                if d is not None
-            ),
+            specials=specials,
             fixed=_desc(meta.fixed_line),
             mobile=_desc(meta.mobile),
             same=bool(meta.same_mobile_and_fixed_line_pattern),
@@ -178,6 +184,9 @@ def _region_types(region: str, cc: int) -> _RegionTypes | None:
             if meta.national_prefix_for_parsing
             else None,
             idd=re.compile(meta.international_prefix) if meta.international_prefix else None,
+            any_special=re.compile("|".join(f"(?:{d[1].pattern})" for d, _ in specials))
+            if specials
+            else None,
         )
     _REGION_CACHE[key] = rt
     return rt
@@ -185,11 +194,15 @@ def _region_types(region: str, cc: int) -> _RegionTypes | None:
 
 def fast_number_type(num: phonenumbers.PhoneNumber) -> int:
     """The same answer as ``phonenumbers.number_type(num)``, with precompiled patterns."""
-    cc = num.country_code or 0
+    return _type_of(num.country_code or 0, phonenumbers.national_significant_number(num))
+
+
+def _type_of(cc: int, nsn: str) -> int:
+    """:func:`fast_number_type` of the number with country code ``cc`` and national significant number
+    ``nsn`` (what the fast paths produce, without building a PhoneNumber)."""
     regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc)
     if regions is None:
         return PhoneNumberType.UNKNOWN
-    nsn = phonenumbers.national_significant_number(num)
     rt: _RegionTypes | None = None
     if len(regions) == 1:
         rt = _region_types(regions[0], cc)
@@ -214,9 +227,24 @@ def fast_number_type(num: phonenumbers.PhoneNumber) -> int:
 def _fast_e164(text: str) -> phonenumbers.PhoneNumber | None:
     """``+<country code><number>`` (spaces, dots and hyphens allowed) without phonenumbers.parse, or None
     when the text needs the full parser. Same result as parse() whenever it returns a number."""
+    parts = _e164_parts(text)
+    return (
+        None
+        if parts is None
+        else phonenumbers.PhoneNumber(country_code=parts[0], national_number=int(parts[1]))
+    )
+
+
+_MAIN_REGION_TYPES: dict[int, _RegionTypes | None] = {}
+
+
+def _e164_parts(text: str) -> tuple[int, str] | None:
+    """:func:`_fast_e164` as (country code, national significant number): the importer needs no
+    PhoneNumber object for a valid number."""
     if not _E164ISH.fullmatch(text):
         return None
-    digits = _digits(text)
+    # Only ASCII digits and these separators are left (the pattern checked): cheaper than _digits().
+    digits = text[1:].replace(" ", "").replace("-", "").replace(".", "")
     if not 8 <= len(digits) <= 15:
         return None
     for i in (1, 2, 3):  # phonenumbers._extract_country_code: the shortest known code wins
@@ -228,11 +256,13 @@ def _fast_e164(text: str) -> phonenumbers.PhoneNumber | None:
     nsn = digits[i:]
     if nsn[0] == "0":
         return None  # Italian leading zero or a "(0)" national prefix: parse() knows the rules
-    region = phonenumbers.region_code_for_country_code(cc)
-    rt = _region_types(region, cc)
+    try:
+        rt = _MAIN_REGION_TYPES[cc]
+    except KeyError:
+        rt = _MAIN_REGION_TYPES[cc] = _region_types(phonenumbers.region_code_for_country_code(cc), cc)
     if rt is None or (rt.national_prefix is not None and rt.national_prefix.match(nsn)):
         return None  # parse() may strip a national prefix here
-    return phonenumbers.PhoneNumber(country_code=cc, national_number=int(nsn))
+    return cc, nsn
 
 
 _NATIONALISH = re.compile(r"[1-9(][0-9 \-.()]{3,24}")
@@ -243,30 +273,64 @@ def _fast_national(text: str, country: str) -> phonenumbers.PhoneNumber | None:
     parse() could read it differently: a leading 0 or national prefix, digits that start with the
     region's own country code (parse may strip it) or the international prefix, anything but digits and
     separators."""
+    parts = _national_parts(text, country)
+    return (
+        None
+        if parts is None
+        else phonenumbers.PhoneNumber(country_code=parts[0], national_number=int(parts[1]))
+    )
+
+
+_NATIONAL_INFO: dict[str, tuple[int, str, _RegionTypes] | None] = {}
+
+
+def _national_info(country: str) -> tuple[int, str, _RegionTypes] | None:
+    """(country code, the code as text, its patterns) of a region, looked up once per region."""
+    try:
+        return _NATIONAL_INFO[country]
+    except KeyError:
+        pass
+    info = None
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(country, None)
+    if meta is not None and meta.country_code is not None:
+        rt = _region_types(country, meta.country_code)
+        if rt is not None:
+            info = (meta.country_code, str(meta.country_code), rt)
+    _NATIONAL_INFO[country] = info
+    return info
+
+
+def _national_parts(text: str, country: str) -> tuple[int, str] | None:
+    """:func:`_fast_national` as (country code, national significant number)."""
     if not _NATIONALISH.fullmatch(text):
         return None
     digits = _digits(text)
     if not 4 <= len(digits) <= 15 or digits[0] == "0":
         return None
-    meta = phonenumbers.PhoneMetadata.metadata_for_region(country, None)
-    if meta is None or meta.country_code is None or digits.startswith(str(meta.country_code)):
+    info = _national_info(country)
+    if info is None:
         return None
-    rt = _region_types(country, meta.country_code)
-    if rt is None or (rt.national_prefix is not None and rt.national_prefix.match(digits)):
+    cc, cc_text, rt = info
+    if digits.startswith(cc_text):
+        return None
+    if rt.national_prefix is not None and rt.national_prefix.match(digits):
         return None
     if rt.idd is not None and rt.idd.match(digits):
         return None  # parse() reads a number dialled with the international prefix as international
-    return phonenumbers.PhoneNumber(country_code=meta.country_code, national_number=int(digits))
+    return cc, digits
 
 
-def _parse_one(text: str, country: str | None) -> tuple[phonenumbers.PhoneNumber, bool]:
-    """Parse and validate one cleaned number: (number, is mobile). Raises InvalidPhone(reason)."""
+def _parse_one(text: str, country: str | None) -> tuple[str, bool]:
+    """Parse and validate one cleaned number: (E.164, is mobile). Raises InvalidPhone(reason)."""
+    num: phonenumbers.PhoneNumber | None = None
     try:
         if text[:1] == "+":
-            fast = _fast_e164(text)
+            parts = _e164_parts(text)
         else:
-            fast = _fast_national(text, country) if country else None
-        num = fast if fast is not None else phonenumbers.parse(text, country)
+            parts = _national_parts(text, country) if country else None
+        if parts is None:
+            num = phonenumbers.parse(text, country)
+            parts = (num.country_code or 0, phonenumbers.national_significant_number(num))
     except NumberParseException as exc:
         if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE:
             if country is None and not text.startswith("+"):
@@ -285,9 +349,13 @@ def _parse_one(text: str, country: str | None) -> tuple[phonenumbers.PhoneNumber
     # number_type() is UNKNOWN exactly when is_valid_number() is False (both match the national number
     # against the region's patterns), so one call gives both answers at half the cost: phonenumbers is
     # most of an import's time.
-    ntype = fast_number_type(num)
+    cc, nsn = parts
+    ntype = _type_of(cc, nsn)
     if ntype != PhoneNumberType.UNKNOWN:
-        return num, ntype in _MOBILE_TYPES
+        # format_number(E164) is exactly this for a parsed number (no extension in E.164).
+        return f"+{cc}{nsn}", ntype in _MOBILE_TYPES
+    if num is None:
+        num = phonenumbers.PhoneNumber(country_code=cc, national_number=int(nsn))
     possible = phonenumbers.is_possible_number_with_reason(num)
     reasons = {
         phonenumbers.ValidationResult.TOO_SHORT: "too short",
@@ -303,23 +371,28 @@ def _parse_one(text: str, country: str | None) -> tuple[phonenumbers.PhoneNumber
 def parse_phone(raw: str, country: str | None) -> Phone:
     """Parse ``raw`` (any usual formatting) with default region ``country`` (None: only international
     numbers, ``+…``/``00…``, parse). Raises :class:`InvalidPhone` with the reason when it is unusable."""
+    return Phone(*_phone(raw, country))
+
+
+_ANY_DIGIT = re.compile(r"\d")
+
+
+def _phone(raw: str, country: str | None) -> tuple[str, bool]:
+    """:func:`parse_phone` as (E.164, is mobile), without the Phone object (the importer's per-row path)."""
     text = _clean(str(raw))
-    if not _digits(text):
+    if _ANY_DIGIT.search(text) is None:  # i.e. _digits(text) is empty
         raise InvalidPhone(str(raw), "empty" if not text else "not a phone number")
     try:
-        num, mobile = _parse_one(text, country)
+        return _parse_one(text, country)
     except InvalidPhone as first:
         # "447700…" without the "+": spreadsheets drop it. Only tried when the national reading failed.
         digits = _digits(text)
         if text.startswith("+") or len(digits) < 8 or len(digits) > 15:
             raise InvalidPhone(str(raw), first.reason) from None
         try:
-            num, mobile = _parse_one("+" + digits, None)
+            return _parse_one("+" + digits, None)
         except InvalidPhone:
             raise InvalidPhone(str(raw), first.reason) from None
-    # format_number(E164) is exactly this for a parsed number (no extension in E.164).
-    e164 = f"+{num.country_code}{phonenumbers.national_significant_number(num)}"
-    return Phone(e164, mobile)
 
 
 def normalize_phone(raw: str, country: str | None) -> str:
@@ -330,19 +403,24 @@ def normalize_phone(raw: str, country: str | None) -> str:
 def parse_cell(raw: str, country: str | None) -> Phone:
     """Like :func:`parse_phone`, but a cell may hold several numbers joined by ``:::`` (Google
     Contacts): the first mobile one wins, else the first valid one, else the first one's reason."""
+    return Phone(*_cell(raw, country))
+
+
+def _cell(raw: str, country: str | None) -> tuple[str, bool]:
+    """:func:`parse_cell` as (E.164, is mobile)."""
     if MULTI_SEPARATOR not in raw:
-        return parse_phone(raw, country)
+        return _phone(raw, country)
     first_error: InvalidPhone | None = None
-    first_valid: Phone | None = None
+    first_valid: tuple[str, bool] | None = None
     for part in raw.split(MULTI_SEPARATOR):
         if not part.strip():
             continue
         try:
-            phone = parse_phone(part, country)
+            phone = _phone(part, country)
         except InvalidPhone as exc:
             first_error = first_error or exc
             continue
-        if phone.mobile:
+        if phone[1]:
             return phone
         first_valid = first_valid or phone
     if first_valid is not None:
@@ -513,6 +591,10 @@ class Contact:
     flags: tuple[str, ...] = ()
 
 
+# A usable row as ContactFile.records() yields it: (row, E.164 phone, name, variables, is mobile).
+ContactRecord = tuple[int, str, str | None, dict[str, str], bool]
+
+
 @dataclass(frozen=True)
 class Reject:
     """A row that was left out, and why."""
@@ -576,33 +658,61 @@ class ContactFile:
         self.close()
 
     def __iter__(self) -> Iterator[Contact | Reject]:
+        for item in self.records():
+            if isinstance(item, Reject):
+                yield item
+            else:
+                row, phone, name, variables, mobile = item
+                yield Contact(row, phone, name, variables, () if mobile else (NOT_MOBILE,))
+
+    def records(self) -> Iterator[ContactRecord | Reject]:
+        """What iteration yields, with each usable row as a plain ``(row, phone, name, variables,
+        mobile)`` tuple instead of a :class:`Contact` (the importer's per-row path: no object per row)."""
         if self._rows is None:
             raise RuntimeError("a ContactFile can be iterated only once")
         rows, self._rows = self._rows, None
         file = str(self.path)
         ncols = len(self.headers)
         row_no = self._first_row - 1
+        # Per-file constants out of the loop: this body runs once per row of a 1M-row import.
+        keys = self.keys
+        keyed = [i for i, k in enumerate(keys) if k]  # columns without a header have no template key
+        all_keyed = len(keyed) == ncols
+        phone_index = self.phone_index
+        name_indexes = self.name_indexes
+        one_name = name_indexes[0] if len(name_indexes) == 1 else None
+        country = self.country
+        phone_column = self.phone_column
         for raw in rows:
             row_no += 1
             if len(raw) > MAX_COLUMNS:
                 raise BadInput(f"{len(raw)} columns (at most {MAX_COLUMNS})", file=file, row=row_no)
             # CSV cells are already str: skip the conversion call for them (a per-cell cost on 1M rows).
             cells = [v if type(v) is str else _cell_text(v) for v in raw[:ncols]]
-            if not any(c.strip() for c in cells):
+            stripped = [c.strip() for c in cells]
+            if not "".join(stripped):
                 continue  # blank line: nothing to report
-            cells.extend([""] * (ncols - len(cells)))
-            value = cells[self.phone_index]
+            if len(cells) < ncols:
+                cells.extend([""] * (ncols - len(cells)))
+                stripped.extend([""] * (ncols - len(stripped)))
+            value = cells[phone_index]
             try:
-                phone = parse_cell(value, self.country)
+                e164, mobile = _cell(value, country)
             except InvalidPhone as exc:
-                yield Reject(row_no, self.phone_column, value, exc.reason)
+                yield Reject(row_no, phone_column, value, exc.reason)
                 continue
-            name = " ".join(cells[i].strip() for i in self.name_indexes if cells[i].strip()) or None
-            variables = {k: c.strip() for k, c in zip(self.keys, cells, strict=True) if k}
+            if one_name is not None:
+                name = stripped[one_name] or None
+            else:
+                name = " ".join([c for c in (stripped[i] for i in name_indexes) if c]) or None
+            if all_keyed:
+                variables = dict(zip(keys, stripped, strict=True))
+            else:
+                variables = {keys[i]: stripped[i] for i in keyed}
             # {name} is the display name and {phone} the normalised number, whatever the columns are called.
             variables["name"] = name or ""
-            variables["phone"] = phone.e164
-            yield Contact(row_no, phone.e164, name, variables, () if phone.mobile else (NOT_MOBILE,))
+            variables["phone"] = e164
+            yield row_no, e164, name, variables, mobile
 
 
 def _cell_text(value: Any) -> str:

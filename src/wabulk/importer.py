@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from . import settings
-from .contacts import NOT_MOBILE, Contact, Reject, check_country, open_contacts
+from .contacts import NOT_MOBILE, ContactRecord, Reject, check_country, open_contacts
 from .errors import BadInput
 from .export import neutralize
 from .models import EnqueueStats, NewJob, NewMessage
@@ -164,7 +164,7 @@ def enqueue_file(
         report = _RejectsFile(rejects_file)
         report.open()
         try:
-            messages = _messages(contacts, template, job_name, result, report)
+            messages = _messages(contacts.records(), contacts.path, template, job_name, result, report)
             if dry_run:
                 _dry_run(queue, messages, result)
             else:
@@ -200,7 +200,8 @@ class _NoValidRows(Exception):
 
 
 def _messages(
-    contacts: Iterable[Contact | Reject],
+    contacts: Iterable[ContactRecord | Reject],
+    path: Path,
     template: Template,
     job_name: str,
     result: ImportResult,
@@ -216,34 +217,39 @@ def _messages(
 
     valid = 0
     used = template.placeholders
+    render = template.render
+    seeded = template.has_spintax  # the seed only matters to spintax: skip building it per row otherwise
+    previews = result.previews
+    not_mobile = (NOT_MOBILE,)
     for item in contacts:
         if isinstance(item, Reject):
             reject(item)
             continue
+        row, phone, name, all_vars, mobile = item
         # The seed makes spintax stable per message: a re-render (or the dry run) picks the same variant.
-        body = template.render(item.variables, seed=f"{job_name}\x00{item.phone}")
+        body = render(all_vars, seed=f"{job_name}\x00{phone}" if seeded else "")
         problem = body_problem(body)
         if problem is not None:
-            reject(Reject(item.row, None, body[:200], problem))
+            reject(Reject(row, None, body[:200], problem))
             continue
         valid += 1
-        if NOT_MOBILE in item.flags:
+        if not mobile:
             result.not_mobile += 1
-        if len(result.previews) < PREVIEWS:
-            result.previews.append(body)
+        if len(previews) < PREVIEWS:
+            previews.append(body)
         # Only the variables the template uses are stored: a 90-column Google export stays small.
-        variables = {k: item.variables[k] for k in used if k in item.variables}
+        variables = {k: all_vars[k] for k in used if k in all_vars}
         yield NewMessage(
-            phone=item.phone,
+            phone=phone,
             body=body,
-            name=item.name,
+            name=name,
             variables=variables,
-            source_row=item.row,
-            flags=item.flags,
+            source_row=row,
+            flags=() if mobile else not_mobile,
         )
     if valid == 0:
         what = f"all {result.invalid} rows were rejected" if result.invalid else "it has no contact rows"
-        raise _NoValidRows(BadInput(f"nothing to enqueue: {what}", file=str(getattr(contacts, "path", ""))))
+        raise _NoValidRows(BadInput(f"nothing to enqueue: {what}", file=str(path)))
 
 
 def _dry_run(queue: EnqueueTarget | None, messages: Iterator[NewMessage], result: ImportResult) -> None:

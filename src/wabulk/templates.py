@@ -126,6 +126,12 @@ class Template:
         self._sources = sources
         #: Column keys the template uses, in order of first appearance.
         self.placeholders: tuple[str, ...] = tuple(found)
+        #: Whether the template has spintax (only then does :meth:`render` use its seed).
+        self.has_spintax = any(isinstance(n, _Choice) for n in nodes)
+        # Without spintax the nodes are text and placeholders only: render() joins them in one go.
+        self._flat: tuple[str | _Var, ...] | None = (
+            None if self.has_spintax else tuple(n for n in nodes if not isinstance(n, _Choice))
+        )
 
     @classmethod
     def parse(cls, text: str) -> Template:
@@ -150,6 +156,12 @@ class Template:
     def render(self, variables: Mapping[str, str], seed: str) -> str:
         """The message for one recipient. ``seed`` (e.g. job name + phone) picks the spintax variants:
         the same seed always gives the same text. A missing variable is a TemplateError."""
+        if self._flat is not None:
+            # One join, no recursion: this runs once per row of an import.
+            try:
+                return "".join([n if isinstance(n, str) else variables[n.key] for n in self._flat])
+            except KeyError:
+                pass  # the general path below names the missing placeholder
         out: list[str] = []
         self._render(self._nodes, variables, seed, out)
         return "".join(out)
