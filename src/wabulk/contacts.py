@@ -236,6 +236,8 @@ def _fast_e164(text: str) -> phonenumbers.PhoneNumber | None:
 
 
 _MAIN_REGION_TYPES: dict[int, _RegionTypes | None] = {}
+# Known country codes by their digits ("44" -> 44): no int() per candidate prefix.
+_CC_OF_TEXT = {str(cc): cc for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
 
 
 def _e164_parts(text: str) -> tuple[int, str] | None:
@@ -247,13 +249,15 @@ def _e164_parts(text: str) -> tuple[int, str] | None:
     digits = text[1:].replace(" ", "").replace("-", "").replace(".", "")
     if not 8 <= len(digits) <= 15:
         return None
-    for i in (1, 2, 3):  # phonenumbers._extract_country_code: the shortest known code wins
-        cc = int(digits[:i])
-        if cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            break
+    # phonenumbers._extract_country_code: the shortest known code wins.
+    if (cc := _CC_OF_TEXT.get(digits[:1])) is not None:
+        nsn = digits[1:]
+    elif (cc := _CC_OF_TEXT.get(digits[:2])) is not None:
+        nsn = digits[2:]
+    elif (cc := _CC_OF_TEXT.get(digits[:3])) is not None:
+        nsn = digits[3:]
     else:
         return None
-    nsn = digits[i:]
     if nsn[0] == "0":
         return None  # Italian leading zero or a "(0)" national prefix: parse() knows the rules
     try:
