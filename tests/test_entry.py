@@ -220,6 +220,24 @@ def test_main_falls_back_to_typer(
     assert capsys.readouterr().out == ""  # the fast path printed nothing before giving way
 
 
+def test_ctrl_c_during_the_fast_path_is_one_line_and_exit_130(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _pending(db_path)
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(entry, "fast_status", interrupted)
+    monkeypatch.setattr(sys, "argv", ["wabulk", "status", "--json"])
+    with pytest.raises(SystemExit) as exc:
+        entry.main()
+    assert exc.value.code == 130
+    captured = capsys.readouterr()
+    assert captured.err == "Interrupted.\n"
+    assert captured.out == ""
+
+
 def _run(args: list[str], *, fast: bool) -> subprocess.CompletedProcess[bytes]:
     """``wabulk ARGS`` in a fresh process: through the console script's module, or straight into Typer."""
     prefix = ["-m", "wabulk"] if fast else ["-c", "from wabulk.cli import main; main()"]

@@ -123,6 +123,12 @@ def main() -> None:
     if args is not None and _utf8_stdout():
         try:
             code, out = fast_status(args, os.environ)
+        except KeyboardInterrupt:
+            # As the Typer path (cli._errors): one line and the interrupted exit code, no traceback.
+            from . import exitcodes
+
+            sys.stderr.write("Interrupted.\n")
+            sys.exit(exitcodes.INTERRUPTED)
         except Exception:
             pass  # the Typer command runs it again and reports the error its own way
         else:
