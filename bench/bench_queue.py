@@ -267,7 +267,7 @@ def main() -> int:
         )
         rows.append(
             {
-                "what": "status: Queue.summaries (trigger-kept job_counts)",
+                "what": "status: Queue.summaries (the job_counts counters)",
                 "progress": "50 %",
                 "msg/s": f"{counters * 1000:.3f} ms",
                 "ratio": f"{counters / count_rows:.4f}",
