@@ -17,6 +17,7 @@ from rich.console import Console
 
 from wabulk import exitcodes
 from wabulk.errors import (
+    BadInput,
     ConfirmTimeout,
     NotOnWhatsApp,
     Offline,
@@ -32,6 +33,7 @@ from wabulk.models import (
     JOB_PAUSED,
     JOB_WAITING_FOR_LOGIN,
     PENDING,
+    SENDING,
     SENT,
     NewJob,
     NewMessage,
@@ -139,6 +141,42 @@ def test_every_message_is_sent_exactly_once(queue: Queue, fake: FakeTransport, c
     assert s.counts[SENT] == 25 and s.job.status == "completed"
     assert all(m.attempts == 1 and m.sent_by_session == "main" for m in queue.iter_messages(job))
     assert queue.workers() == []  # unregistered on exit
+
+
+def test_browser_is_restarted_between_messages_every_n_chats(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    nums = phones(7)
+    job = enqueue(queue, nums)
+    in_flight_at_restart: list[int] = []
+    real_restart = fake.restart
+
+    def restart() -> None:
+        in_flight_at_restart.append(queue.counts(job)[SENDING])
+        real_restart()
+
+    fake.restart = restart  # type: ignore[method-assign]
+    events: list[WorkerEvent] = []
+    worker = make_worker(queue, fake, clock, events, restart_browser_every=3)
+    assert worker.run() == exitcodes.OK
+    # After the 3rd and the 6th chat, before the next claim: never with a message in flight.
+    assert fake.restarts == 2 and in_flight_at_restart == [0, 0]
+    assert sorted(d.phone for d in fake.deliveries) == sorted(nums) and fake.duplicates() == []
+    restarts = [e.text for e in events if e.kind == "restart"]
+    assert len(restarts) == 2 and all("after 3 chats" in t for t in restarts)
+
+
+def test_restart_browser_every_zero_never_restarts(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    enqueue(queue, phones(12))
+    assert make_worker(queue, fake, clock, restart_browser_every=0).run() == exitcodes.OK
+    assert fake.restarts == 0 and len(fake.deliveries) == 12
+
+
+def test_restart_browser_every_must_not_be_negative() -> None:
+    with pytest.raises(BadInput, match="--restart-browser-every"):
+        build_config(session="main", restart_browser_every=-1)
+    assert build_config(session="main").restart_browser_every == 100
+    assert build_config(session="main", restart_browser_every=0).restart_browser_every == 0
 
 
 def test_pacing_gaps_are_waited_between_sends(queue: Queue, fake: FakeTransport, clock: Clock) -> None:

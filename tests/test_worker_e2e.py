@@ -67,6 +67,17 @@ def test_normal_run_sends_each_message_once(e2e: E2E) -> None:
     assert counts == (5, 0, 0, 0, "completed")
 
 
+def test_fresh_browser_every_n_chats_sends_each_message_once(e2e: E2E) -> None:
+    e2e.link("s")
+    job, expected = e2e.enqueue(5)
+    w = e2e.run("s", "--restart-browser-every", "2")
+    assert w.wait() == 0, w.output()
+    e2e.assert_exactly_once(expected)
+    # Two restarts (after chats 2 and 4), each a new Chromium on the linked profile: no new login.
+    assert w.output().count("a fresh page after 2 chats") == 2, w.output()
+    assert e2e.job(job)["sent"] == 5
+
+
 def test_invalid_number_fails_not_on_whatsapp_and_exits_3(e2e: E2E) -> None:
     e2e.link("s")
     bad = "+61491599999"

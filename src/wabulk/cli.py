@@ -736,6 +736,15 @@ def run(
             help="In idle time, look at the chats of sent messages and record delivered/read ticks.",
         ),
     ] = False,
+    restart_browser_every: Annotated[
+        int | None,
+        typer.Option(
+            "--restart-browser-every",
+            min=0,
+            help="Start a fresh browser after this many chats (0 = never): a long-lived page keeps growing.",
+            show_default="100",
+        ),
+    ] = None,
     lease_seconds: Annotated[
         float | None,
         typer.Option(
@@ -773,6 +782,7 @@ def run(
             log_numbers=log_numbers,
             lease_seconds=lease_seconds,
             track_receipts=track_receipts,
+            restart_browser_every=restart_browser_every,
         )
         if len(names) > 1:
             from .fleet import run_fleet
@@ -788,6 +798,7 @@ def run(
                 ("--web-url", web_url),
                 ("--remote-url", remote_url),
                 ("--lease-seconds", lease_seconds),
+                ("--restart-browser-every", restart_browser_every),
             ):
                 if value is not None:
                     args += [flag, str(value)]

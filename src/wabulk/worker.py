@@ -26,6 +26,7 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import FrameType
@@ -35,6 +36,7 @@ from tenacity import RetryCallState, stop_after_attempt, wait_exponential, wait_
 
 from . import exitcodes
 from .errors import (
+    BadInput,
     Blocked,
     BrowserError,
     ConfirmTimeout,
@@ -123,6 +125,10 @@ class WorkerConfig:
     retry_base: float = 30.0  # first backoff (seconds); doubles per attempt
     retry_max: float = 900.0
     retry_jitter: float = 15.0
+    # A fresh browser after this many chats (0 = never). A WhatsApp Web page that is never reloaded keeps
+    # growing: in-page sends over 1,000 chats doubled Chromium's memory and slowed every send (docs/
+    # performance.md). A restart costs one WhatsApp Web start-up: seconds, against 100 paced sends.
+    restart_browser_every: int = 100
 
     @property
     def cap(self) -> int:
@@ -144,10 +150,14 @@ def build_config(
     lease_seconds: float | None = None,
     track_receipts: bool = False,
     track_older_than: float | None = None,
+    restart_browser_every: int | None = None,
 ) -> WorkerConfig:
     """A validated :class:`WorkerConfig` from the CLI's options. Raises BadInput (exit 2).
     ``lease_seconds`` (hidden ``--lease-seconds`` / ``WABULK_LEASE_SECONDS``, for tests) shortens how
-    long a dead worker's claim blocks its message; None keeps the default."""
+    long a dead worker's claim blocks its message; None keeps the default, as for ``restart_browser_every``
+    (0 = never restart the browser on purpose)."""
+    if restart_browser_every is not None and restart_browser_every < 0:
+        raise BadInput(f"--restart-browser-every must be 0 (never) or more, not {restart_browser_every}")
     profile = make_profile(
         pace, min_delay=min_delay, max_delay=max_delay, long_pause_every=long_pause_every, daily_cap=daily_cap
     )
@@ -164,6 +174,8 @@ def build_config(
     )
     if track_older_than is not None:
         config = replace(config, track_older_than=float(track_older_than))
+    if restart_browser_every is not None:
+        config = replace(config, restart_browser_every=int(restart_browser_every))
     return replace(config, lease_seconds=float(lease_seconds)) if lease_seconds else config
 
 
@@ -258,7 +270,8 @@ class Worker:
         self._seen_jobs: set[int] = set(config.job_ids or ())
         self._first_send_at: float | None = None
         self._first_send_known = False
-        self._send_seconds: list[float] = []
+        self._send_seconds: deque[float] = deque(maxlen=20)  # the live view's average of recent sends
+        self._chats_on_browser = 0  # chats opened since the browser (re)started: restart_browser_every
         self._summaries: tuple[JobSummary, ...] = ()
         self.next_send_at: float | None = None
         self._cap_stats: dict[str, Any] = {}
@@ -322,7 +335,7 @@ class Worker:
             log.exception("event handler failed")
 
     def _stats(self) -> dict[str, Any]:
-        avg = sum(self._send_seconds[-20:]) / len(self._send_seconds[-20:]) if self._send_seconds else 3.0
+        avg = sum(self._send_seconds) / len(self._send_seconds) if self._send_seconds else 3.0
         return {
             "sent_this_run": self.sent_this_run,
             "failed_this_run": self.failed_this_run,
@@ -505,6 +518,14 @@ class Worker:
             )
             return StepResult("cap", wait=reopen - now)
 
+        every = self.config.restart_browser_every
+        if every and self._chats_on_browser >= every:
+            # Between messages (nothing claimed): the restart cannot interrupt a send.
+            self._restart_browser(
+                f"a fresh page after {self._chats_on_browser} chats; a long-lived one keeps growing",
+                level=logging.INFO,
+            )
+
         # The session first: a logged-out or blocked account must not burn claims and attempts.
         try:
             self.transport.ensure_ready()
@@ -533,6 +554,7 @@ class Worker:
             return StepResult("idle")
         self._inflight, self._stamped = claim, False
         self._seen_jobs.add(claim.job_id)
+        self._chats_on_browser += 1
         # Not in a finally: if a second Ctrl-C (KeyboardInterrupt) or a database error escapes, the claim
         # stays recorded so that run()'s shutdown releases it.
         result = self._handle(claim, now)
@@ -710,6 +732,7 @@ class Worker:
             return self.rng.uniform(p.min_delay, max(p.min_delay, p.max_delay))
 
         def on_checked(c: Checked) -> None:
+            self._chats_on_browser += 1  # each look opens a chat, as a send does
             what = c.seen if c.seen is not None else ("error: " + c.error if c.error else "not found")
             self._emit(
                 "receipt",
@@ -816,8 +839,9 @@ class Worker:
             self._streaks.pop(claim.job_id, None)
             self._emit("breaker", f"job {claim.job_id} {reason}", job_id=claim.job_id, level=logging.ERROR)
 
-    def _restart_browser(self, why: str) -> None:
-        self._emit("restart", f"restarting the browser ({why})", level=logging.WARNING)
+    def _restart_browser(self, why: str, *, level: int = logging.WARNING) -> None:
+        self._emit("restart", f"restarting the browser ({why})", level=level)
+        self._chats_on_browser = 0
         try:
             self.transport.restart()
         except WabulkError as e:
