@@ -187,35 +187,36 @@ def main() -> int:
         mem = run(mem_n, FAST, Path(d) / "mem")
         per2, rate2, sampler, (first, last) = mem.per, mem.rate, mem.sampler, mem.span
         during = [s for s in sampler.samples if first <= s[0] <= last]
-        if len(during) >= 3:
-            # "start" is after the first tenth of the run: Chromium's first pages load caches that are not
-            # growth. The first sample is shown too.
-            (_, py_first, br_first, _k), (_, py0, br0, _k0), (_, py1, br1, k1) = (
-                during[0],
-                during[len(during) // 10],
-                during[-1],
-            )
-            for label, a0, b0, b1 in (
-                ("Python process", py_first, py0, py1),
-                (f"browser, {k1} processes", br_first, br0, br1),
+        if len(during) >= 10:
+            # The worker starts a fresh browser every 100 chats (its default), so the browser's memory is a
+            # saw-tooth: compare the peaks of the two halves after a warm-up tenth (Chromium's first pages
+            # fill caches that are not growth). A leak that outlives the restarts raises the second peak.
+            k0, mid = len(during) // 10, (len(during) + len(during) // 10) // 2
+            a, b = during[k0:mid], during[mid:]
+            for label, col in (
+                ("Python process", 1),
+                (f"browser, {max(s[3] for s in during)} processes at most", 2),
             ):
-                growth = b1 / b0 - 1
+                first_v = during[0][col]
+                peak_a, peak_b = max(s[col] for s in a), max(s[col] for s in b)
+                growth = peak_b / peak_a - 1
                 rows.append(
                     {
-                        "what": f"memory over {mem_n} messages: {label} (first -> 10 % -> end)",
-                        "median s": f"{a0:.0f} -> {b0:.0f} -> {b1:.0f} MiB",
+                        "what": f"memory over {mem_n} messages: {label} "
+                        "(first -> peak 10-55 % -> peak 55-100 %)",
+                        "median s": f"{first_v:.0f} -> {peak_a:.0f} -> {peak_b:.0f} MiB",
                         "p95 s": f"{growth * 100:+.0f} %",
                         "msg/min": "",
-                        "target": "<= +10 % (10 % -> end)",
+                        "target": "<= +10 % (second half's peak)",
                         "met": ok(growth, 0.10, higher_is_better=False),
                     }
                 )
-            peak = max(s[2] for s in during)
             notes.append(
                 f"memory run: fast simulator timings ({statistics.median(per2):.2f} s median per message, "
-                f"{rate2:.0f} msg/min); browser peak {peak:.0f} MiB; {len(during)} samples, 0.5 s apart; "
-                "memory is PSS from /proc/PID/smaps_rollup (shared pages split between processes); "
-                "the Python figure includes the in-process simulator; chats opened with the default (auto)"
+                f"{rate2:.0f} msg/min); {len(during)} samples, 0.5 s apart; memory is PSS from "
+                "/proc/PID/smaps_rollup (shared pages split between processes); the Python figure includes "
+                "the in-process simulator (which keeps every message it received); chats opened with the "
+                "default (auto); the worker's default --restart-browser-every 100 applies"
             )
         else:
             notes.append("memory run too short to sample (use more --memory-messages)")
