@@ -4,6 +4,7 @@ status query time, on one job of N messages; plus the claim's EXPLAIN QUERY PLAN
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import shutil
 import sqlite3
 import sys
@@ -160,6 +161,8 @@ def main() -> int:
             for suffix in ("-wal", "-shm"):
                 Path(str(dst) + suffix).unlink(missing_ok=True)
             shutil.copyfile(masters[progress], dst)
+            # Flush the copy now: its writeback would otherwise compete with the fsyncs being timed.
+            os.sync()
             return dst
 
         # Baseline: minimal raw SQL claim + complete, 1 process, FULL, fresh table.
@@ -261,8 +264,8 @@ def main() -> int:
                 "ratio": "1.00",
                 "dup": "",
                 "errors": "",
-                "target": "<= 100 ms",
-                "met": ok(count_rows, 0.1, higher_is_better=False),
+                "target": "",
+                "met": "",
             }
         )
         rows.append(
@@ -273,7 +276,7 @@ def main() -> int:
                 "ratio": f"{counters / count_rows:.4f}",
                 "dup": "",
                 "errors": "",
-                "target": "<= 1 ms",
+                "target": "<= 100 ms; <= 1 ms with counters",
                 "met": ok(counters, 0.001, higher_is_better=False),
             }
         )
