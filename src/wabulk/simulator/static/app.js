@@ -911,7 +911,7 @@
     var params = {page: S.page, token: S.token, screen: S.screen,
       phone: S.screen === 'main' ? S.openPhone : null, chats: S.screen === 'main' ? '1' : null};
     api('GET', '/__sim/api/poll?' + q(params)).then(function (r) {
-      handlePoll(r.body);
+      handlePoll(r.body, params.phone);
     }, function () {}).then(function () { S.polling = false; schedulePoll(); });
   }
 
@@ -931,7 +931,9 @@
     schedulePoll();
   }
 
-  function handlePoll(r) {
+  // ``phone``: the chat open when the poll was asked for; its rows are only for that chat (another may have
+  // been opened while the request was in flight).
+  function handlePoll(r, phone) {
     if (!r || !r.config) return;
     S.cfg = r.config;
     setOffline(!!r.config.offline);
@@ -950,7 +952,7 @@
     if (S.screen === 'blocked' && !r.config.blocked) { showMain(); return; }
     if (S.screen === 'main' && r.takeover) { showTakeover(r.takeover); return; }
     if (S.screen === 'main') {
-      if (r.chat && S.openPhone) syncChat(r.chat);
+      if (r.chat && S.openPhone && S.openPhone === phone) syncChat(r.chat);
       if (r.chats) renderChats(r.chats);
     }
   }
