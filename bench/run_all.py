@@ -116,6 +116,7 @@ def main() -> int:
         reuse[script] = Path(path)
     scale = "quick" if args.quick else args.scale
     command = "python bench/run_all.py" + (f" --scale {scale}" if scale != "full" else "")
+    command += "".join(f" --reuse {name}=…" for name in reuse)
     mach = machine()
     print("machine: " + "; ".join(f"{k}: {v}" for k, v in mach.items()))
     results = []
