@@ -887,10 +887,16 @@ class Queue:
         claim: Claim,
         set_sql: str,
         params: Sequence[Any],
+        *,
+        now: float,
+        to: str,
+        detail: str,
+        kind: str = "status",
         extra_where: str = "",
         extra_params: Sequence[Any] = (),
     ) -> None:
-        """Apply ``SET set_sql`` only while the claim still owns the message; else LeaseLost."""
+        """Apply ``SET set_sql`` only while the claim still owns the message, and log it as a ``kind``
+        event from sending to ``to`` with ``detail`` (one step, one transaction); else LeaseLost."""
         cur = conn.execute(
             f"UPDATE messages SET {set_sql} WHERE id = ? AND status = 'sending' AND claimed_by = ?"
             f" AND attempts = ?{extra_where}",
@@ -912,6 +918,7 @@ class Queue:
                 f"message {claim.message_id} is no longer ours (now {status}, attempt {attempts}, "
                 f"owner {owner or 'none'})"
             )
+        self._event(conn, now, claim.job_id, claim.message_id, kind, SENDING, to, detail)
 
     @_guarded
     def mark_send_started(self, claim: Claim) -> None:
@@ -926,18 +933,12 @@ class Queue:
                 " send_started_session = COALESCE(send_started_session,"
                 " (SELECT session FROM workers WHERE id = claimed_by))",
                 (now, now),
-                " AND lease_until > ?",
-                (now,),
-            )
-            self._event(
-                conn,
-                now,
-                claim.job_id,
-                claim.message_id,
-                "send_started",
-                SENDING,
-                SENDING,
-                f"worker {claim.worker_id} attempt {claim.attempt}",
+                now=now,
+                kind="send_started",
+                to=SENDING,
+                detail=f"worker {claim.worker_id} attempt {claim.attempt}",
+                extra_where=" AND lease_until > ?",
+                extra_params=(now,),
             )
 
     @_guarded
@@ -946,16 +947,15 @@ class Queue:
         now = self._clock()
         until = now + seconds
         with self._tx() as conn:
-            self._fenced(conn, claim, "lease_until = ?, updated_at = ?", (until, now))
-            self._event(
+            self._fenced(
                 conn,
-                now,
-                claim.job_id,
-                claim.message_id,
-                "lease",
-                SENDING,
-                SENDING,
-                f"extended to {until:.3f}",
+                claim,
+                "lease_until = ?, updated_at = ?",
+                (until, now),
+                now=now,
+                kind="lease",
+                to=SENDING,
+                detail=f"extended to {until:.3f}",
             )
         return dataclasses.replace(claim, lease_until=until)
 
@@ -974,16 +974,9 @@ class Queue:
                 " sent_by_session = ?, claimed_by = NULL, lease_until = NULL, last_error = NULL,"
                 " error_class = NULL, updated_at = ?",
                 (sent_at, tick, delivered, read, session, now),
-            )
-            self._event(
-                conn,
-                now,
-                claim.job_id,
-                claim.message_id,
-                "status",
-                SENDING,
-                SENT,
-                f"tick {tick} via session {session}",
+                now=now,
+                to=SENT,
+                detail=f"tick {tick} via session {session}",
             )
             self._maybe_finish(conn, claim.job_id, now)
 
@@ -1005,16 +998,9 @@ class Queue:
                 "status = 'pending', next_attempt_at = ?, last_error = ?,"
                 " error_class = ?, claimed_by = NULL, lease_until = NULL, updated_at = ?",
                 (now + max(0.0, delay), error, error_class, now),
-            )
-            self._event(
-                conn,
-                now,
-                claim.job_id,
-                claim.message_id,
-                "status",
-                SENDING,
-                PENDING,
-                f"retry in {max(0.0, delay):g}s: {error}",
+                now=now,
+                to=PENDING,
+                detail=f"retry in {max(0.0, delay):g}s: {error}",
             )
 
     @_guarded
@@ -1032,8 +1018,10 @@ class Queue:
             "status = 'failed', last_error = ?, error_class = ?,"
             " claimed_by = NULL, lease_until = NULL, updated_at = ?",
             (error, error_class, now),
+            now=now,
+            to=FAILED,
+            detail=error,
         )
-        self._event(conn, now, claim.job_id, claim.message_id, "status", SENDING, FAILED, error)
         self._maybe_finish(conn, claim.job_id, now)
 
     @_guarded
@@ -1051,16 +1039,9 @@ class Queue:
                 f"status = 'pending', attempts = attempts - 1, claimed_by = NULL,"
                 f" lease_until = NULL, {due}updated_at = ?",
                 params,
-            )
-            self._event(
-                conn,
-                now,
-                claim.job_id,
-                claim.message_id,
-                "status",
-                SENDING,
-                PENDING,
-                f"released: {reason}" + (f" (due in {delay:g}s)" if delay > 0 else ""),
+                now=now,
+                to=PENDING,
+                detail=f"released: {reason}" + (f" (due in {delay:g}s)" if delay > 0 else ""),
             )
 
     def defer(self, claim: Claim, *, until: float, reason: str) -> None:
