@@ -25,40 +25,26 @@ from tests.torture.common import (
     kill,
     killpg,
     phone,
-    python_env,
     read_deliveries,
     rows,
+    start_fake_worker,
 )
 
 
 def start(
     tmp: Path, session: str, lease: float, jitter: float, n: int, blind: bool = False
 ) -> subprocess.Popen[bytes]:
-    log = (tmp / f"{session}.{n}.log").open("wb")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.torture.fake_worker",
-            "--db",
-            str(tmp / "wabulk.db"),
-            "--home",
-            str(tmp / "home"),
-            "--session",
-            session,
-            "--deliveries",
-            str(tmp / "deliveries.jsonl"),
-            "--lease",
-            str(lease),
-            "--jitter",
-            str(jitter),
-            "--until-done",
-            *(["--blind"] if blind else []),
-        ],
-        env=python_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    """The ``n``-th start of ``session``'s fake worker, output in ``tmp/<session>.<n>.log``."""
+    return start_fake_worker(
+        tmp,
+        session,
+        "--lease",
+        str(lease),
+        "--jitter",
+        str(jitter),
+        "--until-done",
+        *(["--blind"] if blind else []),
+        tag=f".{n}",
     )
 
 
