@@ -237,23 +237,33 @@ def find(
 
 # --- the page probe ---------------------------------------------------------------------------------------
 
+# matches(kind, expr): every element one selector candidate ("css" or "xpath") finds, in document order;
+# none when this browser cannot parse it (a candidate written for another era must not end the search).
+# A prefix for the scripts that walk a Selector's candidates in the page (here and in sender.py).
+MATCHES_JS = r"""
+function matches(kind, expr) {
+  try {
+    if (kind === 'css') return Array.from(document.querySelectorAll(expr));
+    const r = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
+    const out = [];
+    for (let j = 0; j < r.snapshotLength; j++) out.push(r.snapshotItem(j));
+    return out;
+  } catch (e) { return []; }
+}
+"""
+
 # One round trip that reports which selectors match (first matching candidate index), the dialogs' texts,
 # the app text outside chats (for takeover/offline/ban wording), the QR payload and the URL. Message
 # content (#main, #pane-side, .copyable-text) is skipped so a message *saying* "Use here" cannot fool it.
-PROBE_JS = r"""
+PROBE_JS = (
+    MATCHES_JS
+    + r"""
 const sels = arguments[0];
 function vis(el) { return !!(el && el.isConnected && el.getClientRects().length); }
 function first(cands) {
   for (let i = 0; i < cands.length; i++) {
-    const [kind, expr] = cands[i];
-    try {
-      if (kind === 'css') {
-        for (const el of document.querySelectorAll(expr)) if (vis(el)) return [i, el];
-      } else {
-        const r = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
-        for (let j = 0; j < r.snapshotLength; j++) if (vis(r.snapshotItem(j))) return [i, r.snapshotItem(j)];
-      }
-    } catch (e) { /* unsupported syntax: next */ }
+    const el = matches(cands[i][0], cands[i][1]).find(vis);
+    if (el) return [i, el];
   }
   return null;
 }
@@ -291,6 +301,7 @@ for (const d of document.querySelectorAll("[role='dialog'], [data-animate-modal-
 return {matched: matched, dialogs: dialogs, text: document.body ? appText(document.body) : '',
         url: location.href, qr_ref: qrRef, title: document.title};
 """
+)
 
 
 def probe(driver: Any, selectors: tuple[Selector, ...]) -> dict[str, Any]:

@@ -111,17 +111,12 @@ return true;
 # the reading closest to now that is not in the future wins.
 BUBBLES_JS = (
     TEXT_OF_JS
+    + dom.MATCHES_JS
     + r"""
 const cands = arguments[0], byIcon = arguments[1], byLabel = arguments[2], bySvg = arguments[3];
 const rows = [];
 for (const [kind, expr] of cands) {
-  let found = [];
-  try {
-    if (kind === 'css') found = Array.from(document.querySelectorAll(expr));
-    else { const r = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
-           for (let j = 0; j < r.snapshotLength; j++) found.push(r.snapshotItem(j)); }
-  } catch (e) { continue; }
-  for (const el of found) {
+  for (const el of matches(kind, expr)) {
     const row = el.closest('[data-id]') || el;
     if (!rows.includes(row)) rows.push(row);
   }
@@ -179,25 +174,22 @@ return out;
 
 # The open chat's identity: the title of #main's header (first visible candidate of CHAT_TITLE) and
 # whether #main is a node rendered after ``mark`` was set (arguments: candidates, token, mark?).
-CHAT_IDENTITY_JS = r"""
+CHAT_IDENTITY_JS = (
+    dom.MATCHES_JS
+    + r"""
 const cands = arguments[0], token = arguments[1], mark = arguments[2];
 const main = document.querySelector('#main');
 function vis(el) { return !!(el && el.isConnected && el.getClientRects().length); }
 let title = null;
 for (const [kind, expr] of cands) {
-  let found = [];
-  try {
-    if (kind === 'css') found = Array.from(document.querySelectorAll(expr));
-    else { const r = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
-           for (let j = 0; j < r.snapshotLength; j++) found.push(r.snapshotItem(j)); }
-  } catch (e) { continue; }
-  const el = found.find(vis);
+  const el = matches(kind, expr).find(vis);
   if (el) { title = el.getAttribute('title') || el.textContent || ''; break; }
 }
 const fresh = !!main && main.__wabulkOpen !== token;
 if (mark && main) main.__wabulkOpen = token;
 return {main: !!main, fresh: fresh, title: title};
 """
+)
 
 # Click the New chat drawer's result row for a number: a row (candidates of NEW_CHAT_RESULT) outside #main
 # and the chat list whose title or text has exactly the wanted digits. Returns whether one was clicked.
@@ -221,20 +213,17 @@ return false;
 
 # The first visible element of a selector's candidates, in one round trip (dom.resolve needs one per
 # candidate plus one per visibility check; the in-page open does this several times per message).
-FIRST_VISIBLE_JS = r"""
+FIRST_VISIBLE_JS = (
+    dom.MATCHES_JS
+    + r"""
 const cands = arguments[0];
 for (const [kind, expr] of cands) {
-  let found = [];
-  try {
-    if (kind === 'css') found = Array.from(document.querySelectorAll(expr));
-    else { const r = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
-           for (let j = 0; j < r.snapshotLength; j++) found.push(r.snapshotItem(j)); }
-  } catch (e) { continue; }
-  const el = found.find(e => e.isConnected && e.getClientRects().length);
+  const el = matches(kind, expr).find(e => e.isConnected && e.getClientRects().length);
   if (el) return el;
 }
 return null;
 """
+)
 
 READ_INPUT_JS = TEXT_OF_JS + "const e = arguments[0]; return e.tagName === 'INPUT' ? e.value : textOf(e);"
 
