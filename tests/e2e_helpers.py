@@ -193,6 +193,14 @@ class E2E:
     # --- running ----------------------------------------------------------------------------------------
     def run(self, session: str, *args: str, lease: float | None = 8.0, until_done: bool = True) -> Worker:
         """Start ``wabulk run --session S [--until-done]`` (pace off unless ``args`` say otherwise)."""
+        return self._run(["--session", session], args, lease, until_done)
+
+    def run_fleet(self, sessions: str, *args: str, lease: float | None = None) -> Worker:
+        """Start ``wabulk run --sessions A,B --until-done`` (one worker process per session, pace off unless
+        ``args`` say otherwise); without ``lease`` the workers keep wabulk's default lease."""
+        return self._run(["--sessions", sessions], args, lease, True)
+
+    def _run(self, target: list[str], args: tuple[str, ...], lease: float | None, until_done: bool) -> Worker:
         n = len(self.workers)
         out, err = self.home / f"run{n}.out", self.home / f"run{n}.err"
         extra = {"WABULK_LEASE_SECONDS": str(lease)} if lease else {}
@@ -202,7 +210,7 @@ class E2E:
             args = ("--until-done", *args)
         with out.open("wb") as fo, err.open("wb") as fe:
             proc = subprocess.Popen(
-                [WABULK, "--db", str(self.db), "run", "--session", session, "--web-url", self.sim.url, *args],
+                [WABULK, "--db", str(self.db), "run", *target, "--web-url", self.sim.url, *args],
                 env=self.env(**extra),
                 stdout=fo,
                 stderr=fe,

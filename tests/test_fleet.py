@@ -211,7 +211,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def test_two_sessions_as_two_processes_deliver_pinned_and_shared_jobs_exactly_once(
     sim: Any, tmp_path: Path
 ) -> None:
-    from e2e_helpers import E2E, WABULK, wait_for
+    from e2e_helpers import E2E, wait_for
 
     e2e = E2E(sim=sim, home=tmp_path / "home", base=500)
     try:
@@ -228,33 +228,9 @@ def test_two_sessions_as_two_processes_deliver_pinned_and_shared_jobs_exactly_on
         pinned = int(json.loads(res.stdout)["job_id"])
         expected.update({e2e.phone(i).lstrip("+"): f"Pinned P {i}" for i in range(3)})
 
-        out, err = e2e.home / "fleet.out", e2e.home / "fleet.err"
-        with out.open("wb") as fo, err.open("wb") as fe:
-            proc = subprocess.Popen(
-                [
-                    WABULK,
-                    "--db",
-                    str(e2e.db),
-                    "run",
-                    "--sessions",
-                    "a,b",
-                    "--until-done",
-                    "--pace",
-                    "off",
-                    "--web-url",
-                    sim.url,
-                ],
-                env=e2e.env(),
-                stdout=fo,
-                stderr=fe,
-                start_new_session=True,
-            )
-        try:
-            code = proc.wait(180)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log = out.read_text() + err.read_text()
+        w = e2e.run_fleet("a,b")
+        code = w.wait(180)
+        log = w.output()
         assert code == 0, log
         got = e2e.assert_exactly_once(expected)
         by_device = {d: e2e.devices[s] for s, d in (("a", "a"), ("b", "b"))}

@@ -162,35 +162,9 @@ def test_two_sessions_on_the_grid_deliver_exactly_once(
         login_through_grid(e2e, "a", url)
         login_through_grid(e2e, "b", url)
         job, expected = e2e.enqueue(6)
-        out = e2e.home / "fleet.out"
-        with out.open("wb") as fo:
-            proc = subprocess.Popen(
-                [
-                    WABULK,
-                    "--db",
-                    str(e2e.db),
-                    "run",
-                    "--sessions",
-                    "a,b",
-                    "--until-done",
-                    "--pace",
-                    "off",
-                    "--web-url",
-                    sim.url,
-                    "--remote-url",
-                    url,
-                ],
-                env=e2e.env(),
-                stdout=fo,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            code = proc.wait(150)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-        assert code == 0, out.read_text()[-4000:]
+        w = e2e.run_fleet("a,b", "--remote-url", url)
+        code = w.wait(150)
+        assert code == 0, w.output()[-4000:]
         got = e2e.assert_exactly_once(expected)
         assert {m["device"] for m in got} <= {e2e.devices["a"], e2e.devices["b"]}
         senders = {r["sent_by_session"] for r in e2e.rows() if r["job_id"] == job}
