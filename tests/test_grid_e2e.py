@@ -162,7 +162,8 @@ def test_two_sessions_on_the_grid_deliver_exactly_once(
         login_through_grid(e2e, "a", url)
         login_through_grid(e2e, "b", url)
         job, expected = e2e.enqueue(6)
-        w = e2e.run_fleet("a,b", "--remote-url", url)
+        # Paced, as in test_fleet: with --pace off the first account up can drain the job alone.
+        w = e2e.run_fleet("a,b", "--remote-url", url, "--pace", "fast")
         code = w.wait(150)
         assert code == 0, w.output()[-4000:]
         got = e2e.assert_exactly_once(expected)
