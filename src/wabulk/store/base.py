@@ -53,7 +53,8 @@ _EVENT_COLS = ", ".join(f.name for f in dataclasses.fields(Event))
 _SAME_SESSION = "(m.send_started_session IS NULL OR m.send_started_session = :session)"
 
 _CLAIM_RETURNING = (
-    "id, job_id, attempts, max_attempts, phone, body, name, send_started_at,"
+    "id, job_id, attempts, max_attempts, phone, body, name, send_started_at, send_started_session,"
+    " send_snapshot, sends,"
     " (SELECT status FROM jobs WHERE jobs.id = messages.job_id),"
     " (SELECT attachment FROM jobs WHERE jobs.id = messages.job_id)"
 )
@@ -122,8 +123,44 @@ def _describe(path: Path, exc: sqlite3.Error) -> str:
     return f"{path}: database error ({text})"
 
 
+_BUSY_WORDS = ("database is locked", "database is busy", "database table is locked")
+# Network file systems break SQLite's locking (and so the claim's exclusivity): warn when the file is on one.
+NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "sshfs", "9p", "afs", "glusterfs", "ceph")
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and any(w in str(exc).lower() for w in _BUSY_WORDS)
+
+
 def _guarded(fn: F) -> F:
-    """Turn any raw sqlite3 error into errors.DatabaseError naming the file (never a traceback)."""
+    """Turn any raw sqlite3 error into errors.DatabaseError naming the file (never a traceback).
+
+    "Database is busy" (another process held the write lock longer than ``busy_timeout``, e.g. an old
+    wabulk's long import) is retried with a growing pause for up to ``busy_retry_for`` seconds instead of
+    ending a worker: every guarded method is one or more whole transactions, so running it again is safe."""
+
+    @functools.wraps(fn)
+    def wrapper(self: QueueBase, *args: Any, **kwargs: Any) -> Any:
+        pause = 0.05
+        deadline: float | None = None
+        while True:
+            try:
+                return fn(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                if _is_busy(exc) and self._conn is not None and not self._conn.in_transaction:
+                    now = time.monotonic()
+                    deadline = now + self.busy_retry_for if deadline is None else deadline
+                    if now < deadline:
+                        self.busy_sleep(pause)
+                        pause = min(pause * 2, 5.0)
+                        continue
+                raise errors.DatabaseError(_describe(self.path, exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _guarded_once(fn: F) -> F:
+    """Like :func:`_guarded` without the retry, for methods that consume an iterator (enqueue)."""
 
     @functools.wraps(fn)
     def wrapper(self: QueueBase, *args: Any, **kwargs: Any) -> Any:
@@ -133,6 +170,29 @@ def _guarded(fn: F) -> F:
             raise errors.DatabaseError(_describe(self.path, exc)) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def network_filesystem(path: Path, mounts: str | None = None) -> str | None:
+    """The type of the network file system ``path`` lives on (``nfs4``, ``cifs``, ``fuse.sshfs``…), or None.
+    Reads ``/proc/mounts`` (``mounts`` for tests); None where there is no such file."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    target = str(path.expanduser().absolute())
+    best, fstype = "", ""
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, fstype = point, parts[2]
+    if fstype in NETWORK_FS or fstype.startswith(("nfs", "fuse.sshfs", "smb")):
+        return fstype
+    return None
 
 
 class QueueBase:
@@ -154,6 +214,9 @@ class QueueBase:
         ``busy_timeout`` (seconds, at least 5) is how long a write waits for another process."""
         self.path = Path(path).expanduser()
         self._clock = clock
+        self._synchronous = synchronous.upper()
+        self.busy_retry_for = 300.0  # seconds a busy database is retried before giving up
+        self.busy_sleep: Callable[[float], None] = time.sleep
         self._conn: sqlite3.Connection | None = None
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -262,23 +325,32 @@ class QueueBase:
 
     # --- helpers ------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _tx(self) -> Generator[sqlite3.Connection, None, None]:
-        """One short write transaction holding the write lock from the start (BEGIN IMMEDIATE)."""
+    def _tx(self, *, durable: bool = False) -> Generator[sqlite3.Connection, None, None]:
+        """One short write transaction holding the write lock from the start (BEGIN IMMEDIATE).
+        ``durable``: commit with ``synchronous=FULL`` whatever the connection's level (control commands:
+        an acknowledged stop or opt-out must survive a power cut)."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        raise_level = durable and self._synchronous not in ("FULL", "EXTRA")
+        if raise_level:
+            conn.execute("PRAGMA synchronous = FULL")
         try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except BaseException:
-            # e.g. disk full at commit: never leave a transaction open for the next call to inherit.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                # e.g. disk full at commit: never leave a transaction open for the next call to inherit.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if raise_level:
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
 
     @staticmethod
     def _event(

@@ -17,7 +17,7 @@ class OptoutsMixin(QueueBase):
         """Add E.164 numbers to the opt-out list; returns how many were new. Pending messages to them
         are skipped when next claimed."""
         now = self._clock()
-        with self._tx() as conn:
+        with self._tx(durable=True) as conn:
             return conn.executemany(
                 "INSERT OR IGNORE INTO optouts (phone, added_at, reason) VALUES (?, ?, ?)",
                 ((p, now, reason) for p in phones),
@@ -26,7 +26,7 @@ class OptoutsMixin(QueueBase):
     @_guarded
     def remove_optouts(self, phones: Iterable[str]) -> int:
         """Remove numbers from the opt-out list; returns how many were there."""
-        with self._tx() as conn:
+        with self._tx(durable=True) as conn:
             return conn.executemany("DELETE FROM optouts WHERE phone = ?", ((p,) for p in phones)).rowcount
 
     @_guarded

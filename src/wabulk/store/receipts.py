@@ -122,26 +122,25 @@ class ReceiptsMixin(QueueBase):
 
     @_guarded
     def sent_count(self, session: str, since: float) -> int:
-        """Messages marked sent by ``session`` at or after ``since`` (daily caps; indexed)."""
+        """Sends confirmed for ``session`` at or after ``since`` (daily caps). Counted in ``send_log``, which
+        prune leaves alone, so pruning a finished job does not reset today's count."""
         row = self.conn.execute(
-            "SELECT count(*) FROM messages WHERE sent_by_session = ? AND sent_at >= ?", (session, since)
+            "SELECT count(*) FROM send_log WHERE session = ? AND at >= ?", (session, since)
         ).fetchone()
         return int(row[0])
 
     @_guarded
     def first_sent_at(self, session: str) -> float | None:
-        """When ``session`` first sent a message still in the database (warm-up ramps); None if never.
-        One index probe (pruned jobs' messages no longer count)."""
-        row = self.conn.execute(
-            "SELECT min(sent_at) FROM messages WHERE sent_by_session = ?", (session,)
-        ).fetchone()
+        """When ``session`` first sent a message (warm-up ramps); None if never. Kept in ``sessions``, so
+        it survives prune."""
+        row = self.conn.execute("SELECT first_sent_at FROM sessions WHERE name = ?", (session,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
     @_guarded
     def sessions_that_sent(self) -> list[str]:
-        """Every session that has sent a message still in the database (``status``'s per-session rows)."""
+        """Every session that has sent a message (``status``'s per-session rows)."""
         rows = self.conn.execute(
-            "SELECT DISTINCT sent_by_session FROM messages WHERE sent_by_session IS NOT NULL ORDER BY 1"
+            "SELECT name FROM sessions WHERE first_sent_at IS NOT NULL ORDER BY 1"
         ).fetchall()
         return [str(r[0]) for r in rows]
 
@@ -149,7 +148,5 @@ class ReceiptsMixin(QueueBase):
     def last_sent_at(self, session: str) -> float | None:
         """When ``session`` last sent a message (the fleet's "next send" estimate); None if never.
         Read-only, one index probe."""
-        row = self.conn.execute(
-            "SELECT max(sent_at) FROM messages WHERE sent_by_session = ?", (session,)
-        ).fetchone()
+        row = self.conn.execute("SELECT max(at) FROM send_log WHERE session = ?", (session,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
