@@ -327,7 +327,8 @@ class ClaimsMixin(QueueBase):
             conn,
             claim,
             "send_started_at = COALESCE(send_started_at, ?), updated_at = ?, send_started_session = ?,"
-            " send_snapshot = ?, sends = sends + 1",
+            # Pressing again makes the evidence of absence stale: this try's outcome is open again.
+            " send_snapshot = ?, sends = sends + 1, absent_attempt = NULL",
             (now, now, session, _snapshot_json(snapshot)),
             now=now,
             kind="send_started",
