@@ -227,9 +227,7 @@ def _unknown_outcome(db_path: Path, contacts: Path) -> tuple[int, int]:
     return job_id, c.message_id
 
 
-def test_unknown_outcomes_show_in_status_check_and_resolve_decides(
-    contacts: Path, db_path: Path
-) -> None:
+def test_unknown_outcomes_show_in_status_check_and_resolve_decides(contacts: Path, db_path: Path) -> None:
     job_id, mid = _unknown_outcome(db_path, contacts)
     code, out, _ = invoke("status", "--json")
     data = json.loads(out)
