@@ -55,9 +55,22 @@ def torture(name: str, *args: str, timeout: float = 240) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_kill_storm_fake_transport_loses_and_duplicates_nothing() -> None:
-    f = torture("kill_storm_fake", "--messages", "100", "--kills", "10", "--seed", "5")
+    f = torture("kill_storm_fake", "--messages", "200", "--kills", "10", "--seed", "5")
     assert (f["kills"], f["lost"], f["duplicates"], f["stuck"], f["integrity"]) == (10, 0, 0, 0, "ok")
-    assert f["delivered"] == 100
+    assert f["delivered"] == 200
+
+
+@pytest.mark.slow
+def test_kill_storm_with_a_blind_page_fails_closed_and_resumes() -> None:
+    """Issue 14: while the page cannot be read nothing is resent (the outcomes are reported unknown and the
+    sessions pause themselves); once it can be read and a person resumes, every message ends sent once."""
+    f = torture(
+        "kill_storm_fake", "--messages", "60", "--kills", "9", "--seed", "4", "--blind-page",
+        "--blind-seconds", "20",
+    )  # fmt: skip
+    assert (f["lost"], f["duplicates"], f["stuck"], f["failed"], f["integrity"]) == (0, 0, 0, 0, "ok")
+    assert f["delivered"] == 60 and f["kills"] >= 9
+    assert f["extra"]["unknown_reported"] >= 1 and f["extra"]["sessions_paused"] >= 1
 
 
 @pytest.mark.slow

@@ -266,8 +266,11 @@ class FakeTransport:
                 new = int(d.at // 60) >= int(since // 60)
             if new:
                 return Verification(VERIFY_SENT, "found in the fake chat", d.id)
-        if known is not None and not known.readable:
+        same_text = any(d.phone == phone and d.body == body for d in self.deliveries)
+        if same_text and known is not None and not known.readable:
+            # An older bubble with this text and no ids to date it by: cannot tell.
             return Verification(VERIFY_UNKNOWN, "the chat could not be read before the send")
+        # The chat is readable and holds no new bubble with this text: positive evidence.
         return Verification(VERIFY_ABSENT, "not in the fake chat")
 
     def read_receipt(self, phone: str, body: str, since: float) -> str | None:

@@ -106,6 +106,10 @@ _ACTIVE_JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN)
 
 # Error classes that describe one recipient, not the page or the account (see _count_failure).
 RECIPIENT_ERROR_CLASSES = frozenset({"not_on_whatsapp"})
+# Error classes about this account's page (see _count_failure): a streak of them pauses the session only.
+PAGE_ERROR_CLASSES = frozenset(
+    {"confirm_timeout", "selector_missing", "browser_crashed", "BrowserError", UNKNOWN_OUTCOME}
+)
 
 
 @dataclass(frozen=True)
@@ -916,22 +920,32 @@ class Worker:
         return StepResult("failed", claim.message_id)
 
     def _count_failure(self, claim: Claim, error_class: str) -> None:
-        """Circuit breaker: N failures in a row of one class pause the job (the cause is likely not the
-        recipients but the page or the account). Failures that are about one recipient (a number not on
-        WhatsApp) say nothing about the page, so they neither count nor break a streak."""
+        """Circuit breaker: N failures in a row of one class pause what they point at. Page-level classes
+        (the reader, the browser) are about this account's page: the SESSION pauses and other accounts go on
+        with the shared job. Anything else (e.g. an attachment WhatsApp rejects) is about the job: the job
+        pauses. Failures that are about one recipient (a number not on WhatsApp) say nothing about either,
+        so they neither count nor break a streak."""
         if error_class in RECIPIENT_ERROR_CLASSES:
             return
         last, n = self._streaks.get(claim.job_id, ("", 0))
         n = n + 1 if last == error_class else 1
         self._streaks[claim.job_id] = (error_class, n)
-        if n >= self.config.breaker_threshold:
-            reason = f"auto-paused: {n} consecutive {error_class} failures"
+        if n < self.config.breaker_threshold:
+            return
+        self._streaks.pop(claim.job_id, None)
+        reason = f"auto-paused: {n} consecutive {error_class} failures"
+        if error_class in PAGE_ERROR_CLASSES:
             try:
-                self.queue.pause_job(claim.job_id, reason=reason)
+                self.queue.pause_session(self.config.session, reason)
             except WabulkError as e:
-                log.warning("could not auto-pause job %s: %s", claim.job_id, e)
-            self._streaks.pop(claim.job_id, None)
-            self._emit("breaker", f"job {claim.job_id} {reason}", job_id=claim.job_id, level=logging.ERROR)
+                log.warning("could not auto-pause session %s: %s", self.config.session, e)
+            self._session_paused(reason)
+            return
+        try:
+            self.queue.pause_job(claim.job_id, reason=reason)
+        except WabulkError as e:
+            log.warning("could not auto-pause job %s: %s", claim.job_id, e)
+        self._emit("breaker", f"job {claim.job_id} {reason}", job_id=claim.job_id, level=logging.ERROR)
 
     def _restart_browser(self, why: str, *, level: int = logging.WARNING) -> None:
         self._emit("restart", f"restarting the browser ({why})", level=level)

@@ -22,11 +22,13 @@ TESTS = ROOT / "tests"
 if str(TESTS) not in sys.path:  # e2e_helpers lives beside the tests (imported there as a top-level module)
     sys.path.insert(0, str(TESTS))
 
+from wabulk.errors import ConfirmTimeout  # noqa: E402
 from wabulk.fakes import FakeTransport  # noqa: E402
 from wabulk.models import (  # noqa: E402
     TICK_SENT,
     VERIFY_ABSENT,
     VERIFY_SENT,
+    VERIFY_UNKNOWN,
     ChatSnapshot,
     NewJob,
     NewMessage,
@@ -49,11 +51,29 @@ class DurableFake(FakeTransport):
     """A FakeTransport whose deliveries survive SIGKILL: each one is a line appended with one ``os.write``
     to an ``O_APPEND`` file (the kernel keeps it even if the process dies right after), and ``verify_sent``
     reads that file, as the real sender reads the chat. ``jitter`` adds random sleeps around the "click", so
-    kills land in every window of a send, including between delivery and the ``sent`` mark."""
+    kills land in every window of a send, including between delivery and the ``sent`` mark.
 
-    def __init__(self, path: Path, session: str, jitter: float = 0.01, blind: bool = False) -> None:
+    Each delivery gets a message id, and each session sees only its own deliveries in a chat (another
+    account's chat with the same number is another chat). Before the send action the chat's ids are handed to
+    ``before_send`` (the stamp records them); verification looks for a bubble with the body whose id is not in
+    that snapshot, as the real page reader does.
+
+    ``blind_file``: while this file exists the page cannot be read (a BLIND page: WhatsApp changed its DOM
+    under our reader): the snapshot is unreadable, a send goes out but cannot be confirmed
+    (ConfirmTimeout) and verification answers "unknown". ``lying`` is the negative control: verification
+    always answers "absent", even for a message that is there."""
+
+    def __init__(
+        self,
+        path: Path,
+        session: str,
+        jitter: float = 0.01,
+        blind: bool = False,
+        blind_file: Path | None = None,
+    ) -> None:
         super().__init__()
-        self.blind = blind  # negative control: verification never finds anything (resends blindly)
+        self.lying = blind  # negative control: verification never finds anything (resends when allowed)
+        self.blind_file = blind_file
         # The zombie scenario freezes a worker inside its first send: it waits there until this file exists.
         self.hold_before: Path | None = None  # before the send-started stamp
         self.hold_after: Path | None = None  # after the stamp, before the delivery
@@ -61,6 +81,16 @@ class DurableFake(FakeTransport):
         self.session = session
         self.jitter = jitter
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._n = 0
+
+    def page_blind(self) -> bool:
+        """Whether the page cannot be read right now."""
+        return self.blind_file is not None and self.blind_file.exists()
+
+    def _chat(self, phone: str) -> list[dict[str, Any]]:
+        return [
+            d for d in read_deliveries(self.path) if d["phone"] == phone and d.get("session") == self.session
+        ]
 
     def send(
         self,
@@ -72,29 +102,56 @@ class DurableFake(FakeTransport):
     ) -> SendResult:
         time.sleep(random.uniform(0, self.jitter))
         self.hold_before = _hold(self.hold_before)
+        blind = self.page_blind()
+        if blind:
+            snapshot = ChatSnapshot(readable=False)
+        else:
+            ids = tuple(d["id"] for d in self._chat(phone) if "id" in d)
+            snapshot = ChatSnapshot(ids=ids, count=len(ids), readable=True)
         # The durable send-started stamp (fenced: a zombie raises LeaseLost here).
-        before_send(ChatSnapshot(readable=False))
+        before_send(snapshot)
         time.sleep(random.uniform(0, self.jitter))
         self.hold_after = _hold(self.hold_after)
+        self._n += 1
+        msg_id = f"{self.session}-{os.getpid()}-{self._n}-{time.monotonic_ns()}"
         line = json.dumps(
-            {"phone": phone, "body": body, "at": time.time(), "session": self.session, "pid": os.getpid()},
+            {
+                "phone": phone,
+                "body": body,
+                "at": time.time(),
+                "session": self.session,
+                "pid": os.getpid(),
+                "id": msg_id,
+            },
             ensure_ascii=False,
         )
         os.write(self._fd, (line + "\n").encode("utf-8"))
         time.sleep(random.uniform(0, self.jitter))  # the window between "arrived" and "marked sent"
-        return SendResult(tick=TICK_SENT, confirmed_at=time.time())
+        if blind or self.page_blind():
+            raise ConfirmTimeout("cannot read the chat's bubbles (blind page)")
+        return SendResult(tick=TICK_SENT, confirmed_at=time.time(), message_ref=msg_id)
 
     def verify_sent(
         self, phone: str, body: str, since: float, *, known: ChatSnapshot | None = None
     ) -> Verification:
-        # Minute resolution like WhatsApp Web's bubble times: since is rounded down to the minute.
-        if self.blind:
-            return Verification(VERIFY_ABSENT, "blind (negative control)")
+        if self.page_blind():
+            return Verification(VERIFY_UNKNOWN, "cannot read the chat's bubbles (blind page)")
+        if self.lying:
+            return Verification(VERIFY_ABSENT, "lying reader (negative control)")
+        mine = [d for d in self._chat(phone) if d["body"] == body]
+        if known is not None and known.readable:
+            found = [d for d in mine if d.get("id") not in known.ids]
+            if found:
+                return Verification(VERIFY_SENT, "a new bubble with this text", found[0].get("id"))
+            return Verification(VERIFY_ABSENT, "no new bubble with this text")
+        # No readable snapshot: only times are left, at minute resolution like WhatsApp Web's bubbles.
         floor = since - since % 60
-        found = any(
-            d["phone"] == phone and d["body"] == body and d["at"] >= floor for d in read_deliveries(self.path)
-        )
-        return Verification(VERIFY_SENT if found else VERIFY_ABSENT)
+        if any(d["at"] >= floor for d in mine):
+            return Verification(VERIFY_SENT, "a bubble with this text since the stamp's minute")
+        if mine and known is not None:  # an older bubble with this text, and no ids to tell them apart
+            return Verification(VERIFY_UNKNOWN, "a bubble with this text, but no snapshot to date it by")
+        # The chat can be read now and holds no bubble with this text at all: positive evidence.
+        return Verification(VERIFY_ABSENT, "no bubble with this text in the chat")
 
 
 def _hold(until: Path | None) -> None:

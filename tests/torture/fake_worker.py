@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from tests.torture.common import DurableFake
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jitter", type=float, default=0.01)
     ap.add_argument("--until-done", action="store_true")
     ap.add_argument("--blind", action="store_true", help="negative control: never find an earlier send")
+    ap.add_argument("--blind-file", type=Path, help="while this file exists the page cannot be read")
+    ap.add_argument("--breaker", type=int, help="the circuit breaker's threshold (default: wabulk's)")
     ap.add_argument("--hold-before", type=Path, help="first send: before the stamp, wait for this file")
     ap.add_argument("--hold-after", type=Path, help="first send: after the stamp, wait for this file")
     args = ap.parse_args(argv)
@@ -35,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     config = build_config(
         session=args.session, until_done=args.until_done, pace="off", lease_seconds=args.lease
     )
-    transport = DurableFake(args.deliveries, args.session, args.jitter, args.blind)
+    if args.breaker:
+        config = replace(config, breaker_threshold=args.breaker)
+    transport = DurableFake(args.deliveries, args.session, args.jitter, args.blind, args.blind_file)
     transport.hold_before, transport.hold_after = args.hold_before, args.hold_after
     try:
         return run_worker(settings, config, transport=transport)

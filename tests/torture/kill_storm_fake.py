@@ -4,18 +4,28 @@ its own session (a message stamped send-started is only reclaimed by the session
 
 Prints lost / duplicates (from the delivery log) / stuck / integrity and exits 1 on any of them.
 
+``--blind-page``: from a third of the kills on, for ``--blind-seconds``, the page cannot be read (sends
+go out unconfirmed, verification answers "unknown"). wabulk must fail closed: no resend of what it cannot
+see (0 duplicates), the outcomes reported as unknown and the sessions pausing themselves. When the page can
+be read again the supervisor plays the human: ``resume --session`` and ``retry-failed --error-class
+unknown_outcome``; every unknown is then looked for in its chat and ends sent (found) or is sent once
+(absent).
+
     python -m tests.torture.kill_storm_fake --messages 3000 --kills 300
+    python -m tests.torture.kill_storm_fake --messages 300 --kills 30 --blind-page
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.torture.common import (
     Figures,
@@ -30,9 +40,17 @@ from tests.torture.common import (
     start_fake_worker,
 )
 
+from wabulk.models import UNKNOWN_OUTCOME
+
 
 def start(
-    tmp: Path, session: str, lease: float, jitter: float, n: int, blind: bool = False
+    tmp: Path,
+    session: str,
+    lease: float,
+    jitter: float,
+    n: int,
+    blind: bool = False,
+    breaker: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """The ``n``-th start of ``session``'s fake worker, output in ``tmp/<session>.<n>.log``."""
     return start_fake_worker(
@@ -43,9 +61,40 @@ def start(
         "--jitter",
         str(jitter),
         "--until-done",
+        "--blind-file",
+        str(tmp / "blind"),
         *(["--blind"] if blind else []),
+        *(["--breaker", str(breaker)] if breaker else []),
         tag=f".{n}",
     )
+
+
+def unknowns(db: Path) -> list[dict[str, Any]]:
+    """Messages failed with an unknown outcome now."""
+    return [r for r in rows(db) if r["status"] == "failed" and r["error_class"] == UNKNOWN_OUTCOME]
+
+
+def paused_sessions(db: Path) -> list[str]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return [r[0] for r in conn.execute("SELECT name FROM sessions WHERE paused_at IS NOT NULL")]
+    finally:
+        conn.close()
+
+
+def human_decides(db: Path, fig: Figures) -> None:
+    """The page can be read again: what the attention lines tell a person to do (``wabulk resume --session``
+    for each paused session, ``wabulk retry-failed --all --error-class unknown_outcome``), through the same
+    library calls the commands make. Stamps are kept, so each message is looked for before any resend."""
+    from wabulk.queue import Queue
+
+    with Queue(db, synchronous="FULL") as q:
+        for s in q.session_pauses():
+            q.resume_session(s)
+            fig.extra["sessions_resumed"] = fig.extra.get("sessions_resumed", 0) + 1
+        fig.extra["unknown_retried"] = fig.extra.get("unknown_retried", 0) + q.retry_failed(
+            error_class=UNKNOWN_OUTCOME
+        )
 
 
 def run(
@@ -61,42 +110,73 @@ def run(
     timeout: float = 600.0,
     tmpdir: Path | None = None,
     blind: bool = False,
+    blind_page: bool = False,
+    blind_seconds: float = 25.0,
 ) -> Figures:
     """Run the storm; returns the figures."""
     rng = random.Random(seed)
     t0 = time.monotonic()
-    fig = Figures("kill-storm-fake" + ("-blind" if blind else ""), messages=messages)
+    name = "kill-storm-fake" + ("-blind" if blind else "") + ("-blind-page" if blind_page else "")
+    fig = Figures(name, messages=messages)
     with tempfile.TemporaryDirectory(dir=tmpdir) as d:
         tmp = Path(d)
         db = tmp / "wabulk.db"
         enqueue_direct(db, messages)
         sessions = [f"s{i}" for i in range(workers)]
-        procs = {s: start(tmp, s, lease, jitter, 0, blind) for s in sessions}
+        # With a blind page the job's circuit breaker is off, so that the outcomes nobody can read are
+        # what pauses each session (after 3 in a row), not 5 confirmation timeouts before any is checked.
+        breaker = 1000 if blind_page else None
+        procs = {s: start(tmp, s, lease, jitter, 0, blind, breaker) for s in sessions}
         starts = dict.fromkeys(sessions, 1)
         deadline = time.monotonic() + timeout
+        blind_file = tmp / "blind"
+        blind_since: float | None = None
+        most_unknown = 0
+        paused_seen: set[str] = set()
         try:
-            while fig.kills < kills and time.monotonic() < deadline:
+            while (fig.kills < kills or blind_file.exists()) and time.monotonic() < deadline:
+                if blind_page and blind_since is None and fig.kills >= kills // 3:
+                    blind_file.touch()  # the page turns unreadable
+                    blind_since = time.monotonic()
+                if blind_file.exists():
+                    most_unknown = max(most_unknown, len(unknowns(db)))
+                    paused_seen |= set(paused_sessions(db))
+                    if blind_since is not None and time.monotonic() - blind_since >= blind_seconds:
+                        blind_file.unlink()  # readable again: the human steps in
+                        human_decides(db, fig)
+                        for s, p in procs.items():
+                            if p.poll() is not None:
+                                procs[s] = start(tmp, s, lease, jitter, starts[s], blind, breaker)
+                                starts[s] += 1
                 time.sleep(rng.uniform(min_gap, max_gap))
                 if all(p.poll() is not None for p in procs.values()):
+                    if blind_file.exists():
+                        continue  # every session paused itself: they wait for the page and the human
                     break  # the job drained before the storm ended
                 s = rng.choice(sessions)
                 if kill(procs[s].pid):
                     procs[s].wait()
                     fig.kills += 1
-                procs[s] = start(tmp, s, lease, jitter, starts[s], blind)
+                procs[s] = start(tmp, s, lease, jitter, starts[s], blind, breaker)
                 starts[s] += 1
+            if blind_file.exists():  # the storm ended before the blind phase did
+                blind_file.unlink()
+                human_decides(db, fig)
             # Calm after the storm: every worker runs to the end (restarted if it died on its own).
             while time.monotonic() < deadline:
+                if blind_page and (unknowns(db) or paused_sessions(db)):
+                    most_unknown = max(most_unknown, len(unknowns(db)))
+                    human_decides(db, fig)  # unknowns from sends cut by the last blind kills
                 if any(r["status"] in ("pending", "sending") for r in rows(db)):
                     for s, p in procs.items():
                         if p.poll() is not None and p.returncode != 0:
-                            procs[s] = start(tmp, s, lease, jitter, starts[s], blind)
+                            procs[s] = start(tmp, s, lease, jitter, starts[s], blind, breaker)
                             starts[s] += 1
                 if all(p.poll() is not None for p in procs.values()):
                     if not any(r["status"] in ("pending", "sending") for r in rows(db)):
                         break
                     for s in sessions:  # exited 0 early while another session's stamp was pending
-                        procs[s] = start(tmp, s, lease, jitter, starts[s], blind)
+                        procs[s] = start(tmp, s, lease, jitter, starts[s], blind, breaker)
                         starts[s] += 1
                 time.sleep(0.2)
         finally:
@@ -111,6 +191,11 @@ def run(
         )
         fig.extra["max_attempts_seen"] = max((r["attempts"] for r in data), default=0)
         fig.extra["restarts"] = sum(starts.values()) - workers
+        if blind_page:
+            fig.extra["unknown_reported"] = most_unknown
+            fig.extra["sessions_paused"] = len(paused_seen)
+            if not most_unknown:
+                fig.extra.setdefault("problems", []).append("the blind page produced no unknown outcome")
     fig.seconds = time.monotonic() - t0
     return fig
 
@@ -130,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="negative control: workers resend without looking (duplicates expected)",
     )
+    ap.add_argument(
+        "--blind-page",
+        action="store_true",
+        help="the page cannot be read for a while during the storm (fail closed, then resume)",
+    )
+    ap.add_argument("--blind-seconds", type=float, default=25.0, help="how long the page stays blind")
     a = ap.parse_args(argv)
     return run(
         a.messages,
@@ -140,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=a.seed,
         timeout=a.timeout,
         blind=a.blind,
+        blind_page=a.blind_page,
+        blind_seconds=a.blind_seconds,
         jitter=a.jitter,
     ).report()
 
