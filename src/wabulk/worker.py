@@ -22,15 +22,12 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from tenacity import RetryCallState, stop_after_attempt, wait_exponential, wait_random
@@ -51,6 +48,7 @@ from .errors import (
     Unreachable,
     WabulkError,
 )
+from .events import StepResult, WorkerEvent
 from .logs import mask_phone
 from .models import (
     FAILED,
@@ -87,7 +85,6 @@ if TYPE_CHECKING:
     import datetime as _dt
 
     from .queue import Queue
-    from .settings import Settings
 
 log = logging.getLogger("wabulk.worker")
 
@@ -190,40 +187,6 @@ def build_config(
     if restart_browser_every is not None:
         config = replace(config, restart_browser_every=int(restart_browser_every))
     return replace(config, lease_seconds=float(lease_seconds)) if lease_seconds else config
-
-
-@dataclass(frozen=True)
-class WorkerEvent:
-    """Something the user may want to see. ``text`` is one human line (numbers already masked).
-
-    kinds: started, warning, claimed, sent, verified, retry, failed, released, deferred, lease_lost,
-    logged_out, qr, logged_in, blocked, breaker, restart, cap, quiet, idle, job_status, progress,
-    stopping, stopped, error, receipt."""
-
-    kind: str
-    at: float
-    text: str
-    job_id: int | None = None
-    message_id: int | None = None
-    phone: str | None = None  # masked unless log_numbers
-    state: str | None = None  # the session/worker state after this event
-    next_send_at: float | None = None
-    payload: str | None = None  # the QR payload of a "qr" event
-    summaries: tuple[JobSummary, ...] | None = None  # on "progress" events
-    stats: dict[str, Any] | None = None  # counters for the live view (sent_today, cap_today, …)
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What one :meth:`Worker.run_once` did. ``wait`` is how long to pause before the next step
-    (the pacing gap after a send, or the time until a cap/quiet window opens); ``exit_code`` is set
-    when the worker must stop (blocked account, unrecoverable session)."""
-
-    outcome: str  # sent, verified, retry, failed, released, deferred, lease_lost, idle, cap, quiet,
-    # login, stopped, blocked, error
-    message_id: int | None = None
-    wait: float = 0.0
-    exit_code: int | None = None
 
 
 class _Abandon(Exception):
@@ -1147,61 +1110,6 @@ class Worker:
         self.state = "stopped"
 
 
-class HeartbeatThread:
-    """Keeps a worker's heartbeat going while its thread is busy in a long browser step (opening a chat,
-    verifying, restarting the browser): a worker must never look dead while it lives. Uses its own
-    connection (SQLite connections are per thread). ``on_lost`` is called once if the registration is gone
-    (another process took the session over): the worker must stop."""
-
-    def __init__(
-        self,
-        db: Path | str,
-        worker_id: str,
-        *,
-        interval: float,
-        state: Callable[[], str | None],
-        on_lost: Callable[[SessionBusy], None] | None = None,
-    ) -> None:
-        self.db = db
-        self.worker_id = worker_id
-        self.interval = interval
-        self.state = state
-        self.on_lost = on_lost
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="wabulk-heartbeat", daemon=True)
-
-    def start(self) -> None:
-        """Start beating every ``interval`` seconds."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop and wait for the thread (idempotent)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        from .queue import Queue
-
-        try:
-            queue = Queue(self.db, create=False)
-        except WabulkError:
-            log.exception("the heartbeat thread cannot open the database")
-            return
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    queue.heartbeat(self.worker_id, state=self.state())
-                except SessionBusy as e:
-                    if self.on_lost is not None:
-                        self.on_lost(e)
-                    return
-                except WabulkError:
-                    log.exception("heartbeat failed")
-        finally:
-            queue.close()
-
-
 def first_send_time(queue: Queue, session: str, now: float, *, horizon_days: int = 7) -> float | None:
     """When ``session`` first sent, to the minute, found with ``Queue.sent_count`` alone (binary search).
     Only the warm-up ramp's first days matter, so anything older than ``horizon_days`` is reported as
@@ -1222,105 +1130,14 @@ def first_send_time(queue: Queue, session: str, now: float, *, horizon_days: int
     return lo
 
 
-# --- signals ---------------------------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """``run_worker``, ``install_signal_handlers`` and ``HeartbeatThread`` live in :mod:`wabulk.runner`
+    (imported on first use: the runner imports this module)."""
+    if name in ("run_worker", "install_signal_handlers", "HeartbeatThread"):
+        from . import runner
 
-
-def install_signal_handlers(worker: Worker) -> Callable[[], None]:
-    """SIGINT/SIGTERM: first one asks the worker to stop (the message in flight finishes if its send
-    started, else it is released; exit 130). A second SIGINT raises KeyboardInterrupt at once; the
-    claim stays safe (send-started stamp and lease) and is released in ``finally`` when possible.
-    Returns a function restoring the previous handlers."""
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        worker.signals += 1
-        if worker.signals > 1 and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        worker.request_stop()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.getsignal(sig)
-        signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-
-    return restore
-
-
-# --- the CLI's entry point ----------------------------------------------------------------------------------
-
-
-def run_worker(
-    settings: Settings,
-    config: WorkerConfig,
-    *,
-    transport: Transport | None = None,
-    console: Any = None,
-    clock: Callable[[], float] = time.time,
-) -> int:
-    """Everything ``wabulk run`` does: open the queue (synchronous=FULL), set up logs and the live view
-    (Rich when ``console`` is a terminal, plain lines otherwise), build the browser transport lazily,
-    install signal handlers and run. Returns the exit code. Raises SessionBusy when another live worker
-    uses the session, and the transport's errors when the browser cannot start at all."""
-    from .live import LiveView
-    from .logs import setup_logging, teardown_logging
-    from .queue import Queue
-    from .store.base import network_filesystem
-
-    log_path = setup_logging(settings.logs_dir, log_numbers=config.log_numbers)
-    queue = Queue(settings.db, synchronous="FULL", clock=clock)
-    own_transport = transport is None
-    view = LiveView(console=console, profile=config.pace, log_numbers=config.log_numbers)
-    try:
-        if transport is None:
-            from .sender import WhatsAppSender
-
-            transport = WhatsAppSender(settings, session=config.session)
-        worker = Worker(queue, transport, config, clock=clock, on_event=view.handle)
-        worker.register()  # before the browser starts: a second worker on this session is refused at once
-        fs = network_filesystem(queue.path)
-        if fs is not None:
-            worker._emit(
-                "warning",
-                f"the database {queue.path} is on a network file system ({fs}): SQLite's locks are not "
-                "reliable there, so two workers could claim the same message; keep it on a local disk",
-                level=logging.WARNING,
-            )
-
-        def lost(e: SessionBusy) -> None:
-            worker.fatal = e
-            worker.request_stop()
-
-        beat = HeartbeatThread(
-            queue.path,
-            worker.worker_id or "",
-            interval=config.heartbeat_every,
-            state=lambda: worker.state,
-            on_lost=lost,
-        )
-        beat.start()
-        # Signal handlers can only be installed from the main thread (the demo may run us elsewhere).
-        main = threading.current_thread() is threading.main_thread()
-        restore = install_signal_handlers(worker) if main else (lambda: None)
-        try:
-            with view:
-                return worker.run()
-        except KeyboardInterrupt:
-            return exitcodes.INTERRUPTED
-        finally:
-            beat.stop()
-            restore()
-            worker.shutdown()  # idempotent; covers a failure before run() took over
-    finally:
-        if own_transport and transport is not None:
-            try:
-                transport.close()
-            except Exception:  # closing a dead browser must not hide the real exit code
-                log.exception("closing the browser failed")
-        queue.close()
-        teardown_logging(log_path)
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -1330,7 +1147,4 @@ __all__ = [
     "WorkerEvent",
     "build_config",
     "first_send_time",
-    "HeartbeatThread",
-    "install_signal_handlers",
-    "run_worker",
 ]

@@ -1,0 +1,179 @@
+"""Running a worker as ``wabulk run`` does: the heartbeat thread, signal handlers, logs, the live view and
+the browser around a :class:`~wabulk.worker.Worker`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from . import exitcodes
+from .errors import SessionBusy, WabulkError
+from .models import Transport
+from .worker import Worker, WorkerConfig
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+log = logging.getLogger("wabulk.worker")
+
+
+class HeartbeatThread:
+    """Keeps a worker's heartbeat going while its thread is busy in a long browser step (opening a chat,
+    verifying, restarting the browser): a worker must never look dead while it lives. Uses its own
+    connection (SQLite connections are per thread). ``on_lost`` is called once if the registration is gone
+    (another process took the session over): the worker must stop."""
+
+    def __init__(
+        self,
+        db: Path | str,
+        worker_id: str,
+        *,
+        interval: float,
+        state: Callable[[], str | None],
+        on_lost: Callable[[SessionBusy], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.worker_id = worker_id
+        self.interval = interval
+        self.state = state
+        self.on_lost = on_lost
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wabulk-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Start beating every ``interval`` seconds."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for the thread (idempotent)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from .queue import Queue
+
+        try:
+            queue = Queue(self.db, create=False)
+        except WabulkError:
+            log.exception("the heartbeat thread cannot open the database")
+            return
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    queue.heartbeat(self.worker_id, state=self.state())
+                except SessionBusy as e:
+                    if self.on_lost is not None:
+                        self.on_lost(e)
+                    return
+                except WabulkError:
+                    log.exception("heartbeat failed")
+        finally:
+            queue.close()
+
+
+# --- signals ---------------------------------------------------------------------------------------------
+
+
+def install_signal_handlers(worker: Worker) -> Callable[[], None]:
+    """SIGINT/SIGTERM: first one asks the worker to stop (the message in flight finishes if its send
+    started, else it is released; exit 130). A second SIGINT raises KeyboardInterrupt at once; the
+    claim stays safe (send-started stamp and lease) and is released in ``finally`` when possible.
+    Returns a function restoring the previous handlers."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        worker.signals += 1
+        if worker.signals > 1 and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        worker.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    return restore
+
+
+# --- the CLI's entry point ----------------------------------------------------------------------------------
+
+
+def run_worker(
+    settings: Settings,
+    config: WorkerConfig,
+    *,
+    transport: Transport | None = None,
+    console: Any = None,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """Everything ``wabulk run`` does: open the queue (synchronous=FULL), set up logs and the live view
+    (Rich when ``console`` is a terminal, plain lines otherwise), build the browser transport lazily,
+    install signal handlers and run. Returns the exit code. Raises SessionBusy when another live worker
+    uses the session, and the transport's errors when the browser cannot start at all."""
+    from .live import LiveView
+    from .logs import setup_logging, teardown_logging
+    from .queue import Queue
+    from .store.base import network_filesystem
+
+    log_path = setup_logging(settings.logs_dir, log_numbers=config.log_numbers)
+    queue = Queue(settings.db, synchronous="FULL", clock=clock)
+    own_transport = transport is None
+    view = LiveView(console=console, profile=config.pace, log_numbers=config.log_numbers)
+    try:
+        if transport is None:
+            from .sender import WhatsAppSender
+
+            transport = WhatsAppSender(settings, session=config.session)
+        worker = Worker(queue, transport, config, clock=clock, on_event=view.handle)
+        worker.register()  # before the browser starts: a second worker on this session is refused at once
+        fs = network_filesystem(queue.path)
+        if fs is not None:
+            worker._emit(
+                "warning",
+                f"the database {queue.path} is on a network file system ({fs}): SQLite's locks are not "
+                "reliable there, so two workers could claim the same message; keep it on a local disk",
+                level=logging.WARNING,
+            )
+
+        def lost(e: SessionBusy) -> None:
+            worker.fatal = e
+            worker.request_stop()
+
+        beat = HeartbeatThread(
+            queue.path,
+            worker.worker_id or "",
+            interval=config.heartbeat_every,
+            state=lambda: worker.state,
+            on_lost=lost,
+        )
+        beat.start()
+        # Signal handlers can only be installed from the main thread (the demo may run us elsewhere).
+        main = threading.current_thread() is threading.main_thread()
+        restore = install_signal_handlers(worker) if main else (lambda: None)
+        try:
+            with view:
+                return worker.run()
+        except KeyboardInterrupt:
+            return exitcodes.INTERRUPTED
+        finally:
+            beat.stop()
+            restore()
+            worker.shutdown()  # idempotent; covers a failure before run() took over
+    finally:
+        if own_transport and transport is not None:
+            try:
+                transport.close()
+            except Exception:  # closing a dead browser must not hide the real exit code
+                log.exception("closing the browser failed")
+        queue.close()
+        teardown_logging(log_path)
