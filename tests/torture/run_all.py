@@ -19,6 +19,7 @@ from tests.torture.common import ROOT, python_env
 
 FULL: list[tuple[str, list[str]]] = [
     ("kill_storm_fake", ["--messages", "3000", "--kills", "300", "--seed", "11"]),
+    ("kill_storm_fake", ["--messages", "300", "--kills", "30", "--seed", "14", "--blind-page"]),
     ("kill_storm_browser", ["--messages", "500", "--kills", "60", "--seed", "7"]),
     ("zombie", ["--rounds", "3"]),
     ("importer_kill", ["--rows", "100000", "--kills", "4", "--seed", "1"]),
@@ -27,6 +28,9 @@ FULL: list[tuple[str, list[str]]] = [
 ]
 QUICK: dict[str, list[str]] = {
     "kill_storm_fake": ["--messages", "100", "--kills", "10"],
+    "kill_storm_fake --blind-page": [
+        *("--messages", "60", "--kills", "9", "--blind-page", "--blind-seconds", "20"),
+    ],
     "kill_storm_browser": ["--messages", "12", "--kills", "3"],
     "zombie": ["--rounds", "1"],
     "importer_kill": ["--rows", "5000", "--kills", "2"],
@@ -96,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, args in FULL:
         if name in skip:
             continue
-        args = QUICK[name] if a.quick else args
+        key = name + (" --blind-page" if "--blind-page" in args else "")
+        args = QUICK[key] if a.quick else args
         print(f"== {name} {' '.join(args)}", flush=True)
         results.append(run_one(name, args))
     text = table(results, time.monotonic() - t0)
