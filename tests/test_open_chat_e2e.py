@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import make_browser_settings
-from wabulk import dom, errors
+from wabulk import dom, errors, models
 from wabulk import selectors as S
 from wabulk import session as sess
 from wabulk.sender import WhatsAppSender
@@ -103,11 +103,12 @@ def test_inpage_invalid_number_is_not_on_whatsapp_and_the_next_send_works(
 
 def test_verify_sent_opens_the_chat_in_page(inpage: WhatsAppSender, simulator: Any) -> None:
     since = time.time()
-    inpage.send("+14155550779", "verify me in-page")
-    inpage.send("+14155550780", "another chat in between")
-    assert inpage.verify_sent("+14155550779", "verify me in-page", since).sent
+    snaps: list[models.ChatSnapshot] = []
+    inpage.send("+14155550779", "verify me in-page", before_send=snaps.append)
+    inpage.send("+14155550780", "another chat in between", before_send=snaps.append)
+    assert inpage.verify_sent("+14155550779", "verify me in-page", since, known=snaps[0]).sent
     assert inpage.last_open_method == "inpage"
-    assert not inpage.verify_sent("+14155550780", "verify me in-page", since).sent
+    assert inpage.verify_sent("+14155550780", "verify me in-page", since, known=snaps[1]).absent
     assert inpage.read_receipt("+14155550779", "verify me in-page", since) in ("sent", "delivered", "read")
 
 

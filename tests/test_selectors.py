@@ -78,7 +78,10 @@ def test_candidates_are_ordered_newest_first() -> None:
         for key in ("Attach", "plus-rounded", "'plus'", "attach-menu-plus", "clip")
     ]
     assert order == sorted(order)
-    assert S.MEDIA_INPUT.resolved[0][1].endswith("[accept='image/*']")  # 2026 before 2020-25
+    media = [e for _, e in S.MEDIA_INPUT.resolved]  # 2026-09, then 2026, then 2020-25
+    assert media[0].endswith("[accept='image/*,video/*,image/webp']") and media[1].endswith(
+        "[accept='image/*']"
+    )
 
 
 def test_texts_cover_old_and_new_wordings() -> None:
