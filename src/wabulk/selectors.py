@@ -65,8 +65,6 @@ _BTN = "(self::button or @role='button')"
 
 # --- page-level states ------------------------------------------------------------------------------
 
-APP = Selector("app", ("#app",), WHERE_ANY, "the SPA root (all eras)")
-
 LOADING = Selector(
     "loading",
     (
@@ -135,18 +133,6 @@ MAIN = Selector(
     ),
     WHERE_MAIN,
     "logged-in main screen (chat list)",
-)
-
-SEARCH_BOX = Selector(
-    "search_box",
-    (
-        "input[aria-label='Search or start a new chat']",  # INPUT in 2025-26
-        "#side input[role='textbox']",
-        "div[contenteditable='true'][data-tab='3']",  # older
-        "div[title='Search input textbox']",
-    ),
-    WHERE_MAIN,
-    "chat search box",
 )
 
 # In-page chat opening (sender's "inpage" method): the New chat button in the chat list's header opens a
@@ -243,13 +229,6 @@ SEND_BUTTON = Selector(
     "send button (shown only while the compose box has text)",
 )
 
-VOICE_BUTTON = Selector(
-    "voice_button",
-    ("#main footer button[aria-label='Voice message']", "#main footer span[data-icon='ptt']"),
-    WHERE_CHAT,
-    "microphone (shown while the compose box is empty)",
-)
-
 ATTACH_BUTTON = Selector(
     "attach_button",
     (
@@ -343,22 +322,6 @@ USE_HERE = Selector(
     ),
     WHERE_TAKEOVER,
     "'Use here' on the another-window / another-computer screen",
-)
-
-OUTGOING_BUBBLE = Selector(
-    "outgoing_bubble",
-    (
-        "#main [data-id]:has(.message-out)",  # 2018-2025: div.message-out inside the row
-        "#main [data-id^='true_']",  # older ids: true_<jid>_<ID> is outgoing
-        "#main [data-id]:has(span[aria-label='You:'])",
-        "#main [data-id]:has([data-icon='tail-out'])",
-        # 2026: no message-out; only outgoing messages carry a status (ack) icon.
-        "#main [data-id]:has([data-icon^='msg-time'], [data-icon^='msg-check'], [data-icon^='msg-dblcheck'])",
-        "#main [data-id]:has([aria-label=' Pending '], [aria-label=' Sent '], [aria-label=' Delivered '],"
-        " [aria-label=' Read '])",
-    ),
-    WHERE_CHAT,
-    "an outgoing message row (carries data-id)",
 )
 
 MESSAGE_TEXT = Selector(
@@ -531,13 +494,11 @@ PRIVATE_TITLES = Selector(
 
 # Every selector, for ``doctor`` and the state probe.
 ALL: tuple[Selector, ...] = (
-    APP,
     LOADING,
     QR_CODE,
     QR_CANVAS,
     QR_REFRESH,
     MAIN,
-    SEARCH_BOX,
     NEW_CHAT_BUTTON,
     NEW_CHAT_SEARCH,
     NEW_CHAT_RESULT,
@@ -545,7 +506,6 @@ ALL: tuple[Selector, ...] = (
     CHAT_TITLE,
     COMPOSE_BOX,
     SEND_BUTTON,
-    VOICE_BUTTON,
     ATTACH_BUTTON,
     MEDIA_INPUT,
     DOCUMENT_INPUT,
@@ -554,7 +514,6 @@ ALL: tuple[Selector, ...] = (
     DIALOG,
     DIALOG_OK,
     USE_HERE,
-    OUTGOING_BUBBLE,
     MESSAGE_TEXT,
     MESSAGE_PRE_PLAIN,
     STATUS_ICON,

@@ -30,6 +30,12 @@ function tickOf(u) {
   for (const el of icons) { const t = a.tickByLabel[label(el)]; if (t) return t; }  // aria-label first
   for (const el of icons) { const t = a.tickByIcon[el.getAttribute('data-icon')]; if (t) return t; }
   for (const el of icons) { for (const s of svgTitles(el)) if (a.tickBySvg[s]) return a.tickBySvg[s]; }
+  // A tick with neither label nor known container: its icon name anywhere in the bubble.
+  for (const s of svgTitles(u)) if (a.tickBySvg[s]) return a.tickBySvg[s];
+  for (const el of u.getElementsByTagName('*')) {
+    const t = a.tickByIcon[el.getAttribute('data-icon')];
+    if (t) return t;
+  }
   return null;
 }
 function directionOf(u, tick) {
