@@ -21,7 +21,7 @@ if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
     pytest.skip("chromium/chromedriver not installed", allow_module_level=True)
 
 
-def make_driver(profile: Path | None = None) -> Any:
+def make_driver(profile: Path | None = None, user_agent: str | None = None) -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -38,6 +38,8 @@ def make_driver(profile: Path | None = None) -> Any:
         opts.add_argument(arg)
     if profile is not None:
         opts.add_argument(f"--user-data-dir={profile}")
+    if user_agent is not None:
+        opts.add_argument(f"--user-agent={user_agent}")
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
@@ -220,3 +222,200 @@ def test_attachment_with_caption_and_oversize_rejection(driver: Any, sim: Simula
     assert msg["attachment"] == {"name": "photo.png", "size": photo.stat().st_size, "type": "image/png"}
     assert msg["caption"] == msg["text"] == "see this 📷"
     assert compose(driver).text == ""
+
+
+# --- era 2026-09 ------------------------------------------------------------------------------------------
+# The 2026-09 page refuses a HeadlessChrome User-Agent, so these tests drive a second browser launched the
+# way the real page needs it: --user-agent=<this Chromium's own UA with HeadlessChrome/ replaced by Chrome/>.
+NEW = {**FAST, "ui_era": "2026-09"}
+
+
+@pytest.fixture(scope="module")
+def chrome_ua(driver: Any) -> str:
+    ua = driver.execute_script("return navigator.userAgent")
+    assert "HeadlessChrome/" in ua  # what headless Chromium announces by default
+    return ua.replace("HeadlessChrome/", "Chrome/")
+
+
+@pytest.fixture(scope="module")
+def chrome(chrome_ua: str) -> Iterator[Any]:
+    d = make_driver(user_agent=chrome_ua)
+    yield d
+    d.quit()
+
+
+@pytest.fixture
+def sim26(tmp_path: Path) -> Iterator[Simulator]:
+    s = Simulator(log_path=tmp_path / "messages.jsonl", **NEW)
+    s.start()
+    yield s
+    s.stop()
+
+
+UNSUPPORTED = 'div[data-screen="unsupported-browser"]'
+
+
+def refused(driver: Any) -> str:
+    """Wait for the unsupported-browser panel; check the app is not there; return the panel's text."""
+    panel = wait_for(driver, f"#app > {UNSUPPORTED}")
+    assert driver.find_elements("css selector", "#app > *") == [panel]
+    assert driver.find_elements("css selector", "canvas, div[data-ref], #side, progress") == []
+    return panel.text
+
+
+def test_2026_09_refuses_headless_chromium_but_not_the_same_browser_with_a_chrome_ua(
+    driver: Any, chrome: Any, sim26: Simulator
+) -> None:
+    driver.get(sim26.url + "/send?phone=15551230000&text=hi")
+    text = refused(driver)
+    assert "WhatsApp works with Google Chrome 100+" in text
+    assert "To use WhatsApp, update Chrome or use Mozilla Firefox, Safari, Microsoft Edge or Opera." in text
+    assert sim26.pages() == []  # the refused page never talks to the server as a page
+    assert "HeadlessChrome/" in sim26.state.snapshot()["refusals"][0]["user_agent"]
+    assert sim26.scan() == 0
+
+    login(chrome, sim26)  # the QR, then the app
+    assert chrome.find_elements("css selector", UNSUPPORTED) == []
+
+    # the older eras never refuse (refuse_headless defaults to the era's behaviour)
+    sim26.configure(ui_era="2026")
+    driver.get(sim26.url + "/")
+    wait_for(driver, 'div[data-ref] > canvas[aria-label="Scan this QR code to link a device!"]')
+
+
+def test_2026_09_checks_the_user_agent_both_in_http_and_in_the_page(
+    driver: Any, chrome_ua: str, sim26: Simulator
+) -> None:
+    # a UA faked only in the HTTP header: the server serves the app, the app itself refuses
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"User-Agent": chrome_ua}})
+    try:
+        driver.get(sim26.url + "/")
+        refused(driver)
+        assert driver.find_element("css selector", "html").get_attribute("data-sim-refusal") == "page"
+        assert sim26.state.snapshot()["refusals"] == []
+    finally:
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+    # a UA faked only in the page's JS: the server refuses the page request
+    script = driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {"source": f"Object.defineProperty(navigator, 'userAgent', {{get: () => {chrome_ua!r}}});"},
+    )
+    try:
+        driver.get(sim26.url + "/?again")
+        refused(driver)
+        assert driver.find_element("css selector", "html").get_attribute("data-sim-refusal") == "http"
+    finally:
+        driver.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
+    # and switched off, the headless browser gets the QR
+    sim26.configure(refuse_headless=False)
+    driver.get(sim26.url + "/")
+    wait_for(driver, "div[data-ref] > canvas")
+
+
+def send_text(driver: Any, text: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    box = compose(driver)
+    driver.execute_script(
+        "arguments[0].focus(); document.execCommand('insertText', false, arguments[1]);", box, text
+    )
+    box.send_keys(Keys.ENTER)
+
+
+def rows(driver: Any) -> list[Any]:
+    return driver.find_elements("css selector", "#main div[role='row']")
+
+
+def test_2026_09_bubbles_ids_labels_tails_text_span_and_meta(chrome: Any, sim26: Simulator) -> None:
+    sim26.configure(delivered_ms=None)  # stay on the single tick
+    login(chrome, sim26, "/send?phone=14155550123")
+    send_text(chrome, "first 👋")
+    send_text(chrome, "second\nline")
+    wait_until(lambda: len(sim26.messages()) == 2, chrome)
+    sim26.state.add_incoming("14155550123", "a reply")
+    wait_until(lambda: len(rows(chrome)) == 3, chrome)
+    send_text(chrome, "third")
+    wait_until(lambda: len(sim26.messages()) == 3 and len(rows(chrome)) == 4, chrome)
+    msgs = sim26.messages()
+    assert [m["kind"] for m in msgs] == ["text", "text", "text"]
+
+    # rows: div[role=row] > div[data-id=<bare id>] with the log's ids, in order, incoming in between
+    ids = [
+        r.find_element("css selector", ":scope > div[data-id]").get_attribute("data-id") for r in rows(chrome)
+    ]
+    assert [ids[0], ids[1], ids[3]] == [m["id"] for m in msgs]
+    assert ids[2] == sim26.state.snapshot()["incoming"][0]["id"]
+    assert all("_" not in i and "@" not in i for i in ids)
+    assert (
+        chrome.find_elements(
+            "css selector", "#main .message-out, #main .message-in, #main [role='row'] .selectable-text"
+        )
+        == []
+    )
+
+    # author labels on every bubble; the tail only on the first of each series
+    labels = [
+        r.find_element("css selector", "span[aria-label$=':']").get_attribute("aria-label")
+        for r in rows(chrome)
+    ]
+    assert labels == ["You:", "You:", "+1 415-555-0123:", "You:"]
+    tails = [
+        [t.get_attribute("data-icon") for t in r.find_elements("css selector", "span[data-icon^='tail-']")]
+        for r in rows(chrome)
+    ]
+    assert tails == [["tail-out"], [], ["tail-in"], ["tail-out"]]
+
+    # the text span holds the exact text; its container also holds msg-meta, so its text is not the message
+    second = rows(chrome)[1]
+    span = second.find_element("css selector", "span[data-testid~='selectable-text'][dir='auto']")
+    assert span.get_attribute("data-testid") == "selectable-text copyable-text"
+    assert span.text == "second\nline"
+    container = second.find_element("css selector", "div.copyable-text[data-pre-plain-text]")
+    assert container.get_attribute("data-pre-plain-text").endswith("] Me: ")
+    assert __import__("re").fullmatch(
+        r"\[\d\d:\d\d, \d{1,2}/\d{1,2}/\d{4}\] Me: ", container.get_attribute("data-pre-plain-text")
+    )
+    meta = container.find_element("css selector", "div[data-testid='msg-meta']")
+    inner = chrome.execute_script("return arguments[0].innerText", container)
+    assert inner != "second\nline" and inner.startswith("second\nline") and meta.text in inner
+    assert __import__("re").fullmatch(r"\d\d:\d\d", meta.text.strip())
+
+    # single tick: aria-label " Sent ", drawn as wds-ic-delivered; no data-icon on ticks
+    tick = wait_for(chrome, "#main [data-testid='msg-meta'] span[aria-label=' Sent '] > svg > title")
+    assert tick.get_attribute("textContent") == "wds-ic-delivered"
+    assert rows(chrome)[2].find_elements("css selector", "[data-testid='msg-meta'] span[aria-label]") == []
+    incoming = rows(chrome)[2].find_element("css selector", "div.copyable-text[data-pre-plain-text]")
+    assert incoming.get_attribute("data-pre-plain-text").endswith("] +1 415-555-0123: ")
+
+    # delivered and read are both wds-ic-read: only the aria-label tells them apart
+    sim26.configure(delivered_ms=0, read_ms=None)
+    title = wait_for(chrome, "#main span[aria-label=' Delivered '] > svg > title")
+    assert title.get_attribute("textContent") == "wds-ic-read"
+
+    # header: the visible number, no title attribute anywhere
+    header = chrome.find_element("css selector", "#main header[data-testid='conversation-header']")
+    name = header.find_element(
+        "css selector",
+        ":scope > div[role='button'] > span[dir='auto'][data-testid='conversation-info-header-chat-title']",
+    )
+    assert name.text == "+1 415-555-0123"
+    assert header.find_elements("css selector", "[title]") == [] and header.get_dom_attribute("title") is None
+
+
+def test_2026_09_rows_without_ids_and_failed_sends(chrome: Any, sim26: Simulator) -> None:
+    sim26.configure(bubble_ids=False, fail_sends=["15550001111"])
+    login(chrome, sim26, "/send?phone=15550001111")
+    send_text(chrome, "doomed")
+    fail = wait_for(chrome, "#main [data-testid='msg-meta'] span[data-icon='message-fail'] > svg > title")
+    assert fail.get_attribute("textContent") == "message-fail"
+    assert chrome.find_elements("css selector", "#main [data-testid='msg-meta'] span[aria-label]") == []
+    assert chrome.find_elements("css selector", "#main [data-id]") == []
+    assert rows(chrome)[0].find_element("css selector", "span[aria-label='You:']")
+    assert sim26.messages() == []  # WhatsApp never took it
+    assert [m["text"] for m in sim26.state.snapshot()["failed"]] == ["doomed"]
+    # after a reload the failed bubble is still there, still failed
+    chrome.get(sim26.url + "/send?phone=15550001111")
+    wait_for(chrome, "#main span[data-icon='message-fail']")

@@ -626,9 +626,10 @@ class _Handler(BaseHTTPRequestHandler):
             if refuse is None:
                 refuse = state.config["ui_era"] == "2026-09"
         if not landing and state.refuses(ua):
-            with state.lock:
-                state.refusals.append({"at": time.time(), "path": path, "user_agent": ua})
-                del state.refusals[:-100]
+            if path != "/favicon.ico":  # the browser's own side request says nothing about the page
+                with state.lock:
+                    state.refusals.append({"at": time.time(), "path": path, "user_agent": ua})
+                    del state.refusals[:-100]
             self._send(200, refusal_html("http", sw).encode(), "text/html; charset=utf-8")
             return
         # The page checks navigator.userAgent itself too (so a UA faked only in the HTTP header or only in
