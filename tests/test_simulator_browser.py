@@ -419,3 +419,100 @@ def test_2026_09_rows_without_ids_and_failed_sends(chrome: Any, sim26: Simulator
     # after a reload the failed bubble is still there, still failed
     chrome.get(sim26.url + "/send?phone=15550001111")
     wait_for(chrome, "#main span[data-icon='message-fail']")
+
+
+BLOCK_BAR = "#main footer div[data-testid='block-message']"
+
+
+def test_restricted_account_replaces_the_composer_until_lifted(chrome: Any, sim26: Simulator) -> None:
+    login(chrome, sim26, "/send?phone=15551230000&text=kept")
+    compose(chrome)
+    sim26.configure(restricted=True)
+    bar = wait_for(chrome, BLOCK_BAR)
+    assert bar.find_element("css selector", "[data-testid~='reachout-timelock-compose-bar']")
+    assert "Your account on linked devices is restricted. You can't start new chats right now." in bar.text
+    assert chrome.find_elements("css selector", "#main footer [contenteditable='true']") == []
+    assert chrome.find_elements("css selector", "#main footer button[aria-label='Attach']") == []
+
+    sim26.configure(restricted=False)
+    box = compose(chrome)
+    assert chrome.find_elements("css selector", BLOCK_BAR) == []
+    assert box.text == "kept"
+    box.send_keys("\n")
+    assert [m["text"] for m in wait_until(lambda: sim26.messages(), chrome)] == ["kept"]
+
+
+def test_whats_new_modal_swallows_typing_and_clicks_until_continue(chrome: Any, sim26: Simulator) -> None:
+    from selenium.common.exceptions import ElementClickInterceptedException, WebDriverException
+    from selenium.webdriver.common.keys import Keys
+
+    sim26.configure(whats_new=True)
+    login(chrome, sim26, "/send?phone=15551230000&text=draft")
+    modal = wait_for(
+        chrome, "span.overlay-layer > div[role='dialog'] [aria-label=\"What's new on WhatsApp Web\"]"
+    )
+    assert "What's new on WhatsApp Web" in modal.text
+    box = compose(chrome)  # the chat opened behind the modal
+    send = wait_for(chrome, "#main footer button[aria-label='Send']")
+    with pytest.raises(ElementClickInterceptedException):
+        send.click()
+    with pytest.raises(ElementClickInterceptedException):
+        box.click()
+    try:
+        box.send_keys(" more", Keys.ENTER)
+    except WebDriverException:
+        pass  # not interactable: blocked all the same
+    # what a tool does by script (focus + insertText) does not reach the composer either
+    chrome.execute_script("arguments[0].focus(); document.execCommand('insertText', false, 'x');", box)
+    assert box.text == "draft"
+    assert sim26.messages() == []
+
+    continue_ = next(b for b in modal.find_elements("css selector", "button") if b.text == "Continue")
+    continue_.click()
+    assert chrome.find_elements("css selector", "div[role='dialog']") == []
+    box.send_keys(" more", Keys.ENTER)
+    assert [m["text"] for m in wait_until(lambda: sim26.messages(), chrome)] == ["draft more"]
+    # it comes back on the next page load while the knob is on
+    chrome.get(sim26.url + "/")
+    wait_for(chrome, '[aria-label="What\'s new on WhatsApp Web"]')
+
+
+@pytest.mark.parametrize(
+    ("kind", "screen", "title"),
+    [
+        ("database", "database-error", "A database error occurred"),
+        ("storage_full", "storage-full", "Your browser storage is full"),
+    ],
+)
+def test_page_error_screens_replace_the_app(
+    chrome: Any, sim26: Simulator, kind: str, screen: str, title: str
+) -> None:
+    login(chrome, sim26)
+    sim26.configure(page_error=kind)
+    panel = wait_for(chrome, f"#app div[data-screen='{screen}']")
+    assert title in panel.text
+    assert chrome.find_elements("css selector", "#side, #main") == []
+    sim26.configure(page_error=None)  # the screen stays until the page reloads
+    chrome.get(sim26.url + "/")
+    wait_for(chrome, "#side")
+    sim26.configure(page_error=kind)  # and a load while it is set shows it at once after the startup screen
+    chrome.get(sim26.url + "/")
+    wait_for(chrome, f"#app div[data-screen='{screen}']")
+
+
+def test_2026_09_expired_qr_reloads_when_its_container_is_clicked(chrome: Any, sim26: Simulator) -> None:
+    sim26.configure(qr_rotate_ms=200, qr_max_rotations=0)
+    chrome.get(sim26.url + "/")
+    box = wait_for(chrome, "div[data-ref].expired", timeout=10)
+    assert "Select to reload QR code" in box.text
+    assert box.find_elements("css selector", "button") == []  # no separate refresh button in this era
+    wait_until(lambda: [p["screen"] for p in sim26.pages()] == ["qr_expired"], chrome)
+    assert sim26.scan() == 0  # an expired QR cannot be scanned
+    old = box.get_attribute("data-ref")
+    sim26.configure(qr_rotate_ms=60000)
+    box.click()
+    wait_until(
+        lambda: box.get_attribute("data-ref") != old and "expired" not in box.get_attribute("class"), chrome
+    )
+    assert sim26.scan() == 1
+    wait_for(chrome, "#side")
