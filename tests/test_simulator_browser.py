@@ -516,3 +516,88 @@ def test_2026_09_expired_qr_reloads_when_its_container_is_clicked(chrome: Any, s
     )
     assert sim26.scan() == 1
     wait_for(chrome, "#side")
+
+
+def choose(driver: Any, item: str) -> Any:
+    """Open the Attach menu, choose ``item``; return the file input that choice added."""
+    before = driver.find_elements("css selector", "input[type='file']")
+    wait_for(driver, "#main footer button[aria-label='Attach']").click()
+    wait_for(driver, f"div[role='menu'] [role='menuitem'][aria-label='{item}']").click()
+    added = wait_until(
+        lambda: [i for i in driver.find_elements("css selector", "input[type='file']") if i not in before],
+        driver,
+    )
+    assert len(added) == 1
+    return added[0]
+
+
+def test_2026_09_attach_menu_adds_file_inputs_only_when_an_item_is_chosen(
+    chrome: Any, sim26: Simulator, tmp_path: Path
+) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 2000)
+    login(chrome, sim26, "/send?phone=15551230000&text=see%20this%20%F0%9F%93%B7")
+    wait_for(chrome, "#main footer button[aria-label='Attach'] > span[data-icon='plus-rounded']").click()
+    menu = wait_for(chrome, "div[role='menu']")
+    items = [i.get_attribute("aria-label") for i in menu.find_elements("css selector", "[role='menuitem']")]
+    assert items == [
+        "Document",
+        "Photos & videos",
+        "Camera",
+        "Audio",
+        "Contact",
+        "Poll",
+        "Event",
+        "New sticker",
+    ]
+    assert chrome.find_elements("css selector", "input[type='file']") == []  # none until an item is chosen
+    chrome.find_element("css selector", "#main footer button[aria-label='Attach']").click()  # close it again
+
+    media = choose(chrome, "Photos & videos")
+    assert media.get_attribute("accept") == "image/*,video/*,image/webp"
+    media.send_keys(str(photo))
+    preview = wait_for(chrome, "div[role='dialog'][data-testid='media-preview']")
+    caption = preview.find_element(
+        "css selector",
+        "div[contenteditable='true'][role='textbox'][data-tab='undefined'][aria-label='Add a caption']",
+    )
+    assert caption.text == "see this 📷"
+    preview.find_element(
+        "css selector",
+        "div[role='button'][aria-label='Send 1 selected'] > span[data-icon='wds-ic-send-filled']",
+    ).click()
+    (msg,) = wait_until(lambda: sim26.messages(), chrome)
+    assert (msg["kind"], msg["caption"]) == ("image", "see this 📷")
+    bubble = wait_for(chrome, "#main [role='row'] [data-testid='image-msg']")
+    row = bubble.find_element("xpath", "ancestor::div[@role='row']")
+    assert row.find_element("css selector", "span[data-testid~='selectable-text']").text == "see this 📷"
+    assert len(chrome.find_elements("css selector", "input[type='file']")) == 1  # the input stays
+
+    doc = choose(chrome, "Document")
+    assert doc.get_attribute("accept") == "*"
+    doc.send_keys(str(photo))
+    wait_for(chrome, "div[role='dialog'] div[role='button'][aria-label='Send 1 selected']").click()
+    wait_until(lambda: len(sim26.messages()) == 2, chrome)
+    assert sim26.messages()[1]["kind"] == "document"
+    wait_for(chrome, "#main [role='row'] [data-testid='document-msg']")
+
+
+def test_2026_09_new_sticker_input_sends_a_sticker_without_caption(
+    chrome: Any, sim26: Simulator, tmp_path: Path
+) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 2000)
+    login(chrome, sim26, "/send?phone=15551230000&text=my%20caption")
+    sticker = choose(chrome, "New sticker")
+    # the trap: its accept also starts with image/*, like the photo input's
+    assert sticker.get_attribute("accept") == "image/*"
+    sticker.send_keys(str(photo))
+    (msg,) = wait_until(lambda: sim26.messages(), chrome)
+    assert msg["kind"] == "sticker" and not msg["caption"]
+    assert msg["attachment"]["name"] == "photo.png"
+    wait_for(chrome, "#main [role='row'] [data-testid='sticker-msg']")
+    assert chrome.find_elements("css selector", "div[role='dialog']") == []  # no preview
+    assert compose(chrome).text == "my caption"  # the text was not used
+
+    audio = choose(chrome, "Audio")
+    assert audio.get_attribute("accept") == "audio/*"
