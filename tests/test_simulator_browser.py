@@ -601,3 +601,46 @@ def test_2026_09_new_sticker_input_sends_a_sticker_without_caption(
 
     audio = choose(chrome, "Audio")
     assert audio.get_attribute("accept") == "audio/*"
+
+
+def test_2026_09_service_worker_keeps_refusing_until_its_profile_data_is_deleted(
+    tmp_path: Path, chrome_ua: str, sim26: Simulator
+) -> None:
+    sim26.configure(sw_caches_refusal=True)
+    profile = tmp_path / "profile"
+    headless = make_driver(profile)
+    try:
+        headless.get(sim26.url + "/")
+        refused(headless)
+        # wait until the page's service worker is active (it caches the refusal while installing)
+        wait_until(
+            lambda: headless.execute_async_script(
+                "const done = arguments[0]; navigator.serviceWorker.getRegistration('/')"
+                ".then(r => done(!!(r && r.active)), () => done(false));"
+            ),
+            headless,
+        )
+    finally:
+        headless.quit()
+
+    fixed = make_driver(profile, user_agent=chrome_ua)  # the right UA now, same profile
+    try:
+        fixed.get(sim26.url + "/")
+        refused(fixed)
+        assert (
+            fixed.find_element("css selector", "html").get_attribute("data-sim-refusal") == "service-worker"
+        )
+        # the worker answers navigations itself: the server never saw this browser's page request
+        assert all("HeadlessChrome" in r["user_agent"] for r in sim26.state.snapshot()["refusals"])
+    finally:
+        fixed.quit()
+
+    sw_dir = profile / "Default" / "Service Worker"
+    assert sw_dir.is_dir()
+    shutil.rmtree(sw_dir)
+    cleared = make_driver(profile, user_agent=chrome_ua)
+    try:
+        cleared.get(sim26.url + "/")
+        wait_for(cleared, "div[data-ref] > canvas")
+    finally:
+        cleared.quit()
