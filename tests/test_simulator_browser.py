@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -644,3 +645,19 @@ def test_2026_09_service_worker_keeps_refusing_until_its_profile_data_is_deleted
         wait_for(cleared, "div[data-ref] > canvas")
     finally:
         cleared.quit()
+
+
+def test_foreign_singleton_lock_fixture_really_stops_chromium(tmp_path: Path) -> None:
+    from selenium.common.exceptions import WebDriverException
+
+    from wabulk.simulator.profile_fixtures import SINGLETON_NAMES, plant_foreign_singleton_lock
+
+    profile = tmp_path / "profile"
+    lock = plant_foreign_singleton_lock(profile, host="otherhost", pid=12345)
+    assert os.readlink(lock) == "otherhost-12345"
+    assert all((profile / n).is_symlink() for n in SINGLETON_NAMES)
+    with pytest.raises(WebDriverException):
+        make_driver(profile).quit()  # Chromium: "in use by another Chromium process ... on another computer"
+    for name in SINGLETON_NAMES:
+        (profile / name).unlink()
+    make_driver(profile).quit()
