@@ -37,9 +37,8 @@ IDENTITY_GRACE = 1.0
 # How often the in-page open polls the page (it waits on a ~1 s lookup; 0.1 s would add 5-10 % to it).
 INPAGE_POLL = 0.05
 DEEPLINK_POLL = 0.1
-# The page state of an account restricted on linked devices (the composer is replaced by a block bar);
-# ``session``'s state machine names it (helper work in progress: the string is the contract).
-RESTRICTED = getattr(sess, "RESTRICTED", "restricted")
+# The page state of an account restricted on linked devices (the composer is replaced by a block bar).
+RESTRICTED = sess.RESTRICTED
 TAKEOVERS = (sess.TAKEOVER_WINDOW, sess.TAKEOVER_COMPUTER)
 
 # Labels of a popup's own buttons: not part of what WhatsApp says.
@@ -96,20 +95,18 @@ def click_ok(driver: Any) -> None:
 
 def restricted_error() -> errors.SessionError:
     """The error for an account WhatsApp restricted on linked devices (nothing can be sent until it lifts)."""
-    cls = getattr(errors, "AccountRestricted", errors.Blocked)
-    return cls(
-        "WhatsApp says this account is restricted on linked devices and cannot start chats now; "
-        "nothing was sent"
+    return errors.AccountRestricted(
+        "WhatsApp restricts this account on linked devices; nothing can be sent now"
     )
 
 
 class PageWait:
     """One poll of the page while a chat opens, shared by the deep link and the in-page way.
 
-    :meth:`step` raises what no waiting can fix (the number is not on WhatsApp, logged out, banned,
-    restricted), hands a takeover to ``on_takeover`` (which may recover or raise), and raises Offline once
-    the "not connected" bar has stayed for a moment without a usable chat. It returns the state, the probe
-    and the visible dialogs' texts.
+    :meth:`step` closes a "What's new" window, raises what no waiting can fix (the number is not on
+    WhatsApp, logged out, banned, restricted), hands a takeover to ``on_takeover`` (which may recover or
+    raise), and raises Offline once the "not connected" bar has stayed for a moment without a usable chat.
+    It returns the state, the probe and the visible dialogs' texts.
     """
 
     def __init__(self, browser: sess.BrowserSession, session_name: str, on_takeover: Callable[[], None]):
@@ -120,6 +117,8 @@ class PageWait:
 
     def step(self) -> tuple[str, dict[str, Any], str]:
         st, p = self.browser.snapshot()
+        if self.browser.dismiss_whats_new(p):  # the What's new window swallows clicks and keys
+            st, p = self.browser.snapshot()
         dialogs = " | ".join(str(d) for d in p.get("dialogs") or ())
         if dom.match_text(dialogs, "invalid_number"):
             text = next(str(d) for d in p["dialogs"] if dom.match_text(str(d), "invalid_number"))
