@@ -272,7 +272,7 @@ def test_2026_09_refuses_headless_chromium_but_not_the_same_browser_with_a_chrom
     assert "WhatsApp works with Google Chrome 100+" in text
     assert "To use WhatsApp, update Chrome or use Mozilla Firefox, Safari, Microsoft Edge or Opera." in text
     assert sim26.pages() == []  # the refused page never talks to the server as a page
-    assert "HeadlessChrome/" in sim26.state.snapshot()["refusals"][0]["user_agent"]
+    assert "HeadlessChrome/" in sim26.refusals()[0]["user_agent"]
     assert sim26.scan() == 0
 
     login(chrome, sim26)  # the QR, then the app
@@ -294,7 +294,7 @@ def test_2026_09_checks_the_user_agent_both_in_http_and_in_the_page(
         driver.get(sim26.url + "/")
         refused(driver)
         assert driver.find_element("css selector", "html").get_attribute("data-sim-refusal") == "page"
-        assert sim26.state.snapshot()["refusals"] == []
+        assert sim26.refusals() == []
     finally:
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
     # a UA faked only in the page's JS: the server refuses the page request
@@ -336,7 +336,7 @@ def test_2026_09_bubbles_ids_labels_tails_text_span_and_meta(chrome: Any, sim26:
     send_text(chrome, "first 👋")
     send_text(chrome, "second\nline")
     wait_until(lambda: len(sim26.messages()) == 2, chrome)
-    sim26.state.add_incoming("14155550123", "a reply")
+    sim26.incoming("14155550123", "a reply")
     wait_until(lambda: len(rows(chrome)) == 3, chrome)
     send_text(chrome, "third")
     wait_until(lambda: len(sim26.messages()) == 3 and len(rows(chrome)) == 4, chrome)
@@ -416,7 +416,7 @@ def test_2026_09_rows_without_ids_and_failed_sends(chrome: Any, sim26: Simulator
     assert chrome.find_elements("css selector", "#main [data-id]") == []
     assert rows(chrome)[0].find_element("css selector", "span[aria-label='You:']")
     assert sim26.messages() == []  # WhatsApp never took it
-    assert [m["text"] for m in sim26.state.snapshot()["failed"]] == ["doomed"]
+    assert [m["text"] for m in sim26.failed()] == ["doomed"]
     # after a reload the failed bubble is still there, still failed
     chrome.get(sim26.url + "/send?phone=15550001111")
     wait_for(chrome, "#main span[data-icon='message-fail']")
@@ -632,7 +632,7 @@ def test_2026_09_service_worker_keeps_refusing_until_its_profile_data_is_deleted
             fixed.find_element("css selector", "html").get_attribute("data-sim-refusal") == "service-worker"
         )
         # the worker answers navigations itself: the server never saw this browser's page request
-        assert all("HeadlessChrome" in r["user_agent"] for r in sim26.state.snapshot()["refusals"])
+        assert all("HeadlessChrome" in r["user_agent"] for r in sim26.refusals())
     finally:
         fixed.quit()
 

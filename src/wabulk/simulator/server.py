@@ -850,6 +850,18 @@ class Simulator:
         """Every message received, in order, each with its current tick ``status``."""
         return self.state.list_messages()
 
+    def incoming(self, phone: str, text: str, name: str | None = None) -> dict[str, Any]:
+        """A message from ``phone`` (shown as ``name`` or its number) arrives in that chat on every page."""
+        return self.state.add_incoming(phone, text, name)
+
+    def failed(self) -> list[dict[str, Any]]:
+        """Sends to ``fail_sends`` numbers: shown on the page, never accepted by WhatsApp (not logged)."""
+        return self.state.snapshot()["failed"]
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """Page requests answered with the unsupported-browser page: ``{at, path, user_agent}``."""
+        return self.state.snapshot()["refusals"]
+
     def devices(self) -> list[dict[str, Any]]:
         """Linked devices: ``{device, linked_at, last_seen}``."""
         with self.state.lock:
@@ -870,6 +882,7 @@ Control API (JSON):
   POST {url}/__sim/scan       {{"ref": optional data-ref}}   link the browser(s) showing a QR
   POST {url}/__sim/logout     {{"device": optional token}}    unlink one device or all
   POST {url}/__sim/takeover   {{"kind": "window"|"computer", "device": optional}}
+  POST {url}/__sim/incoming   {{"phone": "14155550123", "text": "hi", "name": optional}}
   POST {url}/__sim/reset
   GET  {url}/__sim/messages | /__sim/devices | /__sim/state
 Messages received are appended to {log}
