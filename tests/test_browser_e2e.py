@@ -109,7 +109,7 @@ def test_invalid_number_is_not_on_whatsapp(wa: WhatsAppSender, simulator: Any, e
     before = len(simulator.messages())
     called: list[bool] = []
     with pytest.raises(errors.NotOnWhatsApp) as info:
-        wa.send("+15550009999", "hi", before_send=lambda: called.append(True))
+        wa.send("+15550009999", "hi", before_send=lambda _snap: called.append(True))
     assert not info.value.transient
     assert ("isn't on WhatsApp" if era == "2026" else "shared via url is invalid") in str(info.value)
     assert called == [] and _new(simulator, before) == []
@@ -121,7 +121,7 @@ def test_before_send_failure_sends_nothing(wa: WhatsAppSender, simulator: Any) -
 
     lost = errors.LeaseLost("lease lost")
 
-    def boom() -> None:
+    def boom(_snap: object) -> None:
         raise lost
 
     with pytest.raises(errors.LeaseLost) as info:
@@ -136,7 +136,7 @@ def test_before_send_failure_sends_nothing(wa: WhatsAppSender, simulator: Any) -
 def test_before_send_is_called_once_right_before_sending(wa: WhatsAppSender, simulator: Any) -> None:
     before = len(simulator.messages())
     seen_at_call: list[int] = []
-    wa.send(PHONE, "stamped", before_send=lambda: seen_at_call.append(len(simulator.messages())))
+    wa.send(PHONE, "stamped", before_send=lambda _snap: seen_at_call.append(len(simulator.messages())))
     assert seen_at_call == [before]  # nothing had been sent when it ran
     assert [m["text"] for m in _new(simulator, before)] == ["stamped"]
 
@@ -181,7 +181,7 @@ def test_message_left_on_the_clock_is_a_confirm_timeout_then_verified(
     finally:
         wa.timeouts.confirm = old
     # WhatsApp has it in its outbox: verify_sent finds it, so the worker will not send it twice
-    assert wa.verify_sent("+14155550199", "held on the clock", since)
+    assert wa.verify_sent("+14155550199", "held on the clock", since).sent
 
 
 def test_offline_is_reported_and_nothing_is_sent(wa: WhatsAppSender, simulator: Any) -> None:
@@ -198,10 +198,10 @@ def test_offline_is_reported_and_nothing_is_sent(wa: WhatsAppSender, simulator: 
 def test_verify_sent_true_and_false(wa: WhatsAppSender, simulator: Any) -> None:
     since = time.time()
     _send_and_get(wa, simulator, "verify me ✅", phone="+14155550111")
-    assert wa.verify_sent("+14155550111", "verify me ✅", since)
-    assert not wa.verify_sent("+14155550111", "verify me", since)  # exact text only
-    assert not wa.verify_sent("+14155550111", "verify me ✅", since + 120)  # a later minute
-    assert not wa.verify_sent("+14155550122", "verify me ✅", since)  # another chat
+    assert wa.verify_sent("+14155550111", "verify me ✅", since).sent
+    assert not wa.verify_sent("+14155550111", "verify me", since).sent  # exact text only
+    assert not wa.verify_sent("+14155550111", "verify me ✅", since + 120).sent  # a later minute
+    assert not wa.verify_sent("+14155550122", "verify me ✅", since).sent  # another chat
 
 
 @pytest.mark.parametrize("kind", ["window", "computer"])

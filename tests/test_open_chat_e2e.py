@@ -90,7 +90,7 @@ def test_inpage_invalid_number_is_not_on_whatsapp_and_the_next_send_works(
     inpage.send("+14155550777", "open a chat first")
     called: list[bool] = []
     with pytest.raises(errors.NotOnWhatsApp) as info:
-        inpage.send("+15550009998", "must not arrive anywhere", before_send=lambda: called.append(True))
+        inpage.send("+15550009998", "must not arrive anywhere", before_send=lambda _snap: called.append(True))
     assert not info.value.transient and "isn't on WhatsApp" in str(info.value)
     assert called == []
     assert inpage.last_open_method == "inpage"
@@ -105,9 +105,9 @@ def test_verify_sent_opens_the_chat_in_page(inpage: WhatsAppSender, simulator: A
     since = time.time()
     inpage.send("+14155550779", "verify me in-page")
     inpage.send("+14155550780", "another chat in between")
-    assert inpage.verify_sent("+14155550779", "verify me in-page", since)
+    assert inpage.verify_sent("+14155550779", "verify me in-page", since).sent
     assert inpage.last_open_method == "inpage"
-    assert not inpage.verify_sent("+14155550780", "verify me in-page", since)
+    assert not inpage.verify_sent("+14155550780", "verify me in-page", since).sent
     assert inpage.read_receipt("+14155550779", "verify me in-page", since) in ("sent", "delivered", "read")
 
 

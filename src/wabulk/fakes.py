@@ -19,7 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import Blocked, BrowserCrashed, BrowserError, NotLoggedIn, Unreachable
-from .models import TICK_SENT, SendResult
+from .models import (
+    TICK_SENT,
+    VERIFY_ABSENT,
+    VERIFY_SENT,
+    ChatSnapshot,
+    SendResult,
+    Verification,
+    _no_stamp,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class Delivery:
     body: str
     at: float
     attachment: str | None = None
+    id: str = ""  # the message id the chat shows for it
 
 
 @dataclass(frozen=True)
@@ -174,7 +183,7 @@ class FakeTransport:
         body: str,
         *,
         attachment: str | None = None,
-        before_send: Callable[[], None] = lambda: None,
+        before_send: Callable[[ChatSnapshot], None] = _no_stamp,
     ) -> SendResult:
         self.calls.append(("send", phone))
         if self.on_send is not None:
@@ -196,7 +205,7 @@ class FakeTransport:
             outcome = Fail(outcome)
         if isinstance(outcome, Fail):
             raise outcome.error
-        before_send()  # may raise (LeaseLost, stop requested): then nothing is sent
+        before_send(self.snapshot(phone))  # may raise (LeaseLost, stop requested): then nothing is sent
         if self.advance is not None and self.send_seconds:
             self.advance(self.send_seconds)
         if outcome == CRASH:
@@ -204,20 +213,35 @@ class FakeTransport:
             raise BrowserCrashed("browser died while sending (fake)")
         if isinstance(outcome, FailAtSend):
             raise outcome.error
-        self.deliveries.append(Delivery(phone, body, self.clock(), attachment))
+        msg_id = f"FAKE{len(self.deliveries) + 1:012d}"
+        self.deliveries.append(Delivery(phone, body, self.clock(), attachment, msg_id))
         if isinstance(outcome, DeliverThenRaise):
             if isinstance(outcome.error, BrowserCrashed):
                 self.crashed = True
             raise outcome.error
-        return SendResult(tick=self.ticks.get(phone, TICK_SENT), confirmed_at=self.clock())
+        tick = self.ticks.get(phone, TICK_SENT)
+        return SendResult(tick=tick, confirmed_at=self.clock(), message_ref=msg_id)
 
-    def verify_sent(self, phone: str, body: str, since: float) -> bool:
+    def snapshot(self, phone: str) -> ChatSnapshot:
+        """The ids of what the chat with ``phone`` shows now (as the real sender reads before Enter)."""
+        ids = tuple(d.id for d in self.deliveries if d.phone == phone)
+        return ChatSnapshot(ids=ids, count=len(ids), readable=True)
+
+    def verify_sent(
+        self, phone: str, body: str, since: float, *, known: ChatSnapshot | None = None
+    ) -> Verification:
         self.calls.append(("verify_sent", phone))
         if self.crashed:
             raise BrowserError("browser is dead (fake)")
         if self.logged_out:
             raise NotLoggedIn("logged out (fake)")
-        return any(d.phone == phone and d.body == body and d.at >= since for d in self.deliveries)
+        for d in self.deliveries:
+            if d.phone != phone or d.body != body:
+                continue
+            new = d.id not in known.ids if known is not None else d.at >= since
+            if new:
+                return Verification(VERIFY_SENT, "found in the fake chat", d.id)
+        return Verification(VERIFY_ABSENT, "not in the fake chat")
 
     def read_receipt(self, phone: str, body: str, since: float) -> str | None:
         """The tick set with :meth:`set_tick` for this phone (``sent`` by default) when a matching

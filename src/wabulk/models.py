@@ -184,6 +184,48 @@ class SendResult:
     message_ref: str | None = None  # the bubble's data-id, when there is one
 
 
+@dataclass(frozen=True)
+class ChatSnapshot:
+    """Our outgoing bubbles in the open chat right before the send action (handed to ``before_send``).
+
+    After a crash, a new outgoing bubble whose id is not in ``ids`` is the message we sent; with
+    ``readable`` False the reader could not read this chat, so its absence later proves nothing.
+    """
+
+    ids: tuple[str, ...] = ()  # message ids (data-id) of the outgoing bubbles seen, in page order
+    count: int = 0  # outgoing bubbles seen, with or without an id
+    readable: bool = True
+
+
+# Outcomes of looking in a chat for a message whose send had started (``Transport.verify_sent``).
+VERIFY_SENT = "sent"  # a new outgoing bubble with this message is in the chat
+VERIFY_ABSENT = "absent"  # positive evidence it is not: the chat can be read and the message is not there
+VERIFY_UNKNOWN = "unknown"  # the chat could not be read well enough to tell: never resend on this
+VERIFY_OUTCOMES = (VERIFY_SENT, VERIFY_ABSENT, VERIFY_UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What looking in the chat found (see the ``VERIFY_*`` outcomes)."""
+
+    outcome: str
+    reason: str = ""
+    message_ref: str | None = None  # the id of the bubble found (outcome "sent")
+    tick: str | None = None  # its tick, when read
+
+    @property
+    def sent(self) -> bool:
+        return self.outcome == VERIFY_SENT
+
+    @property
+    def absent(self) -> bool:
+        return self.outcome == VERIFY_ABSENT
+
+
+def _no_stamp(snapshot: ChatSnapshot) -> None:
+    return None
+
+
 class Transport(Protocol):
     """What the worker needs from a WhatsApp Web browser (``sender.WhatsAppSender`` implements it;
     unit tests use a fake). Methods raise the classified errors of ``errors.py``."""
@@ -214,13 +256,18 @@ class Transport(Protocol):
         body: str,
         *,
         attachment: str | None = None,
-        before_send: Callable[[], None] = lambda: None,
+        before_send: Callable[[ChatSnapshot], None] = _no_stamp,
     ) -> SendResult:
-        """Send one message and confirm it left the clock state. ``before_send`` is called right
-        before the send action (Enter/click); if it raises, nothing is sent."""
+        """Send one message and confirm it left the clock state. ``before_send(snapshot)`` is called
+        right before the send action (Enter/click) with our outgoing bubbles already in the chat; if it
+        raises, nothing is sent."""
 
-    def verify_sent(self, phone: str, body: str, since: float) -> bool:
-        """Whether an outgoing bubble with exactly ``body`` exists in the chat after ``since``."""
+    def verify_sent(
+        self, phone: str, body: str, since: float, *, known: ChatSnapshot | None = None
+    ) -> Verification:
+        """Look in the chat with ``phone`` for the message whose send started at ``since``: ``known`` is
+        the snapshot recorded with the stamp (None for stamps that have none). "sent" when a new outgoing
+        bubble with ``body`` is there, "absent" only on positive evidence, else "unknown"."""
 
     def read_receipt(self, phone: str, body: str, since: float) -> str | None:
         """The best tick (TICK_PENDING/SENT/DELIVERED/READ) of our bubble with exactly ``body`` in the

@@ -304,6 +304,12 @@ def classify_dialog(text: str) -> errors.SendError | None:
     return None
 
 
+def _snapshot(bubbles: list[dict[str, Any]]) -> models.ChatSnapshot:
+    """The outgoing bubbles read before the send action, as the stamp records them."""
+    ids = tuple(str(b["id"]) for b in bubbles if b.get("id"))
+    return models.ChatSnapshot(ids=ids, count=len(bubbles), readable=True)
+
+
 class _BeforeSendFailed(Exception):
     """Carries what ``before_send`` raised past the sender's own error translation."""
 
@@ -315,12 +321,12 @@ class _BeforeSendFailed(Exception):
 class _Guarded:
     """``before_send`` wrapped so its exceptions are never mistaken for page errors."""
 
-    def __init__(self, fn: Callable[[], None]) -> None:
+    def __init__(self, fn: Callable[[models.ChatSnapshot], None]) -> None:
         self.fn = fn
 
-    def __call__(self) -> None:
+    def __call__(self, snapshot: models.ChatSnapshot) -> None:
         try:
-            self.fn()
+            self.fn(snapshot)
         except Exception as exc:
             raise _BeforeSendFailed(exc) from exc
 
@@ -394,7 +400,7 @@ class WhatsAppSender:
         body: str,
         *,
         attachment: str | None = None,
-        before_send: Callable[[], None] = lambda: None,
+        before_send: Callable[[models.ChatSnapshot], None] = models._no_stamp,
     ) -> models.SendResult:
         """Send ``body`` (and ``attachment`` with ``body`` as caption) to ``phone`` and confirm it.
 
@@ -425,7 +431,9 @@ class WhatsAppSender:
                 ) from exc
             raise
 
-    def verify_sent(self, phone: str, body: str, since: float) -> bool:
+    def verify_sent(
+        self, phone: str, body: str, since: float, *, known: models.ChatSnapshot | None = None
+    ) -> models.Verification:
         """Whether the chat with ``phone`` shows an outgoing bubble with exactly ``body`` sent at or after
         ``since`` (unix seconds).
 
@@ -435,7 +443,12 @@ class WhatsAppSender:
         also counts. A bubble without a readable time counts too (a duplicate is worse than a recheck), and
         so does one still on the clock: WhatsApp's outbox holds it and will send it.
         """
-        return bool(self._our_bubbles(phone, body, since, "verifying"))
+        found = self._our_bubbles(phone, body, since, "verifying")
+        if found:
+            return models.Verification(
+                models.VERIFY_SENT, "an outgoing bubble with this text is in the chat", found[-1].get("id")
+            )
+        return models.Verification(models.VERIFY_ABSENT, "no outgoing bubble with this text in the chat")
 
     def read_receipt(self, phone: str, body: str, since: float) -> str | None:
         """The best tick of our bubble(s) with exactly ``body`` in the chat with ``phone`` at or after
@@ -809,10 +822,11 @@ class WhatsAppSender:
     def _send_text(self, body: str, before_send: Callable[[], None]) -> models.SendResult:
         from selenium.webdriver.common.keys import Keys
 
-        before = {b.get("id") for b in self._bubbles()}
+        seen = self._bubbles()
+        before = {b.get("id") for b in seen}
         box = self._fill(S.COMPOSE_BOX, body)
         self._check_online()
-        before_send()
+        before_send(_snapshot(seen))
         box.send_keys(Keys.ENTER)
         return self._confirm(body, before, retry_box=box)
 
@@ -836,7 +850,8 @@ class WhatsAppSender:
         path = path.expanduser().resolve()
         if not path.is_file():
             raise errors.AttachmentRejected(f"attachment not found: {path}")
-        before = {b.get("id") for b in self._bubbles()}
+        seen = self._bubbles()
+        before = {b.get("id") for b in seen}
         self._file_input(is_media(path)).send_keys(str(path))
         # Either the preview (caption box) or a rejection popup.
         deadline = time.monotonic() + self.timeouts.element
@@ -863,7 +878,7 @@ class WhatsAppSender:
             self._fill(S.CAPTION_BOX, body)
         self._check_online()
         send_btn = self.browser.find(S.MEDIA_SEND, self.timeouts.element)
-        before_send()
+        before_send(_snapshot(seen))
         send_btn.click()
         return self._confirm(body, before, retry_box=None, media=True)
 

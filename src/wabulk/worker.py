@@ -59,6 +59,7 @@ from .models import (
     PENDING,
     SENDING,
     TICK_SENT,
+    ChatSnapshot,
     Claim,
     Job,
     JobSummary,
@@ -608,7 +609,7 @@ class Worker:
             claim=claim,
         )
         try:
-            return self.transport.verify_sent(claim.phone, claim.body, claim.send_started_at)
+            return self.transport.verify_sent(claim.phone, claim.body, claim.send_started_at).sent
         except LeaseLost:
             raise
         except Exception as e:
@@ -628,7 +629,7 @@ class Worker:
         self._emit("quiet", f"{self._mask(claim.phone)}: {why} until {when}", claim=claim)
         return StepResult("quiet", claim.message_id, wait=until - self.clock())
 
-    def _before_send(self, claim: Claim) -> None:
+    def _before_send(self, claim: Claim, snapshot: ChatSnapshot) -> None:
         # Last moment to abandon cleanly: after the stamp, the message counts as possibly sent.
         if self.stop_requested:
             raise _Abandon()
@@ -643,7 +644,7 @@ class Worker:
                 claim.phone,
                 claim.body,
                 attachment=claim.attachment,
-                before_send=lambda: self._before_send(claim),
+                before_send=lambda snapshot: self._before_send(claim, snapshot),
             )
         except _Abandon:
             self.queue.release(claim, reason="worker stopping")

@@ -23,7 +23,17 @@ if str(TESTS) not in sys.path:  # e2e_helpers lives beside the tests (imported t
     sys.path.insert(0, str(TESTS))
 
 from wabulk.fakes import FakeTransport  # noqa: E402
-from wabulk.models import TICK_SENT, NewJob, NewMessage, SendResult  # noqa: E402
+from wabulk.models import (  # noqa: E402
+    TICK_SENT,
+    VERIFY_ABSENT,
+    VERIFY_SENT,
+    ChatSnapshot,
+    NewJob,
+    NewMessage,
+    SendResult,
+    Verification,
+    _no_stamp,
+)
 
 
 def phone(i: int) -> str:
@@ -58,11 +68,12 @@ class DurableFake(FakeTransport):
         body: str,
         *,
         attachment: str | None = None,
-        before_send: Callable[[], None] = lambda: None,
+        before_send: Callable[[ChatSnapshot], None] = _no_stamp,
     ) -> SendResult:
         time.sleep(random.uniform(0, self.jitter))
         self.hold_before = _hold(self.hold_before)
-        before_send()  # the durable send-started stamp (fenced: a zombie raises LeaseLost here)
+        # The durable send-started stamp (fenced: a zombie raises LeaseLost here).
+        before_send(ChatSnapshot(readable=False))
         time.sleep(random.uniform(0, self.jitter))
         self.hold_after = _hold(self.hold_after)
         line = json.dumps(
@@ -73,14 +84,17 @@ class DurableFake(FakeTransport):
         time.sleep(random.uniform(0, self.jitter))  # the window between "arrived" and "marked sent"
         return SendResult(tick=TICK_SENT, confirmed_at=time.time())
 
-    def verify_sent(self, phone: str, body: str, since: float) -> bool:
+    def verify_sent(
+        self, phone: str, body: str, since: float, *, known: ChatSnapshot | None = None
+    ) -> Verification:
         # Minute resolution like WhatsApp Web's bubble times: since is rounded down to the minute.
         if self.blind:
-            return False
+            return Verification(VERIFY_ABSENT, "blind (negative control)")
         floor = since - since % 60
-        return any(
+        found = any(
             d["phone"] == phone and d["body"] == body and d["at"] >= floor for d in read_deliveries(self.path)
         )
+        return Verification(VERIFY_SENT if found else VERIFY_ABSENT)
 
 
 def _hold(until: Path | None) -> None:
