@@ -574,12 +574,22 @@ def test_2026_09_attach_menu_adds_file_inputs_only_when_an_item_is_chosen(
     assert row.find_element("css selector", "span[data-testid~='selectable-text']").text == "see this 📷"
     assert len(chrome.find_elements("css selector", "input[type='file']")) == 1  # the input stays
 
+    # any video type is accepted in this era (the 2025 page took only mp4/3gpp/quicktime)
+    clip = tmp_path / "clip.webm"
+    clip.write_bytes(b"\x1aE\xdf\xa3" + b"\0" * 500)
+    media.send_keys(str(clip))
+    preview = wait_for(chrome, "div[role='dialog'][data-testid='media-preview']")
+    preview.find_element("css selector", "div[role='button'][aria-label='Send 1 selected']").click()
+    wait_until(lambda: len(sim26.messages()) == 2, chrome)
+    assert (sim26.messages()[1]["kind"], sim26.messages()[1]["caption"]) == ("video", "")
+    wait_for(chrome, "#main [role='row'] [data-testid='video-msg']")
+
     doc = choose(chrome, "Document")
     assert doc.get_attribute("accept") == "*"
     doc.send_keys(str(photo))
     wait_for(chrome, "div[role='dialog'] div[role='button'][aria-label='Send 1 selected']").click()
-    wait_until(lambda: len(sim26.messages()) == 2, chrome)
-    assert sim26.messages()[1]["kind"] == "document"
+    wait_until(lambda: len(sim26.messages()) == 3, chrome)
+    assert sim26.messages()[2]["kind"] == "document"
     wait_for(chrome, "#main [role='row'] [data-testid='document-msg']")
 
 
@@ -602,6 +612,15 @@ def test_2026_09_new_sticker_input_sends_a_sticker_without_caption(
 
     audio = choose(chrome, "Audio")
     assert audio.get_attribute("accept") == "audio/*"
+    song = tmp_path / "song.mp3"
+    song.write_bytes(b"ID3" + b"\0" * 500)
+    audio.send_keys(str(song))
+    preview = wait_for(chrome, "div[role='dialog'][data-testid='media-preview']")
+    assert preview.find_elements("css selector", "[contenteditable='true']") == []  # no caption for audio
+    preview.find_element("css selector", "div[role='button'][aria-label='Send 1 selected']").click()
+    wait_until(lambda: len(sim26.messages()) == 2, chrome)
+    assert sim26.messages()[1]["kind"] == "audio"
+    wait_for(chrome, "#main [role='row'] [data-testid='audio-msg']")
 
 
 def test_2026_09_service_worker_keeps_refusing_until_its_profile_data_is_deleted(
