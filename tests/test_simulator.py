@@ -355,7 +355,9 @@ def test_2026_09_refuses_headless_electron_and_whatsapp_user_agents(sim: Simulat
     ua = CHROME_UA.replace("Chrome/140.0.0.0", token)
     sim.configure(ui_era="2026")
     assert 'id="sim-page"' in page(sim, "/", ua)[1] and "unsupported-browser" not in page(sim, "/", ua)[1]
+    assert sim.state.snapshot()["refuse_headless"] is False
     sim.configure(ui_era="2026-09")
+    assert sim.state.snapshot()["refuse_headless"] is True and sim.config["refuse_headless"] is None
     status, body, _ = page(sim, "/send?phone=15551230000&text=hi", ua)
     assert status == 200
     assert 'data-screen="unsupported-browser"' in body and "WhatsApp works with Google Chrome 100+" in body
