@@ -680,3 +680,15 @@ def test_foreign_singleton_lock_fixture_really_stops_chromium(tmp_path: Path) ->
     for name in SINGLETON_NAMES:
         (profile / name).unlink()
     make_driver(profile).quit()
+
+
+def test_2026_09_file_inputs_always_puts_all_four_inputs_in_the_footer(chrome: Any, sim26: Simulator) -> None:
+    sim26.configure(file_inputs_always=True)
+    login(chrome, sim26, "/send?phone=15551230000")
+    compose(chrome)
+    accepts = [
+        i.get_attribute("accept")
+        for i in chrome.find_elements("css selector", "#main footer input[type=file]")
+    ]
+    assert sorted(accepts) == sorted(["*", "image/*,video/*,image/webp", "audio/*", "image/*"])
+    assert chrome.find_elements("css selector", "div[role='menu']") == []
