@@ -53,12 +53,18 @@ def _intercept_file_chooser(driver: Any) -> None:
         log.debug("file chooser interception unavailable: %s", exc)
 
 
+def _inputs(driver: Any, op: str, **kw: Any) -> Any:
+    return scripts.run(driver, "file_input", {"op": op, "inputs": scripts.cands(S.FILE_INPUT), **kw})
+
+
 def file_input(browser: Any, kind: str) -> Any:
     """Open the attach menu and return the file input for ``kind`` (see the module doc)."""
     driver = browser.driver
+    ours = _inputs(driver, "ours", kind=kind)
+    if ours is not None:
+        return ours  # the input our item created earlier on this page: the page reuses it
     item_sel = S.ATTACH_MEDIA_ITEM if kind == MEDIA else S.ATTACH_DOCUMENT_ITEM
     target = S.MEDIA_INPUT if kind == MEDIA else S.DOCUMENT_INPUT
-    inputs = scripts.cands(S.FILE_INPUT)
     item = compose.first_visible(driver, item_sel)
     if item is None:
         browser.find(S.ATTACH_BUTTON, browser.timeouts.element).click()
@@ -69,23 +75,23 @@ def file_input(browser: Any, kind: str) -> Any:
     if item is None:
         # A build whose menu items we do not know: its inputs, by their accept attribute.
         return browser.find(target, dom.MINI, visible=False)
-    inner = scripts.run(driver, "new_input", inputs, "", item)
+    inner = _inputs(driver, "inside", root=item)
     if inner is not None:
         return inner  # older builds: the item holds its input
     token = f"{time.time_ns()}"
-    scripts.run(driver, "mark_inputs", inputs, token)
+    _inputs(driver, "mark", token=token)
     _intercept_file_chooser(driver)
     item.click()
     deadline = time.monotonic() + dom.MINI
     while True:
-        el = scripts.run(driver, "new_input", inputs, token)
+        el = _inputs(driver, "new", token=token, kind=kind)
         if el is not None:
             return el
         if time.monotonic() >= deadline:
             break
         time.sleep(0.05)
-    # The item reused an input it had created before (it stays in the DOM): by its accept attribute, the
-    # current build's first.
+    # The item reused an input it created before we looked (another program, a reload keeps none): by its
+    # accept attribute, the current build's first.
     return browser.find(target, dom.MINI, visible=False)
 
 
