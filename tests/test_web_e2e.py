@@ -196,6 +196,41 @@ def test_a_refusal_inside_the_library_is_unsupported_browser(sim: Any, settings:
     assert (settings.profile_dir("lib") / "wabulk-refused-browser").exists()
 
 
+def test_an_expired_2026_qr_is_reloaded_by_a_click_on_the_code(sim: Any, settings: Settings) -> None:
+    # two payloads, then the QR expires under "Select to reload QR code" (no button in this era): a third
+    # and fourth payload only come after a click on the code's container
+    sim.configure(qr_rotate_ms=300, qr_max_rotations=1)
+    seen: list[str] = []
+
+    def on_qr(payload: str) -> None:
+        seen.append(payload)
+        if len(seen) == 4:
+            sim.scan()
+
+    browser = sess.BrowserSession(settings, "expiry", timeouts=FAST)
+    try:
+        assert browser.wait_for_login(on_qr, timeout=20)
+    finally:
+        browser.close()
+    assert len(set(seen)) == 4
+
+
+def test_an_error_screen_is_reloaded_once_then_named_in_one_line(sim: Any, settings: Settings) -> None:
+    sim.configure(page_error="database")
+    browser = sess.BrowserSession(settings, "dberror", timeouts=FAST)
+    try:
+        with pytest.raises(errors.PageError, match="'A database error occurred' \\(reloaded once\\)"):
+            browser.ensure_ready(require_login=False)
+        sim.configure(page_error="storage_full")
+        with pytest.raises(errors.PageError, match="storage is full .*free disk space"):
+            browser.ensure_ready(require_login=False)
+        # the screen stays until the page reloads (as on the real page): gone after wabulk's one reload
+        sim.configure(page_error=None)
+        assert browser.ensure_ready(require_login=False) == sess.QR
+    finally:
+        browser.close()
+
+
 # --- the profile ----------------------------------------------------------------------------------------
 
 
