@@ -272,7 +272,7 @@ def test_2026_09_refuses_headless_chromium_but_not_the_same_browser_with_a_chrom
     assert "WhatsApp works with Google Chrome 100+" in text
     assert "To use WhatsApp, update Chrome or use Mozilla Firefox, Safari, Microsoft Edge or Opera." in text
     assert sim26.pages() == []  # the refused page never talks to the server as a page
-    assert "HeadlessChrome/" in sim26.state.snapshot()["refusals"][0]["user_agent"]
+    assert "HeadlessChrome/" in sim26.refusals()[0]["user_agent"]
     assert sim26.scan() == 0
 
     login(chrome, sim26)  # the QR, then the app
@@ -294,7 +294,7 @@ def test_2026_09_checks_the_user_agent_both_in_http_and_in_the_page(
         driver.get(sim26.url + "/")
         refused(driver)
         assert driver.find_element("css selector", "html").get_attribute("data-sim-refusal") == "page"
-        assert sim26.state.snapshot()["refusals"] == []
+        assert sim26.refusals() == []
     finally:
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
     # a UA faked only in the page's JS: the server refuses the page request
@@ -336,7 +336,7 @@ def test_2026_09_bubbles_ids_labels_tails_text_span_and_meta(chrome: Any, sim26:
     send_text(chrome, "first 👋")
     send_text(chrome, "second\nline")
     wait_until(lambda: len(sim26.messages()) == 2, chrome)
-    sim26.state.add_incoming("14155550123", "a reply")
+    sim26.incoming("14155550123", "a reply")
     wait_until(lambda: len(rows(chrome)) == 3, chrome)
     send_text(chrome, "third")
     wait_until(lambda: len(sim26.messages()) == 3 and len(rows(chrome)) == 4, chrome)
@@ -416,7 +416,7 @@ def test_2026_09_rows_without_ids_and_failed_sends(chrome: Any, sim26: Simulator
     assert chrome.find_elements("css selector", "#main [data-id]") == []
     assert rows(chrome)[0].find_element("css selector", "span[aria-label='You:']")
     assert sim26.messages() == []  # WhatsApp never took it
-    assert [m["text"] for m in sim26.state.snapshot()["failed"]] == ["doomed"]
+    assert [m["text"] for m in sim26.failed()] == ["doomed"]
     # after a reload the failed bubble is still there, still failed
     chrome.get(sim26.url + "/send?phone=15550001111")
     wait_for(chrome, "#main span[data-icon='message-fail']")
@@ -574,12 +574,22 @@ def test_2026_09_attach_menu_adds_file_inputs_only_when_an_item_is_chosen(
     assert row.find_element("css selector", "span[data-testid~='selectable-text']").text == "see this 📷"
     assert len(chrome.find_elements("css selector", "input[type='file']")) == 1  # the input stays
 
+    # any video type is accepted in this era (the 2025 page took only mp4/3gpp/quicktime)
+    clip = tmp_path / "clip.webm"
+    clip.write_bytes(b"\x1aE\xdf\xa3" + b"\0" * 500)
+    media.send_keys(str(clip))
+    preview = wait_for(chrome, "div[role='dialog'][data-testid='media-preview']")
+    preview.find_element("css selector", "div[role='button'][aria-label='Send 1 selected']").click()
+    wait_until(lambda: len(sim26.messages()) == 2, chrome)
+    assert (sim26.messages()[1]["kind"], sim26.messages()[1]["caption"]) == ("video", "")
+    wait_for(chrome, "#main [role='row'] [data-testid='video-msg']")
+
     doc = choose(chrome, "Document")
     assert doc.get_attribute("accept") == "*"
     doc.send_keys(str(photo))
     wait_for(chrome, "div[role='dialog'] div[role='button'][aria-label='Send 1 selected']").click()
-    wait_until(lambda: len(sim26.messages()) == 2, chrome)
-    assert sim26.messages()[1]["kind"] == "document"
+    wait_until(lambda: len(sim26.messages()) == 3, chrome)
+    assert sim26.messages()[2]["kind"] == "document"
     wait_for(chrome, "#main [role='row'] [data-testid='document-msg']")
 
 
@@ -602,6 +612,15 @@ def test_2026_09_new_sticker_input_sends_a_sticker_without_caption(
 
     audio = choose(chrome, "Audio")
     assert audio.get_attribute("accept") == "audio/*"
+    song = tmp_path / "song.mp3"
+    song.write_bytes(b"ID3" + b"\0" * 500)
+    audio.send_keys(str(song))
+    preview = wait_for(chrome, "div[role='dialog'][data-testid='media-preview']")
+    assert preview.find_elements("css selector", "[contenteditable='true']") == []  # no caption for audio
+    preview.find_element("css selector", "div[role='button'][aria-label='Send 1 selected']").click()
+    wait_until(lambda: len(sim26.messages()) == 2, chrome)
+    assert sim26.messages()[1]["kind"] == "audio"
+    wait_for(chrome, "#main [role='row'] [data-testid='audio-msg']")
 
 
 def test_2026_09_service_worker_keeps_refusing_until_its_profile_data_is_deleted(
@@ -632,7 +651,7 @@ def test_2026_09_service_worker_keeps_refusing_until_its_profile_data_is_deleted
             fixed.find_element("css selector", "html").get_attribute("data-sim-refusal") == "service-worker"
         )
         # the worker answers navigations itself: the server never saw this browser's page request
-        assert all("HeadlessChrome" in r["user_agent"] for r in sim26.state.snapshot()["refusals"])
+        assert all("HeadlessChrome" in r["user_agent"] for r in sim26.refusals())
     finally:
         fixed.quit()
 
@@ -661,3 +680,15 @@ def test_foreign_singleton_lock_fixture_really_stops_chromium(tmp_path: Path) ->
     for name in SINGLETON_NAMES:
         (profile / name).unlink()
     make_driver(profile).quit()
+
+
+def test_2026_09_file_inputs_always_puts_all_four_inputs_in_the_footer(chrome: Any, sim26: Simulator) -> None:
+    sim26.configure(file_inputs_always=True)
+    login(chrome, sim26, "/send?phone=15551230000")
+    compose(chrome)
+    accepts = [
+        i.get_attribute("accept")
+        for i in chrome.find_elements("css selector", "#main footer input[type=file]")
+    ]
+    assert sorted(accepts) == sorted(["*", "image/*,video/*,image/webp", "audio/*", "image/*"])
+    assert chrome.find_elements("css selector", "div[role='menu']") == []

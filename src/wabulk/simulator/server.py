@@ -461,13 +461,15 @@ class SimState:
             self.incoming.append(rec)
         return rec
 
-    def refuses(self, user_agent: str) -> bool:
-        """Whether a page load with this User-Agent gets the unsupported-browser page (per the config)."""
+    def refuse_headless(self) -> bool:
+        """The effective ``refuse_headless``: the config's, or when it is null the era's (2026-09 only)."""
         with self.lock:
             refuse = self.config["refuse_headless"]
-            if refuse is None:
-                refuse = self.config["ui_era"] == "2026-09"
-        return bool(refuse) and any(tok in user_agent for tok in REFUSED_UA_TOKENS)
+            return self.config["ui_era"] == "2026-09" if refuse is None else bool(refuse)
+
+    def refuses(self, user_agent: str) -> bool:
+        """Whether a page load with this User-Agent gets the unsupported-browser page (per the config)."""
+        return self.refuse_headless() and any(tok in user_agent for tok in REFUSED_UA_TOKENS)
 
     def chats(self, token: str) -> list[dict[str, Any]]:
         """The chat list for a device: one entry per phone, most recent first."""
@@ -500,6 +502,7 @@ class SimState:
                 "failed": [dict(r) for r in self.failed],
                 "incoming": [dict(r) for r in self.incoming],
                 "refusals": [dict(r) for r in self.refusals],
+                "refuse_headless": self.refuse_headless(),  # effective (the config may say null)
             }
 
 
@@ -622,9 +625,6 @@ class _Handler(BaseHTTPRequestHandler):
         landing = path.rstrip("/") == "/api-landing/send"  # stands for api.whatsapp.com: not the web app
         with state.lock:
             sw = bool(state.config["sw_caches_refusal"])
-            refuse = state.config["refuse_headless"]
-            if refuse is None:
-                refuse = state.config["ui_era"] == "2026-09"
         if not landing and state.refuses(ua):
             if path != "/favicon.ico":  # the browser's own side request says nothing about the page
                 with state.lock:
@@ -634,7 +634,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         # The page checks navigator.userAgent itself too (so a UA faked only in the HTTP header or only in
         # JS is still caught); it must know whether to, before it talks to the server at all.
-        flags = json.dumps({"refuse_headless": bool(refuse), "sw_caches_refusal": sw})
+        flags = json.dumps({"refuse_headless": state.refuse_headless(), "sw_caches_refusal": sw})
         html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
         html = html.replace(
             "<!--sim-page-flags-->", f'<script id="sim-page" type="application/json">{flags}</script>'
@@ -850,6 +850,18 @@ class Simulator:
         """Every message received, in order, each with its current tick ``status``."""
         return self.state.list_messages()
 
+    def incoming(self, phone: str, text: str, name: str | None = None) -> dict[str, Any]:
+        """A message from ``phone`` (shown as ``name`` or its number) arrives in that chat on every page."""
+        return self.state.add_incoming(phone, text, name)
+
+    def failed(self) -> list[dict[str, Any]]:
+        """Sends to ``fail_sends`` numbers: shown on the page, never accepted by WhatsApp (not logged)."""
+        return self.state.snapshot()["failed"]
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """Page requests answered with the unsupported-browser page: ``{at, path, user_agent}``."""
+        return self.state.snapshot()["refusals"]
+
     def devices(self) -> list[dict[str, Any]]:
         """Linked devices: ``{device, linked_at, last_seen}``."""
         with self.state.lock:
@@ -870,6 +882,7 @@ Control API (JSON):
   POST {url}/__sim/scan       {{"ref": optional data-ref}}   link the browser(s) showing a QR
   POST {url}/__sim/logout     {{"device": optional token}}    unlink one device or all
   POST {url}/__sim/takeover   {{"kind": "window"|"computer", "device": optional}}
+  POST {url}/__sim/incoming   {{"phone": "14155550123", "text": "hi", "name": optional}}
   POST {url}/__sim/reset
   GET  {url}/__sim/messages | /__sim/devices | /__sim/state
 Messages received are appended to {log}
