@@ -196,6 +196,41 @@ def test_a_refusal_inside_the_library_is_unsupported_browser(sim: Any, settings:
     assert (settings.profile_dir("lib") / "wabulk-refused-browser").exists()
 
 
+def test_an_expired_2026_qr_is_reloaded_by_a_click_on_the_code(sim: Any, settings: Settings) -> None:
+    # two payloads, then the QR expires under "Select to reload QR code" (no button in this era): a third
+    # and fourth payload only come after a click on the code's container
+    sim.configure(qr_rotate_ms=300, qr_max_rotations=1)
+    seen: list[str] = []
+
+    def on_qr(payload: str) -> None:
+        seen.append(payload)
+        if len(seen) == 4:
+            sim.scan()
+
+    browser = sess.BrowserSession(settings, "expiry", timeouts=FAST)
+    try:
+        assert browser.wait_for_login(on_qr, timeout=20)
+    finally:
+        browser.close()
+    assert len(set(seen)) == 4
+
+
+def test_an_error_screen_is_reloaded_once_then_named_in_one_line(sim: Any, settings: Settings) -> None:
+    sim.configure(page_error="database")
+    browser = sess.BrowserSession(settings, "dberror", timeouts=FAST)
+    try:
+        with pytest.raises(errors.PageError, match="'A database error occurred' \\(reloaded once\\)"):
+            browser.ensure_ready(require_login=False)
+        sim.configure(page_error="storage_full")
+        with pytest.raises(errors.PageError, match="storage is full .*free disk space"):
+            browser.ensure_ready(require_login=False)
+        # the screen stays until the page reloads (as on the real page): gone after wabulk's one reload
+        sim.configure(page_error=None)
+        assert browser.ensure_ready(require_login=False) == sess.QR
+    finally:
+        browser.close()
+
+
 # --- the profile ----------------------------------------------------------------------------------------
 
 
@@ -223,13 +258,24 @@ def test_a_profile_with_another_hosts_chromium_lock_starts(
 _BASES = iter(range(300, 99_000, 100))
 
 
+@pytest.fixture(scope="module")
+def send_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A simulator of its own: a QR page that a test above closed a moment ago would take the 'scan' of
+    the next login (the simulator links every page that polled on its QR in the last 3 s)."""
+    from wabulk.simulator.server import Simulator
+
+    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-send") / "messages.jsonl", **SENDING)
+    s.start()
+    yield s
+    s.stop()
+
+
 @pytest.fixture
-def e2e(sim: Any, tmp_path: Path) -> Iterator[E2E]:
-    sim.configure(**SENDING)
-    env = E2E(sim=sim, home=tmp_path / "home", base=next(_BASES))
+def e2e(send_sim: Any, tmp_path: Path) -> Iterator[E2E]:
+    send_sim.configure(**SENDING)
+    env = E2E(sim=send_sim, home=tmp_path / "home", base=next(_BASES))
     yield env
     env.cleanup()
-    sim.configure(**ERA_2026_09)
 
 
 def _log_lines(e2e: E2E) -> list[dict[str, Any]]:
@@ -239,9 +285,9 @@ def _log_lines(e2e: E2E) -> list[dict[str, Any]]:
     return out
 
 
-def test_the_whats_new_window_is_closed_and_the_messages_go_out(sim: Any, e2e: E2E) -> None:
+def test_the_whats_new_window_is_closed_and_the_messages_go_out(e2e: E2E) -> None:
     e2e.link("s", fresh=True)
-    sim.configure(whats_new=True)  # shown after every page load from now on, until Continue
+    e2e.sim.configure(whats_new=True)  # shown after every page load from now on, until Continue
     job, expected = e2e.enqueue(2)
     w = e2e.run("s")
     assert w.wait() == 0, w.output()
@@ -250,9 +296,9 @@ def test_the_whats_new_window_is_closed_and_the_messages_go_out(sim: Any, e2e: E
     assert any("What's new" in str(entry.get("msg")) for entry in _log_lines(e2e))
 
 
-def test_a_restricted_account_spends_no_attempt_and_sends_once_lifted(sim: Any, e2e: E2E) -> None:
+def test_a_restricted_account_spends_no_attempt_and_sends_once_lifted(e2e: E2E) -> None:
     e2e.link("s", fresh=True)
-    sim.configure(restricted=True)
+    e2e.sim.configure(restricted=True)
     job, expected = e2e.enqueue(2)
     base_env = e2e.env
     e2e.env = lambda **extra: base_env(WABULK_RESTRICTED_RECHECK="2", **extra)  # type: ignore[method-assign]
@@ -272,7 +318,7 @@ def test_a_restricted_account_spends_no_attempt_and_sends_once_lifted(sim: Any, 
     assert e2e.arrived() == []
     assert e2e.job(job)["status"] == "running"  # not paused
 
-    sim.configure(restricted=False)
+    e2e.sim.configure(restricted=False)
     assert w.wait(120) == 0, w.output()
     e2e.assert_exactly_once(expected)
     assert [(r["status"], r["attempts"]) for r in e2e.rows()] == [("sent", 1), ("sent", 1)]
