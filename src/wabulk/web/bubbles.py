@@ -245,19 +245,18 @@ def span(bubble: Bubble, order: str | None) -> tuple[float, float] | None:
     repeated DST hour. None without a readable time, or when the date reads two ways and the page's order
     is not known ("5/6/2026" is 5 June or 6 May)."""
     w = bubble.when or {}
+    dm, md = w.get(DM), w.get(MD)
     if w.get("ymd"):
-        lo, hi = w["ymd"]
-    else:
-        dm, md = w.get(DM), w.get(MD)
-        if dm and md and dm != md:
-            if order not in (DM, MD):
-                return None
-            lo, hi = w[order]
-        elif dm or md:
-            lo, hi = dm or md
-        else:
+        found = w["ymd"]
+    elif dm and md and dm != md:
+        if order not in (DM, MD):
             return None
-    return lo / 1000.0, hi / 1000.0 + 60.0
+        found = w[order]
+    else:
+        found = dm or md
+    if not found:
+        return None
+    return float(found[0]) / 1000.0, float(found[1]) / 1000.0 + 60.0
 
 
 # --- what appeared after a snapshot --------------------------------------------------------------------
@@ -477,8 +476,13 @@ def confirm(
             result = models.SendResult(tick=str(bubble.tick), confirmed_at=time.time(), message_ref=bubble.id)
             return result, learn_order(bubble, time.time())
         if bubble is not None and bubble.tick == TICK_FAILED:
-            # WhatsApp shows its failure icon: it never accepted the message, so nothing reached the
-            # recipient. The bubble stays in the chat, marked failed; a later attempt sends a new one.
+            # WhatsApp shows its failure icon instead of a tick: its server never accepted the message,
+            # so nothing reached the recipient, and a plain transient error (not "outcome unknown") lets
+            # the normal retry send it again. Why that is safe enough: the failed bubble stays in the
+            # chat, so it is in the next attempt's snapshot (never mistaken for that attempt's bubble),
+            # and verification reads a failed bubble as "absent", never "sent". The residual risk is an
+            # automatic re-send by WhatsApp itself of a bubble it marked failed (the apps offer a manual
+            # "retry"; no report shows WhatsApp Web retrying on its own): that would be a second copy.
             raise errors.TransientSendError(
                 "WhatsApp marked the message as failed (not sent)", error_class="send_failed"
             )
