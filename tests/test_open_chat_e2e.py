@@ -47,7 +47,7 @@ def wa(simulator_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def inpage(wa: WhatsAppSender, simulator: Any) -> Iterator[WhatsAppSender]:
     """The shared browser in in-page mode, back on the main page after each test."""
     wa.open_chat_method = "inpage"
-    wa._inpage_failures = 0
+    wa.chats.inpage_failures = 0
     yield wa
     wa.open_chat_method = "inpage"
 

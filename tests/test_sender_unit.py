@@ -409,3 +409,72 @@ def test_auto_uses_the_deep_link_when_the_page_is_not_loaded_or_in_page_keeps_fa
         broken.open("+14155550123")
     tries = sender.INPAGE_GIVE_UP
     assert broken.calls == ["inpage", "deeplink"] * tries + ["deeplink"] * 2
+
+
+# --- the one wait both chat-opening ways share ------------------------------------------------------------
+
+
+class _Page:
+    """A browser whose probes are scripted: each snapshot() returns the next (state, probe)."""
+
+    def __init__(self, *states: tuple[str, dict[str, Any]]) -> None:
+        self.states = list(states)
+        self.driver = None
+        self.dismissed = 0
+
+    def snapshot(self) -> tuple[str, dict[str, Any]]:
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+    def dismiss_whats_new(self, p: dict[str, Any]) -> bool:
+        if "What's new" in " ".join(p.get("dialogs") or ()):
+            self.dismissed += 1
+            return True
+        return False
+
+
+def _wait(page: _Page, takeovers: list[int] | None = None) -> chat.PageWait:
+    return chat.PageWait(page, "s", lambda: (takeovers if takeovers is not None else []).append(1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "error"),
+    [
+        (sess.RESTRICTED, errors.AccountRestricted),
+        (sess.BLOCKED, errors.Blocked),
+        (sess.QR, errors.NotLoggedIn),
+        (sess.LOGGED_OUT, errors.NotLoggedIn),
+    ],
+)
+def test_the_shared_wait_raises_what_no_waiting_can_fix(state: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        _wait(_Page((state, probe()))).step()
+
+
+def test_the_shared_wait_closes_whats_new_hands_takeovers_over_and_reads_invalid_numbers() -> None:
+    page = _Page((sess.MAIN, probe(dialogs=("What's new on WhatsApp Web Continue",))), (sess.CHAT, probe()))
+    st, _, dialogs = _wait(page).step()
+    assert (st, dialogs, page.dismissed) == (sess.CHAT, "", 1)
+    takeovers: list[int] = []
+    page = _Page((sess.TAKEOVER_WINDOW, probe()), (sess.CHAT, probe("compose_box")))
+    assert _wait(page, takeovers).step()[0] == sess.CHAT and takeovers == [1]
+    page = _Page((sess.MAIN, probe(dialogs=("The phone number +1 555 isn't on WhatsApp. OK",))))
+    with pytest.raises(errors.NotOnWhatsApp, match="isn't on WhatsApp"):
+        _wait(page).step()
+
+
+def test_the_shared_wait_gives_a_flapping_connection_a_moment_then_says_offline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(chat.time, "monotonic", lambda: now[0])
+    wait = _wait(_Page((sess.OFFLINE, probe("main_screen"))))
+    wait.step()
+    now[0] += dom.MINI / 2
+    wait.step()  # still within the grace
+    now[0] += dom.MINI
+    with pytest.raises(errors.Offline):
+        wait.step()
+    # offline with the chat's compose box usable is not a reason to stop opening it
+    ok = _wait(_Page((sess.OFFLINE, probe("main_screen", "compose_box"))))
+    now[0] += 10 * dom.MINI
+    assert ok.step()[0] == sess.OFFLINE and ok.step()[0] == sess.OFFLINE
