@@ -13,6 +13,7 @@ import pytest
 
 from wabulk import models
 from wabulk.web import bubbles as B
+from wabulk.web import dates as D
 
 NEEDS_BROWSER = pytest.mark.skipif(
     not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
@@ -229,10 +230,10 @@ def test_a_page_without_ids_or_texts_is_not_readable(chromium: Any) -> None:
 def test_dates_are_read_in_the_page_order_only(chromium: Any) -> None:
     read = read_page(chromium, page(row_2609("A", "x", pre="[13:57, 5/6/2026] Me: ")))
     (b,) = read.ours
-    assert B.span(b, None) is None  # 5 June or 6 May: not guessed
-    june5, may6 = B.span(b, B.DM), B.span(b, B.MD)
+    assert D.span(b, None) is None  # 5 June or 6 May: not guessed
+    june5, may6 = D.span(b, D.DM), D.span(b, D.MD)
     assert june5 is not None and may6 is not None and june5[0] - may6[0] == 30 * 86400
-    assert B.date_order(read) is None
+    assert D.date_order(read) is None
     # a date that reads one way only settles the order for the page
     both = read_page(
         chromium,
@@ -240,13 +241,13 @@ def test_dates_are_read_in_the_page_order_only(chromium: Any) -> None:
             row_2609("A", "x", pre="[13:57, 5/6/2026] Me: "), row_2609("B", "y", pre="[9:00, 6/15/2026] Me: ")
         ),
     )
-    assert B.date_order(both) == B.MD
-    assert B.date_order(both, learnt=B.DM) == B.MD  # the page's own evidence wins
-    assert B.date_order(read, learnt=B.DM) == B.DM
+    assert D.date_order(both) == D.MD
+    assert D.date_order(both, learnt=D.DM) == D.MD  # the page's own evidence wins
+    assert D.date_order(read, learnt=D.DM) == D.DM
     dotted = read_page(chromium, page(row_2609("A", "x", pre="[15:52, 31.08.2026] Me: ")))
-    assert B.date_order(dotted) == B.DM and B.span(dotted.ours[0], None) is not None
+    assert D.date_order(dotted) == D.DM and D.span(dotted.ours[0], None) is not None
     twelve = read_page(chromium, page(row_2609("A", "x", pre="[1:57 PM, 12/20/2026] Me: ")))
-    lo, hi = B.span(twelve.ours[0], B.MD) or (0, 0)
+    lo, hi = D.span(twelve.ours[0], D.MD) or (0, 0)
     assert hi - lo == 60  # 13:57 Berlin time, one minute
     import datetime as dt
 
@@ -257,11 +258,11 @@ def test_dates_are_read_in_the_page_order_only(chromium: Any) -> None:
 def test_the_repeated_dst_hour_covers_both_instants(chromium: Any) -> None:
     # Berlin, 25 Oct 2026: 02:30 happens twice (CEST, then CET)
     read = read_page(chromium, page(row_2609("A", "x", pre="[02:30, 25.10.2026] Me: ")))
-    lo, hi = B.span(read.ours[0], B.DM) or (0, 0)
+    lo, hi = D.span(read.ours[0], D.DM) or (0, 0)
     assert hi - lo == 3600 + 60
     # a message sent at the second 02:30 (00:30 + 1 h UTC) is not "before" a stamp taken at 01:30 UTC
     second = lo + 3600 + 10
-    v = B.verify(read, "x", second, None, chat_open=True, order=B.DM, skew=0)
+    v = B.verify(read, "x", second, None, chat_open=True, order=D.DM, skew=0)
     assert v.outcome == models.VERIFY_UNKNOWN  # around the stamp: not absent, not a guess
 
 
@@ -271,8 +272,8 @@ def test_learning_the_order_from_a_bubble_sent_today(chromium: Any) -> None:
 
     now = dt.datetime(2026, 5, 6, 12, 0, tzinfo=dt.timezone.utc).timestamp()
     read = read_page(chromium, page(row_2609("A", "x", pre="[14:00, 5/6/2026] Me: ")))
-    assert B.learn_order(read.ours[0], now) == B.MD  # 6 May is today: month first
-    assert B.learn_order(read.ours[0], now + 30 * 86400) == B.DM  # 5 June is today: day first
+    assert D.learn_order(read.ours[0], now) == D.MD  # 6 May is today: month first
+    assert D.learn_order(read.ours[0], now + 30 * 86400) == D.DM  # 5 June is today: day first
 
 
 # --- decisions on plain values ------------------------------------------------------------------------

@@ -103,6 +103,8 @@ def test_verify_sent_by_id_absent_when_readable_unknown_when_ids_are_hidden(
     # the same chat, readable, and a message that never went out: absent (positive evidence)
     missing = wa.verify_sent(phone, "never sent", since, known=known)
     assert missing.absent, missing
+    # the same text sent earlier (another job, a minute that may be the stamp's): in the snapshot, not ours
+    assert wa.verify_sent(phone, "already there", since, known=known).absent
     # an incoming message with exactly that text is not ours
     sim.incoming(phone.lstrip("+"), "never sent")
     time.sleep(0.7)

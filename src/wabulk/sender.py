@@ -31,7 +31,7 @@ from . import dom, errors, models
 from . import selectors as S
 from . import session as sess
 from .settings import OPEN_CHAT_METHODS, Settings
-from .web import attach, bubbles, chat, compose
+from .web import attach, bubbles, chat, compose, dates
 
 # Re-exported: what callers and tests use from here.
 from .web.attach import is_media
@@ -254,7 +254,7 @@ class WhatsAppSender:
             return models.Verification(
                 models.VERIFY_UNKNOWN, "the chat did not open, so it could not be read"
             )
-        order = bubbles.date_order(read, self.date_order)
+        order = dates.date_order(read, self.date_order)
         return bubbles.verify(read, body, since, known, chat_open=True, order=order)
 
     def read_receipt(self, phone: str, body: str, since: float) -> str | None:
@@ -267,7 +267,7 @@ class WhatsAppSender:
             return None
         if read is None:
             return None
-        return bubbles.receipt(read, body, since, bubbles.date_order(read, self.date_order))
+        return bubbles.receipt(read, body, since, dates.date_order(read, self.date_order))
 
     def _read_chat(self, phone: str, doing: str, wait_for: tuple[str, ...] = ()) -> bubbles.ChatRead | None:
         """Open the chat with ``phone`` and read it once it settled; None when the chat is not usable."""

@@ -24,6 +24,7 @@ from wabulk import dom, models
 from wabulk import selectors as S
 
 from . import scripts
+from .dates import learn_order, span
 
 # A bubble's time comes from the page's clock and ours from the host's; a Grid node's clock or the
 # WhatsApp server's can be a little off, so "before"/"after" the stamp is only trusted beyond this margin.
@@ -38,8 +39,6 @@ _TICK_ORDER = {models.TICK_PENDING: 0, models.TICK_SENT: 1, models.TICK_DELIVERE
 # which. The kinds a file of each sort may arrive as:
 MEDIA_KINDS = ("image", "video", "media")
 ACCEPTED_KINDS = {"media": MEDIA_KINDS, "document": ("document",)}
-
-DM, MD, YMD = "dm", "md", "ymd"  # date orders: day first, month first, year first
 
 
 @dataclass(frozen=True)
@@ -206,57 +205,6 @@ def kind_fits(bubble: Bubble, expected: str | None) -> bool:
 def minute_floor(ts: float) -> float:
     """``ts`` rounded down to its minute (bubbles only carry minutes)."""
     return math.floor(ts / 60.0) * 60.0
-
-
-# --- dates -----------------------------------------------------------------------------------------------
-
-
-def date_order(read: ChatRead, learnt: str | None = None) -> str | None:
-    """The page's date order: from a date on the page that can only be read one way (a day above 12),
-    else what was ``learnt`` on this profile (:func:`learn_order`). None when nothing establishes it (then
-    ambiguous dates stay unread: see :func:`span`). The browser language's order (``order_hint``) is NOT
-    used: WhatsApp formats dates in the account's locale, which need not be the browser's."""
-    seen = set()
-    for b in read.messages:
-        w = b.when or {}
-        if w.get("ymd"):
-            seen.add(YMD)
-        elif w.get("a") and w.get("b"):
-            if int(w["a"]) > 12 >= int(w["b"]):
-                seen.add(DM)
-            elif int(w["b"]) > 12 >= int(w["a"]):
-                seen.add(MD)
-    if len(seen - {YMD}) == 1:
-        return next(iter(seen - {YMD}))
-    if len(seen - {YMD}) > 1:
-        return None  # the page contradicts itself: trust no order
-    return learnt
-
-
-def learn_order(bubble: Bubble, now: float) -> str | None:
-    """The date order that makes a bubble we just sent dated today (None when both or neither do)."""
-    w = bubble.when or {}
-    fits = [o for o in (DM, MD) if w.get(o) and abs(w[o][0] / 1000.0 - now) < 36 * 3600]
-    return fits[0] if len(fits) == 1 else None
-
-
-def span(bubble: Bubble, order: str | None) -> tuple[float, float] | None:
-    """The earliest and latest instant (unix seconds) the bubble's time can mean: its minute, widened by a
-    repeated DST hour. None without a readable time, or when the date reads two ways and the page's order
-    is not known ("5/6/2026" is 5 June or 6 May)."""
-    w = bubble.when or {}
-    dm, md = w.get(DM), w.get(MD)
-    if w.get("ymd"):
-        found = w["ymd"]
-    elif dm and md and dm != md:
-        if order not in (DM, MD):
-            return None
-        found = w[order]
-    else:
-        found = dm or md
-    if not found:
-        return None
-    return float(found[0]) / 1000.0, float(found[1]) / 1000.0 + 60.0
 
 
 # --- what appeared after a snapshot --------------------------------------------------------------------
