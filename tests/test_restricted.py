@@ -190,3 +190,23 @@ def test_the_recheck_interval_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("WABULK_RESTRICTED_RECHECK", "0")
     with pytest.raises(ConfigError, match="WABULK_RESTRICTED_RECHECK must be a number of seconds above 0"):
         build_config(session="s")
+
+
+def test_the_live_view_shows_the_restricted_session(queue: Queue, clock: Clock) -> None:
+    import io
+
+    from rich.console import Console
+
+    from wabulk.live import LiveView
+
+    console = Console(record=True, width=160, force_terminal=True, file=io.StringIO())
+    view = LiveView(console, profile=PROFILES["balanced"], live=True, clock=clock)
+    _job(queue, ["+14155550005"])
+    worker = _worker(queue, RestrictedFake(clock=clock), clock, [], restricted_recheck=900.0)
+    worker.on_event = view.handle
+    assert worker.run_once().outcome == "restricted"
+    console.print(view.render())
+    text = console.export_text()
+    assert "[restricted]" in text
+    line = "session 'main' is restricted by WhatsApp on linked devices; other sessions go on; checking again"
+    assert f"{line} in 900s" in text

@@ -942,10 +942,11 @@ class Worker:
         base = self.config.restricted_recheck
         wait = min(base * 2 ** (self._restricted_streak - 1), base * 4)
         self._set_state("restricted")
+        log.debug("restricted: %s", e)
         self._emit(
             "restricted",
-            f"WhatsApp restricts session {self.config.session!r} on linked devices ({e}); nothing is sent "
-            f"from it, other sessions go on; checking again in {wait:.0f}s",
+            f"session {self.config.session!r} is restricted by WhatsApp on linked devices; other sessions "
+            f"go on; checking again in {wait:.0f}s",
             level=logging.WARNING,
         )
         return StepResult("restricted", claim.message_id if claim else None, wait=wait)
