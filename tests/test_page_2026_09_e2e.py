@@ -170,6 +170,7 @@ def test_in_page_opening_proves_the_chat_by_the_2026_header(wa: WhatsAppSender, 
 def test_doctor_lists_every_selector_the_code_uses(sim: Any, tmp_path: Path) -> None:
     home = tmp_path / "doc"
     settings = Settings.from_env().with_(web_url=sim.url, home=home, db=home / "wabulk.db", headless=True)
+    sim.configure(history_scope="account")  # doctor's new device sees the messages sent to PHONE before
     checks = run_doctor(settings, "doc", live=True, test_phone=PHONE, timeouts=FAST)
     text = "\n".join(f"{c.name}: {c.detail}" for c in checks)
     by = {c.name: c for c in checks}
@@ -178,6 +179,11 @@ def test_doctor_lists_every_selector_the_code_uses(sim: Any, tmp_path: Path) -> 
         assert sel.name in text, f"doctor does not name {sel.name}"
     for name in ("chat_title", "compose_box", "attach_button", "attach_media_item", "attach_document_item"):
         assert by[f"selector {name}"].ok, by[f"selector {name}"]
+    # the chat's messages are read: ids and texts of ours, and the reading selectors matched
+    assert by["bubble reader"].level == "ok" and "with a message id" in by["bubble reader"].detail, text
+    for name in ("message_row", "message_text", "message_pre_plain_text", "status_icon"):
+        assert by[f"selector {name}"].ok, by[f"selector {name}"]
+    assert "candidate 1 of" in by["selector message_text"].detail  # the testid span, not the class
     # the 2026 header has no title attribute: the 2026 title selector matched first
     assert "candidate 1 of" in by["selector chat_title"].detail
     # no file input until an item is chosen: reported, not failed
