@@ -210,3 +210,49 @@ def test_optout_add_rejects_invalid_number() -> None:
     result = runner.invoke(app, ["optout", "add", "12", "--country", "AU"])
     assert result.exit_code == exitcodes.BAD_INPUT
     assert "'12'" in result.stderr
+
+
+def _unknown_outcome(db_path: Path, contacts: Path) -> tuple[int, int]:
+    """A job whose first message was pressed and could not be read (failed, unknown_outcome)."""
+    from wabulk.models import UNKNOWN_OUTCOME, ChatSnapshot
+    from wabulk.queue import Queue
+
+    job_id = enqueue_json(contacts)["job_id"]
+    with Queue(db_path) as q:
+        c = q.claim("w", "main", lease_seconds=60)
+        assert c is not None
+        q.mark_send_started(c, ChatSnapshot(readable=False))
+        q.mark_failed(c, error="outcome unknown: the chat could not be read", error_class=UNKNOWN_OUTCOME)
+        q.record_unknown("main", threshold=1)  # the session paused itself
+    return job_id, c.message_id
+
+
+def test_unknown_outcomes_show_in_status_check_and_resolve_decides(contacts: Path, db_path: Path) -> None:
+    job_id, mid = _unknown_outcome(db_path, contacts)
+    code, out, _ = invoke("status", "--json")
+    data = json.loads(out)
+    assert data["jobs"][0]["unknown"] == 1
+    assert [s["paused"] for s in data["sessions"] if s["session"] == "main"][0]
+    code, out, _ = invoke("status", "--check")
+    assert code == exitcodes.ATTENTION
+    assert "outcome is unknown" in out and "session 'main' is paused" in out
+    code, out, _ = invoke("resolve", str(mid), "--sent")
+    assert code == 0 and f"Message {mid} is sent." in out
+    code, out, _ = invoke("resume", "--session", "main")
+    assert code == 0 and "resumed" in out
+    code, out, _ = invoke("status", "--json")
+    assert json.loads(out)["jobs"][0]["unknown"] == 0
+    code, out, _ = invoke("export", str(job_id))
+    assert code == 0
+
+
+def test_resolve_argument_rules(contacts: Path, db_path: Path) -> None:
+    _, mid = _unknown_outcome(db_path, contacts)
+    code, _, err = invoke("resolve", str(mid))
+    assert code == exitcodes.BAD_INPUT and "exactly one" in err
+    code, out, _ = invoke("resolve", str(mid), "--resend-unverified")
+    assert code == 0 and "sent again" in out
+    code, _, err = invoke("resolve", str(mid), "--sent")  # pending now, not failed
+    assert code == exitcodes.BAD_INPUT and err.startswith("Error: ")
+    code, _, err = invoke("resume")
+    assert code == exitcodes.BAD_INPUT

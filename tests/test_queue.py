@@ -355,6 +355,7 @@ def test_send_started_keeps_the_earliest_stamp(q: Queue, clock: Clock) -> None:
     clock.advance(10)
     c2 = q.claim("w1", "s", lease_seconds=30)
     assert c2 and c2.needs_verification and c2.send_started_at == T0
+    c2 = q.mark_absent(c2, reason="the chat shows no such bubble", lease_seconds=30)  # only then a resend
     q.mark_send_started(c2)
     assert q.get_message(c2.message_id).send_started_at == T0
 
@@ -379,8 +380,11 @@ def test_exhausted_expired_lease_with_stamp_is_still_claimed_for_verification(q:
     c2 = q.claim("w2", "s", lease_seconds=10)
     assert c2 and c2.needs_verification and c2.attempt == 2
     # Verification found nothing and the retry budget is spent: it fails rather than resending.
-    q.schedule_retry(c2, error="not found in chat", error_class="timeout", delay=1)
-    assert q.get_message(c.message_id).status == "failed"
+    c2 = q.mark_absent(c2, reason="not found in chat", lease_seconds=10)
+    with pytest.raises(errors.SendRefused):
+        q.mark_send_started(c2)
+    m = q.get_message(c.message_id)
+    assert (m.status, m.error_class) == ("failed", "attempts_exhausted")
 
 
 def test_paused_job_is_skipped_until_resumed(q: Queue) -> None:
@@ -709,12 +713,13 @@ def test_retry_failed_one_job(q: Queue) -> None:
     assert q.get_job(jid).status == "completed"
     assert q.retry_failed(jid) == 3
     m = q.get_message(c.message_id)
-    assert (m.status, m.attempts, m.send_started_at) == ("pending", 0, None)
+    # The stamp stays: its send was pressed, so the chat is looked at before any resend.
+    assert (m.status, m.attempts, m.send_started_at) == ("pending", 0, T0)
     assert (m.last_error, m.error_class) == (None, None)
     j = q.get_job(jid)
     assert j.status == "queued" and j.finished_at is None
     c = q.claim("w", "s", lease_seconds=60)
-    assert c and c.attempt == 1 and not c.needs_verification
+    assert c and c.attempt == 1 and c.needs_verification
     assert q.get_job(jid).status == "running"
     assert q.retry_failed(jid) == 0
 
@@ -1016,6 +1021,7 @@ def test_locked_database_becomes_a_database_error(db_path: Path, monkeypatch: py
     other.execute("BEGIN IMMEDIATE")
     try:
         q.conn.execute("PRAGMA busy_timeout = 50")  # only to keep the test fast
+        q.busy_retry_for = 0.0  # no retries: what a caller sees once the retry window is over
         with pytest.raises(errors.DatabaseError, match="busy.*database is locked"):
             q.claim("w", "s", lease_seconds=60)
     finally:

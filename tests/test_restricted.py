@@ -14,7 +14,7 @@ import pytest
 from wabulk import exitcodes
 from wabulk.errors import AccountRestricted, ConfigError
 from wabulk.fakes import FakeTransport
-from wabulk.models import PENDING, SENT, NewJob, NewMessage, SendResult, WorkerInfo
+from wabulk.models import PENDING, SENT, NewJob, NewMessage, SendResult, Verification, WorkerInfo
 from wabulk.pacing import PROFILES
 from wabulk.queue import Queue
 from wabulk.report import attention
@@ -63,9 +63,9 @@ class RestrictedFake(FakeTransport):
         self._check()
         return super().send(phone, body, **kw)
 
-    def verify_sent(self, phone: str, body: str, since: float) -> bool:
+    def verify_sent(self, phone: str, body: str, since: float, **kw: Any) -> Verification:
         self._check()
-        return super().verify_sent(phone, body, since)
+        return super().verify_sent(phone, body, since, **kw)
 
 
 @pytest.fixture

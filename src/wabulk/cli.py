@@ -334,7 +334,10 @@ def _print_session_table(per_session: list[dict[str, Any]]) -> None:
         t.add_column(col)
     for r in per_session:
         cap = "-" if r["cap_today"] is None else str(r["cap_today"])
-        t.add_row(escape(r["session"]), str(r["sent_today"]), cap, escape(r["state"] or "-"))
+        state = r["state"] or "-"
+        if r.get("paused"):
+            state = f"paused ({r['paused']})"
+        t.add_row(escape(r["session"]), str(r["sent_today"]), cap, escape(state))
     _stdout().print(t)
 
 
@@ -356,7 +359,10 @@ def _print_status_tables(
         # Receipts once any were recorded (`wabulk track`); "undelivered" only when some message is.
         ticks = ["delivered", "read"] if any(r["delivered"] or r["read"] for r in rows) else []
         ticks += ["undelivered"] if any(r["undelivered"] for r in rows) else []
-        cols = ["id", "name", "status", "total", "pending", *shown[:1], "sent", *ticks, "failed", *shown[1:]]
+        # "unknown" (of the failed: the send was pressed, the chat could not tell) once there is one.
+        unknown = ["unknown"] if any(r.get("unknown") for r in rows) else []
+        cols = ["id", "name", "status", "total", "pending", *shown[:1], "sent", *ticks, "failed", *unknown]
+        cols += shown[1:]
         t = Table(title="Jobs", box=None, pad_edge=False, header_style="bold underline")
         for col in (*cols, "done", "started", "ETA"):
             wide = col in ("name", "status")
@@ -409,13 +415,30 @@ def pause(job_id: Annotated[int, typer.Argument(help="The job to pause.")]) -> N
 
 
 @app.command()
-def resume(job_id: Annotated[int, typer.Argument(help="The job to resume.")]) -> None:
-    """Resume a paused job (also one auto-paused by the circuit breaker).
+def resume(
+    job_id: Annotated[int | None, typer.Argument(help="The job to resume.")] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session", help="Resume this WhatsApp session instead (paused by unknown outcomes or a block)."
+        ),
+    ] = None,
+) -> None:
+    """Resume a paused job (also one auto-paused by the circuit breaker), or with --session a session that
+    paused itself (outcomes it could not read in the chat, or a blocked account).
 
     Example: wabulk resume 3
     """
+    if (job_id is None) == (session is None):
+        raise typer.BadParameter("give exactly one of JOB_ID or --session NAME")
     with _errors():
-        job = _queue(create=False).resume_job(job_id)
+        q = _queue(create=False)
+        if session is not None:
+            was = q.resume_session(session)
+            typer.echo(f"Session {session!r} " + ("resumed." if was else "was not paused."))
+            return
+        assert job_id is not None
+        job = q.resume_job(job_id)
     typer.echo(f"Job {job.id} is {job.status}.")
 
 
@@ -441,9 +464,11 @@ def retry_failed(
         str | None, typer.Option("--error-class", help="Only failures of this class (e.g. offline).")
     ] = None,
 ) -> None:
-    """Put failed messages back in the queue with their attempts reset.
+    """Put failed messages back in the queue with their attempts reset. A message whose send was pressed
+    keeps its stamp: its chat is looked at first, and it is sent again only if the chat shows it is not
+    there (an outcome still unknown stays failed; see `wabulk resolve`).
 
-    Example: wabulk retry-failed 3 --error-class confirm_timeout
+    Example: wabulk retry-failed 3 --error-class unknown_outcome
     """
     chosen = int(job_id is not None) + int(message_id is not None) + int(all_jobs)
     if chosen != 1:
@@ -451,6 +476,30 @@ def retry_failed(
     with _errors():
         n = _queue(create=False).retry_failed(job_id, message_id=message_id, error_class=error_class)
     typer.echo(f"{n} message(s) back in the queue.")
+
+
+@app.command()
+def resolve(
+    message_id: Annotated[int, typer.Argument(help="The message (its id is in `wabulk export`).")],
+    sent: Annotated[bool, typer.Option("--sent", help="You saw it in the chat: mark it sent.")] = False,
+    resend: Annotated[
+        bool,
+        typer.Option(
+            "--resend-unverified", help="Send it again without looking in the chat (it may arrive twice)."
+        ),
+    ] = False,
+) -> None:
+    """Decide a message whose outcome is unknown (failed, class unknown_outcome): wabulk pressed send but
+    could not read the chat to tell whether it arrived, so it never resends it on its own. Look in the
+    chat on the phone, then mark it sent, or send it again knowingly. Logged in the message's events.
+
+    Example: wabulk resolve 1234 --sent
+    """
+    if sent == resend:
+        raise typer.BadParameter("give exactly one of --sent or --resend-unverified")
+    with _errors():
+        m = _queue(create=False).resolve(message_id, sent=sent, resend=resend)
+    typer.echo(f"Message {m.id} is {m.status}" + (" (it will be sent again)." if resend else "."))
 
 
 @app.command()

@@ -194,3 +194,13 @@ class AccountRestricted(SessionError):
 class PageError(BrowserError):
     """WhatsApp Web shows an error screen instead of the app (database error, browser storage full) and a
     reload did not help."""
+
+
+class SendRefused(WabulkError):
+    """The queue refused the send stamp although the lease holds: the job was stopped or paused, the number
+    opted out, or the message's send budget is used up. Nothing may be sent; the queue has already settled
+    the message (``status`` says how: cancelled, skipped, pending again, failed)."""
+
+    def __init__(self, message: str, *, status: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -9,6 +9,8 @@ can assert that each recipient got exactly one. Outcomes are scripted per phone 
     fake.script("+14155550125", DeliverThenRaise(ConfirmTimeout("clock")))  # arrived, but unconfirmed
     fake.script("+14155550126", LOGOUT)                                # session logged out
     fake.script("+14155550127", CRASH)                                 # browser died mid-send
+    fake.blind = True   # bubbles cannot be read: sends go out unconfirmed, verification is "unknown"
+    fake.lying = True   # a broken reader: verification says "absent" even when the message is there
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import Blocked, BrowserCrashed, BrowserError, NotLoggedIn, Unreachable
+from .errors import Blocked, BrowserCrashed, BrowserError, ConfirmTimeout, NotLoggedIn, Unreachable
 from .models import (
     TICK_SENT,
     VERIFY_ABSENT,
     VERIFY_SENT,
+    VERIFY_UNKNOWN,
     ChatSnapshot,
     SendResult,
     Verification,
@@ -98,6 +101,12 @@ class FakeTransport:
     on_send: Callable[[str], None] | None = None  # hook run at the start of every send (tests)
     on_wait_for_login: Callable[[], None] | None = None
     ticks: dict[str, str] = field(default_factory=dict)  # phone -> tick read_receipt reports
+    # The page's bubbles cannot be read (True, or only the chats of these phones): a send goes out but
+    # cannot be confirmed (ConfirmTimeout after delivering), the snapshot is unreadable and verification
+    # answers "unknown". The real page does this when its DOM changes under our reader.
+    blind: bool | set[str] = False
+    lying: bool = False  # verification wrongly answers "absent" (a reader that misses our bubbles)
+    skew: float = 0.0  # the page's clock minus the host's: bubble times are read on the page's clock
     _scripts: dict[str, deque[Outcome]] = field(default_factory=lambda: defaultdict(deque))
     _always: dict[str, Outcome] = field(default_factory=dict)
 
@@ -208,13 +217,15 @@ class FakeTransport:
         before_send(self.snapshot(phone))  # may raise (LeaseLost, stop requested): then nothing is sent
         if self.advance is not None and self.send_seconds:
             self.advance(self.send_seconds)
+        if outcome == OK and self.is_blind(phone):
+            outcome = DeliverThenRaise(ConfirmTimeout("cannot read the chat's bubbles (fake blind page)"))
         if outcome == CRASH:
             self.crashed = True
             raise BrowserCrashed("browser died while sending (fake)")
         if isinstance(outcome, FailAtSend):
             raise outcome.error
         msg_id = f"FAKE{len(self.deliveries) + 1:012d}"
-        self.deliveries.append(Delivery(phone, body, self.clock(), attachment, msg_id))
+        self.deliveries.append(Delivery(phone, body, self.clock() + self.skew, attachment, msg_id))
         if isinstance(outcome, DeliverThenRaise):
             if isinstance(outcome.error, BrowserCrashed):
                 self.crashed = True
@@ -222,8 +233,14 @@ class FakeTransport:
         tick = self.ticks.get(phone, TICK_SENT)
         return SendResult(tick=tick, confirmed_at=self.clock(), message_ref=msg_id)
 
+    def is_blind(self, phone: str) -> bool:
+        """Whether the chat with ``phone`` cannot be read now (see ``blind``)."""
+        return self.blind is True or (isinstance(self.blind, set) and phone in self.blind)
+
     def snapshot(self, phone: str) -> ChatSnapshot:
         """The ids of what the chat with ``phone`` shows now (as the real sender reads before Enter)."""
+        if self.is_blind(phone):
+            return ChatSnapshot(ids=(), count=0, readable=False)
         ids = tuple(d.id for d in self.deliveries if d.phone == phone)
         return ChatSnapshot(ids=ids, count=len(ids), readable=True)
 
@@ -235,12 +252,22 @@ class FakeTransport:
             raise BrowserError("browser is dead (fake)")
         if self.logged_out:
             raise NotLoggedIn("logged out (fake)")
+        if self.is_blind(phone):
+            return Verification(VERIFY_UNKNOWN, "cannot read the chat's bubbles (fake blind page)")
+        if self.lying:
+            return Verification(VERIFY_ABSENT, "not in the fake chat (a lying reader)")
         for d in self.deliveries:
             if d.phone != phone or d.body != body:
                 continue
-            new = d.id not in known.ids if known is not None else d.at >= since
+            if known is not None and known.readable:
+                new = d.id not in known.ids
+            else:
+                # No snapshot: only the bubble's time is left, and the page shows it to the minute.
+                new = int(d.at // 60) >= int(since // 60)
             if new:
                 return Verification(VERIFY_SENT, "found in the fake chat", d.id)
+        if known is not None and not known.readable:
+            return Verification(VERIFY_UNKNOWN, "the chat could not be read before the send")
         return Verification(VERIFY_ABSENT, "not in the fake chat")
 
     def read_receipt(self, phone: str, body: str, since: float) -> str | None:

@@ -238,6 +238,67 @@ def m005_enqueue_counts(db: Database) -> None:
     db.execute("DROP TRIGGER messages_receipt_insert")
 
 
+@migrations()
+def m006_fail_closed(db: Database) -> None:
+    """What "never deliver a message twice" needs beyond the stamp (issue 14).
+
+    - ``send_snapshot``: the ids of our outgoing bubbles in the chat right before Enter (JSON of
+      ``models.ChatSnapshot``), written in the stamp's transaction; after a crash a new outgoing bubble
+      not in it is ours, so verification no longer decides by minute-resolution times.
+    - ``sends``: how many times the send action was stamped (pressed) for this message. The queue refuses
+      a stamp beyond ``max_attempts``, and a second automatic resend of a stamped message.
+    - ``absent_attempt``: the attempt whose verification found positive evidence that the message is not
+      in the chat; only then may a stamped message be stamped (sent) again.
+    - ``jobs.ready``: 0 while an import is still adding chunks (short transactions); such a job is not
+      claimable and not listed. ``jobs.importer``: "host pid" of that import, to clean up after a kill.
+    - ``sessions``: per WhatsApp session, the pause a human must lift (N unknown outcomes in a row, a
+      blocked account), when it last pressed send (the pace survives restarts) and when it first sent
+      (the warm-up ramp survives prune).
+    - ``send_log``: one row per confirmed send, per session; the daily cap counts these, so pruning a
+      job's messages does not reset today's count.
+    - ``idx_messages_stamped``: open messages stamped by a session (orphans, other sessions' work).
+    - ``idx_messages_unknown``: failed messages whose outcome is unknown, per job (status counts them).
+    """
+    db.executescript(
+        """
+        ALTER TABLE messages ADD COLUMN send_snapshot TEXT;
+        ALTER TABLE messages ADD COLUMN sends INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE messages ADD COLUMN absent_attempt INTEGER;
+        -- Stamps written before this migration counted one send each.
+        UPDATE messages SET sends = 1 WHERE send_started_at IS NOT NULL;
+
+        ALTER TABLE jobs ADD COLUMN ready INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE jobs ADD COLUMN importer TEXT;
+
+        CREATE TABLE sessions (
+            name TEXT PRIMARY KEY,
+            paused_at REAL,
+            paused_reason TEXT,
+            last_send_at REAL,
+            first_sent_at REAL,
+            unknown_streak INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO sessions (name, first_sent_at, last_send_at)
+            SELECT sent_by_session, min(sent_at), max(sent_at) FROM messages
+            WHERE sent_by_session IS NOT NULL GROUP BY sent_by_session;
+
+        CREATE TABLE send_log (
+            session TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX idx_send_log ON send_log (session, at);
+        INSERT INTO send_log (session, at)
+            SELECT sent_by_session, sent_at FROM messages
+            WHERE sent_by_session IS NOT NULL AND sent_at IS NOT NULL;
+
+        CREATE INDEX idx_messages_stamped ON messages (send_started_session, job_id)
+            WHERE send_started_at IS NOT NULL AND status IN ('pending', 'sending');
+        CREATE INDEX idx_messages_unknown ON messages (job_id)
+            WHERE status = 'failed' AND error_class = 'unknown_outcome';
+        """
+    )
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

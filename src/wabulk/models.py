@@ -145,6 +145,10 @@ class Claim:
     # Set when an earlier attempt stamped send-started and never completed: the outcome is unknown,
     # so the chat must be checked (verify_sent since this time) before any resend.
     send_started_at: float | None = None
+    session: str = ""  # the session that claimed it (the stamp records it)
+    send_started_session: str | None = None  # who stamped the earlier attempt (None: a pre-m003 stamp)
+    send_snapshot: ChatSnapshot | None = None  # our bubbles before that Enter (None: no snapshot kept)
+    sends: int = 0  # send actions stamped so far (the queue refuses more than the budget)
 
     @property
     def needs_verification(self) -> bool:
@@ -202,6 +206,10 @@ VERIFY_SENT = "sent"  # a new outgoing bubble with this message is in the chat
 VERIFY_ABSENT = "absent"  # positive evidence it is not: the chat can be read and the message is not there
 VERIFY_UNKNOWN = "unknown"  # the chat could not be read well enough to tell: never resend on this
 VERIFY_OUTCOMES = (VERIFY_SENT, VERIFY_ABSENT, VERIFY_UNKNOWN)
+
+# A failed message whose send action may have happened and whose chat could not tell: ``failed`` with this
+# ``error_class``. Never resent automatically; ``wabulk resolve`` is the human decision.
+UNKNOWN_OUTCOME = "unknown_outcome"
 
 
 @dataclass(frozen=True)

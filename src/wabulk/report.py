@@ -85,16 +85,54 @@ def status_report(
     ``pace`` names the profile whose daily cap the session rows show."""
     if job_id is not None:
         queue.get_job(job_id)
+    from .settings import orphan_after_seconds
+
     summaries = queue.summaries(job_id)
     workers = queue.workers()
     after = undelivered_after_seconds
     receipts = undelivered_counts(queue, summaries, now=now, after=after)
+    unknown = {s.job.id: queue.unknown_count(s.job.id) for s in summaries if s.counts.get(FAILED, 0)}
+    pauses = queue.session_pauses()
     return StatusReport(
-        jobs=[job_row(s, now, receipts.get(s.job.id)) for s in summaries],
+        jobs=[job_row(s, now, receipts.get(s.job.id), unknown.get(s.job.id, 0)) for s in summaries],
         workers=workers,
-        sessions=session_rows(queue, summaries, workers, now, pace=pace),
-        attention=attention(summaries, workers) + attention_lines(summaries, receipts, after),
+        sessions=session_rows(queue, summaries, workers, now, pace=pace, pauses=pauses),
+        attention=attention(summaries, workers)
+        + safety_lines(queue, summaries, unknown, pauses, orphan_after=orphan_after_seconds())
+        + attention_lines(summaries, receipts, after),
     )
+
+
+def safety_lines(
+    queue: Queue,
+    summaries: list[JobSummary],
+    unknown: dict[int, int],
+    pauses: dict[str, tuple[float, str]],
+    *,
+    orphan_after: float,
+) -> list[str]:
+    """What fail-closed sending leaves for a human: outcomes nobody could read (``wabulk resolve``), paused
+    sessions, and messages whose send was pressed by a session that never came back."""
+    lines = []
+    for s in summaries:
+        n = unknown.get(s.job.id, 0)
+        if n:
+            lines.append(
+                f"job {s.job.id} ({s.job.name}) has {n} message(s) whose outcome is unknown (they may have"
+                " arrived): look in the chat, then `wabulk resolve MESSAGE_ID --sent` or"
+                " `--resend-unverified`"
+            )
+    for name, (_at, reason) in pauses.items():
+        lines.append(f"session {name!r} is paused: {reason}")
+    jobs = {s.job.id for s in summaries}
+    for o in queue.orphans(older_than=orphan_after):
+        if o["job_id"] in jobs:
+            lines.append(
+                f"message {o['id']} (job {o['job_id']}) was pressed by session {o['session']!r} "
+                f"{o['age'] / 3600:.1f} h ago and waits for that session (no live worker, or paused): "
+                "only its chat can tell whether it went out"
+            )
+    return lines
 
 
 def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[str]:
@@ -124,7 +162,9 @@ def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[st
     return reasons
 
 
-def job_row(s: JobSummary, now: float, receipts: dict[str, int] | None = None) -> dict[str, Any]:
+def job_row(
+    s: JobSummary, now: float, receipts: dict[str, int] | None = None, unknown: int = 0
+) -> dict[str, Any]:
     """One job as ``status --json`` prints it: counts per status, receipts, progress, rate and ETA."""
     c = s.counts
     rc = receipts or {}
@@ -148,6 +188,7 @@ def job_row(s: JobSummary, now: float, receipts: dict[str, int] | None = None) -
         "sending": c.get(SENDING, 0),
         "sent": c.get(SENT, 0),
         "failed": c.get(FAILED, 0),
+        "unknown": unknown,  # of the failed: outcome unknown (may have arrived; `wabulk resolve`)
         "skipped": c.get(SKIPPED, 0),
         "cancelled": c.get(CANCELLED, 0),
         "delivered": rc.get("delivered", 0),
@@ -165,13 +206,21 @@ def job_row(s: JobSummary, now: float, receipts: dict[str, int] | None = None) -
 
 
 def session_rows(
-    queue: Queue, summaries: list[JobSummary], workers: list[WorkerInfo], now: float, *, pace: str
+    queue: Queue,
+    summaries: list[JobSummary],
+    workers: list[WorkerInfo],
+    now: float,
+    *,
+    pace: str,
+    pauses: dict[str, tuple[float, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Per session (any that has a worker, a pinned job or sent messages): sent today, today's cap (the
     ``pace`` profile's cap, ``WABULK_PACE``, with the warm-up ramp: a worker run with ``--daily-cap`` uses
     its own) and the live worker's state."""
     names: list[str] = []
+    pauses = pauses if pauses is not None else queue.session_pauses()
     for name in [
+        *pauses,
         *(w.session for w in workers),
         *(x for s in summaries for x in s.job.sessions),
         *queue.sessions_that_sent(),
@@ -194,6 +243,7 @@ def session_rows(
                 "sent_today": queue.sent_count(name, midnight),
                 "cap_today": cap,
                 "state": live[0].state if live else ("stale" if mine else "no worker"),
+                "paused": pauses[name][1] if name in pauses else None,
             }
         )
     return out

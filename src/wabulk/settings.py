@@ -176,3 +176,19 @@ def ensure_private_dir(path: Path) -> Path:
     except OSError:
         pass
     return path
+
+
+# A message whose send was pressed by a session that has been gone (no live worker) or paused this long is
+# reported by ``status --check`` as orphaned: only that account's chat can tell whether it went out.
+ENV_ORPHAN_HOURS = "WABULK_ORPHAN_HOURS"
+DEFAULT_ORPHAN_HOURS = 6.0
+
+
+def orphan_after_seconds() -> float:
+    """``WABULK_ORPHAN_HOURS`` (default 6) in seconds; a bad value falls back to the default."""
+    raw = os.environ.get(ENV_ORPHAN_HOURS, "")
+    try:
+        hours = float(raw) if raw.strip() else DEFAULT_ORPHAN_HOURS
+    except ValueError:
+        hours = DEFAULT_ORPHAN_HOURS
+    return max(0.0, hours) * 3600.0

@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from .errors import (
     LeaseLost,
     NotLoggedIn,
     Offline,
+    SendRefused,
     SessionBusy,
     SessionError,
     TakeoverFailed,
@@ -60,6 +62,9 @@ from .models import (
     PENDING,
     SENDING,
     TICK_SENT,
+    UNKNOWN_OUTCOME,
+    VERIFY_ABSENT,
+    VERIFY_SENT,
     ChatSnapshot,
     Claim,
     Job,
@@ -135,6 +140,9 @@ class WorkerConfig:
     # A restricted account (WhatsApp's block bar in its chats) opens a chat again after this many seconds
     # (doubling up to 4x) to see whether the restriction lifted (WABULK_RESTRICTED_RECHECK).
     restricted_recheck: float = DEFAULT_RESTRICTED_RECHECK
+    # This many outcomes in a row that the chat could not tell (sent or not) pause the SESSION (its
+    # workers stop claiming; other accounts go on): the page has probably changed under our reader.
+    unknown_threshold: int = 3
 
     @property
     def cap(self) -> int:
@@ -267,6 +275,7 @@ class Worker:
         self.signals = 0
         self._inflight: Claim | None = None
         self._stamped = False
+        self._verified_claim: Claim | None = None
         self._streaks: dict[int, tuple[str, int]] = {}
         self._session_failures = 0
         self._offline_streak = 0
@@ -284,6 +293,8 @@ class Worker:
         self.next_send_at: float | None = None
         self._cap_stats: dict[str, Any] = {}
         self._next_track_at = float("-inf")  # --track-receipts: no chat is opened for receipts before this
+        self._resume_at: float | None = None  # the pace across restarts: no send before this (register)
+        self._paused_reason: str | None = None  # the session's pause, as last announced
         self._backoff = wait_exponential(multiplier=config.retry_base, max=config.retry_max) + wait_random(
             0, config.retry_jitter
         )
@@ -402,11 +413,16 @@ class Worker:
         paused, stopped or completed jobs does not count."""
         if summaries is None:
             summaries = self._my_summaries()
-        return sum(
-            s.counts.get(PENDING, 0) + s.counts.get(SENDING, 0)
-            for s in summaries
-            if s.job.status in _ACTIVE_JOB_STATUSES
-        )
+        active = [s for s in summaries if s.job.status in _ACTIVE_JOB_STATUSES]
+        open_work = sum(s.counts.get(PENDING, 0) + s.counts.get(SENDING, 0) for s in active)
+        if not open_work:
+            return 0
+        # Messages whose send another account pressed can only be finished by that account (status
+        # --check reports them when it never returns): this session's --until-done does not wait for them.
+        elsewhere = getattr(self.queue, "stamped_elsewhere", None)
+        if callable(elsewhere):
+            open_work -= elsewhere(self.config.session, [s.job.id for s in active])
+        return max(0, open_work)
 
     def _finish_code(self) -> int:
         """--until-done's verdict: 0 when every message of this worker's jobs went out (or was skipped
@@ -504,6 +520,11 @@ class Worker:
             self.config.session, pid=self.pid, host=self.host, stale_after=STALE_AFTER
         )
         self._last_heartbeat = self.clock()
+        last = getattr(self.queue, "last_send_at", lambda _s: None)(self.config.session)
+        p = self.config.pace
+        if last is not None and not p.is_off:
+            # A restart (or the fleet's respawn) must not send at once: the last send plus a fresh gap.
+            self._resume_at = last + self.rng.uniform(p.min_delay, max(p.min_delay, p.max_delay))
         return self.worker_id
 
     def run_once(self, now: float | None = None) -> StepResult:
@@ -553,6 +574,16 @@ class Worker:
         except (TakeoverFailed, BrowserError) as e:
             return self._handle_session_trouble(None, e)
 
+        paused = self.queue.session_pause(self.config.session)
+        if paused is not None:
+            return self._session_paused(paused[1])
+        if self._resume_at is not None:
+            if now < self._resume_at:
+                self._set_state("pacing")
+                self.next_send_at = self._resume_at
+                return StepResult("pacing", wait=self._resume_at - now)
+            self._resume_at = None
+
         claim = self.queue.claim(
             self.worker_id or "",
             self.config.session,
@@ -562,7 +593,7 @@ class Worker:
         if claim is None:
             self._set_state("restricted" if self._restricted_streak else "idle")
             return StepResult("idle")
-        self._inflight, self._stamped = claim, False
+        self._inflight, self._stamped, self._verified_claim = claim, False, None
         self._seen_jobs.add(claim.job_id)
         self._chats_on_browser += 1
         # Not in a finally: if a second Ctrl-C (KeyboardInterrupt) or a database error escapes, the claim
@@ -585,9 +616,8 @@ class Worker:
                     return found
                 if found:
                     return self._complete_sent(claim, tick=TICK_SENT, verified=True)
-                # Opening the chat took time: renew the lease before the send (fenced).
-                claim = self.queue.extend_lease(claim, self.config.lease_seconds)
-                self._inflight = claim
+                # Positive evidence it is absent; mark_absent renewed the lease (opening the chat took time).
+                claim = self._verified_claim or claim
             if self.quiet is not None:
                 allowed = self.quiet.next_allowed(claim.phone, now)
                 if allowed > now:
@@ -608,21 +638,69 @@ class Worker:
             return StepResult("lease_lost", claim.message_id)
 
     def _verify(self, claim: Claim) -> bool | StepResult:
-        """Look in the chat for an earlier attempt's bubble. Errors are handled like a send's: session
-        trouble releases the message (its stamp stays, so it is verified again later); anything else
-        is a failed attempt, bounded by max_attempts like a send."""
+        """Look in the chat for an earlier attempt's bubble, by the ids recorded with the stamp. True: it is
+        there (sent). False: positive evidence it is not (recorded; one resend may follow). Anything else
+        fails closed: the outcome is unknown and nothing is resent. Errors are handled like a send's:
+        session trouble releases the message (its stamp stays, so it is verified again later); anything
+        else is a failed attempt, bounded by max_attempts (and unknown, since the stamp is there)."""
         assert claim.send_started_at is not None
         self._emit(
             "verify",
             f"checking the chat of {self._mask(claim.phone)}: an earlier attempt may have sent it",
             claim=claim,
         )
+        if claim.send_started_session != self.config.session:
+            # A stamp without a session (written before m003): another account's chat proves nothing.
+            return self._unknown(claim, "the earlier try was pressed by an unrecorded session")
         try:
-            return self.transport.verify_sent(claim.phone, claim.body, claim.send_started_at).sent
+            found = self.transport.verify_sent(
+                claim.phone, claim.body, claim.send_started_at, known=claim.send_snapshot
+            )
         except LeaseLost:
             raise
         except Exception as e:
             return self._transport_failure(claim, e, doing="verifying", context="could not check the chat")
+        if found.outcome == VERIFY_SENT:
+            return True
+        if found.outcome == VERIFY_ABSENT:
+            lease = self.config.lease_seconds
+            claim = self.queue.mark_absent(claim, reason=found.reason, lease_seconds=lease)
+            self._inflight = claim
+            self._verified_claim = claim
+            return False
+        return self._unknown(claim, found.reason or "the chat could not be read")
+
+    def _unknown(self, claim: Claim, reason: str) -> StepResult:
+        """Fail closed: the message may or may not have arrived and the chat cannot tell. It fails as
+        ``unknown_outcome`` (never resent automatically; ``wabulk resolve`` decides), and N in a row pause
+        this session."""
+        error = f"outcome unknown: {reason}"
+        self.queue.mark_failed(claim, error=error, error_class=UNKNOWN_OUTCOME)
+        self.failed_this_run += 1
+        self._emit(
+            "failed",
+            f"{self._mask(claim.phone)}: {error}; not resent (check the chat, then `wabulk resolve`)",
+            claim=claim,
+            level=logging.WARNING,
+            error_class=UNKNOWN_OUTCOME,
+        )
+        self._note_unknown()
+        return StepResult("unknown", claim.message_id)
+
+    def _note_unknown(self) -> None:
+        reason = self.queue.record_unknown(self.config.session, threshold=self.config.unknown_threshold)
+        if reason is not None:
+            self._session_paused(reason)
+
+    def _session_paused(self, reason: str) -> StepResult:
+        """This session is paused (by N unknown outcomes, a blocked account or a human): claim nothing, say
+        why once, and with --until-done stop (other sessions go on with the shared jobs)."""
+        if self._paused_reason != reason:
+            self._paused_reason = reason
+            self._set_state("session_paused")
+            self._emit("breaker", f"session {self.config.session!r} {reason}", level=logging.ERROR)
+        self._set_state("session_paused")
+        return StepResult("session_paused", wait=SESSION_ERROR_BACKOFF)
 
     def _defer(self, claim: Claim, until: float, why: str) -> StepResult:
         """Give the message back without spending an attempt, not to be claimed before ``until``.
@@ -642,7 +720,9 @@ class Worker:
         # Last moment to abandon cleanly: after the stamp, the message counts as possibly sent.
         if self.stop_requested:
             raise _Abandon()
-        self.queue.mark_send_started(claim)  # fenced: raises LeaseLost for a zombie, so nothing is sent
+        # Fenced, with what the chat shows, in one transaction that also re-checks stop, pause, opt-out
+        # and the send budget: LeaseLost (a zombie) or SendRefused means nothing is sent.
+        self.queue.mark_send_started(claim, snapshot)
         self._stamped = True
         self._heartbeat()
 
@@ -661,6 +741,15 @@ class Worker:
             return StepResult("stopped", claim.message_id)
         except LeaseLost:
             raise
+        except SendRefused as e:
+            # The queue settled it already (stopped: cancelled; opted out: skipped; paused: pending again;
+            # budget used up: failed); nothing was pressed.
+            self._emit("released", f"{self._mask(claim.phone)} not sent: {e} (now {e.status})", claim=claim)
+            if e.status == FAILED:
+                self.failed_this_run += 1
+                if self.queue.get_message(claim.message_id).error_class == UNKNOWN_OUTCOME:
+                    self._note_unknown()
+            return StepResult("refused", claim.message_id)
         except ConfirmTimeout as e:
             return self._unconfirmed(claim, e)
         except Exception as e:
@@ -698,12 +787,10 @@ class Worker:
         verification even when its attempts are used up."""
         self._count_failure(claim, e.error_class)
         text = f"{self._mask(claim.phone)}: not confirmed in time; will check the chat before any resend"
-        if claim.attempt < self._max_attempts(claim):
-            self.queue.schedule_retry(
-                claim, error=str(e), error_class=e.error_class, delay=CONFIRM_RECHECK_SECONDS
-            )
-        else:
-            self.queue.extend_lease(claim, CONFIRM_RECHECK_SECONDS)
+        # Even with attempts used up the queue gives a stamped message back once, to be looked for (it is
+        # never pressed again beyond the budget); it used to be handed out for verification without end.
+        delay = CONFIRM_RECHECK_SECONDS
+        self.queue.schedule_retry(claim, error=str(e), error_class=e.error_class, delay=delay)
         self._emit("retry", text, claim=claim, level=logging.WARNING, error_class=e.error_class)
         return StepResult("retry", claim.message_id)
 
@@ -825,6 +912,12 @@ class Worker:
             reason = f"{reason} (gave up after {claim.attempt} attempts)"
         self.queue.mark_failed(claim, error=reason, error_class=error_class)
         self.failed_this_run += 1
+        if self._stamped or claim.needs_verification:
+            # The send was pressed: the queue records it as unknown unless the chat proved it absent.
+            settled = self.queue.get_message(claim.message_id)
+            if settled.error_class == UNKNOWN_OUTCOME:
+                error_class, reason = UNKNOWN_OUTCOME, settled.last_error or reason
+                self._note_unknown()
         self._emit(
             "failed",
             f"{self._mask(claim.phone)} failed: {reason}",
@@ -919,12 +1012,12 @@ class Worker:
         if claim is not None:
             self.queue.release(claim, reason="account blocked")
         reason = f"auto-paused: WhatsApp blocked session {self.config.session!r}: {e}"
-        for s in self._my_summaries():
-            if s.job.status in _ACTIVE_JOB_STATUSES:
-                try:
-                    self.queue.pause_job(s.job.id, reason=reason)
-                except WabulkError as err:
-                    log.warning("could not pause job %s: %s", s.job.id, err)
+        # Only this account stops: a job shared by the fleet goes on through the other sessions.
+        try:
+            self.queue.pause_session(self.config.session, reason)
+        except WabulkError as err:
+            log.warning("could not pause session %s: %s", self.config.session, err)
+        self._paused_reason = reason
         self._set_state("blocked")
         self._emit("blocked", reason, level=logging.ERROR)
         return StepResult("blocked", claim.message_id if claim else None, exit_code=exitcodes.ERROR)
@@ -1036,6 +1129,9 @@ class Worker:
                 if step.exit_code is not None:
                     code = step.exit_code
                     break
+                if step.outcome == "session_paused" and self.config.until_done:
+                    code = exitcodes.SOME_FAILED  # nothing more this session may do; status says why
+                    break
                 if step.outcome == "idle":
                     if self.config.track_receipts:
                         self.track_receipts_once()
@@ -1074,6 +1170,61 @@ class Worker:
             except WabulkError:
                 log.exception("could not unregister worker")
         self.state = "stopped"
+
+
+class HeartbeatThread:
+    """Keeps a worker's heartbeat going while its thread is busy in a long browser step (opening a chat,
+    verifying, restarting the browser): a worker must never look dead while it lives. Uses its own
+    connection (SQLite connections are per thread). ``on_lost`` is called once if the registration is gone
+    (another process took the session over): the worker must stop."""
+
+    def __init__(
+        self,
+        db: Path | str,
+        worker_id: str,
+        *,
+        interval: float,
+        state: Callable[[], str | None],
+        on_lost: Callable[[SessionBusy], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.worker_id = worker_id
+        self.interval = interval
+        self.state = state
+        self.on_lost = on_lost
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wabulk-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Start beating every ``interval`` seconds."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for the thread (idempotent)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from .queue import Queue
+
+        try:
+            queue = Queue(self.db, create=False)
+        except WabulkError:
+            log.exception("the heartbeat thread cannot open the database")
+            return
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    queue.heartbeat(self.worker_id, state=self.state())
+                except SessionBusy as e:
+                    if self.on_lost is not None:
+                        self.on_lost(e)
+                    return
+                except WabulkError:
+                    log.exception("heartbeat failed")
+        finally:
+            queue.close()
 
 
 def first_send_time(queue: Queue, session: str, now: float, *, horizon_days: int = 7) -> float | None:
@@ -1141,6 +1292,7 @@ def run_worker(
     from .live import LiveView
     from .logs import setup_logging, teardown_logging
     from .queue import Queue
+    from .store.base import network_filesystem
 
     log_path = setup_logging(settings.logs_dir, log_numbers=config.log_numbers)
     queue = Queue(settings.db, synchronous="FULL", clock=clock)
@@ -1153,6 +1305,27 @@ def run_worker(
             transport = WhatsAppSender(settings, session=config.session)
         worker = Worker(queue, transport, config, clock=clock, on_event=view.handle)
         worker.register()  # before the browser starts: a second worker on this session is refused at once
+        fs = network_filesystem(queue.path)
+        if fs is not None:
+            worker._emit(
+                "warning",
+                f"the database {queue.path} is on a network file system ({fs}): SQLite's locks are not "
+                "reliable there, so two workers could claim the same message; keep it on a local disk",
+                level=logging.WARNING,
+            )
+
+        def lost(e: SessionBusy) -> None:
+            worker.fatal = e
+            worker.request_stop()
+
+        beat = HeartbeatThread(
+            queue.path,
+            worker.worker_id or "",
+            interval=config.heartbeat_every,
+            state=lambda: worker.state,
+            on_lost=lost,
+        )
+        beat.start()
         # Signal handlers can only be installed from the main thread (the demo may run us elsewhere).
         main = threading.current_thread() is threading.main_thread()
         restore = install_signal_handlers(worker) if main else (lambda: None)
@@ -1162,6 +1335,7 @@ def run_worker(
         except KeyboardInterrupt:
             return exitcodes.INTERRUPTED
         finally:
+            beat.stop()
             restore()
             worker.shutdown()  # idempotent; covers a failure before run() took over
     finally:
@@ -1181,6 +1355,7 @@ __all__ = [
     "WorkerEvent",
     "build_config",
     "first_send_time",
+    "HeartbeatThread",
     "install_signal_handlers",
     "run_worker",
 ]

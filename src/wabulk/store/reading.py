@@ -1,0 +1,85 @@
+"""Reading messages and the events log."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from wabulk import errors
+from wabulk.models import (
+    Event,
+    Message,
+)
+
+from .base import (
+    _EVENT_COLS,
+    _MESSAGE_COLS,
+    QueueBase,
+    _describe,
+    _guarded,
+)
+
+
+class ReadingMixin(QueueBase):
+    # --- reading ------------------------------------------------------------------------------------
+    @_guarded
+    def get_message(self, message_id: int) -> Message:
+        """One message; raises MessageNotFound."""
+        row = self.conn.execute(
+            f"SELECT {_MESSAGE_COLS} FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        if row is None:
+            raise errors.MessageNotFound(f"no message with id {message_id}")
+        return self._message_from_row(row)
+
+    def iter_messages(self, job_id: int, *, page_size: int = 1000) -> Iterator[Message]:
+        """A job's messages by id, streamed page by page (no read transaction stays open between
+        pages, so it is safe to write while iterating). JobNotFound for a bad id."""
+        try:
+            self._job(self.conn, job_id)
+            lo, hi = self.conn.execute(
+                "SELECT min(id), max(id) FROM messages WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise errors.DatabaseError(_describe(self.path, exc)) from exc
+        if lo is None:
+            return
+        after = lo - 1
+        while True:
+            try:
+                # ``+job_id`` keeps the planner on the rowid range: a job's ids are one contiguous
+                # block (enqueued in one transaction), so each page reads just its own rows.
+                rows = self.conn.execute(
+                    f"SELECT {_MESSAGE_COLS} FROM messages WHERE +job_id = ? AND id > ? AND id <= ?"
+                    " ORDER BY id LIMIT ?",
+                    (job_id, after, hi, page_size),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise errors.DatabaseError(_describe(self.path, exc)) from exc
+            if not rows:
+                return
+            for row in rows:
+                yield self._message_from_row(row)
+            after = rows[-1][0]
+
+    @_guarded
+    def events(
+        self, *, job_id: int | None = None, message_id: int | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """History, oldest first (the newest last); ``limit`` keeps the newest N."""
+        where, params = [], []
+        if job_id is not None:
+            where.append("job_id = ?")
+            params.append(job_id)
+        if message_id is not None:
+            where.append("message_id = ?")
+            params.append(message_id)
+        sql = f"SELECT {_EVENT_COLS} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self.conn.execute(sql, params).fetchall()
+        return [Event(*r) for r in reversed(rows)]

@@ -1,0 +1,245 @@
+"""Worker registrations and heartbeats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wabulk import errors
+from wabulk.models import (
+    WorkerInfo,
+)
+
+from .base import (
+    QueueBase,
+    _guarded,
+    _pid_alive,
+)
+
+
+def _looks_like_wabulk(pid: int) -> bool:
+    """Whether live process ``pid`` can be a wabulk worker (a Python process), so that a recycled pid of
+    another program does not hold a session forever. True when it cannot be told."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().lower()
+    except OSError:
+        return True
+    return b"python" in cmdline or b"wabulk" in cmdline
+
+
+class WorkersMixin(QueueBase):
+    # --- workers ----------------------------------------------------------------------------------
+    @_guarded
+    def register_worker(self, session: str, *, pid: int, host: str, stale_after: float = 30.0) -> str:
+        """Register a worker for ``session`` and return its id. SessionBusy when a live worker
+        (heartbeat within ``stale_after`` seconds) already has the session; stale ones are replaced."""
+        now = self._clock()
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT id, pid, host, heartbeat_at FROM workers WHERE session = ?", (session,)
+            ).fetchall()
+            for _wid, wpid, whost, beat in rows:
+                # On this host the process decides, not the heartbeat: a worker whose process is gone
+                # (kill -9) is replaced at once, and one whose process lives is never evicted, however
+                # old its heartbeat (a long browser step; evicting it left stamps without a session and
+                # two browsers on one account). On another host only the heartbeat can tell.
+                fresh = beat >= now - stale_after
+                if whost == host and wpid != pid:
+                    busy = _pid_alive(wpid) and _looks_like_wabulk(wpid)
+                else:  # another host, or another worker object in this very process
+                    busy = fresh
+                if busy:
+                    raise errors.SessionBusy(
+                        f"session {session!r} is already used by a running worker (pid {wpid} on {whost}, "
+                        f"last heartbeat {max(0.0, now - beat):.0f}s ago); stop it first or use another "
+                        "session"
+                    )
+            conn.execute("DELETE FROM workers WHERE session = ?", (session,))
+            import uuid  # here, not at the top: uuid imports platform, and `status` never registers
+
+            worker_id = uuid.uuid4().hex
+            conn.execute(
+                "INSERT INTO workers (id, session, pid, host, started_at, heartbeat_at, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'starting')",
+                (worker_id, session, pid, host, now, now),
+            )
+            self._event(
+                conn,
+                now,
+                None,
+                None,
+                "worker",
+                None,
+                "registered",
+                f"worker {worker_id} session {session} pid {pid} host {host}"
+                + (f" (replaced {len(rows)} stale)" if rows else ""),
+            )
+        return worker_id
+
+    @_guarded
+    def heartbeat(self, worker_id: str, state: str | None = None) -> None:
+        """Record that the worker is alive (and its state). SessionBusy when its registration is gone
+        (another process took the session over after this one went stale)."""
+        now = self._clock()
+        n = self.conn.execute(
+            "UPDATE workers SET heartbeat_at = ?, state = COALESCE(?, state) WHERE id = ?",
+            (now, state, worker_id),
+        ).rowcount
+        if n != 1:
+            raise errors.SessionBusy(
+                f"worker {worker_id} is no longer registered (another process took over its session)"
+            )
+
+    @_guarded
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove the worker's registration (idempotent)."""
+        now = self._clock()
+        with self._tx() as conn:
+            if conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,)).rowcount:
+                self._event(
+                    conn, now, None, None, "worker", "registered", "unregistered", f"worker {worker_id}"
+                )
+
+    @_guarded
+    def workers(self, *, stale_after: float = 30.0) -> list[WorkerInfo]:
+        """Every registered worker, with ``alive`` = heartbeat within ``stale_after`` seconds."""
+        now = self._clock()
+        return [
+            WorkerInfo(
+                id=r[0],
+                session=r[1],
+                pid=r[2],
+                host=r[3],
+                started_at=r[4],
+                heartbeat_at=r[5],
+                alive=r[5] >= now - stale_after,
+                state=r[6],
+            )
+            for r in self.conn.execute(
+                "SELECT id, session, pid, host, started_at, heartbeat_at, state FROM workers"
+                " ORDER BY session, started_at"
+            )
+        ]
+
+    # --- sessions: pause, pace, orphans ---------------------------------------------------------------
+    @_guarded
+    def pause_session(self, session: str, reason: str) -> None:
+        """Stop ``session`` from claiming until :meth:`resume_session` (its workers idle and say why).
+        Other sessions keep sending the same jobs. Durable."""
+        now = self._clock()
+        with self._tx(durable=True) as conn:
+            conn.execute(
+                "INSERT INTO sessions (name, paused_at, paused_reason) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET paused_at = excluded.paused_at,"
+                " paused_reason = excluded.paused_reason",
+                (session, now, reason),
+            )
+            self._event(conn, now, None, None, "session", None, "paused", f"session {session}: {reason}")
+
+    @_guarded
+    def resume_session(self, session: str) -> bool:
+        """Lift a session's pause (and its unknown-outcome streak). Returns whether it was paused. Durable."""
+        now = self._clock()
+        with self._tx(durable=True) as conn:
+            n = conn.execute(
+                "UPDATE sessions SET paused_at = NULL, paused_reason = NULL, unknown_streak = 0"
+                " WHERE name = ? AND paused_at IS NOT NULL",
+                (session,),
+            ).rowcount
+            if n:
+                self._event(conn, now, None, None, "session", "paused", "resumed", f"session {session}")
+            return bool(n)
+
+    @_guarded
+    def session_pause(self, session: str) -> tuple[float, str] | None:
+        """(paused_at, reason) while ``session`` is paused, else None."""
+        row = self.conn.execute(
+            "SELECT paused_at, paused_reason FROM sessions WHERE name = ? AND paused_at IS NOT NULL",
+            (session,),
+        ).fetchone()
+        return None if row is None else (float(row[0]), str(row[1] or ""))
+
+    @_guarded
+    def session_pauses(self) -> dict[str, tuple[float, str]]:
+        """Every paused session: name -> (paused_at, reason)."""
+        return {
+            str(r[0]): (float(r[1]), str(r[2] or ""))
+            for r in self.conn.execute(
+                "SELECT name, paused_at, paused_reason FROM sessions"
+                " WHERE paused_at IS NOT NULL ORDER BY name"
+            )
+        }
+
+    @_guarded
+    def record_unknown(self, session: str, *, threshold: int) -> str | None:
+        """Count one more unknown outcome in a row for ``session`` (a confirmed send or a chat that could be
+        read resets it). At ``threshold`` the session pauses; returns the pause reason then, else None."""
+        now = self._clock()
+        with self._tx(durable=True) as conn:
+            streak = conn.execute(
+                "INSERT INTO sessions (name, unknown_streak) VALUES (?, 1)"
+                " ON CONFLICT (name) DO UPDATE SET unknown_streak = unknown_streak + 1"
+                " RETURNING unknown_streak",
+                (session,),
+            ).fetchone()[0]
+            if threshold <= 0 or streak < threshold:
+                return None
+            reason = (
+                f"auto-paused: {streak} outcomes in a row could not be read in the chat"
+                " (is the page readable?);"
+                f" check them, then `wabulk resolve` and `wabulk resume --session {session}`"
+            )
+            conn.execute(
+                "UPDATE sessions SET paused_at = COALESCE(paused_at, ?), paused_reason = ? WHERE name = ?",
+                (now, reason, session),
+            )
+            self._event(conn, now, None, None, "session", None, "paused", f"session {session}: {reason}")
+            return reason
+
+    @_guarded
+    def last_send_at(self, session: str) -> float | None:
+        """When ``session`` last pressed send (recorded with the stamp): the pace resumes from here."""
+        row = self.conn.execute("SELECT last_send_at FROM sessions WHERE name = ?", (session,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    @_guarded
+    def stamped_elsewhere(self, session: str, job_ids: list[int]) -> int:
+        """Open messages of these jobs whose send another session pressed: only that account's chat can
+        tell whether they went out, so ``session`` can never finish them (``--until-done`` ignores them)."""
+        if not job_ids:
+            return 0
+        marks = ", ".join("?" for _ in job_ids)
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM messages INDEXED BY idx_messages_stamped"
+                " WHERE send_started_at IS NOT NULL"
+                " AND status IN ('pending', 'sending') AND send_started_session IS NOT NULL"
+                f" AND send_started_session != ? AND job_id IN ({marks})",
+                (session, *job_ids),
+            ).fetchone()[0]
+        )
+
+    @_guarded
+    def orphans(self, *, older_than: float, stale_after: float = 30.0) -> list[dict[str, Any]]:
+        """Open messages whose send was pressed by a session that has no live worker, or is paused, for more
+        than ``older_than`` seconds: nobody else may finish them (only that account's chat can tell whether
+        they went out). One dict per message: id, job_id, session, age (seconds since it last changed)."""
+        now = self._clock()
+        live = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT session FROM workers WHERE heartbeat_at >= ?", (now - stale_after,)
+            )
+        }
+        paused = set(self.session_pauses())
+        out = []
+        for mid, job_id, session, updated in self.conn.execute(
+            "SELECT id, job_id, send_started_session, updated_at"
+            " FROM messages INDEXED BY idx_messages_stamped"
+            " WHERE send_started_at IS NOT NULL AND status IN ('pending', 'sending')"
+            " AND send_started_session IS NOT NULL AND updated_at < ? ORDER BY id",
+            (now - older_than,),
+        ):
+            if session not in live or session in paused:
+                out.append({"id": mid, "job_id": job_id, "session": session, "age": now - float(updated)})
+        return out
