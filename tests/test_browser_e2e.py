@@ -76,7 +76,7 @@ def _send_and_get(wa: WhatsAppSender, sim: Any, body: str, phone: str = PHONE, *
     return got[0]
 
 
-@pytest.mark.parametrize("era", ["2023", "2025", "2026"])
+@pytest.mark.parametrize("era", ["2023", "2025", "2026", "2026-09"])
 def test_each_page_version(wa: WhatsAppSender, simulator: Any, era: str) -> None:
     simulator.configure(ui_era=era)
     rec = _send_and_get(wa, simulator, f"hello from the {era} page")

@@ -239,7 +239,7 @@ def test_reset_forgets_everything(sim: Simulator) -> None:
     sim.configure(ui_era="2025")
     assert call(sim, "POST", "/__sim/reset", {})[0] == 200
     assert sim.messages() == [] and sim.devices() == []
-    assert sim.config["ui_era"] == "2026"
+    assert sim.config["ui_era"] == "2026-09"
     assert sim.log_path.read_text() == ""
 
 
@@ -347,7 +347,7 @@ def test_new_config_keys_validate(sim: Simulator) -> None:
     status, _ = call(sim, "POST", "/__sim/config", {"ui_era": "2026-09"})
     assert status == 200
     assert sim.config["ui_era"] == "2026-09"
-    assert Simulator().config["ui_era"] == "2026"  # the default era is unchanged
+    assert Simulator().config["ui_era"] == "2026-09"  # the live page of 2026 is the default
 
 
 @pytest.mark.parametrize("token", ["HeadlessChrome/140.0.0.0", "Electron/31.0.0", "WhatsApp/2.2412.54"])

@@ -43,7 +43,7 @@ HEADLESS_UA = (
 )
 ERA_2026_09 = {**SIM_E2E, "ui_era": "2026-09"}  # refuse_headless is on by default in this era
 # The send path reads bubbles the 2026 way (ui_era 2026); the refusal is switched on explicitly there.
-SENDING = {**SIM_E2E, "ui_era": "2026", "refuse_headless": True}
+SENDING = {**SIM_E2E, "ui_era": "2026-09"}  # refuse_headless is on by default in this era
 FAST = dom.Timeouts(boot=30.0, stuck_loading=20.0, chat_open=15.0, element=5.0, confirm=10.0)
 
 

@@ -47,7 +47,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "never_deliver": [],
     "hold_pending": [],
     "offline": False,
-    "ui_era": "2026",
+    "ui_era": "2026-09",  # the live page of 2026 (whatsapp-web-dom.md §5); older eras on demand
     "max_media_bytes": 16 * 1024 * 1024,
     "max_doc_bytes": 2 * 1024 * 1024 * 1024,
     "beforeunload": False,
@@ -897,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--log", type=Path, default=None, help="durable JSONL log of received messages")
-    parser.add_argument("--era", choices=ERAS, default="2026", help="page version to imitate")
+    parser.add_argument("--era", choices=ERAS, default="2026-09", help="page version to imitate")
     parser.add_argument("--logged-in", action="store_true", help="new browsers start logged in (no QR)")
     args = parser.parse_args(argv)
     sim = Simulator(
