@@ -39,7 +39,14 @@ def test_fresh_database_gets_every_migration(db_path: Path) -> None:
     assert (
         applied
         == migrations.names()
-        == ["m001_initial", "m002_job_counts", "m003_stamp_session", "m004_receipts", "m005_enqueue_counts"]
+        == [
+            "m001_initial",
+            "m002_job_counts",
+            "m003_stamp_session",
+            "m004_receipts",
+            "m005_enqueue_counts",
+            "m020_notifications",
+        ]
     )
     tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"jobs", "messages", "events", "workers", "optouts", "job_counts"} <= tables

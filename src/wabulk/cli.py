@@ -921,6 +921,39 @@ def simulator(
     raise typer.Exit(code)
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (non-loopback needs an explicit token).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0 = any free one).")] = 8787,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="WABULK_API_TOKEN",
+            help="The API/dashboard token (default: a new one, printed in the dashboard URL).",
+            show_default=False,
+        ),
+    ] = None,
+    max_upload: Annotated[
+        int,
+        typer.Option(
+            "--max-upload", envvar="WABULK_SERVE_MAX_UPLOAD", min=1024, help="Largest upload, bytes."
+        ),
+    ] = 20 * 1024 * 1024,
+) -> None:
+    """Run the HTTP API and web dashboard on the queue (it never sends: workers stay `wabulk run`).
+
+    Example: wabulk serve --port 8787   (then open the printed URL; it carries the token once)
+    """
+    from .serve import run_server
+
+    with _errors():
+        code = run_server(_settings(), host=host, port=port, token=token or None, max_upload=max_upload)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     # Rich wraps to the terminal; keep errors on one line in pipes too.

@@ -91,8 +91,28 @@ def status_report(
         jobs=[job_row(s, now, receipts.get(s.job.id)) for s in summaries],
         workers=workers,
         sessions=session_rows(queue, summaries, workers, now, pace=pace),
-        attention=attention(summaries, workers) + attention_lines(summaries, receipts, after),
+        attention=attention(summaries, workers)
+        + attention_lines(summaries, receipts, after)
+        + notification_lines(queue),
     )
+
+
+# A notification that failed this many deliveries in a row is reported (it is still retried).
+NOTIFY_FAILING_AFTER = 3
+
+
+def notification_lines(queue: Queue) -> list[str]:
+    """``status --check`` lines for notifications that keep failing (one per target)."""
+    from .notify.store import describe, failing
+
+    by_target: dict[str, tuple[int, str]] = {}
+    for n in failing(queue.conn, min_attempts=NOTIFY_FAILING_AFTER):
+        count, _ = by_target.get(n.target, (0, ""))
+        by_target[n.target] = (count + 1, n.last_error or "")
+    return [
+        f"{count} notification(s) to {describe(target)} keep failing (last error: {error})"
+        for target, (count, error) in by_target.items()
+    ]
 
 
 def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[str]:

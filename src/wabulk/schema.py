@@ -14,4 +14,5 @@ NAMES: tuple[str, ...] = (
     "m003_stamp_session",
     "m004_receipts",
     "m005_enqueue_counts",
+    "m020_notifications",
 )
