@@ -103,15 +103,11 @@ NOTIFY_FAILING_AFTER = 3
 
 def notification_lines(queue: Queue) -> list[str]:
     """``status --check`` lines for notifications that keep failing (one per target)."""
-    from .notify.store import describe, failing
+    from .notify import describe, failing_summary
 
-    by_target: dict[str, tuple[int, str]] = {}
-    for n in failing(queue.conn, min_attempts=NOTIFY_FAILING_AFTER):
-        count, _ = by_target.get(n.target, (0, ""))
-        by_target[n.target] = (count + 1, n.last_error or "")
     return [
         f"{count} notification(s) to {describe(target)} keep failing (last error: {error})"
-        for target, (count, error) in by_target.items()
+        for target, count, error in failing_summary(queue.conn, min_attempts=NOTIFY_FAILING_AFTER)
     ]
 
 

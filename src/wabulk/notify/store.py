@@ -212,16 +212,3 @@ def read_qr(conn: sqlite3.Connection, session: str) -> tuple[str, float] | None:
     """The QR payload ``session`` shows and when it was shown, or None."""
     row = conn.execute("SELECT payload, at FROM session_qr WHERE session = ?", (session,)).fetchone()
     return None if row is None else (str(row[0]), float(row[1]))
-
-
-def describe(target: str) -> str:
-    """A target for humans, without secrets a URL's path or query may carry (Slack-style hooks)."""
-    kind, _, rest = target.partition(":")
-    if kind == "url":
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(rest)
-        return (
-            f"webhook {parts.scheme}://{parts.netloc}/…" if parts.path not in ("", "/") else f"webhook {rest}"
-        )
-    return f"command {rest.split()[0] if rest.split() else rest!r}"

@@ -424,5 +424,8 @@ def _read_rejects(path: Path, limit: int = 500) -> list[dict[str, Any]]:
         for r in rows:
             if len(out) >= limit:
                 break
+            value = r.get("value") or ""
+            if value.startswith("'") and value[1:2] in ("=", "+", "-", "@", "\t", "\r"):
+                r["value"] = value[1:]  # the file is neutralised for spreadsheets; JSON need not be
             out.append(r)
     return out

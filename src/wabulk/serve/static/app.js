@@ -86,13 +86,21 @@ function jobRow(job) {
     el("a", { href: "/api/jobs/" + job.id + "/export.csv?undelivered=1", download: "job-" + job.id + "-undelivered.csv" }, "Undelivered"),
   );
   const tr = el("tr", { "data-job-id": job.id, "data-status": job.status },
-    el("td", {}, job.id), el("td", {}, job.name), status,
+    el("td", { class: "id" }, job.id), el("td", { class: "name" }, job.name), status,
     el("td", { class: "progress" }, bar, el("span", { class: "pct" }, job.progress + "%")),
     el("td", { class: "sent" }, job.sent), el("td", { class: "failed" }, job.failed),
-    el("td", { class: "pending" }, job.pending + job.sending), el("td", {}, job.delivered), el("td", {}, job.read),
-    el("td", {}, fmtDuration(job.eta_seconds)), actions);
+    el("td", { class: "pending" }, job.pending + job.sending), el("td", { class: "delivered" }, job.delivered),
+    el("td", { class: "read" }, job.read), el("td", { class: "eta" }, fmtDuration(job.eta_seconds)), actions);
+  labelCells(tr, "#jobs");
   if (job.id === selectedJob) tr.classList.add("selected");
   tr.addEventListener("click", () => { selectedJob = job.id; loadMessages(); poll(); });
+  return tr;
+}
+
+// On a phone the tables become cards: each cell shows its column's name (CSS reads data-label).
+function labelCells(tr, table) {
+  const heads = [...document.querySelectorAll(table + " thead th")].map((th) => th.textContent);
+  [...tr.children].forEach((td, i) => td.setAttribute("data-label", heads[i] || ""));
   return tr;
 }
 
@@ -141,7 +149,8 @@ async function loadMessages() {
       el("td", {}, m.id), el("td", {}, m.phone), el("td", {}, m.name || ""),
       el("td", { class: "status status-" + m.status }, m.status), el("td", {}, m.attempts),
       el("td", { class: "error" }, m.error || ""), el("td", {}, fmtTime(m.sent_at)),
-      el("td", {}, m.receipt || ""), el("td", {}, m.session || ""))));
+      el("td", {}, m.receipt || ""), el("td", {}, m.session || "")))
+      .map((tr) => labelCells(tr, "#messages")));
   } catch (e) {
     $("#job-detail").hidden = true;
   }
