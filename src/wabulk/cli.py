@@ -756,6 +756,25 @@ def run(
         ),
     ] = None,
     remote_url: RemoteUrl = None,
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--notify",
+            envvar="WABULK_NOTIFY",
+            help="POST signed JSON to this URL when a human should know (repeatable; secret: "
+            "WABULK_NOTIFY_SECRET).",
+            show_default=False,
+        ),
+    ] = None,
+    notify_cmd: Annotated[
+        str | None,
+        typer.Option(
+            "--notify-cmd",
+            envvar="WABULK_NOTIFY_CMD",
+            help="Run this shell command with the notification's JSON on stdin.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the worker: send queued messages through one WhatsApp session, paced like a human.
 
@@ -813,9 +832,18 @@ def run(
                     args.append(flag)
             if headless is not None:
                 args.append("--headless" if headless else "--headed")
+            for url in notify or ():
+                args += ["--notify", url]
+            if notify_cmd:
+                args += ["--notify-cmd", notify_cmd]
             code = run_fleet(settings, names, args, config=config)
         else:
-            code = run_worker(settings, config)
+            from .notify.service import worker_notifications
+
+            with worker_notifications(
+                settings.db, names[0], urls=notify or (), commands=[notify_cmd] if notify_cmd else ()
+            ) as hook:
+                code = run_worker(settings, config, on_event=hook)
     raise typer.Exit(code)
 
 
@@ -942,6 +970,13 @@ def serve(
             "--max-upload", envvar="WABULK_SERVE_MAX_UPLOAD", min=1024, help="Largest upload, bytes."
         ),
     ] = 20 * 1024 * 1024,
+    notify: Annotated[
+        list[str] | None,
+        typer.Option("--notify", envvar="WABULK_NOTIFY", help="Also notify this URL (as `run --notify`)."),
+    ] = None,
+    notify_cmd: Annotated[
+        str | None, typer.Option("--notify-cmd", envvar="WABULK_NOTIFY_CMD", help="Also run this command.")
+    ] = None,
 ) -> None:
     """Run the HTTP API and web dashboard on the queue (it never sends: workers stay `wabulk run`).
 
@@ -950,7 +985,15 @@ def serve(
     from .serve import run_server
 
     with _errors():
-        code = run_server(_settings(), host=host, port=port, token=token or None, max_upload=max_upload)
+        code = run_server(
+            _settings(),
+            host=host,
+            port=port,
+            token=token or None,
+            max_upload=max_upload,
+            notify=notify or (),
+            notify_cmd=[notify_cmd] if notify_cmd else (),
+        )
     raise typer.Exit(code)
 
 

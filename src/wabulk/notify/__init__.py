@@ -36,4 +36,4 @@ def describe(target: str) -> str:
         shown = f"{parts.scheme}://{parts.netloc}"
         return f"webhook {shown}/…" if parts.path not in ("", "/") or parts.query else f"webhook {shown}"
     words = rest.split()
-    return f"command {words[0] if words else rest!r}"
+    return f"command {words[0]}" if words else "command (empty)"

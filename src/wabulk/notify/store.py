@@ -212,3 +212,17 @@ def read_qr(conn: sqlite3.Connection, session: str) -> tuple[str, float] | None:
     """The QR payload ``session`` shows and when it was shown, or None."""
     row = conn.execute("SELECT payload, at FROM session_qr WHERE session = ?", (session,)).fetchone()
     return None if row is None else (str(row[0]), float(row[1]))
+
+
+def most_undelivered_told(conn: sqlite3.Connection, job_id: int) -> int:
+    """The highest undelivered count already queued for ``job_id`` (keys ``undelivered_found:JOB:N``)."""
+    prefix = f"undelivered_found:{job_id}:"
+    best = 0
+    for (key,) in conn.execute(
+        "SELECT key FROM notifications WHERE kind = 'undelivered_found' AND substr(key, 1, ?) = ?",
+        (len(prefix), prefix),
+    ):
+        tail = str(key)[len(prefix) :]
+        if tail.isdigit():
+            best = max(best, int(tail))
+    return best

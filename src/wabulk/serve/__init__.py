@@ -10,7 +10,7 @@ import ipaddress
 import secrets
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from wabulk.errors import BadInput
@@ -56,9 +56,12 @@ def run_server(
     port: int = DEFAULT_PORT,
     token: str | None = None,
     max_upload: int | None = None,
+    notify: Sequence[str] = (),
+    notify_cmd: Sequence[str] = (),
     echo: Callable[[str], None] = print,
 ) -> int:
-    """Serve until interrupted; returns the exit code. ``port`` 0 picks a free port (printed)."""
+    """Serve until interrupted; returns the exit code. ``port`` 0 picks a free port (printed). With
+    ``notify``/``notify_cmd`` (or their environment variables) it also runs the notifier."""
     check_bind(host, token)
     import uvicorn
 
@@ -82,6 +85,11 @@ def run_server(
     echo(f"Dashboard: http://{shown}:{bound}/?token={token}")
     echo(f"API: http://{shown}:{bound}/api/status (header 'Authorization: Bearer <token>'); docs at /docs")
     sys.stdout.flush()
+    from wabulk.notify.deliver import NotifyConfig
+    from wabulk.notify.service import start_notifier
+
+    # With --notify, serve is one more watcher: it notices a dead worker even when no other worker runs.
+    notifier = start_notifier(settings.db, NotifyConfig.from_env(notify, notify_cmd))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     try:
@@ -90,4 +98,6 @@ def run_server(
         return 130
     finally:
         sock.close()
+        if notifier is not None:
+            notifier.stop()
     return 0
