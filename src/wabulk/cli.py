@@ -30,7 +30,7 @@ app = typer.Typer(
     name="wabulk",
     help="Send personalised WhatsApp messages in bulk through WhatsApp Web, safely and resumably.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -995,6 +995,22 @@ def serve(
             notify_cmd=[notify_cmd] if notify_cmd else (),
         )
     raise typer.Exit(code)
+
+
+@app.command()
+def backup(
+    file: Annotated[Path, typer.Argument(help="Where to write the copy (a new file).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")] = False,
+) -> None:
+    """Copy the queue database consistently while workers keep running (SQLite's online backup).
+
+    Example: wabulk backup /var/backups/wabulk-$(date +%F).db
+    """
+    from .backup import backup as do_backup
+
+    with _errors():
+        result = do_backup(_settings().db, file, overwrite=force)
+    typer.echo(f"Backed up to {result.path} ({result.bytes} bytes).")
 
 
 def main() -> None:
