@@ -177,3 +177,20 @@ class TakeoverFailed(SessionError):
     """WhatsApp is open elsewhere and 'Use here' did not bring this window back."""
 
     error_class = "takeover"
+
+
+class UnsupportedBrowser(ConfigError):
+    """WhatsApp Web refused the browser ("WhatsApp works with Google Chrome"): its user agent gave it away
+    (HeadlessChrome). Not retried: the fix is a setting (WABULK_USER_AGENT, or a display)."""
+
+
+class AccountRestricted(SessionError):
+    """WhatsApp restricts the account on linked devices (the chat shows a block bar instead of the
+    composer): nothing can be sent until it lifts, and no message is to blame."""
+
+    error_class = "restricted"
+
+
+class PageError(BrowserError):
+    """WhatsApp Web shows an error screen instead of the app (database error, browser storage full) and a
+    reload did not help."""

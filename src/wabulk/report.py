@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 # How the worker's auto-pause reasons start (worker.py): such a pause needs a human.
 AUTO_PAUSE_PREFIX = "auto-paused"
+# The worker state of a session whose account WhatsApp restricts (worker.py): a human should know.
+RESTRICTED_STATE = "restricted"
 
 
 class StatusReport:
@@ -112,8 +114,9 @@ def notification_lines(queue: Queue) -> list[str]:
 
 
 def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[str]:
-    """Why a human should look at these jobs (login, auto-pause, pending work without a live worker), one
-    reason per line; empty when all is well. Undelivered messages are ``receipts.attention_lines``."""
+    """Why a human should look at these jobs (login, auto-pause, pending work without a live worker, a
+    restricted session), one reason per line; empty when all is well. Undelivered messages are
+    ``receipts.attention_lines``."""
     reasons: list[str] = []
     live = [w for w in workers if w.alive]
     for s in summaries:
@@ -128,6 +131,12 @@ def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[st
             sessions = set(job.sessions)
             if not any(not sessions or w.session in sessions for w in live):
                 reasons.append(f"job {job.id} ({job.name}) has pending messages and no live worker")
+    for w in live:
+        if w.state == RESTRICTED_STATE:
+            reasons.append(
+                f"session {w.session!r} is restricted by WhatsApp (linked devices): it sends nothing until "
+                "the restriction lifts (re-checked by its worker); other sessions go on"
+            )
     return reasons
 
 

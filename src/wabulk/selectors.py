@@ -387,6 +387,33 @@ OFFLINE_ICON = Selector(
     "offline butterbar icon (older)",
 )
 
+# 2026: a restricted account's chats have no composer; the footer shows a block bar instead ("Your account
+# on linked devices is restricted. You can't start new chats right now."). Nothing can be sent until it lifts.
+RESTRICTED_BAR = Selector(
+    "restricted_bar",
+    (
+        "#main [data-testid~='block-message']",
+        "#main [data-testid~='reachout-timelock-compose-bar']",
+        "[data-testid~='block-message']",
+        "[data-testid~='reachout-timelock-compose-bar']",
+        _x("//*[@id='main']//*[contains(text(), 'account on linked devices is restricted')]"),
+    ),
+    WHERE_CHAT,
+    "the block bar that replaces a restricted account's composer (shown only while restricted)",
+)
+
+# 2026: "What's new on WhatsApp Web" modal after an update; it covers the page and swallows clicks and keys.
+WHATS_NEW_CONTINUE = Selector(
+    "whats_new_continue",
+    (
+        _x(f"//*[@role='dialog']//*[{_BTN} and normalize-space(.)='Continue']"),
+        _x(f"//*[@data-animate-modal-popup='true']//*[{_BTN} and normalize-space(.)='Continue']"),
+    ),
+    WHERE_DIALOG,
+    "the Continue button of the What's new modal",
+)
+
+
 # Every selector, for ``doctor`` and the state probe.
 ALL: tuple[Selector, ...] = (
     APP,
@@ -417,6 +444,8 @@ ALL: tuple[Selector, ...] = (
     MESSAGE_PRE_PLAIN,
     STATUS_ICON,
     OFFLINE_ICON,
+    RESTRICTED_BAR,
+    WHATS_NEW_CONTINUE,
 )
 
 BY_NAME: dict[str, Selector] = {s.name: s for s in ALL}
@@ -475,6 +504,17 @@ TEXTS: dict[str, tuple[str, ...]] = {
         "failed to load",
     ),
     "loading": ("Loading your chats",),
+    # 2026: the page refuses a browser whose user agent says HeadlessChrome (or Electron, WhatsApp/).
+    "unsupported_browser": ("WhatsApp works with Google Chrome", "update Chrome"),
+    # 2026: a restricted account (the block bar in an open chat).
+    "restricted": ("account on linked devices is restricted", "You can't start new chats right now"),
+    # 2026: the What's new modal after an update.
+    "whats_new": ("What's new on WhatsApp Web",),
+    # 2026: screens that replace the app.
+    "database_error": ("A database error occurred",),
+    "storage_full": ("browser storage is full", "storage is full"),
+    # Expired QR: 2026 overlay on the code (click the code), older pages' reload button.
+    "qr_expired": ("Select to reload QR code", "Click to reload QR code"),
 }
 
 # Status icon data-icon values and trimmed aria-labels → tick state (models.TICK_*).

@@ -688,6 +688,8 @@ class WhatsAppSender:
     def _raise_for_page(self, st: str, p: dict[str, Any]) -> str:
         """While a chat opens: raise for what no waiting can fix (the number is not on WhatsApp, logged
         out, blocked). Returns the visible dialogs' texts joined, for the caller's own checks."""
+        if self.browser.dismiss_whats_new(p):  # the What's new window swallows clicks and keys
+            return ""
         dialogs = " | ".join(str(d) for d in p.get("dialogs") or ())
         if dom.match_text(dialogs, "invalid_number"):
             text = next(d for d in p["dialogs"] if dom.match_text(str(d), "invalid_number"))
@@ -700,6 +702,10 @@ class WhatsAppSender:
             )
         if st == sess.BLOCKED:
             raise errors.Blocked("WhatsApp shows a block screen; this account cannot send now")
+        if st == sess.RESTRICTED:
+            raise errors.AccountRestricted(
+                "WhatsApp restricts this account on linked devices; nothing can be sent now"
+            )
         return dialogs
 
     def _open_chat_deeplink(self, phone: str) -> None:
