@@ -134,3 +134,24 @@ class Server:
                 self.proc.wait(10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def make_driver(downloads: Path | None = None, *, width: int = 420) -> Any:
+    """Headless Chromium for the dashboard (phone-wide by default: the page must work there)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = os.environ.get("WABULK_CHROME_BINARY", "/usr/bin/chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},900"):
+        opts.add_argument(arg)
+    if downloads is not None:
+        opts.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
+    driver = webdriver.Chrome(
+        service=Service(os.environ.get("WABULK_CHROMEDRIVER", "/usr/bin/chromedriver")), options=opts
+    )
+    if downloads is not None:
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
+    return driver

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from e2e_helpers import E2E, SIM_E2E, wait_for
-from serve_helpers import Server
+from serve_helpers import Server, make_driver
 
 CHROMIUM = os.environ.get("WABULK_CHROME_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("WABULK_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -54,16 +54,7 @@ def downloads(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def driver(downloads: Path) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=420,900"):
-        opts.add_argument(arg)  # a phone-sized window: the page must work there
-    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
-    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    d.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    d = make_driver(downloads)
     yield d
     d.quit()
 

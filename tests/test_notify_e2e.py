@@ -17,7 +17,7 @@ import pytest
 
 from e2e_helpers import E2E, SIM_E2E, wait_for
 from notify_helpers import Receiver
-from serve_helpers import Server
+from serve_helpers import Server, make_driver
 
 pytestmark = [
     pytest.mark.browser,
@@ -74,6 +74,9 @@ def qr_in_db(db: Path, session: str) -> bool:
 
 def test_every_kind_reaches_the_webhook_once_across_an_outage_and_a_kill(e2e: E2E) -> None:
     notifying_env(e2e)
+    # Relinking gives the browser a new device, and WhatsApp syncs the chat history to it (as in
+    # test_worker_e2e's logout test): a message in flight at the kill or the ban is then verifiable.
+    e2e.sim.configure(history_scope="account")
     token = e2e.link("s", fresh=True)  # this test logs its device out
     receiver = Receiver(secret=SECRET)
     good = [e2e.phone(i) for i in range(8)]
@@ -104,19 +107,30 @@ def test_every_kind_reaches_the_webhook_once_across_an_outage_and_a_kill(e2e: E2
     e2e.sim.configure(blocked=None)
     receiver.up()
     e2e.cli("resume", "1")
-    # The next worker delivers what the killed and the banned one queued.
+    # Meanwhile the phone unlinked the device: the next worker finds the session logged out. It delivers
+    # what the killed and the banned worker queued while it waits for the scan.
+    assert e2e.sim.logout(token) == 1
     worker = e2e.run("s", *args, until_done=False)
     wait_for(lambda: "job_auto_paused" in receiver.kinds(), 60, "the auto-pause notification")
     wait_for(lambda: "worker_died" in receiver.kinds(), 30, "the dead worker's notification")
-    e2e.wait_arrived(4)
-    assert e2e.sim.logout(token) == 1
     wait_for(lambda: "waiting_for_login" in receiver.kinds(), 60, "the login notification")
     wait_for(lambda: qr_in_db(e2e.db, "s"), 30, "the worker to keep its QR in the database")
     server = Server(e2e.db)
+    driver = make_driver()
     try:
-        svg = wait_for(lambda: server.get("/api/sessions/s/qr.svg").status == 200, 10, "the QR from serve")
-        assert svg
+        assert wait_for(lambda: server.get("/api/sessions/s/qr.svg").status == 200, 10, "the QR from serve")
+        # The dashboard shows it, to be scanned from the page.
+        driver.get(f"{server.base}/?token={server.token}")
+        wait_for(
+            lambda: driver.execute_script(
+                "const i = document.querySelector('#qrs figure[data-session=\"s\"] img');"
+                " return !!i && i.complete && i.naturalWidth > 0"
+            ),
+            20,
+            "the login QR on the dashboard",
+        )
     finally:
+        driver.quit()
         server.stop()
     wait_for(e2e.sim.scan, 30, "the worker's QR to be scanned")
     wait_for(lambda: e2e.job(1)["status"] == "completed", 90, "the job to complete")
