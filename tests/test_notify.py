@@ -107,6 +107,26 @@ def test_every_kind_is_delivered_once_per_id_signed(db_path: Path) -> None:
     receiver.down()
 
 
+def test_a_paused_session_is_notified(db_path: Path) -> None:
+    # The fail-closed work logs a session's own pause as a "session" event; this is its shape there.
+    receiver = Receiver()
+    config = NotifyConfig(targets=["url:" + receiver.url])
+    with Queue(db_path) as q:
+        watcher = Watcher(q, config.targets, undelivered_after=60)
+        watcher.scan_events()
+        q.conn.execute(
+            "INSERT INTO events (at, kind, from_status, to_status, detail)"
+            " VALUES (?, 'session', NULL, 'paused', ?)",
+            (time.time(), "session shop: auto-paused: 3 unknown outcomes in a row"),
+        )
+        watcher.scan_events()
+        Notifier(db_path, config).deliver_due(q)
+    (body,) = receiver.bodies()
+    assert body["kind"] == "session_auto_paused" and body["session"] == "shop"
+    assert body["reason"] == "auto-paused: 3 unknown outcomes in a row"
+    receiver.down()
+
+
 def test_a_failing_receiver_is_retried_and_shown_by_status(db_path: Path) -> None:
     receiver = Receiver()
     receiver.down()

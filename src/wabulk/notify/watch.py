@@ -120,9 +120,12 @@ class Watcher:
                 items.append((JOB_AUTO_PAUSED, f"{JOB_AUTO_PAUSED}:{eid}", data))
             elif kind == "job_status" and to == "waiting_for_login":
                 waiting.setdefault(detail or "", []).append((eid, job_id))
-            elif kind in ("session", "session_status") and to == "paused":
-                # Sessions paused by the worker (fail-closed work): the kind is ready for them.
-                data = {"session": detail, "reason": detail, "text": f"session auto-paused: {detail}"}
+            elif kind == "session" and to == "paused":
+                # A session paused by its worker (fail-closed work: N unknown outcomes, a blocked account);
+                # the queue logs it as "session NAME: reason".
+                text = detail or ""
+                name, _, reason = text.removeprefix("session ").partition(": ")
+                data = {"session": name, "reason": reason or text, "text": f"session auto-paused: {text}"}
                 items.append((SESSION_AUTO_PAUSED, f"{SESSION_AUTO_PAUSED}:{eid}", data))
             elif kind == "status" and to == "failed" and mid is not None:
                 cls = self._error_class(mid)
