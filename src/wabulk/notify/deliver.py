@@ -29,10 +29,15 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wabulk import __version__
 from wabulk.errors import BadInput, WabulkError
-from wabulk.notify import store
+from wabulk.notify import describe, store
+
+if TYPE_CHECKING:
+    from wabulk.notify.watch import Watcher
+    from wabulk.queue import Queue
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +194,7 @@ class Notifier:
         finally:
             queue.close()
 
-    def _step(self, watcher: object, queue: object, *, look: bool) -> None:
-        from wabulk.notify.watch import Watcher
-        from wabulk.queue import Queue
-
-        assert isinstance(watcher, Watcher) and isinstance(queue, Queue)
+    def _step(self, watcher: Watcher, queue: Queue, *, look: bool) -> None:
         try:
             watcher.scan_events()
             if look:
@@ -202,10 +203,7 @@ class Notifier:
         except Exception:  # a broken receiver or a busy database must never stop the worker
             log.exception("notifications: a pass failed (retried next time)")
 
-    def _final(self, queue: object) -> None:
-        from wabulk.queue import Queue
-
-        assert isinstance(queue, Queue)
+    def _final(self, queue: Queue) -> None:
         deadline = time.monotonic() + FINAL_PASS_SECONDS
         while time.monotonic() < deadline:
             try:
@@ -215,11 +213,8 @@ class Notifier:
                 log.exception("notifications: the last pass failed")
                 return
 
-    def deliver_due(self, queue: object) -> int:
+    def deliver_due(self, queue: Queue) -> int:
         """Deliver every due notification of this process's targets once; returns how many were tried."""
-        from wabulk.queue import Queue
-
-        assert isinstance(queue, Queue)
         due = store.claim_due(queue.conn, self.config.targets, now=self.clock())
         for n in due:
             try:
@@ -228,15 +223,7 @@ class Notifier:
                 delay = min(RETRY_MAX, self.config.retry_first * 2 ** max(0, n.attempts - 1))
                 delay *= 1 + 0.2 * self._rng.random()  # jitter: many workers do not retry in step
                 store.failed(queue.conn, n.id, error=str(e), retry_at=self.clock() + delay)
-                log.warning(
-                    "notification %s (%s) to %s failed: %s", n.id, n.kind, store_describe(n.target), e
-                )
+                log.warning("notification %s (%s) to %s failed: %s", n.id, n.kind, describe(n.target), e)
             else:
                 store.delivered(queue.conn, n.id, now=self.clock())
         return len(due)
-
-
-def store_describe(target: str) -> str:
-    from wabulk.notify import describe
-
-    return describe(target)

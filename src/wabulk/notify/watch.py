@@ -141,15 +141,15 @@ class Watcher:
                 "text": f"{reason}: job(s) {', '.join(map(str, jobs))} wait",
             }
             items.append((WAITING_FOR_LOGIN, f"{WAITING_FOR_LOGIN}:{evs[0][0]}", data))
-        for (job_id, kind), evs in failed.items():
+        for (job_id, kind), fails in failed.items():
             data = {
                 **self._job(job_id),
-                "count": len(evs),
-                "messages": [{"id": m, "error": e} for _, m, e in evs[:MAX_LISTED]],
-                "text": f"job {job_id}: {len(evs)} message(s) "
+                "count": len(fails),
+                "messages": [{"id": m, "error": e} for _, m, e in fails[:MAX_LISTED]],
+                "text": f"job {job_id}: {len(fails)} message(s) "
                 + ("with an unknown outcome (sent or not?)" if kind == UNKNOWN_OUTCOMES else "failed"),
             }
-            items.append((kind, f"{kind}:{evs[0][0]}", data))
+            items.append((kind, f"{kind}:{fails[0][0]}", data))
         return items
 
     def _job(self, job_id: int | None, *, counts: bool = False) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from wabulk import __version__, errors, exitcodes
@@ -111,6 +112,18 @@ def create_app(settings: Settings, *, token: str, max_upload: int = DEFAULT_MAX_
     @app.exception_handler(errors.WabulkError)
     async def _wabulk_error(_request: Request, exc: errors.WabulkError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One line, like the CLI's usage errors (exit 2), instead of FastAPI's list of details.
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
+            problems.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid")))
+        return JSONResponse(
+            {"error": "; ".join(problems) or "invalid request", "exit_code": exitcodes.BAD_INPUT},
+            status_code=422,
+        )
 
     # --- dashboard ---------------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
