@@ -282,3 +282,19 @@ def test_a_session_waiting_for_login_shows_its_qr(server: Server) -> None:
     r = server.get("/api/sessions/shop/qr.svg")
     assert r.status == 200 and r.headers["content-type"].startswith("image/svg+xml")
     assert b"<svg" in r.body
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["status", "--json"]])
+def test_the_web_stack_is_imported_only_by_serve(db_path: Path, argv: list[str]) -> None:
+    from wabulk.queue import Queue
+
+    Queue(db_path).close()
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "wabulk", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines() if "|" in line}
+    assert not imported & {"fastapi", "starlette", "uvicorn", "multipart"}

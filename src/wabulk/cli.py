@@ -926,6 +926,7 @@ def demo(
     out.print(f"Report: {result.export_path}")
     out.print(f"What the simulated WhatsApp received: {result.simulator_log}")
     out.print(f"Look around: wabulk --db {result.settings.db} status")
+    out.print(f"Or in a browser: wabulk --db {result.settings.db} serve  (open the URL it prints)")
     if result.exit_code == exitcodes.SOME_FAILED:
         # The sample list holds a number that is not on WhatsApp on purpose: its failure is the demo
         # working, not the demo failing.
