@@ -48,6 +48,10 @@ AUTO_PAUSE_PREFIX = "auto-paused"
 UNKNOWN_OUTCOME_CLASS = "unknown_outcome"
 EVENTS_PAGE = 500
 MAX_LISTED = 50  # message ids listed in one notification
+# A worker on another host is reported dead after this long without a heartbeat: longer than the 30 s after
+# which a new worker may take its session, so a slow browser step is not a death. On this host a process
+# that is gone is reported at once.
+DEAD_AFTER = 120.0
 
 
 def pid_alive(pid: int) -> bool:
@@ -178,7 +182,7 @@ class Watcher:
 
         now = self.clock()
         n = 0
-        for w in self.queue.workers():
+        for w in self.queue.workers(stale_after=DEAD_AFTER):
             gone = w.host == self.host and not pid_alive(w.pid)
             if w.alive and not gone:
                 continue
