@@ -214,3 +214,19 @@ def test_targets_are_described_without_secrets(target: str, shown: str) -> None:
     from wabulk.notify import describe
 
     assert describe(target) == shown
+
+
+def test_the_last_pass_gives_back_what_it_has_no_time_for(db_path: Path) -> None:
+    receiver = Receiver()
+    config = NotifyConfig(targets=["url:" + receiver.url])
+    with Queue(db_path) as q:
+        Watcher(q, config.targets, undelivered_after=60).scan_events()
+        for i in range(3):
+            store.add(q.conn, config.targets, kind="job_completed", key=f"k{i}", data={}, now=time.time())
+        n = Notifier(db_path, config).deliver_due(q, deadline=time.monotonic() - 1)
+        assert n == 0 and receiver.bodies() == []
+        rows = q.conn.execute("SELECT attempts, lease_until FROM notifications").fetchall()
+        assert rows == [(0, None)] * 3  # not tried, not leased: the next process delivers them at once
+        assert Notifier(db_path, config).deliver_due(q) == 3
+    assert len(receiver.bodies()) == 3
+    receiver.down()

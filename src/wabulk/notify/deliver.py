@@ -207,16 +207,21 @@ class Notifier:
         deadline = time.monotonic() + FINAL_PASS_SECONDS
         while time.monotonic() < deadline:
             try:
-                if not self.deliver_due(queue):
+                if not self.deliver_due(queue, deadline=deadline):
                     return
             except Exception:
                 log.exception("notifications: the last pass failed")
                 return
 
-    def deliver_due(self, queue: Queue) -> int:
-        """Deliver every due notification of this process's targets once; returns how many were tried."""
+    def deliver_due(self, queue: Queue, *, deadline: float | None = None) -> int:
+        """Deliver every due notification of this process's targets once; returns how many were tried.
+        Past ``deadline`` (monotonic) the rest are given back untried, for the next notifying process."""
         due = store.claim_due(queue.conn, self.config.targets, now=self.clock())
-        for n in due:
+        for i, n in enumerate(due):
+            if deadline is not None and time.monotonic() >= deadline:
+                for rest in due[i:]:
+                    store.release(queue.conn, rest.id)
+                return i
             try:
                 deliver_one(n, secret=self.config.secret)
             except WabulkError as e:

@@ -164,6 +164,13 @@ def failed(conn: sqlite3.Connection, nid: str, *, error: str, retry_at: float) -
     )
 
 
+def release(conn: sqlite3.Connection, nid: str) -> None:
+    """Give a claimed notification back untried (its attempt does not count)."""
+    conn.execute(
+        "UPDATE notifications SET lease_until = NULL, attempts = max(attempts - 1, 0) WHERE id = ?", (nid,)
+    )
+
+
 def failing(conn: sqlite3.Connection, *, min_attempts: int) -> list[Notification]:
     """Undelivered notifications that failed at least ``min_attempts`` times (``status`` shows them)."""
     if not _has_table(conn):
