@@ -123,7 +123,7 @@ def test_upload_preview_queue_watch_pause_resume_export(e2e: E2E, driver: Any, d
         wait_for(lambda: cell(driver, 1, "pending") == "6", 15, "the queued job on the page")
         assert e2e.job(1)["name"] == "spring.csv"
 
-        worker = e2e.run("s", "--min-delay", "1", "--max-delay", "1.5", until_done=False)
+        worker = e2e.run("s", "--min-delay", "1.5", "--max-delay", "2", until_done=False)
         # Live progress: the counts change on the page without a reload.
         wait_for(lambda: cell(driver, 1, "sent") not in ("", "0"), 60, "the first sent message on the page")
         assert driver.execute_script("return window.__sameDocument === true")
