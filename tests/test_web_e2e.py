@@ -199,7 +199,9 @@ def test_a_refusal_inside_the_library_is_unsupported_browser(sim: Any, settings:
 def test_an_expired_2026_qr_is_reloaded_by_a_click_on_the_code(sim: Any, settings: Settings) -> None:
     # two payloads, then the QR expires under "Select to reload QR code" (no button in this era): a third
     # and fourth payload only come after a click on the code's container
-    sim.configure(qr_rotate_ms=300, qr_max_rotations=1)
+    # 1.5 s per code: the scan must land while the fourth code is still fresh (300 ms lost that race under
+    # load: the code expired again before the scan, which only links pages showing a live code).
+    sim.configure(qr_rotate_ms=1500, qr_max_rotations=1)
     seen: list[str] = []
 
     def on_qr(payload: str) -> None:
