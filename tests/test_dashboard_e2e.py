@@ -165,5 +165,14 @@ def test_upload_preview_queue_watch_pause_resume_export(e2e: E2E, driver: Any, d
         assert {r["status"] for r in rows} == {"sent"}
         worker.proc.terminate()
         worker.wait(20)
+
+        # The API reference renders from /openapi.json with the page's cookie, no CDN needed.
+        driver.get(f"{server.base}/api")
+        wait_for(
+            lambda: driver.find_elements("css selector", '[data-endpoint="POST /api/jobs/{job_id}/pause"]'),
+            15,
+            "the API reference",
+        )
+        assert driver.find_elements("css selector", '[data-endpoint="POST /api/jobs"]')
     finally:
         server.stop()

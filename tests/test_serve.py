@@ -230,6 +230,7 @@ def test_the_dashboard_needs_the_token(server: Server) -> None:
     assert request("GET", server.base + "/").status == 401
     assert request("GET", server.base + "/?token=wrong").status == 401
     assert request("GET", server.base + "/docs").status == 401
+    assert request("GET", server.base + "/api").status == 401
     assert request("GET", server.base + "/openapi.json").status == 401
     spec = server.get("/openapi.json").json()
     assert "/api/jobs/{job_id}/pause" in spec["paths"]

@@ -83,7 +83,9 @@ def run_server(
     shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
     echo(f"wabulk serve: database {settings.db}")
     echo(f"Dashboard: http://{shown}:{bound}/?token={token}")
-    echo(f"API: http://{shown}:{bound}/api/status (header 'Authorization: Bearer <token>'); docs at /docs")
+    echo(
+        f"API: http://{shown}:{bound}/api/status (header 'Authorization: Bearer <token>'); reference at /api"
+    )
     sys.stdout.flush()
     from wabulk.notify.deliver import NotifyConfig
     from wabulk.notify.service import start_notifier

@@ -135,10 +135,16 @@ def create_app(settings: Settings, *, token: str, max_upload: int = DEFAULT_MAX_
             response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
         return response
 
+    @app.get("/api", include_in_schema=False)
+    def api_reference() -> HTMLResponse:
+        # The OpenAPI page without third-party scripts (/docs is FastAPI's Swagger UI, from a CDN).
+        page = resources.files("wabulk.serve").joinpath("static/api.html").read_text(encoding="utf-8")
+        return HTMLResponse(page, headers=_page_headers())
+
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
         # A fixed set of names: the request never chooses a path.
-        files = {"app.js": "text/javascript", "app.css": "text/css"}
+        files = {"app.js": "text/javascript", "app.css": "text/css", "api.js": "text/javascript"}
         if name not in files:
             return JSONResponse({"error": "not found"}, status_code=404)
         body = resources.files("wabulk.serve").joinpath("static/" + name).read_bytes()
