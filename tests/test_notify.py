@@ -230,3 +230,24 @@ def test_the_last_pass_gives_back_what_it_has_no_time_for(db_path: Path) -> None
         assert Notifier(db_path, config).deliver_due(q) == 3
     assert len(receiver.bodies()) == 3
     receiver.down()
+
+
+def test_a_fleet_passes_the_notify_options_to_every_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    import wabulk.fleet
+
+    seen: dict[str, object] = {}
+
+    def fake_fleet(settings: object, names: list[str], args: list[str], **kw: object) -> int:
+        seen.update(names=names, args=args)
+        return 0
+
+    monkeypatch.setattr(wabulk.fleet, "run_fleet", fake_fleet)
+    r = CliRunner().invoke(
+        app,
+        ["run", "--sessions", "a,b", "--notify", "http://127.0.0.1:9/h", "--notify-cmd", "logger -t wabulk"],
+    )
+    assert r.exit_code == 0, r.output
+    args = seen["args"]
+    assert isinstance(args, list)
+    assert args[args.index("--notify") + 1] == "http://127.0.0.1:9/h"
+    assert args[args.index("--notify-cmd") + 1] == "logger -t wabulk"
