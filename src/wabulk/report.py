@@ -99,7 +99,8 @@ def status_report(
         sessions=session_rows(queue, summaries, workers, now, pace=pace, pauses=pauses),
         attention=attention(summaries, workers)
         + safety_lines(queue, summaries, unknown, pauses, orphan_after=orphan_after_seconds())
-        + attention_lines(summaries, receipts, after),
+        + attention_lines(summaries, receipts, after)
+        + notification_lines(queue),
     )
 
 
@@ -133,6 +134,20 @@ def safety_lines(
                 "only its chat can tell whether it went out"
             )
     return lines
+
+
+# A notification that failed this many deliveries in a row is reported (it is still retried).
+NOTIFY_FAILING_AFTER = 3
+
+
+def notification_lines(queue: Queue) -> list[str]:
+    """``status --check`` lines for notifications that keep failing (one per target)."""
+    from .notify import describe, failing_summary
+
+    return [
+        f"{count} notification(s) to {describe(target)} keep failing (last error: {error})"
+        for target, count, error in failing_summary(queue.conn, min_attempts=NOTIFY_FAILING_AFTER)
+    ]
 
 
 def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[str]:
