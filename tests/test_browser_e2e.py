@@ -76,7 +76,7 @@ def _send_and_get(wa: WhatsAppSender, sim: Any, body: str, phone: str = PHONE, *
     return got[0]
 
 
-@pytest.mark.parametrize("era", ["2023", "2025", "2026"])
+@pytest.mark.parametrize("era", ["2023", "2025", "2026", "2026-09"])
 def test_each_page_version(wa: WhatsAppSender, simulator: Any, era: str) -> None:
     simulator.configure(ui_era=era)
     rec = _send_and_get(wa, simulator, f"hello from the {era} page")
@@ -175,13 +175,18 @@ def test_message_left_on_the_clock_is_a_confirm_timeout_then_verified(
     since = time.time()
     old = wa.timeouts.confirm
     wa.timeouts.confirm = 2.0
+    snaps: list[models.ChatSnapshot] = []
     try:
         with pytest.raises(errors.ConfirmTimeout, match="pending"):
-            wa.send("+14155550199", "held on the clock")
+            wa.send("+14155550199", "held on the clock", before_send=snaps.append)
     finally:
         wa.timeouts.confirm = old
     # WhatsApp has it in its outbox: verify_sent finds it, so the worker will not send it twice
-    assert wa.verify_sent("+14155550199", "held on the clock", since).sent
+    found = wa.verify_sent("+14155550199", "held on the clock", since, known=snaps[0])
+    assert found.sent and found.tick == models.TICK_PENDING and found.message_ref
+    # without the snapshot (a stamp from before ids were recorded) the bubble's minute cannot tell it from
+    # an identical earlier message: unknown, never "absent"
+    assert wa.verify_sent("+14155550199", "held on the clock", since).outcome == models.VERIFY_UNKNOWN
 
 
 def test_offline_is_reported_and_nothing_is_sent(wa: WhatsAppSender, simulator: Any) -> None:
@@ -195,13 +200,26 @@ def test_offline_is_reported_and_nothing_is_sent(wa: WhatsAppSender, simulator: 
     assert _new(simulator, before) == []
 
 
-def test_verify_sent_true_and_false(wa: WhatsAppSender, simulator: Any) -> None:
+def test_verify_sent_by_message_id(wa: WhatsAppSender, simulator: Any) -> None:
+    _send_and_get(wa, simulator, "an earlier message", phone="+14155550111")
     since = time.time()
-    _send_and_get(wa, simulator, "verify me ✅", phone="+14155550111")
-    assert wa.verify_sent("+14155550111", "verify me ✅", since).sent
-    assert not wa.verify_sent("+14155550111", "verify me", since).sent  # exact text only
-    assert not wa.verify_sent("+14155550111", "verify me ✅", since + 120).sent  # a later minute
-    assert not wa.verify_sent("+14155550122", "verify me ✅", since).sent  # another chat
+    snaps: list[models.ChatSnapshot] = []
+    rec = _send_and_get(wa, simulator, "verify me ✅", phone="+14155550111", before_send=snaps.append)
+    known = snaps[0]
+    assert known.readable and known.count >= 1 and len(known.ids) == known.count
+    found = wa.verify_sent("+14155550111", "verify me ✅", since, known=known)
+    assert found.sent and found.message_ref and rec["id"] in found.message_ref
+    # exact text only; the chat is readable (the bubbles from before the send are shown): absent
+    other = wa.verify_sent("+14155550111", "verify me", since, known=known)
+    assert other.absent, other
+    # the bubble is in the snapshot of a later send: it is not that later message
+    after = models.ChatSnapshot(ids=(*known.ids, str(found.message_ref)), count=known.count + 1)
+    assert wa.verify_sent("+14155550111", "verify me ✅", since, known=after).absent
+    # another chat, empty before and after the (never made) send
+    empty = wa.verify_sent("+14155550122", "verify me ✅", since, known=models.ChatSnapshot())
+    assert empty.absent, empty
+    # without a snapshot, an empty chat proves nothing (the reader may be blind): unknown
+    assert wa.verify_sent("+14155550122", "verify me ✅", since).outcome == models.VERIFY_UNKNOWN
 
 
 @pytest.mark.parametrize("kind", ["window", "computer"])

@@ -178,6 +178,30 @@ def test_two_sessions_on_the_grid_deliver_exactly_once(
         e2e.cleanup()
 
 
+@pytest.mark.browser
+@pytest.mark.timeout(180)
+def test_a_headless_grid_browser_is_relaunched_as_chrome_and_the_2026_09_page_serves_it(
+    grid: tuple[str, Path], sim: Any, tmp_path: Path
+) -> None:
+    """The node's headless Chromium announces itself as HeadlessChrome, which the 2026 page refuses: wabulk
+    reads that from the browser, relaunches it with the token replaced and logs in through the Grid."""
+    url, grid_log = grid
+    sim.configure(**{**SIM_E2E, "ui_era": "2026-09"})  # refuse_headless is on in this era
+    e2e = E2E(sim=sim, home=tmp_path / "home", base=800)
+    try:
+        before = len(sim.state.snapshot()["refusals"])
+        start = len(grid_log.read_text())
+        login_through_grid(e2e, "a", url)
+        assert len(sim.state.snapshot()["refusals"]) == before  # the page never saw HeadlessChrome
+        log = grid_log.read_text()[start:]
+        # asked the Grid once (headless), then once more with the user agent flag
+        assert log.count("Session created by the Distributor") == 2, log[-3000:]
+        assert log.count("--user-agent=Mozilla") == 1, log[-3000:]
+    finally:
+        e2e.cleanup()
+        sim.configure(**SIM_E2E)
+
+
 def test_a_grid_that_is_down_gives_one_clear_error_line(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = {k: v for k, v in os.environ.items() if not k.startswith("WABULK_")}

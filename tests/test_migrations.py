@@ -46,6 +46,7 @@ def test_fresh_database_gets_every_migration(db_path: Path) -> None:
             "m004_receipts",
             "m005_enqueue_counts",
             "m006_fail_closed",
+            "m007_notifications",
         ]
     )
     tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

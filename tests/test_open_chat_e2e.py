@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import make_browser_settings
-from wabulk import dom, errors
+from wabulk import dom, errors, models
 from wabulk import selectors as S
 from wabulk import session as sess
 from wabulk.sender import WhatsAppSender
@@ -47,7 +47,7 @@ def wa(simulator_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def inpage(wa: WhatsAppSender, simulator: Any) -> Iterator[WhatsAppSender]:
     """The shared browser in in-page mode, back on the main page after each test."""
     wa.open_chat_method = "inpage"
-    wa._inpage_failures = 0
+    wa.chats.inpage_failures = 0
     yield wa
     wa.open_chat_method = "inpage"
 
@@ -62,16 +62,16 @@ def _received(sim: Any, before: int) -> list[tuple[str, str]]:
     return [(m["phone"], m["text"]) for m in sim.messages()[before:]]
 
 
-@pytest.mark.parametrize("era", ["2023", "2025", "2026"])
+@pytest.mark.parametrize("era", ["2023", "2025", "2026", "2026-09"])
 def test_inpage_sends_to_several_numbers_each_once_never_into_the_previous_chat(
     inpage: WhatsAppSender, simulator: Any, era: str
 ) -> None:
     # A slow lookup keeps the previous chat on screen for a while after Enter: typing early would hit it.
     simulator.configure(ui_era=era, lookup_ms=900)
     _reload(inpage, simulator.url)
-    numbers = [f"+1415{era}{i:03d}" for i in range(3)]
+    numbers = [f"+1415{era.replace('-', '')}{i:03d}" for i in range(3)]
     sends = [(numbers[0], f"first to A ({era}) 👋"), (numbers[1], f"then B ({era})\nline two")]
-    if era == "2026":  # the full round on the newest page only (each send costs the lookup)
+    if era == "2026-09":  # the full round on the newest page only (each send costs the lookup)
         sends += [(numbers[2], f"then C ({era})"), (numbers[0], f"A again ({era})")]
     before = len(simulator.messages())
     for phone, body in sends:
@@ -103,11 +103,12 @@ def test_inpage_invalid_number_is_not_on_whatsapp_and_the_next_send_works(
 
 def test_verify_sent_opens_the_chat_in_page(inpage: WhatsAppSender, simulator: Any) -> None:
     since = time.time()
-    inpage.send("+14155550779", "verify me in-page")
-    inpage.send("+14155550780", "another chat in between")
-    assert inpage.verify_sent("+14155550779", "verify me in-page", since).sent
+    snaps: list[models.ChatSnapshot] = []
+    inpage.send("+14155550779", "verify me in-page", before_send=snaps.append)
+    inpage.send("+14155550780", "another chat in between", before_send=snaps.append)
+    assert inpage.verify_sent("+14155550779", "verify me in-page", since, known=snaps[0]).sent
     assert inpage.last_open_method == "inpage"
-    assert not inpage.verify_sent("+14155550780", "verify me in-page", since).sent
+    assert inpage.verify_sent("+14155550780", "verify me in-page", since, known=snaps[1]).absent
     assert inpage.read_receipt("+14155550779", "verify me in-page", since) in ("sent", "delivered", "read")
 
 

@@ -78,7 +78,10 @@ def test_candidates_are_ordered_newest_first() -> None:
         for key in ("Attach", "plus-rounded", "'plus'", "attach-menu-plus", "clip")
     ]
     assert order == sorted(order)
-    assert S.MEDIA_INPUT.resolved[0][1].endswith("[accept='image/*']")  # 2026 before 2020-25
+    media = [e for _, e in S.MEDIA_INPUT.resolved]  # 2026-09, then 2026, then 2020-25
+    assert media[0].endswith("[accept='image/*,video/*,image/webp']") and media[1].endswith(
+        "[accept='image/*']"
+    )
 
 
 def test_texts_cover_old_and_new_wordings() -> None:
@@ -196,3 +199,99 @@ def test_mask_numbers_hides_phone_like_runs_only() -> None:
     assert dom.mask_numbers("true_972501234567@c.us") == "true_•••67@c.us"
     assert dom.mask_numbers("at 12:30, 3/4/2026") == "at 12:30, 3/4/2026"
     assert dom.safe_name("send +14155550123 / x") == "send-x-x"
+
+
+# --- selectors as data, for real: every selector the code uses is in ALL, and only those ----------------
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "wabulk"
+
+
+def _selector_uses() -> dict[str, set[str]]:
+    """Selector name → the modules that reference it (``S.NAME`` on the selectors module, or a name
+    imported from it), outside selectors.py and the simulator."""
+    import ast
+
+    used: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel == "selectors.py" or rel.startswith("simulator/"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases: set[str] = set()
+        direct: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                for a in node.names:
+                    if a.name == "selectors":
+                        aliases.add(a.asname or a.name)
+                    elif (node.module or "").endswith("selectors"):
+                        direct.add(a.asname or a.name)
+        for node in ast.walk(tree):
+            name = None
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+            ):
+                name = node.attr
+            elif isinstance(node, ast.Name) and node.id in direct:
+                name = node.id
+            value = getattr(S, name, None) if name else None
+            if isinstance(value, S.Selector):
+                used.setdefault(value.name, set()).add(rel)
+    return used
+
+
+def test_every_selector_the_code_uses_is_in_all_and_every_one_in_all_is_used() -> None:
+    used = _selector_uses()
+    in_all = {s.name for s in S.ALL}
+    assert set(used) - in_all == set(), "used but not in selectors.ALL (doctor would not check them)"
+    # doctor only checks; a selector nothing else uses is dead weight in the report
+    only_doctor = {n for n, mods in used.items() if mods == {"doctor.py"}}
+    assert in_all - set(used) == set() and only_doctor == set()
+    # and every Selector defined in the module is listed
+    defined = {v.name for v in vars(S).values() if isinstance(v, S.Selector)}
+    assert defined == in_all
+
+
+def test_page_scripts_carry_no_selector_of_their_own() -> None:
+    import re
+
+    from wabulk.web import scripts
+
+    names = scripts.names()
+    assert {"bubbles", "probe", "chat_identity", "lib_matches"} <= set(names)
+    literal = re.compile(r"""(['"])((?:(?!\1).)*)\1""")
+    selectorish = re.compile(
+        r"\[(data-|aria-|role|title|dir)|#main|#pane-side|#side|selectable|copyable|tail-|msg-"
+    )
+    query = re.compile(r"""(querySelector(All)?|closest|matches)\(\s*['"]""")
+    for name in names:
+        text = (SRC / "web" / "js" / f"{name}.js").read_text(encoding="utf-8")
+        code = "\n".join(line.split("//")[0] for line in text.splitlines())  # comments may name them
+        assert not query.search(code), f"{name}.js queries a literal selector"
+        bad = [m.group(2) for m in literal.finditer(code) if selectorish.search(m.group(2))]
+        assert bad == [], f"{name}.js carries selectors: {bad}"
+
+
+def test_no_selector_literals_in_python_outside_selectors_py() -> None:
+    import re
+
+    pattern = re.compile(r"""['"][^'"]*(\[data-|\[aria-|span\.selectable|#main|#pane-side)""")
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel == "selectors.py" or rel.startswith("simulator/"):
+            continue
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{rel}:{i}: {line.strip()}")
+    assert offenders == []
+
+
+def test_scripts_load_with_their_libraries() -> None:
+    from wabulk.web import scripts
+
+    bubbles = scripts.script("bubbles")
+    assert "function matches(" in bubbles and "function textOf(" in bubbles
+    assert "function textOf(" not in scripts.script("probe")

@@ -17,6 +17,7 @@ from wabulk import selectors as S
 from wabulk import session as sess
 from wabulk.doctor import check_binaries, check_files
 from wabulk.settings import Settings
+from wabulk.web import chat
 
 
 def probe(
@@ -341,24 +342,25 @@ def test_chat_title_digits_ignore_formatting_and_bidi_marks() -> None:
     assert sender.title_digits("Alice") == "" and sender.title_digits(None) == ""
 
 
-class _Opener(sender.WhatsAppSender):
-    """A sender whose page-level steps are scripted: records which way each chat was opened."""
+class _Opener(chat.ChatOpener):
+    """A chat opener whose page-level steps are scripted: records which way each chat was opened."""
 
     def __init__(self, tmp_path: Path, inpage_result: BaseException | None, usable: bool = True) -> None:
-        super().__init__(_settings(tmp_path), open_chat="auto")
+        wa = sender.WhatsAppSender(_settings(tmp_path), open_chat="auto")
+        super().__init__(wa.browser, wa.settings.web_url, "default", "auto")
         self.inpage_result = inpage_result
         self.usable = usable
         self.calls: list[str] = []
 
-    def _inpage_usable(self) -> bool:
+    def inpage_usable(self) -> bool:
         return self.usable
 
-    def _open_chat_inpage(self, phone: str) -> None:
+    def open_inpage(self, phone: str) -> None:
         self.calls.append("inpage")
         if self.inpage_result is not None:
             raise self.inpage_result
 
-    def _open_chat_deeplink(self, phone: str) -> None:
+    def open_deeplink(self, phone: str) -> None:
         self.calls.append("deeplink")
 
 
@@ -366,7 +368,7 @@ def test_auto_uses_in_page_and_falls_back_to_the_deep_link_once_on_a_transient_f
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ok = _Opener(tmp_path, None)
-    ok.open_chat("+14155550123")
+    ok.open("+14155550123")
     assert ok.calls == ["inpage"]
     for failure in (
         errors.SelectorNotFound("new_chat_button", ("x",), 2.0),
@@ -374,7 +376,7 @@ def test_auto_uses_in_page_and_falls_back_to_the_deep_link_once_on_a_transient_f
     ):
         op = _Opener(tmp_path, failure)
         with caplog.at_level("WARNING", logger="wabulk.sender"):
-            op.open_chat("+14155550123")
+            op.open("+14155550123")
         assert op.calls == ["inpage", "deeplink"]
     assert "in-page chat opening failed" in caplog.text and "using the deep link" in caplog.text
 
@@ -394,16 +396,85 @@ def test_auto_does_not_retry_with_the_deep_link_what_it_would_meet_again(
 ) -> None:
     op = _Opener(tmp_path, failure)
     with pytest.raises(type(failure)):
-        op.open_chat("+14155550123")
+        op.open("+14155550123")
     assert op.calls == ["inpage"]
 
 
 def test_auto_uses_the_deep_link_when_the_page_is_not_loaded_or_in_page_keeps_failing(tmp_path: Path) -> None:
     cold = _Opener(tmp_path, None, usable=False)
-    cold.open_chat("+14155550123")
+    cold.open("+14155550123")
     assert cold.calls == ["deeplink"]
     broken = _Opener(tmp_path, errors.SelectorNotFound("new_chat_button", ("x",), 2.0))
     for _ in range(sender.INPAGE_GIVE_UP + 2):
-        broken.open_chat("+14155550123")
+        broken.open("+14155550123")
     tries = sender.INPAGE_GIVE_UP
     assert broken.calls == ["inpage", "deeplink"] * tries + ["deeplink"] * 2
+
+
+# --- the one wait both chat-opening ways share ------------------------------------------------------------
+
+
+class _Page:
+    """A browser whose probes are scripted: each snapshot() returns the next (state, probe)."""
+
+    def __init__(self, *states: tuple[str, dict[str, Any]]) -> None:
+        self.states = list(states)
+        self.driver = None
+        self.dismissed = 0
+
+    def snapshot(self) -> tuple[str, dict[str, Any]]:
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+    def dismiss_whats_new(self, p: dict[str, Any]) -> bool:
+        if "What's new" in " ".join(p.get("dialogs") or ()):
+            self.dismissed += 1
+            return True
+        return False
+
+
+def _wait(page: _Page, takeovers: list[int] | None = None) -> chat.PageWait:
+    return chat.PageWait(page, "s", lambda: (takeovers if takeovers is not None else []).append(1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "error"),
+    [
+        (sess.RESTRICTED, errors.AccountRestricted),
+        (sess.BLOCKED, errors.Blocked),
+        (sess.QR, errors.NotLoggedIn),
+        (sess.LOGGED_OUT, errors.NotLoggedIn),
+    ],
+)
+def test_the_shared_wait_raises_what_no_waiting_can_fix(state: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        _wait(_Page((state, probe()))).step()
+
+
+def test_the_shared_wait_closes_whats_new_hands_takeovers_over_and_reads_invalid_numbers() -> None:
+    page = _Page((sess.MAIN, probe(dialogs=("What's new on WhatsApp Web Continue",))), (sess.CHAT, probe()))
+    st, _, dialogs = _wait(page).step()
+    assert (st, dialogs, page.dismissed) == (sess.CHAT, "", 1)
+    takeovers: list[int] = []
+    page = _Page((sess.TAKEOVER_WINDOW, probe()), (sess.CHAT, probe("compose_box")))
+    assert _wait(page, takeovers).step()[0] == sess.CHAT and takeovers == [1]
+    page = _Page((sess.MAIN, probe(dialogs=("The phone number +1 555 isn't on WhatsApp. OK",))))
+    with pytest.raises(errors.NotOnWhatsApp, match="isn't on WhatsApp"):
+        _wait(page).step()
+
+
+def test_the_shared_wait_gives_a_flapping_connection_a_moment_then_says_offline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(chat.time, "monotonic", lambda: now[0])
+    wait = _wait(_Page((sess.OFFLINE, probe("main_screen"))))
+    wait.step()
+    now[0] += dom.MINI / 2
+    wait.step()  # still within the grace
+    now[0] += dom.MINI
+    with pytest.raises(errors.Offline):
+        wait.step()
+    # offline with the chat's compose box usable is not a reason to stop opening it
+    ok = _wait(_Page((sess.OFFLINE, probe("main_screen", "compose_box"))))
+    now[0] += 10 * dom.MINI
+    assert ok.step()[0] == sess.OFFLINE and ok.step()[0] == sess.OFFLINE

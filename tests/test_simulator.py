@@ -239,7 +239,7 @@ def test_reset_forgets_everything(sim: Simulator) -> None:
     sim.configure(ui_era="2025")
     assert call(sim, "POST", "/__sim/reset", {})[0] == 200
     assert sim.messages() == [] and sim.devices() == []
-    assert sim.config["ui_era"] == "2026"
+    assert sim.config["ui_era"] == "2026-09"
     assert sim.log_path.read_text() == ""
 
 
@@ -314,3 +314,145 @@ def test_foreground_server_keeps_messages_when_killed(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --- era 2026-09 ------------------------------------------------------------------------------------------
+HEADLESS_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "HeadlessChrome/140.0.0.0 Safari/537.36"
+)
+CHROME_UA = HEADLESS_UA.replace("HeadlessChrome/", "Chrome/")
+
+
+def page(sim: Simulator, path: str, user_agent: str) -> tuple[int, str, dict[str, str]]:
+    req = urllib.request.Request(sim.url + path, headers={"User-Agent": user_agent})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, resp.read().decode(), dict(resp.headers)
+
+
+def test_new_config_keys_validate(sim: Simulator) -> None:
+    cfg = sim.state.configure(
+        {
+            "fail_sends": ["+1 555 000 1111"],
+            "restricted": 1,
+            "page_error": "storage_full",
+            "refuse_headless": None,
+        }
+    )
+    assert cfg["fail_sends"] == ["15550001111"] and cfg["restricted"] is True
+    assert cfg["page_error"] == "storage_full" and cfg["refuse_headless"] is None
+    assert (cfg["bubble_ids"], cfg["whats_new"], cfg["sw_caches_refusal"]) == (True, False, False)
+    status, err = call(sim, "POST", "/__sim/config", {"page_error": "disk"})
+    assert status == 400 and "page_error" in err["error"]
+    status, _ = call(sim, "POST", "/__sim/config", {"ui_era": "2026-09"})
+    assert status == 200
+    assert sim.config["ui_era"] == "2026-09"
+    assert Simulator().config["ui_era"] == "2026-09"  # the live page of 2026 is the default
+
+
+@pytest.mark.parametrize("token", ["HeadlessChrome/140.0.0.0", "Electron/31.0.0", "WhatsApp/2.2412.54"])
+def test_2026_09_refuses_headless_electron_and_whatsapp_user_agents(sim: Simulator, token: str) -> None:
+    ua = CHROME_UA.replace("Chrome/140.0.0.0", token)
+    sim.configure(ui_era="2026")
+    assert 'id="sim-page"' in page(sim, "/", ua)[1] and "unsupported-browser" not in page(sim, "/", ua)[1]
+    assert sim.state.snapshot()["refuse_headless"] is False
+    sim.configure(ui_era="2026-09")
+    assert sim.state.snapshot()["refuse_headless"] is True and sim.config["refuse_headless"] is None
+    status, body, _ = page(sim, "/send?phone=15551230000&text=hi", ua)
+    assert status == 200
+    assert 'data-screen="unsupported-browser"' in body and "WhatsApp works with Google Chrome 100+" in body
+    assert "app.js" not in body and "serviceWorker" not in body  # no app; no worker unless asked for
+    (refusal,) = sim.state.snapshot()["refusals"]
+    assert refusal["user_agent"] == ua and refusal["path"] == "/send"
+    # the same request with a normal Chrome UA gets the app, told to check navigator.userAgent itself
+    _, body, _ = page(sim, "/", CHROME_UA)
+    assert "app.js" in body and '{"refuse_headless": true, "sw_caches_refusal": false}' in body
+    # the api.whatsapp.com stand-in is another site: not refused
+    assert "app.js" in page(sim, "/api-landing/send/?phone=1", ua)[1]
+    sim.configure(refuse_headless=False)
+    assert "app.js" in page(sim, "/", ua)[1]
+
+
+def test_refusal_page_registers_the_service_worker_only_when_asked(sim: Simulator) -> None:
+    sim.configure(ui_era="2026-09", sw_caches_refusal=True)
+    _, body, _ = page(sim, "/", HEADLESS_UA)
+    assert "navigator.serviceWorker" in body and "/__sim/sw.js" in body
+    _, sw, headers = page(sim, "/__sim/sw.js", CHROME_UA)
+    assert headers["Service-Worker-Allowed"] == "/" and "javascript" in headers["Content-Type"]
+    assert "/__sim/refused.html" in sw
+    _, cached, _ = page(sim, "/__sim/refused.html?via=service-worker", CHROME_UA)
+    assert 'data-sim-refusal="service-worker"' in cached and "unsupported-browser" in cached
+
+
+def test_kind_is_recorded_for_every_message(sim: Simulator) -> None:
+    token = link_device(sim)
+    sends = [
+        ({"text": "hi"}, "text"),
+        ({"text": "cap", "attachment": {"name": "a.jpg", "size": 3, "type": "image/jpeg"}}, "image"),
+        ({"text": "", "attachment": {"name": "v.mp4", "size": 3, "type": "video/mp4"}}, "video"),
+        ({"text": "", "attachment": {"name": "a.pdf", "size": 3, "type": "application/pdf"}}, "document"),
+        (
+            {"text": "", "attachment": {"name": "s.png", "size": 3, "type": "image/png"}, "kind": "sticker"},
+            "sticker",
+        ),
+        (
+            {
+                "text": "",
+                "attachment": {"name": "photo.png", "size": 3, "type": "image/png"},
+                "kind": "document",
+            },
+            "document",
+        ),
+    ]
+    for i, (extra, _) in enumerate(sends):
+        status, _ = call(
+            sim, "POST", "/__sim/api/send", {"token": token, "id": f"K{i}", "phone": "15551230000", **extra}
+        )
+        assert status == 200
+    assert [m["kind"] for m in sim.messages()] == [kind for _, kind in sends]
+    status, err = call(
+        sim, "POST", "/__sim/api/send", {"token": token, "id": "K9", "phone": "1555", "kind": "gif"}
+    )
+    assert status == 400 and "kind" in err["error"]
+
+
+def test_fail_sends_are_not_logged_and_end_failed(sim: Simulator) -> None:
+    token = link_device(sim)
+    sim.configure(fail_sends=["15550001111"], sent_ms=0)
+    status, body = call(
+        sim, "POST", "/__sim/api/send", {"token": token, "id": "F1", "phone": "15550001111", "text": "no"}
+    )
+    assert status == 200
+    assert sim.messages() == []
+    _, chat = call(sim, "GET", f"/__sim/api/chat?token={token}&phone=15550001111")
+    assert [(m["id"], m["status"], m["dir"]) for m in chat] == [("F1", "failed", "out")]
+    assert [m["id"] for m in sim.state.snapshot()["failed"]] == ["F1"]
+    # a retry of the same page message id does not turn into a delivered one
+    call(sim, "POST", "/__sim/api/send", {"token": token, "id": "F1", "phone": "15550001111", "text": "no"})
+    assert sim.messages() == []
+
+
+def test_restricted_refuses_sends_until_lifted(sim: Simulator) -> None:
+    token = link_device(sim)
+    body = {"token": token, "id": "R1", "phone": "15551230000", "text": "hi"}
+    sim.configure(restricted=True)
+    status, err = call(sim, "POST", "/__sim/api/send", body)
+    assert (status, err["error"]) == (403, "restricted")
+    assert sim.messages() == []
+    sim.configure(restricted=False)
+    assert call(sim, "POST", "/__sim/api/send", body)[0] == 200
+
+
+def test_incoming_messages_join_the_chat_in_time_order(sim: Simulator) -> None:
+    token = link_device(sim)
+    call(sim, "POST", "/__sim/api/send", {"token": token, "id": "O1", "phone": "14155550123", "text": "out"})
+    status, rec = call(
+        sim, "POST", "/__sim/incoming", {"phone": "+1 415-555-0123", "text": "back", "name": "Ann"}
+    )
+    assert status == 200 and rec["phone"] == "14155550123" and rec["name"] == "Ann"
+    _, chat = call(sim, "GET", f"/__sim/api/chat?token={token}&phone=14155550123")
+    assert [(m["text"], m["dir"]) for m in chat] == [("out", "out"), ("back", "in")]
+    assert [m["text"] for m in sim.messages()] == ["out"]  # the log is what the page sent
+    _, poll = call(sim, "GET", f"/__sim/api/poll?page=p1&token={token}&chats=1")
+    assert poll["chats"][0]["text"] == "back" and poll["chats"][0]["status"] == "incoming"
+    assert call(sim, "POST", "/__sim/incoming", {"text": "x"})[0] == 400

@@ -80,7 +80,7 @@ def test_hidden_lease_option_reaches_the_worker(monkeypatch: pytest.MonkeyPatch)
 
     seen = {}
 
-    def fake_run_worker(settings: object, config: worker.WorkerConfig) -> int:
+    def fake_run_worker(settings: object, config: worker.WorkerConfig, **_: object) -> int:
         seen["lease"] = config.lease_seconds
         return 0
 

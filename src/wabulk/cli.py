@@ -30,7 +30,7 @@ app = typer.Typer(
     name="wabulk",
     help="Send personalised WhatsApp messages in bulk through WhatsApp Web, safely and resumably.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -805,6 +805,25 @@ def run(
         ),
     ] = None,
     remote_url: RemoteUrl = None,
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--notify",
+            envvar="WABULK_NOTIFY",
+            help="POST signed JSON to this URL when a human should know (repeatable; secret: "
+            "WABULK_NOTIFY_SECRET).",
+            show_default=False,
+        ),
+    ] = None,
+    notify_cmd: Annotated[
+        str | None,
+        typer.Option(
+            "--notify-cmd",
+            envvar="WABULK_NOTIFY_CMD",
+            help="Run this shell command with the notification's JSON on stdin.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the worker: send queued messages through one WhatsApp session, paced like a human.
 
@@ -862,9 +881,18 @@ def run(
                     args.append(flag)
             if headless is not None:
                 args.append("--headless" if headless else "--headed")
+            for url in notify or ():
+                args += ["--notify", url]
+            if notify_cmd:
+                args += ["--notify-cmd", notify_cmd]
             code = run_fleet(settings, names, args, config=config)
         else:
-            code = run_worker(settings, config)
+            from .notify.service import worker_notifications
+
+            with worker_notifications(
+                settings.db, names[0], urls=notify or (), commands=[notify_cmd] if notify_cmd else ()
+            ) as hook:
+                code = run_worker(settings, config, on_event=hook)
     raise typer.Exit(code)
 
 
@@ -947,6 +975,7 @@ def demo(
     out.print(f"Report: {result.export_path}")
     out.print(f"What the simulated WhatsApp received: {result.simulator_log}")
     out.print(f"Look around: wabulk --db {result.settings.db} status")
+    out.print(f"Or in a browser: wabulk --db {result.settings.db} serve  (open the URL it prints)")
     if result.exit_code == exitcodes.SOME_FAILED:
         # The sample list holds a number that is not on WhatsApp on purpose: its failure is the demo
         # working, not the demo failing.
@@ -968,6 +997,70 @@ def simulator(
     with _errors():
         code = sim_main(["--port", str(port)])
     raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (non-loopback needs an explicit token).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0 = any free one).")] = 8787,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="WABULK_API_TOKEN",
+            help="The API/dashboard token (default: a new one, printed in the dashboard URL).",
+            show_default=False,
+        ),
+    ] = None,
+    max_upload: Annotated[
+        int,
+        typer.Option(
+            "--max-upload", envvar="WABULK_SERVE_MAX_UPLOAD", min=1024, help="Largest upload, bytes."
+        ),
+    ] = 20 * 1024 * 1024,
+    notify: Annotated[
+        list[str] | None,
+        typer.Option("--notify", envvar="WABULK_NOTIFY", help="Also notify this URL (as `run --notify`)."),
+    ] = None,
+    notify_cmd: Annotated[
+        str | None, typer.Option("--notify-cmd", envvar="WABULK_NOTIFY_CMD", help="Also run this command.")
+    ] = None,
+) -> None:
+    """Run the HTTP API and web dashboard on the queue (it never sends: workers stay `wabulk run`).
+
+    Example: wabulk serve --port 8787   (then open the printed URL; it carries the token once)
+    """
+    from .serve import run_server
+
+    with _errors():
+        code = run_server(
+            _settings(),
+            host=host,
+            port=port,
+            token=token or None,
+            max_upload=max_upload,
+            notify=notify or (),
+            notify_cmd=[notify_cmd] if notify_cmd else (),
+        )
+    raise typer.Exit(code)
+
+
+@app.command()
+def backup(
+    file: Annotated[Path, typer.Argument(help="Where to write the copy (a new file).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")] = False,
+) -> None:
+    """Copy the queue database consistently while workers keep running (SQLite's online backup).
+
+    Example: wabulk backup /var/backups/wabulk-$(date +%F).db
+    """
+    from .backup import backup as do_backup
+
+    with _errors():
+        result = do_backup(_settings().db, file, overwrite=force)
+    typer.echo(f"Backed up to {result.path} ({result.bytes} bytes).")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
+from . import selectors as S
 from .selectors import TEXTS, Selector
 from .settings import ensure_private_dir
 
@@ -133,10 +134,10 @@ def is_dead_browser(exc: BaseException) -> bool:
 # --- debug captures ---------------------------------------------------------------------------------------
 
 
-_HIDE_CSS = (
-    "#main header span[title], #pane-side span[title], [data-testid='cell-frame-container'] span[title]"
-    " { filter: blur(7px) !important; }"
-)
+def _hide_css() -> str:
+    """CSS that blurs chat names (``selectors.PRIVATE_TITLES``) for a screenshot."""
+    css = ", ".join(expr for kind, expr in S.PRIVATE_TITLES.resolved if kind == "css")
+    return css + " { filter: blur(7px) !important; }"
 
 
 def save_debug(driver: Any, debug_dir: Path, label: str) -> str | None:
@@ -162,15 +163,13 @@ def save_debug(driver: Any, debug_dir: Path, label: str) -> str | None:
     except Exception:  # noqa: BLE001 - best effort
         pass
     try:
-        driver.execute_script(
-            "var s=document.createElement('style');s.id='__wabulk_hide';s.textContent=arguments[0];"
-            "document.head.appendChild(s);",
-            _HIDE_CSS,
-        )
+        from .web import scripts
+
+        scripts.run(driver, "hide_titles", _hide_css())
         # Created empty and private first: save_screenshot then writes into the 0600 file.
         os.close(os.open(f"{stem}.png", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         driver.save_screenshot(f"{stem}.png")
-        driver.execute_script("var s=document.getElementById('__wabulk_hide'); if (s) s.remove();")
+        scripts.run(driver, "unhide_titles")
     except Exception:  # noqa: BLE001 - best effort
         pass
     return str(stem)
@@ -237,77 +236,20 @@ def find(
 
 # --- the page probe ---------------------------------------------------------------------------------------
 
-# matches(kind, expr): every element one selector candidate ("css" or "xpath") finds, in document order;
-# none when this browser cannot parse it (a candidate written for another era must not end the search).
-# A prefix for the scripts that walk a Selector's candidates in the page (here and in sender.py).
-MATCHES_JS = r"""
-function matches(kind, expr) {
-  try {
-    if (kind === 'css') return Array.from(document.querySelectorAll(expr));
-    const r = document.evaluate(expr, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null);
-    const out = [];
-    for (let j = 0; j < r.snapshotLength; j++) out.push(r.snapshotItem(j));
-    return out;
-  } catch (e) { return []; }
-}
-"""
-
-# One round trip that reports which selectors match (first matching candidate index), the dialogs' texts,
-# the app text outside chats (for takeover/offline/ban wording), the QR payload and the URL. Message
-# content (#main, #pane-side, .copyable-text) is skipped so a message *saying* "Use here" cannot fool it.
-PROBE_JS = (
-    MATCHES_JS
-    + r"""
-const sels = arguments[0];
-function vis(el) { return !!(el && el.isConnected && el.getClientRects().length); }
-function first(cands) {
-  for (let i = 0; i < cands.length; i++) {
-    const el = matches(cands[i][0], cands[i][1]).find(vis);
-    if (el) return [i, el];
-  }
-  return null;
-}
-const matched = {};
-let qrRef = null;
-for (const name in sels) {
-  const hit = first(sels[name]);
-  matched[name] = hit ? hit[0] : -1;
-  if (name === 'qr_code' && hit) qrRef = hit[1].getAttribute('data-ref');
-}
-function appText(root) {
-  const out = [];
-  const w = document.createTreeWalker(root, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT, {
-    acceptNode(n) {
-      if (n.nodeType === 1) {
-        if (n.id === 'main' || n.id === 'pane-side' || n.tagName === 'SCRIPT' || n.tagName === 'STYLE' ||
-            (n.classList && n.classList.contains('copyable-text'))) return NodeFilter.FILTER_REJECT;
-        return NodeFilter.FILTER_SKIP;
-      }
-      return NodeFilter.FILTER_ACCEPT;
-    }});
-  let n, len = 0;
-  while ((n = w.nextNode()) && len < 20000) {
-    const t = n.data.trim();
-    if (t) { out.push(t); len += t.length; }
-  }
-  return out.join(' ');
-}
-const dialogs = [];
-for (const d of document.querySelectorAll("[role='dialog'], [data-animate-modal-popup='true']")) {
-  if (!vis(d)) continue;
-  const t = ((d.getAttribute('aria-label') || '') + ' ' + (d.innerText || '')).trim();
-  if (t && !dialogs.includes(t)) dialogs.push(t);
-}
-return {matched: matched, dialogs: dialogs, text: document.body ? appText(document.body) : '',
-        url: location.href, qr_ref: qrRef, title: document.title};
-"""
-)
-
 
 def probe(driver: Any, selectors: tuple[Selector, ...]) -> dict[str, Any]:
-    """Run :data:`PROBE_JS` for ``selectors``; returns ``{matched, dialogs, text, url, qr_ref, title}``."""
-    payload = {s.name: [list(c) for c in s.resolved] for s in selectors}
-    result = driver.execute_script(PROBE_JS, payload)
+    """Run the page probe (``web/js/probe.js``) for ``selectors``.
+
+    Returns ``{matched, dialogs, text, url, qr_ref, title}``."""
+    from .web import scripts
+
+    args = {
+        "sels": {s.name: scripts.cands(s) for s in selectors},
+        "dialogs": scripts.cands(S.DIALOG),
+        "skip": scripts.cands(S.PRIVATE_CONTENT),
+        "qr": {"name": S.QR_CODE.name, "attr": S.QR_PAYLOAD_ATTRIBUTE},
+    }
+    result = scripts.run(driver, "probe", args)
     if not isinstance(result, dict):  # e.g. a page without a body mid-navigation
         return {"matched": {}, "dialogs": [], "text": "", "url": "", "qr_ref": None, "title": ""}
     return result

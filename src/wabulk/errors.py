@@ -179,6 +179,23 @@ class TakeoverFailed(SessionError):
     error_class = "takeover"
 
 
+class UnsupportedBrowser(ConfigError):
+    """WhatsApp Web refused the browser ("WhatsApp works with Google Chrome"): its user agent gave it away
+    (HeadlessChrome). Not retried: the fix is a setting (WABULK_USER_AGENT, or a display)."""
+
+
+class AccountRestricted(SessionError):
+    """WhatsApp restricts the account on linked devices (the chat shows a block bar instead of the
+    composer): nothing can be sent until it lifts, and no message is to blame."""
+
+    error_class = "restricted"
+
+
+class PageError(BrowserError):
+    """WhatsApp Web shows an error screen instead of the app (database error, browser storage full) and a
+    reload did not help."""
+
+
 class SendRefused(WabulkError):
     """The queue refused the send stamp although the lease holds: the job was stopped or paused, the number
     opted out, or the message's send budget is used up. Nothing may be sent; the queue has already settled

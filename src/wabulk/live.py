@@ -41,6 +41,8 @@ _STYLES = {
     "logged_out": "yellow",
     "lease_lost": "yellow",
     "qr": "cyan",
+    "restricted": "bold yellow",
+    "restricted_lifted": "green",
 }
 
 

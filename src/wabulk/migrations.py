@@ -299,6 +299,48 @@ def m006_fail_closed(db: Database) -> None:
     )
 
 
+@migrations()
+def m007_notifications(db: Database) -> None:
+    """The notifications outbox, its per-target cursor over ``events``, and each session's login QR.
+
+    ``notifications`` holds one row per (target, key): ``key`` names what it is about (``job_completed:3``,
+    ``worker_died:<worker id>``), so two processes noticing the same thing queue it once. ``id`` is the
+    de-duplication id receivers see. A row is ``pending`` until a 2xx answer (or exit 0) marks it
+    ``delivered``; ``lease_until`` keeps two delivering processes off the same row. ``notify_cursors``
+    remembers, per target, the last ``events`` row turned into notifications. ``session_qr`` is the QR
+    payload a worker waiting for a login shows, so ``wabulk serve`` can show it too.
+    """
+    db.executescript(
+        """
+        CREATE TABLE notifications (
+            id TEXT PRIMARY KEY,
+            target TEXT NOT NULL,
+            key TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','delivered')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            lease_until REAL,
+            last_error TEXT,
+            delivered_at REAL,
+            UNIQUE (target, key)
+        );
+        CREATE INDEX notifications_due ON notifications (status, next_attempt_at);
+        CREATE TABLE notify_cursors (
+            target TEXT PRIMARY KEY,
+            last_event_id INTEGER NOT NULL
+        );
+        CREATE TABLE session_qr (
+            session TEXT PRIMARY KEY,
+            payload TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        """
+    )
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 # How the worker's auto-pause reasons start (worker.py): such a pause needs a human.
 AUTO_PAUSE_PREFIX = "auto-paused"
+# The worker state of a session whose account WhatsApp restricts (worker.py): a human should know.
+RESTRICTED_STATE = "restricted"
 
 
 class StatusReport:
@@ -97,7 +99,8 @@ def status_report(
         sessions=session_rows(queue, summaries, workers, now, pace=pace, pauses=pauses),
         attention=attention(summaries, workers)
         + safety_lines(queue, summaries, unknown, pauses, orphan_after=orphan_after_seconds())
-        + attention_lines(summaries, receipts, after),
+        + attention_lines(summaries, receipts, after)
+        + notification_lines(queue),
     )
 
 
@@ -133,9 +136,24 @@ def safety_lines(
     return lines
 
 
+# A notification that failed this many deliveries in a row is reported (it is still retried).
+NOTIFY_FAILING_AFTER = 3
+
+
+def notification_lines(queue: Queue) -> list[str]:
+    """``status --check`` lines for notifications that keep failing (one per target)."""
+    from .notify import describe, failing_summary
+
+    return [
+        f"{count} notification(s) to {describe(target)} keep failing (last error: {error})"
+        for target, count, error in failing_summary(queue.conn, min_attempts=NOTIFY_FAILING_AFTER)
+    ]
+
+
 def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[str]:
-    """Why a human should look at these jobs (login, auto-pause, pending work without a live worker), one
-    reason per line; empty when all is well. Undelivered messages are ``receipts.attention_lines``."""
+    """Why a human should look at these jobs (login, auto-pause, pending work without a live worker, a
+    restricted session), one reason per line; empty when all is well. Undelivered messages are
+    ``receipts.attention_lines``."""
     reasons: list[str] = []
     live = [w for w in workers if w.alive]
     for s in summaries:
@@ -150,6 +168,12 @@ def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[st
             sessions = set(job.sessions)
             if not any(not sessions or w.session in sessions for w in live):
                 reasons.append(f"job {job.id} ({job.name}) has pending messages and no live worker")
+    for w in live:
+        if w.state == RESTRICTED_STATE:
+            reasons.append(
+                f"session {w.session!r} is restricted by WhatsApp (linked devices): it sends nothing until "
+                "the restriction lifts (re-checked by its worker); other sessions go on"
+            )
     return reasons
 
 

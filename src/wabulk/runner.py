@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import exitcodes
 from .errors import SessionBusy, WabulkError
+from .events import WorkerEvent
 from .models import Transport
 from .worker import Worker, WorkerConfig
 
@@ -115,11 +116,13 @@ def run_worker(
     transport: Transport | None = None,
     console: Any = None,
     clock: Callable[[], float] = time.time,
+    on_event: Callable[[WorkerEvent], None] | None = None,
 ) -> int:
     """Everything ``wabulk run`` does: open the queue (synchronous=FULL), set up logs and the live view
     (Rich when ``console`` is a terminal, plain lines otherwise), build the browser transport lazily,
     install signal handlers and run. Returns the exit code. Raises SessionBusy when another live worker
-    uses the session, and the transport's errors when the browser cannot start at all."""
+    uses the session, and the transport's errors when the browser cannot start at all. ``on_event`` also
+    gets every worker event (after the live view)."""
     from .live import LiveView
     from .logs import setup_logging, teardown_logging
     from .queue import Queue
@@ -134,7 +137,14 @@ def run_worker(
             from .sender import WhatsAppSender
 
             transport = WhatsAppSender(settings, session=config.session)
-        worker = Worker(queue, transport, config, clock=clock, on_event=view.handle)
+        handle = view.handle
+        if on_event is not None:  # e.g. the notifications' QR hook, after the live view
+
+            def handle(ev: WorkerEvent) -> None:
+                view.handle(ev)
+                on_event(ev)
+
+        worker = Worker(queue, transport, config, clock=clock, on_event=handle)
         worker.register()  # before the browser starts: a second worker on this session is refused at once
         fs = network_filesystem(queue.path)
         if fs is not None:

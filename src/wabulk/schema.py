@@ -15,4 +15,5 @@ NAMES: tuple[str, ...] = (
     "m004_receipts",
     "m005_enqueue_counts",
     "m006_fail_closed",
+    "m007_notifications",
 )

@@ -65,8 +65,6 @@ _BTN = "(self::button or @role='button')"
 
 # --- page-level states ------------------------------------------------------------------------------
 
-APP = Selector("app", ("#app",), WHERE_ANY, "the SPA root (all eras)")
-
 LOADING = Selector(
     "loading",
     (
@@ -137,18 +135,6 @@ MAIN = Selector(
     "logged-in main screen (chat list)",
 )
 
-SEARCH_BOX = Selector(
-    "search_box",
-    (
-        "input[aria-label='Search or start a new chat']",  # INPUT in 2025-26
-        "#side input[role='textbox']",
-        "div[contenteditable='true'][data-tab='3']",  # older
-        "div[title='Search input textbox']",
-    ),
-    WHERE_MAIN,
-    "chat search box",
-)
-
 # In-page chat opening (sender's "inpage" method): the New chat button in the chat list's header opens a
 # drawer whose "Search name or number" box takes a full number; Enter runs the same number lookup as the
 # deep link ("Starting chat", then the chat or the invalid-number popup) without reloading the app.
@@ -202,6 +188,10 @@ CHAT = Selector(
 CHAT_TITLE = Selector(
     "chat_title",
     (
+        # 2026: no title attribute anywhere in the header; the name or number is the span's text.
+        "#main header [data-testid='conversation-info-header-chat-title']",
+        "header[data-testid='conversation-header'] [data-testid='conversation-info-header-chat-title']",
+        "#main header [role='button'] span[dir='auto']",
         "#main header span[dir='auto'][title]",
         "#main header span[title]",
         "header[data-testid='conversation-header'] span[title]",
@@ -239,13 +229,6 @@ SEND_BUTTON = Selector(
     "send button (shown only while the compose box has text)",
 )
 
-VOICE_BUTTON = Selector(
-    "voice_button",
-    ("#main footer button[aria-label='Voice message']", "#main footer span[data-icon='ptt']"),
-    WHERE_CHAT,
-    "microphone (shown while the compose box is empty)",
-)
-
 ATTACH_BUTTON = Selector(
     "attach_button",
     (
@@ -263,6 +246,9 @@ ATTACH_BUTTON = Selector(
 MEDIA_INPUT = Selector(
     "media_input",
     (
+        # 2026-09: created by "Photos & videos" (the sticker item's input is accept='image/*': attach.py
+        # takes the input the chosen item created, and this list only where an era keeps them in the menu).
+        "input[type='file'][accept='image/*,video/*,image/webp']",
         "input[type='file'][accept='image/*']",  # 2026
         "input[type='file'][accept='image/*,video/mp4,video/3gpp,video/quicktime']",  # 2020-25
         "input[type='file'][accept^='image/']",
@@ -296,6 +282,9 @@ CAPTION_BOX = Selector(
 MEDIA_SEND = Selector(
     "media_send_button",
     (
+        # 2026: "Send 1 selected" (N files)
+        "[role='dialog'] div[role='button'][aria-label^='Send '][aria-label$=' selected']",
+        "[role='dialog'] button[aria-label^='Send '][aria-label$=' selected']",
         "[role='dialog'] div[role='button'][aria-label='Send']",
         "[role='dialog'] button[aria-label='Send']",
         "[role='dialog'] span[data-icon='wds-ic-send-filled']",
@@ -335,31 +324,18 @@ USE_HERE = Selector(
     "'Use here' on the another-window / another-computer screen",
 )
 
-OUTGOING_BUBBLE = Selector(
-    "outgoing_bubble",
-    (
-        "#main [data-id]:has(.message-out)",  # 2018-2025: div.message-out inside the row
-        "#main [data-id^='true_']",  # older ids: true_<jid>_<ID> is outgoing
-        "#main [data-id]:has(span[aria-label='You:'])",
-        "#main [data-id]:has([data-icon='tail-out'])",
-        # 2026: no message-out; only outgoing messages carry a status (ack) icon.
-        "#main [data-id]:has([data-icon^='msg-time'], [data-icon^='msg-check'], [data-icon^='msg-dblcheck'])",
-        "#main [data-id]:has([aria-label=' Pending '], [aria-label=' Sent '], [aria-label=' Delivered '],"
-        " [aria-label=' Read '])",
-    ),
-    WHERE_CHAT,
-    "an outgoing message row (carries data-id)",
-)
-
 MESSAGE_TEXT = Selector(
     "message_text",
     (
+        # 2026: the class is gone in some builds; the testid can carry several tokens. Never the
+        # [data-pre-plain-text] container itself: it also holds the time and the tick's icon title.
+        "[data-pre-plain-text] span[data-testid~='selectable-text']",
+        "span[data-testid~='selectable-text']",
         "[data-pre-plain-text] span.selectable-text",
         "span.selectable-text",
-        "[data-pre-plain-text]",
     ),
     WHERE_CHAT,
-    "text inside a bubble (searched inside the bubble)",
+    "text span inside a bubble (searched inside the bubble)",
 )
 
 MESSAGE_PRE_PLAIN = Selector(
@@ -387,15 +363,169 @@ OFFLINE_ICON = Selector(
     "offline butterbar icon (older)",
 )
 
+# --- reading messages (searched inside one message row unless said otherwise) -------------------------
+
+MESSAGE_ROW = Selector(
+    "message_row",
+    ("#main div[role='row']", "#main [data-id]"),
+    WHERE_CHAT,
+    "a message row in the open chat (a row and its [data-id] child are one message)",
+)
+# The attribute that holds a message's id: "3EB0…" (2026, bare) or "true_<jid>_<id>" (older).
+MESSAGE_ID_ATTRIBUTE = "data-id"
+# ... and the one that holds "[HH:MM, date] Name: " on MESSAGE_PRE_PLAIN.
+PRE_PLAIN_ATTRIBUTE = "data-pre-plain-text"
+# The attribute of QR_CODE that holds the QR payload ("<ref>,<key>,<key>,<secret>,WEB").
+QR_PAYLOAD_ATTRIBUTE = "data-ref"
+
+AUTHOR_LABEL = Selector(
+    "author_label",
+    ("span[aria-label$=':']",),
+    WHERE_CHAT,
+    "the screen-reader author label of a bubble: 'You:' on ours (TEXTS['own_author']), a name on theirs",
+)
+
+OUTGOING_MARK = Selector(
+    "outgoing_mark",
+    (
+        "[data-icon='tail-out']",  # 2026: only on the first bubble of a series
+        "[data-id^='true_']",  # older ids: true_<jid>_<ID> is outgoing
+        ".message-out",  # 2018-2025 (no such class in 2026)
+    ),
+    WHERE_CHAT,
+    "a marker of our own message when it has no author label",
+)
+
+INCOMING_MARK = Selector(
+    "incoming_mark",
+    ("[data-icon='tail-in']", "[data-id^='false_']", ".message-in"),
+    WHERE_CHAT,
+    "a marker of a received message",
+)
+
+READ_MORE = Selector(
+    "read_more",
+    ("[role='button']", "button"),
+    WHERE_CHAT,
+    "buttons inside a bubble; the one whose text is TEXTS['read_more'] means the text is cut",
+)
+
+IMAGE_BLOCK = Selector("image_block", ("[data-testid='image-msg']",), WHERE_CHAT, "a photo in a bubble")
+VIDEO_BLOCK = Selector("video_block", ("[data-testid='video-msg']",), WHERE_CHAT, "a video in a bubble")
+DOCUMENT_BLOCK = Selector(
+    "document_block", ("[data-testid='document-msg']",), WHERE_CHAT, "a document in a bubble"
+)
+STICKER_BLOCK = Selector("sticker_block", ("[data-testid='sticker-msg']",), WHERE_CHAT, "a sticker")
+AUDIO_BLOCK = Selector("audio_block", ("[data-testid='audio-msg']",), WHERE_CHAT, "an audio file")
+MEDIA_BLOCK = Selector(
+    "media_block",
+    ("[data-testid='media-msg']",),
+    WHERE_CHAT,
+    "a photo or a video in a bubble (older builds do not say which)",
+)
+
+# --- attach menu (2026: the file input appears only after an item is chosen) ------------------------
+
+ATTACH_MEDIA_ITEM = Selector(
+    "attach_media_item",
+    (
+        "[role='menu'] [role='menuitem'][aria-label='Photos & videos']",
+        "[role='menuitem'][aria-label='Photos & videos']",
+        "li[role='button'][aria-label='Photos & videos']",
+        _x(f"//*[(@role='menuitem' or {_BTN}) and normalize-space(.)='Photos & videos']"),
+    ),
+    WHERE_ATTACH_MENU,
+    "the attach menu's 'Photos & videos' item (never 'New sticker')",
+)
+
+ATTACH_DOCUMENT_ITEM = Selector(
+    "attach_document_item",
+    (
+        "[role='menu'] [role='menuitem'][aria-label='Document']",
+        "[role='menuitem'][aria-label='Document']",
+        "li[role='button'][aria-label='Document']",
+        _x(f"//*[(@role='menuitem' or {_BTN}) and normalize-space(.)='Document']"),
+    ),
+    WHERE_ATTACH_MENU,
+    "the attach menu's 'Document' item",
+)
+
+FILE_INPUT = Selector(
+    "file_input",
+    ("input[type='file']",),
+    WHERE_ATTACH_MENU,
+    "any file input (the one a chosen attach item created, or the one inside it in older builds)",
+)
+
+NEW_CHAT_RESULT_TITLE = Selector(
+    "new_chat_result_title",
+    ("[title]",),
+    WHERE_MAIN,
+    "the element of a New chat result row that carries the number in its title (searched inside the row)",
+)
+
+# --- page regions --------------------------------------------------------------------------------------
+
+CHAT_LIST = Selector(
+    "chat_list",
+    ("#pane-side", "div[aria-label='Chat list']", "[data-testid='chat-list']"),
+    WHERE_MAIN,
+    "the chat list (never clicked by the New chat result picker)",
+)
+
+PRIVATE_CONTENT = Selector(
+    "private_content",
+    ("#main", "#pane-side", ".copyable-text"),
+    WHERE_ANY,
+    "message content the page probe leaves out of the page text (a message saying 'Use here')",
+)
+
+PRIVATE_TITLES = Selector(
+    "private_titles",
+    (
+        "#main header span[title]",
+        "#main header [data-testid='conversation-info-header-chat-title']",
+        "#pane-side span[title]",
+        "[data-testid='cell-frame-container'] span[title]",
+    ),
+    WHERE_ANY,
+    "chat names blurred in debug screenshots",
+)
+
+# 2026: a restricted account's chats have no composer; the footer shows a block bar instead ("Your account
+# on linked devices is restricted. You can't start new chats right now."). Nothing can be sent until it lifts.
+RESTRICTED_BAR = Selector(
+    "restricted_bar",
+    (
+        "#main [data-testid~='block-message']",
+        "#main [data-testid~='reachout-timelock-compose-bar']",
+        "[data-testid~='block-message']",
+        "[data-testid~='reachout-timelock-compose-bar']",
+        _x("//*[@id='main']//*[contains(text(), 'account on linked devices is restricted')]"),
+    ),
+    WHERE_CHAT,
+    "the block bar that replaces a restricted account's composer (shown only while restricted)",
+)
+
+# 2026: "What's new on WhatsApp Web" modal after an update; it covers the page and swallows clicks and keys.
+WHATS_NEW_CONTINUE = Selector(
+    "whats_new_continue",
+    (
+        _x(f"//*[@role='dialog']//*[{_BTN} and normalize-space(.)='Continue']"),
+        _x(f"//*[@data-animate-modal-popup='true']//*[{_BTN} and normalize-space(.)='Continue']"),
+    ),
+    WHERE_DIALOG,
+    "the Continue button of the What's new modal",
+)
+
+
 # Every selector, for ``doctor`` and the state probe.
 ALL: tuple[Selector, ...] = (
-    APP,
     LOADING,
     QR_CODE,
     QR_CANVAS,
     QR_REFRESH,
     MAIN,
-    SEARCH_BOX,
     NEW_CHAT_BUTTON,
     NEW_CHAT_SEARCH,
     NEW_CHAT_RESULT,
@@ -403,7 +533,6 @@ ALL: tuple[Selector, ...] = (
     CHAT_TITLE,
     COMPOSE_BOX,
     SEND_BUTTON,
-    VOICE_BUTTON,
     ATTACH_BUTTON,
     MEDIA_INPUT,
     DOCUMENT_INPUT,
@@ -412,11 +541,30 @@ ALL: tuple[Selector, ...] = (
     DIALOG,
     DIALOG_OK,
     USE_HERE,
-    OUTGOING_BUBBLE,
     MESSAGE_TEXT,
     MESSAGE_PRE_PLAIN,
     STATUS_ICON,
     OFFLINE_ICON,
+    MESSAGE_ROW,
+    AUTHOR_LABEL,
+    OUTGOING_MARK,
+    INCOMING_MARK,
+    READ_MORE,
+    IMAGE_BLOCK,
+    VIDEO_BLOCK,
+    DOCUMENT_BLOCK,
+    STICKER_BLOCK,
+    AUDIO_BLOCK,
+    MEDIA_BLOCK,
+    ATTACH_MEDIA_ITEM,
+    ATTACH_DOCUMENT_ITEM,
+    FILE_INPUT,
+    NEW_CHAT_RESULT_TITLE,
+    CHAT_LIST,
+    PRIVATE_CONTENT,
+    PRIVATE_TITLES,
+    RESTRICTED_BAR,
+    WHATS_NEW_CONTINUE,
 )
 
 BY_NAME: dict[str, Selector] = {s.name: s for s in ALL}
@@ -475,6 +623,21 @@ TEXTS: dict[str, tuple[str, ...]] = {
         "failed to load",
     ),
     "loading": ("Loading your chats",),
+    # The author label on our own bubbles (2026, for screen readers; localised).
+    "own_author": ("You:",),
+    # The button that cuts a long message.
+    "read_more": ("Read more",),
+    # 2026: the page refuses a browser whose user agent says HeadlessChrome (or Electron, WhatsApp/).
+    "unsupported_browser": ("WhatsApp works with Google Chrome", "update Chrome"),
+    # 2026: a restricted account (the block bar in an open chat).
+    "restricted": ("account on linked devices is restricted", "You can't start new chats right now"),
+    # 2026: the What's new modal after an update.
+    "whats_new": ("What's new on WhatsApp Web",),
+    # 2026: screens that replace the app.
+    "database_error": ("A database error occurred",),
+    "storage_full": ("browser storage is full", "storage is full"),
+    # Expired QR: 2026 overlay on the code (click the code), older pages' reload button.
+    "qr_expired": ("Select to reload QR code", "Click to reload QR code"),
 }
 
 # Status icon data-icon values and trimmed aria-labels → tick state (models.TICK_*).
@@ -487,6 +650,8 @@ TICK_BY_DATA_ICON: dict[str, str] = {
     "status-dblcheck": "delivered",
     "msg-dblcheck-ack": "read",
     "status-dblcheck-ack": "read",
+    "message-fail": "failed",  # a send WhatsApp did not accept (no tick)
+    "msg-fail": "failed",
 }
 TICK_BY_LABEL: dict[str, str] = {
     "pending": "pending",
@@ -501,5 +666,8 @@ TICK_BY_SVG_TITLE: dict[str, str] = {
     "wds-ic-clock": "pending",
     "wds-ic-sent": "sent",
     "wds-ic-delivered": "sent",
-    "wds-ic-read": "read",
+    # Field test 2026-09-08: drawn for delivered (grey) AND read (blue): without an aria-label it only
+    # proves "delivered".
+    "wds-ic-read": "delivered",
+    "message-fail": "failed",
 }

@@ -19,6 +19,10 @@ ENV_REMOTE_URL = "WABULK_REMOTE_URL"
 ENV_PACE = "WABULK_PACE"
 ENV_SESSION = "WABULK_SESSION"
 ENV_OPEN_CHAT = "WABULK_OPEN_CHAT"
+# The browser's user agent (unset: a normal Chrome UA derived from the browser's own version).
+ENV_USER_AGENT = "WABULK_USER_AGENT"
+# How often a worker whose account WhatsApp restricts opens a chat again to see whether it lifted (seconds).
+ENV_RESTRICTED_RECHECK = "WABULK_RESTRICTED_RECHECK"
 
 DEFAULT_WEB_URL = "https://web.whatsapp.com"
 DEFAULT_SESSION = "default"
@@ -29,6 +33,7 @@ OPEN_CHAT_METHODS = ("deeplink", "inpage", "auto")
 DEFAULT_OPEN_CHAT = "auto"
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_LEASE_SECONDS = 120.0
+DEFAULT_RESTRICTED_RECHECK = 900.0
 CHROME_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 DRIVER_CANDIDATES = ("chromedriver",)
 
@@ -86,6 +91,22 @@ def parse_open_chat(value: str | None) -> str:
     return v
 
 
+def restricted_recheck_seconds() -> float:
+    """``WABULK_RESTRICTED_RECHECK`` (seconds, > 0), else the default of 15 minutes."""
+    raw = os.environ.get(ENV_RESTRICTED_RECHECK)
+    if raw is None or raw.strip() == "":
+        return DEFAULT_RESTRICTED_RECHECK
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{ENV_RESTRICTED_RECHECK} must be a number of seconds above 0 (got {raw!r})")
+    return value
+
+
 def default_headless() -> bool:
     """Headless unless a display exists (``WABULK_HEADLESS`` overrides)."""
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -107,6 +128,7 @@ class Settings:
     session: str = DEFAULT_SESSION
     open_chat: str = DEFAULT_OPEN_CHAT
     extra: dict[str, str] = field(default_factory=dict)
+    user_agent: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -122,6 +144,7 @@ class Settings:
             pace=os.environ.get(ENV_PACE) or DEFAULT_PACE,
             session=os.environ.get(ENV_SESSION) or DEFAULT_SESSION,
             open_chat=parse_open_chat(os.environ.get(ENV_OPEN_CHAT)),
+            user_agent=(os.environ.get(ENV_USER_AGENT) or "").strip() or None,
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -34,6 +34,7 @@ from tenacity import RetryCallState, stop_after_attempt, wait_exponential, wait_
 
 from . import exitcodes
 from .errors import (
+    AccountRestricted,
     BadInput,
     Blocked,
     BrowserError,
@@ -80,6 +81,7 @@ from .pacing import (
     make_profile,
     next_local_midnight,
 )
+from .settings import DEFAULT_RESTRICTED_RECHECK, restricted_recheck_seconds
 
 if TYPE_CHECKING:
     import datetime as _dt
@@ -136,6 +138,9 @@ class WorkerConfig:
     # growing: in-page sends over 1,000 chats doubled Chromium's memory and slowed every send (docs/
     # performance.md). A restart costs one WhatsApp Web start-up: seconds, against 100 paced sends.
     restart_browser_every: int = 100
+    # A restricted account (WhatsApp's block bar in its chats) opens a chat again after this many seconds
+    # (doubling up to 4x) to see whether the restriction lifted (WABULK_RESTRICTED_RECHECK).
+    restricted_recheck: float = DEFAULT_RESTRICTED_RECHECK
     # This many outcomes in a row that the chat could not tell (sent or not) pause the SESSION (its
     # workers stop claiming; other accounts go on): the page has probably changed under our reader.
     unknown_threshold: int = 3
@@ -181,6 +186,7 @@ def build_config(
         quiet_hours=quiet_hours,
         log_numbers=log_numbers,
         track_receipts=track_receipts,
+        restricted_recheck=restricted_recheck_seconds(),
     )
     if track_older_than is not None:
         config = replace(config, track_older_than=float(track_older_than))
@@ -240,6 +246,7 @@ class Worker:
         self._streaks: dict[int, tuple[str, int]] = {}
         self._session_failures = 0
         self._offline_streak = 0
+        self._restricted_streak = 0  # re-checks of a restricted account in a row (0: not restricted)
         self._page_reached = False  # whether WhatsApp Web has loaded once in this run
         self._last_heartbeat = float("-inf")
         self._last_jobs_refresh = float("-inf")
@@ -527,6 +534,8 @@ class Worker:
             return self._wait_for_network(e)
         except NotLoggedIn:
             return self._handle_logout(None)
+        except AccountRestricted as e:
+            return self._handle_restricted(None, e)
         except Blocked as e:
             return self._handle_blocked(None, e)
         except (TakeoverFailed, BrowserError) as e:
@@ -549,7 +558,7 @@ class Worker:
             job_ids=self.config.job_ids,
         )
         if claim is None:
-            self._set_state("idle")
+            self._set_state("restricted" if self._restricted_streak else "idle")
             return StepResult("idle")
         self._inflight, self._stamped, self._verified_claim = claim, False, None
         self._seen_jobs.add(claim.job_id)
@@ -725,6 +734,8 @@ class Worker:
             return self._handle_logout(claim)
         if isinstance(e, Blocked):
             return self._handle_blocked(claim, e)
+        if isinstance(e, AccountRestricted):
+            return self._handle_restricted(claim, e)
         if isinstance(e, TakeoverFailed):
             return self._handle_session_trouble(claim, e)
         if isinstance(e, Offline):
@@ -754,6 +765,7 @@ class Worker:
         self.queue.mark_sent(claim, tick=tick, session=self.config.session, at=self.clock())
         self.sent_this_run += 1
         self._offline_streak = 0
+        self._restriction_lifted()
         self._streaks.pop(claim.job_id, None)
         if self._first_send_known and self._first_send_at is None:
             self._first_send_at = self.clock()
@@ -986,6 +998,33 @@ class Worker:
         self._set_state("blocked")
         self._emit("blocked", reason, level=logging.ERROR)
         return StepResult("blocked", claim.message_id if claim else None, exit_code=exitcodes.ERROR)
+
+    def _handle_restricted(self, claim: Claim | None, e: AccountRestricted) -> StepResult:
+        """WhatsApp restricts the account on linked devices: nothing can be sent, no recipient is to blame.
+        The message goes back untried (no attempt spent; its send stamp, if any, stays, so it is checked
+        in the chat before any resend) and other sessions may take it; the jobs keep running. This worker
+        shows ``restricted`` and opens a chat again after a slow, growing wait; a send that then goes
+        through ends the restriction by itself."""
+        if claim is not None:
+            self.queue.release(claim, reason="account restricted")
+            self._emit("released", f"released {self._mask(claim.phone)}: account restricted", claim=claim)
+        self._restricted_streak += 1
+        base = self.config.restricted_recheck
+        wait = min(base * 2 ** (self._restricted_streak - 1), base * 4)
+        self._set_state("restricted")
+        log.debug("restricted: %s", e)
+        self._emit(
+            "restricted",
+            f"session {self.config.session!r} is restricted by WhatsApp on linked devices; other sessions "
+            f"go on; checking again in {wait:.0f}s",
+            level=logging.WARNING,
+        )
+        return StepResult("restricted", claim.message_id if claim else None, wait=wait)
+
+    def _restriction_lifted(self) -> None:
+        if self._restricted_streak:
+            self._restricted_streak = 0
+            self._emit("restricted_lifted", f"session {self.config.session!r} is no longer restricted")
 
     def _wait_for_network(self, e: Unreachable) -> StepResult:
         """WhatsApp Web was reachable earlier in this run and is not now: a network outage. Wait with a

@@ -27,8 +27,12 @@ from urllib.parse import parse_qs, urlsplit
 
 STATIC_DIR = Path(__file__).with_name("static")
 
-ERAS = ("2023", "2025", "2026")
+ERAS = ("2023", "2025", "2026", "2026-09")
 BLOCK_KINDS = ("temp_ban", "tos_block")
+PAGE_ERRORS = ("database", "storage_full")
+MESSAGE_KINDS = ("text", "image", "video", "document", "sticker", "audio")
+# User-Agent tokens the 2026 page refuses (whatsapp-web-dom.md §5: "Browser identity: headless is refused").
+REFUSED_UA_TOKENS = ("HeadlessChrome", "Electron", "WhatsApp/")
 TAKEOVER_KINDS = ("window", "computer")
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -43,7 +47,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "never_deliver": [],
     "hold_pending": [],
     "offline": False,
-    "ui_era": "2026",
+    "ui_era": "2026-09",  # the live page of 2026 (whatsapp-web-dom.md §5); older eras on demand
     "max_media_bytes": 16 * 1024 * 1024,
     "max_doc_bytes": 2 * 1024 * 1024 * 1024,
     "beforeunload": False,
@@ -52,6 +56,14 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "blocked": None,
     "file_inputs_always": False,
     "history_scope": "device",  # "device": a chat shows what this device sent; "account": all devices
+    # --- 2026-09 knobs (they work in every era unless noted) ---
+    "refuse_headless": None,  # None: the era decides (true in 2026-09 only); read at page load
+    "sw_caches_refusal": False,  # the refusal page registers a service worker that keeps serving it
+    "bubble_ids": True,  # 2026-09: false = message rows without data-id
+    "fail_sends": [],  # digits: sends to these numbers end on the message-fail icon, never logged
+    "restricted": False,  # the composer is replaced by the "account restricted" block bar
+    "whats_new": False,  # a "What's new" modal after boot, until Continue (per page load)
+    "page_error": None,  # None | "database" | "storage_full": the app is replaced by that screen
 }
 
 # A page that has not polled for this long is no longer "showing" its QR.
@@ -90,12 +102,27 @@ def _validate_config(updates: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{key} must be >= 0")
         elif key in ("delivered_ms", "read_ms"):
             value = None if value is None else float(value)
-        elif key in ("invalid_numbers", "never_deliver", "hold_pending"):
+        elif key in ("invalid_numbers", "never_deliver", "hold_pending", "fail_sends"):
             if isinstance(value, str):
                 value = [value]
             value = [_digits(v) for v in value]
-        elif key in ("offline", "beforeunload", "logged_in_default", "stall_boot", "file_inputs_always"):
+        elif key in (
+            "offline",
+            "beforeunload",
+            "logged_in_default",
+            "stall_boot",
+            "file_inputs_always",
+            "sw_caches_refusal",
+            "bubble_ids",
+            "restricted",
+            "whats_new",
+        ):
             value = bool(value)
+        elif key == "refuse_headless":
+            value = None if value is None else bool(value)
+        elif key == "page_error":
+            if value not in (None, *PAGE_ERRORS):
+                raise ValueError(f"page_error must be null or one of {', '.join(PAGE_ERRORS)}")
         elif key == "ui_era":
             value = str(value)
             if value not in ERAS:
@@ -107,6 +134,43 @@ def _validate_config(updates: dict[str, Any]) -> dict[str, Any]:
             raise ValueError("history_scope must be 'device' or 'account'")
         clean[key] = value
     return clean
+
+
+def _message_kind(kind: Any, attachment: dict[str, Any] | None) -> str:
+    """The log's ``kind``: what the page said it sent, else derived from the attachment's type."""
+    if kind is not None:
+        if kind not in MESSAGE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(MESSAGE_KINDS)}")
+        return str(kind)
+    if attachment is None:
+        return "text"
+    major = attachment["type"].split("/")[0]
+    return major if major in ("image", "video", "audio") else "document"
+
+
+UNSUPPORTED_TITLE = "WhatsApp works with Google Chrome 100+"
+UNSUPPORTED_TEXT = "To use WhatsApp, update Chrome or use Mozilla Firefox, Safari, Microsoft Edge or Opera."
+
+
+def refusal_html(via: str, register_worker: bool) -> str:
+    """The unsupported-browser page: no app, no QR, no polling (app.js draws the same DOM when it refuses).
+
+    ``via`` marks who served it (``http``, ``service-worker``) on ``<html data-sim-refusal>``, for tests;
+    ``register_worker``: register the service worker that keeps serving this page (``sw_caches_refusal``).
+    """
+    script = (
+        "<script>navigator.serviceWorker && navigator.serviceWorker.register('/__sim/sw.js', {scope: '/'})"
+        ".catch(function () {});</script>"
+        if register_worker
+        else ""
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en" dir="ltr" data-sim-refusal="{via}">\n'
+        '<head>\n<meta charset="utf-8">\n'
+        '<title>WhatsApp</title>\n<link rel="stylesheet" href="/__sim/static/app.css">\n</head>\n<body>\n'
+        '<div id="app"><div class="panel unsupported" data-screen="unsupported-browser">'
+        f"<h1>{UNSUPPORTED_TITLE}</h1><div>{UNSUPPORTED_TEXT}</div></div></div>\n{script}</body>\n</html>\n"
+    )
 
 
 def _fake_b64(nbytes: int) -> str:
@@ -128,6 +192,10 @@ class SimState:
         self.devices: dict[str, dict[str, Any]] = {}
         self.takeovers: dict[str, str] = {}  # device token -> "window" | "computer"
         self.pages: dict[str, dict[str, Any]] = {}  # page id -> {token, ref, refs, screen, last_poll}
+        # Not in the message log (WhatsApp never accepted them / the page did not send them); memory only.
+        self.failed: list[dict[str, Any]] = []  # sends to `fail_sends` numbers (end on message-fail)
+        self.incoming: list[dict[str, Any]] = []  # messages "from" contacts (POST /__sim/incoming)
+        self.refusals: list[dict[str, Any]] = []  # page requests refused for their User-Agent
         self._load()
 
     # --- persistence ------------------------------------------------------------------------------
@@ -189,6 +257,9 @@ class SimState:
             self.devices.clear()
             self.takeovers.clear()
             self.pages.clear()
+            self.failed.clear()
+            self.incoming.clear()
+            self.refusals.clear()
             fd = os.open(self.log_path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
             try:
                 os.fsync(fd)
@@ -297,6 +368,9 @@ class SimState:
         with self.lock:
             if msg_id in self.by_id:
                 return self.by_id[msg_id]
+            for done in self.failed:
+                if done["id"] == msg_id:
+                    return done
             attachment = body.get("attachment")
             if attachment is not None:
                 attachment = {
@@ -305,6 +379,7 @@ class SimState:
                     "type": str(attachment.get("type", "")),
                 }
             text = str(body.get("text", ""))
+            kind = _message_kind(body.get("kind"), attachment)
             rec = {
                 "id": msg_id,
                 "device": token,
@@ -312,11 +387,17 @@ class SimState:
                 "text": text,
                 "attachment": attachment,
                 "caption": text if attachment is not None else None,
+                "kind": kind,
                 "at": time.time(),
             }
-            self._append_log(rec)
-            self.messages.append(rec)
-            self.by_id[msg_id] = rec
+            if rec["phone"] in self.config["fail_sends"]:
+                # WhatsApp never accepts it: not logged; the bubble goes from the clock to message-fail
+                rec["failed"] = True
+                self.failed.append(rec)
+            else:
+                self._append_log(rec)
+                self.messages.append(rec)
+                self.by_id[msg_id] = rec
             lo, hi = self.config["sent_ms"]
             self.sent_delay[msg_id] = random.uniform(lo, hi) / 1000.0
             return rec
@@ -331,6 +412,8 @@ class SimState:
         first = self.sent_delay.get(rec["id"], cfg["sent_ms"][1] / 1000.0)
         if age < first:
             return "pending"
+        if rec.get("failed"):
+            return "failed"
         if rec["phone"] in cfg["never_deliver"] or cfg["delivered_ms"] is None:
             return "sent"
         delivered_at = first + cfg["delivered_ms"] / 1000.0
@@ -346,28 +429,65 @@ class SimState:
             return [{**rec, "status": self.status_of(rec, now)} for rec in self.messages]
 
     def chat(self, token: str, phone: str) -> list[dict[str, Any]]:
+        """One chat as the page shows it, oldest first: outgoing (``dir`` "out", with ``status``), failed
+        sends (status "failed" once due) and incoming messages (``dir`` "in")."""
         phone = _digits(phone)
         with self.lock:
             now = time.time()
             account = self.config["history_scope"] == "account"
-            return [
-                {**rec, "status": self.status_of(rec, now)}
-                for rec in self.messages
+            rows = [
+                {**rec, "dir": "out", "status": self.status_of(rec, now)}
+                for rec in [*self.messages, *self.failed]
                 if rec["phone"] == phone and (account or rec["device"] == token)
             ]
+            rows += [{**rec, "dir": "in"} for rec in self.incoming if rec["phone"] == phone]
+            rows.sort(key=lambda r: r["at"])
+            return rows
+
+    def add_incoming(self, phone: str, text: str, name: str | None = None) -> dict[str, Any]:
+        """A message from ``phone`` to this account: every linked page shows it in that chat."""
+        digits = _digits(phone)
+        if not digits:
+            raise ValueError("phone is required")
+        rec = {
+            "id": "3A" + secrets.token_hex(9).upper(),
+            "phone": digits,
+            "text": str(text),
+            "name": None if name is None else str(name),
+            "kind": "text",
+            "at": time.time(),
+        }
+        with self.lock:
+            self.incoming.append(rec)
+        return rec
+
+    def refuse_headless(self) -> bool:
+        """The effective ``refuse_headless``: the config's, or when it is null the era's (2026-09 only)."""
+        with self.lock:
+            refuse = self.config["refuse_headless"]
+            return self.config["ui_era"] == "2026-09" if refuse is None else bool(refuse)
+
+    def refuses(self, user_agent: str) -> bool:
+        """Whether a page load with this User-Agent gets the unsupported-browser page (per the config)."""
+        return self.refuse_headless() and any(tok in user_agent for tok in REFUSED_UA_TOKENS)
 
     def chats(self, token: str) -> list[dict[str, Any]]:
         """The chat list for a device: one entry per phone, most recent first."""
         with self.lock:
             account = self.config["history_scope"] == "account"
             last: dict[str, dict[str, Any]] = {}
-            for rec in self.messages:
-                if account or rec["device"] == token:
-                    last[rec["phone"]] = rec
+            mine = [r for r in [*self.messages, *self.failed] if account or r["device"] == token]
+            for rec in sorted([*mine, *self.incoming], key=lambda r: r["at"]):
+                last[rec["phone"]] = rec
             now = time.time()
             rows = sorted(last.values(), key=lambda r: r["at"], reverse=True)
             return [
-                {"phone": r["phone"], "text": r["text"], "at": r["at"], "status": self.status_of(r, now)}
+                {
+                    "phone": r["phone"],
+                    "text": r["text"],
+                    "at": r["at"],
+                    "status": self.status_of(r, now) if "device" in r else "incoming",
+                }
                 for r in rows
             ]
 
@@ -379,6 +499,10 @@ class SimState:
                 "takeovers": dict(self.takeovers),
                 "pages": [{k: v for k, v in p.items() if k != "refs"} for p in self.pages.values()],
                 "message_count": len(self.messages),
+                "failed": [dict(r) for r in self.failed],
+                "incoming": [dict(r) for r in self.incoming],
+                "refusals": [dict(r) for r in self.refusals],
+                "refuse_headless": self.refuse_headless(),  # effective (the config may say null)
             }
 
 
@@ -427,7 +551,14 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path
         try:
             if not path.startswith("/__sim/"):
-                self._static("index.html")
+                self._page(path)
+            elif path == "/__sim/refused.html":
+                self._send(
+                    200, refusal_html(q.get("via", "http"), False).encode(), "text/html; charset=utf-8"
+                )
+            elif path == "/__sim/sw.js":
+                # served from /__sim/ but controlling the whole origin, as the real page's worker does
+                self._static("sw.js", {"Service-Worker-Allowed": "/"})
             elif path.startswith("/__sim/static/"):
                 self._static(path[len("/__sim/static/") :])
             elif path == "/__sim/messages":
@@ -464,6 +595,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json({"count": state.logout(body.get("device"))})
             elif path == "/__sim/takeover":
                 self._json({"count": state.takeover(body.get("kind", "window"), body.get("device"))})
+            elif path == "/__sim/incoming":
+                rec = state.add_incoming(
+                    str(body.get("phone", "")), str(body.get("text", "")), body.get("name")
+                )
+                self._json(rec)
             elif path == "/__sim/reset":
                 state.reset()
                 self._json({"ok": True})
@@ -482,7 +618,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, str(exc))
 
     # --- page API ---------------------------------------------------------------------------------
-    def _static(self, name: str) -> None:
+    def _page(self, path: str) -> None:
+        """The app for every page route, or the unsupported-browser page for a refused User-Agent."""
+        state = self.server.state
+        ua = self.headers.get("User-Agent") or ""
+        landing = path.rstrip("/") == "/api-landing/send"  # stands for api.whatsapp.com: not the web app
+        with state.lock:
+            sw = bool(state.config["sw_caches_refusal"])
+        if not landing and state.refuses(ua):
+            if path != "/favicon.ico":  # the browser's own side request says nothing about the page
+                with state.lock:
+                    state.refusals.append({"at": time.time(), "path": path, "user_agent": ua})
+                    del state.refusals[:-100]
+            self._send(200, refusal_html("http", sw).encode(), "text/html; charset=utf-8")
+            return
+        # The page checks navigator.userAgent itself too (so a UA faked only in the HTTP header or only in
+        # JS is still caught); it must know whether to, before it talks to the server at all.
+        flags = json.dumps({"refuse_headless": state.refuse_headless(), "sw_caches_refusal": sw})
+        html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        html = html.replace(
+            "<!--sim-page-flags-->", f'<script id="sim-page" type="application/json">{flags}</script>'
+        )
+        self._send(200, html.encode("utf-8"), "text/html; charset=utf-8")
+
+    def _static(self, name: str, extra: dict[str, str] | None = None) -> None:
         target = (STATIC_DIR / name).resolve()
         if STATIC_DIR.resolve() not in target.parents or not target.is_file():
             self._error(404, "not found")
@@ -492,7 +651,7 @@ class _Handler(BaseHTTPRequestHandler):
             ".js": "text/javascript; charset=utf-8",
             ".css": "text/css; charset=utf-8",
         }.get(target.suffix, "application/octet-stream")
-        self._send(200, target.read_bytes(), ctype)
+        self._send(200, target.read_bytes(), ctype, extra)
 
     def _api_boot(self, q: dict[str, str]) -> None:
         state = self.server.state
@@ -544,6 +703,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if state.config["blocked"]:
                 self._error(HTTPStatus.FORBIDDEN, "blocked")
+                return
+            if state.config["restricted"]:
+                # nothing can be sent; a bubble already on the clock stays there until the restriction lifts
+                self._error(HTTPStatus.FORBIDDEN, "restricted")
                 return
             if not state.is_linked(token):
                 self._error(HTTPStatus.UNAUTHORIZED, "device not linked")
@@ -687,6 +850,18 @@ class Simulator:
         """Every message received, in order, each with its current tick ``status``."""
         return self.state.list_messages()
 
+    def incoming(self, phone: str, text: str, name: str | None = None) -> dict[str, Any]:
+        """A message from ``phone`` (shown as ``name`` or its number) arrives in that chat on every page."""
+        return self.state.add_incoming(phone, text, name)
+
+    def failed(self) -> list[dict[str, Any]]:
+        """Sends to ``fail_sends`` numbers: shown on the page, never accepted by WhatsApp (not logged)."""
+        return self.state.snapshot()["failed"]
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """Page requests answered with the unsupported-browser page: ``{at, path, user_agent}``."""
+        return self.state.snapshot()["refusals"]
+
     def devices(self) -> list[dict[str, Any]]:
         """Linked devices: ``{device, linked_at, last_seen}``."""
         with self.state.lock:
@@ -707,6 +882,7 @@ Control API (JSON):
   POST {url}/__sim/scan       {{"ref": optional data-ref}}   link the browser(s) showing a QR
   POST {url}/__sim/logout     {{"device": optional token}}    unlink one device or all
   POST {url}/__sim/takeover   {{"kind": "window"|"computer", "device": optional}}
+  POST {url}/__sim/incoming   {{"phone": "14155550123", "text": "hi", "name": optional}}
   POST {url}/__sim/reset
   GET  {url}/__sim/messages | /__sim/devices | /__sim/state
 Messages received are appended to {log}
@@ -721,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--log", type=Path, default=None, help="durable JSONL log of received messages")
-    parser.add_argument("--era", choices=ERAS, default="2026", help="page version to imitate")
+    parser.add_argument("--era", choices=ERAS, default="2026-09", help="page version to imitate")
     parser.add_argument("--logged-in", action="store_true", help="new browsers start logged in (no QR)")
     args = parser.parse_args(argv)
     sim = Simulator(

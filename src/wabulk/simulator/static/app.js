@@ -1,9 +1,11 @@
 /* wabulk's WhatsApp Web simulator: the page. Plain JS, no build step.
  *
  * It reproduces the DOM automation code sees on web.whatsapp.com (ids, roles, aria-labels, data-icon,
- * data-ref, data-id, data-pre-plain-text …) for three page versions ("eras": 2023, 2025, 2026), and the
- * flows: startup screen, QR login, /send deep links with the "Starting chat" lookup popup, compose box,
- * send, ticks, attachments, takeover, logout, offline bar, blocked screens.
+ * data-ref, data-id, data-pre-plain-text …) for four page versions ("eras": 2023, 2025, 2026, 2026-09), and
+ * the flows: startup screen, QR login, /send deep links with the "Starting chat" lookup popup, compose box,
+ * send, ticks, attachments, takeover, logout, offline bar, blocked screens, and (2026-09, from live
+ * observations) the unsupported-browser refusal, restricted accounts, the What's-new modal, database/storage
+ * screens, incoming bubbles and the late file inputs of the attach menu.
  *
  * Login state: the device token lives in localStorage (the browser profile); the server knows which
  * tokens are linked. The page polls /__sim/api/poll every 300 ms for config, commands and tick states.
@@ -34,8 +36,21 @@
     flushing: false,
     pollTimer: null,      // the next scheduled poll
     polling: false,       // a poll request is in flight
-    dueAt: 0              // when a sent message's next tick is due (ms epoch): poll then, not up to 300 ms later
+    dueAt: 0,             // when a sent message's next tick is due (ms epoch): poll then, not up to 300 ms later
+    restricted: false,    // the composer is replaced by the "restricted" block bar
+    blocker: null,        // the What's-new dialog while it is shown (it swallows input to everything else)
+    whatsNewDone: false   // shown (and closed) once per page load
   };
+
+  // What the server told this page before it talks to it (see server._page): whether to refuse headless UAs.
+  var PAGE = (function () {
+    var el = document.getElementById('sim-page');
+    try { return el ? JSON.parse(el.textContent) : {}; } catch (e) { return {}; }
+  })();
+
+  // 2026-09 is the 2026 page as live observations show it; most 2026 traits carry over.
+  function isNew() { return S.era === '2026-09'; }
+  function is26() { return S.era === '2026' || S.era === '2026-09'; }
 
   // --- small helpers ------------------------------------------------------------------------------
   function hex(n) {
@@ -69,6 +84,18 @@
     var attrs = {'data-icon': name, 'aria-hidden': 'true'};
     if (extra) Object.keys(extra).forEach(function (k) { attrs[k] = extra[k]; });
     return h('span', attrs);
+  }
+
+  function svgIcon(title, d) {
+    var svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    svg.setAttribute('viewBox', '0 0 16 16');
+    var t = document.createElementNS('http://www.w3.org/2000/svg', 'title');
+    t.textContent = title;
+    var path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+    path.setAttribute('d', d);
+    path.setAttribute('fill', 'currentColor');
+    svg.appendChild(t); svg.appendChild(path);
+    return svg;
   }
 
   function sleep(ms) { return new Promise(function (r) { setTimeout(r, ms); }); }
@@ -106,9 +133,14 @@
 
   function pad2(n) { return (n < 10 ? '0' : '') + n; }
   function hhmm(t) { var d = new Date(t * 1000); return pad2(d.getHours()) + ':' + pad2(d.getMinutes()); }
-  function prePlain(t) {
+  function prePlain(t, who) {
     var d = new Date(t * 1000);
-    return '[' + hhmm(t) + ', ' + d.getDate() + '/' + (d.getMonth() + 1) + '/' + d.getFullYear() + '] Me: ';
+    return '[' + hhmm(t) + ', ' + d.getDate() + '/' + (d.getMonth() + 1) + '/' + d.getFullYear() + '] ' + who + ': ';
+  }
+  // 2026-09: the account's locale is en-US here, so month first ("[13:57, 6/15/2026] Me: ")
+  function prePlainUS(t, who) {
+    var d = new Date(t * 1000);
+    return '[' + hhmm(t) + ', ' + (d.getMonth() + 1) + '/' + d.getDate() + '/' + d.getFullYear() + '] ' + who + ': ';
   }
 
   function fmtBytes(n) {
@@ -129,7 +161,10 @@
     w.insertBefore(el, S.overlay);
   }
 
-  function clearOverlay() { S.overlay.textContent = ''; }
+  function clearOverlay() {
+    S.overlay.textContent = '';
+    if (S.blocker) closeWhatsNew();  // a screen change took the What's-new dialog with it
+  }
 
   function startupScreen() {
     var progress = h('progress', {value: '0', max: '100', dir: 'ltr'});
@@ -174,6 +209,12 @@
     // data-ref appears only once the server issued a ref, so `div[data-ref] > canvas` never reads an empty one
     var box = h('div', {'class': 'qr-box', 'data-testid': 'link-device-qr-code'}, canvas);
     qr.box = box; qr.canvas = canvas; qr.shown = 0;
+    if (isNew()) {
+      // 2026-09: no reload button; the expired QR's whole container is the thing to click
+      box.addEventListener('click', function () {
+        if (S.screen === 'qr_expired') { qr.shown = 0; newQr(); }
+      });
+    }
     var steps = S.era === '2023'
       ? [h('h1', {text: 'Use WhatsApp on your computer'}), h('div', {text: 'To use WhatsApp on your computer:'})]
       : [h('h1', {text: 'Steps to log in'})];
@@ -234,6 +275,11 @@
   function expireQr() {
     S.screen = 'qr_expired';
     qr.box.classList.add('expired');
+    if (isNew()) {
+      qr.box.appendChild(h('div', {'class': 'reload overlay'}, icon('refresh-refreshed'),
+        h('div', {text: 'Select to reload QR code'})));
+      return;
+    }
     var btn = h('button', {'aria-label': 'Click to reload QR code', type: 'button',
       onclick: function () { qr.shown = 0; newQr(); }}, icon('refresh-large', {'data-testid': 'refresh-large'}));
     qr.box.appendChild(h('span', {'class': 'reload'}, btn, h('div', {text: 'Click to reload QR code'})));
@@ -266,12 +312,12 @@
     });
     M.search = search;
     M.list = h('div', {'aria-label': 'Chat list', role: 'grid', 'aria-rowcount': '0',
-      'data-testid': era === '2026' ? 'chat-list' : null, tabindex: '-1'});
+      'data-testid': is26() ? 'chat-list' : null, tabindex: '-1'});
     M.bar = h('div', {'class': 'bar-slot'});
     M.sideWrap = h('div', {'class': 'side-wrap'},
       h('div', {id: 'side'},
         h('header', null,
-          era === '2026' ? h('h1', {text: 'Chats'}) : h('div', {'class': 'avatar', role: 'button', title: 'Profile'}),
+          is26() ? h('h1', {text: 'Chats'}) : h('div', {'class': 'avatar', role: 'button', title: 'Profile'}),
           h('div', {'class': 'header-actions'},
             h('button', {'class': 'icon-btn', 'aria-label': 'New chat', title: 'New chat', type: 'button',
               onclick: openNewChatDrawer}, icon('new-chat-outline')),
@@ -311,13 +357,13 @@
     chats.forEach(function (c, i) {
       var name = LRE + formatPhone(c.phone) + PDF;
       var statusIcon = {pending: 'status-time', sent: 'status-check', delivered: 'status-dblcheck',
-        read: 'status-dblcheck'}[c.status];
+        read: 'status-dblcheck'}[c.status];  // none for an incoming or failed last message
       M.list.appendChild(h('div', {role: 'row', 'aria-rowindex': String(i + 1), 'class': 'chat-row',
         'data-sim-phone': c.phone, 'aria-selected': c.phone === S.openPhone ? 'true' : 'false',
         onclick: function () { openChat(c.phone); }},
         h('div', {'data-testid': 'cell-frame-container', tabindex: '-1', role: 'gridcell'},
           h('div', null, h('span', {dir: 'auto', title: name, text: name})),
-          h('div', {'class': 'preview'}, icon(statusIcon), h('span', {dir: 'ltr', title: c.text, text: c.text})))));
+          h('div', {'class': 'preview'}, statusIcon ? icon(statusIcon) : null, h('span', {dir: 'ltr', title: c.text, text: c.text})))));
     });
     filterChats();
   }
@@ -344,6 +390,7 @@
     if (!S.mainEl) S.mainEl = mainScreen();
     setScreen('main', S.mainEl);
     updateBar();
+    if (S.cfg.whats_new && !S.whatsNewDone) showWhatsNew();
     if (S.pending) {
       var p = S.pending;
       S.pending = null;
@@ -524,19 +571,36 @@
     M.compose = makeEditor(labels, function (t) { sendText(t); }, updateSendButton);
     M.conv = h('div', {'class': 'conv', role: 'application', 'aria-label': 'Message list. Press right arrow key on a message to open message context menu.'});
     M.attachWrap = h('div', {'class': 'attach-wrap'});
-    var attachBtn = h('button', {'class': 'icon-btn', 'aria-label': 'Attach', title: 'Attach', type: 'button',
-      onclick: toggleAttachMenu}, icon(era === '2023' ? 'clip' : 'plus-rounded'));
+    var attachBtn = h('button', {'class': 'icon-btn', 'aria-label': 'Attach', title: isNew() ? null : 'Attach',
+      type: 'button', onclick: toggleAttachMenu}, icon(era === '2023' ? 'clip' : 'plus-rounded'));
     M.attachWrap.appendChild(attachBtn);
     M.menu = null;
-    var header = h('header', {'data-testid': era === '2026' ? 'conversation-header' : null},
-      h('div', {'class': 'avatar', title: 'Profile details', role: 'button'}),
-      h('div', {'class': 'name'}, h('span', {dir: 'auto', title: title, 'class': 'ggj6brxn', text: title})));
-    var main = h('div', {id: 'main'}, header, M.conv,
-      h('footer', null, h('div', {'class': 'compose-wrap'}, M.attachWrap,
-        h('div', {'class': 'input-wrap'}, M.compose), M.sendSlot)));
+    M.fileInputs = {};
+    var header;
+    if (isNew()) {
+      // 2026-09: the visible number (contacts are not saved) and no title attribute anywhere in the header
+      header = h('header', {'data-testid': 'conversation-header'},
+        h('div', {'class': 'avatar'}),
+        h('div', {'class': 'name', role: 'button', tabindex: '0'},
+          h('span', {dir: 'auto', 'data-testid': 'conversation-info-header-chat-title', 'class': 'x1iyjqo2',
+            text: formatPhone(phone)})));
+    } else {
+      header = h('header', {'data-testid': era === '2026' ? 'conversation-header' : null},
+        h('div', {'class': 'avatar', title: 'Profile details', role: 'button'}),
+        h('div', {'class': 'name'}, h('span', {dir: 'auto', title: title, 'class': 'ggj6brxn', text: title})));
+    }
+    M.composeWrap = h('div', {'class': 'compose-wrap'}, M.attachWrap,
+      h('div', {'class': 'input-wrap'}, M.compose), M.sendSlot);
+    M.footer = h('footer', null, M.composeWrap);
+    M.blockBar = null;
+    var main = h('div', {id: 'main'}, header, M.conv, M.footer);
     M.mainWrap.textContent = '';
     M.mainWrap.appendChild(main);
-    if (S.cfg.file_inputs_always) buildMenu(false);
+    if (S.cfg.file_inputs_always) {
+      if (isNew()) ATTACH_ITEMS.forEach(function (it) { if (it.kind) fileInput(it.kind); });
+      else buildMenu(false);
+    }
+    applyRestricted(!!S.cfg.restricted);
     Array.prototype.forEach.call(M.list.querySelectorAll('[role="row"]'), function (r) {
       r.setAttribute('aria-selected', r.getAttribute('data-sim-phone') === phone ? 'true' : 'false');
     });
@@ -548,6 +612,28 @@
       if (S.openPhone === phone && Array.isArray(r.body)) syncChat(r.body);
     });
     S.outbox.forEach(function (m) { if (m.phone === phone) addRow(m); });
+  }
+
+  // A restricted account: the composer (and the attach button) give way to a block bar; nothing can be sent.
+  // The same composer comes back (text kept) when the restriction lifts.
+  function applyRestricted(on) {
+    S.restricted = on;
+    if (!M.footer) return;
+    if (on && !M.blockBar) {
+      closeMenu();
+      M.blockBar = h('div', {'data-testid': 'block-message', 'class': 'block-bar', role: 'status'},
+        h('div', {'data-testid': 'reachout-timelock-compose-bar', 'class': 'x1c4vz4f'},
+          icon('lock-refreshed'),
+          h('span', {dir: 'auto', text: "Your account on linked devices is restricted. You can't start new chats " +
+            'right now.'}),
+          h('a', {href: 'https://faq.whatsapp.com/', target: '_blank', text: 'Learn more'})));
+      if (M.composeWrap.parentNode) M.footer.removeChild(M.composeWrap);
+      M.footer.appendChild(M.blockBar);
+    } else if (!on && M.blockBar) {
+      M.blockBar.remove();
+      M.blockBar = null;
+      M.footer.appendChild(M.composeWrap);
+    }
   }
 
   function closeChat() {
@@ -573,7 +659,7 @@
   }
 
   function sendText(text) {
-    if (!text.trim()) return;
+    if (!text.trim() || S.restricted) return;
     M.compose.setText('');
     queueSend({phone: S.openPhone, text: text, attachment: null});
     M.compose.focus();
@@ -594,7 +680,8 @@
     if (S.flushing || S.offline || !S.outbox.length) return;
     S.flushing = true;
     var m = S.outbox[0];
-    var body = {token: S.token, id: m.id, phone: m.phone, text: m.text, attachment: m.attachment};
+    var body = {token: S.token, id: m.id, phone: m.phone, text: m.text, attachment: m.attachment,
+      kind: kindOf(m)};
     api('POST', '/__sim/api/send', body).then(function (r) {
       S.flushing = false;
       if (r.status === 200) {
@@ -604,14 +691,20 @@
         if (r.body.tick_in_ms != null) pollAt(Date.now() + r.body.tick_in_ms);
         flush();
       } else {
-        setTimeout(flush, 1000);  // offline (503), blocked or unlinked: the bubble stays on the clock
+        setTimeout(flush, 1000);  // offline (503), blocked, restricted or unlinked: it stays on the clock
       }
     }, function () { S.flushing = false; setTimeout(flush, 1000); });
   }
 
   function tickEl(status) {
     var label = {pending: ' Pending ', sent: ' Sent ', delivered: ' Delivered ', read: ' Read '}[status];
-    if (S.era === '2026') {
+    if (status === 'failed') {
+      // A failed send: a message-fail icon instead of any tick (no aria-label seen in reports)
+      var fail = h('span', {'data-icon': 'message-fail', 'class': 'tick fail'});
+      if (is26()) fail.appendChild(svgIcon('message-fail', 'M8 1a7 7 0 1 0 0 14A7 7 0 0 0 8 1zm-1 3h2v5H7zm0 6h2v2H7z'));
+      return fail;
+    }
+    if (is26()) {
       var title = {pending: 'wds-ic-pending', sent: 'wds-ic-delivered', delivered: 'wds-ic-read',
         read: 'wds-ic-read'}[status];
       var svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
@@ -631,12 +724,24 @@
     return h('span', {'data-icon': iconName, 'aria-label': label, 'class': 'tick' + (status === 'read' ? ' read' : '')});
   }
 
+  // What a message is: "text", or the attachment's kind (the log records it as ``kind``).
+  function kindOf(m) {
+    if (m.kind) return m.kind;
+    if (!m.attachment) return 'text';
+    if (m.asDocument) return 'document';
+    var major = String(m.attachment.type || '').split('/')[0];
+    return ['image', 'video', 'audio'].indexOf(major) >= 0 ? major : 'document';
+  }
+
   function addRow(m) {
     if (S.rows[m.id]) return S.rows[m.id];
+    if (isNew()) return addRowNew(m);
     var era = S.era;
-    var dataId = era === '2026' ? m.id : 'true_' + m.phone + '@c.us_' + m.id;
+    var out = m.dir !== 'in';
+    var dataId = era === '2026' ? m.id : (out ? 'true_' : 'false_') + m.phone + '@c.us_' + m.id;
     var meta = h('div', {'data-testid': 'msg-meta', 'class': 'meta'},
-      h('span', {'class': 'time', dir: 'auto', text: hhmm(m.at)}), h('div', {'class': 'status'}, tickEl(m.status)));
+      h('span', {'class': 'time', dir: 'auto', text: hhmm(m.at)}),
+      out ? h('div', {'class': 'status'}, tickEl(m.status)) : null);
     var parts = [];
     if (m.attachment) {
       var a = m.attachment, media;
@@ -647,16 +752,18 @@
         h('span', {'class': 'doc-size', text: fmtBytes(a.size)})));
     }
     if (m.text) {
-      parts.push(h('div', {'class': 'copyable-text', 'data-pre-plain-text': prePlain(m.at)},
+      parts.push(h('div', {'class': 'copyable-text', 'data-pre-plain-text': prePlain(m.at, out ? 'Me' : senderName(m))},
         h('div', null, h('span', {dir: 'auto', 'class': 'selectable-text copyable-text'},
           h('span', {text: m.text})))));
     }
     var bubble = h('div', {'class': 'bubble'}, parts, meta);
     var inner = era === '2026'
-      ? h('div', {'class': 'x9f619 xout'}, h('span', {'class': 'visually-hidden', 'aria-label': 'You:'}),
-          icon('tail-out'), bubble)
-      : h('div', {'class': 'message-out focusable-list-item'}, icon('tail-out'), bubble);
-    var row = h('div', {role: 'row', 'class': 'msg-row'},
+      ? h('div', {'class': 'x9f619 ' + (out ? 'xout' : 'xin')},
+          h('span', {'class': 'visually-hidden', 'aria-label': out ? 'You:' : senderName(m) + ':'}),
+          icon(out ? 'tail-out' : 'tail-in'), bubble)
+      : h('div', {'class': (out ? 'message-out' : 'message-in') + ' focusable-list-item'},
+          icon(out ? 'tail-out' : 'tail-in'), bubble);
+    var row = h('div', {role: 'row', 'class': 'msg-row ' + (out ? 'out' : 'in')},
       h('div', {'data-id': dataId, 'data-testid': 'conv-msg-' + dataId, tabindex: '-1'}, inner));
     M.conv.appendChild(row);
     M.conv.scrollTop = M.conv.scrollHeight;
@@ -664,9 +771,81 @@
     return S.rows[m.id];
   }
 
+  function senderName(m) { return m.name || formatPhone(m.phone); }
+
+  // 2026-09 (live DOM, 2026-09-01): no message-in/out class; a hidden author label on every bubble; the tail
+  // only on the first bubble of a series; the text span carries data-testid tokens (no selectable-text
+  // class); msg-meta (time + tick) sits INSIDE the copyable-text container; data-id is the bare id (or absent).
+  function addRowNew(m) {
+    var out = m.dir !== 'in';
+    var kind = kindOf(m);
+    var who = out ? 'You' : senderName(m);
+    var meta = h('div', {'data-testid': 'msg-meta', 'class': 'meta x1n2onr6'},
+      h('span', {'class': 'time x1rg5ohu', dir: 'auto', text: hhmm(m.at)}),
+      out ? h('div', {'class': 'status'}, tickEl(m.status)) : null);
+    var media = m.attachment ? mediaBlockNew(m, kind) : null;
+    var textBlock = null;
+    if (m.text && kind !== 'sticker' && kind !== 'audio') {
+      textBlock = h('div', {'class': 'copyable-text', 'data-pre-plain-text': prePlainUS(m.at, out ? 'Me' : who)},
+        h('div', {'class': 'text-wrap'},
+          h('span', {dir: 'auto', 'data-testid': 'selectable-text copyable-text', 'class': '_ao3e x1iyjqo2'},
+            h('span', {text: m.text}))),
+        meta);
+    }
+    var bubble = h('div', {'class': 'bubble'}, media, textBlock || meta);
+    var inner = h('div', {'class': 'x9f619 ' + (out ? 'xout' : 'xin')},
+      h('span', {'class': 'visually-hidden', 'aria-label': who + ':'}), bubble);
+    var idAttrs = {tabindex: '-1', 'class': 'x1ey2m1c'};
+    if (!S.cfg || S.cfg.bubble_ids !== false) { idAttrs['data-id'] = m.id; idAttrs['data-testid'] = 'conv-msg-' + m.id; }
+    var row = h('div', {role: 'row', 'class': 'msg-row ' + (out ? 'out' : 'in')}, h('div', idAttrs, inner));
+    row.simAt = m.at;
+    row.simDir = out ? 'out' : 'in';
+    row.simInner = inner;
+    // rows stay in time order (a pending local bubble may already be there when the history arrives)
+    var before = null;
+    Array.prototype.some.call(M.conv.children, function (r) {
+      if (r.simAt !== undefined && r.simAt > m.at) { before = r; return true; }
+      return false;
+    });
+    M.conv.insertBefore(row, before);
+    retail();
+    M.conv.scrollTop = M.conv.scrollHeight;
+    S.rows[m.id] = {el: row, msg: m, meta: meta};
+    return S.rows[m.id];
+  }
+
+  // The tail is drawn only on the first bubble of a series of bubbles in the same direction.
+  function retail() {
+    var prev = null;
+    Array.prototype.forEach.call(M.conv.children, function (row) {
+      if (!row.simDir) return;
+      var tail = row.simInner.querySelector(':scope > span[data-icon^="tail-"]');
+      var want = row.simDir !== prev;
+      if (want && !tail) row.simInner.insertBefore(icon('tail-' + row.simDir), row.simInner.children[1]);
+      else if (!want && tail) tail.remove();
+      prev = row.simDir;
+    });
+  }
+
+  function mediaBlockNew(m, kind) {
+    var a = m.attachment;
+    var img = m.objectUrl && /^image\//.test(a.type) ? h('img', {src: m.objectUrl, alt: ''}) : null;
+    if (kind === 'sticker') {
+      return h('div', {'data-testid': 'sticker-msg', 'class': 'media sticker'}, img || icon('media-image'));
+    }
+    if (kind === 'image') return h('div', {'data-testid': 'image-msg', 'class': 'media'}, img || icon('media-image'));
+    if (kind === 'video') return h('div', {'data-testid': 'video-msg', 'class': 'media'}, icon('media-play'));
+    if (kind === 'audio') {
+      return h('div', {'data-testid': 'audio-msg', 'class': 'media'}, icon('audio-play'),
+        h('span', {'class': 'doc-name', text: a.name}));
+    }
+    return h('div', {'data-testid': 'document-msg', 'class': 'media'}, icon('document-generic'),
+      h('span', {'class': 'doc-name', title: a.name, text: a.name}), h('span', {'class': 'doc-size', text: fmtBytes(a.size)}));
+  }
+
   function setTick(id, status) {
     var r = S.rows[id];
-    if (!r || r.msg.status === status) return;
+    if (!r || r.msg.status === status || r.msg.dir === 'in') return;
     r.msg.status = status;
     var slot = r.meta.querySelector('.status');
     slot.textContent = '';
@@ -677,7 +856,7 @@
     list.forEach(function (rec) {
       if (S.rows[rec.id]) setTick(rec.id, rec.status);
       else addRow({id: rec.id, phone: rec.phone, text: rec.text, attachment: rec.attachment, at: rec.at,
-        status: rec.status});
+        status: rec.status, dir: rec.dir, name: rec.name, kind: rec.kind});
     });
   }
 
@@ -698,7 +877,8 @@
         if (cancelled || (S.screen !== 'main')) return;
         if (!exists) {
           var msg = S.era === '2023' ? 'Phone number shared via url is invalid.'
-            : 'The number ' + formatPhone(phone) + " isn't on WhatsApp.";
+            : (isNew() ? 'The phone number +' + phone + " isn't on WhatsApp."  // live text, 2026
+              : 'The number ' + formatPhone(phone) + " isn't on WhatsApp.");
           showPopup({label: msg, text: msg, buttons: [{text: 'OK', primary: true}]});
           return;
         }
@@ -744,9 +924,46 @@
   }
 
   // --- attachments ---------------------------------------------------------------------------------
+  // 2026-09 (2026 bots): the menu has eight items and NO file input until an item is chosen; choosing one
+  // adds its input (kept in the DOM afterwards) and opens the native file chooser with input.click().
+  var ATTACH_ITEMS = [
+    {label: 'Document', icon: 'document-filled-refreshed', kind: 'document', accept: '*', multiple: true},
+    {label: 'Photos & videos', icon: 'media-filled-refreshed', kind: 'media', accept: 'image/*,video/*,image/webp',
+      multiple: true},
+    {label: 'Camera', icon: 'camera-filled-refreshed'},
+    {label: 'Audio', icon: 'headphones-filled-refreshed', kind: 'audio', accept: 'audio/*', multiple: true},
+    {label: 'Contact', icon: 'person-filled-refreshed'},
+    {label: 'Poll', icon: 'poll-filled-refreshed'},
+    {label: 'Event', icon: 'event-filled-refreshed'},
+    {label: 'New sticker', icon: 'sticker-filled-refreshed', kind: 'sticker', accept: 'image/*'}
+  ];
+
+  function fileInput(kind) {
+    if (M.fileInputs[kind] && M.fileInputs[kind].isConnected) return M.fileInputs[kind];
+    var item = ATTACH_ITEMS.filter(function (it) { return it.kind === kind; })[0];
+    var input = h('input', {type: 'file', accept: item.accept, multiple: item.multiple || null,
+      style: 'display: none;'});
+    input.addEventListener('change', function () { onFiles(input, kind); });
+    M.fileInputs[kind] = input;
+    M.attachWrap.appendChild(input);
+    return input;
+  }
+
+  function buildMenuNew() {
+    M.menu = h('div', {'class': 'attach-menu', role: 'menu', 'aria-label': 'Attach'},
+      h('ul', null, ATTACH_ITEMS.map(function (it) {
+        return h('li', {role: 'menuitem', tabindex: '0', 'aria-label': it.label, onclick: function () {
+          closeMenu();
+          if (it.kind) fileInput(it.kind).click();  // the file chooser (needs the click's user activation)
+        }}, icon(it.icon), h('span', {text: it.label}));
+      })));
+    M.attachWrap.appendChild(M.menu);
+  }
+
   function buildMenu(open) {
+    if (isNew()) { if (open && !M.menu) buildMenuNew(); return; }
     if (M.menu) { M.menu.classList.toggle('closed', !open); return; }
-    var mediaAccept = S.era === '2026' ? 'image/*' : 'image/*,video/mp4,video/3gpp,video/quicktime';
+    var mediaAccept = is26() ? 'image/*' : 'image/*,video/mp4,video/3gpp,video/quicktime';
     var docInput = h('input', {type: 'file', accept: '*', multiple: true, style: 'display: none;'});
     var mediaInput = h('input', {type: 'file', accept: mediaAccept, multiple: true, style: 'display: none;'});
     docInput.addEventListener('change', function () { onFiles(docInput, 'document'); });
@@ -763,7 +980,7 @@
 
   function closeMenu() {
     if (!M.menu) return;
-    if (S.cfg.file_inputs_always) M.menu.classList.add('closed');
+    if (S.cfg.file_inputs_always && !isNew()) M.menu.classList.add('closed');
     else { M.menu.remove(); M.menu = null; }
   }
 
@@ -783,16 +1000,27 @@
       .then(function () {
         var err = checkFile(file, kind);
         if (err) showPopup({label: err, text: err, buttons: [{text: 'OK', primary: true}]});
+        else if (kind === 'sticker') sendSticker(file);
         else showPreview(file, kind);
       });
+  }
+
+  // A file given to the "New sticker" input goes out as a sticker at once: no preview, no caption (the
+  // compose box keeps its text).
+  function sendSticker(file) {
+    queueSend({phone: S.openPhone, text: '', kind: 'sticker', objectUrl: URL.createObjectURL(file),
+      attachment: {name: file.name, size: file.size, type: file.type || 'application/octet-stream'}});
   }
 
   function checkFile(f, kind) {
     var type = f.type || '';
     if (f.size === 0) return '1 file you tried adding has no content.';
-    if (kind === 'media') {
+    if ((kind === 'sticker' && !/^image\//.test(type)) || (kind === 'audio' && !/^audio\//.test(type))) {
+      return '1 file you tried adding is not supported.';
+    }
+    if (kind === 'media' || kind === 'sticker') {
       var isImage = /^image\//.test(type);
-      var isVideo = /^video\/(mp4|3gpp|quicktime)$/.test(type);
+      var isVideo = isNew() ? /^video\//.test(type) : /^video\/(mp4|3gpp|quicktime)$/.test(type);
       if (!isImage && !isVideo) return '1 file you tried adding is not supported.';
       if (f.size > S.cfg.max_media_bytes) {
         return '1 ' + (isImage ? 'image' : 'video') + ' you tried adding is larger than the ' +
@@ -807,10 +1035,11 @@
   }
 
   function showPreview(file, kind) {
+    if (isNew()) { showPreviewNew(file, kind); return; }
     var url = /^image\//.test(file.type) ? URL.createObjectURL(file) : null;
     var dialog;
     var caption = makeEditor({'aria-label': 'Add a caption…', 'data-tab': '10', dir: 'auto',
-      'data-lexical-editor': S.era === '2026' ? 'true' : null, 'data-sim-placeholder': 'Add a caption'},
+      'data-lexical-editor': is26() ? 'true' : null, 'data-sim-placeholder': 'Add a caption'},
       function () { send(); }, null);
     caption.setText(M.compose.getText());
     function send() {
@@ -831,6 +1060,40 @@
           h('div', {role: 'button', 'aria-label': 'Send', tabindex: '0', onclick: send}, icon('send')))));
     S.overlay.appendChild(dialog);
     caretToEnd(caption);
+  }
+
+  // 2026-09: the caption box has data-tab="undefined" and aria-label "Add a caption"; the send button is
+  // "Send 1 selected" with the wds-ic-send-filled icon. Audio files get no caption box.
+  function showPreviewNew(file, kind) {
+    var type = file.type || 'application/octet-stream';
+    var sendKind = kind === 'document' ? 'document' : (kind === 'audio' ? 'audio'
+      : (/^video\//.test(type) ? 'video' : 'image'));
+    var url = /^image\//.test(type) && kind !== 'document' ? URL.createObjectURL(file) : null;
+    var dialog, caption = null;
+    if (kind !== 'audio') {
+      caption = makeEditor({'aria-label': 'Add a caption', 'data-tab': 'undefined', dir: 'auto',
+        'data-lexical-editor': 'true', 'data-sim-placeholder': 'Add a caption'}, function () { send(); }, null);
+      caption.setText(M.compose.getText());
+    }
+    function send() {
+      var text = caption ? caption.getText() : '';
+      dialog.remove();
+      if (caption) M.compose.setText('');
+      queueSend({phone: S.openPhone, text: text, objectUrl: url, kind: sendKind,
+        attachment: {name: file.name, size: file.size, type: type}});
+    }
+    dialog = h('div', {role: 'dialog', tabindex: '-1', 'data-testid': 'media-preview'},
+      h('div', {'class': 'media-preview'},
+        h('div', null, h('div', {role: 'button', 'aria-label': 'Close', tabindex: '0',
+          onclick: function () { dialog.remove(); }}, icon('x'))),
+        h('div', {'class': 'thumb'}, url ? h('img', {src: url, alt: file.name}) : icon('document-generic'),
+          h('div', {text: file.name}), h('div', {text: fmtBytes(file.size)})),
+        h('div', {'class': 'caption-row'},
+          h('div', {'class': 'caption-wrap'}, caption),
+          h('div', {role: 'button', 'aria-label': 'Send 1 selected', tabindex: '0', onclick: send},
+            icon('wds-ic-send-filled')))));
+    S.overlay.appendChild(dialog);
+    if (caption) caretToEnd(caption);
   }
 
   // --- bars, takeover, logout, blocked ------------------------------------------------------------
@@ -947,20 +1210,100 @@
       return;
     }
     var loggedInScreens = ['main', 'takeover', 'blocked'];
+    if (r.config.page_error && ['main', 'qr', 'qr_expired', 'blocked'].indexOf(S.screen) >= 0) {
+      showPageError(r.config.page_error);
+      return;
+    }
     if (loggedInScreens.indexOf(S.screen) >= 0 && S.token && !r.linked) { doLogout(); return; }
     if (S.screen === 'main' && r.config.blocked) { showBlocked(r.config.blocked); return; }
     if (S.screen === 'blocked' && !r.config.blocked) { showMain(); return; }
     if (S.screen === 'main' && r.takeover) { showTakeover(r.takeover); return; }
     if (S.screen === 'main') {
+      if (!!r.config.restricted !== S.restricted) applyRestricted(!!r.config.restricted);
       if (r.chat && S.openPhone && S.openPhone === phone) syncChat(r.chat);
       if (r.chats) renderChats(r.chats);
     }
   }
 
   function afterLogin() {
-    if (S.cfg.blocked) showBlocked(S.cfg.blocked);
+    if (S.cfg.page_error) showPageError(S.cfg.page_error);
+    else if (S.cfg.blocked) showBlocked(S.cfg.blocked);
     else showMain();
   }
+
+  // "A database error occurred" / "Your browser storage is full": the app is gone until the page reloads
+  // (clearing the knob does not bring it back; a reload does). Wording beyond the titles is ours.
+  function showPageError(kind) {
+    clearOverlay();
+    var db = kind === 'database';
+    var el = h('div', {'class': 'panel', 'data-screen': db ? 'database-error' : 'storage-full', role: 'alert'},
+      h('h1', {text: db ? 'A database error occurred' : 'Your browser storage is full'}),
+      h('div', {text: db ? "WhatsApp couldn't open its local database. Reload the page to try again."
+        : 'WhatsApp needs more storage space. Free up space on this computer, then reload the page.'}),
+      h('button', {type: 'button', 'class': 'primary', onclick: function () { location.reload(); }},
+        h('div', {text: 'Reload'})));
+    setScreen(db ? 'database_error' : 'storage_full', el);
+  }
+
+  // The unsupported-browser page (2026-09 with refuse_headless): no app, no QR, and no requests to the
+  // server. The server sends the same DOM itself when the HTTP User-Agent is refused (server.refusal_html).
+  function refusedUserAgent(ua) { return /HeadlessChrome|Electron|WhatsApp\//.test(ua); }
+
+  function showUnsupported() {
+    var app = document.getElementById('app');
+    app.textContent = '';
+    app.appendChild(h('div', {'class': 'panel unsupported', 'data-screen': 'unsupported-browser'},
+      h('h1', {text: 'WhatsApp works with Google Chrome 100+'}),
+      h('div', {text: 'To use WhatsApp, update Chrome or use Mozilla Firefox, Safari, Microsoft Edge or Opera.'})));
+    document.documentElement.setAttribute('data-sim-refusal', 'page');
+    if (PAGE.sw_caches_refusal && navigator.serviceWorker) {
+      navigator.serviceWorker.register('/__sim/sw.js', {scope: '/'}).catch(function () {});
+    }
+  }
+
+  // "What's new on WhatsApp Web": after boot, once per page load while the knob is on. Until Continue it
+  // covers the page; the rest of the page is inert and keys/clicks meant for it are swallowed.
+  function showWhatsNew() {
+    S.whatsNewDone = true;
+    var label = "What's new on WhatsApp Web";
+    var cont = h('button', {type: 'button', 'class': 'primary', onclick: function () { closeWhatsNew(); }},
+      h('div', {text: 'Continue'}));
+    var dialog = h('div', {role: 'dialog', tabindex: '-1', 'aria-modal': 'true', 'data-sim': 'whats-new'},
+      h('div', {'data-animate-modal-popup': 'true', 'aria-label': label},
+        h('div', {'data-animate-modal-body': 'true'},
+          h('div', {'class': 'popup-title', text: label}),
+          h('ul', {'class': 'popup-text'},
+            h('li', {text: 'A refreshed look for chats and calls.'}),
+            h('li', {text: 'Find chats faster with filters.'})),
+          h('div', {'class': 'popup-buttons'}, cont))));
+    S.blocker = dialog;
+    var screen = S.wrapper.firstChild;
+    if (screen && screen !== S.overlay) screen.inert = true;
+    S.overlay.appendChild(dialog);
+    if (document.activeElement && !dialog.contains(document.activeElement)) document.activeElement.blur();
+    cont.focus();
+  }
+
+  function closeWhatsNew() {
+    if (!S.blocker) return;
+    S.blocker.remove();
+    S.blocker = null;
+    Array.prototype.forEach.call(S.wrapper.children, function (c) { c.inert = false; });
+    if (S.screen === 'main' && M.compose && M.compose.isConnected) caretToEnd(M.compose);
+  }
+
+  ['keydown', 'keypress', 'keyup', 'beforeinput', 'paste', 'cut', 'drop', 'mousedown', 'mouseup', 'click',
+    'dblclick', 'pointerdown', 'focusin'].forEach(function (type) {
+    document.addEventListener(type, function (e) {
+      if (!S.blocker || S.blocker.contains(e.target)) return;
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      if (type === 'focusin' && S.blocker.isConnected) {
+        var b = S.blocker.querySelector('button');
+        if (b) b.focus();
+      }
+    }, true);
+  });
 
   // --- boot ---------------------------------------------------------------------------------------
   function parseRoute() {
@@ -993,6 +1336,7 @@
   function boot() {
     var app = document.getElementById('app');
     if (/^\/api-landing\/send\/?$/.test(location.pathname)) { apiLanding(); return; }
+    if (PAGE.refuse_headless && refusedUserAgent(navigator.userAgent)) { showUnsupported(); return; }
     S.wrapper = h('div', {'class': 'app-wrapper-web', tabindex: '-1'});
     S.overlay = h('span', {'class': 'overlay-layer'});
     S.wrapper.appendChild(S.overlay);
@@ -1008,7 +1352,8 @@
       poll();
       return runStartup().then(function () {
         if (S.screen !== 'boot') return;
-        if (linked) afterLogin(); else showQr();
+        if (S.cfg.page_error) showPageError(S.cfg.page_error);
+        else if (linked) afterLogin(); else showQr();
       });
     }, function () { app.textContent = ''; setTimeout(boot, 1000); });
   }

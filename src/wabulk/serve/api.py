@@ -1,0 +1,450 @@
+"""The HTTP API and the dashboard's page of ``wabulk serve``: one more client of the queue, like the CLI.
+
+Every endpoint opens the database, calls the same library function the matching command calls
+(:func:`wabulk.report.status_report`, :func:`wabulk.importer.enqueue_file`, ``Queue.pause_job``…) and
+answers with the same JSON the command's ``--json`` prints. Errors are the command's one line, as
+``{"error": "...", "exit_code": N}`` with an HTTP status (400 bad input, 404 unknown job, 409 a transition
+the job cannot make, 503 no database). The app keeps no state of its own beyond the token.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from wabulk import __version__, errors, exitcodes
+from wabulk.queue import Queue
+from wabulk.settings import Settings
+
+from .guard import COOKIE, Guard, csrf_token
+
+DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
+# A QR older than this is not shown: WhatsApp rotates it about every 20 s, so it has surely expired.
+QR_FRESH_SECONDS = 90.0
+MESSAGES_PAGE = 200
+_UPLOAD_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def _status_code(exc: errors.WabulkError) -> int:
+    if isinstance(exc, (errors.JobNotFound, errors.MessageNotFound)):
+        return 404
+    if isinstance(exc, errors.InvalidTransition):
+        return 409
+    if isinstance(exc, errors.DatabaseError):
+        return 503
+    if exc.exit_code == exitcodes.BAD_INPUT:
+        return 400
+    return 500
+
+
+def error_response(exc: errors.WabulkError, **extra: Any) -> JSONResponse:
+    """The CLI's ``Error: …`` line as JSON, with its exit code."""
+    return JSONResponse(
+        {"error": str(exc), "exit_code": exc.exit_code, **extra}, status_code=_status_code(exc)
+    )
+
+
+def enqueue_json(result: Any, *, dry_run: bool) -> dict[str, Any]:
+    """Exactly what ``wabulk enqueue --json`` prints for ``result`` (test_serve compares the two)."""
+    return {
+        "job_id": result.job_id,
+        "enqueued": result.enqueued,
+        "invalid": result.invalid,
+        "duplicates": result.duplicates,
+        "opted_out": result.opted_out,
+        "not_mobile": result.not_mobile,
+        "dry_run": dry_run,
+        **({"previews": list(result.previews)} if dry_run else {}),
+    }
+
+
+def message_row(m: Any) -> dict[str, Any]:
+    """One message as the dashboard lists it."""
+    return {
+        "id": m.id,
+        "phone": m.phone,
+        "name": m.name,
+        "status": m.status,
+        "attempts": m.attempts,
+        "error": m.last_error,
+        "error_class": m.error_class,
+        "sent_at": m.sent_at,
+        "receipt": m.receipt,
+        "delivered_at": m.delivered_at,
+        "read_at": m.read_at,
+        "session": m.sent_by_session,
+    }
+
+
+def _safe_name(filename: str | None) -> str:
+    """The uploaded file's base name, for the job's name only (never used as a path)."""
+    base = (filename or "upload.csv").replace("\\", "/").rsplit("/", 1)[-1]
+    return _CONTROL.sub("", base).strip()[:120] or "upload.csv"
+
+
+def create_app(settings: Settings, *, token: str, max_upload: int = DEFAULT_MAX_UPLOAD) -> Any:
+    """The ASGI app: the FastAPI routes behind :class:`~wabulk.serve.guard.Guard`."""
+    app = FastAPI(
+        title="wabulk",
+        version=__version__,
+        description="Queue, watch and steer WhatsApp bulk jobs. Every request needs the token "
+        "(`Authorization: Bearer <token>`), except /api/health.",
+    )
+    db = settings.db
+    Queue(db).close()  # create (and migrate) the file now, as `wabulk enqueue` would
+
+    def queue() -> Queue:
+        return Queue(db, create=False)
+
+    @app.exception_handler(errors.WabulkError)
+    async def _wabulk_error(_request: Request, exc: errors.WabulkError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One line, like the CLI's usage errors (exit 2), instead of FastAPI's list of details.
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
+            problems.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid")))
+        return JSONResponse(
+            {"error": "; ".join(problems) or "invalid request", "exit_code": exitcodes.BAD_INPUT},
+            status_code=422,
+        )
+
+    # --- dashboard ---------------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def dashboard(request: Request) -> HTMLResponse:
+        page = resources.files("wabulk.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+        page = page.replace("{{csrf}}", csrf_token(token)).replace("{{version}}", __version__)
+        response = HTMLResponse(page, headers=_page_headers())
+        if request.scope.get("state", {}).get("auth") == "query":
+            response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        return response
+
+    @app.get("/api", include_in_schema=False)
+    def api_reference() -> HTMLResponse:
+        # The OpenAPI page without third-party scripts (/docs is FastAPI's Swagger UI, from a CDN).
+        page = resources.files("wabulk.serve").joinpath("static/api.html").read_text(encoding="utf-8")
+        return HTMLResponse(page, headers=_page_headers())
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        # A fixed set of names: the request never chooses a path.
+        files = {"app.js": "text/javascript", "app.css": "text/css", "api.js": "text/javascript"}
+        if name not in files:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        body = resources.files("wabulk.serve").joinpath("static/" + name).read_bytes()
+        return Response(body, media_type=files[name], headers={"Cache-Control": "no-cache"})
+
+    # --- API --------------------------------------------------------------------------------------------
+    @app.get("/api/health", tags=["status"])
+    def health() -> dict[str, Any]:
+        """Liveness: no token needed, nothing sensitive."""
+        return {"ok": True, "version": __version__}
+
+    @app.get("/api/status", tags=["status"])
+    def status(job_id: int | None = None, undelivered_after: str = "24h") -> dict[str, Any]:
+        """The same JSON as `wabulk status --json`."""
+        return _report(settings, queue, job_id, undelivered_after)
+
+    @app.get("/api/jobs/{job_id}", tags=["jobs"])
+    def job(job_id: int, undelivered_after: str = "24h") -> dict[str, Any]:
+        """One job: its row of `wabulk status JOB_ID --json`."""
+        return dict(_report(settings, queue, job_id, undelivered_after)["jobs"][0])
+
+    @app.get("/api/jobs/{job_id}/messages", tags=["jobs"])
+    def messages(
+        job_id: int, status: str | None = None, offset: int = 0, limit: int = MESSAGES_PAGE
+    ) -> dict[str, Any]:
+        """The job's messages (by id), with status, error and receipts; ``status`` filters."""
+        import itertools
+
+        limit = max(1, min(limit, 1000))
+        with queue() as q:
+            q.get_job(job_id)
+            rows = (m for m in q.iter_messages(job_id) if status is None or m.status == status)
+            page = [message_row(m) for m in itertools.islice(rows, max(0, offset), max(0, offset) + limit)]
+        return {"job_id": job_id, "offset": offset, "messages": page}
+
+    @app.post("/api/jobs", tags=["jobs"])
+    def enqueue(
+        file: Annotated[UploadFile, File(description="Contacts: CSV (any delimiter/encoding) or .xlsx.")],
+        message: Annotated[str, Form(description="Message template, e.g. 'Hi {name}'.")],
+        name: Annotated[str | None, Form(description="Job name (default: the file's name).")] = None,
+        country: Annotated[
+            str | None, Form(description="Default country for local numbers (ISO code).")
+        ] = None,
+        phone_column: Annotated[str | None, Form()] = None,
+        name_column: Annotated[str | None, Form()] = None,
+        at: Annotated[
+            str | None, Form(description="Do not start before ('2026-12-01 09:00', '+2h').")
+        ] = None,
+        session: Annotated[
+            str | None, Form(description="Only these sessions may send it (comma separated).")
+        ] = None,
+        max_attempts: Annotated[int, Form(ge=1, le=20)] = 3,
+        dry_run: Annotated[bool, Form(description="Validate and preview; write nothing.")] = False,
+    ) -> JSONResponse:
+        """Queue a job, as `wabulk enqueue --json` (dry_run: preview, with the rejected rows)."""
+        return _enqueue(
+            queue,
+            file,
+            message=message,
+            name=name,
+            country=country,
+            phone_column=phone_column,
+            name_column=name_column,
+            at=at,
+            session=session,
+            max_attempts=max_attempts,
+            dry_run=dry_run,
+        )
+
+    def control(job_id: int, action: str) -> dict[str, Any]:
+        with queue() as q:
+            if action == "pause":
+                j = q.pause_job(job_id)
+            elif action == "resume":
+                j = q.resume_job(job_id)
+            else:
+                j = q.stop_job(job_id)
+                cancelled = q.counts(job_id).get("cancelled", 0)
+                return {
+                    "id": j.id,
+                    "status": j.status,
+                    "cancelled": cancelled,
+                    "message": f"Job {j.id} is {j.status}; {cancelled} message(s) cancelled.",
+                }
+        return {"id": j.id, "status": j.status, "message": f"Job {j.id} is {j.status}."}
+
+    @app.post("/api/jobs/{job_id}/pause", tags=["control"])
+    def pause(job_id: int) -> dict[str, Any]:
+        """As `wabulk pause`: workers stop claiming its messages within a second."""
+        return control(job_id, "pause")
+
+    @app.post("/api/jobs/{job_id}/resume", tags=["control"])
+    def resume(job_id: int) -> dict[str, Any]:
+        """As `wabulk resume`."""
+        return control(job_id, "resume")
+
+    @app.post("/api/jobs/{job_id}/stop", tags=["control"])
+    def stop(job_id: int) -> dict[str, Any]:
+        """As `wabulk stop`: pending messages become cancelled."""
+        return control(job_id, "stop")
+
+    @app.post("/api/jobs/{job_id}/retry-failed", tags=["control"])
+    def retry_failed(job_id: int, error_class: str | None = None) -> dict[str, Any]:
+        """As `wabulk retry-failed JOB_ID [--error-class C]`."""
+        with queue() as q:
+            q.get_job(job_id)
+            n = q.retry_failed(job_id, message_id=None, error_class=error_class)
+        return {"id": job_id, "retried": n, "message": f"{n} message(s) back in the queue."}
+
+    @app.get("/api/jobs/{job_id}/export.csv", tags=["jobs"])
+    def export(job_id: int, undelivered: bool = False, undelivered_after: str = "24h") -> Response:
+        """As `wabulk export JOB_ID [--undelivered]`: one CSV row per recipient."""
+        from wabulk.export import export_job
+        from wabulk.receipts import export_undelivered, parse_age
+
+        after = parse_age(undelivered_after, option="undelivered_after")
+        buf = io.StringIO(newline="")
+        with queue() as q:
+            if undelivered:
+                export_undelivered(q, job_id, buf, now=time.time(), after=after)
+            else:
+                export_job(q, job_id, buf)
+        suffix = "-undelivered" if undelivered else ""
+        return Response(
+            buf.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="job-{job_id}{suffix}.csv"'},
+        )
+
+    # --- opt-outs ---------------------------------------------------------------------------------------
+    @app.get("/api/optouts", tags=["optouts"])
+    def optouts() -> list[dict[str, Any]]:
+        """As `wabulk optout list --json`."""
+        with queue() as q:
+            return [{"phone": p, "added_at": at_, "reason": r} for p, at_, r in q.list_optouts()]
+
+    @app.post("/api/optouts", tags=["optouts"])
+    async def optout_add(request: Request) -> JSONResponse:
+        """As `wabulk optout add`: JSON ``{"numbers": [...], "country": "GB", "reason": "..."}``."""
+        body = await request.json()
+        numbers = body.get("numbers") if isinstance(body, dict) else None
+        if not isinstance(numbers, list) or not numbers or not all(isinstance(n, str) for n in numbers):
+            raise errors.BadInput("give the numbers to add as a JSON list of strings in 'numbers'")
+        phones = _normalize(numbers, body.get("country"))
+        reason = body.get("reason")
+        with queue() as q:
+            n = q.add_optouts(phones, reason if isinstance(reason, str) else None)
+        return JSONResponse({"added": n, "message": f"{n} number(s) added to the opt-out list."})
+
+    @app.delete("/api/optouts/{phone}", tags=["optouts"])
+    def optout_remove(phone: str, country: str | None = None) -> dict[str, Any]:
+        """As `wabulk optout remove`."""
+        phones = _normalize([phone], country)
+        with queue() as q:
+            n = q.remove_optouts(phones)
+        return {"removed": n, "message": f"{n} number(s) removed from the opt-out list."}
+
+    # --- sessions ---------------------------------------------------------------------------------------
+    @app.get("/api/sessions/{session}/qr.svg", tags=["status"])
+    def session_qr(session: str) -> Response:
+        """The QR code the session's worker shows while it waits for a login (404 when none)."""
+        from wabulk.notify import store
+
+        with queue() as q:
+            found = store.read_qr(q.conn, session)
+        if found is None or time.time() - found[1] > QR_FRESH_SECONDS:
+            return JSONResponse({"error": f"session {session!r} shows no login QR"}, status_code=404)
+        import segno
+
+        out = io.BytesIO()
+        segno.make(found[0], error="L", micro=False).save(out, kind="svg", scale=6, border=4)
+        return Response(out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/notifications", tags=["status"])
+    def notifications(limit: int = 50) -> list[dict[str, Any]]:
+        """The most recent notifications and whether they were delivered."""
+        from wabulk.notify import store
+
+        with queue() as q:
+            return [
+                {
+                    "id": n.id,
+                    "kind": n.kind,
+                    "target": n.target,
+                    "status": n.status,
+                    "attempts": n.attempts,
+                    "created_at": n.created_at,
+                    "delivered_at": n.delivered_at,
+                    "last_error": n.last_error,
+                }
+                for n in store.listing(q.conn, limit=max(1, min(limit, 500)))
+            ]
+
+    return Guard(app, token=token, max_body=max_upload), app
+
+
+def _page_headers() -> dict[str, str]:
+    # The page runs only its own script; it cannot be framed by another site.
+    return {
+        "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self';"
+        " script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+
+def _report(settings: Settings, queue: Any, job_id: int | None, undelivered_after: str) -> dict[str, Any]:
+    from wabulk.receipts import parse_age
+    from wabulk.report import status_report
+
+    after = parse_age(undelivered_after, option="undelivered_after")
+    with queue() as q:
+        report = status_report(
+            q, job_id=job_id, undelivered_after_seconds=after, pace=settings.pace, now=time.time()
+        )
+        out = report.as_dict()
+    return out
+
+
+def _normalize(numbers: list[str], country: Any) -> list[str]:
+    from wabulk.contacts import default_country, normalize_phone
+
+    cc = country if isinstance(country, str) and country else default_country()
+    out = []
+    for raw in numbers:
+        try:
+            out.append(normalize_phone(raw, cc))
+        except ValueError as exc:
+            raise errors.BadInput(f"{raw!r}: {exc}") from None
+    return out
+
+
+def _enqueue(
+    queue: Any, upload: UploadFile, *, session: str | None, at: str | None, **kw: Any
+) -> JSONResponse:
+    """Save the upload in a private temp dir under a fixed name, run the importer on it, answer."""
+    from wabulk.contacts import default_country
+    from wabulk.importer import enqueue_file, parse_when
+
+    filename = _safe_name(upload.filename)
+    suffix = Path(filename).suffix.lower()
+    if suffix not in _UPLOAD_SUFFIXES:
+        suffix = ".csv"
+    dry_run = bool(kw.pop("dry_run"))
+    tmp = Path(tempfile.mkdtemp(prefix="wabulk-upload-"))
+    try:
+        src = tmp / ("contacts" + suffix)
+        with open(src, "wb") as fh:
+            shutil.copyfileobj(upload.file, fh)
+        rejects_path = tmp / "rejects.csv"
+        try:
+            not_before = parse_when(at, time.time()) if at else None
+            sessions = tuple(s.strip() for s in session.split(",") if s.strip()) if session else ()
+            q = None if dry_run else queue()
+            try:
+                result = enqueue_file(
+                    q,
+                    src,
+                    message=kw["message"],
+                    name=kw["name"] or filename,
+                    country=kw["country"] or default_country(),
+                    phone_column=kw["phone_column"],
+                    name_column=kw["name_column"],
+                    not_before=not_before,
+                    max_attempts=kw["max_attempts"],
+                    sessions=sessions,
+                    rejects_path=rejects_path,
+                    dry_run=dry_run,
+                )
+            finally:
+                if q is not None:
+                    q.close()
+        except errors.WabulkError as exc:
+            # The file's own name, as the CLI names the file it was given, not the private temp copy.
+            text = str(exc).replace(str(src.resolve()), filename).replace(str(src), filename)
+            return JSONResponse(
+                {"error": text, "exit_code": exc.exit_code, "rejects": _read_rejects(rejects_path)},
+                status_code=_status_code(exc),
+            )
+        out = enqueue_json(result, dry_run=dry_run)
+        out["notices"] = list(result.notices)
+        out["rejects"] = _read_rejects(rejects_path)
+        return JSONResponse(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_rejects(path: Path, limit: int = 500) -> list[dict[str, Any]]:
+    """The rejected rows the importer wrote (row, column, value, reason), at most ``limit``."""
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows: Iterator[dict[str, str]] = csv.DictReader(fh)
+        out: list[dict[str, Any]] = []
+        for r in rows:
+            if len(out) >= limit:
+                break
+            value = r.get("value") or ""
+            if value.startswith("'") and value[1:2] in ("=", "+", "-", "@", "\t", "\r"):
+                r["value"] = value[1:]  # the file is neutralised for spreadsheets; JSON need not be
+            out.append(r)
+    return out

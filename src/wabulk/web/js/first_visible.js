@@ -1,0 +1,3 @@
+// @requires matches
+// The first visible element of a selector's candidates, in one round trip: arguments (candidates).
+return firstOf(arguments[0], null, true);
