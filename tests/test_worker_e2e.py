@@ -250,3 +250,42 @@ def test_confirm_timeout_then_verified_without_resend(e2e: E2E, monkeypatch: pyt
     rows = {r["phone"].lstrip("+"): r for r in e2e.rows()}
     assert rows[held]["status"] == "sent"
     assert rows[held]["attempts"] == 2  # the send, then the verification that found it: no resend
+
+
+def test_a_page_without_message_ids_fails_closed_then_resumes(
+    e2e: E2E, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 on the real sender: while the page's bubbles carry no ids (``bubble_ids=False``), a message
+    whose confirmation was cut must never be resent on a guess. Then, ids back, a person resumes the session
+    and retries the unknown ones: each ends sent, and nobody got two copies."""
+    from wabulk import worker
+    from wabulk.queue import Queue
+
+    monkeypatch.setattr(worker, "CONFIRM_RECHECK_SECONDS", 1.0)
+    e2e.link("s")
+    _, expected = e2e.enqueue(3)
+    held = e2e.phone(0).lstrip("+")
+    e2e.sim.configure(bubble_ids=False, hold_pending=[held])  # cut the first one's confirmation
+    w = run_in_process(e2e, "s", confirm=2.0, unknown_threshold=3)
+    try:
+        code = w.wait(150)
+    finally:
+        w.close()
+    arrived = [m["phone"] for m in e2e.arrived()]
+    assert all(arrived.count(p) <= 1 for p in expected), arrived  # never two copies
+    rows = {r["phone"].lstrip("+"): r for r in e2e.rows()}
+    # Its bubble went out but could not be told from an earlier one: unknown, not resent; the others sent.
+    assert (rows[held]["status"], rows[held]["error_class"]) == ("failed", "unknown_outcome"), rows[held]
+    assert code == 3 and arrived.count(held) == 1
+    # The page shows ids again: what status --check tells a person to do.
+    e2e.sim.configure(bubble_ids=True, hold_pending=[])
+    with Queue(e2e.db) as q:
+        q.resume_session("s")
+        q.retry_failed(error_class="unknown_outcome")
+    w = run_in_process(e2e, "s", confirm=3.0)
+    try:
+        assert w.wait(150) == 0
+    finally:
+        w.close()
+    e2e.assert_exactly_once(expected)
+    assert all(r["status"] == "sent" for r in e2e.rows()), [(r["phone"], r["status"]) for r in e2e.rows()]
