@@ -4,7 +4,13 @@ random worker is SIGKILLed (sometimes its Chromium or its chromedriver instead) 
 died, restarted on ITS session (a message stamped send-started is only reclaimed by the session that stamped
 it). The oracle is the simulator's log: lost, duplicated, stuck, and ``PRAGMA integrity_check``.
 
+``--blind-page``: from a third of the kills on, for ``--blind-seconds``, the simulator's bubbles carry no
+message ids (``bubble_ids=False``), so the real sender cannot tell a cut send from an earlier identical
+one: it must fail closed (unknown, never resent). Then the ids come back and the supervisor does what
+``status --check`` tells a person (``resume --session``, ``retry-failed --error-class unknown_outcome``).
+
     python -m tests.torture.kill_storm_browser --messages 500 --kills 60
+    python -m tests.torture.kill_storm_browser --messages 60 --kills 12 --blind-page
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from pathlib import Path
 
 from tests.torture.common import Figures, check_outcome, descendants, kill, rows
+from tests.torture.kill_storm_fake import human_decides, paused_sessions, unknowns
 
 SESSIONS = ("a", "b", "c")
 
@@ -32,13 +39,15 @@ def run(
     seed: int | None = None,
     timeout: float = 1800.0,
     tmpdir: Path | None = None,
+    blind_page: bool = False,
+    blind_seconds: float = 40.0,
 ) -> Figures:
     from e2e_helpers import E2E, SIM_E2E
     from wabulk.simulator.server import Simulator
 
     rng = random.Random(seed)
     t0 = time.monotonic()
-    fig = Figures("kill-storm-browser", messages=messages)
+    fig = Figures("kill-storm-browser" + ("-blind-page" if blind_page else ""), messages=messages)
     kinds = {"wabulk": 0, "chromium": 0, "chromedriver": 0}
     with tempfile.TemporaryDirectory(dir=tmpdir) as d:
         tmp = Path(d)
@@ -55,12 +64,35 @@ def run(
             def unfinished() -> bool:
                 return any(r["status"] in ("pending", "sending") for r in rows(e2e.db))
 
-            while fig.kills < kills and time.monotonic() < deadline and unfinished():
+            blind_since: float | None = None
+            most_unknown = 0
+            paused_seen: set[str] = set()
+            while (
+                (fig.kills < kills or blind_since is not None)
+                and time.monotonic() < deadline
+                and unfinished()
+            ):
+                if (
+                    blind_page
+                    and blind_since is None
+                    and fig.kills >= kills // 3
+                    and "blind_seconds" not in fig.extra
+                ):
+                    sim.configure(bubble_ids=False)  # the page turns unreadable for our reader
+                    blind_since, fig.extra["blind_seconds"] = time.monotonic(), blind_seconds
+                if blind_since is not None:
+                    most_unknown = max(most_unknown, len(unknowns(e2e.db)))
+                    paused_seen |= set(paused_sessions(e2e.db))
+                    if time.monotonic() - blind_since >= blind_seconds:
+                        sim.configure(bubble_ids=True)
+                        blind_since = None
+                        human_decides(e2e.db, fig)
                 time.sleep(rng.uniform(min_gap, max_gap))
                 s = rng.choice(SESSIONS)
                 w = procs[s]
-                if w.proc.poll() is not None:  # exited (done, or gave up): start it again
-                    procs[s] = e2e.run(s, lease=lease)
+                if w.proc.poll() is not None:  # exited (done, gave up, or its session paused itself)
+                    if blind_since is None or s not in paused_sessions(e2e.db):
+                        procs[s] = e2e.run(s, lease=lease)
                     continue
                 roll = rng.random()
                 target, kind = w.proc.pid, "wabulk"
@@ -84,8 +116,14 @@ def run(
                 if kind == "wabulk":
                     w.proc.wait(10)
                     procs[s] = e2e.run(s, lease=lease)
+            if blind_since is not None:  # the storm ended before the blind phase did
+                sim.configure(bubble_ids=True)
+                human_decides(e2e.db, fig)
             # Calm after the storm: every session's worker runs until the job is done.
-            while time.monotonic() < deadline and unfinished():
+            while time.monotonic() < deadline and (unfinished() or (blind_page and unknowns(e2e.db))):
+                if blind_page and (unknowns(e2e.db) or paused_sessions(e2e.db)):
+                    most_unknown = max(most_unknown, len(unknowns(e2e.db)))
+                    human_decides(e2e.db, fig)
                 for s in SESSIONS:
                     if procs[s].proc.poll() is not None:
                         procs[s] = e2e.run(s, lease=lease)
@@ -99,6 +137,9 @@ def run(
             check_outcome(fig, e2e.db, expected, arrived)
             fig.extra.update(kinds)
             fig.extra["restarts"] = len(e2e.workers) - len(SESSIONS)
+            if blind_page:
+                fig.extra["unknown_reported"] = most_unknown
+                fig.extra["sessions_paused"] = len(paused_seen)
         finally:
             e2e.cleanup()
             sim.stop()
@@ -115,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-gap", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--blind-page", action="store_true", help="bubbles without ids for a while (fail closed)")
+    ap.add_argument("--blind-seconds", type=float, default=40.0)
     a = ap.parse_args(argv)
     return run(
         a.messages,
@@ -124,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         max_gap=a.max_gap,
         seed=a.seed,
         timeout=a.timeout,
+        blind_page=a.blind_page,
+        blind_seconds=a.blind_seconds,
     ).report()
 
 
