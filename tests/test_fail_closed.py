@@ -547,3 +547,20 @@ def test_a_database_on_a_network_file_system_is_named(tmp_path: Path) -> None:
     assert network_filesystem(Path("/home/u/remote/w.db"), mounts) == "fuse.sshfs"
     assert network_filesystem(Path("/home/u/w.db"), mounts) is None
     assert network_filesystem(Path("/mnt/shared.db"), mounts) is None
+
+
+def test_a_worker_warns_when_the_database_is_on_a_network_file_system(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wabulk.events import WorkerEvent
+    from wabulk.settings import Settings
+    from wabulk.store import base
+    from wabulk.worker import build_config, run_worker
+
+    monkeypatch.setattr(base, "network_filesystem", lambda path, mounts=None: "nfs4")
+    Queue(db_path).close()
+    seen: list[WorkerEvent] = []
+    settings = Settings.from_env().with_(db=db_path)
+    config = build_config(session="main", until_done=True, pace="off")
+    assert run_worker(settings, config, transport=FakeTransport(), on_event=seen.append) == exitcodes.OK
+    assert any(e.kind == "warning" and "network file system (nfs4)" in e.text for e in seen)

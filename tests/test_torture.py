@@ -109,6 +109,17 @@ def test_kill_storm_real_browsers() -> None:
     assert f["kills"] >= 1
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_BROWSER, reason="needs Chromium and chromedriver")
+def test_kill_storm_real_browsers_with_bubbles_without_ids_fails_closed() -> None:
+    f = torture(
+        "kill_storm_browser", "--messages", "12", "--kills", "4", "--seed", "3", "--blind-page",
+        "--blind-seconds", "20", timeout=500,
+    )  # fmt: skip
+    assert (f["lost"], f["duplicates"], f["stuck"], f["failed"], f["integrity"]) == (0, 0, 0, 0, "ok")
+
+
 def test_the_oracle_counts_losses_duplicates_and_lies(tmp_path: Path) -> None:
     """The checks the scripts rely on can fail: a duplicate, a loss and a "sent" that never arrived."""
     db = tmp_path / "wabulk.db"

@@ -6,22 +6,30 @@ completions are fenced on ``(id, status='sending', claimed_by, attempts)``.
 
 Rules chosen here (see also design.md):
 
-- Claimable jobs are ``queued``, ``running`` and ``waiting_for_login`` ones whose ``not_before`` has
-  passed and that are not pinned to other sessions. Within a job, messages go out by id (FIFO);
-  jobs are served oldest first. A message in backoff keeps its place and goes out once due.
-- Expired leases are reclaimed before fresh work. One whose ``send_started_at`` is set comes back
-  as a claim that ``needs_verification``, even when its attempts are used up (the outcome must be
-  checked before giving up; a verified-unsent message may then be sent once more, so real sends
-  never exceed ``max_attempts``). One without the stamp and with attempts used up becomes ``failed``
-  ("attempts exhausted").
-- Expired leases in a *stopped* job are settled at the next claim: ``cancelled`` without the stamp,
-  ``failed`` ("outcome unknown") with it. Those of a paused job wait for resume.
+- Claimable jobs are ``queued``, ``running`` and ``waiting_for_login`` ones, completely imported, whose
+  ``not_before`` has passed and that are not pinned to other sessions; a paused session claims nothing.
+  Within a job, messages go out by id (FIFO); jobs are served oldest first. A message in backoff keeps
+  its place and goes out once due.
+- Expired leases are reclaimed before fresh work. A message whose ``send_started_at`` is set is only
+  claimed again by the session that stamped it, as a claim that ``needs_verification``, even when its
+  attempts are used up (at most two claims beyond them: then its outcome is unknown). One without the
+  stamp and with attempts used up becomes ``failed`` ("attempts exhausted").
+- Fail closed (issue 14), enforced by ``mark_send_started``: never more presses than ``max_attempts``; a
+  stamped message is pressed again only after ``mark_absent`` (the chat gave positive evidence) in the
+  same attempt, and at most once without a human. A stamped message that fails without that evidence
+  fails as ``unknown_outcome``.
+- Stop, pause and opt-out are re-checked in the stamp's transaction. A message of a stopped job ends
+  ``cancelled`` when nothing can have gone out, else ``failed`` ``unknown_outcome`` (one rule for a
+  pending one, one in flight and an expired lease). Those of a paused job wait for resume.
 - An opted-out number is re-checked at claim time: the message becomes ``skipped``, no attempt spent.
 - A job with nothing pending or in flight left becomes ``completed`` (also when it was paused or
   waiting for login); a stopped job stays ``stopped`` and gets its finish time when the last
   in-flight message ends.
-- ``prune`` deletes messages (and their events) of long-finished jobs; the trigger-kept
-  ``job_counts`` have no delete trigger, so the job's counts stay visible.
+- Imports and prunes write in short transactions; ``prune`` deletes messages (and their events) of
+  long-finished jobs; the trigger-kept ``job_counts`` have no delete trigger, so the job's counts stay
+  visible, and the daily cap counts ``send_log``, which prune leaves alone.
+- Control commands (stop, pause, resume, opt-outs, retry-failed, resolve, session pauses) commit with
+  ``synchronous=FULL`` whatever the connection's level.
 """
 
 from __future__ import annotations
