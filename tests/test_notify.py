@@ -161,7 +161,8 @@ def test_a_failing_receiver_is_retried_and_shown_by_status(db_path: Path) -> Non
 
 def test_a_command_gets_the_json_on_stdin(db_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "got.jsonl"
-    config = NotifyConfig(targets=[f"cmd:cat >> {out}; echo >> {out}"])
+    # No shell runs the command: a redirection needs an explicit one.
+    config = NotifyConfig(targets=[f"cmd:sh -c 'cat >> {out}; echo >> {out}'"])
     with Queue(db_path) as q:
         watcher = Watcher(q, config.targets, undelivered_after=60)
         watcher.scan_events()

@@ -820,7 +820,7 @@ def run(
         typer.Option(
             "--notify-cmd",
             envvar="WABULK_NOTIFY_CMD",
-            help="Run this shell command with the notification's JSON on stdin.",
+            help="Run this command (no shell; use sh -c for pipes) with the notification's JSON on stdin.",
             show_default=False,
         ),
     ] = None,

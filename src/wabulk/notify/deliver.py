@@ -3,8 +3,9 @@
 * A webhook gets ``POST`` with the notification's JSON, ``Content-Type: application/json``,
   ``X-Wabulk-Id``/``X-Wabulk-Kind`` and, when ``WABULK_NOTIFY_SECRET`` is set,
   ``X-Wabulk-Signature: sha256=<hex HMAC-SHA256 of the body>``. Any 2xx answer delivers it.
-* A command runs through the shell with the JSON on stdin (and ``WABULK_NOTIFICATION_ID``/``_KIND`` in its
-  environment); exit 0 delivers it.
+* A command runs with the JSON on stdin (and ``WABULK_NOTIFICATION_ID``/``_KIND`` in its environment);
+  exit 0 delivers it. It is split like a shell line but never run by a shell (wabulk starts no shell
+  anywhere): pipes or redirections need an explicit ``sh -c '…'``.
 * Anything else is retried with a doubling backoff (capped) for ever; ``wabulk status`` reports a target
   whose notifications keep failing. Delivery is at least once: a receiver de-duplicates by ``id``.
 
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 import random
+import shlex
 import subprocess
 import threading
 import time
@@ -105,11 +107,19 @@ def deliver_one(n: store.Notification, *, secret: str | None) -> None:
         return
     env = {**os.environ, "WABULK_NOTIFICATION_ID": n.id, "WABULK_NOTIFICATION_KIND": n.kind}
     try:
+        argv = shlex.split(where)
+    except ValueError as e:
+        raise WabulkError(f"cannot parse the command: {e}") from None
+    if not argv:
+        raise WabulkError("the command is empty")
+    try:
         done = subprocess.run(
-            where, shell=True, input=body, env=env, capture_output=True, timeout=CMD_TIMEOUT, check=False
+            argv, input=body, env=env, capture_output=True, timeout=CMD_TIMEOUT, check=False
         )
     except subprocess.TimeoutExpired:
         raise WabulkError(f"the command ran longer than {CMD_TIMEOUT:.0f}s") from None
+    except OSError as e:  # not found, not executable
+        raise WabulkError(f"cannot run {argv[0]}: {e.strerror or e}") from None
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace").strip().splitlines()
         raise WabulkError(f"exit {done.returncode}" + (f": {err[-1][:200]}" if err else ""))
