@@ -120,8 +120,12 @@ def run(
                 sim.configure(bubble_ids=True)
                 human_decides(e2e.db, fig)
             # Calm after the storm: every session's worker runs until the job is done.
-            while time.monotonic() < deadline and (unfinished() or (blind_page and unknowns(e2e.db))):
-                if blind_page and (unknowns(e2e.db) or paused_sessions(e2e.db)):
+            while time.monotonic() < deadline and (
+                unfinished() or (blind_page and any(r["status"] == "failed" for r in rows(e2e.db)))
+            ):
+                if blind_page and (
+                    any(r["status"] == "failed" for r in rows(e2e.db)) or paused_sessions(e2e.db)
+                ):
                     most_unknown = max(most_unknown, len(unknowns(e2e.db)))
                     human_decides(e2e.db, fig)
                 for s in SESSIONS:

@@ -95,6 +95,12 @@ def human_decides(db: Path, fig: Figures) -> None:
         fig.extra["unknown_retried"] = fig.extra.get("unknown_retried", 0) + q.retry_failed(
             error_class=UNKNOWN_OUTCOME
         )
+        # A message whose send budget ran out (pressed twice, killed before either arrived, the chat showing
+        # neither) fails "attempts exhausted" with its reason; the person retries it too (one more press
+        # after the chat is checked again). Counted, so the figures show how often the budget stopped one.
+        others = [r for r in rows(db) if r["status"] == "failed"]
+        if others:
+            fig.extra["other_failed_retried"] = fig.extra.get("other_failed_retried", 0) + q.retry_failed()
 
 
 def run(
@@ -164,7 +170,7 @@ def run(
                 human_decides(db, fig)
             # Calm after the storm: every worker runs to the end (restarted if it died on its own).
             while time.monotonic() < deadline:
-                if blind_page and (unknowns(db) or paused_sessions(db)):
+                if blind_page and (any(r["status"] == "failed" for r in rows(db)) or paused_sessions(db)):
                     most_unknown = max(most_unknown, len(unknowns(db)))
                     human_decides(db, fig)  # unknowns from sends cut by the last blind kills
                 if any(r["status"] in ("pending", "sending") for r in rows(db)):
@@ -173,7 +179,8 @@ def run(
                             procs[s] = start(tmp, s, lease, jitter, starts[s], blind, breaker)
                             starts[s] += 1
                 if all(p.poll() is not None for p in procs.values()):
-                    if not any(r["status"] in ("pending", "sending") for r in rows(db)):
+                    left = ("pending", "sending", "failed") if blind_page else ("pending", "sending")
+                    if not any(r["status"] in left for r in rows(db)):
                         break
                     for s in sessions:  # exited 0 early while another session's stamp was pending
                         procs[s] = start(tmp, s, lease, jitter, starts[s], blind, breaker)

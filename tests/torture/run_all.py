@@ -30,7 +30,7 @@ FULL: list[tuple[str, list[str]]] = [
 QUICK: dict[str, list[str]] = {
     "kill_storm_fake": ["--messages", "100", "--kills", "10"],
     "kill_storm_fake --blind-page": [
-        *("--messages", "60", "--kills", "9", "--blind-page", "--blind-seconds", "20"),
+        *("--messages", "120", "--kills", "9", "--blind-page", "--blind-seconds", "20"),
     ],
     "kill_storm_browser": ["--messages", "12", "--kills", "3"],
     "kill_storm_browser --blind-page": [
