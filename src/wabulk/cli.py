@@ -236,18 +236,7 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
     from rich.markup import escape
 
     if as_json:
-        _print_json(
-            {
-                "job_id": result.job_id,
-                "enqueued": result.enqueued,
-                "invalid": result.invalid,
-                "duplicates": result.duplicates,
-                "opted_out": result.opted_out,
-                "not_mobile": result.not_mobile,
-                "dry_run": dry_run,
-                **({"previews": list(result.previews)} if dry_run else {}),
-            }
-        )
+        _print_json(result.as_json())
         return
     out = _stdout()
     err = _stderr()
@@ -622,7 +611,9 @@ def optout_list(
     with _errors():
         rows = _queue().list_optouts()
     if as_json:
-        _print_json([{"phone": p, "added_at": at, "reason": r} for p, at, r in rows])
+        from .store.optouts import optouts_as_json
+
+        _print_json(optouts_as_json(rows))
         return
     for phone, at, r in rows:
         typer.echo(f"{phone}\t{_fmt_time(at)}\t{r or ''}")
