@@ -172,6 +172,27 @@ def _guarded_once(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def write_tx(conn: sqlite3.Connection) -> Generator[sqlite3.Connection, None, None]:
+    """One short write transaction on an autocommit connection, holding the write lock from the start
+    (BEGIN IMMEDIATE): committed when the block ends, rolled back when it raises. Shared by the queue
+    (:meth:`QueueBase._tx`) and the notification tables (:mod:`wabulk.notify.store`)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        # e.g. disk full at commit: never leave a transaction open for the next call to inherit.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def network_filesystem(path: Path, mounts: str | None = None) -> str | None:
     """The type of the network file system ``path`` lives on (``nfs4``, ``cifs``, ``fuse.sshfs``…), or None.
     Reads ``/proc/mounts`` (``mounts`` for tests); None where there is no such file."""
@@ -334,20 +355,8 @@ class QueueBase:
         if raise_level:
             conn.execute("PRAGMA synchronous = FULL")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_tx(conn):
                 yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                # e.g. disk full at commit: never leave a transaction open for the next call to inherit.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         finally:
             if raise_level:
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
