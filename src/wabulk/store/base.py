@@ -9,7 +9,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +61,7 @@ _CLAIM_RETURNING = (
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Q = TypeVar("_Q", bound="QueueBase")
+_K = TypeVar("_K")
 # One encoder for every row: json.dumps(..., ensure_ascii=False) builds a new one per call (10 µs/row).
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
@@ -391,6 +392,28 @@ class QueueBase:
         raw = values[_VARIABLES_AT]
         values[_VARIABLES_AT] = json.loads(raw) if raw and raw != "{}" else {}
         return Message(*values)
+
+    def _message_pages(
+        self,
+        sql: str,
+        params: Callable[[_K], Sequence[Any]],
+        after: _K,
+        key: Callable[[Message], _K],
+    ) -> Iterator[Message]:
+        """Messages streamed page by page by keyset: ``sql`` (with ``params(after)``) reads the page after
+        ``after``; ``key`` of a page's last message is where the next page starts. Each page is its own
+        statement, so no read transaction stays open between pages; the first empty page ends it."""
+        while True:
+            try:
+                rows = self.conn.execute(sql, params(after)).fetchall()
+            except sqlite3.Error as exc:
+                raise errors.DatabaseError(_describe(self.path, exc)) from exc
+            if not rows:
+                return
+            for row in rows:
+                m = self._message_from_row(row)
+                yield m
+            after = key(m)
 
     def _job(self, conn: sqlite3.Connection, job_id: int) -> Job:
         row = conn.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
