@@ -553,16 +553,13 @@ def export(
 
 
 def _normalize_many(numbers: list[str], country: str | None) -> list[str]:
-    from .contacts import default_country, normalize_phone
+    from .contacts import normalize_phones
+    from .errors import BadInput
 
-    cc = country or default_country()
-    out = []
-    for raw in numbers:
-        try:
-            out.append(normalize_phone(raw, cc))
-        except ValueError as exc:
-            raise typer.BadParameter(f"{raw!r}: {exc}") from None
-    return out
+    try:
+        return normalize_phones(numbers, country)
+    except BadInput as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @optout_app.command("add")

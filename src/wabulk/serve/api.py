@@ -354,16 +354,10 @@ def _report(settings: Settings, queue: Any, job_id: int | None, undelivered_afte
 
 
 def _normalize(numbers: list[str], country: Any) -> list[str]:
-    from wabulk.contacts import default_country, normalize_phone
+    from wabulk.contacts import normalize_phones
 
-    cc = country if isinstance(country, str) and country else default_country()
-    out = []
-    for raw in numbers:
-        try:
-            out.append(normalize_phone(raw, cc))
-        except ValueError as exc:
-            raise errors.BadInput(f"{raw!r}: {exc}") from None
-    return out
+    # ``country`` comes from a JSON body: anything but a string means the default country.
+    return normalize_phones(numbers, country if isinstance(country, str) else None)
 
 
 def _enqueue(
