@@ -236,18 +236,7 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
     from rich.markup import escape
 
     if as_json:
-        _print_json(
-            {
-                "job_id": result.job_id,
-                "enqueued": result.enqueued,
-                "invalid": result.invalid,
-                "duplicates": result.duplicates,
-                "opted_out": result.opted_out,
-                "not_mobile": result.not_mobile,
-                "dry_run": dry_run,
-                **({"previews": list(result.previews)} if dry_run else {}),
-            }
-        )
+        _print_json(result.as_json())
         return
     out = _stdout()
     err = _stderr()
@@ -564,16 +553,13 @@ def export(
 
 
 def _normalize_many(numbers: list[str], country: str | None) -> list[str]:
-    from .contacts import default_country, normalize_phone
+    from .contacts import normalize_phones
+    from .errors import BadInput
 
-    cc = country or default_country()
-    out = []
-    for raw in numbers:
-        try:
-            out.append(normalize_phone(raw, cc))
-        except ValueError as exc:
-            raise typer.BadParameter(f"{raw!r}: {exc}") from None
-    return out
+    try:
+        return normalize_phones(numbers, country)
+    except BadInput as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @optout_app.command("add")
@@ -622,7 +608,9 @@ def optout_list(
     with _errors():
         rows = _queue().list_optouts()
     if as_json:
-        _print_json([{"phone": p, "added_at": at, "reason": r} for p, at, r in rows])
+        from .store.optouts import optouts_as_json
+
+        _print_json(optouts_as_json(rows))
         return
     for phone, at, r in rows:
         typer.echo(f"{phone}\t{_fmt_time(at)}\t{r or ''}")

@@ -404,6 +404,20 @@ def normalize_phone(raw: str, country: str | None) -> str:
     return parse_phone(raw, country).e164
 
 
+def normalize_phones(numbers: Sequence[str], country: str | None) -> list[str]:
+    """Each of ``numbers`` as E.164, local ones read in ``country`` (default: :func:`default_country`);
+    raises :class:`BadInput` ``'<raw>': <reason>`` at the first invalid one (``optout add/remove``, the
+    API's opt-out endpoints)."""
+    cc = country or default_country()
+    out = []
+    for raw in numbers:
+        try:
+            out.append(normalize_phone(raw, cc))
+        except ValueError as exc:
+            raise BadInput(f"{raw!r}: {exc}") from None
+    return out
+
+
 def parse_cell(raw: str, country: str | None) -> Phone:
     """Like :func:`parse_phone`, but a cell may hold several numbers joined by ``:::`` (Google
     Contacts): the first mobile one wins, else the first valid one, else the first one's reason."""

@@ -49,14 +49,18 @@ class ImportResult:
     name_column: str | None = None
     dry_run: bool = False
 
-    def as_json(self) -> dict[str, int | None]:
-        """The ``--json`` output of ``wabulk enqueue``."""
+    def as_json(self) -> dict[str, Any]:
+        """What ``wabulk enqueue --json`` prints, and what ``POST /api/jobs`` answers (plus its notices
+        and rejected rows): one function so that the two cannot drift apart."""
         return {
             "job_id": self.job_id,
             "enqueued": self.enqueued,
             "invalid": self.invalid,
             "duplicates": self.duplicates,
             "opted_out": self.opted_out,
+            "not_mobile": self.not_mobile,
+            "dry_run": self.dry_run,
+            **({"previews": list(self.previews)} if self.dry_run else {}),
         }
 
 

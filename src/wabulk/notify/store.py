@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from wabulk.store.base import write_tx
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -49,18 +50,6 @@ def _row(r: Sequence[Any]) -> Notification:
     return Notification(*values)
 
 
-@contextmanager
-def _tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def add(
     conn: sqlite3.Connection,
     targets: Sequence[str],
@@ -72,30 +61,31 @@ def add(
 ) -> int:
     """Queue one notification per target unless that target already has one with ``key``; returns how
     many were new. The payload gets its ``id``, ``kind`` and ``at`` here."""
-    with _tx(conn):
-        return _add(conn, targets, kind=kind, key=key, data=data, now=now)
+    with write_tx(conn):
+        return _insert(conn, targets, [(kind, key, data)], now=now)
 
 
-def _add(
+def _insert(
     conn: sqlite3.Connection,
     targets: Sequence[str],
+    items: Sequence[tuple[str, str, dict[str, Any]]],
     *,
-    kind: str,
-    key: str,
-    data: dict[str, Any],
     now: float,
 ) -> int:
+    """The INSERTs of :func:`add` and :func:`advance`, inside the caller's transaction: each item (kind,
+    key, data) for each target, unless that target already has one with that key; how many were new."""
     import uuid  # here: `status` imports this module and never adds
 
     n = 0
-    for target in targets:
-        nid = uuid.uuid4().hex
-        payload = {"id": nid, "kind": kind, "at": now, **data}
-        n += conn.execute(
-            "INSERT OR IGNORE INTO notifications"
-            " (id, target, key, kind, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (nid, target, key, kind, json.dumps(payload, ensure_ascii=False, default=str), now, now),
-        ).rowcount
+    for kind, key, data in items:
+        for target in targets:
+            nid = uuid.uuid4().hex
+            payload = {"id": nid, "kind": kind, "at": now, **data}
+            n += conn.execute(
+                "INSERT OR IGNORE INTO notifications"
+                " (id, target, key, kind, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (nid, target, key, kind, json.dumps(payload, ensure_ascii=False, default=str), now, now),
+            ).rowcount
     return n
 
 
@@ -116,11 +106,10 @@ def advance(
 ) -> bool:
     """Queue ``items`` (kind, key, data) for ``target`` and move its cursor from ``expected`` to ``to`` in
     one transaction; False (nothing written) when another process moved the cursor meanwhile."""
-    with _tx(conn):
+    with write_tx(conn):
         if cursor(conn, target) != expected:
             return False
-        for kind, key, data in items:
-            _add(conn, [target], kind=kind, key=key, data=data, now=now)
+        _insert(conn, [target], items, now=now)
         conn.execute(
             "INSERT INTO notify_cursors (target, last_event_id) VALUES (?, ?)"
             " ON CONFLICT (target) DO UPDATE SET last_event_id = excluded.last_event_id",
@@ -136,7 +125,7 @@ def claim_due(
     if not targets:
         return []
     marks = ",".join("?" * len(targets))
-    with _tx(conn):
+    with write_tx(conn):
         rows = conn.execute(
             f"UPDATE notifications SET lease_until = ?, attempts = attempts + 1 WHERE id IN ("
             f" SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= ?"

@@ -57,20 +57,6 @@ def error_response(exc: errors.WabulkError, **extra: Any) -> JSONResponse:
     )
 
 
-def enqueue_json(result: Any, *, dry_run: bool) -> dict[str, Any]:
-    """Exactly what ``wabulk enqueue --json`` prints for ``result`` (test_serve compares the two)."""
-    return {
-        "job_id": result.job_id,
-        "enqueued": result.enqueued,
-        "invalid": result.invalid,
-        "duplicates": result.duplicates,
-        "opted_out": result.opted_out,
-        "not_mobile": result.not_mobile,
-        "dry_run": dry_run,
-        **({"previews": list(result.previews)} if dry_run else {}),
-    }
-
-
 def message_row(m: Any) -> dict[str, Any]:
     """One message as the dashboard lists it."""
     return {
@@ -278,8 +264,10 @@ def create_app(settings: Settings, *, token: str, max_upload: int = DEFAULT_MAX_
     @app.get("/api/optouts", tags=["optouts"])
     def optouts() -> list[dict[str, Any]]:
         """As `wabulk optout list --json`."""
+        from wabulk.store.optouts import optouts_as_json
+
         with queue() as q:
-            return [{"phone": p, "added_at": at_, "reason": r} for p, at_, r in q.list_optouts()]
+            return optouts_as_json(q.list_optouts())
 
     @app.post("/api/optouts", tags=["optouts"])
     async def optout_add(request: Request) -> JSONResponse:
@@ -366,16 +354,10 @@ def _report(settings: Settings, queue: Any, job_id: int | None, undelivered_afte
 
 
 def _normalize(numbers: list[str], country: Any) -> list[str]:
-    from wabulk.contacts import default_country, normalize_phone
+    from wabulk.contacts import normalize_phones
 
-    cc = country if isinstance(country, str) and country else default_country()
-    out = []
-    for raw in numbers:
-        try:
-            out.append(normalize_phone(raw, cc))
-        except ValueError as exc:
-            raise errors.BadInput(f"{raw!r}: {exc}") from None
-    return out
+    # ``country`` comes from a JSON body: anything but a string means the default country.
+    return normalize_phones(numbers, country if isinstance(country, str) else None)
 
 
 def _enqueue(
@@ -425,7 +407,7 @@ def _enqueue(
                 {"error": text, "exit_code": exc.exit_code, "rejects": _read_rejects(rejects_path)},
                 status_code=_status_code(exc),
             )
-        out = enqueue_json(result, dry_run=dry_run)
+        out: dict[str, Any] = result.as_json()
         out["notices"] = list(result.notices)
         out["rejects"] = _read_rejects(rejects_path)
         return JSONResponse(out)

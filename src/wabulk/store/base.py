@@ -9,7 +9,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +61,7 @@ _CLAIM_RETURNING = (
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Q = TypeVar("_Q", bound="QueueBase")
+_K = TypeVar("_K")
 # One encoder for every row: json.dumps(..., ensure_ascii=False) builds a new one per call (10 µs/row).
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
@@ -170,6 +171,27 @@ def _guarded_once(fn: F) -> F:
             raise errors.DatabaseError(_describe(self.path, exc)) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def write_tx(conn: sqlite3.Connection) -> Generator[sqlite3.Connection, None, None]:
+    """One short write transaction on an autocommit connection, holding the write lock from the start
+    (BEGIN IMMEDIATE): committed when the block ends, rolled back when it raises. Shared by the queue
+    (:meth:`QueueBase._tx`) and the notification tables (:mod:`wabulk.notify.store`)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        # e.g. disk full at commit: never leave a transaction open for the next call to inherit.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def network_filesystem(path: Path, mounts: str | None = None) -> str | None:
@@ -334,20 +356,8 @@ class QueueBase:
         if raise_level:
             conn.execute("PRAGMA synchronous = FULL")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_tx(conn):
                 yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                # e.g. disk full at commit: never leave a transaction open for the next call to inherit.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         finally:
             if raise_level:
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -382,6 +392,28 @@ class QueueBase:
         raw = values[_VARIABLES_AT]
         values[_VARIABLES_AT] = json.loads(raw) if raw and raw != "{}" else {}
         return Message(*values)
+
+    def _message_pages(
+        self,
+        sql: str,
+        params: Callable[[_K], Sequence[Any]],
+        after: _K,
+        key: Callable[[Message], _K],
+    ) -> Iterator[Message]:
+        """Messages streamed page by page by keyset: ``sql`` (with ``params(after)``) reads the page after
+        ``after``; ``key`` of a page's last message is where the next page starts. Each page is its own
+        statement, so no read transaction stays open between pages; the first empty page ends it."""
+        while True:
+            try:
+                rows = self.conn.execute(sql, params(after)).fetchall()
+            except sqlite3.Error as exc:
+                raise errors.DatabaseError(_describe(self.path, exc)) from exc
+            if not rows:
+                return
+            for row in rows:
+                m = self._message_from_row(row)
+                yield m
+            after = key(m)
 
     def _job(self, conn: sqlite3.Connection, job_id: int) -> Job:
         row = conn.execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id = ?", (job_id,)).fetchone()

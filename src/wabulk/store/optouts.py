@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from .base import (
     QueueBase,
     _guarded,
 )
+
+
+def optouts_as_json(rows: Iterable[tuple[str, float, str | None]]) -> list[dict[str, Any]]:
+    """:meth:`OptoutsMixin.list_optouts` as ``wabulk optout list --json`` prints it and ``GET /api/optouts``
+    answers (one function so that the two cannot drift apart)."""
+    return [{"phone": phone, "added_at": added_at, "reason": reason} for phone, added_at, reason in rows]
 
 
 class OptoutsMixin(QueueBase):

@@ -44,23 +44,15 @@ class ReadingMixin(QueueBase):
             raise errors.DatabaseError(_describe(self.path, exc)) from exc
         if lo is None:
             return
-        after = lo - 1
-        while True:
-            try:
-                # ``+job_id`` keeps the planner on the rowid range: a job's ids are one contiguous
-                # block (enqueued in one transaction), so each page reads just its own rows.
-                rows = self.conn.execute(
-                    f"SELECT {_MESSAGE_COLS} FROM messages WHERE +job_id = ? AND id > ? AND id <= ?"
-                    " ORDER BY id LIMIT ?",
-                    (job_id, after, hi, page_size),
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise errors.DatabaseError(_describe(self.path, exc)) from exc
-            if not rows:
-                return
-            for row in rows:
-                yield self._message_from_row(row)
-            after = rows[-1][0]
+        # ``+job_id`` keeps the planner on the rowid range: a job's ids are one contiguous
+        # block (enqueued in one transaction), so each page reads just its own rows.
+        yield from self._message_pages(
+            f"SELECT {_MESSAGE_COLS} FROM messages WHERE +job_id = ? AND id > ? AND id <= ?"
+            " ORDER BY id LIMIT ?",
+            lambda after: (job_id, after, hi, page_size),
+            lo - 1,
+            lambda m: m.id,
+        )
 
     @_guarded
     def events(

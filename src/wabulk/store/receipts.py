@@ -102,23 +102,15 @@ class ReceiptsMixin(QueueBase):
             self._job(self.conn, job_id)
         except sqlite3.Error as exc:
             raise errors.DatabaseError(_describe(self.path, exc)) from exc
-        after: tuple[float, int] = (float("-inf"), 0)
-        while True:
-            try:
-                rows = self.conn.execute(
-                    f"SELECT {_MESSAGE_COLS} FROM messages INDEXED BY idx_messages_undelivered"
-                    " WHERE job_id = ? AND status = 'sent' AND delivered_at IS NULL AND sent_at < ?"
-                    " AND (sent_at, id) > (?, ?) ORDER BY sent_at, id LIMIT ?",
-                    (job_id, before, after[0], after[1], page_size),
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise errors.DatabaseError(_describe(self.path, exc)) from exc
-            if not rows:
-                return
-            for row in rows:
-                m = self._message_from_row(row)
-                yield m
-            after = (float(m.sent_at or 0.0), m.id)
+        start: tuple[float, int] = (float("-inf"), 0)
+        yield from self._message_pages(
+            f"SELECT {_MESSAGE_COLS} FROM messages INDEXED BY idx_messages_undelivered"
+            " WHERE job_id = ? AND status = 'sent' AND delivered_at IS NULL AND sent_at < ?"
+            " AND (sent_at, id) > (?, ?) ORDER BY sent_at, id LIMIT ?",
+            lambda after: (job_id, before, after[0], after[1], page_size),
+            start,
+            lambda m: (float(m.sent_at or 0.0), m.id),
+        )
 
     @_guarded
     def sent_count(self, session: str, since: float) -> int:

@@ -1049,17 +1049,24 @@
       queueSend({phone: S.openPhone, text: text, objectUrl: url, asDocument: kind === 'document',
         attachment: {name: file.name, size: file.size, type: file.type || 'application/octet-stream'}});
     }
-    dialog = h('div', {role: 'dialog', tabindex: '-1', 'data-testid': 'media-preview'},
+    dialog = previewDialog(file, url,
+      h('div', {'data-testid': 'media-caption-input-container'}, caption),
+      h('div', {role: 'button', 'aria-label': 'Send', tabindex: '0', onclick: send}, icon('send')));
+    caretToEnd(caption);
+  }
+
+  // The preview dialog of every era, shown over the page: a Close button, the file's thumbnail (or a
+  // document icon), name and size, and a row with the era's own caption box and send button.
+  function previewDialog(file, url, captionBox, sendButton) {
+    var dialog = h('div', {role: 'dialog', tabindex: '-1', 'data-testid': 'media-preview'},
       h('div', {'class': 'media-preview'},
         h('div', null, h('div', {role: 'button', 'aria-label': 'Close', tabindex: '0',
           onclick: function () { dialog.remove(); }}, icon('x'))),
         h('div', {'class': 'thumb'}, url ? h('img', {src: url, alt: file.name}) : icon('document-generic'),
           h('div', {text: file.name}), h('div', {text: fmtBytes(file.size)})),
-        h('div', {'class': 'caption-row'},
-          h('div', {'data-testid': 'media-caption-input-container'}, caption),
-          h('div', {role: 'button', 'aria-label': 'Send', tabindex: '0', onclick: send}, icon('send')))));
+        h('div', {'class': 'caption-row'}, captionBox, sendButton)));
     S.overlay.appendChild(dialog);
-    caretToEnd(caption);
+    return dialog;
   }
 
   // 2026-09: the caption box has data-tab="undefined" and aria-label "Add a caption"; the send button is
@@ -1082,17 +1089,10 @@
       queueSend({phone: S.openPhone, text: text, objectUrl: url, kind: sendKind,
         attachment: {name: file.name, size: file.size, type: type}});
     }
-    dialog = h('div', {role: 'dialog', tabindex: '-1', 'data-testid': 'media-preview'},
-      h('div', {'class': 'media-preview'},
-        h('div', null, h('div', {role: 'button', 'aria-label': 'Close', tabindex: '0',
-          onclick: function () { dialog.remove(); }}, icon('x'))),
-        h('div', {'class': 'thumb'}, url ? h('img', {src: url, alt: file.name}) : icon('document-generic'),
-          h('div', {text: file.name}), h('div', {text: fmtBytes(file.size)})),
-        h('div', {'class': 'caption-row'},
-          h('div', {'class': 'caption-wrap'}, caption),
-          h('div', {role: 'button', 'aria-label': 'Send 1 selected', tabindex: '0', onclick: send},
-            icon('wds-ic-send-filled')))));
-    S.overlay.appendChild(dialog);
+    dialog = previewDialog(file, url,
+      h('div', {'class': 'caption-wrap'}, caption),
+      h('div', {role: 'button', 'aria-label': 'Send 1 selected', tabindex: '0', onclick: send},
+        icon('wds-ic-send-filled')));
     if (caption) caretToEnd(caption);
   }
 
