@@ -103,7 +103,8 @@ def test_text_arrives_byte_exact_as_one_message(wa: WhatsAppSender, simulator: A
     assert len(body) < 4000 or len(rec["text"]) == 4000
 
 
-@pytest.mark.parametrize("era", ["2023", "2026"])  # legacy and new invalid-number wording
+# legacy, 2025-26 ("The number …") and live 2026 ("The phone number …") invalid-number wording
+@pytest.mark.parametrize("era", ["2023", "2026", "2026-09"])
 def test_invalid_number_is_not_on_whatsapp(wa: WhatsAppSender, simulator: Any, era: str) -> None:
     simulator.configure(ui_era=era, invalid_numbers=["15550009999"])
     before = len(simulator.messages())
@@ -111,7 +112,8 @@ def test_invalid_number_is_not_on_whatsapp(wa: WhatsAppSender, simulator: Any, e
     with pytest.raises(errors.NotOnWhatsApp) as info:
         wa.send("+15550009999", "hi", before_send=lambda _snap: called.append(True))
     assert not info.value.transient
-    assert ("isn't on WhatsApp" if era == "2026" else "shared via url is invalid") in str(info.value)
+    wording = {"2023": "shared via url is invalid", "2026": "The number +", "2026-09": "The phone number +"}
+    assert wording[era] in str(info.value) and (era == "2023" or "isn't on WhatsApp" in str(info.value))
     assert called == [] and _new(simulator, before) == []
     assert wa.page_state() == sess.MAIN  # OK was clicked: popup gone, no chat open
 

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from notify_helpers import Receiver
 from wabulk.cli import app
-from wabulk.models import NewJob, NewMessage
+from wabulk.models import ChatSnapshot, NewJob, NewMessage
 from wabulk.notify import store
 from wabulk.notify.deliver import Notifier, NotifyConfig, sign
-from wabulk.notify.watch import Watcher
+from wabulk.notify.watch import KINDS, Watcher
 from wabulk.queue import Queue
 
 SECRET = "s3cret"
@@ -56,6 +56,7 @@ def make_everything_happen(q: Queue) -> dict[str, int]:
     q.pause_job(b, reason="auto-paused: 5 consecutive confirm_timeout failures")
     d = new_job(q, "d", 1, 20)
     q.set_job_status(d, "waiting_for_login", reason="session 's' is logged out")
+    q.pause_session("s", "auto-paused: WhatsApp blocked session 's': temporarily banned")
     q.register_worker("t", pid=dead_pid(), host=socket.gethostname())
     return {"a": a, "b": b, "d": d}
 
@@ -75,15 +76,7 @@ def test_every_kind_is_delivered_once_per_id_signed(db_path: Path) -> None:
             notifier.deliver_due(q)
     bodies = receiver.bodies()
     kinds = Counter(b["kind"] for b in bodies)
-    assert kinds == {
-        "job_completed": 1,
-        "messages_failed": 1,
-        "unknown_outcomes": 1,
-        "job_auto_paused": 1,
-        "waiting_for_login": 1,
-        "undelivered_found": 1,
-        "worker_died": 1,
-    }
+    assert kinds == dict.fromkeys(KINDS, 1)  # every kind the code defines, once
     assert len({b["id"] for b in bodies}) == len(bodies)
     assert receiver.bad_signatures == 0
     for r in receiver.received:
@@ -104,26 +97,60 @@ def test_every_kind_is_delivered_once_per_id_signed(db_path: Path) -> None:
     assert by["waiting_for_login"]["jobs"] == [jobs["d"]]
     assert by["undelivered_found"]["count"] == 1
     assert by["worker_died"]["session"] == "t" and "process is gone" in by["worker_died"]["text"]
+    assert by["session_auto_paused"]["session"] == "s"
+    assert by["session_auto_paused"]["reason"].startswith("auto-paused: WhatsApp blocked session 's'")
     receiver.down()
 
 
-def test_a_paused_session_is_notified(db_path: Path) -> None:
-    # The fail-closed work logs a session's own pause as a "session" event; this is its shape there.
+def test_a_paused_session_is_notified_and_its_resume_is_not(db_path: Path) -> None:
+    # The queue's own session pause, as the worker reaches it: N unknown outcomes in a row.
     receiver = Receiver()
     config = NotifyConfig(targets=["url:" + receiver.url])
     with Queue(db_path) as q:
         watcher = Watcher(q, config.targets, undelivered_after=60)
         watcher.scan_events()
-        q.conn.execute(
-            "INSERT INTO events (at, kind, from_status, to_status, detail)"
-            " VALUES (?, 'session', NULL, 'paused', ?)",
-            (time.time(), "session shop: auto-paused: 3 unknown outcomes in a row"),
-        )
+        reasons = [q.record_unknown("shop", threshold=3) for _ in range(3)]
+        assert reasons[:2] == [None, None] and reasons[2] is not None
+        assert q.resume_session("shop")  # a person lifts it: nothing to tell
         watcher.scan_events()
         Notifier(db_path, config).deliver_due(q)
     (body,) = receiver.bodies()
     assert body["kind"] == "session_auto_paused" and body["session"] == "shop"
-    assert body["reason"] == "auto-paused: 3 unknown outcomes in a row"
+    assert body["reason"] == reasons[2]
+    assert body["reason"].startswith("auto-paused: 3 outcomes in a row could not be read")
+    receiver.down()
+
+
+def test_a_failure_is_told_as_what_it_was_when_the_scan_comes_late(db_path: Path) -> None:
+    # The notifier looks at the events after the fact (it was killed, or slow): meanwhile a person resolved
+    # an unknown outcome as sent, and another message failed for a recipient reason, was retried, and
+    # then failed with an unknown outcome. Each failure is told as what it was when it happened.
+    receiver = Receiver()
+    config = NotifyConfig(targets=["url:" + receiver.url])
+    with Queue(db_path) as q:
+        watcher = Watcher(q, config.targets, undelivered_after=60)
+        watcher.scan_events()
+        a = new_job(q, "a", 1, 0)
+        c = q.claim("w", "s", lease_seconds=60, job_ids=[a])
+        assert c is not None
+        q.mark_send_started(c, ChatSnapshot())
+        q.mark_failed(c, error="outcome unknown: the chat could not be read", error_class="unknown_outcome")
+        q.resolve(c.message_id, sent=True)
+        b = new_job(q, "b", 1, 10)
+        c = q.claim("w", "s", lease_seconds=60, job_ids=[b])
+        assert c is not None
+        q.mark_failed(c, error="WhatsApp says: the number is not on WhatsApp", error_class="not_on_whatsapp")
+        assert q.retry_failed(b) == 1
+        c = q.claim("w", "s", lease_seconds=60, job_ids=[b])
+        assert c is not None
+        q.mark_send_started(c, ChatSnapshot())
+        q.mark_failed(c, error="compose box vanished", error_class="selector_missing")  # after Enter
+        watcher.scan_events()
+        Notifier(db_path, config).deliver_due(q)
+    told = sorted(
+        (x["kind"], x["job"], x["count"]) for x in receiver.bodies() if x["kind"] != "job_completed"
+    )
+    assert told == [("messages_failed", b, 1), ("unknown_outcomes", a, 1), ("unknown_outcomes", b, 1)]
     receiver.down()
 
 

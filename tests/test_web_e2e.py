@@ -81,6 +81,8 @@ def test_a_headless_wabulk_browser_reaches_the_qr_and_the_app_of_the_2026_09_pag
         assert browser.ensure_ready(require_login=False) == sess.QR
         ua = str(browser.driver.execute_script("return navigator.userAgent"))
         assert "HeadlessChrome" not in ua and " Chrome/" in ua
+        # --disable-blink-features=AutomationControlled: chromedriver's automation flag is not exposed either
+        assert browser.driver.execute_script("return navigator.webdriver") is False
         wait_for(lambda: sim.scan(), 10, "the QR to be scanned")
         assert browser.wait_for_login(lambda ref: None, timeout=20)
         assert browser.ensure_ready() in sess.LOGGED_IN_STATES

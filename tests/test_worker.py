@@ -491,6 +491,21 @@ def test_circuit_breaker_auto_pauses_the_session_on_page_errors(
     assert code == exitcodes.SOME_FAILED  # work left unsent in a paused job
 
 
+def test_whatsapp_failing_our_bubbles_pauses_the_session_not_the_job(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    # WhatsApp's failure icon on every bubble is about this account (or its connection), not the recipients.
+    nums = phones(8)
+    job = enqueue(queue, nums)
+    for p in nums:
+        fake.always(p, FailAtSend(TransientSendError("WhatsApp marked it failed", error_class="send_failed")))
+    worker = make_worker(queue, fake, clock, [], breaker_threshold=5)
+    worker.run()
+    assert queue.get_job(job).status != JOB_PAUSED
+    assert queue.session_pause("main") == (clock(), "auto-paused: 5 consecutive send_failed failures")
+    assert fake.deliveries == []
+
+
 def test_numbers_not_on_whatsapp_do_not_trip_the_breaker(
     queue: Queue, fake: FakeTransport, clock: Clock
 ) -> None:

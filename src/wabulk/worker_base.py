@@ -74,8 +74,9 @@ _ACTIVE_JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN)
 # Error classes that describe one recipient, not the page or the account (see _count_failure).
 RECIPIENT_ERROR_CLASSES = frozenset({"not_on_whatsapp"})
 # Error classes about this account's page (see _count_failure): a streak of them pauses the session only.
+# send_failed: WhatsApp drew its failure icon on our bubbles, which says nothing about the recipients.
 PAGE_ERROR_CLASSES = frozenset(
-    {"confirm_timeout", "selector_missing", "browser_crashed", "BrowserError", UNKNOWN_OUTCOME}
+    {"confirm_timeout", "selector_missing", "browser_crashed", "BrowserError", "send_failed", UNKNOWN_OUTCOME}
 )
 
 

@@ -19,7 +19,7 @@ from tests.torture.common import ROOT, python_env
 
 FULL: list[tuple[str, list[str]]] = [
     ("kill_storm_fake", ["--messages", "3000", "--kills", "300", "--seed", "11"]),
-    ("kill_storm_fake", ["--messages", "300", "--kills", "30", "--seed", "14", "--blind-page"]),
+    ("kill_storm_fake", ["--messages", "1000", "--kills", "40", "--seed", "14", "--blind-page"]),
     ("kill_storm_browser", ["--messages", "500", "--kills", "60", "--seed", "7"]),
     ("kill_storm_browser", ["--messages", "120", "--kills", "30", "--seed", "8", "--blind-page"]),
     ("zombie", ["--rounds", "3"]),

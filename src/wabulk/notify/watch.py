@@ -24,6 +24,7 @@ from typing import Any
 
 from wabulk.notify import store
 from wabulk.queue import Queue
+from wabulk.store.claims import UNKNOWN_TEXT  # how every unknown-outcome error starts
 
 # The kinds a receiver may get (an unknown kind must be ignored by receivers: more may come).
 JOB_COMPLETED = "job_completed"
@@ -132,8 +133,7 @@ class Watcher:
                 data = {"session": name, "reason": reason or text, "text": f"session auto-paused: {text}"}
                 items.append((SESSION_AUTO_PAUSED, f"{SESSION_AUTO_PAUSED}:{eid}", data))
             elif kind == "status" and to == "failed" and mid is not None:
-                cls = self._error_class(mid)
-                unknown = cls == UNKNOWN_OUTCOME_CLASS
+                unknown = self._unknown_outcome(mid, detail or "")
                 failed.setdefault((job_id, UNKNOWN_OUTCOMES if unknown else MESSAGES_FAILED), []).append(
                     (eid, mid, detail or "")
                 )
@@ -169,11 +169,18 @@ class Watcher:
             )
         return data
 
-    def _error_class(self, message_id: int) -> str | None:
+    def _unknown_outcome(self, message_id: int, detail: str) -> bool:
+        """Whether the failure this event logged was an unknown outcome. The event carries the error text,
+        not its class, and the message may have changed since (a person resolved it, or retried it and it
+        failed otherwise) when the scan comes late (a notifier killed, a new target): the message's class
+        counts only while its error is still this event's; otherwise the text tells (every unknown outcome
+        the queue or the worker records starts with "outcome unknown")."""
         row = self.queue.conn.execute(
-            "SELECT error_class FROM messages WHERE id = ?", (message_id,)
+            "SELECT error_class, last_error FROM messages WHERE id = ?", (message_id,)
         ).fetchone()
-        return None if row is None else row[0]
+        if row is not None and row[1] == detail:
+            return bool(row[0] == UNKNOWN_OUTCOME_CLASS)
+        return detail.startswith(UNKNOWN_TEXT)
 
     # --- the current state -----------------------------------------------------------------------------
     def watch_state(self) -> int:

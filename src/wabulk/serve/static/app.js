@@ -125,7 +125,7 @@ function renderQrs(st) {
   const box = $("#qrs");
   for (const fig of [...box.children]) if (!waiting.has(fig.dataset.session)) fig.remove();
   for (const name of waiting) {
-    let fig = box.querySelector('[data-session="' + CSS.escape(name) + '"]');
+    let fig = [...box.children].find((f) => f.dataset.session === name);
     if (!fig) {
       fig = el("figure", { class: "qr", "data-session": name },
         el("img", { alt: "WhatsApp login QR of " + name }),
