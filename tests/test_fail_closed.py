@@ -17,7 +17,7 @@ import pytest
 
 from wabulk import errors, exitcodes
 from wabulk.errors import BrowserCrashed, ConfirmTimeout, PermanentSendError, TransientSendError
-from wabulk.fakes import BLOCK, DeliverThenRaise, Fail, FailAtSend, FakeTransport
+from wabulk.fakes import BLOCK, CRASH, DeliverThenRaise, Fail, FailAtSend, FakeTransport
 from wabulk.models import (
     CANCELLED,
     FAILED,
@@ -528,6 +528,47 @@ def test_until_done_reports_unknown_outcomes_as_failed(
     fake.blind = True
     enqueue(queue, [P])
     assert make_worker(queue, fake, clock).run() == exitcodes.SOME_FAILED
+
+
+# --- a relinked device (logout + scan) -----------------------------------------------------------------
+
+
+def test_a_send_pressed_before_a_relink_is_never_resent_from_the_new_devices_empty_chat(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    """The message went out but its confirmation was cut; then the account was logged out and linked again
+    by a scan. The new device's chat lacks what the old one sent, so it looks empty: that proves nothing
+    (it used to be read as "absent" and resent: the recipient got it twice). Unknown, never resent."""
+    fake.history_scope = "device"
+    fake.script(P, DeliverThenRaise(ConfirmTimeout("still on the clock")))
+    jid = enqueue(queue, [P])
+    w = make_worker(queue, fake, clock)
+    assert w.run_once().outcome == "retry" and fake.delivered_to(P) == 1
+    clock.advance(5)
+    fake.logged_out = True  # the phone unlinked this browser; the worker shows the QR, someone scans
+    drive(w, clock)
+    assert ("wait_for_login", "") in fake.calls
+    assert fake.delivered_to(P) == 1
+    m = only(queue, jid)
+    assert (m.status, m.error_class) == (FAILED, UNKNOWN_OUTCOME)
+    assert "relinked after the send was pressed" in (m.last_error or "")
+    assert queue.unknown_count(jid) == 1
+    assert queue.linked_at("main") is not None and m.send_started_at < queue.linked_at("main")
+
+
+def test_absence_on_the_device_that_pressed_send_still_allows_the_one_resend(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    """The rule only concerns stamps older than the link: a device linked before the send (here by the
+    worker's own login) and whose send never went out proves it absent, and the message is sent once."""
+    fake.history_scope = "device"
+    fake.logged_out = True
+    fake.script(P, CRASH)  # stamped, then the browser died before anything went out
+    jid = enqueue(queue, [P])
+    drive(make_worker(queue, fake, clock), clock)
+    assert queue.linked_at("main") is not None
+    assert fake.delivered_to(P) == 1
+    assert only(queue, jid).status == SENT
 
 
 # --- network file systems ------------------------------------------------------------------------------

@@ -772,7 +772,9 @@ def test_logout_while_verifying_releases_and_verifies_after_login(
 ) -> None:
     (a,) = phones(1)
     job = enqueue(queue, [a])
-    fake.script(a, FailAtSend(ConfirmTimeout("clock")))
+    # It went out, unconfirmed. (Had it not, the relinked device's empty chat would prove nothing: a send
+    # pressed before a relink is found or unknown, never resent; see test_fail_closed.py.)
+    fake.script(a, DeliverThenRaise(ConfirmTimeout("clock")))
     worker = make_worker(queue, fake, clock)
     assert worker.run_once().outcome == "retry"
     clock.advance(60)
@@ -783,6 +785,7 @@ def test_logout_while_verifying_releases_and_verifies_after_login(
     assert m.status == PENDING and m.attempts == 1 and m.send_started_at is not None  # stamp kept
     assert worker.run() == exitcodes.OK
     assert fake.delivered_to(a) == 1
+    assert message(queue, job, a).status == SENT  # found in the chat after the login: not resent
 
 
 def test_signal_handlers_stop_first_and_interrupt_on_second_ctrl_c(

@@ -7,14 +7,17 @@ worker, a confirmation timeout). The worker runs as a real subprocess where proc
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from e2e_helpers import E2E, SIM_E2E, run_in_process, wait_for
+from e2e_helpers import E2E, SIM_E2E, WABULK, run_in_process, wait_for
 
 pytestmark = [
     pytest.mark.browser,
@@ -289,3 +292,70 @@ def test_a_page_without_message_ids_fails_closed_then_resumes(
         w.close()
     e2e.assert_exactly_once(expected)
     assert all(r["status"] == "sent" for r in e2e.rows()), [(r["phone"], r["status"]) for r in e2e.rows()]
+
+
+def relink_by_login(e2e: E2E, session: str) -> None:
+    """`wabulk login` on the session's (logged-out) profile; its QR is scanned once shown in the terminal,
+    as a person would (scanning the page's QR before wabulk shows it would be a robot's race)."""
+    err = e2e.home / "login.err"
+    with err.open("wb") as fe:
+        proc = subprocess.Popen(
+            [WABULK, "--db", str(e2e.db), "login", "--session", session, "--timeout", "60"],
+            env=e2e.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=fe,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: b"Scan this" in err.read_bytes() or proc.poll() is not None, 60, "the login QR")
+        assert e2e.sim.scan() == 1, err.read_text(errors="replace")[-2000:]
+        assert proc.wait(60) == 0, err.read_text(errors="replace")[-2000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("relink_by", ["worker", "login"])
+def test_a_send_cut_by_a_kill_then_a_relink_is_never_resent(e2e: E2E, relink_by: str) -> None:
+    """A message goes out but the worker is SIGKILLed before it records "sent". Then the phone unlinks the
+    browser and it is linked again by a scan (the next worker's QR, or `wabulk login`): a NEW device, whose
+    chat does not show what the old one sent (history_scope "device", the simulator's default: WhatsApp's
+    history sync to a new device is partial and late). That empty chat proves nothing: the message must not
+    be sent a second time, and status reports its outcome as unknown."""
+    from wabulk.web.profile import reap_orphans
+
+    assert e2e.sim.config["history_scope"] == "device"
+    token = e2e.link("s", fresh=True)  # this test unlinks its device: never the module's shared one
+    job, expected = e2e.enqueue(2)
+    held = e2e.phone(0).lstrip("+")
+    e2e.sim.configure(hold_pending=[held])  # its bubble stays on the clock: the worker is still confirming
+    w = e2e.run("s", lease=5)
+    e2e.wait_arrived(1)
+    assert e2e.rows()[0]["send_started_at"] is not None  # stamped before Enter
+    w.kill9()
+    w.cleanup()
+    # Its orphaned browser too (the next wabulk would reap it): nobody must scan the QR that page shows
+    # after the logout, as nobody sees it in life.
+    reap_orphans(e2e.home / "sessions" / "s")
+    e2e.sim.configure(hold_pending=[])
+    assert e2e.sim.logout(token) == 1
+    if relink_by == "login":
+        relink_by_login(e2e, "s")
+        w = e2e.run("s", lease=5)
+    else:
+        w = e2e.run("s", lease=5)
+        wait_for(lambda: "scan this QR code" in w.output(), 60, "the worker to show its QR")
+        wait_for(e2e.sim.scan, 30, "the worker's QR to be scanned")
+    code = w.wait(120)
+    arrived = [m["phone"] for m in e2e.arrived()]
+    assert arrived.count(held) == 1, arrived  # never twice
+    assert code == 3, w.output()
+    rows = {r["phone"].lstrip("+"): r for r in e2e.rows()}
+    assert (rows[held]["status"], rows[held]["error_class"]) == ("failed", "unknown_outcome"), rows[held]
+    assert "relinked" in rows[held]["last_error"]
+    other = e2e.phone(1).lstrip("+")
+    assert rows[other]["status"] == "sent" and arrived.count(other) == 1
+    assert e2e.job(job)["unknown"] == 1
+    check = e2e.cli("status", "--check", check=False)
+    assert check.returncode != 0
+    assert "outcome is unknown" in check.stdout + check.stderr, check.stdout + check.stderr

@@ -107,6 +107,10 @@ class FakeTransport:
     blind: bool | set[str] = False
     lying: bool = False  # verification wrongly answers "absent" (a reader that misses our bubbles)
     skew: float = 0.0  # the page's clock minus the host's: bubble times are read on the page's clock
+    # "device": after a login (wait_for_login) the chats show only what this new device sent, as WhatsApp
+    # Web's history sync to a new device is partial and late (the simulator's default); "account": all.
+    history_scope: str = "account"
+    _linked_from: int = 0  # deliveries before this index were sent by an earlier device
     _scripts: dict[str, deque[Outcome]] = field(default_factory=lambda: defaultdict(deque))
     _always: dict[str, Outcome] = field(default_factory=dict)
 
@@ -177,6 +181,8 @@ class FakeTransport:
             return False
         if self.login_succeeds:
             self.logged_out = False
+            if self.history_scope == "device":
+                self._linked_from = len(self.deliveries)
             return True
         return False
 
@@ -233,6 +239,10 @@ class FakeTransport:
         tick = self.ticks.get(phone, TICK_SENT)
         return SendResult(tick=tick, confirmed_at=self.clock(), message_ref=msg_id)
 
+    def in_chats(self) -> list[Delivery]:
+        """The deliveries the page's chats show now (see ``history_scope``); the oracle is ``deliveries``."""
+        return self.deliveries[self._linked_from :]
+
     def is_blind(self, phone: str) -> bool:
         """Whether the chat with ``phone`` cannot be read now (see ``blind``)."""
         return self.blind is True or (isinstance(self.blind, set) and phone in self.blind)
@@ -241,7 +251,7 @@ class FakeTransport:
         """The ids of what the chat with ``phone`` shows now (as the real sender reads before Enter)."""
         if self.is_blind(phone):
             return ChatSnapshot(ids=(), count=0, readable=False)
-        ids = tuple(d.id for d in self.deliveries if d.phone == phone)
+        ids = tuple(d.id for d in self.in_chats() if d.phone == phone)
         return ChatSnapshot(ids=ids, count=len(ids), readable=True)
 
     def verify_sent(
@@ -256,7 +266,7 @@ class FakeTransport:
             return Verification(VERIFY_UNKNOWN, "cannot read the chat's bubbles (fake blind page)")
         if self.lying:
             return Verification(VERIFY_ABSENT, "not in the fake chat (a lying reader)")
-        for d in self.deliveries:
+        for d in self.in_chats():
             if d.phone != phone or d.body != body:
                 continue
             if known is not None and known.readable:
@@ -266,7 +276,7 @@ class FakeTransport:
                 new = int(d.at // 60) >= int(since // 60)
             if new:
                 return Verification(VERIFY_SENT, "found in the fake chat", d.id)
-        same_text = any(d.phone == phone and d.body == body for d in self.deliveries)
+        same_text = any(d.phone == phone and d.body == body for d in self.in_chats())
         if same_text and known is not None and not known.readable:
             # An older bubble with this text and no ids to date it by: cannot tell.
             return Verification(VERIFY_UNKNOWN, "the chat could not be read before the send")

@@ -63,7 +63,17 @@ def login(
                 f"session {session_name!r} was not linked within {timeout:g}s: run `wabulk login` again and "
                 "scan the QR with WhatsApp on your phone (Settings → Linked devices → Link a device)"
             )
+        _record_link(settings, session_name)
         time.sleep(settle)
         return LoginResult(already_logged_in=False, qr_png=png if shown else None, qr_shown=shown)
     finally:
         browser.close()
+
+
+def _record_link(settings: Settings, session_name: str) -> None:
+    """The page went from the QR to the app: a NEW device is linked, whose chats may lack what the old one
+    sent. Recorded in the queue so that no send pressed before now is ever proved absent (and resent)."""
+    from .queue import Queue
+
+    with Queue(settings.db) as q:
+        q.mark_linked(session_name)

@@ -341,6 +341,15 @@ def m007_notifications(db: Database) -> None:
     )
 
 
+@migrations()
+def m008_device_linked(db: Database) -> None:
+    """``sessions.linked_at``: when the session's current device was linked (a login that went from the QR
+    to the app, in ``wabulk login`` or in a worker). A new device may not show what the old one sent
+    (WhatsApp syncs history to it partially and late), so a send pressed before this time can be found
+    in the chat (sent) but never proved absent there: verification answers unknown, never "resend"."""
+    db.executescript("ALTER TABLE sessions ADD COLUMN linked_at REAL;")
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

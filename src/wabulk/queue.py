@@ -17,7 +17,9 @@ Rules chosen here (see also design.md):
 - Fail closed (issue 14), enforced by ``mark_send_started``: never more presses than ``max_attempts``; a
   stamped message is pressed again only after ``mark_absent`` (the chat gave positive evidence) in the
   same attempt, and at most once without a human. A stamped message that fails without that evidence
-  fails as ``unknown_outcome``.
+  fails as ``unknown_outcome``. ``sessions.linked_at`` (``mark_linked``, at every completed login) dates the
+  session's current device: a stamp older than it is never taken as absent (the worker's verification
+  answers unknown), as a new device's chats may lack the old one's history.
 - Stop, pause and opt-out are re-checked in the stamp's transaction. A message of a stopped job ends
   ``cancelled`` when nothing can have gone out, else ``failed`` ``unknown_outcome`` (one rule for a
   pending one, one in flight and an expired lease). Those of a paused job wait for resume.

@@ -16,4 +16,5 @@ NAMES: tuple[str, ...] = (
     "m005_enqueue_counts",
     "m006_fail_closed",
     "m007_notifications",
+    "m008_device_linked",
 )

@@ -14,7 +14,9 @@ claim verifies it in the chat before any resend.
 
 Fail closed (issue 14): the stamp records what the chat showed; a stamped message is pressed again only on
 positive evidence that the earlier try is absent, at most once; when the chat cannot tell, the message
-fails as ``unknown_outcome`` and N of those in a row pause this session (``wabulk resolve`` decides).
+fails as ``unknown_outcome`` and N of those in a row pause this session (``wabulk resolve`` decides). A
+send pressed before the session's device was (re)linked is never proved absent: the new device's chat may
+lack the old device's history, so "absent" there means unknown.
 
 The class is split by concern: :mod:`wabulk.worker_base` (configuration, events, jobs, heartbeat, waits,
 daily cap), :mod:`wabulk.worker_session` (session trouble, receipt tracking), this module (the loop), and
@@ -85,6 +87,7 @@ from .worker_session import SessionMixin
 log = logging.getLogger("wabulk.worker")
 
 CONFIRM_RECHECK_SECONDS = 15.0  # after a confirmation timeout: look in the chat again this soon
+RELINKED_REASON = "the device was relinked after the send was pressed; its chat may lack the history"
 
 
 class _Abandon(Exception):
@@ -243,6 +246,10 @@ class Worker(SessionMixin):
             return self._transport_failure(claim, e, doing="verifying", context="could not check the chat")
         if found.outcome == VERIFY_SENT:
             return True
+        if found.outcome == VERIFY_ABSENT and self._relinked_since(claim.send_started_at):
+            # A new device's chat may lack what the old device sent (history syncs partially and late):
+            # its absence there proves nothing. Found is found; absent is unknown.
+            return self._unknown(claim, RELINKED_REASON)
         if found.outcome == VERIFY_ABSENT:
             lease = self.config.lease_seconds
             claim = self.queue.mark_absent(claim, reason=found.reason, lease_seconds=lease)
@@ -250,6 +257,11 @@ class Worker(SessionMixin):
             self._verified_claim = claim
             return False
         return self._unknown(claim, found.reason or "the chat could not be read")
+
+    def _relinked_since(self, stamp: float) -> bool:
+        """Whether this session's device was linked (a login from the QR) after ``stamp``."""
+        linked = self.queue.linked_at(self.config.session)
+        return linked is not None and stamp < linked
 
     def _unknown(self, claim: Claim, reason: str) -> StepResult:
         """Fail closed: the message may or may not have arrived and the chat cannot tell. It fails as

@@ -65,6 +65,8 @@ class SessionMixin(WorkerBase):
             # Stopping while logged out: the jobs stay waiting_for_login (``status --check`` flags them);
             # the next worker that finds the session ready resumes them.
             return StepResult("stopped", claim.message_id if claim else None)
+        # A new device now: what the old one sent may be missing from its chats (verification knows).
+        self.queue.mark_linked(self.config.session)
         restored = self._resume_waiting(force=True)
         self._set_state("ready")
         self._emit("logged_in", f"logged in again; resuming job(s) {', '.join(map(str, restored)) or '-'}")

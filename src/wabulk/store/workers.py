@@ -197,6 +197,29 @@ class WorkersMixin(QueueBase):
             return reason
 
     @_guarded
+    def mark_linked(self, session: str, *, at: float | None = None) -> float:
+        """Record that ``session``'s browser was just linked as a device (a login went from the QR to the
+        app). A new device may not show what the old one sent, so a stamp older than this can never be
+        proved absent (see :meth:`linked_at`). Durable. Returns the time recorded."""
+        now = self._clock()
+        when = now if at is None else at
+        with self._tx(durable=True) as conn:
+            conn.execute(
+                "INSERT INTO sessions (name, linked_at) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET linked_at = excluded.linked_at",
+                (session, when),
+            )
+            self._event(conn, now, None, None, "session", None, "linked", f"session {session}: device linked")
+        return when
+
+    @_guarded
+    def linked_at(self, session: str) -> float | None:
+        """When ``session``'s current device was linked (recorded by :meth:`mark_linked`), or None when no
+        login was seen since this was recorded (m008)."""
+        row = self.conn.execute("SELECT linked_at FROM sessions WHERE name = ?", (session,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    @_guarded
     def last_send_at(self, session: str) -> float | None:
         """When ``session`` last pressed send (recorded with the stamp): the pace resumes from here."""
         row = self.conn.execute("SELECT last_send_at FROM sessions WHERE name = ?", (session,)).fetchone()
