@@ -139,6 +139,7 @@ def read_page(driver: Any, html: str) -> B.ChatRead:
 
 
 @NEEDS_BROWSER
+@pytest.mark.browser
 @pytest.mark.parametrize("era", ["2023", "2025", "2026", "2026-09"])
 def test_each_era_reads_our_bubbles_with_exact_text_ids_and_ticks(chromium: Any, era: str) -> None:
     body = "hello 😀\nsecond line"
@@ -158,6 +159,7 @@ def test_each_era_reads_our_bubbles_with_exact_text_ids_and_ticks(chromium: Any,
 
 
 @NEEDS_BROWSER
+@pytest.mark.browser
 def test_2026_09_incoming_identical_text_is_not_ours_and_tail_only_on_the_first(chromium: Any) -> None:
     rows = [
         row_2609("IN1", "same words", author="+1 415-555-0123:", first=True),
@@ -175,6 +177,7 @@ def test_2026_09_incoming_identical_text_is_not_ours_and_tail_only_on_the_first(
 
 
 @NEEDS_BROWSER
+@pytest.mark.browser
 def test_ticks_without_aria_label_are_read_from_the_svg_title_as_observed(chromium: Any) -> None:
     rows = [
         row_2609("A", "one tick", "sent", label=False),
@@ -188,6 +191,7 @@ def test_ticks_without_aria_label_are_read_from_the_svg_title_as_observed(chromi
 
 
 @NEEDS_BROWSER
+@pytest.mark.browser
 def test_media_bubbles_have_a_kind_and_their_caption(chromium: Any) -> None:
     rows = [
         row_2609("I", "a caption", media="image-msg"),
@@ -209,6 +213,7 @@ def test_media_bubbles_have_a_kind_and_their_caption(chromium: Any) -> None:
 
 
 @NEEDS_BROWSER
+@pytest.mark.browser
 def test_a_page_without_ids_or_texts_is_not_readable(chromium: Any) -> None:
     no_ids = read_page(chromium, page(row_2609(None, "x"), row_2609(None, "y", first=False)))
     assert len(no_ids.ours) == 2 and not no_ids.readable
@@ -227,6 +232,7 @@ def test_a_page_without_ids_or_texts_is_not_readable(chromium: Any) -> None:
 
 
 @NEEDS_BROWSER
+@pytest.mark.browser
 def test_dates_are_read_in_the_page_order_only(chromium: Any) -> None:
     read = read_page(chromium, page(row_2609("A", "x", pre="[13:57, 5/6/2026] Me: ")))
     (b,) = read.ours
@@ -255,6 +261,7 @@ def test_dates_are_read_in_the_page_order_only(chromium: Any) -> None:
 
 
 @NEEDS_BROWSER
+@pytest.mark.browser
 def test_the_repeated_dst_hour_covers_both_instants(chromium: Any) -> None:
     # Berlin, 25 Oct 2026: 02:30 happens twice (CEST, then CET)
     read = read_page(chromium, page(row_2609("A", "x", pre="[02:30, 25.10.2026] Me: ")))
@@ -267,6 +274,7 @@ def test_the_repeated_dst_hour_covers_both_instants(chromium: Any) -> None:
 
 
 @NEEDS_BROWSER
+@pytest.mark.browser
 def test_learning_the_order_from_a_bubble_sent_today(chromium: Any) -> None:
     import datetime as dt
 
