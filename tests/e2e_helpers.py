@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,20 @@ SIM_E2E: dict[str, Any] = {
     "sent_ms": [100, 100],
     "delivered_ms": 300,
 }
+
+
+@contextlib.contextmanager
+def simulator_running(factory: Any, name: str, config: dict[str, Any]) -> Iterator[Any]:
+    """A simulator on a free port with its log in a fresh temp dir ``name``, stopped afterwards (the
+    module-scoped ``sim`` fixtures of the e2e test files)."""
+    from wabulk.simulator.server import Simulator
+
+    s = Simulator(port=0, log_path=factory.mktemp(name) / "messages.jsonl", **config)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from e2e_helpers import E2E, SIM_E2E, wait_for
+from e2e_helpers import E2E, SIM_E2E, simulator_running, wait_for
 from serve_helpers import Server, make_driver
 
 CHROMIUM = os.environ.get("WABULK_CHROME_BINARY", "/usr/bin/chromium")
@@ -29,12 +29,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from wabulk.simulator.server import Simulator
-
-    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-dash") / "messages.jsonl", **SIM_E2E)
-    s.start()
-    yield s
-    s.stop()
+    with simulator_running(tmp_path_factory, "sim-dash", SIM_E2E) as s:
+        yield s
 
 
 @pytest.fixture

@@ -195,13 +195,10 @@ needs_browser = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from e2e_helpers import SIM_E2E
-    from wabulk.simulator.server import Simulator
+    from e2e_helpers import SIM_E2E, simulator_running
 
-    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-fleet") / "messages.jsonl", **SIM_E2E)
-    s.start()
-    yield s
-    s.stop()
+    with simulator_running(tmp_path_factory, "sim-fleet", SIM_E2E) as s:
+        yield s
 
 
 @pytest.mark.browser

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from e2e_helpers import E2E, SIM_E2E, WABULK, wait_for
+from e2e_helpers import E2E, SIM_E2E, WABULK, simulator_running, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -113,12 +113,8 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from wabulk.simulator.server import Simulator
-
-    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-grid") / "messages.jsonl", **SIM_E2E)
-    s.start()
-    yield s
-    s.stop()
+    with simulator_running(tmp_path_factory, "sim-grid", SIM_E2E) as s:
+        yield s
 
 
 def login_through_grid(e2e: E2E, session: str, url: str) -> str:

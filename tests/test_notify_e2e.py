@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from e2e_helpers import E2E, SIM_E2E, wait_for
+from e2e_helpers import E2E, SIM_E2E, simulator_running, wait_for
 from notify_helpers import Receiver
 from serve_helpers import Server, make_driver
 
@@ -63,12 +63,8 @@ def test_the_two_tests_below_cover_every_kind() -> None:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from wabulk.simulator.server import Simulator
-
-    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-notify") / "messages.jsonl", **SIM_E2E)
-    s.start()
-    yield s
-    s.stop()
+    with simulator_running(tmp_path_factory, "sim-notify", SIM_E2E) as s:
+        yield s
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import SIM_FAST
+from e2e_helpers import simulator_running
 from wabulk import dom, errors, models, qr
 from wabulk import selectors as S
 from wabulk.doctor import run_doctor
@@ -37,12 +38,8 @@ PHONE = "+14155550301"
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from wabulk.simulator.server import Simulator
-
-    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-2609") / "messages.jsonl", **ERA)
-    s.start()
-    yield s
-    s.stop()
+    with simulator_running(tmp_path_factory, "sim-2609", ERA) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

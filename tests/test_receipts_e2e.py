@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from e2e_helpers import E2E, SIM_E2E
+from e2e_helpers import E2E, SIM_E2E, simulator_running
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,12 +30,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from wabulk.simulator.server import Simulator
-
-    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-receipts") / "messages.jsonl", **SIM_E2E)
-    s.start()
-    yield s
-    s.stop()
+    with simulator_running(tmp_path_factory, "sim-receipts", SIM_E2E) as s:
+        yield s
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from e2e_helpers import E2E, SIM_E2E, WABULK, wait_for
+from e2e_helpers import E2E, SIM_E2E, WABULK, simulator_running, wait_for
 from wabulk import dom, errors
 from wabulk import session as sess
 from wabulk.settings import Settings
@@ -49,12 +49,8 @@ FAST = dom.Timeouts(boot=30.0, stuck_loading=20.0, chat_open=15.0, element=5.0, 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from wabulk.simulator.server import Simulator
-
-    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-web") / "messages.jsonl", **ERA_2026_09)
-    s.start()
-    yield s
-    s.stop()
+    with simulator_running(tmp_path_factory, "sim-web", ERA_2026_09) as s:
+        yield s
 
 
 @pytest.fixture
@@ -266,12 +262,8 @@ _BASES = iter(range(300, 99_000, 100))
 def send_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A simulator of its own: a QR page that a test above closed a moment ago would take the 'scan' of
     the next login (the simulator links every page that polled on its QR in the last 3 s)."""
-    from wabulk.simulator.server import Simulator
-
-    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-send") / "messages.jsonl", **SENDING)
-    s.start()
-    yield s
-    s.stop()
+    with simulator_running(tmp_path_factory, "sim-send", SENDING) as s:
+        yield s
 
 
 @pytest.fixture

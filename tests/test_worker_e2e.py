@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from e2e_helpers import E2E, SIM_E2E, WABULK, run_in_process, wait_for
+from e2e_helpers import E2E, SIM_E2E, WABULK, run_in_process, simulator_running, wait_for
 
 pytestmark = [
     pytest.mark.browser,
@@ -32,12 +32,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A simulator of this module's own (logouts and takeovers here must not touch other tests' browsers)."""
-    from wabulk.simulator.server import Simulator
-
-    s = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim-worker") / "messages.jsonl", **SIM_E2E)
-    s.start()
-    yield s
-    s.stop()
+    with simulator_running(tmp_path_factory, "sim-worker", SIM_E2E) as s:
+        yield s
 
 
 _BASES = iter(range(100, 99_000, 100))
