@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +156,15 @@ def _selector_check(
     )
 
 
+def _wait_for_qr_code(browser: sess.BrowserSession) -> None:
+    """The QR screen is drawn before its code is issued (``data-ref`` comes with the code): wait for the code,
+    so the QR selectors are judged on the finished screen, not mid-render (a candidate checked a moment too
+    early was reported as "only a fallback matched")."""
+    deadline = time.monotonic() + browser.timeouts.element
+    while not browser.probe().get("qr_ref") and time.monotonic() < deadline:
+        time.sleep(dom.POLL)
+
+
 # Which selectors can be checked on which screen (every other one of ``selectors.ALL`` is listed as not
 # checked, with the reason, so the report names every selector wabulk uses).
 _CHECK_ON_MAIN = (S.MAIN, S.CHAT_LIST, S.NEW_CHAT_BUTTON)
@@ -224,6 +234,7 @@ def check_live(
         state = browser.ensure_ready(require_login=False)
         if state in (sess.QR, sess.LOGGED_OUT):
             out.append(_warn("page", f"WhatsApp Web is not logged in ({state}): run `wabulk login`"))
+            _wait_for_qr_code(browser)
             group: tuple[S.Selector, ...] = _CHECK_ON_QR
         else:
             out.append(_ok("page", f"WhatsApp Web is logged in ({state}) at {settings.web_url}"))
