@@ -170,6 +170,17 @@ def test_no_valid_rows_is_bad_input_but_writes_the_report(queue: Any, tmp_path: 
     assert len(out.read_text().splitlines()) == 3
 
 
+def test_all_rejected_names_the_column_the_first_rows_and_the_next_step(queue: Any, tmp_path: Path) -> None:
+    src = write(tmp_path, "Customer,Phone,Notes\nAna,ask Bob,+61491570156\nBen,n/a,+61491570157\n")
+    with pytest.raises(BadInput) as exc:
+        enqueue_file(queue, src, message="Hi", country=None)
+    msg = str(exc.value)
+    assert "The numbers were read from column 'Phone'" in msg
+    assert "row 2 'ask Bob'" in msg and "row 3 'n/a'" in msg
+    assert "--phone-column" in msg
+    assert queue.list_jobs() == []
+
+
 def test_header_only_file(queue: Any, tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="no contact rows"):
         enqueue_file(queue, write(tmp_path, "name,phone\n"), message="Hi", country=None)

@@ -242,6 +242,8 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
     err = _stderr()
     for notice in result.notices:
         err.print(f"Notice: {escape(notice)}")
+    names = f"; names from {result.name_column!r}" if result.name_column else "; no name column"
+    err.print(f"Numbers from column {escape(repr(result.phone_column))}{escape(names)}.")
     if dry_run:
         out.print(f"Dry run: {result.enqueued} message(s) would be queued; nothing was written.")
         for i, body in enumerate(result.previews, 1):

@@ -252,8 +252,26 @@ def _messages(
             flags=() if mobile else not_mobile,
         )
     if valid == 0:
-        what = f"all {result.invalid} rows were rejected" if result.invalid else "it has no contact rows"
-        raise _NoValidRows(BadInput(f"nothing to enqueue: {what}", file=str(path)))
+        if not result.invalid:
+            raise _NoValidRows(BadInput("nothing to enqueue: it has no contact rows", file=str(path)))
+        raise _NoValidRows(BadInput(_all_rejected(result), file=str(path)))
+
+
+def _all_rejected(result: ImportResult) -> str:
+    """Why nothing is usable, with the column the numbers were read from, the first rejected rows and
+    the next step: most often the numbers are in another column."""
+    first = "; ".join(
+        f"row {r.row} {r.value[:40]!r}: {r.reason}" for r in result.rejects[:3] if r.column is not None
+    )
+    text = f"nothing to enqueue: all {result.invalid} rows were rejected"
+    if not first:  # every row was rejected for its message, not its number
+        first = "; ".join(f"row {r.row}: {r.reason}" for r in result.rejects[:3])
+        return f"{text} ({first})"
+    return (
+        f"{text}. The numbers were read from column {result.phone_column!r}; the first rejected: {first}. "
+        "If the numbers are in another column, name it with --phone-column (or pass --country for "
+        "numbers without a country code)."
+    )
 
 
 def _dry_run(queue: EnqueueTarget | None, messages: Iterator[NewMessage], result: ImportResult) -> None:
