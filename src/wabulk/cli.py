@@ -767,7 +767,11 @@ def run(
     ] = None,
     job: Annotated[list[int] | None, typer.Option("--job", help="Only these jobs (repeatable).")] = None,
     until_done: Annotated[
-        bool, typer.Option("--until-done", help="Exit when nothing is left: 0 all sent, 3 some failed.")
+        bool,
+        typer.Option(
+            "--until-done",
+            help="Exit when nothing is left: 0 all sent, 3 some failed, 4 a person must act (e.g. blocked).",
+        ),
     ] = False,
     pace: Annotated[
         str | None, typer.Option("--pace", envvar=ENV_PACE, help="fast, balanced, safe or off.")
