@@ -996,16 +996,45 @@ def demo(
 
 @app.command()
 def simulator(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (loopback only).")] = 8765,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port to listen on (loopback only; default 8765, or 8766 with --graph)."),
+    ] = None,
+    graph: Annotated[
+        bool,
+        typer.Option(
+            "--graph", help="Simulate Meta's Graph API (the WhatsApp Cloud API) instead of WhatsApp Web."
+        ),
+    ] = False,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option("--webhook-url", help="With --graph: where status webhooks are POSTed."),
+    ] = None,
 ) -> None:
-    """Run the bundled WhatsApp Web simulator for trying wabulk without a real account.
+    """Run a bundled simulator for trying wabulk without a real account: WhatsApp Web, or with --graph the
+    Cloud API (token and app secret from WABULK_CLOUD_TOKEN / WABULK_CLOUD_APP_SECRET, else sim-token /
+    sim-app-secret).
 
     Example: wabulk simulator --port 8765 & WABULK_WEB_URL=http://127.0.0.1:8765 wabulk login
+
+    Example: wabulk simulator --graph --webhook-url http://127.0.0.1:8787/webhooks/whatsapp
     """
+    if graph:
+        from .cloud.simulator.server import DEFAULT_PORT
+        from .cloud.simulator.server import main as graph_main
+
+        argv = ["--port", str(DEFAULT_PORT if port is None else port)]
+        if webhook_url:
+            argv += ["--webhook-url", webhook_url]
+        with _errors():
+            code = graph_main(argv)
+        raise typer.Exit(code)
+    if webhook_url:
+        raise typer.BadParameter("--webhook-url needs --graph", param_hint="--webhook-url")
     from .web.simulator.server import main as sim_main
 
     with _errors():
-        code = sim_main(["--port", str(port)])
+        code = sim_main(["--port", str(8765 if port is None else port)])
     raise typer.Exit(code)
 
 
