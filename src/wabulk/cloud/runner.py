@@ -40,10 +40,10 @@ from .provider import DEFAULT_SETTLE_SECONDS, CloudSender, SendReport
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IN_FLIGHT = 32
+DEFAULT_IN_FLIGHT = 64
 DEFAULT_LEASE_SECONDS = 120.0
 HEARTBEAT_EVERY = 5.0
-FLUSH_EVERY = 0.02  # seconds between answer flushes while POSTs are in flight
+TURN_EVERY = 0.02  # at most this long between two turns (one durable transaction each) while busy
 
 
 @dataclass(frozen=True)
@@ -134,10 +134,10 @@ class CloudRun:
         buffer: collections.deque[Claim] = collections.deque()
         inflight: dict[cf.Future[SendReport], Claim] = {}
         answers: list[CloudOutcome] = []
-        chunk = max(1, min(cfg.in_flight, int(cfg.rate * 0.05) or 1))
-        last_flush = last_beat = last_show = time.monotonic()
-        last_check = 0.0
-        empty_since: float | None = None
+        # Stamp about 50 ms of sends at a time (the stamp comes right before the POSTs), at most half the
+        # requests in flight, so the next chunk is stamped while the previous one is still answering.
+        chunk = max(1, min(max(1, cfg.in_flight // 2), int(cfg.rate * 0.05)))
+        last_turn = last_beat = last_show = last_check = 0.0
         try:
             while True:
                 now = time.monotonic()
@@ -147,49 +147,58 @@ class CloudRun:
                     if pause is not None and self.stop_line is None:
                         self.stop_line = f"session {cfg.session} is paused: {pause[1]}"
                         self._stop.set()
-                if not self.stopping():
-                    if len(buffer) < chunk:
-                        got = q.claim_cloud_batch(
-                            self.worker_id,
-                            cfg.session,
-                            max(chunk * 2, cfg.in_flight),
-                            lease_seconds=cfg.lease_seconds,
-                            job_ids=cfg.job_ids,
+                for f in [f for f in inflight if f.done()]:
+                    self._collect(inflight.pop(f), f, answers)
+                stopping = self.stopping()
+                picked: list[tuple[Claim, str | None]] = []
+                free = cfg.in_flight - len(inflight)
+                due = now - last_turn >= TURN_EVERY
+                if not stopping and (free >= chunk or (due and free > 0)):
+                    if len(buffer) < free:
+                        buffer.extend(
+                            q.claim_cloud_batch(
+                                self.worker_id,
+                                cfg.session,
+                                max(chunk * 2, cfg.in_flight) - len(buffer),
+                                lease_seconds=cfg.lease_seconds,
+                                job_ids=cfg.job_ids,
+                            )
                         )
-                        buffer.extend(got)
-                    self._dispatch(buffer, inflight, pool, chunk, answers)
-                done = [f for f in inflight if f.done()]
-                for f in done:
-                    claim = inflight.pop(f)
-                    self._collect(claim, f, answers)
-                now = time.monotonic()
-                if answers and (len(answers) >= chunk or not inflight or now - last_flush >= FLUSH_EVERY):
-                    q.finish_cloud_batch(answers)
+                    picked = self._pick(buffer, min(free, chunk), inflight, answers)
+                if picked or (answers and (due or len(answers) >= chunk or not inflight or stopping)):
+                    stamped = q.cloud_turn(answers, [c for c, _ in picked])
                     answers = []
-                    last_flush = now
+                    last_turn = time.monotonic()
+                    media = {c.message_id: m for c, m in picked}
+                    for c in stamped:
+                        fut = pool.submit(
+                            self.sender.send, c, media_id=media[c.message_id], should_stop=self.stopping
+                        )
+                        inflight[fut] = c
+                    if stamped:
+                        self.progress.state = "sending"
                 if now - last_beat >= HEARTBEAT_EVERY:
                     q.heartbeat(self.worker_id, self.progress.state)
                     last_beat = now
                 if self.on_progress is not None and now - last_show >= 0.5:
                     self._show()
                     last_show = now
-                if self.stopping():
-                    if self._drain(buffer, inflight, answers):
+                if stopping:
+                    if self._drain(buffer, inflight, answers) and not answers:
                         break
                     continue
-                if not buffer and not inflight:
-                    if not self._idle(empty_since):
+                if not buffer and not inflight and not answers:
+                    if not self._idle():
                         break
-                    empty_since = empty_since or time.monotonic()
                     continue
-                empty_since = None
                 if inflight:
-                    cf.wait(list(inflight), timeout=FLUSH_EVERY, return_when=cf.FIRST_COMPLETED)
+                    wait = max(0.001, TURN_EVERY - (time.monotonic() - last_turn))
+                    cf.wait(list(inflight), timeout=wait, return_when=cf.FIRST_COMPLETED)
         finally:
+            for claim in buffer:  # claimed, never stamped: give back untouched
+                answers.append(CloudOutcome(claim, "release", error="run stopped"))
             if answers:
                 q.finish_cloud_batch(answers)
-            for claim in buffer:  # claimed, never stamped: give back untouched
-                q.finish_cloud_batch([CloudOutcome(claim, "release", error="run stopped")])
             pool.shutdown(wait=False, cancel_futures=True)
             try:
                 q.unregister_worker(self.worker_id)
@@ -197,22 +206,19 @@ class CloudRun:
                 self._show()
         return self._result()
 
-    def _dispatch(
+    def _pick(
         self,
         buffer: collections.deque[Claim],
+        n: int,
         inflight: dict[cf.Future[SendReport], Claim],
-        pool: cf.ThreadPoolExecutor,
-        chunk: int,
         answers: list[CloudOutcome],
-    ) -> None:
-        """Stamp the next chunk (durably) and start its POSTs."""
-        free = self.config.in_flight - len(inflight)
-        if free <= 0 or not buffer:
-            return
+    ) -> list[tuple[Claim, str | None]]:
+        """The next ``n`` claims to stamp and POST, with their media ids. A job not proven yet goes one
+        request at a time; claims of a job paused in this run are given back."""
         probing = {c.job_id for c in inflight.values() if not self._proven.get(c.job_id, True)}
-        picked: list[Claim] = []
+        picked: list[tuple[Claim, str | None]] = []
         keep: list[Claim] = []
-        while buffer and len(picked) < min(free, chunk):
+        while buffer and len(picked) < n:
             c = buffer.popleft()
             if c.job_id in self._paused_jobs:
                 answers.append(CloudOutcome(c, "release", error=self._paused_jobs[c.job_id]))
@@ -222,25 +228,13 @@ class CloudRun:
                     keep.append(c)
                     continue
                 probing.add(c.job_id)
-            picked.append(c)
-        buffer.extendleft(reversed(keep))
-        ready: list[tuple[Claim, str | None]] = []
-        for c in picked:
             media, problem = self._media_for(c)
             if problem is not None:
                 answers.append(CloudOutcome(c, "release", error=problem))
                 continue
-            ready.append((c, media))
-        if not ready:
-            return
-        stamped = {c.message_id: c for c in self.queue.stamp_cloud_batch([c for c, _ in ready])}
-        self.progress.state = "sending"
-        for c, media in ready:
-            s = stamped.get(c.message_id)
-            if s is None:
-                continue
-            fut = pool.submit(self.sender.send, s, media_id=media, should_stop=self.stopping)
-            inflight[fut] = s
+            picked.append((c, media))
+        buffer.extendleft(reversed(keep))
+        return picked
 
     def _is_proven(self, job_id: int) -> bool:
         """Whether the job's payload is known good for this session (an accepted message), so it may go
@@ -356,7 +350,7 @@ class CloudRun:
         cf.wait(list(inflight), timeout=0.1, return_when=cf.FIRST_COMPLETED)
         return False
 
-    def _idle(self, empty_since: float | None) -> bool:
+    def _idle(self) -> bool:
         """Nothing claimable and nothing in flight. Returns False when the run should end."""
         q = self.queue
         cfg = self.config

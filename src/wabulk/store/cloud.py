@@ -20,8 +20,10 @@ POSTs, one durable transaction records a chunk's answers. Per-message events are
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +54,7 @@ from .base import (
     _guarded,
     _sql_list,
     params_from_json,
+    write_tx,
 )
 
 CALLBACK_PREFIX = "wb1:"
@@ -126,7 +129,7 @@ class CloudMixin(QueueBase):
             jf += f" AND j.id IN ({', '.join(str(int(i)) for i in job_ids) or 'NULL'})"
         params = {"worker": worker_id, "lease": lease, "now": now, "session": session, "n": int(n)}
         claims: list[Claim] = []
-        with self._tx() as conn:
+        with self._tx_relaxed() as conn:
             if conn.execute(
                 "SELECT 1 FROM sessions WHERE name = ? AND paused_at IS NOT NULL", (session,)
             ).fetchone():
@@ -204,12 +207,26 @@ class CloudMixin(QueueBase):
             self._events(conn, events)
         return self._with_jobs(claims)
 
+    @contextlib.contextmanager
+    def _tx_relaxed(self) -> Generator[sqlite3.Connection, None, None]:
+        """A write transaction committed without fsync even on a FULL connection: for claims only. Losing
+        an unstamped claim to a power cut is harmless (the message is pending again and nothing was POSTed);
+        the stamp that follows commits with FULL and makes the claim durable with it."""
+        conn = self.conn
+        lower = self._synchronous in ("FULL", "EXTRA")
+        if lower:
+            conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with write_tx(conn):
+                yield conn
+        finally:
+            if lower:
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+
     def _with_jobs(self, claims: list[Claim]) -> list[Claim]:
         """Fill each claim's attachment and template from its job (one read per distinct job)."""
         if not claims:
             return claims
-        import dataclasses
-
         jobs: dict[int, tuple[str | None, str | None, str | None]] = {}
         for c in claims:
             if c.job_id not in jobs:
@@ -279,43 +296,155 @@ class CloudMixin(QueueBase):
         job goes back to pending (no attempt spent), one of a stopped job is cancelled, an opted-out number
         is skipped, a lost lease is dropped. Returns the claims stamped (each with ``sends`` + 1): only
         these may be POSTed."""
-        if not claims:
+        return self.cloud_turn((), claims)
+
+    @_guarded
+    def cloud_turn(self, outcomes: Sequence[CloudOutcome], claims: Sequence[Claim]) -> list[Claim]:
+        """One durable transaction of the run loop: record the answers of finished POSTs
+        (:meth:`finish_cloud_batch`), then stamp the next claims (:meth:`stamp_cloud_batch`). One commit
+        (one fsync) per turn instead of one per message. Returns the claims stamped."""
+        if not outcomes and not claims:
             return []
         now = self._clock()
-        ok: list[Claim] = []
         with self._tx(durable=True) as conn:
-            job_status: dict[int, str] = {}
-            for c in claims:
-                if c.job_id not in job_status:
-                    row = conn.execute("SELECT status FROM jobs WHERE id = ?", (c.job_id,)).fetchone()
-                    job_status[c.job_id] = row[0] if row else JOB_STOPPED
-            events: list[_Ev] = []
-            updates = []
-            for c in claims:
-                js = job_status[c.job_id]
-                owned = conn.execute(
-                    "SELECT phone IN (SELECT phone FROM optouts) FROM messages WHERE id = ?"
-                    " AND status = 'sending' AND claimed_by = ? AND attempts = ? AND lease_until > ?",
-                    (c.message_id, c.worker_id, c.attempt, now),
-                ).fetchone()
-                if owned is None:
-                    continue  # the lease was lost: someone else owns it now
-                if js == JOB_STOPPED:
-                    self._cloud_settle(
-                        conn, c.message_id, c.job_id, "cancelled", SENDING, "job stopped", "stopped", now
+            if outcomes:
+                self._finish_in(conn, outcomes, now)
+            stamped = self._stamp_in(conn, claims, now) if claims else []
+        return stamped
+
+    def _stamp_in(self, conn: sqlite3.Connection, claims: Sequence[Claim], now: float) -> list[Claim]:
+        ok: list[Claim] = []
+        job_status: dict[int, str] = {}
+        for c in claims:
+            if c.job_id not in job_status:
+                row = conn.execute("SELECT status FROM jobs WHERE id = ?", (c.job_id,)).fetchone()
+                job_status[c.job_id] = row[0] if row else JOB_STOPPED
+        events: list[_Ev] = []
+        updates = []
+        for c in claims:
+            js = job_status[c.job_id]
+            owned = conn.execute(
+                "SELECT phone IN (SELECT phone FROM optouts) FROM messages WHERE id = ?"
+                " AND status = 'sending' AND claimed_by = ? AND attempts = ? AND lease_until > ?",
+                (c.message_id, c.worker_id, c.attempt, now),
+            ).fetchone()
+            if owned is None:
+                continue  # the lease was lost: someone else owns it now
+            if js == JOB_STOPPED:
+                self._cloud_settle(
+                    conn, c.message_id, c.job_id, "cancelled", SENDING, "job stopped", "stopped", now
+                )
+                continue
+            if owned[0]:
+                self._cloud_settle(
+                    conn, c.message_id, c.job_id, SKIPPED, SENDING, OPTED_OUT, "opted_out", now
+                )
+                continue
+            if js not in CLAIMABLE_JOB_STATUSES:
+                conn.execute(
+                    "UPDATE messages SET status = 'pending', attempts = attempts - 1, claimed_by = NULL,"
+                    " lease_until = NULL, updated_at = ? WHERE id = ?",
+                    (now, c.message_id),
+                )
+                events.append(
+                    (
+                        now,
+                        c.job_id,
+                        c.message_id,
+                        "status",
+                        SENDING,
+                        PENDING,
+                        f"released: the job is {js}",
                     )
-                    continue
-                if owned[0]:
-                    self._cloud_settle(
-                        conn, c.message_id, c.job_id, SKIPPED, SENDING, OPTED_OUT, "opted_out", now
-                    )
-                    continue
-                if js not in CLAIMABLE_JOB_STATUSES:
+                )
+                continue
+            updates.append((now, now, c.session, c.message_id))
+            events.append(
+                (now, c.job_id, c.message_id, "send_started", SENDING, SENDING,
+                 f"worker {c.worker_id} session {c.session} attempt {c.attempt} send {c.sends + 1}")
+            )  # fmt: skip
+            ok.append(c)
+        if updates:
+            conn.executemany(
+                "UPDATE messages SET send_started_at = ?, updated_at = ?, send_started_session = ?,"
+                " sends = sends + 1 WHERE id = ?",
+                updates,
+            )
+            conn.execute(
+                "INSERT INTO sessions (name, last_send_at) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET last_send_at = excluded.last_send_at",
+                (ok[0].session, now),
+            )
+        self._events(conn, events)
+        for job_id, js in job_status.items():
+            if js not in CLAIMABLE_JOB_STATUSES:
+                self._maybe_finish(conn, job_id, now)
+        return [dataclasses.replace(c, sends=c.sends + 1, send_started_at=now) for c in ok]
+
+    # --- answers ----------------------------------------------------------------------------------
+    @_guarded
+    def finish_cloud_batch(self, outcomes: Iterable[CloudOutcome]) -> None:
+        """Record the answers to a chunk of POSTs in one durable transaction. Each completion is fenced on
+        the claim; a message a status webhook already settled keeps that (its wamid is filled in)."""
+        self.cloud_turn(list(outcomes), ())
+
+    def _finish_in(self, conn: sqlite3.Connection, outcomes: Sequence[CloudOutcome], now: float) -> None:
+        events: list[_Ev] = []
+        jobs: set[int] = set()
+        sent_log = []
+        for o in outcomes:
+            c = o.claim
+            fence = (c.message_id, c.worker_id, c.attempt)
+            where = " WHERE id = ? AND status = 'sending' AND claimed_by = ? AND attempts = ?"
+            if o.kind == "sent":
+                cur = conn.execute(
+                    "UPDATE messages SET status = 'sent', sent_at = ?,"
+                    " receipt = COALESCE(receipt, 'sent'), sent_by_session = ?, wamid = ?, wa_id = ?,"
+                    " claimed_by = NULL,"
+                    " lease_until = NULL, last_error = NULL, error_class = NULL, updated_at = ?" + where,
+                    (now, c.session, o.wamid, o.wa_id, now, *fence),
+                )
+                if cur.rowcount == 1:
+                    detail = f"accepted as {o.wamid} via session {c.session}"
+                    if o.detail:
+                        detail += f" ({o.detail})"
+                    events.append((now, c.job_id, c.message_id, "status", SENDING, SENT, detail))
+                    sent_log.append((c.session, now))
+                    jobs.add(c.job_id)
+                else:
+                    # A webhook settled it first (or it expired meanwhile): keep that, add what we know.
                     conn.execute(
-                        "UPDATE messages SET status = 'pending', attempts = attempts - 1, claimed_by = NULL,"
-                        " lease_until = NULL, updated_at = ? WHERE id = ?",
-                        (now, c.message_id),
+                        "UPDATE messages SET wamid = COALESCE(wamid, ?), wa_id = COALESCE(wa_id, ?)"
+                        " WHERE id = ? AND (wamid IS NULL OR wamid = ?)",
+                        (o.wamid, o.wa_id, c.message_id, o.wamid),
                     )
+                    self._settle_late_accept(conn, c, o, now, events, sent_log, jobs)
+            elif o.kind == "retry":
+                row = conn.execute(
+                    "SELECT max_attempts FROM messages WHERE id = ?", (c.message_id,)
+                ).fetchone()
+                exhausted = o.uses_attempt and row is not None and c.attempt >= row[0]
+                if exhausted:
+                    self._cloud_fail(
+                        conn,
+                        c,
+                        f"attempts exhausted: {o.error}",
+                        o.error_class,
+                        now,
+                        events,
+                        where,
+                        fence,
+                    )
+                    jobs.add(c.job_id)
+                    continue
+                give_back = "" if o.uses_attempt else "attempts = attempts - 1, "
+                cur = conn.execute(
+                    f"UPDATE messages SET status = 'pending', {give_back}send_started_at = NULL,"
+                    " send_started_session = NULL, next_attempt_at = ?, last_error = ?, error_class = ?,"
+                    " claimed_by = NULL, lease_until = NULL, updated_at = ?" + where,
+                    (now + max(0.0, o.delay), o.error, o.error_class, now, *fence),
+                )
+                if cur.rowcount == 1:
                     events.append(
                         (
                             now,
@@ -324,154 +453,51 @@ class CloudMixin(QueueBase):
                             "status",
                             SENDING,
                             PENDING,
-                            f"released: the job is {js}",
+                            f"retry in {o.delay:g}s: {o.error}",
                         )
                     )
-                    continue
-                updates.append((now, now, c.session, c.message_id))
-                events.append(
-                    (now, c.job_id, c.message_id, "send_started", SENDING, SENDING,
-                     f"worker {c.worker_id} session {c.session} attempt {c.attempt} send {c.sends + 1}")
-                )  # fmt: skip
-                ok.append(c)
-            if updates:
-                conn.executemany(
-                    "UPDATE messages SET send_started_at = ?, updated_at = ?, send_started_session = ?,"
-                    " sends = sends + 1 WHERE id = ?",
-                    updates,
+            elif o.kind == "release":
+                cur = conn.execute(
+                    "UPDATE messages SET status = 'pending', attempts = attempts - 1,"
+                    " send_started_at = NULL, send_started_session = NULL, claimed_by = NULL,"
+                    " lease_until = NULL, updated_at = ?" + where,
+                    (now, *fence),
                 )
-                conn.execute(
-                    "INSERT INTO sessions (name, last_send_at) VALUES (?, ?)"
-                    " ON CONFLICT (name) DO UPDATE SET last_send_at = excluded.last_send_at",
-                    (ok[0].session, now),
+                if cur.rowcount == 1:
+                    events.append(
+                        (now, c.job_id, c.message_id, "status", SENDING, PENDING, f"released: {o.error}")
+                    )
+            elif o.kind == "failed":
+                self._cloud_fail(conn, c, o.error, o.error_class, now, events, where, fence)
+                jobs.add(c.job_id)
+            elif o.kind == "unknown":
+                cur = conn.execute(
+                    "UPDATE messages SET lease_until = ?, last_error = ?, updated_at = ?" + where,
+                    (
+                        now + o.delay,
+                        f"{UNKNOWN_TEXT} until a status webhook settles it: {o.error}",
+                        now,
+                        *fence,
+                    ),
                 )
-            self._events(conn, events)
-            for job_id, js in job_status.items():
-                if js not in CLAIMABLE_JOB_STATUSES:
-                    self._maybe_finish(conn, job_id, now)
-        import dataclasses
-
-        return [dataclasses.replace(c, sends=c.sends + 1, send_started_at=now) for c in ok]
-
-    # --- answers ----------------------------------------------------------------------------------
-    @_guarded
-    def finish_cloud_batch(self, outcomes: Iterable[CloudOutcome]) -> None:
-        """Record the answers to a chunk of POSTs in one durable transaction. Each completion is fenced on
-        the claim; a message a status webhook already settled keeps that (its wamid is filled in)."""
-        now = self._clock()
-        outcomes = list(outcomes)
-        if not outcomes:
-            return
-        with self._tx(durable=True) as conn:
-            events: list[_Ev] = []
-            jobs: set[int] = set()
-            sent_log = []
-            for o in outcomes:
-                c = o.claim
-                fence = (c.message_id, c.worker_id, c.attempt)
-                where = " WHERE id = ? AND status = 'sending' AND claimed_by = ? AND attempts = ?"
-                if o.kind == "sent":
-                    cur = conn.execute(
-                        "UPDATE messages SET status = 'sent', sent_at = ?,"
-                        " receipt = COALESCE(receipt, 'sent'), sent_by_session = ?, wamid = ?, wa_id = ?,"
-                        " claimed_by = NULL,"
-                        " lease_until = NULL, last_error = NULL, error_class = NULL, updated_at = ?" + where,
-                        (now, c.session, o.wamid, o.wa_id, now, *fence),
-                    )
-                    if cur.rowcount == 1:
-                        detail = f"accepted as {o.wamid} via session {c.session}"
-                        if o.detail:
-                            detail += f" ({o.detail})"
-                        events.append((now, c.job_id, c.message_id, "status", SENDING, SENT, detail))
-                        sent_log.append((c.session, now))
-                        jobs.add(c.job_id)
-                    else:
-                        # A webhook settled it first (or it expired meanwhile): keep that, add what we know.
-                        conn.execute(
-                            "UPDATE messages SET wamid = COALESCE(wamid, ?), wa_id = COALESCE(wa_id, ?)"
-                            " WHERE id = ? AND (wamid IS NULL OR wamid = ?)",
-                            (o.wamid, o.wa_id, c.message_id, o.wamid),
-                        )
-                        self._settle_late_accept(conn, c, o, now, events, sent_log, jobs)
-                elif o.kind == "retry":
-                    row = conn.execute(
-                        "SELECT max_attempts FROM messages WHERE id = ?", (c.message_id,)
-                    ).fetchone()
-                    exhausted = o.uses_attempt and row is not None and c.attempt >= row[0]
-                    if exhausted:
-                        self._cloud_fail(
-                            conn,
-                            c,
-                            f"attempts exhausted: {o.error}",
-                            o.error_class,
-                            now,
-                            events,
-                            where,
-                            fence,
-                        )
-                        jobs.add(c.job_id)
-                        continue
-                    give_back = "" if o.uses_attempt else "attempts = attempts - 1, "
-                    cur = conn.execute(
-                        f"UPDATE messages SET status = 'pending', {give_back}send_started_at = NULL,"
-                        " send_started_session = NULL, next_attempt_at = ?, last_error = ?, error_class = ?,"
-                        " claimed_by = NULL, lease_until = NULL, updated_at = ?" + where,
-                        (now + max(0.0, o.delay), o.error, o.error_class, now, *fence),
-                    )
-                    if cur.rowcount == 1:
-                        events.append(
-                            (
-                                now,
-                                c.job_id,
-                                c.message_id,
-                                "status",
-                                SENDING,
-                                PENDING,
-                                f"retry in {o.delay:g}s: {o.error}",
-                            )
-                        )
-                elif o.kind == "release":
-                    cur = conn.execute(
-                        "UPDATE messages SET status = 'pending', attempts = attempts - 1,"
-                        " send_started_at = NULL, send_started_session = NULL, claimed_by = NULL,"
-                        " lease_until = NULL, updated_at = ?" + where,
-                        (now, *fence),
-                    )
-                    if cur.rowcount == 1:
-                        events.append(
-                            (now, c.job_id, c.message_id, "status", SENDING, PENDING, f"released: {o.error}")
-                        )
-                elif o.kind == "failed":
-                    self._cloud_fail(conn, c, o.error, o.error_class, now, events, where, fence)
-                    jobs.add(c.job_id)
-                elif o.kind == "unknown":
-                    cur = conn.execute(
-                        "UPDATE messages SET lease_until = ?, last_error = ?, updated_at = ?" + where,
-                        (
-                            now + o.delay,
-                            f"{UNKNOWN_TEXT} until a status webhook settles it: {o.error}",
-                            now,
-                            *fence,
-                        ),
-                    )
-                    if cur.rowcount == 1:
-                        events.append(
-                            (now, c.job_id, c.message_id, "unknown", SENDING, SENDING,
-                             f"{o.error}; waiting up to {o.delay:g}s for a status webhook")
-                        )  # fmt: skip
-                else:
-                    raise ValueError(f"unknown outcome kind {o.kind!r}")
-            if sent_log:
-                conn.executemany("INSERT INTO send_log (session, at) VALUES (?, ?)", sent_log)
-                conn.execute(
-                    "INSERT INTO sessions (name, first_sent_at, unknown_streak) VALUES (?, ?, 0)"
-                    " ON CONFLICT (name) DO UPDATE SET unknown_streak = 0,"
-                    " first_sent_at = COALESCE(first_sent_at, excluded.first_sent_at)",
-                    (sent_log[0][0], now),
-                )
-            self._events(conn, events)
-            for job_id in jobs:
-                self._maybe_finish(conn, job_id, now)
+                if cur.rowcount == 1:
+                    events.append(
+                        (now, c.job_id, c.message_id, "unknown", SENDING, SENDING,
+                         f"{o.error}; waiting up to {o.delay:g}s for a status webhook")
+                    )  # fmt: skip
+            else:
+                raise ValueError(f"unknown outcome kind {o.kind!r}")
+        if sent_log:
+            conn.executemany("INSERT INTO send_log (session, at) VALUES (?, ?)", sent_log)
+            conn.execute(
+                "INSERT INTO sessions (name, first_sent_at, unknown_streak) VALUES (?, ?, 0)"
+                " ON CONFLICT (name) DO UPDATE SET unknown_streak = 0,"
+                " first_sent_at = COALESCE(first_sent_at, excluded.first_sent_at)",
+                (sent_log[0][0], now),
+            )
+        self._events(conn, events)
+        for job_id in jobs:
+            self._maybe_finish(conn, job_id, now)
 
     def _settle_late_accept(
         self,
