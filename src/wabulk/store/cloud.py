@@ -472,7 +472,10 @@ class CloudMixin(QueueBase):
                 jobs.add(c.job_id)
             elif o.kind == "unknown":
                 cur = conn.execute(
-                    "UPDATE messages SET lease_until = ?, last_error = ?, updated_at = ?" + where,
+                    # error_class marks it as answered "unknown" (still sending): expire_cloud_unsettled
+                    # only gives up on these, never on a POST still in flight.
+                    "UPDATE messages SET lease_until = ?, last_error = ?, error_class = 'unknown_outcome',"
+                    " updated_at = ?" + where,
                     (
                         now + o.delay,
                         f"{UNKNOWN_TEXT} until a status webhook settles it: {o.error}",
@@ -565,20 +568,19 @@ class CloudMixin(QueueBase):
 
     @_guarded
     def expire_cloud_unsettled(self, session: str, *, now: float | None = None) -> int:
-        """Give up waiting now: ``session``'s messages still waiting for a status webhook become failed
-        ``unknown_outcome`` (a later webhook still turns them into sent). Returns how many."""
+        """Give up waiting now: ``session``'s messages whose POST was answered "unknown" and that no status
+        webhook settled yet become failed ``unknown_outcome`` (a later webhook still turns them into sent).
+        A POST still in flight (no answer recorded) is left alone. Returns how many."""
         at = self._clock() if now is None else now
+        where = (
+            "status = 'sending' AND send_started_at IS NOT NULL AND send_started_session = ?"
+            f" AND error_class = '{UNKNOWN_OUTCOME}'"
+        )
         with self._tx(durable=True) as conn:
             n = conn.execute(
-                "SELECT count(*) FROM messages INDEXED BY idx_messages_lease WHERE status = 'sending'"
-                " AND send_started_at IS NOT NULL AND send_started_session = ?",
-                (session,),
+                f"SELECT count(*) FROM messages INDEXED BY idx_messages_lease WHERE {where}", (session,)
             ).fetchone()[0]
-            conn.execute(
-                "UPDATE messages SET lease_until = ? WHERE status = 'sending' AND send_started_at IS NOT NULL"
-                " AND send_started_session = ?",
-                (at - 1, session),
-            )
+            conn.execute(f"UPDATE messages SET lease_until = ? WHERE {where}", (at - 1, session))
             self._expire_unsettled(conn, session, at)
         return int(n)
 
