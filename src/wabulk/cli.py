@@ -350,10 +350,14 @@ def _print_session_table(per_session: list[dict[str, Any]]) -> None:
     for col in ("session", "sent today", "cap today", "state"):
         t.add_column(col)
     for r in per_session:
-        cap = "-" if r["cap_today"] is None else str(r["cap_today"])
+        cap = "none" if r["cap_today"] is None else str(r["cap_today"])
+        if r.get("warmup_day"):
+            cap += f" (warm-up day {r['warmup_day']})"
         state = r["state"] or "-"
         if r.get("paused"):
             state = f"paused ({r['paused']})"
+        elif r.get("waiting_until"):
+            state = f"cap reached; waits until {_fmt_time(r['waiting_until'], short=True)}"
         t.add_row(escape(r["session"]), str(r["sent_today"]), cap, escape(state))
     _stdout().print(t)
 
@@ -388,6 +392,9 @@ def _print_status_tables(
             )
         for r in rows:
             st = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
+            if r.get("waiting_until"):
+                st += f", waits until {_fmt_time(r['waiting_until'], short=True)}"
+
             counts = [str(r[c]) for c in cols[3:]]
             t.add_row(
                 str(r["id"]),
@@ -774,7 +781,12 @@ def run(
         ),
     ] = False,
     pace: Annotated[
-        str | None, typer.Option("--pace", envvar=ENV_PACE, help="fast, balanced, safe or off.")
+        str | None,
+        typer.Option(
+            "--pace",
+            envvar=ENV_PACE,
+            help="fast (2-5 s apart), balanced (4-8 s, the default), safe (10-30 s) or off (tests only).",
+        ),
     ] = None,
     min_delay: Annotated[
         float | None, typer.Option("--min-delay", min=0, help="Seconds between sends (min).")
@@ -786,7 +798,13 @@ def run(
         int | None, typer.Option("--long-pause-every", min=0, help="A longer pause about every N messages.")
     ] = None,
     daily_cap: Annotated[
-        int | None, typer.Option("--daily-cap", min=0, help="Most messages per day.")
+        int | None,
+        typer.Option(
+            "--daily-cap",
+            min=0,
+            help="Most messages per session and day; 0 = no cap. Default: the pace's (fast 1000, balanced"
+            " 500, safe 200). A new session warms up: at most 20, 40, 80, 150, 250 on its first five days.",
+        ),
     ] = None,
     quiet_hours: Annotated[
         str | None, typer.Option("--quiet-hours", help="No sends in the recipient's local HH:MM-HH:MM.")
