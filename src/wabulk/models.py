@@ -44,6 +44,8 @@ class NewJob:
     sessions: tuple[str, ...] = ()  # empty = any session may send it
     source: str | None = None  # the input file, for the record
     settings: dict[str, Any] = field(default_factory=dict)  # pacing overrides etc.
+    template_name: str | None = None  # a Cloud API template job (None: a text job)
+    template_lang: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class NewMessage:
     variables: dict[str, str] = field(default_factory=dict)
     source_row: int | None = None  # 1-based row in the input file (header = row 1)
     flags: tuple[str, ...] = ()  # e.g. ("not_mobile",)
+    params: tuple[str, ...] = ()  # the rendered template parameters (template jobs)
 
 
 @dataclass(frozen=True)
@@ -286,3 +289,22 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Quit the browser and release the profile lock."""
+
+
+@dataclass(frozen=True)
+class CatalogueTemplate:
+    """One message template of a Cloud API account (its WABA), as ``wabulk templates sync`` fetched it."""
+
+    name: str
+    language: str  # the locale it was approved in, e.g. "en_US"
+    status: str  # Meta's: APPROVED, PENDING, REJECTED, PAUSED, DISABLED, …
+    category: str | None  # MARKETING, UTILITY, AUTHENTICATION
+    params: int  # how many parameters its body takes ({{1}}, {{2}} … or named ones)
+    template_id: str | None = None
+    waba_id: str = ""
+    session: str = ""  # the session it was synced through
+    synced_at: float = 0.0
+
+    @property
+    def approved(self) -> bool:
+        return self.status.upper() == "APPROVED"
