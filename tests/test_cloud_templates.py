@@ -178,7 +178,8 @@ def test_check_template_names_what_is_wrong() -> None:
     with pytest.raises(BadInput) as e:
         check_template(cat, "order_ready", "de", 2)
     assert str(e.value) == (
-        "template 'order_ready' has no 'de' version (approved in: en_US, pt_BR); choose one with --template-lang"
+        "template 'order_ready' has no 'de' version (approved in: en_US, pt_BR); "
+        "choose one with --template-lang"
     )
     with pytest.raises(BadInput) as e:
         check_template(cat, "order_ready", "en_US", 1)
@@ -281,7 +282,8 @@ def test_cli_rejects_a_wrong_template_before_writing(tmp_path: Path, synced: Que
     )
     assert code == exitcodes.BAD_INPUT
     assert err == (
-        "Error: template 'order_ready' has no 'fr' version (approved in: en_US); choose one with --template-lang\n"
+        "Error: template 'order_ready' has no 'fr' version (approved in: en_US); "
+        "choose one with --template-lang\n"
     )
     code, _, err = invoke(*base, "--template", "nope", "--template-param", "{name}")
     assert code == exitcodes.BAD_INPUT

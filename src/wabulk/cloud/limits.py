@@ -54,7 +54,7 @@ class AccountLimit:
 
 
 def limit_of(tier: str | None) -> int | None:
-    """The number of unique recipients a tier allows per 24 h (None: unlimited; an unknown tier: the lowest)."""
+    """The unique recipients a tier allows per 24 h (None: unlimited; an unknown tier: the lowest)."""
     key = (tier or "").strip().upper()
     return TIERS[key] if key in TIERS else TIERS[FALLBACK_TIER]
 
