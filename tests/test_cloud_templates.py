@@ -380,3 +380,31 @@ def test_load_catalogue_by_session(synced: Queue) -> None:
     none = load_catalogue(synced, ["web"])
     assert none.empty and none.unsynced == ("web",)
     assert len(load_catalogue(synced).templates) == 2
+
+
+def test_cli_enqueues_a_template_job_with_its_parameters(tmp_path: Path, synced: Queue) -> None:
+    src = contacts_file(tmp_path / "c.csv", ROWS)
+    code, out, err = invoke(
+        "enqueue",
+        str(src),
+        "--country",
+        "GB",
+        "--template",
+        "order_ready",
+        "--template-param",
+        "{name}",
+        "--template-param",
+        "Order {order}",
+        "--json",
+    )
+    assert code == 0, err
+    job_id = json.loads(out)["job_id"]
+    job = synced.get_job(job_id)
+    assert (job.template_name, job.template_lang, job.template) == (
+        "order_ready",
+        "en_US",
+        "order_ready (en_US): {name}, Order {order}",
+    )
+    first = next(synced.iter_messages(job_id))
+    assert first.params == ("Alice", "Order B-100")
+    assert first.body == "order_ready (en_US): Alice, Order B-100"
