@@ -224,7 +224,14 @@ def enqueue(
 ) -> None:
     """Validate a contact list, render the message per contact and queue it as a job.
 
-    Example: wabulk enqueue contacts.csv --message "Hi {name}, see you {a|b|c}!" --country GB
+    Template: {column} is a column's value; {Hi|Hello} picks one variant per message (spintax); {name|there}
+    is a fallback: when the first alternative is a column, it is used unless empty, else the rest. Rows
+    with an empty placeholder and no fallback are reported.
+
+    A Cloud API session sends approved templates instead: --template NAME, each --template-param rendered
+    like a message; a parameter that renders empty is refused with its row and column.
+
+    Example: wabulk enqueue contacts.csv --message "{Hi|Hello} {name|there}, see you!" --country GB
 
     Example (Cloud API): wabulk enqueue contacts.csv --template order_ready --template-param "{name}"
     --template-param "{order}" --dry-run --rates rates.csv
@@ -261,16 +268,16 @@ def enqueue(
                 _fail(f"{message_file}: cannot read the message file ({exc})", exitcodes.BAD_INPUT)
         not_before = parse_when(at, time.time()) if at else None
         sessions = tuple(s.strip() for s in session.split(",") if s.strip()) if session else ()
-        q = None if dry_run else _queue()
+        # A dry run reads the opt-out list (so it counts what the real run queues) and the template
+        # catalogue too, but never creates a database.
+        q = _queue(create=False) if dry_run and _settings().db.exists() else None if dry_run else _queue()
         job = None
         catalogue = None
         if template is not None:
             from .cloud.templates import load_catalogue
 
             job = TemplateJob(template, template_lang, tuple(template_param or ()))
-            # A dry run reads the catalogue too, from an existing database only (it writes nothing).
-            cq = q if q is not None else (_queue(create=False) if _settings().db.exists() else None)
-            catalogue = load_catalogue(cq, sessions) if cq is not None else None
+            catalogue = load_catalogue(q, sessions) if q is not None else None
         rate_card = None
         if rates is not None:
             from .cloud.costs import read_rates
@@ -307,6 +314,8 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
     err = _stderr()
     for notice in result.notices:
         err.print(f"Notice: {escape(notice)}")
+    names = f"; names from {result.name_column!r}" if result.name_column else "; no name column"
+    err.print(f"Numbers from column {escape(repr(result.phone_column))}{escape(names)}.")
     if dry_run:
         out.print(f"Dry run: {result.enqueued} message(s) would be queued; nothing was written.")
         if result.template is not None:
@@ -328,6 +337,8 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
         f"invalid: {result.invalid}  duplicates: {result.duplicates}  opted out: {result.opted_out}"
         f"  not mobile (kept): {result.not_mobile}"
     )
+    if result.empty_rows:
+        err.print(f"Warning: {_empty_summary(result)}")
     if result.rejects:
         err.print("Rejected rows (first few):")
         for r in result.rejects:
@@ -368,6 +379,18 @@ def _print_cost(cost: Any) -> None:
             "The template's category is unknown (no synced catalogue): each country is priced at its "
             "dearest category."
         )
+
+
+def _empty_summary(result: Any) -> str:
+    """ "2 message(s) have an empty {name} (rows 4, 7): …", with the fallback syntax as the next step."""
+    keys = ", ".join(f"{{{k}}} ({n})" for k, n in result.empty_placeholders.items())
+    rows = ", ".join(str(r) for r in result.empty_examples)
+    more = ", …" if result.empty_rows > len(result.empty_examples) else ""
+    first = next(iter(result.empty_placeholders), "name")
+    return (
+        f"{result.empty_rows} message(s) have an empty placeholder: {keys}; rows {rows}{more}. "
+        f"They would read e.g. 'Hi , …': give a fallback like {{{first}|there}}, or fill the column."
+    )
 
 
 # --- status -------------------------------------------------------------------------------------

@@ -60,6 +60,10 @@ class ImportResult:
     opted_out: int = 0
     not_mobile: int = 0  # valid numbers that are not mobile numbers (kept, flagged)
     rejects: list[Reject] = field(default_factory=list)  # the first few
+    # Rows whose message has a placeholder that rendered as nothing ("Hi , …"): sent, but reported.
+    empty_rows: int = 0
+    empty_placeholders: dict[str, int] = field(default_factory=dict)  # placeholder key -> rows
+    empty_examples: list[int] = field(default_factory=list)  # the first few row numbers
     previews: list[str] = field(default_factory=list)  # the first rendered bodies
     param_previews: list[tuple[str, ...]] = field(default_factory=list)  # template jobs: their parameters
     notices: list[str] = field(default_factory=list)
@@ -81,6 +85,9 @@ class ImportResult:
             "duplicates": self.duplicates,
             "opted_out": self.opted_out,
             "not_mobile": self.not_mobile,
+            "empty_rows": self.empty_rows,
+            "empty_placeholders": dict(self.empty_placeholders),
+            "empty_examples": list(self.empty_examples),
             "dry_run": self.dry_run,
             **({"previews": list(self.previews)} if self.dry_run else {}),
             **(
@@ -221,15 +228,17 @@ def enqueue_file(
         )
         messages_of: Any
         if parsed is not None:
-            parsed.validate(contacts.variable_names)
+            parsed = parsed.for_columns(contacts.variable_names)
             messages_of = functools.partial(_messages, template=parsed)
         else:
             assert template is not None
+            bound: list[Template] = []
             for i, p in enumerate(param_templates, 1):
                 try:
-                    p.validate(contacts.variable_names)
+                    bound.append(p.for_columns(contacts.variable_names))
                 except BadInput as exc:
                     raise BadInput(f"--template-param {i}: {exc}") from None
+            param_templates = tuple(bound)
             if entry is not None:
                 result.category = entry.category
             else:
@@ -324,6 +333,7 @@ def _template_messages(template: TemplateJob, params: tuple[Template, ...], cont
         report: _RejectsFile,
     ) -> Iterator[NewMessage]:
         valid = 0
+        empty: list[str] = []
         previews = result.param_previews
         for item in records:
             if isinstance(item, Reject):
@@ -334,7 +344,7 @@ def _template_messages(template: TemplateJob, params: tuple[Template, ...], cont
                 continue
             row, phone, name, all_vars, mobile = item
             seed = f"{job_name}\x00{phone}"
-            rendered = tuple(p.render(all_vars, seed=seed if p.has_spintax else "") for p in params)
+            rendered = tuple(p.render(all_vars, seed if p.has_spintax else "", empty) for p in params)
             for i, (p, value) in enumerate(zip(params, rendered, strict=True), 1):
                 if not value.strip():
                     keys = p.placeholders
@@ -346,6 +356,9 @@ def _template_messages(template: TemplateJob, params: tuple[Template, ...], cont
                         row=row,
                         column=column,
                     )
+            if empty:  # a placeholder rendered as nothing inside a longer parameter: sent, but reported
+                _count_empty(result, row, empty)
+                empty.clear()
             valid += 1
             if not mobile:
                 result.not_mobile += 1
@@ -363,8 +376,9 @@ def _template_messages(template: TemplateJob, params: tuple[Template, ...], cont
                 params=rendered,
             )
         if valid == 0:
-            what = f"all {result.invalid} rows were rejected" if result.invalid else "it has no contact rows"
-            raise _NoValidRows(BadInput(f"nothing to enqueue: {what}", file=str(path)))
+            if not result.invalid:
+                raise _NoValidRows(BadInput("nothing to enqueue: it has no contact rows", file=str(path)))
+            raise _NoValidRows(BadInput(_all_rejected(result), file=str(path)))
 
     return messages
 
@@ -397,17 +411,22 @@ def _messages(
     seeded = template.has_spintax  # the seed only matters to spintax: skip building it per row otherwise
     previews = result.previews
     not_mobile = (NOT_MOBILE,)
+    empty: list[str] = []
     for item in contacts:
         if isinstance(item, Reject):
             reject(item)
             continue
         row, phone, name, all_vars, mobile = item
         # The seed makes spintax stable per message: a re-render (or the dry run) picks the same variant.
-        body = render(all_vars, seed=f"{job_name}\x00{phone}" if seeded else "")
+        body = render(all_vars, f"{job_name}\x00{phone}" if seeded else "", empty)
         problem = body_problem(body)
         if problem is not None:
+            empty.clear()
             reject(Reject(row, None, body[:200], problem))
             continue
+        if empty:
+            _count_empty(result, row, empty)
+            empty.clear()
         valid += 1
         if not mobile:
             result.not_mobile += 1
@@ -424,8 +443,34 @@ def _messages(
             flags=() if mobile else not_mobile,
         )
     if valid == 0:
-        what = f"all {result.invalid} rows were rejected" if result.invalid else "it has no contact rows"
-        raise _NoValidRows(BadInput(f"nothing to enqueue: {what}", file=str(path)))
+        if not result.invalid:
+            raise _NoValidRows(BadInput("nothing to enqueue: it has no contact rows", file=str(path)))
+        raise _NoValidRows(BadInput(_all_rejected(result), file=str(path)))
+
+
+def _count_empty(result: ImportResult, row: int, keys: list[str]) -> None:
+    result.empty_rows += 1
+    for key in dict.fromkeys(keys):
+        result.empty_placeholders[key] = result.empty_placeholders.get(key, 0) + 1
+    if len(result.empty_examples) < MAX_REJECTS_SHOWN:
+        result.empty_examples.append(row)
+
+
+def _all_rejected(result: ImportResult) -> str:
+    """Why nothing is usable, with the column the numbers were read from, the first rejected rows and
+    the next step: most often the numbers are in another column."""
+    first = "; ".join(
+        f"row {r.row} {r.value[:40]!r}: {r.reason}" for r in result.rejects[:3] if r.column is not None
+    )
+    text = f"nothing to enqueue: all {result.invalid} rows were rejected"
+    if not first:  # every row was rejected for its message, not its number
+        first = "; ".join(f"row {r.row}: {r.reason}" for r in result.rejects[:3])
+        return f"{text} ({first})"
+    return (
+        f"{text}. The numbers were read from column {result.phone_column!r}; the first rejected: {first}. "
+        "If the numbers are in another column, name it with --phone-column (or pass --country for "
+        "numbers without a country code)."
+    )
 
 
 def _dry_run(
