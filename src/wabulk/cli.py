@@ -875,13 +875,13 @@ def login(
 
     Example: wabulk login --session shop
     """
-    from .login import login as do_login
+    from .web.login import login as do_login
 
     settings = _settings().with_(web_url=web_url, remote_url=remote_url)
     err = _stderr()
 
     def show(payload: str) -> None:
-        from .qr import render_terminal
+        from .web.qr import render_terminal
 
         err.print(render_terminal(payload), markup=False)
         err.print("Scan this with WhatsApp on your phone: Settings > Linked devices > Link a device.")
@@ -1033,7 +1033,7 @@ def run(
 
     Example: wabulk run --session shop --pace safe --daily-cap 200 --quiet-hours 21:00-08:00
     """
-    from .worker import build_config, run_worker
+    from .worker.loop import build_config, run_worker
 
     names = _session_names(session, sessions)
     settings = _settings().with_(web_url=web_url, headless=headless, session=names[0], remote_url=remote_url)
@@ -1054,7 +1054,7 @@ def run(
             restart_browser_every=restart_browser_every,
         )
         if len(names) > 1:
-            from .fleet import run_fleet
+            from .worker.fleet import run_fleet
 
             # The same options for every worker; values come from this command line (or its env vars).
             args: list[str] = ["--pace", pace or settings.pace]
@@ -1187,16 +1187,45 @@ def demo(
 
 @app.command()
 def simulator(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (loopback only).")] = 8765,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port to listen on (loopback only; default 8765, or 8766 with --graph)."),
+    ] = None,
+    graph: Annotated[
+        bool,
+        typer.Option(
+            "--graph", help="Simulate Meta's Graph API (the WhatsApp Cloud API) instead of WhatsApp Web."
+        ),
+    ] = False,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option("--webhook-url", help="With --graph: where status webhooks are POSTed."),
+    ] = None,
 ) -> None:
-    """Run the bundled WhatsApp Web simulator for trying wabulk without a real account.
+    """Run a bundled simulator for trying wabulk without a real account: WhatsApp Web, or with --graph the
+    Cloud API (token and app secret from WABULK_CLOUD_TOKEN / WABULK_CLOUD_APP_SECRET, else sim-token /
+    sim-app-secret).
 
     Example: wabulk simulator --port 8765 & WABULK_WEB_URL=http://127.0.0.1:8765 wabulk login
+
+    Example: wabulk simulator --graph --webhook-url http://127.0.0.1:8787/webhooks/whatsapp
     """
-    from .simulator.server import main as sim_main
+    if graph:
+        from .cloud.simulator.server import DEFAULT_PORT
+        from .cloud.simulator.server import main as graph_main
+
+        argv = ["--port", str(DEFAULT_PORT if port is None else port)]
+        if webhook_url:
+            argv += ["--webhook-url", webhook_url]
+        with _errors():
+            code = graph_main(argv)
+        raise typer.Exit(code)
+    if webhook_url:
+        raise typer.BadParameter("--webhook-url needs --graph", param_hint="--webhook-url")
+    from .web.simulator.server import main as sim_main
 
     with _errors():
-        code = sim_main(["--port", str(port)])
+        code = sim_main(["--port", str(8765 if port is None else port)])
     raise typer.Exit(code)
 
 
