@@ -6,7 +6,7 @@ import csv
 import functools
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +16,7 @@ from . import settings
 from .contacts import NOT_MOBILE, ContactFile, ContactRecord, Reject, check_country, open_contacts
 from .errors import BadInput
 from .export import neutralize
-from .models import EnqueueStats, NewJob, NewMessage
+from .models import EnqueueStats, Job, NewJob, NewMessage
 from .templates import Template, body_problem
 
 if TYPE_CHECKING:
@@ -44,7 +44,14 @@ class TemplateJob:
 class EnqueueTarget(Protocol):
     """What the importer needs from :class:`queue.Queue`."""
 
-    def enqueue(self, job: NewJob, messages: Iterable[NewMessage]) -> EnqueueStats: ...
+    def enqueue(
+        self,
+        job: NewJob,
+        messages: Iterable[NewMessage],
+        on_duplicate: Callable[[int | None, str, int | None], None] | None = None,
+    ) -> EnqueueStats: ...
+
+    def list_jobs(self) -> list[Job]: ...
 
     def is_opted_out(self, phone: str) -> bool: ...
 
@@ -64,6 +71,8 @@ class ImportResult:
     empty_rows: int = 0
     empty_placeholders: dict[str, int] = field(default_factory=dict)  # placeholder key -> rows
     empty_examples: list[int] = field(default_factory=list)  # the first few row numbers
+    # The first few duplicates dropped: (row, phone, the row it repeats); all are in the rejects file.
+    duplicate_rows: list[tuple[int | None, str, int | None]] = field(default_factory=list)
     previews: list[str] = field(default_factory=list)  # the first rendered bodies
     param_previews: list[tuple[str, ...]] = field(default_factory=list)  # template jobs: their parameters
     notices: list[str] = field(default_factory=list)
@@ -88,6 +97,9 @@ class ImportResult:
             "empty_rows": self.empty_rows,
             "empty_placeholders": dict(self.empty_placeholders),
             "empty_examples": list(self.empty_examples),
+            "duplicate_rows": [
+                {"row": row, "phone": phone, "first_row": first} for row, phone, first in self.duplicate_rows
+            ],
             "dry_run": self.dry_run,
             **({"previews": list(self.previews)} if self.dry_run else {}),
             **(
@@ -209,6 +221,7 @@ def enqueue_file(
             raise BadInput(f"--template-param: {exc}") from None
         entry = _check_catalogue(template, catalogue, sessions)
     parsed = Template.parse(message) if message is not None else None
+    job_template = message if message is not None else _describe(template)
     rejects_file = Path(rejects_path) if rejects_path is not None else None
     if rejects_file is not None and src.exists() and rejects_file.exists() and rejects_file.samefile(src):
         raise BadInput("the rejects file must not be the input file", file=str(rejects_file))
@@ -250,20 +263,31 @@ def enqueue_file(
 
             # A text job is free-form ("service"); a template job without a catalogue has no known category.
             cost = result.cost = CostEstimate(rates, result.category if template is not None else "service")
+        if queue is not None:
+            result.notices.extend(_queued_before(queue, src, job_template))
         report = _RejectsFile(rejects_file)
         report.open()
+        phone_column = contacts.phone_column
+
+        def duplicate(row: int | None, phone: str, first: int | None) -> None:
+            result.duplicates += 1
+            if len(result.duplicate_rows) < MAX_REJECTS_SHOWN:
+                result.duplicate_rows.append((row, phone, first))
+            why = f"duplicate: the same number as row {first}" if first is not None else "duplicate number"
+            report.write(Reject(row or 0, phone_column, phone, why))
+
         try:
             messages = messages_of(
                 contacts.records(), contacts.path, job_name=job_name, result=result, report=report
             )
             if dry_run:
-                _dry_run(queue, messages, result, cost)
+                _dry_run(queue, messages, result, duplicate, cost)
             else:
                 if queue is None:
                     raise ValueError("a queue is required unless dry_run")
                 job = NewJob(
                     name=job_name,
-                    template=message if message is not None else _describe(template),
+                    template=job_template,
                     template_name=template.name if template is not None else None,
                     template_lang=template.language if template is not None else None,
                     attachment=attach,
@@ -272,7 +296,7 @@ def enqueue_file(
                     sessions=tuple(sessions),
                     source=str(src.resolve()),
                 )
-                stats = queue.enqueue(job, messages)
+                stats = queue.enqueue(job, messages, duplicate)
                 result.job_id = stats.job_id
                 result.enqueued = stats.enqueued
                 result.duplicates = stats.duplicates
@@ -473,18 +497,32 @@ def _all_rejected(result: ImportResult) -> str:
     )
 
 
+def _queued_before(queue: EnqueueTarget, src: Path, message: str) -> list[str]:
+    """A warning when this file and message were queued before: usually an accidental second run."""
+    source = str(src.resolve())
+    same = [j for j in queue.list_jobs() if j.source == source and j.template == message]
+    if not same:
+        return []
+    ids = ", ".join(str(j.id) for j in same)
+    return [
+        f"the same file and message were already queued as job {ids}; this queues them again "
+        f"(stop it with `wabulk stop JOB` if that was not meant)"
+    ]
+
+
 def _dry_run(
     queue: EnqueueTarget | None,
     messages: Iterator[NewMessage],
     result: ImportResult,
+    duplicate: Callable[[int | None, str, int | None], None],
     cost: CostEstimate | None = None,
 ) -> None:
-    seen: set[str] = set()
+    seen: dict[str, int | None] = {}
     for m in messages:
         if m.phone in seen:
-            result.duplicates += 1
+            duplicate(m.source_row, m.phone, seen[m.phone])
             continue
-        seen.add(m.phone)
+        seen[m.phone] = m.source_row
         if queue is not None and queue.is_opted_out(m.phone):
             result.opted_out += 1
             continue

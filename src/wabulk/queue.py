@@ -47,6 +47,7 @@ from .store.base import (  # noqa: F401  (re-exported: the queue's public consta
 )
 from .store.catalogue import CatalogueMixin
 from .store.claims import ClaimsMixin
+from .store.cloud import CloudMixin
 from .store.enqueue import EnqueueMixin
 from .store.jobs import JobsMixin
 from .store.optouts import OptoutsMixin
@@ -60,6 +61,7 @@ class Queue(
     EnqueueMixin,
     JobsMixin,
     ClaimsMixin,
+    CloudMixin,
     ReceiptsMixin,
     WorkersMixin,
     OptoutsMixin,
