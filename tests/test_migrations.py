@@ -50,6 +50,7 @@ def test_fresh_database_gets_every_migration(db_path: Path) -> None:
             "m008_device_linked",
             "m009_session_provider",
             "m013_cloud",
+            "m014_template_catalogue",
             "m015_worker_cap",
         ]
     )

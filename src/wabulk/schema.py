@@ -19,5 +19,6 @@ NAMES: tuple[str, ...] = (
     "m008_device_linked",
     "m009_session_provider",
     "m013_cloud",
+    "m014_template_catalogue",
     "m015_worker_cap",
 )
