@@ -121,3 +121,33 @@ def test_a_template_problem_pauses_the_job_and_until_done_exits_4(db_path: Path,
     assert code == exitcodes.ATTENTION and "132001" in err
     with Queue(db_path) as q:
         assert q.get_job(job).status == "paused" and q.counts(job)["pending"] == 10
+
+
+def test_the_token_never_appears_in_the_database_logs_api_or_doctor(
+    db_path: Path, sim: Any, isolated_home: Path
+) -> None:
+    assert invoke("login", "--session", "biz", "--cloud", "--phone-number-id", PHONE_ID)[0] == 0
+    enqueue(db_path, 5)
+    sim.add_fault("error", code=190, count=1)  # a refused token mid-run: its error line is stored and shown
+    outputs = [invoke("run", "--session", "biz", "--until-done"), invoke("resume", "--session", "biz")]
+    sim.clear_faults()
+    outputs += [
+        invoke("run", "--session", "biz", "--until-done"),
+        invoke("status", "--json"),
+        invoke("status"),
+    ]
+    outputs.append(invoke("doctor", "--session", "biz", "--offline"))
+    for _code, out, err in outputs:
+        assert TOKEN not in out and TOKEN not in err
+    from wabulk.serve.api import create_app
+    from wabulk.settings import Settings
+
+    asgi, _ = create_app(Settings.from_env(), token="api-token")
+    from fastapi.testclient import TestClient
+
+    with TestClient(asgi) as client:
+        for path in ("/api/status", "/api/jobs/1", "/api/jobs/1/messages", "/api/jobs/1/export.csv"):
+            got = client.get(path, headers={"Authorization": "Bearer api-token"})
+            assert got.status_code == 200 and TOKEN not in got.text
+    stored = b"".join(p.read_bytes() for p in isolated_home.rglob("*") if p.is_file())
+    assert TOKEN.encode() not in stored

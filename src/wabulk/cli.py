@@ -1004,13 +1004,16 @@ def _run_cloud(
     lease_seconds: float | None,
 ) -> None:
     from . import settings as cfg
+    from .cloud.account import MPS_BY_LEVEL
     from .cloud.provider import DEFAULT_SETTLE_SECONDS as SETTLE
     from .cloud.runner import DEFAULT_LEASE_SECONDS as LEASE
     from .cloud.runner import CloudRunConfig, run_cloud
     from .errors import ConfigError
 
     with _errors():
-        mps = cfg.parse_cloud_mps(rate)
+        # --rate / WABULK_CLOUD_MPS, else the number's throughput level as login read it (80 or 1,000).
+        level = MPS_BY_LEVEL.get(str(provider_settings.get("throughput") or ""))
+        mps = cfg.parse_cloud_mps(rate if rate is not None else level)
         config = CloudRunConfig(
             session=name,
             phone_number_id=str(provider_settings.get("phone_number_id") or ""),
