@@ -787,3 +787,40 @@ def test_wabulk_simulator_graph_runs_the_graph_simulator() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_raw_http_pipelined_chunked_and_malformed_requests(sim: GraphSimulator) -> None:
+    import socket
+
+    host, port = sim.url.removeprefix("http://").split(":")
+    body = json.dumps(tpl(ALICE)).encode()
+    plain = (
+        f"POST /v27.0/{PHONE_ID}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    chunked = (
+        (
+            f"POST /v27.0/{PHONE_ID}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        ).encode()
+        + b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body[:10], body[10:]))
+        + b"0\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(plain + chunked)  # two requests in one write, the second one chunked
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == 2
+    assert len(sim.accepted(ALICE)) == 2
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(plain)
+        s.shutdown(socket.SHUT_WR)  # a half-close after the request still gets its answer
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 OK")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"NONSENSE\r\n\r\n")
+        assert s.recv(1024).startswith(b"HTTP/1.1 400")
+        assert s.recv(1024) == b""  # and the connection is closed
