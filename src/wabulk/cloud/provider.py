@@ -284,7 +284,7 @@ class CloudProvider:
         return SendResult(tick=TICK_SENT, confirmed_at=time.time(), message_ref=accepted.wamid)
 
     def verify_sent(self, phone: str, body: str, since: float, *, evidence: str | None = None) -> Any:
-        """"sent" when this provider saw the POST carrying ``evidence`` accepted (its wamid); otherwise
+        """ "sent" when this provider saw the POST carrying ``evidence`` accepted (its wamid); otherwise
         "unknown": nothing can be looked up at Meta (no API lists sent messages), and the status webhook
         carrying the evidence settles the message by itself. Never "absent"."""
         from wabulk.models import VERIFY_SENT, VERIFY_UNKNOWN, Verification
