@@ -356,11 +356,13 @@ def test_the_mapping_preview_names_the_columns_and_takes_the_choice(server: Serv
     assert (chosen["phone_column"], chosen["name_column"]) == ("Office", "Nickname")
     assert chosen["columns"]["phone"] == "Mobile"  # what wabulk would pick is still shown
     # No phone column found: the error, and the headers to choose one from.
-    r = server.upload("/api/jobs", fields, b"Who,Digits\nAnn,0491 570 156\n")
+    nophone = b"Who,Ref\nAnn,A-1\nBob,B-2\n"
+    r = server.upload("/api/jobs", fields, nophone)
     assert r.status == 400 and "no phone column" in r.json()["error"]
-    assert r.json()["columns"] == {"headers": ["Who", "Digits"], "phone": None, "name": None}
-    ok = server.upload("/api/jobs", {**fields, "phone_column": "Digits"}, b"Who,Digits\nAnn,0491 570 156\n")
-    assert ok.status == 200 and ok.json()["enqueued"] == 1
+    assert r.json()["columns"] == {"headers": ["Who", "Ref"], "phone": None, "name": None}
+    r = server.upload("/api/jobs", {**fields, "phone_column": "Ref"}, nophone)
+    assert r.status == 400 and r.json()["columns"]["headers"] == ["Who", "Ref"]
+    assert [x["value"] for x in r.json()["rejects"]] == ["A-1", "B-2"]
 
 
 def test_an_uploaded_attachment_is_kept_for_the_job_and_only_for_it(server: Server) -> None:
