@@ -244,7 +244,8 @@ def test_column_mapping_step_shows_the_detected_columns_and_uses_the_chosen_ones
     contacts.write_text(
         "Name,Nickname,Mobile,Office phone\n"
         "Ann Lee,Annie,+61 491 570 156,+61 491 570 157\n"
-        "Bob Day,Bobby,+61 491 570 158,+61 491 570 159\n",
+        "Bob Day,Bobby,+61 491 570 158,+61 491 570 159\n"
+        "Cy Moss,,+61 491 570 313,+61 491 570 110\n",
         encoding="utf-8",
     )
     picture = tmp_path / "menu.png"
@@ -286,6 +287,24 @@ def test_column_mapping_step_shows_the_detected_columns_and_uses_the_chosen_ones
             "the preview with the office numbers",
         )
         assert name.get_attribute("value") == "Nickname"  # the other choice is kept
+        # Cy has no nickname: the preview says so before "Hi , …" goes out, and the fallback fixes it.
+        notices = driver.find_element("id", "preview-notices").text
+        assert (
+            "1 message would have an empty {name} (row 4): give it a fallback, e.g. {name|there}." in notices
+        )
+        message = driver.find_element("id", "message")
+        message.clear()
+        message.send_keys("Hi {name|there}, the new menu is attached.")
+        assert not driver.find_element("id", "enqueue-btn").is_enabled()  # changed: preview again
+        click(driver, "#preview-btn")
+        wait_for(
+            lambda: (
+                not driver.find_element("id", "preview-notices").text
+                and driver.find_element("id", "enqueue-btn").is_enabled()
+            ),
+            15,
+            "the preview without the empty name",
+        )
         click(driver, "#enqueue-btn")
         wait_for(lambda: status_of(driver, 1) == "queued", 15, "the queued job")
     finally:
@@ -298,6 +317,7 @@ def test_column_mapping_step_shows_the_detected_columns_and_uses_the_chosen_ones
     assert [(m.phone, m.name, m.body) for m in messages] == [
         ("+61491570157", "Annie", "Hi Annie, the new menu is attached."),
         ("+61491570159", "Bobby", "Hi Bobby, the new menu is attached."),
+        ("+61491570110", None, "Hi there, the new menu is attached."),
     ]
     # The attachment the browser uploaded is kept for the worker, byte for byte, under its own name.
     assert job.attachment is not None and Path(job.attachment).name == "menu.png"

@@ -417,6 +417,17 @@ function resetMapping() {
   $("#mapping").hidden = true;
 }
 
+// Messages that would go out with a placeholder rendered as nothing ("Hi , …"): say which and where.
+function emptyNotice(r) {
+  if (!r.empty_rows) return [];
+  const keys = Object.keys(r.empty_placeholders || {}).map((k) => "{" + k + "}");
+  const rows = r.empty_examples || [];
+  const where = rows.length ? " (row" + (rows.length > 1 ? "s " : " ") + rows.join(", ") + (r.empty_rows > rows.length ? ", …" : "") + ")" : "";
+  const example = keys.length ? keys[0].slice(0, -1) + "|there}" : "{name|there}";
+  return [count(r.empty_rows, "message") + " would have an empty " + (keys.join(", ") || "placeholder") + where +
+    ": give it a fallback, e.g. " + example + "."];
+}
+
 function stat(n, label, tone) {
   return el("li", { class: "stat tone-" + tone }, el("strong", {}, n), el("span", {}, label));
 }
@@ -439,7 +450,7 @@ async function preview() {
       stat(r.enqueued, "to send", "ok"), stat(r.invalid, "left out", r.invalid ? "bad" : "neutral"),
       stat(r.duplicates, "duplicates", "neutral"), stat(r.opted_out, "opted out", "neutral"),
       stat(r.not_mobile, "not mobile (kept)", r.not_mobile ? "warn" : "neutral")]);
-    setRows($("#preview-notices"), (r.notices || []).map((n) => el("li", {}, n)));
+    setRows($("#preview-notices"), [...emptyNotice(r), ...(r.notices || [])].map((n) => el("li", {}, n)));
     $("#bodies-title").hidden = !(r.previews || []).length;
     setRows($("#preview-bodies"), (r.previews || []).map((b) => el("div", { class: "bubble" }, b)));
     showRejects(r.rejects || []);
