@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from conftest import make_browser_settings
-from wabulk import dom, errors, models
-from wabulk import selectors as S
-from wabulk import session as sess
-from wabulk.sender import WhatsAppSender
+from e2e_helpers import snapshots_into
+from wabulk import errors, models
+from wabulk.web import browser as sess
+from wabulk.web import dom
+from wabulk.web import selectors as S
+from wabulk.web.sender import WhatsAppSender
 
 pytestmark = [
     pytest.mark.browser,
@@ -104,11 +106,15 @@ def test_inpage_invalid_number_is_not_on_whatsapp_and_the_next_send_works(
 def test_verify_sent_opens_the_chat_in_page(inpage: WhatsAppSender, simulator: Any) -> None:
     since = time.time()
     snaps: list[models.ChatSnapshot] = []
-    inpage.send("+14155550779", "verify me in-page", before_send=snaps.append)
-    inpage.send("+14155550780", "another chat in between", before_send=snaps.append)
-    assert inpage.verify_sent("+14155550779", "verify me in-page", since, known=snaps[0]).sent
+    inpage.send("+14155550779", "verify me in-page", before_send=snapshots_into(snaps))
+    inpage.send("+14155550780", "another chat in between", before_send=snapshots_into(snaps))
+    assert inpage.verify_sent(
+        "+14155550779", "verify me in-page", since, evidence=snaps[0].to_evidence()
+    ).sent
     assert inpage.last_open_method == "inpage"
-    assert inpage.verify_sent("+14155550780", "verify me in-page", since, known=snaps[1]).absent
+    assert inpage.verify_sent(
+        "+14155550780", "verify me in-page", since, evidence=snaps[1].to_evidence()
+    ).absent
     assert inpage.read_receipt("+14155550779", "verify me in-page", since) in ("sent", "delivered", "read")
 
 
@@ -122,7 +128,7 @@ def test_auto_falls_back_to_the_deep_link_when_new_chat_is_missing(
     with pytest.raises(errors.SelectorNotFound):
         inpage.send("+14155550781", "inpage only")
     inpage.open_chat_method = "auto"
-    with caplog.at_level(logging.WARNING, logger="wabulk.sender"):
+    with caplog.at_level(logging.WARNING, logger="wabulk.web.sender"):
         inpage.send("+14155550781", "auto fell back")
     assert inpage.last_open_method == "deeplink"
     assert "in-page chat opening failed" in caplog.text and "14155550781" not in caplog.text

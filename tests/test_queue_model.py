@@ -157,8 +157,8 @@ class Outbox(RuleBasedStateMachine):
         c = w.claim
         if c is None or w.stamped or (c.needs_verification and not w.verified_absent):
             return
-        snapshot = ChatSnapshot(readable=self.world.readable[s])
-        if self._fenced(w, self.q.mark_send_started, c, snapshot):
+        evidence = ChatSnapshot(readable=self.world.readable[s]).to_evidence()
+        if self._fenced(w, self.q.mark_send_started, c, evidence):
             w.stamped = True
 
     @rule(s=st.sampled_from(SESSIONS), arrives=st.booleans())

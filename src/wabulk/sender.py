@@ -1,182 +1,125 @@
-"""Send one WhatsApp message through WhatsApp Web and know what happened (``models.Transport``).
+"""The provider interface: what every way of sending a WhatsApp message implements, and :func:`open_sender`.
 
-The entry point of the page layer; the work is in :mod:`wabulk.web`: opening the chat (``web.chat``),
-putting the text in and pressing send (``web.compose``), reading our bubbles, confirming and verifying
-(``web.bubbles``) and files (``web.attach``). How one send works, and why:
+A *provider* is one way of reaching WhatsApp for one account (a session): WhatsApp Web driven in a browser
+(:mod:`wabulk.web`), Meta's Cloud API over HTTP (:mod:`wabulk.cloud`), or the in-memory fake of the tests
+(:mod:`wabulk.fakes`). The worker (:mod:`wabulk.worker`) drives a :class:`Provider` and nothing else: it
+never imports a provider's module, and never asks what kind of provider it holds. What differs between
+providers is said once, as data (:class:`Capabilities`), and checked before a job starts, not per message.
 
-1. Open the chat (deep link, or in-page through New chat: ``web.chat``). The "Starting chat" lookup popup
-   is waited out; the invalid-number popup (old and new wording) becomes ``NotOnWhatsApp``.
-2. Read our bubbles already in the chat (their message ids), insert the text and read it back.
-3. ``before_send(snapshot)`` (the worker stamps *send started* with those ids), then Enter.
-4. Confirm: the new outgoing bubble (an id not in the snapshot) with exactly the body must leave the clock
-   (" Pending ") state. Still on the clock after the confirm timeout → ``ConfirmTimeout``: the outcome is
-   unknown and the worker verifies later instead of resending blindly. A bubble WhatsApp marks as failed
-   (``message-fail``) → a transient ``send_failed``: it was never accepted (see ``web.bubbles.confirm``).
+The contract (every provider keeps it; ``tests/test_provider_contract.py`` runs the same behaviours
+against each):
 
-After a crash, :meth:`WhatsAppSender.verify_sent` looks for a new outgoing bubble whose id is not in the
-stamp's snapshot: "sent", "absent" only on positive evidence that the chat can be read and lacks it, else
-"unknown" (never resend on that); see ``web.bubbles.verify``.
+Lifecycle
+    ``start()`` prepares the provider (idempotent). ``ensure_ready()`` is called before every claim, i.e.
+    between messages, never during one: it makes the account ready to send (recovering what it can
+    recover, e.g. restarting a dead browser) or raises an account-scoped error (``NotLoggedIn``,
+    ``Blocked``, ``AccountRestricted``, ``Unreachable``, …). ``restart()`` throws away the provider's
+    connection and makes a new one for the same account; ``close()`` releases everything (idempotent).
+
+Login
+    ``wait_for_login(on_qr, timeout=, should_stop=)`` waits until the account can send and returns True,
+    or False when ``should_stop()`` became true or the timeout passed. A provider with
+    ``capabilities.interactive_login`` (a person links the account by scanning a QR) calls ``on_qr(payload)``
+    for each new code; one without it never calls ``on_qr`` (its credentials are settings) and answers at
+    once. A provider reports; it never writes the database: the application records what happened
+    (e.g. the worker records a new device link after a successful wait).
+
+Sending
+    ``send(phone, body, attachment=, before_send=)`` sends one message. Right before the irreversible act
+    (pressing Enter, the HTTP request) it calls ``before_send(evidence)`` exactly once: the worker stamps
+    the message *send started* with ``evidence`` in one durable transaction. When ``before_send`` raises,
+    the provider lets the exception through untouched and sends nothing. Everything raised before
+    ``before_send`` was called means nothing was sent. ``send`` returns a :class:`~wabulk.models.SendResult`
+    (the tick, and ``message_ref``: the provider's id of the message: a bubble's ``data-id`` on the web, a
+    ``wamid`` on the Cloud API) once the provider knows the message was accepted. When it cannot know
+    (a confirmation that never came), it raises ``ConfirmTimeout``: the outcome is unknown and the message is
+    verified before any resend.
+
+Evidence
+    ``evidence`` is opaque text owned by the provider that made it: the worker and the queue store it with
+    the stamp and hand it back to ``verify_sent`` unread. The web provider records the ids of our bubbles
+    already in the chat (JSON of :class:`~wabulk.models.ChatSnapshot`); an HTTP API records a correlation
+    token it sent with the request. A provider must accept ``None`` (a stamp without evidence) and
+    evidence it cannot parse (treat it as "cannot tell", never as "absent").
+
+Verification
+    ``verify_sent(phone, body, since, evidence=)`` answers for a message whose send started at ``since``
+    and whose outcome is unknown: a :class:`~wabulk.models.Verification` "sent" (found; ``message_ref`` set
+    when known), "absent" only on positive evidence that it was not sent (then it may be sent once more),
+    else "unknown" (never resent automatically). With ``capabilities.verification == "looked"`` the
+    provider looks (opens the chat); with ``"pushed"`` the service reports outcomes by itself later (a
+    webhook): the provider answers "unknown" while nothing has arrived, and the message waits for the
+    report instead of being failed.
+
+Receipts
+    With ``capabilities.receipts == "polled"`` the worker (``run --track-receipts``) and ``wabulk track``
+    ask ``read_receipt(phone, body, since)`` for the best tick of the message (or None when it is not
+    found); it never sends. With ``"pushed"`` receipts arrive by themselves (a webhook) and
+    ``read_receipt`` is never called.
+
+Errors
+    A provider raises the classified errors of :mod:`wabulk.errors`, never its library's own (a selenium or
+    httpx exception is translated at the provider's edge). Each carries what the worker decides on:
+    ``scope`` (``"recipient"``: about this one number, e.g. not on WhatsApp; ``"account"``: this account
+    cannot send now, no recipient is to blame; ``"job"``: about what is sent, e.g. an attachment refused),
+    ``transient`` (worth retrying) and ``restart_provider`` (the connection is broken: restart before the
+    next message). The worker never checks a provider's own exception classes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
+import importlib
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from . import dom, errors, models
-from . import selectors as S
-from . import session as sess
-from .settings import OPEN_CHAT_METHODS, Settings
-from .web import attach, bubbles, chat, compose, dates
+from .errors import ConfigError
 
-# Re-exported: what callers and tests use from here.
-from .web.attach import is_media
-from .web.bubbles import bubble_matches, minute_floor, same_text
-from .web.chat import (
-    INPAGE_GIVE_UP,
-    OPEN_AUTO,
-    OPEN_DEEPLINK,
-    OPEN_INPAGE,
-    classify_dialog,
-    digits_of,
-    popup_reason,
-    title_digits,
-)
+if TYPE_CHECKING:
+    from .models import SendResult, Verification
+    from .session import Session
+    from .settings import Settings
 
-__all__ = [
-    "INPAGE_GIVE_UP",
-    "OPEN_AUTO",
-    "OPEN_DEEPLINK",
-    "OPEN_INPAGE",
-    "WhatsAppSender",
-    "bubble_matches",
-    "classify_dialog",
-    "digits_of",
-    "is_media",
-    "minute_floor",
-    "popup_reason",
-    "same_text",
-    "title_digits",
-]
+# Opaque text a provider records with the send stamp and reads back in ``verify_sent`` (see the docstring).
+Evidence = str
 
-log = logging.getLogger("wabulk.sender")
-
-# In the profile directory: what was learnt about this account's page (its date order).
-PAGE_FACTS_FILE = "wabulk-page.json"
+RECEIPTS_POLLED = "polled"  # the worker opens the chat and reads the ticks (``read_receipt``)
+RECEIPTS_PUSHED = "pushed"  # the service reports them (a webhook); ``read_receipt`` is never called
+VERIFY_LOOKED = "looked"  # an unknown outcome is settled by looking (``verify_sent`` opens the chat)
+VERIFY_PUSHED = "pushed"  # … by a report that arrives later (a webhook); until then it stays unknown
 
 
-class _BeforeSendFailed(Exception):
-    """Carries what ``before_send`` raised past the sender's own error translation."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, as data: checked once before a job starts, never per message."""
 
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(str(original))
-        self.original = original
-
-
-class _Guarded:
-    """``before_send`` wrapped so its exceptions are never mistaken for page errors."""
-
-    def __init__(self, fn: Callable[[models.ChatSnapshot], None]) -> None:
-        self.fn = fn
-
-    def __call__(self, snapshot: models.ChatSnapshot) -> None:
-        try:
-            self.fn(snapshot)
-        except Exception as exc:
-            raise _BeforeSendFailed(exc) from exc
+    interactive_login: bool  # a person links the account (a QR); False: credentials in the settings
+    receipts: str  # RECEIPTS_POLLED | RECEIPTS_PUSHED
+    verification: str  # VERIFY_LOOKED | VERIFY_PUSHED
+    attachments: bool  # can send a file with the message
+    default_pace: str  # the pace profile ``run`` uses when none is given (pacing.PROFILES)
+    # The service's own limit, in messages per second (None: pacing alone decides), and how many requests
+    # may be in flight at once. A browser does one thing at a time; an HTTP API may allow more.
+    rate_limit: float | None = None
+    max_in_flight: int = 1
 
 
-def _page_error(exc: Exception, doing: str) -> Exception:
-    """A Selenium exception as our error: a dead browser, or the page moving under us (transient)."""
-    if dom.is_dead_browser(exc):
-        return errors.BrowserCrashed(f"the browser died while {doing}: {exc}")
-    if any(c.__name__ == "WebDriverException" for c in type(exc).__mro__):
-        # stale element, click intercepted, alert, script error…: the page moved under us
-        return errors.TransientSendError(
-            f"the page changed while {doing}: {type(exc).__name__}: {str(exc).strip()[:300]}"
-        )
-    return exc
+def _no_stamp(evidence: Evidence) -> None:
+    return None
 
 
-class WhatsAppSender:
-    """A WhatsApp Web browser that sends one message at a time (implements ``models.Transport``)."""
+@runtime_checkable
+class Provider(Protocol):
+    """One way of sending for one account. The whole contract is this module's docstring."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        session: str = "default",
-        *,
-        timeouts: dom.Timeouts | None = None,
-        browser: sess.BrowserSession | None = None,
-        open_chat: str | None = None,
-    ) -> None:
-        self.settings = settings
-        self.session_name = session
-        # How chats are opened ("deeplink" | "inpage" | "auto"): the argument, else WABULK_OPEN_CHAT.
-        method = (open_chat or settings.open_chat or OPEN_AUTO).lower()
-        if method not in OPEN_CHAT_METHODS:
-            raise errors.ConfigError(
-                f"unknown chat opening method {method!r} (use {', '.join(OPEN_CHAT_METHODS)})"
-            )
-        self.timeouts = timeouts or (browser.timeouts if browser is not None else dom.Timeouts())
-        # ``browser``: reuse an already started session (doctor), instead of locking the profile again.
-        self.browser = browser or sess.BrowserSession(settings, session, timeouts=self.timeouts)
-        self.chats = chat.ChatOpener(self.browser, settings.web_url, session, method)
-        # The page's date order (day or month first), learnt from a bubble we sent (its date is today) and
-        # kept in the profile: it is the account's locale, and a verifier after a crash is a new process.
-        self._date_order: str | None = None
-        self._order_file = settings.profile_dir(session) / PAGE_FACTS_FILE
+    kind: str  # the name :func:`open_sender` knows it by ("web", "cloud", "fake")
+    capabilities: Capabilities
 
-    @property
-    def date_order(self) -> str | None:
-        """The page's date order ("dm" | "md"), as learnt on this profile; None while unknown."""
-        if self._date_order is None:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                self._date_order = json.loads(self._order_file.read_text()).get("date_order")
-        return self._date_order
-
-    def _learn_order(self, order: str | None) -> None:
-        if order is None or order == self.date_order:
-            return
-        self._date_order = order
-        with contextlib.suppress(OSError):
-            self._order_file.write_text(json.dumps({"date_order": order}))
-
-    @property
-    def open_chat_method(self) -> str:
-        """How chats are opened: "deeplink" | "inpage" | "auto" (settable)."""
-        return self.chats.method
-
-    @open_chat_method.setter
-    def open_chat_method(self, method: str) -> None:
-        self.chats.method = method
-
-    @property
-    def last_open_method(self) -> str | None:
-        """How the last chat was opened ("deeplink" | "inpage"), for doctor and the benchmarks."""
-        return self.chats.last_method
-
-    # --- lifecycle (Transport) ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the browser and open WhatsApp Web (idempotent)."""
-        self.browser.start()
-
-    def page_state(self) -> str:
-        """The page's state now (``session.PAGE_STATES``); "unknown" when the browser is dead."""
-        if not self.browser.started:
-            self.browser.start()
-        try:
-            return self.browser.state()
-        except errors.BrowserCrashed:
-            return sess.UNKNOWN
+        """Prepare the provider (idempotent)."""
 
     def ensure_ready(self) -> None:
-        """Make the page ready to send (see :meth:`session.BrowserSession.ensure_ready`)."""
-        self.browser.ensure_ready()
+        """Between messages: make the account ready to send, or raise an account-scoped error."""
 
     def wait_for_login(
         self,
@@ -185,151 +128,74 @@ class WhatsAppSender:
         timeout: float | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> bool:
-        """Wait until logged in, calling ``on_qr(payload)`` for each new QR."""
-        return self.browser.wait_for_login(on_qr, timeout=timeout, should_stop=should_stop)
+        """Wait until the account can send (True), calling ``on_qr(payload)`` for each new QR when the login
+        is interactive. False when ``should_stop()`` became true or the timeout passed."""
 
-    def restart(self) -> None:
-        """New browser on the same profile (the profile lock is kept)."""
-        self.browser.restart()
-
-    def close(self) -> None:
-        """Quit the browser and release the profile lock."""
-        self.browser.close()
-
-    # --- sending (Transport) --------------------------------------------------------------------------------
     def send(
         self,
         phone: str,
         body: str,
         *,
         attachment: str | None = None,
-        before_send: Callable[[models.ChatSnapshot], None] = models._no_stamp,
-    ) -> models.SendResult:
-        """Send ``body`` (and ``attachment`` with ``body`` as caption) to ``phone`` and confirm it.
-
-        ``before_send(snapshot)`` runs right before the send action with our bubbles' ids already in the
-        chat. Raises NotOnWhatsApp, AttachmentRejected, PermanentSendError ``wrong_kind`` (permanent);
-        SelectorNotFound, ConfirmTimeout, Offline, BrowserCrashed, TransientSendError (transient);
-        NotLoggedIn, Blocked, AccountRestricted, TakeoverFailed (session). Whatever ``before_send`` raises
-        propagates, and then nothing was sent.
-        """
-        if attachment is None and not body.strip():
-            raise errors.PermanentSendError("empty message", error_class="empty_message")
-        guarded = _Guarded(before_send)
-        try:
-            self.browser.ensure_ready()
-            self.open_chat(phone)
-            if attachment is not None:
-                return self._send_attachment(Path(attachment), body, guarded)
-            return self._send_text(body, guarded)
-        except _BeforeSendFailed as failed:
-            raise failed.original from None  # the caller's own exception, untouched: nothing was sent
-        except errors.WabulkError:
-            raise
-        except Exception as exc:
-            mapped = _page_error(exc, "sending")
-            if mapped is exc:
-                raise
-            raise mapped from exc
+        before_send: Callable[[Evidence], None] = _no_stamp,
+    ) -> SendResult:
+        """Send one message; ``before_send(evidence)`` right before the irreversible act (if it raises,
+        nothing is sent)."""
 
     def verify_sent(
-        self, phone: str, body: str, since: float, *, known: models.ChatSnapshot | None = None
-    ) -> models.Verification:
-        """Whether the message whose send started at ``since`` (unix seconds) is in the chat with ``phone``.
-
-        By message id when ``known`` (the stamp's snapshot) and the page have them: "sent" when a new
-        outgoing bubble (id not in ``known``) shows ``body``; "absent" only when the chat can be read (the
-        last bubble from before the send is shown again, or the chat was and is empty) and has no such
-        bubble; else "unknown" with the reason. Without ids: by the bubbles' time (minutes, in the page's
-        date order, with a clock-skew margin), which can only tell "sent" for a bubble clearly after
-        ``since`` and says "unknown" for an identical one around that time. A number that is not on
-        WhatsApp is "absent" (nothing could have been delivered). A bubble still on the clock counts as
-        sent: WhatsApp's outbox holds it and will send it.
-        """
-        try:
-            read = self._read_chat(phone, "verifying", wait_for=known.ids[-1:] if known else ())
-        except errors.NotOnWhatsApp as exc:
-            return models.Verification(models.VERIFY_ABSENT, f"the number is not on WhatsApp ({exc})")
-        if read is None:
-            return models.Verification(
-                models.VERIFY_UNKNOWN, "the chat did not open, so it could not be read"
-            )
-        order = dates.date_order(read, self.date_order)
-        return bubbles.verify(read, body, since, known, chat_open=True, order=order)
+        self, phone: str, body: str, since: float, *, evidence: Evidence | None = None
+    ) -> Verification:
+        """Settle a send whose outcome is unknown: "sent", "absent" (positive evidence only) or "unknown"."""
 
     def read_receipt(self, phone: str, body: str, since: float) -> str | None:
-        """The best tick of our bubble(s) with exactly ``body`` in the chat with ``phone`` not dated before
-        ``since`` (the reader of :meth:`verify_sent`), or None when there is none. A bubble whose tick
-        cannot be read counts as ``pending``. Only opens the chat: nothing is typed or sent."""
-        try:
-            read = self._read_chat(phone, "reading receipts")
-        except errors.NotOnWhatsApp:
-            return None
-        if read is None:
-            return None
-        return bubbles.receipt(read, body, since, dates.date_order(read, self.date_order))
+        """The best tick of the message, or None when it is not found (``receipts == "polled"`` only)."""
 
-    def _read_chat(self, phone: str, doing: str, wait_for: tuple[str, ...] = ()) -> bubbles.ChatRead | None:
-        """Open the chat with ``phone`` and read it once it settled; None when the chat is not usable."""
-        try:
-            self.browser.ensure_ready()
-            self.open_chat(phone)
-            if compose.first_visible(self._driver, S.COMPOSE_BOX) is None:
-                return None
-            return bubbles.settled(self._driver, self.timeouts.settle, wait_for=wait_for)
-        except errors.WabulkError:
-            raise
-        except Exception as exc:
-            mapped = _page_error(exc, doing)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+    def restart(self) -> None:
+        """A new connection for the same account."""
 
-    # --- steps ---------------------------------------------------------------------------------------------
-    @property
-    def _driver(self) -> Any:
-        return self.browser.driver
+    def close(self) -> None:
+        """Release everything (idempotent)."""
 
-    def open_chat(self, phone: str) -> None:
-        """Open the chat with ``phone`` by the sender's method (see :class:`web.chat.ChatOpener`)."""
-        self.chats.open(phone)
 
-    def _check_online(self) -> None:
-        st, _ = self.browser.snapshot()
-        if st == sess.OFFLINE:
-            raise errors.Offline("WhatsApp Web says the computer is not connected; nothing was sent")
-        if st == chat.RESTRICTED:
-            raise chat.restricted_error()
+# kind -> "module:factory". A factory takes (settings, session) and returns a Provider. Imported only when
+# that kind is opened: `wabulk status` never loads a browser or an HTTP client.
+PROVIDERS: dict[str, str] = {
+    "web": "wabulk.web.sender:open_provider",
+    "cloud": "wabulk.cloud.provider:open_provider",
+}
 
-    def _before(self) -> bubbles.ChatRead:
-        """Our bubbles right before the send: read until two reads agree (history renders after the chat
-        opens; a bubble rendered late would otherwise look new)."""
-        return bubbles.settled(self._driver, dom.MINI, poll=0.15, allow_empty=True)
 
-    def _send_text(self, body: str, before_send: Callable[[models.ChatSnapshot], None]) -> models.SendResult:
-        before = self._before()
-        box = compose.fill(self.browser, S.COMPOSE_BOX, body)
-        self._check_online()
-        before_send(before.snapshot())
-        compose.press_enter(box)
-        result, order = bubbles.confirm(
-            self.browser, before, body, press_again=lambda: compose.press_again(self.browser, box, body)
-        )
-        self._learn_order(order)
-        return result
+def open_sender(kind: str, settings: Settings, session: Session) -> Provider:
+    """The provider ``kind`` for ``session`` (not started). Imports it by name, on first use.
 
-    def _send_attachment(
-        self, path: Path, body: str, before_send: Callable[[models.ChatSnapshot], None]
-    ) -> models.SendResult:
-        path = path.expanduser().resolve()
-        if not path.is_file():
-            raise errors.AttachmentRejected(f"attachment not found: {path}")
-        before = self._before()
-        send_btn = attach.prepare(self.browser, path, body)
-        self._check_online()
-        before_send(before.snapshot())
-        send_btn.click()
-        kind = attach.kind_of(path)
-        result, order = bubbles.confirm(self.browser, before, body, expected=kind)
-        self._learn_order(order)
-        return result
+    Raises ConfigError for an unknown kind, and a one-line ConfigError naming the package to install when
+    the provider's optional dependency is missing (never an ImportError traceback)."""
+    target = PROVIDERS.get(kind)
+    if target is None:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ConfigError(f"unknown provider {kind!r} for session {session.name!r} (known: {known})")
+    module_name, _, factory_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").split(".")[0]
+        if missing == "wabulk":
+            raise ConfigError(f"the {kind!r} provider is not part of this wabulk version") from None
+        raise ConfigError(
+            f"the {kind!r} provider needs the Python package {missing!r}, which is not installed "
+            f"(pip install {missing})"
+        ) from None
+    factory: Callable[[Settings, Session], Provider] = getattr(module, factory_name)
+    return factory(settings, session)
+
+
+__all__ = [
+    "RECEIPTS_POLLED",
+    "RECEIPTS_PUSHED",
+    "VERIFY_LOOKED",
+    "VERIFY_PUSHED",
+    "Capabilities",
+    "Evidence",
+    "Provider",
+    "open_sender",
+]

@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wabulk import dom, models
-from wabulk import selectors as S
+from wabulk import models
+from wabulk.web import dom
+from wabulk.web import selectors as S
 
 from . import scripts
 from .dates import learn_order, span
@@ -407,7 +408,7 @@ def confirm(
     file arrived as something else (it was sent: never resend it), NotLoggedIn.
     """
     from wabulk import errors
-    from wabulk import session as sess
+    from wabulk.web import browser as sess
 
     timeout = browser.timeouts.confirm
     start = time.monotonic()
@@ -432,7 +433,9 @@ def confirm(
             # automatic re-send by WhatsApp itself of a bubble it marked failed (the apps offer a manual
             # "retry"; no report shows WhatsApp Web retrying on its own): that would be a second copy.
             raise errors.TransientSendError(
-                "WhatsApp marked the message as failed (not sent)", error_class="send_failed"
+                "WhatsApp marked the message as failed (not sent)",
+                error_class="send_failed",
+                scope=errors.SCOPE_ACCOUNT,  # WhatsApp's failure icon says nothing about the recipient
             )
         if expected is not None and texts and not mine:
             wrong = texts[-1]
