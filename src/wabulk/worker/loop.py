@@ -512,7 +512,8 @@ class Worker(SessionMixin):
                     code = step.exit_code
                     break
                 if step.outcome == "session_paused" and self.config.until_done:
-                    code = exitcodes.SOME_FAILED  # nothing more this session may do; status says why
+                    # Nothing more this session may do until a person resumes it (status says why).
+                    code = exitcodes.ATTENTION
                     break
                 if step.outcome == "idle":
                     if self.config.track_receipts:
