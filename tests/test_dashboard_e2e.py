@@ -214,6 +214,9 @@ def test_upload_preview_queue_watch_pause_resume_export(e2e: E2E, driver: Any, d
         server.stop()
 
 
+CSV_ONE = b"name,phone\nAnn,0491 570 156\n"
+
+
 @pytest.fixture
 def seeded(db_path: Path, tmp_path: Path) -> Iterator[tuple[Server, dict[str, int]]]:
     """A dashboard on a database with a few days of history (no worker runs: nothing changes under us)."""
@@ -357,6 +360,19 @@ def test_a_stopped_job_shows_sent_against_cancelled_not_a_full_bar(
     done = f'tr[data-job-id="{ids["done"]}"]'
     assert texts(driver, f"{done} [data-segment]") == [""]
     assert texts(driver, f"{done} td.progress .caption") == ["40 of 40 sent"]
+
+    # What users type is shown as text, never run; every field has a label; the token is not in the page.
+    evil = "<img src=x onerror=window.__xss=1>"
+    r = server.upload("/api/jobs", {"message": "Hi {name}", "country": "AU", "name": evil}, CSV_ONE)
+    assert r.status == 200, r.text
+    wait_for(lambda: cell(driver, r.json()["job_id"], "name").startswith(evil), 15, "the new job's row")
+    assert driver.execute_script("return window.__xss") is None
+    unlabelled = driver.execute_script(
+        "return [...document.querySelectorAll('input, select, textarea')]"
+        ".filter((e) => !e.labels.length).map((e) => e.id)"
+    )
+    assert unlabelled == []
+    assert server.token not in driver.page_source
 
 
 def test_messages_are_paged_with_a_total_and_show_their_text(
