@@ -405,6 +405,18 @@ def test_messages_are_paged_with_a_total_and_show_their_text(
     assert texts(driver, "#messages tbody td.status .reason") == ["not on WhatsApp"] * 3
     assert not driver.find_element("css selector", ".pager").is_displayed()  # one page: no pager
 
+    # Sessions say which way they send: the browser (web) or Meta's Cloud API with its number.
+    from wabulk.queue import Queue
+
+    with Queue(os.environ["WABULK_DB"]) as q:
+        q.set_session_provider("meta", "cloud", {"phone_number_id": "106540352242922"})
+    screen(driver, "sessions")
+    wait_for(lambda: texts(driver, '#sessions [data-session="meta"] .badge'), 15, "the cloud session")
+    assert texts(driver, '#sessions [data-session="meta"] .badge') == ["CLOUD"]
+    assert "Cloud API number ID 106540352242922" in texts(driver, '#sessions [data-session="meta"]')[0]
+    assert texts(driver, '#sessions [data-session="shop"] .badge') == ["WEB"]
+    assert texts(driver, '#sessions [data-session="shop"] .pill') == ["No worker running"]
+
     # Plain words elsewhere too: a notification reads "3 messages failed".
     screen(driver, "notifications")
     wait_for(lambda: texts(driver, "#notifications [data-kind] h3"), 15, "the notifications")

@@ -239,6 +239,7 @@ function sessionCard(s, waitingScan) {
   }
   card.append(meter);
   if (s.waiting_until) card.append(el("p", { class: "hint" }, "Waiting until " + fmtTime(s.waiting_until)));
+  if (provider === "cloud" && s.phone_number_id) card.append(el("p", { class: "sub" }, "Cloud API number ID " + s.phone_number_id));
   if (s.paused) card.append(el("p", { class: "reason" }, "Paused: " + plural(s.paused)));
   if (waitingScan) {
     const fig = el("figure", { class: "qr", "data-session": s.session },
