@@ -699,6 +699,22 @@ def test_username_users_get_statuses_without_recipient_id(
     )
 
 
+def test_template_status_and_limit_changes_are_told_by_account_webhooks(
+    sim: GraphSimulator, receiver: Receiver
+) -> None:
+    sim.set_template_status("order_ready", "PAUSED", language="en_US")
+    sim.set_phone(PHONE_ID, whatsapp_business_manager_messaging_limit="TIER_10K")
+    sim.set_phone(PHONE_ID, throughput="HIGH")
+    settle(sim)
+    changes = [ch for p in receiver.posts for e in json.loads(p["raw"])["entry"] for ch in e["changes"]]
+    fields = {ch["field"]: ch["value"] for ch in changes}
+    assert fields["message_template_status_update"]["event"] == "PAUSED"
+    assert fields["message_template_status_update"]["message_template_name"] == "order_ready"
+    events = [ch["value"]["event"] for ch in changes if ch["field"] == "phone_number_quality_update"]
+    assert events == ["UPGRADE", "THROUGHPUT_UPGRADE"]
+    assert receiver.statuses() == []  # none of these is a message status
+
+
 def test_value_level_error_webhook(sim: GraphSimulator, receiver: Receiver) -> None:
     sim.value_error(130429, "Throughput reached")
     settle(sim)

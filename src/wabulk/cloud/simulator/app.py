@@ -237,6 +237,19 @@ class Fault:
         return out
 
 
+TIERS = ("TIER_250", "TIER_2K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED")
+
+
+def _limit_event(key: str, old: Any, new: Any) -> str | None:
+    """The ``phone_number_quality_update`` event a change of a number's facts causes, if any."""
+    if key == "whatsapp_business_manager_messaging_limit" and old in TIERS and new in TIERS and old != new:
+        return "UPGRADE" if TIERS.index(new) > TIERS.index(old) else "DOWNGRADE"
+    if key == "throughput" and isinstance(new, dict) and new.get("level") == "HIGH":
+        if not isinstance(old, dict) or old.get("level") != "HIGH":
+            return "THROUGHPUT_UPGRADE"
+    return None
+
+
 def _post_accept(fault: Fault) -> bool:
     """Whether ``fault`` acts after the request took effect (the message was accepted)."""
     return fault.kind in POST_ACCEPT_KINDS or (fault.kind == "html" and bool(fault.accepted))
@@ -375,7 +388,20 @@ class GraphApp:
                     value = {"level": value}
                 if key not in phone:
                     raise ValueError(f"unknown phone number fact {key!r}")
+                event = _limit_event(key, phone[key], value)
                 phone[key] = value
+                if event is not None:
+                    self.account_webhook(
+                        "phone_number_quality_update",
+                        {
+                            "display_phone_number": digits(phone["display_phone_number"]),
+                            "event": event,
+                            "max_daily_conversations_per_business": phone[
+                                "whatsapp_business_manager_messaging_limit"
+                            ],
+                        },
+                        waba_id=str(phone["waba_id"]),
+                    )
             self._waba(str(phone["waba_id"]))
             self._buckets.pop(phone_id, None)
             return copy.deepcopy(phone)
@@ -389,15 +415,32 @@ class GraphApp:
                 self._waba(wid)["templates"] = copy.deepcopy(entries)
 
     def set_template_status(self, name: str, status: str, language: str | None = None) -> int:
-        """Set the status (APPROVED, PAUSED, DISABLED …) of a template in every WABA; how many changed."""
+        """Set the status (APPROVED, PAUSED, DISABLED …) of a template in every WABA; how many changed.
+        Each change is told by a ``message_template_status_update`` webhook, as Meta does."""
         n = 0
         with self.lock:
-            for waba in self.wabas.values():
+            for waba_id, waba in self.wabas.items():
                 for t in waba["templates"]:
                     if t["name"] == name and (language is None or t["language"] == language):
+                        if t["status"] != status:
+                            value = {
+                                "event": status,
+                                "message_template_id": int(t["id"]),
+                                "message_template_name": t["name"],
+                                "message_template_language": t["language"],
+                                "reason": "LOW_QUALITY" if status == "PAUSED" else None,
+                            }
+                            self.account_webhook("message_template_status_update", value, waba_id=waba_id)
                         t["status"] = status
                         n += 1
         return n
+
+    def account_webhook(self, field: str, value: dict[str, Any], waba_id: str | None = None) -> None:
+        """A webhook of another field than ``messages`` (account_update, phone_number_quality_update,
+        message_template_status_update …): ``{"field": field, "value": value}`` for the WABA."""
+        with self.lock:
+            wid = waba_id or str(next(iter(self.phones.values()))["waba_id"])
+            self._enqueue(time.time(), f"waba:{wid}", f"field:{field}", value)
 
     def add_fault(self, kind: str, **spec: Any) -> int:
         """Script a fault (see the README's table); returns its id."""
@@ -1164,6 +1207,12 @@ class GraphApp:
             groups.setdefault((phone_id, kind), []).append(obj)
         by_waba: dict[str, list[dict[str, Any]]] = {}
         for (pid, kind), objs in groups.items():
+            if kind.startswith("field:"):  # account-level fields: one change per event
+                for obj in objs:
+                    by_waba.setdefault(pid.removeprefix("waba:"), []).append(
+                        {"field": kind[6:], "value": obj}
+                    )
+                continue
             phone = self.phones.get(pid) or default_phone(pid)
             for i in range(0, len(objs), per_change):
                 chunk = objs[i : i + per_change]
