@@ -357,6 +357,20 @@ def test_marketing_cap_131049_by_webhook_and_unbilled(
     assert by_wamid(statuses, utility.json()["messages"][0]["id"]) == ["sent", "delivered"]
 
 
+def test_marketing_templates_to_us_numbers_are_not_delivered(
+    sim: GraphSimulator, client: httpx.Client, receiver: Receiver
+) -> None:
+    image = {"type": "image", "image": {"link": "https://cdn.example/sale.jpg"}}
+    us = post(client, tpl("+1 415 555 0123", name="spring_sale", params=("Ann", "20%"), header=image))
+    canada = post(client, tpl("+1 416 555 0123", name="spring_sale", params=("Bo", "20%"), header=image))
+    utility = post(client, tpl("+1 415 555 0124"))
+    settle(sim)
+    statuses = receiver.statuses()
+    assert [s["status"] for s in statuses if s["id"] == us.json()["messages"][0]["id"]] == ["failed"]
+    assert by_wamid(statuses, canada.json()["messages"][0]["id"]) == ["sent", "delivered"]
+    assert by_wamid(statuses, utility.json()["messages"][0]["id"]) == ["sent", "delivered"]
+
+
 def test_held_for_quality_assessment_then_failed_132015_and_the_template_paused(
     sim: GraphSimulator, client: httpx.Client, receiver: Receiver
 ) -> None:

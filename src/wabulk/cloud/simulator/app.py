@@ -52,6 +52,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "open_windows": [],  # a 24-hour customer service window is open (text allowed, utility free)
     "all_windows_open": False,
     "marketing_capped": [],  # marketing templates fail by webhook 131049
+    "us_marketing_blocked": True,  # marketing templates to US numbers are not delivered (since Apr 2025)
     "never_deliver": [],  # 'sent' only (phone off)
     "username_users": [],  # adopted a username: statuses carry recipient_user_id (BSUID), no recipient_id
     "wa_ids": {},  # input digits -> the canonical wa_id the API answers (Brazil/Mexico rewrites)
@@ -248,6 +249,18 @@ def _limit_event(key: str, old: Any, new: Any) -> str | None:
         if not isinstance(old, dict) or old.get("level") != "HIGH":
             return "THROUGHPUT_UPGRADE"
     return None
+
+
+def _is_us(wa_id: str) -> bool:
+    """Whether a wa_id is a US number (+1 with a US area code, not Canada or the Caribbean)."""
+    if not wa_id.startswith("1"):
+        return False
+    import phonenumbers
+
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse("+" + wa_id)) == "US"
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def _post_accept(fault: Fault) -> bool:
@@ -1040,6 +1053,8 @@ class GraphApp:
             )
         elif category == "marketing" and wa_id in cfg["marketing_capped"] and not in_window:
             failure = (131049, "This message was not delivered to maintain healthy ecosystem engagement.")
+        elif category == "marketing" and cfg["us_marketing_blocked"] and _is_us(wa_id):
+            failure = (131049, "Marketing template messages are not delivered to US phone numbers.")
         if template is None:
             pricing = {
                 "billable": False,
