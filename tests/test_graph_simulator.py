@@ -619,8 +619,9 @@ def test_garbled_success_body_and_fault_targeting(sim: GraphSimulator, client: h
     assert len(sim.accepted(BOB)) == 1
     sim.clear_faults()
     assert "messages" in post(client, tpl(BOB)).json()
-    with pytest.raises(ValueError):
-        sim.add_fault("explode")
+    for kind, spec in (("explode", {}), ("cut_after", {"count": 0}), ("slow", {"rate": 2}), ("error", {})):
+        with pytest.raises(ValueError):
+            sim.add_fault(kind, **spec)
 
 
 def test_faults_on_reads(sim: GraphSimulator, client: httpx.Client) -> None:

@@ -471,6 +471,11 @@ class GraphApp:
             raise ValueError(f"unknown fault option(s): {', '.join(sorted(unknown))}")
         if kind == "error" and not isinstance(spec.get("code"), int):
             raise ValueError("an 'error' fault needs an integer code")
+        count, rate = spec.get("count"), spec.get("rate")
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise ValueError("count must be a positive integer")
+        if rate is not None and (not isinstance(rate, (int, float)) or not 0 <= rate <= 1):
+            raise ValueError("rate must be between 0 and 1")
         with self.lock:
             fault = Fault(
                 id=next(self._fault_ids),
