@@ -331,11 +331,15 @@ def session_rows(
 ) -> list[dict[str, Any]]:
     """Per session (any that has a worker, a pinned job or sent messages): sent today and today's cap
     (:class:`CapState`: the cap its worker runs with, ``--daily-cap`` included; without a worker the
-    ``pace`` profile's, ``WABULK_PACE``; with the warm-up ramp) and the live worker's state. Each row also
-    has the CapState under ``"_cap"`` for :func:`status_report`, which removes it."""
+    ``pace`` profile's, ``WABULK_PACE``; with the warm-up ramp; Cloud API sessions have no pace cap), the
+    live worker's state; its provider (``web`` or ``cloud``), a Cloud API session's phone number id, and
+    whether it is paused and why. Each row also has the CapState under ``"_cap"`` for
+    :func:`status_report`, which removes it."""
     names: list[str] = []
     pauses = pauses if pauses is not None else queue.session_pauses()
+    providers = queue.session_providers()
     for name in [
+        *providers,
         *pauses,
         *(w.session for w in workers),
         *(x for s in summaries for x in s.job.sessions),
@@ -350,14 +354,25 @@ def session_rows(
     for name in sorted(names):
         mine = [w for w in workers if w.session == name]
         live = [w for w in mine if w.alive]
-        configured = live[0].daily_cap if live and live[0].daily_cap is not None else profile.daily_cap
+        kind, provider_settings = providers.get(name, ("web", {}))
+        if kind == "cloud":
+            configured = 0  # pace caps do not apply to Cloud API sessions (Meta's tiers limit them)
+        elif live and live[0].daily_cap is not None:
+            configured = live[0].daily_cap
+        else:
+            configured = profile.daily_cap
         cap = cap_state(configured, queue.first_sent_at(name), queue.sent_count(name, midnight), now, zone)
         out.append(
             {
                 "session": name,
+                "name": name,
+                "provider": kind,
+                "phone_number_id": provider_settings.get("phone_number_id"),
                 **cap.as_dict(),
                 "state": live[0].state if live else ("stale" if mine else "no worker"),
+                # The reason while paused (truthy), else None; ``reason`` says the same for new readers.
                 "paused": pauses[name][1] if name in pauses else None,
+                "reason": pauses[name][1] if name in pauses else None,
                 "_cap": cap,
             }
         )

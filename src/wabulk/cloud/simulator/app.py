@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import copy
 import functools
 import hashlib
@@ -51,6 +52,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "open_windows": [],  # a 24-hour customer service window is open (text allowed, utility free)
     "all_windows_open": False,
     "marketing_capped": [],  # marketing templates fail by webhook 131049
+    "us_marketing_blocked": True,  # marketing templates to US numbers are not delivered (since Apr 2025)
     "never_deliver": [],  # 'sent' only (phone off)
     "username_users": [],  # adopted a username: statuses carry recipient_user_id (BSUID), no recipient_id
     "wa_ids": {},  # input digits -> the canonical wa_id the API answers (Brazil/Mexico rewrites)
@@ -64,6 +66,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "throttle_http_status": 400,  # HTTP status of 130429/131056/131048/… (Meta's table: 400; 2026: 429)
     "pair_burst": 45,  # 131056 beyond this burst to one recipient …
     "pair_interval_s": 6.0,  # … refilled at one message per this many seconds
+    # Reads of WABA endpoints (templates, phone_numbers, the WABA node) per WABA per rolling hour, then 80007.
+    # Meta's default is 200 (5,000 for active WABAs); null = unlimited, so tests opt in.
+    "waba_reads_per_hour": None,
     # Webhook delivery.
     "webhook_batch_max": 100,  # statuses per POST (Meta: up to 1,000)
     "webhook_batch_ms": 20,  # how often due statuses are gathered into POSTs
@@ -76,7 +81,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "webhook_retry_for_s": 7 * DAY,  # … for up to 7 days (then dropped, as Meta does)
     "keep_webhook_bodies": True,  # False for benchmarks: sent_webhooks() then has no bodies
 }
-NULLABLE = {"account_error", "held_ms"}
+NULLABLE = {"account_error", "held_ms", "waba_reads_per_hour"}
 
 PHONE_FIELDS = (
     "id",
@@ -233,6 +238,31 @@ class Fault:
         return out
 
 
+TIERS = ("TIER_250", "TIER_2K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED")
+
+
+def _limit_event(key: str, old: Any, new: Any) -> str | None:
+    """The ``phone_number_quality_update`` event a change of a number's facts causes, if any."""
+    if key == "whatsapp_business_manager_messaging_limit" and old in TIERS and new in TIERS and old != new:
+        return "UPGRADE" if TIERS.index(new) > TIERS.index(old) else "DOWNGRADE"
+    if key == "throughput" and isinstance(new, dict) and new.get("level") == "HIGH":
+        if not isinstance(old, dict) or old.get("level") != "HIGH":
+            return "THROUGHPUT_UPGRADE"
+    return None
+
+
+def _is_us(wa_id: str) -> bool:
+    """Whether a wa_id is a US number (+1 with a US area code, not Canada or the Caribbean)."""
+    if not wa_id.startswith("1"):
+        return False
+    import phonenumbers
+
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse("+" + wa_id)) == "US"
+    except phonenumbers.NumberParseException:
+        return False
+
+
 def _post_accept(fault: Fault) -> bool:
     """Whether ``fault`` acts after the request took effect (the message was accepted)."""
     return fault.kind in POST_ACCEPT_KINDS or (fault.kind == "html" and bool(fault.accepted))
@@ -320,6 +350,7 @@ class GraphApp:
         self.requests = 0
         self._buckets: dict[str, _Bucket] = {}
         self._pair: dict[tuple[str, str], _Bucket] = {}
+        self._waba_reads: dict[str, collections.deque[float]] = {}
 
     def _waba(self, waba_id: str) -> dict[str, Any]:
         if waba_id not in self.wabas:
@@ -370,7 +401,20 @@ class GraphApp:
                     value = {"level": value}
                 if key not in phone:
                     raise ValueError(f"unknown phone number fact {key!r}")
+                event = _limit_event(key, phone[key], value)
                 phone[key] = value
+                if event is not None:
+                    self.account_webhook(
+                        "phone_number_quality_update",
+                        {
+                            "display_phone_number": digits(phone["display_phone_number"]),
+                            "event": event,
+                            "max_daily_conversations_per_business": phone[
+                                "whatsapp_business_manager_messaging_limit"
+                            ],
+                        },
+                        waba_id=str(phone["waba_id"]),
+                    )
             self._waba(str(phone["waba_id"]))
             self._buckets.pop(phone_id, None)
             return copy.deepcopy(phone)
@@ -384,15 +428,32 @@ class GraphApp:
                 self._waba(wid)["templates"] = copy.deepcopy(entries)
 
     def set_template_status(self, name: str, status: str, language: str | None = None) -> int:
-        """Set the status (APPROVED, PAUSED, DISABLED …) of a template in every WABA; how many changed."""
+        """Set the status (APPROVED, PAUSED, DISABLED …) of a template in every WABA; how many changed.
+        Each change is told by a ``message_template_status_update`` webhook, as Meta does."""
         n = 0
         with self.lock:
-            for waba in self.wabas.values():
+            for waba_id, waba in self.wabas.items():
                 for t in waba["templates"]:
                     if t["name"] == name and (language is None or t["language"] == language):
+                        if t["status"] != status:
+                            value = {
+                                "event": status,
+                                "message_template_id": int(t["id"]),
+                                "message_template_name": t["name"],
+                                "message_template_language": t["language"],
+                                "reason": "LOW_QUALITY" if status == "PAUSED" else None,
+                            }
+                            self.account_webhook("message_template_status_update", value, waba_id=waba_id)
                         t["status"] = status
                         n += 1
         return n
+
+    def account_webhook(self, field: str, value: dict[str, Any], waba_id: str | None = None) -> None:
+        """A webhook of another field than ``messages`` (account_update, phone_number_quality_update,
+        message_template_status_update …): ``{"field": field, "value": value}`` for the WABA."""
+        with self.lock:
+            wid = waba_id or str(next(iter(self.phones.values()))["waba_id"])
+            self._enqueue(time.time(), f"waba:{wid}", f"field:{field}", value)
 
     def add_fault(self, kind: str, **spec: Any) -> int:
         """Script a fault (see the README's table); returns its id."""
@@ -410,6 +471,11 @@ class GraphApp:
             raise ValueError(f"unknown fault option(s): {', '.join(sorted(unknown))}")
         if kind == "error" and not isinstance(spec.get("code"), int):
             raise ValueError("an 'error' fault needs an integer code")
+        count, rate = spec.get("count"), spec.get("rate")
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise ValueError("count must be a positive integer")
+        if rate is not None and (not isinstance(rate, (int, float)) or not 0 <= rate <= 1):
+            raise ValueError("rate must be between 0 and 1")
         with self.lock:
             fault = Fault(
                 id=next(self._fault_ids),
@@ -571,6 +637,7 @@ class GraphApp:
             out.setdefault("id", node)
             return self._json(200, out)
         if node in self.wabas:
+            self._count_waba_read(node)
             waba = self.wabas[node]
             fields = self._fields(req, WABA_FIELDS, "WhatsAppBusinessAccount", version)
             out = {}
@@ -599,9 +666,25 @@ class GraphApp:
             )
         raise unknown_object(node)
 
+    def _count_waba_read(self, waba_id: str) -> None:
+        """80007 beyond ``waba_reads_per_hour`` reads of this WABA's endpoints in the last hour."""
+        limit = self.config["waba_reads_per_hour"]
+        if limit is None:
+            return
+        now = time.time()
+        reads = self._waba_reads.setdefault(waba_id, collections.deque())
+        while reads and reads[0] <= now - 3600:
+            reads.popleft()
+        if len(reads) >= limit:
+            raise GraphError(
+                80007, f"WhatsApp Business Account {waba_id} reached its rate limit ({limit}/hour)."
+            )
+        reads.append(now)
+
     def _phone_numbers(self, req: Request, version: str, waba_id: str) -> Response:
         if waba_id not in self.wabas:
             raise unknown_object(waba_id)
+        self._count_waba_read(waba_id)
         fields = self._fields(req, PHONE_FIELDS, "WhatsAppBusinessPhoneNumber", version)
         data = []
         for pid, phone in self.phones.items():
@@ -633,6 +716,7 @@ class GraphApp:
     def _templates(self, req: Request, version: str, waba_id: str) -> Any:
         if waba_id not in self.wabas:
             raise unknown_object(waba_id)
+        self._count_waba_read(waba_id)
         allowed = (
             "id",
             "name",
@@ -974,6 +1058,8 @@ class GraphApp:
             )
         elif category == "marketing" and wa_id in cfg["marketing_capped"] and not in_window:
             failure = (131049, "This message was not delivered to maintain healthy ecosystem engagement.")
+        elif category == "marketing" and cfg["us_marketing_blocked"] and _is_us(wa_id):
+            failure = (131049, "Marketing template messages are not delivered to US phone numbers.")
         if template is None:
             pricing = {
                 "billable": False,
@@ -1141,6 +1227,12 @@ class GraphApp:
             groups.setdefault((phone_id, kind), []).append(obj)
         by_waba: dict[str, list[dict[str, Any]]] = {}
         for (pid, kind), objs in groups.items():
+            if kind.startswith("field:"):  # account-level fields: one change per event
+                for obj in objs:
+                    by_waba.setdefault(pid.removeprefix("waba:"), []).append(
+                        {"field": kind[6:], "value": obj}
+                    )
+                continue
             phone = self.phones.get(pid) or default_phone(pid)
             for i in range(0, len(objs), per_change):
                 chunk = objs[i : i + per_change]
