@@ -801,14 +801,13 @@ def templates_sync(
 
     Example: wabulk templates sync --session biz
     """
-    from .cloud.templates import catalogue_rows, resolve_waba_id, sync_templates
+    from .cloud.templates import catalogue_rows, sync_waba
     from .settings import cloud_token, graph_url, graph_version
 
     with _errors():
         q = _queue()
-        waba = resolve_waba_id(q, session, waba_id)
-        result = sync_templates(
-            q, session, waba, token=cloud_token(), base_url=graph_url(), version=graph_version()
+        result = sync_waba(
+            q, session, waba_id, token=cloud_token(), base_url=graph_url(), version=graph_version()
         )
     if as_json:
         _print_json(list(catalogue_rows(q.catalogue([session]))))
