@@ -449,6 +449,18 @@ def m014_template_components(db: Database) -> None:
     )
 
 
+@migrations()
+def m014_pricing_index(db: Database) -> None:
+    """Billable messages per job and pricing category (``status``, the dashboard) read only the messages
+    whose status webhook carried pricing: a partial index keeps that a probe, not a scan of every message."""
+    db.executescript(
+        """
+        CREATE INDEX idx_messages_pricing ON messages (job_id, pricing_category, billable)
+            WHERE pricing_category IS NOT NULL;
+        """
+    )
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

@@ -93,8 +93,12 @@ def status_report(
     receipts = undelivered_counts(queue, summaries, now=now, after=after)
     unknown = {s.job.id: queue.unknown_count(s.job.id) for s in summaries if s.counts.get(FAILED, 0)}
     pauses = queue.session_pauses()
+    billable = queue.billable_counts(job_id)
     return StatusReport(
-        jobs=[job_row(s, now, receipts.get(s.job.id), unknown.get(s.job.id, 0)) for s in summaries],
+        jobs=[
+            job_row(s, now, receipts.get(s.job.id), unknown.get(s.job.id, 0), billable.get(s.job.id))
+            for s in summaries
+        ],
         workers=workers,
         sessions=session_rows(queue, summaries, workers, now, pace=pace, pauses=pauses),
         attention=attention(summaries, workers)
@@ -178,9 +182,14 @@ def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[st
 
 
 def job_row(
-    s: JobSummary, now: float, receipts: dict[str, int] | None = None, unknown: int = 0
+    s: JobSummary,
+    now: float,
+    receipts: dict[str, int] | None = None,
+    unknown: int = 0,
+    billable: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """One job as ``status --json`` prints it: counts per status, receipts, progress, rate and ETA."""
+    """One job as ``status --json`` prints it: counts per status, receipts, progress, rate and ETA, and
+    (Cloud API) the messages Meta's pricing called billable or free, per pricing category."""
     c = s.counts
     rc = receipts or {}
     total = s.total
@@ -217,6 +226,8 @@ def job_row(
         "not_before": s.job.not_before,
         "rate_per_min": round(rate, 2) if rate else None,
         "eta_seconds": round(eta) if eta else None,
+        "template": s.job.template_name,
+        "billable": billable or {},
     }
 
 

@@ -21,4 +21,5 @@ NAMES: tuple[str, ...] = (
     "m013_cloud",
     "m014_template_catalogue",
     "m014_template_components",
+    "m014_pricing_index",
 )
