@@ -145,3 +145,22 @@ def test_a_refused_token_is_one_line_and_keeps_the_catalogue(
         "Error: the Graph API does not know WhatsApp Business Account '999' or the token has no permission "
         "on it (code 100): check --waba-id\n"
     )
+
+
+def test_doctor_on_a_cloud_session_shows_quality_and_limit_never_the_token(
+    env: GraphSimulator, monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    from wabulk import session as sessions
+
+    with Queue(db_path) as q:
+        sessions.record(q, sessions.Session("biz", sessions.CLOUD, {"phone_number_id": "1234567890"}))
+    monkeypatch.setenv("WABULK_CLOUD_APP_SECRET", "s")
+    code, out, err = invoke("doctor", "--session", "biz")
+    assert code == 0, out + err
+    assert "ok  token: WABULK_CLOUD_TOKEN is set" in out
+    assert "ok  messaging limit: quality GREEN, messaging limit 2,000 people/24 h (TIER_2K), 0 used" in out
+    assert "chromedriver" not in out and TOKEN not in out + err
+    monkeypatch.delenv("WABULK_CLOUD_TOKEN")
+    code, out, _ = invoke("doctor", "--session", "biz")
+    assert code == exitcodes.ERROR
+    assert "FAIL  token: WABULK_CLOUD_TOKEN is not set: the Cloud API needs the access token" in out
