@@ -92,7 +92,6 @@ def run_cloud_demo(
     from wabulk.queue import Queue
     from wabulk.settings import graph_version
 
-    from .account import login_cloud
     from .limits import account_limit, describe
     from .runner import CloudRunConfig, run_cloud
     from .simulator import GraphSimulator
@@ -127,16 +126,11 @@ def run_cloud_demo(
             out.print(f"Simulated Graph API at {url}; webhooks to {hook_url} (data in {home})")
 
             out.print("\n[bold]1. Record the Cloud API number[/bold] (wabulk login --cloud)")
-            found = login_cloud(db, DEMO_SESSION, DEMO_PHONE_ID, token=DEMO_TOKEN, base_url=url)
-            limit = account_limit(
-                {
-                    "quality_rating": found.quality_rating,
-                    "whatsapp_business_manager_messaging_limit": found.messaging_limit,
-                    "throughput": found.throughput,
-                }
-            )
+            facts = _record_session(db, url)
             out.print(
-                f"   {found.verified_name} ({found.display_phone_number}): {describe(limit)}", markup=False
+                f"   {facts.get('verified_name')} ({facts.get('display_phone_number')}): "
+                f"{describe(account_limit(facts))}",
+                markup=False,
             )
 
             out.print("\n[bold]2. Sync the approved templates[/bold] (wabulk templates sync)")
@@ -189,6 +183,29 @@ def run_cloud_demo(
     with Queue(db) as q, open(export_path, "w", encoding="utf-8", newline="") as fh:
         export_job(q, result.job_id, fh)
     return CloudDemoResult(run.code, run.line, demo_settings, result.job_id, export_path)
+
+
+def _record_session(db: Path, url: str) -> dict[str, Any]:
+    """What ``wabulk login --cloud`` does for the demo's number: read its facts, record the session."""
+    from wabulk import session as sessions
+    from wabulk.queue import Queue
+
+    from .client import GraphClient
+
+    with GraphClient(DEMO_TOKEN, base_url=url) as client:
+        facts = client.phone_number(DEMO_PHONE_ID)
+    throughput = facts.get("throughput")
+    settings = {
+        "phone_number_id": DEMO_PHONE_ID,
+        "display_phone_number": facts.get("display_phone_number"),
+        "verified_name": facts.get("verified_name"),
+        "quality_rating": facts.get("quality_rating"),
+        "throughput": throughput.get("level") if isinstance(throughput, dict) else throughput,
+        "messaging_limit": facts.get("whatsapp_business_manager_messaging_limit"),
+    }
+    with Queue(db) as q:
+        sessions.record(q, sessions.Session(DEMO_SESSION, sessions.CLOUD, settings))
+    return facts
 
 
 def _wait_for_webhooks(sim: Any) -> None:
