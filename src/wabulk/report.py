@@ -95,6 +95,7 @@ def status_report(
     receipts = undelivered_counts(queue, summaries, now=now, after=after)
     unknown = {s.job.id: queue.unknown_count(s.job.id) for s in summaries if s.counts.get(FAILED, 0)}
     pauses = queue.session_pauses()
+    billable = queue.billable_counts(job_id)
     sessions = session_rows(queue, summaries, workers, now, pace=pace, pauses=pauses)
     caps = {r["session"]: r["_cap"] for r in sessions}
     live = {w.session for w in workers if w.alive}
@@ -105,6 +106,7 @@ def status_report(
             now,
             receipts.get(s.job.id),
             unknown.get(s.job.id, 0),
+            billable.get(s.job.id),
             caps=_job_caps(s, caps, live),
             pace=profile,
         )
@@ -265,12 +267,14 @@ def job_row(
     now: float,
     receipts: dict[str, int] | None = None,
     unknown: int = 0,
+    billable: dict[str, dict[str, int]] | None = None,
     *,
     caps: list[CapState] | None = None,
     pace: PaceProfile | None = None,
 ) -> dict[str, Any]:
     """One job as ``status --json`` prints it: counts per status, receipts, progress, rate, ETA (with the
-    daily caps of its sessions and its scheduled start) and until when it waits."""
+    daily caps of its sessions and its scheduled start), until when it waits, and (Cloud API) the messages
+    Meta's pricing called billable or free, per pricing category."""
     c = s.counts
     rc = receipts or {}
     total = s.total
@@ -317,6 +321,8 @@ def job_row(
         "rate_per_min": round(rate, 2) if rate else None,
         "eta_seconds": round(eta) if eta else None,
         "waiting_until": waiting,
+        "template": s.job.template_name,
+        "billable": billable or {},
     }
 
 
