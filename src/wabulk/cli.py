@@ -1281,6 +1281,7 @@ def _run_cloud(
             until_done=until_done,
             job_ids=tuple(job) if job else None,
             lease_seconds=lease_seconds or LEASE,
+            provider_settings=provider_settings,
         )
         if not config.phone_number_id:
             raise ConfigError(f"session {name!r} has no phone number id: run wabulk login --cloud again")
