@@ -323,3 +323,40 @@ def test_a_mistyped_db_folder_is_not_created(contacts: Path, tmp_path: Path) -> 
     code, _, err = invoke("--db", str(db), "enqueue", str(contacts), "-m", "Hi", "--country", "AU")
     assert code == exitcodes.BAD_INPUT and "typo-folder does not exist" in err
     assert not db.parent.exists()
+
+
+def test_a_read_only_database_can_be_read_but_not_changed(
+    contacts: Path, db_path: Path, tmp_path: Path
+) -> None:
+    """A backup copy the user cannot write, made read-only in a way that holds under root too (tests run
+    as root, which ignores permissions): the immutable attribute (chattr +i) on the file and its folder."""
+    import shutil
+    import sqlite3
+    import subprocess
+
+    job_id = str(enqueue_json(contacts)["job_id"])
+    copy = tmp_path / "backup" / "wabulk.db"
+    copy.parent.mkdir()
+    with sqlite3.connect(db_path) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    targets = [str(copy), str(copy.parent)]
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", *targets], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root on a file system with attributes)")
+    try:
+        code, out, err = invoke("--db", str(copy), "status", "--json")
+        assert code == 0, err
+        assert json.loads(out)["jobs"][0]["pending"] == 3
+        code, out, _ = invoke("--db", str(copy), "status")
+        assert code == 0 and "pending" in out
+        code, out, _ = invoke("--db", str(copy), "export", job_id)
+        assert code == 0 and "+61491570156" in out
+        code, _, err = invoke("--db", str(copy), "stop", job_id)
+        assert code == exitcodes.ERROR
+        assert err.startswith("Error: ") and "read-only" in err and len(err.strip().splitlines()) == 1
+    finally:
+        subprocess.run([chattr, "-i", *targets], check=True)
+    assert invoke("--db", str(copy), "status", "--json")[0] == 0
+    assert json.loads(invoke("--db", str(copy), "status", "--json")[1])["jobs"][0]["status"] == "queued"

@@ -1094,3 +1094,47 @@ def test_a_dead_worker_on_this_host_is_not_alive(tmp_path: Path) -> None:
         assert {w.session: w.alive for w in q.workers()} == {"s": False, "t": True}  # there: the heartbeat
     finally:
         q.close()
+
+
+def _not_writable(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Make wabulk see ``path`` as a file this user cannot write (tests run as root, which writes anyway)."""
+    real = os.access
+
+    def access(p: object, mode: int, **kw: object) -> bool:
+        if Path(str(p)) == path and mode & os.W_OK:
+            return False
+        return real(p, mode, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("wabulk.store.base.os.access", access)
+
+
+def test_a_file_the_user_cannot_write_opens_read_only(
+    db_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Queue(db_path, clock=clock) as q:
+        job_id = q.enqueue(job(), msgs(3)).job_id
+    _not_writable(monkeypatch, db_path)
+    with Queue(db_path, clock=clock) as ro:
+        assert ro.read_only
+        assert ro.counts(job_id)["pending"] == 3
+        with pytest.raises(errors.DatabaseError, match="is read-only"):
+            ro.stop_job(job_id)
+    with Queue(db_path, clock=clock) as q:  # nothing changed
+        assert q.counts(job_id)["pending"] == 3
+
+
+def test_a_read_only_file_of_an_older_wabulk_is_not_migrated(
+    db_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Queue(db_path, clock=clock).close()
+    conn = sqlite3.connect(db_path)
+    last = conn.execute("SELECT max(rowid) FROM _sqlite_migrations").fetchone()[0]
+    conn.execute("DELETE FROM _sqlite_migrations WHERE rowid = ?", (last,))
+    conn.commit()
+    conn.close()
+    _not_writable(monkeypatch, db_path)
+    with pytest.raises(errors.DatabaseError, match="read-only and was written by an older wabulk"):
+        Queue(db_path, clock=clock)
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT max(rowid) FROM _sqlite_migrations").fetchone()[0] == last - 1
+    conn.close()

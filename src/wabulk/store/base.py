@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -236,6 +237,7 @@ class QueueBase:
     """A handle on one wabulk database file. Not thread-safe: one per thread/process."""
 
     _applied: list[str]  # migration names recorded in the file when it was opened
+    read_only: bool = False  # opened mode=ro: this user cannot write the file (a backup copy, say)
 
     def __init__(
         self,
@@ -294,12 +296,24 @@ class QueueBase:
     def _open(self, synchronous: str, busy_timeout: float) -> None:
         # isolation_level=None: the driver never opens transactions behind our back; every
         # multi-statement write is an explicit BEGIN IMMEDIATE (huey #123: implicit BEGIN = duplicates).
-        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=busy_timeout)
+        self.read_only = not os.access(self.path, os.W_OK)
+        if self.read_only:
+            conn = self._connect_read_only(busy_timeout)
+        else:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=busy_timeout)
         self._conn = conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         self._check_is_wabulk(conn)
+        if self.read_only:
+            # A backup copy or another user's file: readable as it is, never migrated in place.
+            if self._applied != list(schema.NAMES):
+                raise errors.DatabaseError(
+                    f"{self.path} is read-only and was written by an older wabulk (its schema needs an "
+                    "upgrade): copy it to a writable folder, or make it writable, and run the command again"
+                )
+            return
         # WAL before migrating: the schema is then written with WAL's cheaper commits. The mode is
         # stored in the file, so this is a no-op on every open but the first.
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -310,6 +324,19 @@ class QueueBase:
             from wabulk import migrations
 
             migrations.migrate(conn)
+
+    def _connect_read_only(self, busy_timeout: float) -> sqlite3.Connection:
+        """A read-only connection on a file this user cannot write (``mode=ro``). A WAL file whose ``-shm``
+        cannot be created (a backup copy in a read-only folder) is opened ``immutable``: no writer can be
+        active on it then, as an active writer keeps the ``-shm`` file."""
+        uri = "file:" + urllib.parse.quote(str(self.path.absolute())) + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, timeout=busy_timeout)
 
     def _check_is_wabulk(self, conn: sqlite3.Connection) -> None:
         """Refuse another program's SQLite file, and one written by a newer wabulk."""
