@@ -360,3 +360,29 @@ def test_a_read_only_database_can_be_read_but_not_changed(
         subprocess.run([chattr, "-i", *targets], check=True)
     assert invoke("--db", str(copy), "status", "--json")[0] == 0
     assert json.loads(invoke("--db", str(copy), "status", "--json")[1])["jobs"][0]["status"] == "queued"
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_status_fits_a_narrow_terminal_keeping_id_name_and_status(
+    contacts: Path, monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    names = ["Spring promotion for loyal customers", "Black Friday VIP early access", "Reminders"]
+    for name in names:
+        enqueue_json(contacts, "--name", name)
+    invoke("stop", "2")
+    invoke("pause", "3")
+    monkeypatch.setenv("COLUMNS", str(width))
+    code, out, _ = invoke("status")
+    assert code == 0
+    lines = out.splitlines()
+    assert all(len(line) <= width for line in lines)
+    header = next(line for line in lines if line.lstrip().startswith("id"))
+    assert header.split()[:3] == ["id", "name", "status"]
+    assert "…" not in out  # no column squeezed to an ellipsis
+    for job_id, first_word, state in [
+        (1, "Spring", "queued"),
+        (2, "Black", "stopped"),
+        (3, "Reminders", "paused"),
+    ]:
+        row = next(line for line in lines if line.split()[:1] == [str(job_id)])
+        assert first_word in row and state in row

@@ -494,6 +494,47 @@ def _print_session_table(per_session: list[dict[str, Any]]) -> None:
     _stdout().print(t)
 
 
+# The job table's columns in the order they give way when the terminal is narrow: id, name and status
+# always stay (status --json has everything).
+_JOB_COLUMNS_DROPPED_FIRST = (
+    "started",
+    "total",
+    "sending",
+    "skipped",
+    "cancelled",
+    "read",
+    "delivered",
+    "undelivered",
+    "unknown",
+    "done",
+    "ETA",
+    "pending",
+    "failed",
+    "sent",
+)
+
+
+def _fit_job_columns(cols: list[str], cells: list[dict[str, str]], width: int) -> list[str]:
+    """The columns of ``cols`` that fit ``width``, dropping the least important first, so that no count
+    is squeezed into "1…" and name and status keep room (up to 24 and 20 characters; longer ones wrap)."""
+
+    def need(keep: list[str]) -> int:
+        widths = []
+        for col in keep:
+            natural = max(len(col), *(len(c[col]) for c in cells))
+            cap = {"name": 24, "status": 20}.get(col)
+            widths.append(min(natural, cap) if cap else natural)
+        return sum(widths) + 2 * (len(keep) - 1)  # box=None: two spaces between columns
+
+    keep = list(cols)
+    for col in _JOB_COLUMNS_DROPPED_FIRST:
+        if need(keep) <= width:
+            break
+        if col in keep:
+            keep.remove(col)
+    return keep
+
+
 def _print_status_tables(
     rows: list[dict[str, Any]], workers: list[Any], reasons: list[str], now: float
 ) -> None:
@@ -514,29 +555,32 @@ def _print_status_tables(
         ticks += ["undelivered"] if any(r["undelivered"] for r in rows) else []
         # "unknown" (of the failed: the send was pressed, the chat could not tell) once there is one.
         unknown = ["unknown"] if any(r.get("unknown") for r in rows) else []
-        cols = ["id", "name", "status", "total", "pending", *shown[:1], "sent", *ticks, "failed", *unknown]
-        cols += shown[1:]
-        t = Table(title="Jobs", box=None, pad_edge=False, header_style="bold underline")
-        for col in (*cols, "done", "started", "ETA"):
-            wide = col in ("name", "status")
-            t.add_column(
-                col, justify="left" if wide else "right", no_wrap=not wide, min_width=7 if wide else None
-            )
+        counts = ["total", "pending", *shown[:1], "sent", *ticks, "failed", *unknown, *shown[1:]]
+        cells: list[dict[str, str]] = []
         for r in rows:
             st = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
             if r.get("waiting_until"):
                 st += f", waits until {_fmt_time(r['waiting_until'], short=True)}"
-
-            counts = [str(r[c]) for c in cols[3:]]
-            t.add_row(
-                str(r["id"]),
-                escape(r["name"]),
-                escape(st),
-                *counts,
-                f"{r['progress']:.0f}%",
-                _fmt_time(r["started_at"], short=True),
-                _fmt_duration(r["eta_seconds"]),
+            cells.append(
+                {
+                    "id": str(r["id"]),
+                    "name": r["name"],
+                    "status": st,
+                    **{c: str(r[c]) for c in counts},
+                    "done": f"{r['progress']:.0f}%",
+                    "started": _fmt_time(r["started_at"], short=True),
+                    "ETA": _fmt_duration(r["eta_seconds"]),
+                }
             )
+        cols = _fit_job_columns(["id", "name", "status", *counts, "done", "started", "ETA"], cells, out.width)
+        t = Table(title="Jobs", box=None, pad_edge=False, header_style="bold underline")
+        for col in cols:
+            wide = col in ("name", "status")
+            t.add_column(
+                col, justify="left" if wide else "right", no_wrap=not wide, min_width=7 if wide else None
+            )
+        for c in cells:
+            t.add_row(*(escape(c[col]) for col in cols))
         out.print(t)
     if workers:
         w = Table(title="Workers", box=box.SIMPLE_HEAD)
