@@ -424,3 +424,47 @@ def test_messages_are_paged_with_a_total_and_show_their_text(
     said = texts(driver, '#notifications [data-kind="messages_failed"] p')
     assert f"Job {job}: 3 messages failed" in said
     assert not any("T000" in t for t in texts(driver, "#notifications [data-kind] p"))  # no hook secret
+
+
+def test_a_capped_session_and_its_waiting_job_say_when_they_send_again(
+    seeded: tuple[Server, dict[str, int]], driver: Any, tmp_path: Path
+) -> None:
+    """A new number sent its 20 of warm-up day 1: its card says the cap is reached and when sending goes
+    on, and the job pinned to it says it waits for that instead of showing an ETA."""
+    from serve_helpers import contacts_csv
+
+    from wabulk.importer import enqueue_file
+    from wabulk.queue import Queue
+
+    server, _ = seeded
+    with Queue(os.environ["WABULK_DB"]) as q:
+        src = contacts_csv(tmp_path / "new-number.csv", 25, start=400)
+        job = enqueue_file(
+            q, src, message="Hi {name}", country="US", name="new-number.csv", sessions=("newphone",)
+        )
+        assert job.job_id is not None
+        worker = q.register_worker("newphone", pid=os.getpid(), host="shop-laptop")
+        for _ in range(20):
+            claim = q.claim(worker, "newphone", lease_seconds=60, job_ids=[job.job_id])
+            assert claim is not None
+            q.mark_send_started(claim)
+            q.mark_sent(claim, tick="sent", session="newphone")
+        q.unregister_worker(worker)
+    open_dashboard(driver, server)
+    wait_for(lambda: "daily cap reached" in cell(driver, job.job_id, "eta"), 15, "the capped job's row")
+    assert cell(driver, job.job_id, "eta").startswith("daily cap reached — sends again ")
+    assert "left" not in cell(driver, job.job_id, "eta")  # no ETA while it cannot send
+
+    screen(driver, "sessions")
+    card = '#sessions [data-session="newphone"]'
+    wait_for(lambda: texts(driver, f"{card} .cap-reached"), 15, "the capped session's card")
+    assert texts(driver, f"{card} .cap-reached")[0].startswith("Daily cap reached — sends again ")
+    assert texts(driver, f"{card} .warmup") == [
+        "Warm-up day 1: 20 a day, then up to 500 (a new number starts slowly)"
+    ]
+    assert "Sent today 20 of 20 · 0 left" in texts(driver, card)[0]
+    # The seeded session (first send 3 days ago, 23 today) is further along its ramp and not capped.
+    assert not texts(driver, '#sessions [data-session="shop"] .cap-reached')
+    assert texts(driver, '#sessions [data-session="shop"] .warmup') == [
+        "Warm-up day 4: 150 a day, then up to 500 (a new number starts slowly)"
+    ]

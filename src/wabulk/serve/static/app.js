@@ -171,9 +171,24 @@ function progressBar(job) {
   return [bar, el("span", { class: "caption" }, caption)];
 }
 
+// "at 09:00" today, "tomorrow at 00:00", else "on" the date: when something starts again, in words.
+function fmtWhen(ts) {
+  const d = new Date(ts * 1000);
+  const tomorrow = new Date();
+  tomorrow.setDate(tomorrow.getDate() + 1);
+  if (d.toDateString() === tomorrow.toDateString()) {
+    return "tomorrow at " + d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+  return (d.toDateString() === new Date().toDateString() ? "at " : "on ") + fmtTime(ts);
+}
+
 function timeLeft(job) {
   // What the status report computed (cap, ETA, "waiting until"): shown as given, never re-derived here.
-  if (job.waiting_until) return "waiting until " + fmtTime(job.waiting_until) + (job.waiting_reason ? " (" + job.waiting_reason + ")" : "");
+  // It waits either for its scheduled start (--at) or for its sessions' daily limit to open again.
+  if (job.waiting_until) {
+    if (job.not_before && job.not_before >= job.waiting_until) return "starts " + fmtWhen(job.waiting_until);
+    return "daily cap reached — sends again " + fmtWhen(job.waiting_until);
+  }
   if (job.status === "queued" && job.not_before && job.not_before * 1000 > Date.now()) return "starts " + fmtTime(job.not_before);
   if (job.eta_seconds != null) return "about " + fmtDuration(job.eta_seconds) + " left";
   if (job.status === "completed" || job.status === "stopped") return job.finished_at ? "ended " + fmtDay(job.finished_at) : "–";
@@ -226,19 +241,30 @@ function sessionCard(s, waitingScan) {
     el("div", { class: "item-head" }, el("h3", {}, s.session),
       el("span", { class: "badge", title: provider === "cloud" ? "WhatsApp Cloud API" : "WhatsApp Web" }, provider)),
     pill(WORKER_STATES, state));
+  // The daily cap as the status report gives it (status and the live view say the same).
   const cap = s.cap_today;
   const sent = s.sent_today || 0;
   const meter = el("div", { class: "meter" });
-  if (cap) {
+  if (cap != null) {
     const bar = el("div", { class: "bar thin", role: "img", "aria-label": sent + " of " + cap + " today" },
       el("span", { class: "seg seg-sent" }));
-    bar.firstChild.style.width = Math.min(100, 100 * sent / cap) + "%";
-    meter.append(el("span", {}, "Sent today ", el("strong", {}, sent), " of " + cap), bar);
+    bar.firstChild.style.width = Math.min(100, cap ? 100 * sent / cap : 100) + "%";
+    const left = s.left_today != null ? " · " + s.left_today + " left" : "";
+    meter.append(el("span", {}, "Sent today ", el("strong", {}, sent), " of " + cap + left), bar);
   } else {
-    meter.append(el("span", {}, "Sent today ", el("strong", {}, sent), cap === 0 ? " (no daily limit)" : ""));
+    meter.append(el("span", {}, "Sent today ", el("strong", {}, sent), " (no daily limit)"));
   }
   card.append(meter);
-  if (s.waiting_until) card.append(el("p", { class: "hint" }, "Waiting until " + fmtTime(s.waiting_until)));
+  if (s.cap_reached) {
+    const until = s.waiting_until ? " — sends again " + fmtWhen(s.waiting_until) : "";
+    card.append(el("p", { class: "reason cap-reached" }, "Daily cap reached" + until));
+  }
+  if (s.warmup_day) {
+    // A new number starts slowly (20/40/80/150/250 a day) so that WhatsApp does not flag it.
+    const after = s.daily_cap ? ", then up to " + s.daily_cap : "";
+    card.append(el("p", { class: "hint warmup" },
+      "Warm-up day " + s.warmup_day + ": " + cap + " a day" + after + " (a new number starts slowly)"));
+  }
   if (provider === "cloud" && s.phone_number_id) card.append(el("p", { class: "sub" }, "Cloud API number ID " + s.phone_number_id));
   if (s.paused) card.append(el("p", { class: "reason" }, "Paused: " + plural(s.paused)));
   if (waitingScan) {
