@@ -432,7 +432,6 @@ def test_a_capped_session_and_its_waiting_job_say_when_they_send_again(
     """A new number sent its 20 of warm-up day 1: its card says the cap is reached and when sending goes
     on, and the job pinned to it says it waits for that instead of showing an ETA."""
     from serve_helpers import contacts_csv
-
     from wabulk.importer import enqueue_file
     from wabulk.queue import Queue
 
