@@ -199,6 +199,12 @@ class ChatSnapshot:
     ids: tuple[str, ...] = ()  # message ids (data-id) of the outgoing bubbles seen, in page order
     count: int = 0  # outgoing bubbles seen, with or without an id
     readable: bool = True
+    # The chat's start-of-chat notice was shown: the snapshot is the whole history (an empty one is a new
+    # chat, not a read before the history rendered).
+    whole: bool = False
+    # The page's own clock (unix seconds) when the snapshot was read: bubble times are on that clock, so the
+    # id-less time fallback compares them with this, never with the host's clock.
+    page_clock: float | None = None
 
 
 # Outcomes of looking in a chat for a message whose send had started (``Transport.verify_sent``).

@@ -281,6 +281,18 @@ class ClaimsMixin(QueueBase):
         )
 
     @_guarded
+    def stamped_to(self, session: str, phone: str, *, excluding: int) -> int | None:
+        """Another open message to ``phone`` whose send ``session`` pressed and that is not settled yet
+        (its id), else None. While there is one, a new send to that chat would put a bubble there that
+        the other's verification could take for its own (issue 20, 10)."""
+        row = self.conn.execute(
+            "SELECT id FROM messages WHERE send_started_at IS NOT NULL AND status IN ('pending', 'sending') "
+            "AND send_started_session = ? AND phone = ? AND id != ? LIMIT 1",
+            (session, phone, excluding),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    @_guarded
     def mark_send_started(self, claim: Claim, snapshot: ChatSnapshot | None = None) -> None:
         """Durably stamp that the send action is about to happen, with the claiming session and what the
         chat showed (``snapshot``), in one transaction that also checks everything that may have changed
@@ -580,7 +592,15 @@ class ClaimsMixin(QueueBase):
 def _snapshot_json(snapshot: ChatSnapshot | None) -> str | None:
     if snapshot is None:
         return None
-    return json.dumps({"ids": list(snapshot.ids), "count": snapshot.count, "readable": snapshot.readable})
+    return json.dumps(
+        {
+            "ids": list(snapshot.ids),
+            "count": snapshot.count,
+            "readable": snapshot.readable,
+            "whole": snapshot.whole,
+            "page_clock": snapshot.page_clock,
+        }
+    )
 
 
 def _snapshot_from_json(raw: str | None) -> ChatSnapshot | None:
@@ -589,6 +609,13 @@ def _snapshot_from_json(raw: str | None) -> ChatSnapshot | None:
     try:
         d = json.loads(raw)
         ids = tuple(str(i) for i in d.get("ids", ()))
-        return ChatSnapshot(ids=ids, count=int(d.get("count", 0)), readable=bool(d["readable"]))
+        clock = d.get("page_clock")
+        return ChatSnapshot(
+            ids=ids,
+            count=int(d.get("count", 0)),
+            readable=bool(d["readable"]),
+            whole=bool(d.get("whole", False)),  # older stamps: not known to be the whole chat
+            page_clock=None if clock is None else float(clock),
+        )
     except (ValueError, KeyError, TypeError):
         return ChatSnapshot(readable=False)  # unreadable record: its absence proves nothing
