@@ -243,7 +243,7 @@ NOTICE = (
 @NEEDS_BROWSER
 @pytest.mark.browser
 def test_the_start_of_chat_notice_counts_only_above_every_message(chromium: Any) -> None:
-    # issue 20: the notice is the evidence that the whole history is shown (an empty read is not an empty chat)
+    # issue 20: the notice is the evidence that the whole history is shown (an empty read is not)
     assert read_page(chromium, page(NOTICE)).start
     shown = read_page(chromium, page(NOTICE, row_2609("A", "x")))
     assert shown.start and [b.id for b in shown.ours] == ["A"] and shown.snapshot().whole

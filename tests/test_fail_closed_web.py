@@ -273,6 +273,7 @@ def test_10_a_second_job_to_the_same_chat_waits_until_the_first_is_settled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.test_fail_closed import Clock, enqueue, make_worker
+
     from wabulk.queue import Queue
 
     c = Clock()

@@ -11,7 +11,8 @@ putting the text in and pressing send (``web.compose``), reading our bubbles, co
 4. Confirm: the new outgoing bubble (an id not in the snapshot) with exactly the body must leave the clock
    (" Pending ") state. Still on the clock after the confirm timeout → ``ConfirmTimeout``: the outcome is
    unknown and the worker verifies later instead of resending blindly. A bubble WhatsApp marks as failed
-   (``message-fail``) → a transient ``send_failed``: it was never accepted (see ``web.bubbles.confirm``).
+   (``message-fail``) → ``send_failed``, an unconfirmed send (ConfirmTimeout): WhatsApp may retry it
+   itself, so it is never pressed again while the failed bubble is in the chat (see ``web.bubbles.confirm``).
 
 After a crash, :meth:`WhatsAppSender.verify_sent` looks for a new outgoing bubble whose id is not in the
 stamp's snapshot: "sent", "absent" only on positive evidence that the chat can be read and lacks it, else

@@ -446,8 +446,10 @@ def _verify_by_time(
         )
     if not all(b.readable for b in ours):
         return _unknown("some outgoing bubbles cannot be read")
+    if known is None:
+        return _unknown("without a snapshot from before the send, what the chat lacks proves nothing")
     before = known.count if known is not None and known.readable else None
-    if before is not None and len(ours) > before and (before > 0 or known is not None and known.whole):
+    if before is not None and len(ours) > before and (before > 0 or known.whole):
         return _unknown("more outgoing bubbles than before the send, and none can be dated after it")
     if read.start and not ours:
         return _absent("the whole chat is shown and holds no outgoing message")
@@ -570,9 +572,10 @@ def confirm(
     press send again when Enter did nothing (returns whether it pressed). Returns the result and the date
     order the new bubble showed (:func:`learn_order`).
 
-    Raises ConfirmTimeout (outcome unknown: verified before any resend), TransientSendError
-    ``send_failed`` when the bubble shows WhatsApp's failure icon, PermanentSendError ``wrong_kind`` when a
-    file arrived as something else (it was sent: never resend it), NotLoggedIn.
+    Raises ConfirmTimeout (outcome unknown: verified before any resend; class ``send_failed`` when the
+    bubble shows WhatsApp's failure icon, which is never re-pressed while it is in the chat),
+    PermanentSendError ``wrong_kind`` when a file arrived as something else (it was sent: never resend
+    it), NotLoggedIn.
     """
     from wabulk import errors
     from wabulk import session as sess
@@ -598,7 +601,8 @@ def confirm(
             # bubble there is "unknown" for a person to resolve, never re-pressed automatically.
             raise errors.ConfirmTimeout(
                 "WhatsApp marked the message as failed (the failure icon); it is not pressed again while "
-                "the failed bubble is in the chat"
+                "the failed bubble is in the chat",
+                error_class="send_failed",
             )
         if expected is not None and texts and not mine:
             wrong = texts[-1]
