@@ -49,7 +49,7 @@ def run(
     history_boot_ms: float | None = 3000.0,
 ) -> Figures:
     from e2e_helpers import E2E, SIM_E2E
-    from wabulk.simulator.server import Simulator
+    from wabulk.web.simulator.server import Simulator
 
     rng = random.Random(seed)
     t0 = time.monotonic()

@@ -36,6 +36,7 @@ from .base import (
     QueueBase,
     _guarded,
     _sql_list,
+    params_from_json,
 )
 
 # A stamped message is pressed at most this many times without a human (the first send and one resend
@@ -128,7 +129,7 @@ class ClaimsMixin(QueueBase):
                 if row is None:
                     return None
                 (mid, job_id, attempts, max_attempts, phone, body, name, stamp, stamp_session, snap, sends,
-                 job_status, attachment) = row  # fmt: skip
+                 job_status, attachment, template_name, template_lang, params_raw) = row  # fmt: skip
                 if conn.execute("SELECT 1 FROM optouts WHERE phone = ?", (phone,)).fetchone():
                     why = OPTED_OUT if stamp is None else f"{OPTED_OUT} (an earlier try may have gone out)"
                     self._settle(conn, mid, job_id, SKIPPED, from_status, why, "opted_out", now)
@@ -177,6 +178,9 @@ class ClaimsMixin(QueueBase):
                     send_started_session=stamp_session,
                     send_snapshot=_snapshot_from_json(snap),
                     sends=int(sends or 0),
+                    template_name=template_name,
+                    template_lang=template_lang,
+                    params=params_from_json(params_raw),
                 )
 
     def _settle(

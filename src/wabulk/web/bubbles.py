@@ -26,8 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from wabulk import dom, models
-from wabulk import selectors as S
+from wabulk import models
+from wabulk.web import dom
+from wabulk.web import selectors as S
 
 from . import scripts
 from .dates import learn_order, span
@@ -578,7 +579,7 @@ def confirm(
     it), NotLoggedIn.
     """
     from wabulk import errors
-    from wabulk import session as sess
+    from wabulk.web import browser as sess
 
     timeout = browser.timeouts.confirm
     start = time.monotonic()
