@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from wabulk import dom, errors, models, sender
+from wabulk import errors, models
 from wabulk.errors import ConfirmTimeout
 from wabulk.fakes import FailAtSend, FakeTransport
 from wabulk.web import bubbles as B
-from wabulk.web import compose
+from wabulk.web import compose, dom, sender
 
 T0 = 1_800_000_030.0  # a page-clock instant 30 s into a minute
 Result = dict[str, Any]
