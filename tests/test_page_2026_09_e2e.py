@@ -97,15 +97,18 @@ def test_verify_sent_by_id_absent_when_readable_unknown_when_ids_are_hidden(
     known = snaps[0]
     found = wa.verify_sent(phone, "verify by id", since, known=known)
     assert found.sent and found.message_ref == rec["id"], found
-    # the same chat, readable, and a message that never went out: absent (positive evidence)
-    missing = wa.verify_sent(phone, "never sent", since, known=known)
+    # a new bubble of ours with another text after the snapshot proves nothing (issue 20, 7): unknown
+    assert wa.verify_sent(phone, "never sent", since, known=known).outcome == models.VERIFY_UNKNOWN
+    # a snapshot taken after that bubble: the same chat, readable, and a message that never went out: absent
+    after = models.ChatSnapshot(ids=(*known.ids, rec["id"]), count=known.count + 1)
+    missing = wa.verify_sent(phone, "never sent", since, known=after)
     assert missing.absent, missing
     # the same text sent earlier (another job, a minute that may be the stamp's): in the snapshot, not ours
-    assert wa.verify_sent(phone, "already there", since, known=known).absent
+    assert wa.verify_sent(phone, "already there", since, known=after).absent
     # an incoming message with exactly that text is not ours
     sim.incoming(phone.lstrip("+"), "never sent")
     time.sleep(0.7)
-    assert wa.verify_sent(phone, "never sent", since, known=known).absent
+    assert wa.verify_sent(phone, "never sent", since, known=after).absent
     # the page hides message ids: a snapshot without them, and a chat that cannot be compared by id
     sim.configure(bubble_ids=False)
     hidden: list[models.ChatSnapshot] = []

@@ -8,6 +8,10 @@ The simulator renders each chat's history late (``--history-ms`` after a chat op
 for the first chat after a browser start; on by default, as the real page does): an empty read is not an
 empty chat, and nothing may be pressed or concluded before the history shows (issue 20).
 
+A message whose worker is killed ``max_attempts`` times before its press ends failed "attempts exhausted"
+(reported, not lost silently); after the storm the supervisor retries those as ``status`` tells a person
+(``exhausted_retried`` in the figures), and the oracle then wants each delivered exactly once.
+
 ``--blind-page``: from a third of the kills on, for ``--blind-seconds``, the simulator's bubbles carry no
 message ids (``bubble_ids=False``), so the real sender cannot tell a cut send from an earlier identical
 one: it must fail closed (unknown, never resent). Then the ids come back and the supervisor does what
@@ -31,6 +35,28 @@ from tests.torture.common import Figures, check_outcome, descendants, kill, rows
 from tests.torture.kill_storm_fake import human_decides, paused_sessions, unknowns
 
 SESSIONS = ("a", "b", "c")
+
+
+def exhausted(db: Path) -> list[dict[str, object]]:
+    """Messages failed "attempts exhausted": their worker was killed ``max_attempts`` times before it could
+    press (with the history rendered late, a worker needs seconds per chat after each restart)."""
+    return [r for r in rows(db) if r["status"] == "failed" and r["error_class"] == "attempts_exhausted"]
+
+
+def retry_exhausted(db: Path, fig: Figures) -> None:
+    """What ``status`` tells a person about them: ``wabulk retry-failed --error-class attempts_exhausted``
+    (the library call the command makes). Stamps are kept, so a pressed one is looked for first. Counted,
+    and how many had been pressed at all, so the figures show it."""
+    from wabulk.queue import Queue
+
+    found = exhausted(db)
+    fig.extra["exhausted_pressed"] = fig.extra.get("exhausted_pressed", 0) + sum(
+        1 for r in found if r["sends"]
+    )
+    with Queue(db, synchronous="FULL") as q:
+        fig.extra["exhausted_retried"] = fig.extra.get("exhausted_retried", 0) + q.retry_failed(
+            error_class="attempts_exhausted"
+        )
 
 
 def run(
@@ -128,8 +154,12 @@ def run(
                 human_decides(e2e.db, fig)
             # Calm after the storm: every session's worker runs until the job is done.
             while time.monotonic() < deadline and (
-                unfinished() or (blind_page and any(r["status"] == "failed" for r in rows(e2e.db)))
+                unfinished()
+                or (blind_page and any(r["status"] == "failed" for r in rows(e2e.db)))
+                or exhausted(e2e.db)
             ):
+                if exhausted(e2e.db) and not unfinished():
+                    retry_exhausted(e2e.db, fig)
                 if blind_page and (
                     any(r["status"] == "failed" for r in rows(e2e.db)) or paused_sessions(e2e.db)
                 ):
