@@ -136,11 +136,14 @@ def test_1_an_empty_read_of_a_chat_whose_history_comes_late_is_never_absent(
     # Crash after Enter; the message arrived. After the browser restart the history renders 3 s late.
     arrived = result(msg("N1", "hello", "delivered"), start=True)
     page.timeline = empty_until(3.0, arrived)
-    found = wa.verify_sent("+14155550100", "hello", since, known=known)
+    found = wa.verify_sent("+14155550100", "hello", since, evidence=known.to_evidence())
     assert found.outcome == models.VERIFY_SENT
     # A history that never shows within any wait: unknown, never absent
     page.timeline = empty_until(1e9, arrived)
-    assert wa.verify_sent("+14155550100", "hello", since, known=known).outcome == models.VERIFY_UNKNOWN
+    assert (
+        wa.verify_sent("+14155550100", "hello", since, evidence=known.to_evidence()).outcome
+        == models.VERIFY_UNKNOWN
+    )
 
 
 def test_2_the_snapshot_waits_for_the_history_so_an_older_identical_bubble_is_not_taken_for_ours(
@@ -155,7 +158,7 @@ def test_2_the_snapshot_waits_for_the_history_so_an_older_identical_bubble_is_no
     since = clock.time()
     # Crash before job 2's message left: the chat still shows only job 1's bubble.
     page.timeline = lambda t: old
-    assert not wa.verify_sent("+14155550100", "Same text", since, known=known).sent
+    assert not wa.verify_sent("+14155550100", "Same text", since, evidence=known.to_evidence()).sent
 
 
 def test_2_a_chat_that_never_shows_its_history_is_not_pressed(clock: FakeTime, tmp_path: Path) -> None:
@@ -176,7 +179,7 @@ def test_3_an_invalid_number_popup_while_verifying_is_unknown_not_absent(
     popup = errors.NotOnWhatsApp("WhatsApp says: The phone number +14155550100 isn't on WhatsApp.")
     wa = make_sender(page, tmp_path, open_error=popup)
     found = wa.verify_sent(
-        "+14155550100", "hello", clock.time(), known=models.ChatSnapshot(ids=("A",), count=1)
+        "+14155550100", "hello", clock.time(), evidence=models.ChatSnapshot(ids=("A",), count=1).to_evidence()
     )
     assert found.outcome == models.VERIFY_UNKNOWN
 
@@ -192,7 +195,7 @@ def test_6_a_fast_host_clock_does_not_make_our_bubble_look_too_old(tmp_path: Pat
     known = wa._before().snapshot()
     since = clock.time()
     page.timeline = lambda t: result(old, msg(None, "hi", "delivered", at=T0 + clock.t))
-    assert not wa.verify_sent("+14155550100", "hi", since, known=known).absent
+    assert not wa.verify_sent("+14155550100", "hi", since, evidence=known.to_evidence()).absent
 
 
 def test_6_a_slow_host_clock_does_not_take_an_older_identical_bubble_for_ours(
@@ -205,7 +208,7 @@ def test_6_a_slow_host_clock_does_not_take_an_older_identical_bubble_for_ours(
     known = wa._before().snapshot()
     since = clock.time()
     # crash before the message left: only the older bubble is there
-    assert not wa.verify_sent("+14155550100", "hi", since, known=known).sent
+    assert not wa.verify_sent("+14155550100", "hi", since, evidence=known.to_evidence()).sent
 
 
 def test_6_without_the_pages_clock_the_time_fallback_is_unknown() -> None:
@@ -257,13 +260,16 @@ def test_9_a_bubble_still_on_the_clock_is_rechecked_not_taken_as_sent(
     since = clock.time()
     # on the clock for a second, then WhatsApp's failure icon: nothing arrived
     page.timeline = lambda t: result(msg("A", "x"), msg("C", "hi", "pending" if t < 1 else B.TICK_FAILED))
-    assert not wa.verify_sent("+14155550100", "hi", since, known=known).sent
+    assert not wa.verify_sent("+14155550100", "hi", since, evidence=known.to_evidence()).sent
     # on the clock for good: unknown
     page.timeline = lambda t: result(msg("A", "x"), msg("C", "hi", "pending"))
-    assert wa.verify_sent("+14155550100", "hi", since, known=known).outcome == models.VERIFY_UNKNOWN
+    assert (
+        wa.verify_sent("+14155550100", "hi", since, evidence=known.to_evidence()).outcome
+        == models.VERIFY_UNKNOWN
+    )
     # on the clock, then a tick: sent
     page.timeline = lambda t: result(msg("A", "x"), msg("C", "hi", "pending" if t < 1 else "sent"))
-    assert wa.verify_sent("+14155550100", "hi", since, known=known).sent
+    assert wa.verify_sent("+14155550100", "hi", since, evidence=known.to_evidence()).sent
 
 
 # --- 10: two jobs, same text, same number, interleaved ------------------------------------------------

@@ -17,5 +17,7 @@ NAMES: tuple[str, ...] = (
     "m006_fail_closed",
     "m007_notifications",
     "m008_device_linked",
+    "m009_session_provider",
     "m013_cloud",
+    "m014_template_catalogue",
 )

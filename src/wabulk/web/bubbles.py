@@ -604,6 +604,7 @@ def confirm(
                 "WhatsApp marked the message as failed (the failure icon); it is not pressed again while "
                 "the failed bubble is in the chat",
                 error_class="send_failed",
+                scope=errors.SCOPE_ACCOUNT,  # WhatsApp's failure icon says nothing about the recipient
             )
         if expected is not None and texts and not mine:
             wrong = texts[-1]

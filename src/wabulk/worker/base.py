@@ -31,7 +31,6 @@ from wabulk.models import (
     Claim,
     Job,
     JobSummary,
-    Transport,
 )
 from wabulk.pacing import (
     DAY,
@@ -45,6 +44,7 @@ from wabulk.pacing import (
     make_profile,
     next_local_midnight,
 )
+from wabulk.sender import Provider
 from wabulk.settings import DEFAULT_RESTRICTED_RECHECK, restricted_recheck_seconds
 
 from .events import WorkerEvent
@@ -171,7 +171,7 @@ class WorkerBase:
     def __init__(
         self,
         queue: Queue,
-        transport: Transport,
+        transport: Provider,
         config: WorkerConfig,
         *,
         clock: Callable[[], float] = time.time,

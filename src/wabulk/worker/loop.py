@@ -49,7 +49,7 @@ from wabulk.errors import (
     Unreachable,
     WabulkError,
 )
-from wabulk.models import FAILED, TICK_SENT, UNKNOWN_OUTCOME, VERIFY_ABSENT, VERIFY_SENT, ChatSnapshot, Claim
+from wabulk.models import FAILED, TICK_SENT, UNKNOWN_OUTCOME, VERIFY_ABSENT, VERIFY_SENT, Claim
 from wabulk.pacing import next_local_midnight
 
 from .events import StepResult, WorkerEvent
@@ -74,6 +74,8 @@ log = logging.getLogger("wabulk.worker")
 
 CONFIRM_RECHECK_SECONDS = 15.0  # after a confirmation timeout: look in the chat again this soon
 RELINKED_REASON = "the device was relinked after the send was pressed; its chat may lack the history"
+# A template job claimed by a session that cannot send templates is given back for this long (seconds).
+TEMPLATE_JOB_DELAY = 300.0
 
 
 class _Abandon(Exception):
@@ -231,7 +233,7 @@ class Worker(SessionMixin):
             return self._unknown(claim, "the earlier try was pressed by an unrecorded session")
         try:
             found = self.transport.verify_sent(
-                claim.phone, claim.body, claim.send_started_at, known=claim.send_snapshot
+                claim.phone, claim.body, claim.send_started_at, evidence=claim.send_evidence
             )
         except LeaseLost:
             raise
@@ -302,24 +304,31 @@ class Worker(SessionMixin):
         self._emit("quiet", f"{self._mask(claim.phone)}: {why} until {when}", claim=claim)
         return StepResult("quiet", claim.message_id, wait=until - self.clock())
 
-    def _before_send(self, claim: Claim, snapshot: ChatSnapshot) -> None:
+    def _before_send(self, claim: Claim, evidence: str) -> None:
         # Last moment to abandon cleanly: after the stamp, the message counts as possibly sent.
         if self.stop_requested:
             raise _Abandon()
-        # Fenced, with what the chat shows, in one transaction that also re-checks stop, pause, opt-out
-        # and the send budget: LeaseLost (a zombie) or SendRefused means nothing is sent.
-        self.queue.mark_send_started(claim, snapshot)
+        # Fenced, with the provider's evidence (what the chat shows), in one transaction that also re-checks
+        # stop, pause, opt-out and the send budget: LeaseLost (a zombie) or SendRefused means nothing is sent.
+        self.queue.mark_send_started(claim, evidence)
         self._stamped = True
         self._heartbeat()
 
     def _send(self, claim: Claim) -> StepResult:
+        if claim.template_name is not None and not getattr(self.transport, "sends_templates", False):
+            # A Cloud API template job: this transport would send its readable body as a plain text.
+            # Give it back for a Cloud API session (a transport that can declares ``sends_templates``).
+            why = "a template job: only a Cloud API session can send it"
+            self.queue.release(claim, reason=why, delay=TEMPLATE_JOB_DELAY)
+            self._emit("released", f"released {self._mask(claim.phone)}: {why}", claim=claim)
+            return StepResult("deferred", claim.message_id)
         started = self.clock()
         try:
             result = self.transport.send(
                 claim.phone,
                 claim.body,
                 attachment=claim.attachment,
-                before_send=lambda snapshot: self._before_send(claim, snapshot),
+                before_send=lambda evidence: self._before_send(claim, evidence),
             )
         except _Abandon:
             self.queue.release(claim, reason="worker stopping")
@@ -519,7 +528,8 @@ class Worker(SessionMixin):
                     code = step.exit_code
                     break
                 if step.outcome == "session_paused" and self.config.until_done:
-                    code = exitcodes.SOME_FAILED  # nothing more this session may do; status says why
+                    # Nothing more this session may do until a person resumes it (status says why).
+                    code = exitcodes.ATTENTION
                     break
                 if step.outcome == "idle":
                     if self.config.track_receipts:
