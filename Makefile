@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint docs bench torture venv chromium grid clean screenshots
+.PHONY: test demo demo-cloud lint docs bench torture venv chromium grid clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP) chromium grid
 
 demo: $(STAMP) chromium
 	$(BIN)/wabulk demo
+
+# The Cloud API flow on the bundled Graph API simulator (no browser needed).
+demo-cloud: $(STAMP)
+	$(BIN)/wabulk demo --cloud
 
 docs: $(STAMP)
 	$(BIN)/python -m wabulk.clidocs > docs/cli.md
