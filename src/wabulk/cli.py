@@ -457,6 +457,9 @@ def _print_session_table(per_session: list[dict[str, Any]]) -> None:
         t.add_column(col)
     for r in per_session:
         cap = "-" if r["cap_today"] is None else str(r["cap_today"])
+        if "quality" in r:  # a Cloud API session: the messaging limit is its cap
+            limit = "unlimited" if r["limit_24h"] is None else f"{r['limit_24h']:,}"
+            cap = f"{r['used_24h']:,}/{limit} people/24 h, quality {r['quality']}"
         state = r["state"] or "-"
         if r.get("paused"):
             state = f"paused ({r['paused']})"

@@ -117,6 +117,15 @@ class CloudRun:
         self._media: dict[int, str] = {}
         self._jobs_seen: set[int] = set()
         self._paused_jobs: dict[int, str] = {}
+        # Meta's messaging limit (unique people per rolling 24 h) is the daily cap of template sends.
+        from wabulk import session as sessions
+
+        from .limits import LimitGate
+
+        self._limit_reached = False
+        self.gate = LimitGate.for_session(
+            self.queue, config.session, sessions.get(self.queue, config.session).settings
+        )
 
     # --- control ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -146,6 +155,9 @@ class CloudRun:
                     pause = q.session_pause(cfg.session)
                     if pause is not None and self.stop_line is None:
                         self.stop_line = f"session {cfg.session} is paused: {pause[1]}"
+                        self._stop.set()
+                    if self._limit_reached and not inflight and self.stop_line is None:
+                        self.stop_line = self.gate.refusal()
                         self._stop.set()
                 for f in [f for f in inflight if f.done()]:
                     self._collect(inflight.pop(f), f, answers)
@@ -222,6 +234,12 @@ class CloudRun:
             c = buffer.popleft()
             if c.job_id in self._paused_jobs:
                 answers.append(CloudOutcome(c, "release", error=self._paused_jobs[c.job_id]))
+                continue
+            if c.template_name is not None and not self.gate.allow(c.phone):
+                # Over the limit: given back untouched (nothing spent); once the POSTs in flight are
+                # answered the run stops and says why (exit 4).
+                answers.append(CloudOutcome(c, "release", error=self.gate.refusal()))
+                self._limit_reached = True
                 continue
             if not self._is_proven(c.job_id):
                 if c.job_id in probing:
