@@ -182,6 +182,7 @@ class WorkerInfo:
     heartbeat_at: float
     alive: bool
     state: str | None = None  # free text the worker reports, e.g. "sending", "waiting_for_login"
+    daily_cap: int | None = None  # the cap it runs with (0 = none); None: not reported (the pace's)
 
 
 @dataclass(frozen=True)

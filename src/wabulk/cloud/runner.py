@@ -57,6 +57,9 @@ class CloudRunConfig:
     job_ids: tuple[int, ...] | None = None
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     idle_poll: float = 1.0
+    # The session's provider settings as login --cloud recorded them (the messaging limit tier); None: no
+    # messaging-limit gate (the library and bench callers).
+    provider_settings: dict[str, Any] | None = None
 
 
 @dataclass
@@ -111,27 +114,33 @@ class CloudRun:
         self.on_progress = on_progress
         self._external_stop = should_stop or (lambda: False)
         self._stop = threading.Event()
+        self._soft_stop = threading.Event()
         self.stop_line: str | None = None  # why the run stopped early (exit 4)
         self.worker_id = ""
         self._proven: dict[int, bool] = {}
         self._media: dict[int, str] = {}
         self._jobs_seen: set[int] = set()
         self._paused_jobs: dict[int, str] = {}
-        # Meta's messaging limit (unique people per rolling 24 h) is the daily cap of template sends.
-        from wabulk import session as sessions
+        self._gate: Any = None
+        if config.provider_settings is not None:
+            from .limits import LimitGate, limit_of
 
-        from .limits import LimitGate
-
-        self._limit_reached = False
-        self.gate = LimitGate.for_session(
-            self.queue, config.session, sessions.get(self.queue, config.session).settings
-        )
+            # The messaging limit (unique recipients per rolling 24 h, the tier login --cloud read) is the
+            # daily cap of template sends.
+            limit = limit_of(str(config.provider_settings.get("messaging_limit") or ""))
+            self._gate = LimitGate.load(self.queue, [config.session], limit)
 
     # --- control ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
         self._stop.set()
 
     def stopping(self) -> bool:
+        """No new POSTs may start (the run winds down)."""
+        return self._stop.is_set() or self._soft_stop.is_set() or self._external_stop()
+
+    def aborting(self) -> bool:
+        """Not even the POSTs already stamped may go out (stop asked, the account paused); a soft stop (the
+        messaging limit reached) lets them finish."""
         return self._stop.is_set() or self._external_stop()
 
     # --- the loop -----------------------------------------------------------------------------------
@@ -155,9 +164,6 @@ class CloudRun:
                     pause = q.session_pause(cfg.session)
                     if pause is not None and self.stop_line is None:
                         self.stop_line = f"session {cfg.session} is paused: {pause[1]}"
-                        self._stop.set()
-                    if self._limit_reached and not inflight and self.stop_line is None:
-                        self.stop_line = self.gate.refusal()
                         self._stop.set()
                 for f in [f for f in inflight if f.done()]:
                     self._collect(inflight.pop(f), f, answers)
@@ -184,7 +190,7 @@ class CloudRun:
                     media = {c.message_id: m for c, m in picked}
                     for c in stamped:
                         fut = pool.submit(
-                            self.sender.send, c, media_id=media[c.message_id], should_stop=self.stopping
+                            self.sender.send, c, media_id=media[c.message_id], should_stop=self.aborting
                         )
                         inflight[fut] = c
                     if stamped:
@@ -235,12 +241,6 @@ class CloudRun:
             if c.job_id in self._paused_jobs:
                 answers.append(CloudOutcome(c, "release", error=self._paused_jobs[c.job_id]))
                 continue
-            if c.template_name is not None and not self.gate.allow(c.phone):
-                # Over the limit: given back untouched (nothing spent); once the POSTs in flight are
-                # answered the run stops and says why (exit 4).
-                answers.append(CloudOutcome(c, "release", error=self.gate.refusal()))
-                self._limit_reached = True
-                continue
             if not self._is_proven(c.job_id):
                 if c.job_id in probing:
                     keep.append(c)
@@ -249,6 +249,17 @@ class CloudRun:
             media, problem = self._media_for(c)
             if problem is not None:
                 answers.append(CloudOutcome(c, "release", error=problem))
+                continue
+            # Last: only a claim that is really POSTed now counts against the messaging limit.
+            if self._gate is not None and c.template_name and not self._gate.allow(c.phone):
+                why = (
+                    f"messaging limit reached: {self._gate.used:,} unique recipients in the last 24 hours"
+                    f" (limit {self._gate.limit:,}); the rest waits, nothing was spent (run again later)"
+                )
+                answers.append(CloudOutcome(c, "release", error=why))
+                if self.stop_line is None:
+                    self.stop_line = why
+                self._soft_stop.set()
                 continue
             picked.append((c, media))
         buffer.extendleft(reversed(keep))
