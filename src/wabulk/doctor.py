@@ -275,7 +275,7 @@ def check_live(
                 except errors.WabulkError as exc:
                     out.append(_fail("attach menu", str(exc)))
     except errors.WabulkError as exc:
-        out.append(_fail("page", f"{type(exc).__name__}: {exc}"))
+        out.append(_fail("page", str(exc)))
         return out
     finally:
         browser.close()

@@ -200,6 +200,14 @@ class JobsMixin(QueueBase):
             job = self._job(conn, job_id)
             if job.status == JOB_STOPPED and resend:
                 raise errors.InvalidTransition(f"message {message_id} belongs to stopped job {job_id}")
+            if resend and error_class != UNKNOWN_OUTCOME:
+                # Resending without a look in the chat is for a message that may have arrived; one that
+                # failed for a known reason (not on WhatsApp, …) would only fail again, or go out twice.
+                raise errors.InvalidTransition(
+                    f"message {message_id} failed as {error_class or 'failed'}, not with an unknown outcome: "
+                    f"--resend-unverified is only for those; `wabulk retry-failed --message {message_id}` "
+                    "tries it again"
+                )
             if sent:
                 at = stamp if stamp is not None else now
                 who = session or "unknown"

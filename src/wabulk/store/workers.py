@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +113,10 @@ class WorkersMixin(QueueBase):
 
     @_guarded
     def workers(self, *, stale_after: float = 30.0) -> list[WorkerInfo]:
-        """Every registered worker, with ``alive`` = heartbeat within ``stale_after`` seconds."""
+        """Every registered worker, with ``alive`` = heartbeat within ``stale_after`` seconds and, on this
+        host, its process still running (a killed worker is not shown alive until its heartbeat ages)."""
         now = self._clock()
+        here = socket.gethostname()
         return [
             WorkerInfo(
                 id=r[0],
@@ -122,7 +125,7 @@ class WorkersMixin(QueueBase):
                 host=r[3],
                 started_at=r[4],
                 heartbeat_at=r[5],
-                alive=r[5] >= now - stale_after,
+                alive=r[5] >= now - stale_after and (r[3] != here or _pid_alive(r[2])),
                 state=r[6],
                 daily_cap=r[7],
             )
