@@ -485,6 +485,9 @@ def _print_session_table(per_session: list[dict[str, Any]]) -> None:
         cap = "none" if r["cap_today"] is None else str(r["cap_today"])
         if r.get("warmup_day"):
             cap += f" (warm-up day {r['warmup_day']})"
+        if "quality" in r:  # a Cloud API session: Meta's messaging limit is its cap
+            limit = "unlimited" if r["limit_24h"] is None else f"{r['limit_24h']:,}"
+            cap = f"{r['used_24h']:,}/{limit} people/24 h, quality {r['quality']}"
         state = r["state"] or "-"
         if r.get("paused"):
             state = f"paused ({r['paused']})"

@@ -360,6 +360,7 @@ def session_rows(
     for name in sorted(names):
         mine = [w for w in workers if w.session == name]
         live = [w for w in mine if w.alive]
+        account = cloud_account(queue, name, providers.get(name), now)
         kind, provider_settings = providers.get(name, ("web", {}))
         if kind == "cloud":
             configured = 0  # pace caps do not apply to Cloud API sessions (Meta's tiers limit them)
@@ -378,11 +379,36 @@ def session_rows(
                 "state": live[0].state if live else ("stale" if mine else "no worker"),
                 # The reason while paused (truthy), else None; ``reason`` says the same for new readers.
                 "paused": pauses[name][1] if name in pauses else None,
+                **account,
                 "reason": pauses[name][1] if name in pauses else None,
                 "_cap": cap,
             }
         )
     return out
+
+
+def cloud_account(
+    queue: Queue, name: str, provider: tuple[str, dict[str, Any]] | None, now: float
+) -> dict[str, Any]:
+    """A Cloud API session's quality rating and messaging limit (as ``login --cloud`` last read them) with
+    the unique template recipients of the last 24 hours; empty for other sessions."""
+    if provider is None or provider[0] != "cloud":
+        return {}
+    from .cloud.limits import account_limit, recipients_in_window
+
+    settings = provider[1]
+    limit = account_limit(
+        {
+            "quality_rating": settings.get("quality_rating"),
+            "whatsapp_business_manager_messaging_limit": settings.get("messaging_limit"),
+        }
+    )
+    return {
+        "quality": limit.quality,
+        "messaging_limit": limit.tier,
+        "limit_24h": limit.limit,
+        "used_24h": len(recipients_in_window(queue, [name], now=now)),
+    }
 
 
 def cap_lines(summaries: list[JobSummary], caps: dict[str, CapState]) -> list[str]:

@@ -211,6 +211,13 @@ class Worker(SessionMixin):
                 self.queue.release(claim, reason="worker stopping")
                 self._emit("released", f"released {self._mask(claim.phone)}: stopping", claim=claim)
                 return StepResult("stopped", claim.message_id)
+            if claim.send_started_at is None:
+                # Another message to this chat was pressed and is not settled: a bubble of this one could
+                # be taken for it when its chat is checked (same text: a loss). Wait until it is.
+                other = self.queue.stamped_to(self.config.session, claim.phone, excluding=claim.message_id)
+                if other is not None:
+                    why = f"message {other} to the same chat is being checked first"
+                    return self._defer(claim, now + CONFIRM_RECHECK_SECONDS, why)
             return self._send(claim)
         except LeaseLost as e:
             # Fenced off: another worker owns this message now. Drop it silently; never overwrite.
