@@ -296,7 +296,11 @@ class QueueBase:
     def _open(self, synchronous: str, busy_timeout: float) -> None:
         # isolation_level=None: the driver never opens transactions behind our back; every
         # multi-statement write is an explicit BEGIN IMMEDIATE (huey #123: implicit BEGIN = duplicates).
-        self.read_only = not os.access(self.path, os.W_OK)
+        # Read-only when this user cannot write the file, or cannot create the WAL's -shm beside it.
+        shm = self.path.with_name(self.path.name + "-shm")
+        self.read_only = not os.access(self.path, os.W_OK) or (
+            not shm.exists() and not os.access(self.path.parent, os.W_OK)
+        )
         if self.read_only:
             conn = self._connect_read_only(busy_timeout)
         else:
