@@ -21,10 +21,10 @@ from wabulk.receipts import (
     export_undelivered,
     format_age,
     parse_age,
-    track,
     undelivered_counts,
 )
-from wabulk.worker.loop import Worker, WorkerConfig
+from wabulk.worker import Worker, WorkerConfig
+from wabulk.worker.receipts import track
 
 T0 = 1_780_000_000.0
 HOUR = 3600.0

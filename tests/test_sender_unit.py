@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from wabulk import errors
-from wabulk.doctor import check_binaries, check_files
+from wabulk.doctor import check_files
 from wabulk.settings import Settings
 from wabulk.web import browser as sess
 from wabulk.web import chat, dom, qr, sender
 from wabulk.web import selectors as S
+from wabulk.web.doctor import check_binaries
 
 
 def probe(

@@ -684,6 +684,7 @@ def login(
 
     Example: wabulk login --session shop
     """
+    from . import session as sessions
     from .web.login import login as do_login
 
     settings = _settings().with_(web_url=web_url, remote_url=remote_url)
@@ -697,6 +698,8 @@ def login(
 
     with _errors():
         result = do_login(settings, session, on_qr=show, timeout=timeout)
+        if not result.already_logged_in:
+            sessions.record_link(settings, session)
     if result.already_logged_in:
         typer.echo(f"Session {session!r} is already logged in.")
     else:
@@ -842,7 +845,7 @@ def run(
 
     Example: wabulk run --session shop --pace safe --daily-cap 200 --quiet-hours 21:00-08:00
     """
-    from .worker.loop import build_config, run_worker
+    from .worker import build_config, run_worker
 
     names = _session_names(session, sessions)
     settings = _settings().with_(web_url=web_url, headless=headless, session=names[0], remote_url=remote_url)
@@ -941,7 +944,8 @@ def track(
 
     Example: wabulk track --session shop --older-than 1h --limit 100
     """
-    from .receipts import parse_age, run_track
+    from .receipts import parse_age
+    from .worker.receipts import run_track
 
     settings = _settings().with_(web_url=web_url, headless=headless, session=session)
     with _errors():

@@ -176,6 +176,8 @@ class FakeTransport:
         should_stop: Callable[[], bool] | None = None,
     ) -> bool:
         self.calls.append(("wait_for_login", ""))
+        if not self.logged_out:
+            return True  # already linked: no QR to show (as the real page)
         for payload in self.qr_payloads:
             if should_stop is not None and should_stop():
                 return False

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from wabulk.queue import Queue
     from wabulk.settings import Settings
 
-    from .loop import WorkerConfig
+    from .base import WorkerConfig
 
 DONE_CODES = (exitcodes.OK, exitcodes.SOME_FAILED)
 # A worker's plain event line: "<date> <time> <kind>[ job=N] <text>" (live.LiveView._print_line).

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
 
 from tenacity import RetryCallState, stop_after_attempt
 
@@ -52,11 +51,6 @@ from wabulk.errors import (
 from wabulk.models import FAILED, TICK_SENT, UNKNOWN_OUTCOME, VERIFY_ABSENT, VERIFY_SENT, Claim
 from wabulk.pacing import next_local_midnight
 
-from .events import StepResult, WorkerEvent
-
-if TYPE_CHECKING:
-    pass
-
 from .base import (
     IDLE_MAX,
     IDLE_MIN,
@@ -64,10 +58,8 @@ from .base import (
     RECIPIENT_ERROR_CLASSES,
     SESSION_ERROR_BACKOFF,
     STALE_AFTER,
-    WorkerConfig,
-    build_config,
-    first_send_time,
 )
+from .events import StepResult
 from .trouble import SessionMixin
 
 log = logging.getLogger("wabulk.worker")
@@ -552,23 +544,3 @@ class Worker(SessionMixin):
             except WabulkError:
                 log.exception("could not unregister worker")
         self.state = "stopped"
-
-
-def __getattr__(name: str) -> Any:
-    """``run_worker``, ``install_signal_handlers`` and ``HeartbeatThread`` live in :mod:`wabulk.worker.runner`
-    (imported on first use: the runner imports this module)."""
-    if name in ("run_worker", "install_signal_handlers", "HeartbeatThread"):
-        from . import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "StepResult",
-    "Worker",
-    "WorkerConfig",
-    "WorkerEvent",
-    "build_config",
-    "first_send_time",
-]

@@ -16,8 +16,9 @@ from wabulk import exitcodes
 from wabulk.errors import SessionBusy, WabulkError
 from wabulk.sender import Provider, open_sender
 
+from .base import WorkerConfig
 from .events import WorkerEvent
-from .loop import Worker, WorkerConfig
+from .loop import Worker
 
 if TYPE_CHECKING:
     from wabulk.settings import Settings

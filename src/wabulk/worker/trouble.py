@@ -172,7 +172,7 @@ class SessionMixin(WorkerBase):
         first; at most ``track_batch`` per turn), record its ticks, and keep the next look a pacing gap
         away, as if it were a send. Never sends. Returns how many chats were looked at. Errors are logged
         and end the turn: the next claim's session check handles a logged-out or dead browser."""
-        from wabulk.receipts import Checked, track
+        from .receipts import Checked, track
 
         now = self.clock()
         if now < self._next_track_at or self.stop_requested:
