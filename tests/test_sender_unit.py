@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from wabulk import errors
+from wabulk import qrcodes as qr
 from wabulk.doctor import check_files
 from wabulk.settings import Settings
 from wabulk.web import browser as sess
-from wabulk.web import chat, dom, qr, sender
+from wabulk.web import chat, dom, sender
 from wabulk.web import selectors as S
 from wabulk.web.doctor import check_binaries
 
@@ -219,7 +220,7 @@ def test_browser_options(tmp_path: Path) -> None:
 
 def test_selenium_is_not_imported_by_the_browser_modules() -> None:
     code = (
-        "import sys, wabulk.web.browser, wabulk.web.sender, wabulk.web.login, wabulk.doctor, wabulk.web.qr,"
+        "import sys, wabulk.web.browser, wabulk.web.sender, wabulk.web.login, wabulk.doctor, wabulk.qrcodes,"
         " wabulk.web.dom;"
         "print('selenium' in sys.modules)"
     )

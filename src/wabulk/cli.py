@@ -691,7 +691,7 @@ def login(
     err = _stderr()
 
     def show(payload: str) -> None:
-        from .web.qr import render_terminal
+        from .qrcodes import render_terminal
 
         err.print(render_terminal(payload), markup=False)
         err.print("Scan this with WhatsApp on your phone: Settings > Linked devices > Link a device.")

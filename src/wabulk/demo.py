@@ -55,10 +55,10 @@ def run_demo(
 
     from .export import export_job
     from .importer import enqueue_file
+    from .qrcodes import render_terminal
     from .queue import Queue
     from .session import record_link
     from .web.login import login
-    from .web.qr import render_terminal
     from .web.simulator.server import Simulator
     from .worker import build_config, run_worker
 

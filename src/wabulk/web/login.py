@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wabulk import errors
+from wabulk import qrcodes as qr
 from wabulk.settings import Settings
 
 from . import browser as sess
-from . import dom, qr
+from . import dom
 
 DEFAULT_LOGIN_TIMEOUT = 300.0
 # After linking, WhatsApp writes its keys to the profile; quitting at once can lose the login.
