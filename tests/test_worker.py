@@ -17,6 +17,7 @@ from rich.console import Console
 
 from wabulk import exitcodes
 from wabulk.errors import (
+    SCOPE_ACCOUNT,
     BadInput,
     ConfirmTimeout,
     NotOnWhatsApp,
@@ -498,7 +499,11 @@ def test_whatsapp_failing_our_bubbles_pauses_the_session_not_the_job(
     nums = phones(8)
     job = enqueue(queue, nums)
     for p in nums:
-        fake.always(p, FailAtSend(TransientSendError("WhatsApp marked it failed", error_class="send_failed")))
+        # As the web provider raises it: the error says it is about the account (scope), not its class name.
+        failed = TransientSendError(
+            "WhatsApp marked it failed", error_class="send_failed", scope=SCOPE_ACCOUNT
+        )
+        fake.always(p, FailAtSend(failed))
     worker = make_worker(queue, fake, clock, [], breaker_threshold=5)
     worker.run()
     assert queue.get_job(job).status != JOB_PAUSED

@@ -41,6 +41,7 @@ FAKE_CAPABILITIES = Capabilities(
     verification=VERIFY_LOOKED,
     attachments=True,
     default_pace="balanced",
+    login_hint="scan the QR code (WhatsApp > Linked devices)",
 )
 
 

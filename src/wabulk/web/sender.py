@@ -117,6 +117,7 @@ WEB_CAPABILITIES = Capabilities(
     verification=VERIFY_LOOKED,
     attachments=True,
     default_pace="balanced",
+    login_hint="scan the QR code (WhatsApp > Linked devices)",
 )
 
 

@@ -27,7 +27,6 @@ from wabulk.models import (
     JOB_WAITING_FOR_LOGIN,
     PENDING,
     SENDING,
-    UNKNOWN_OUTCOME,
     Claim,
     Job,
     JobSummary,
@@ -66,15 +65,6 @@ OFFLINE_RECHECK_SECONDS = 5.0
 OFFLINE_RECHECK_MAX = 120.0
 # Jobs this worker may touch when it is logged out / blocked / finishing.
 _ACTIVE_JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN)
-
-
-# Error classes that describe one recipient, not the page or the account (see _count_failure).
-RECIPIENT_ERROR_CLASSES = frozenset({"not_on_whatsapp"})
-# Error classes about this account's page (see _count_failure): a streak of them pauses the session only.
-# send_failed: WhatsApp drew its failure icon on our bubbles, which says nothing about the recipients.
-PAGE_ERROR_CLASSES = frozenset(
-    {"confirm_timeout", "selector_missing", "browser_crashed", "BrowserError", "send_failed", UNKNOWN_OUTCOME}
-)
 
 
 @dataclass(frozen=True)
@@ -209,7 +199,7 @@ class WorkerBase:
         self._session_failures = 0
         self._offline_streak = 0
         self._restricted_streak = 0  # re-checks of a restricted account in a row (0: not restricted)
-        self._page_reached = False  # whether WhatsApp Web has loaded once in this run
+        self._reached = False  # whether the provider was ready once in this run
         self._last_heartbeat = float("-inf")
         self._last_jobs_refresh = float("-inf")
         self._job_status: dict[int, str] = {}
@@ -217,7 +207,7 @@ class WorkerBase:
         self._first_send_at: float | None = None
         self._first_send_known = False
         self._send_seconds: deque[float] = deque(maxlen=20)  # the live view's average of recent sends
-        self._chats_on_browser = 0  # chats opened since the browser (re)started: restart_browser_every
+        self._chats_on_provider = 0  # chats opened since the provider (re)started: restart_browser_every
         self._summaries: tuple[JobSummary, ...] = ()
         self.next_send_at: float | None = None
         self._cap_stats: dict[str, Any] = {}
@@ -442,13 +432,13 @@ class WorkerBase:
         }
         return sent_today, limit
 
-    def _restart_browser(self, why: str, *, level: int = logging.WARNING) -> None:
-        self._emit("restart", f"restarting the browser ({why})", level=level)
-        self._chats_on_browser = 0
+    def _restart_provider(self, why: str, *, level: int = logging.WARNING) -> None:
+        self._emit("restart", f"restarting the connection to WhatsApp ({why})", level=level)
+        self._chats_on_provider = 0
         try:
             self.transport.restart()
         except WabulkError as e:
-            log.error("browser restart failed: %s", e)
+            log.error("%s restart failed: %s", self.transport.kind, e)
 
 
 def first_send_time(queue: Queue, session: str, now: float, *, horizon_days: int = 7) -> float | None:

@@ -36,9 +36,11 @@ from tenacity import RetryCallState, stop_after_attempt
 
 from wabulk import exitcodes
 from wabulk.errors import (
+    SCOPE_ACCOUNT,
+    SCOPE_JOB,
+    SCOPE_RECIPIENT,
     AccountRestricted,
     Blocked,
-    BrowserError,
     ConfirmTimeout,
     LeaseLost,
     NotLoggedIn,
@@ -54,8 +56,6 @@ from wabulk.pacing import next_local_midnight
 from .base import (
     IDLE_MAX,
     IDLE_MIN,
-    PAGE_ERROR_CLASSES,
-    RECIPIENT_ERROR_CLASSES,
     SESSION_ERROR_BACKOFF,
     STALE_AFTER,
 )
@@ -110,10 +110,10 @@ class Worker(SessionMixin):
             return StepResult("cap", wait=reopen - now)
 
         every = self.config.restart_browser_every
-        if every and self._chats_on_browser >= every:
+        if every and self._chats_on_provider >= every:
             # Between messages (nothing claimed): the restart cannot interrupt a send.
-            self._restart_browser(
-                f"a fresh page after {self._chats_on_browser} chats; a long-lived one keeps growing",
+            self._restart_provider(
+                f"a fresh page after {self._chats_on_provider} chats; a long-lived one keeps growing",
                 level=logging.INFO,
             )
 
@@ -121,11 +121,11 @@ class Worker(SessionMixin):
         try:
             self.transport.ensure_ready()
             self._session_failures = 0
-            self._page_reached = True
+            self._reached = True
             self._resume_waiting()
         except Unreachable as e:
-            if not self._page_reached:
-                raise  # never reached WhatsApp Web at all: a wrong URL or no network; say so and stop
+            if not self._reached:
+                raise  # never reached the service at all: a wrong URL or no network; say so and stop
             return self._wait_for_network(e)
         except NotLoggedIn:
             return self._handle_logout(None)
@@ -133,8 +133,10 @@ class Worker(SessionMixin):
             return self._handle_restricted(None, e)
         except Blocked as e:
             return self._handle_blocked(None, e)
-        except (TakeoverFailed, BrowserError) as e:
-            return self._handle_session_trouble(None, e)
+        except WabulkError as e:
+            if isinstance(e, TakeoverFailed) or e.restart_provider:
+                return self._handle_session_trouble(None, e)
+            raise
 
         paused = self.queue.session_pause(self.config.session)
         if paused is not None:
@@ -157,7 +159,7 @@ class Worker(SessionMixin):
             return StepResult("idle")
         self._inflight, self._stamped, self._verified_claim = claim, False, None
         self._seen_jobs.add(claim.job_id)
-        self._chats_on_browser += 1
+        self._chats_on_provider += 1
         # Not in a finally: if a second Ctrl-C (KeyboardInterrupt) or a database error escapes, the claim
         # stays recorded so that run()'s shutdown releases it.
         result = self._handle(claim, now)
@@ -344,8 +346,8 @@ class Worker(SessionMixin):
             return self._handle_session_trouble(claim, e)
         if isinstance(e, Offline):
             return self._handle_offline(claim, e)
-        if isinstance(e, BrowserError) or getattr(e, "error_class", "") == "browser_crashed":
-            self._restart_browser(str(e))
+        if getattr(e, "restart_provider", False):
+            self._restart_provider(str(e))
         elif not isinstance(e, WabulkError):  # unexpected: log it, keep the loop alive
             log.exception("unexpected error while %s", doing)
         return self._failed_attempt(claim, e, context=context)
@@ -356,7 +358,7 @@ class Worker(SessionMixin):
         schedule_retry would fail a message that may well have arrived, so instead the lease is cut to
         a few seconds and left to expire: the queue hands an expired, stamped message out for
         verification even when its attempts are used up."""
-        self._count_failure(claim, e.error_class)
+        self._count_failure(claim, e.error_class, e.scope)
         text = f"{self._mask(claim.phone)}: not confirmed in time; will check the chat before any resend"
         # Even with attempts used up the queue gives a stamped message back once, to be looked for (it is
         # never pressed again beyond the budget); it used to be handed out for verification without end.
@@ -406,7 +408,7 @@ class Worker(SessionMixin):
         reason = str(e) or type(e).__name__
         if context:
             reason = f"{context}: {reason}"
-        self._count_failure(claim, error_class)
+        self._count_failure(claim, error_class, getattr(e, "scope", SCOPE_JOB))
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = claim.attempt
         exhausted = stop_after_attempt(self._max_attempts(claim))(state)
@@ -440,13 +442,13 @@ class Worker(SessionMixin):
         )
         return StepResult("failed", claim.message_id)
 
-    def _count_failure(self, claim: Claim, error_class: str) -> None:
-        """Circuit breaker: N failures in a row of one class pause what they point at. Page-level classes
-        (the reader, the browser) are about this account's page: the SESSION pauses and other accounts go on
-        with the shared job. Anything else (e.g. an attachment WhatsApp rejects) is about the job: the job
-        pauses. Failures that are about one recipient (a number not on WhatsApp) say nothing about either,
-        so they neither count nor break a streak."""
-        if error_class in RECIPIENT_ERROR_CLASSES:
+    def _count_failure(self, claim: Claim, error_class: str, scope: str) -> None:
+        """Circuit breaker: N failures in a row of one class pause what their ``scope`` points at. Errors
+        about the account (its page, reader or connection) pause the SESSION and other accounts go on with
+        the shared job. Job-scoped ones (e.g. an attachment WhatsApp rejects) pause the job. Failures about
+        one recipient (a number not on WhatsApp) say nothing about either, so they neither count nor break a
+        streak."""
+        if scope == SCOPE_RECIPIENT:
             return
         last, n = self._streaks.get(claim.job_id, ("", 0))
         n = n + 1 if last == error_class else 1
@@ -455,7 +457,7 @@ class Worker(SessionMixin):
             return
         self._streaks.pop(claim.job_id, None)
         reason = f"auto-paused: {n} consecutive {error_class} failures"
-        if error_class in PAGE_ERROR_CLASSES:
+        if scope == SCOPE_ACCOUNT:
             try:
                 self.queue.pause_session(self.config.session, reason)
             except WabulkError as e:

@@ -1,5 +1,5 @@
-"""What a worker does when the session, not a message, is in trouble (logged out, blocked, restricted,
-offline, a takeover or a dead browser), and receipt tracking in idle time."""
+"""What a worker does when the account, not a message, is in trouble (logged out, blocked, restricted,
+offline, a takeover or a dead connection), and receipt polling in idle time."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from wabulk import exitcodes
 from wabulk.errors import (
     AccountRestricted,
     Blocked,
-    BrowserError,
     Offline,
-    SessionError,
     Unreachable,
     WabulkError,
 )
@@ -39,7 +37,7 @@ class SessionMixin(WorkerBase):
         )
         self._emit(
             "logged_out",
-            f"session {self.config.session!r} is logged out: scan the QR code (WhatsApp > Linked devices)",
+            f"session {self.config.session!r} is logged out: {self.transport.capabilities.login_hint}",
             level=logging.WARNING,
         )
 
@@ -147,9 +145,10 @@ class SessionMixin(WorkerBase):
         )
         return StepResult("offline", claim.message_id, wait=wait)
 
-    def _handle_session_trouble(self, claim: Claim | None, e: SessionError | BrowserError) -> StepResult:
-        """Takeover not recovered or browser dead outside a send: release, restart, back off; after
-        ``breaker_threshold`` in a row give up (exit 1) rather than spin."""
+    def _handle_session_trouble(self, claim: Claim | None, e: WabulkError) -> StepResult:
+        """Takeover not recovered or the provider's connection dead outside a send: release, restart (when
+        the error says so), back off; after ``breaker_threshold`` in a row give up (exit 1) rather than
+        spin."""
         if claim is not None:
             self.queue.release(claim, reason=str(e))
         self._session_failures += 1
@@ -161,8 +160,8 @@ class SessionMixin(WorkerBase):
                 level=logging.ERROR,
             )
             return StepResult("error", exit_code=exitcodes.ERROR)
-        if isinstance(e, BrowserError):
-            self._restart_browser(str(e))
+        if e.restart_provider:
+            self._restart_provider(str(e))
         else:
             self._emit("warning", f"{e}; retrying in {SESSION_ERROR_BACKOFF:.0f}s", level=logging.WARNING)
         return StepResult("released", claim.message_id if claim else None, wait=SESSION_ERROR_BACKOFF)
@@ -184,7 +183,7 @@ class SessionMixin(WorkerBase):
             return self.rng.uniform(p.min_delay, max(p.min_delay, p.max_delay))
 
         def on_checked(c: Checked) -> None:
-            self._chats_on_browser += 1  # each look opens a chat, as a send does
+            self._chats_on_provider += 1  # each look opens a chat, as a send does
             what = c.seen if c.seen is not None else ("error: " + c.error if c.error else "not found")
             self._emit(
                 "receipt",
