@@ -42,7 +42,7 @@ from wabulk.models import (
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
 from wabulk.settings import Settings
-from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config, first_send_time, run_worker
+from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config, run_worker
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=UTC).timestamp()
@@ -669,21 +669,6 @@ def test_daily_cap_with_warmup_ramp_counts_from_the_db_across_a_restart(
     assert third.cap_status(clock()) == (0, 40)
 
 
-def test_first_send_time_is_found_from_sent_counts(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
-    enqueue(queue, phones(3))
-    assert first_send_time(queue, "main", clock()) is None
-    worker = make_worker(queue, fake, clock)
-    worker.run_once()
-    first = clock()
-    clock.advance(2 * 86400)
-    worker.run_once()
-    found = first_send_time(queue, "main", clock())
-    assert found is not None and abs(found - first) <= 60
-    clock.advance(30 * 86400)
-    found = first_send_time(queue, "main", clock())
-    assert found is not None and clock() - found >= 7 * 86400  # long past the ramp
-
-
 def test_quiet_hours_hold_back_only_recipients_whose_local_night_it_is(
     queue: Queue, fake: FakeTransport, clock: Clock
 ) -> None:
@@ -693,12 +678,10 @@ def test_quiet_hours_hold_back_only_recipients_whose_local_night_it_is(
     clock.t = dt.datetime(2026, 6, 1, 2, 0, tzinfo=UTC).timestamp()
     worker = make_worker(queue, fake, clock, quiet_hours="21:00-08:00", until_done=True)
     first = worker.run_once()
-    assert first.outcome in ("quiet", "deferred")
+    assert first.outcome == "deferred"
     m = message(queue, job, india)
     assert m.status == PENDING and m.attempts == 0 and fake.deliveries == []
     opens = dt.datetime(2026, 6, 1, 2, 30, tzinfo=UTC).timestamp()  # 08:00 in India
-    if first.outcome == "quiet":  # queue without defer(): the worker waits until the window opens
-        assert clock() + first.wait == pytest.approx(opens)
     assert worker.run() == exitcodes.OK
     assert fake.delivered_to(india) == fake.delivered_to(tokyo) == 1
     india_sent = next(d.at for d in fake.deliveries if d.phone == india)

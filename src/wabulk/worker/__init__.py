@@ -13,7 +13,7 @@
 The worker reaches a provider only through :mod:`wabulk.sender`: it never imports one.
 """
 
-from .base import WorkerConfig, build_config, first_send_time
+from .base import WorkerConfig, build_config
 from .events import StepResult, WorkerEvent
 from .loop import Worker
 from .runner import run_worker
@@ -24,6 +24,5 @@ __all__ = [
     "WorkerConfig",
     "WorkerEvent",
     "build_config",
-    "first_send_time",
     "run_worker",
 ]

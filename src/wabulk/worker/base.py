@@ -32,7 +32,6 @@ from wabulk.models import (
     JobSummary,
 )
 from wabulk.pacing import (
-    DAY,
     PROFILES,
     PaceProfile,
     Pacer,
@@ -338,9 +337,7 @@ class WorkerBase:
             return 0
         # Messages whose send another account pressed can only be finished by that account (status
         # --check reports them when it never returns): this session's --until-done does not wait for them.
-        elsewhere = getattr(self.queue, "stamped_elsewhere", None)
-        if callable(elsewhere):
-            open_work -= elsewhere(self.config.session, [s.job.id for s in active])
+        open_work -= self.queue.stamped_elsewhere(self.config.session, [s.job.id for s in active])
         return max(0, open_work)
 
     def _finish_code(self) -> int:
@@ -409,11 +406,7 @@ class WorkerBase:
         if self._first_send_known:
             return self._first_send_at
         self._first_send_known = True
-        finder = getattr(self.queue, "first_sent_at", None)
-        if callable(finder):
-            self._first_send_at = finder(self.config.session)
-        else:
-            self._first_send_at = first_send_time(self.queue, self.config.session, now)
+        self._first_send_at = self.queue.first_sent_at(self.config.session)
         return self._first_send_at
 
     def cap_status(self, now: float) -> tuple[int, int]:
@@ -439,23 +432,3 @@ class WorkerBase:
             self.transport.restart()
         except WabulkError as e:
             log.error("%s restart failed: %s", self.transport.kind, e)
-
-
-def first_send_time(queue: Queue, session: str, now: float, *, horizon_days: int = 7) -> float | None:
-    """When ``session`` first sent, to the minute, found with ``Queue.sent_count`` alone (binary search).
-    Only the warm-up ramp's first days matter, so anything older than ``horizon_days`` is reported as
-    exactly that old. None when the session never sent."""
-    total = queue.sent_count(session, 0.0)
-    if total == 0:
-        return None
-    lo = now - horizon_days * DAY
-    if queue.sent_count(session, lo) < total:
-        return lo  # older than the horizon: the ramp is over
-    hi = now + 1.0  # sent_count(hi) < total (nothing is sent in the future)
-    while hi - lo > 60.0:
-        mid = (lo + hi) / 2
-        if queue.sent_count(session, mid) == total:
-            lo = mid
-        else:
-            hi = mid
-    return lo

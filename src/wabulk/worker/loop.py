@@ -82,7 +82,7 @@ class Worker(SessionMixin):
             self.config.session, pid=self.pid, host=self.host, stale_after=STALE_AFTER
         )
         self._last_heartbeat = self.clock()
-        last = getattr(self.queue, "last_send_at", lambda _s: None)(self.config.session)
+        last = self.queue.last_send_at(self.config.session)
         p = self.config.pace
         if last is not None and not p.is_off:
             # A restart (or the fleet's respawn) must not send at once: the last send plus a fresh gap.
@@ -276,18 +276,11 @@ class Worker(SessionMixin):
         return StepResult("session_paused", wait=SESSION_ERROR_BACKOFF)
 
     def _defer(self, claim: Claim, until: float, why: str) -> StepResult:
-        """Give the message back without spending an attempt, not to be claimed before ``until``.
-        Uses ``Queue.defer`` when the queue has it; otherwise releases it and the caller waits."""
-        defer = getattr(self.queue, "defer", None)
+        """Give the message back without spending an attempt, not to be claimed before ``until``."""
         when = time.strftime("%H:%M", time.localtime(until))
-        if callable(defer):
-            defer(claim, until=until, reason=why)
-            self._emit("deferred", f"{self._mask(claim.phone)} deferred to {when} ({why})", claim=claim)
-            return StepResult("deferred", claim.message_id)
-        self.queue.release(claim, reason=why)
-        self._set_state("quiet_hours")
-        self._emit("quiet", f"{self._mask(claim.phone)}: {why} until {when}", claim=claim)
-        return StepResult("quiet", claim.message_id, wait=until - self.clock())
+        self.queue.defer(claim, until=until, reason=why)
+        self._emit("deferred", f"{self._mask(claim.phone)} deferred to {when} ({why})", claim=claim)
+        return StepResult("deferred", claim.message_id)
 
     def _before_send(self, claim: Claim, evidence: str) -> None:
         # Last moment to abandon cleanly: after the stamp, the message counts as possibly sent.
