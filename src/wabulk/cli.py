@@ -123,6 +123,10 @@ _REMOTE_URL_HELP = "A Selenium Grid 4 URL (e.g. http://grid:4444): run the brows
 RemoteUrl = Annotated[
     str | None, typer.Option("--remote-url", envvar=ENV_REMOTE_URL, help=_REMOTE_URL_HELP, show_default=False)
 ]
+# The options several commands share, defined once.
+SessionName = Annotated[str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")]
+WebUrl = Annotated[str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")]
+Headless = Annotated[bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")]
 
 
 def _print_json(data: Any) -> None:
@@ -671,12 +675,8 @@ def optout_import(
 
 @app.command()
 def login(
-    session: Annotated[
-        str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")
-    ] = "default",
-    web_url: Annotated[
-        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
-    ] = None,
+    session: SessionName = "default",
+    web_url: WebUrl = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the scan.")] = 300.0,
     remote_url: RemoteUrl = None,
 ) -> None:
@@ -710,15 +710,11 @@ def login(
 
 @app.command()
 def doctor(
-    session: Annotated[
-        str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")
-    ] = "default",
+    session: SessionName = "default",
     live: Annotated[
         bool, typer.Option("--live/--offline", help="Also open WhatsApp Web and resolve selectors.")
     ] = True,
-    web_url: Annotated[
-        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
-    ] = None,
+    web_url: WebUrl = None,
     test_number: Annotated[
         str | None,
         typer.Option(
@@ -784,12 +780,8 @@ def run(
     quiet_hours: Annotated[
         str | None, typer.Option("--quiet-hours", help="No sends in the recipient's local HH:MM-HH:MM.")
     ] = None,
-    web_url: Annotated[
-        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
-    ] = None,
-    headless: Annotated[
-        bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")
-    ] = None,
+    web_url: WebUrl = None,
+    headless: Headless = None,
     log_numbers: Annotated[bool, typer.Option("--log-numbers", help="Do not mask numbers in logs.")] = False,
     track_receipts: Annotated[
         bool,
@@ -866,39 +858,29 @@ def run(
             restart_browser_every=restart_browser_every,
         )
         if len(names) > 1:
-            from .worker.fleet import run_fleet
+            from .worker.fleet import RunOptions, run_fleet
 
             # The same options for every worker; values come from this command line (or its env vars).
-            args: list[str] = ["--pace", pace or settings.pace]
-            for flag, value in (
-                ("--min-delay", min_delay),
-                ("--max-delay", max_delay),
-                ("--long-pause-every", long_pause_every),
-                ("--daily-cap", daily_cap),
-                ("--quiet-hours", quiet_hours),
-                ("--web-url", web_url),
-                ("--remote-url", remote_url),
-                ("--lease-seconds", lease_seconds),
-                ("--restart-browser-every", restart_browser_every),
-            ):
-                if value is not None:
-                    args += [flag, str(value)]
-            for j in job or ():
-                args += ["--job", str(j)]
-            for flag, on in (
-                ("--until-done", until_done),
-                ("--log-numbers", log_numbers),
-                ("--track-receipts", track_receipts),
-            ):
-                if on:
-                    args.append(flag)
-            if headless is not None:
-                args.append("--headless" if headless else "--headed")
-            for url in notify or ():
-                args += ["--notify", url]
-            if notify_cmd:
-                args += ["--notify-cmd", notify_cmd]
-            code = run_fleet(settings, names, args, config=config)
+            options = RunOptions(
+                pace=pace or settings.pace,
+                job_ids=tuple(job or ()),
+                until_done=until_done,
+                min_delay=min_delay,
+                max_delay=max_delay,
+                long_pause_every=long_pause_every,
+                daily_cap=daily_cap,
+                quiet_hours=quiet_hours,
+                web_url=web_url,
+                remote_url=remote_url,
+                lease_seconds=lease_seconds,
+                restart_browser_every=restart_browser_every,
+                log_numbers=log_numbers,
+                track_receipts=track_receipts,
+                headless=headless,
+                notify=tuple(notify or ()),
+                notify_cmd=notify_cmd,
+            )
+            code = run_fleet(settings, names, options.argv(), config=config)
         else:
             from .notify.service import worker_notifications
 
@@ -931,12 +913,8 @@ def track(
     ] = "10m",
     limit: Annotated[int, typer.Option("--limit", min=1, help="Look at most this many chats.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    web_url: Annotated[
-        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
-    ] = None,
-    headless: Annotated[
-        bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")
-    ] = None,
+    web_url: WebUrl = None,
+    headless: Headless = None,
 ) -> None:
     """Record delivered/read receipts: open the chats of sent, unread messages (oldest first) and read
     the ticks of our bubble. Never sends anything. Refused while a worker uses the session: run that
