@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .models import (
+    AUTO_PAUSE_PREFIX,
     CANCELLED,
     FAILED,
     JOB_PAUSED,
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from .queue import Queue
 
 # How the worker's auto-pause reasons start (worker.py): such a pause needs a human.
-AUTO_PAUSE_PREFIX = "auto-paused"
 # The worker state of a session whose account WhatsApp restricts (worker.py): a human should know.
 RESTRICTED_STATE = "restricted"
 

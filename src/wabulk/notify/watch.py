@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from wabulk.models import AUTO_PAUSE_PREFIX, UNKNOWN_TEXT
 from wabulk.notify import store
 from wabulk.queue import Queue
-from wabulk.store.claims import UNKNOWN_TEXT  # how every unknown-outcome error starts
 
 # The kinds a receiver may get (an unknown kind must be ignored by receivers: more may come).
 JOB_COMPLETED = "job_completed"
@@ -45,7 +45,6 @@ KINDS = (
     UNDELIVERED_FOUND,
     WORKER_DIED,
 )
-AUTO_PAUSE_PREFIX = "auto-paused"
 UNKNOWN_OUTCOME_CLASS = "unknown_outcome"
 EVENTS_PAGE = 500
 MAX_LISTED = 50  # message ids listed in one notification

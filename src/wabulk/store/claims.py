@@ -22,6 +22,7 @@ from wabulk.models import (
     SKIPPED,
     TICK_READ,
     UNKNOWN_OUTCOME,
+    UNKNOWN_TEXT,
     Claim,
 )
 
@@ -42,7 +43,6 @@ from .base import (
 AUTO_SENDS = 2
 # Claims of a stamped message beyond max_attempts that may go to verifying it (crashes while looking).
 VERIFY_EXTRA_ATTEMPTS = 2
-UNKNOWN_TEXT = "outcome unknown"
 
 
 class ClaimsMixin(QueueBase):

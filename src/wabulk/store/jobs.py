@@ -18,6 +18,7 @@ from wabulk.models import (
     PENDING,
     SENT,
     UNKNOWN_OUTCOME,
+    UNKNOWN_TEXT,
     Job,
     JobSummary,
     Message,
@@ -30,7 +31,6 @@ from .base import (
     _guarded,
 )
 
-UNKNOWN_TEXT = "outcome unknown"
 PRUNE_CHUNK = 5_000  # messages deleted per transaction: a prune never holds the write lock for long
 
 

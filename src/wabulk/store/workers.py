@@ -8,6 +8,7 @@ from typing import Any
 
 from wabulk import errors
 from wabulk.models import (
+    AUTO_PAUSE_PREFIX,
     WorkerInfo,
 )
 
@@ -186,7 +187,7 @@ class WorkersMixin(QueueBase):
             if threshold <= 0 or streak < threshold:
                 return None
             reason = (
-                f"auto-paused: {streak} outcomes in a row could not be read in the chat"
+                f"{AUTO_PAUSE_PREFIX}: {streak} outcomes in a row could not be read in the chat"
                 " (is the page readable?);"
                 f" check them, then `wabulk resolve` and `wabulk resume --session {session}`"
             )

@@ -50,7 +50,16 @@ from wabulk.errors import (
     Unreachable,
     WabulkError,
 )
-from wabulk.models import FAILED, TICK_SENT, UNKNOWN_OUTCOME, VERIFY_ABSENT, VERIFY_SENT, Claim
+from wabulk.models import (
+    AUTO_PAUSE_PREFIX,
+    FAILED,
+    TICK_SENT,
+    UNKNOWN_OUTCOME,
+    UNKNOWN_TEXT,
+    VERIFY_ABSENT,
+    VERIFY_SENT,
+    Claim,
+)
 from wabulk.pacing import next_local_midnight
 
 from .base import (
@@ -247,7 +256,7 @@ class Worker(SessionMixin):
         """Fail closed: the message may or may not have arrived and the chat cannot tell. It fails as
         ``unknown_outcome`` (never resent automatically; ``wabulk resolve`` decides), and N in a row pause
         this session."""
-        error = f"outcome unknown: {reason}"
+        error = f"{UNKNOWN_TEXT}: {reason}"
         self.queue.mark_failed(claim, error=error, error_class=UNKNOWN_OUTCOME)
         self.failed_this_run += 1
         self._emit(
@@ -449,7 +458,7 @@ class Worker(SessionMixin):
         if n < self.config.breaker_threshold:
             return
         self._streaks.pop(claim.job_id, None)
-        reason = f"auto-paused: {n} consecutive {error_class} failures"
+        reason = f"{AUTO_PAUSE_PREFIX}: {n} consecutive {error_class} failures"
         if scope == SCOPE_ACCOUNT:
             try:
                 self.queue.pause_session(self.config.session, reason)

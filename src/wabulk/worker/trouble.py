@@ -13,7 +13,7 @@ from wabulk.errors import (
     Unreachable,
     WabulkError,
 )
-from wabulk.models import JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN, Claim
+from wabulk.models import AUTO_PAUSE_PREFIX, JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN, Claim
 
 from .base import OFFLINE_RECHECK_MAX, OFFLINE_RECHECK_SECONDS, SESSION_ERROR_BACKOFF, WorkerBase
 from .events import StepResult
@@ -82,7 +82,7 @@ class SessionMixin(WorkerBase):
     def _handle_blocked(self, claim: Claim | None, e: Blocked) -> StepResult:
         if claim is not None:
             self.queue.release(claim, reason="account blocked")
-        reason = f"auto-paused: WhatsApp blocked session {self.config.session!r}: {e}"
+        reason = f"{AUTO_PAUSE_PREFIX}: WhatsApp blocked session {self.config.session!r}: {e}"
         # Only this account stops: a job shared by the fleet goes on through the other sessions.
         try:
             self.queue.pause_session(self.config.session, reason)
