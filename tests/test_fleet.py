@@ -114,7 +114,7 @@ def test_until_done_exit_3_when_some_session_failed_messages(fake: Path, queue: 
 def test_a_blocked_account_is_not_restarted(fake: Path, queue: Queue) -> None:
     lines: list[str] = []
     fleet = make_fleet(fake, {"a": "blocked,0", "b": "0"}, until_done=True, on_line=lines.append)
-    assert fleet.run(queue) == 1
+    assert fleet.run(queue) == 4
     assert len(starts(fake, "a")) == 1
     assert any("session a: account blocked; not restarted" in line for line in lines), lines
 
@@ -419,3 +419,11 @@ def test_each_worker_of_a_fleet_gets_the_run_options_of_the_command_line(
     )
     assert CliRunner().invoke(app, ["run", "--session", "a", *options.argv()]).exit_code == 0
     assert seen[0] == seen[1]
+
+
+def test_a_worker_exiting_4_needs_a_person_and_is_not_restarted(fake: Path, queue: Queue) -> None:
+    lines: list[str] = []
+    fleet = make_fleet(fake, {"a": "4,0", "b": "0"}, until_done=True, on_line=lines.append)
+    assert fleet.run(queue) == 4
+    assert len(starts(fake, "a")) == 1
+    assert any("session a: a person must act; not restarted" in line for line in lines), lines

@@ -455,14 +455,14 @@ def test_logout_releases_without_spending_attempts_and_resumes_after_login(
     assert queue.get_job(job).status == "completed"
 
 
-def test_blocked_account_pauses_its_session_and_exits_1(
+def test_blocked_account_pauses_its_session_and_exits_4(
     queue: Queue, fake: FakeTransport, clock: Clock
 ) -> None:
     a, b = phones(2)
     job = enqueue(queue, [a, b])
     fake.script(a, BLOCK)
     worker = make_worker(queue, fake, clock)
-    assert worker.run() == exitcodes.ERROR
+    assert worker.run() == exitcodes.ATTENTION  # a person must act: systemd/fleet do not restart it
     # Only the account stops (issue 14): a job shared by the fleet goes on through other sessions.
     assert queue.get_job(job).status != JOB_PAUSED
     pause = queue.session_pause("main")
@@ -489,7 +489,7 @@ def test_circuit_breaker_auto_pauses_the_session_on_page_errors(
     assert queue.session_pause("main") == (clock(), "auto-paused: 5 consecutive selector_missing failures")
     assert "breaker" in kinds(events)
     assert [op for op, _ in fake.calls].count("send") == 5  # nothing more was tried after the pause
-    assert code == exitcodes.SOME_FAILED  # work left unsent in a paused job
+    assert code == exitcodes.ATTENTION  # the session waits for a person to resume it
 
 
 def test_whatsapp_failing_our_bubbles_pauses_the_session_not_the_job(
@@ -815,3 +815,20 @@ def test_stopping_while_logged_out_leaves_jobs_waiting_and_a_later_run_resumes_t
     assert make_worker(queue, fake, clock).run() == exitcodes.OK
     assert statuses == ["running", "running"]  # resumed as soon as the session was ready
     assert queue.get_job(job).status == "completed" and len(fake.deliveries) == 2
+
+
+def test_a_template_job_is_never_sent_as_text_by_a_browser_session(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    job = queue.enqueue(
+        NewJob(name="t", template="order_ready (en_US)", template_name="order_ready", template_lang="en_US"),
+        [NewMessage(phone="+14155550001", body="order_ready (en_US): Ann", params=("Ann",))],
+    ).job_id
+    events: list[WorkerEvent] = []
+    worker = make_worker(queue, fake, clock, events)
+    worker.run_once()
+    assert fake.deliveries == []
+    m = message(queue, job, "+14155550001")
+    assert (m.status, m.attempts, m.send_started_at) == ("pending", 0, None)
+    assert m.next_attempt_at is not None and m.next_attempt_at > clock.t + 60
+    assert any("only a Cloud API session can send it" in e.text for e in events)

@@ -206,7 +206,10 @@ class TakeoverFailed(SessionError):
 
 class UnsupportedBrowser(ConfigError):
     """WhatsApp Web refused the browser ("WhatsApp works with Google Chrome"): its user agent gave it away
-    (HeadlessChrome). Not retried: the fix is a setting (WABULK_USER_AGENT, or a display)."""
+    (HeadlessChrome). Not retried: the fix is a setting (WABULK_USER_AGENT, or a display), so a person
+    must act (exit 4: a restart would meet the same refusal)."""
+
+    exit_code = exitcodes.ATTENTION
 
 
 class AccountRestricted(SessionError):

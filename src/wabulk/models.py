@@ -268,3 +268,60 @@ class Verification:
     @property
     def absent(self) -> bool:
         return self.outcome == VERIFY_ABSENT
+
+
+# --- The Cloud API provider ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CloudStatus:
+    """One ``statuses[]`` entry of a Cloud API ``messages`` webhook, as the queue applies it."""
+
+    status: str  # "sent" | "delivered" | "read" | "failed" (anything else is ignored)
+    wamid: str | None
+    callback: str | None = None  # biz_opaque_callback_data: wabulk's name for the message
+    timestamp: float | None = None
+    recipient: str | None = None
+    error_code: int | None = None  # the first errors[].code of a failed status
+    error_details: str | None = None
+    pricing_category: str | None = None
+    billable: bool | None = None
+
+
+# What the answer to one Cloud API POST means for its claimed message (``Queue.finish_cloud_batch``).
+CLOUD_OUTCOMES = ("sent", "retry", "release", "failed", "unknown")
+
+
+@dataclass(frozen=True)
+class CloudOutcome:
+    """``kind``: sent (a wamid), retry (rejected, send again after ``delay``; ``uses_attempt`` False for
+    Meta's slow-down codes), release (rejected for the account or job: back to pending, nothing burnt),
+    failed (rejected for good), unknown (no answer after the request went out: wait ``delay`` seconds for a
+    status webhook)."""
+
+    claim: Claim
+    kind: str
+    wamid: str | None = None
+    wa_id: str | None = None
+    error: str = ""
+    error_class: str = ""
+    delay: float = 0.0
+    uses_attempt: bool = True
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CatalogueTemplate:
+    """One message template of a Cloud API account (its WABA), as ``wabulk templates sync`` fetched it."""
+
+    name: str
+    language: str  # the locale it was approved in, e.g. "en_US"
+    status: str  # Meta's: APPROVED, PENDING, REJECTED, PAUSED, DISABLED, …
+    category: str | None  # MARKETING, UTILITY, AUTHENTICATION
+    params: int  # how many parameters its body takes ({{1}}, {{2}} … or named ones)
+    template_id: str | None = None
+    waba_id: str = ""
+    session: str = ""  # the session it was synced through
+    synced_at: float = 0.0
+
+    @property
+    def approved(self) -> bool:
+        return self.status.upper() == "APPROVED"

@@ -19,4 +19,5 @@ NAMES: tuple[str, ...] = (
     "m008_device_linked",
     "m009_session_provider",
     "m013_cloud",
+    "m014_template_catalogue",
 )
