@@ -9,12 +9,13 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from conftest import Clock
 from wabulk import errors, exitcodes
 from wabulk.errors import BrowserCrashed, ConfirmTimeout, PermanentSendError, TransientSendError
 from wabulk.fakes import BLOCK, CRASH, DeliverThenRaise, Fail, FailAtSend, FakeTransport
@@ -39,36 +40,9 @@ T0 = dt.datetime(2026, 6, 1, 12, 0, 10, tzinfo=UTC).timestamp()
 P = "+14155550100"
 
 
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-        self.actions: list[tuple[float, Callable[[], None]]] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def queue(db_path: Path, clock: Clock) -> Iterator[Queue]:
-    q = Queue(db_path, clock=clock)
-    yield q
-    q.close()
-
-
-@pytest.fixture
-def fake(clock: Clock) -> FakeTransport:
-    return FakeTransport(clock=clock, advance=clock.advance, send_seconds=2.0)
+    return Clock(T0)
 
 
 def enqueue(queue: Queue, numbers: list[str], *, max_attempts: int = 3, body: str = "Hello {p}") -> int:

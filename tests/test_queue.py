@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Clock
 from wabulk import errors, migrations
 from wabulk import queue as queue_mod
 from wabulk.models import MESSAGE_STATUSES, NewJob, NewMessage
@@ -18,22 +19,9 @@ from wabulk.queue import Queue
 T0 = 1_800_000_000.0
 
 
-class Clock:
-    """A hand-driven clock: leases expire when the test says so, never by sleeping."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from conftest import Clock
 from wabulk import exitcodes
 from wabulk.errors import AccountRestricted, ConfigError
 from wabulk.fakes import FakeTransport
@@ -22,28 +23,6 @@ from wabulk.settings import restricted_recheck_seconds
 from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config
 
 T0 = dt.datetime(2026, 9, 1, 12, 0, tzinfo=dt.timezone.utc).timestamp()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-        self.actions: list[tuple[float, Any]] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    def at(self, when: float, action: Any) -> None:
-        self.actions.append((when, action))
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-        due = [a for a in self.actions if a[0] <= self.t]
-        self.actions = [a for a in self.actions if a[0] > self.t]
-        for _, action in due:
-            action()
 
 
 @dataclass
@@ -70,7 +49,7 @@ class RestrictedFake(FakeTransport):
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import io
 import json
 import os
 import stat
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from conftest import Clock
 from wabulk import exitcodes
 from wabulk.errors import (
     SCOPE_ACCOUNT,
@@ -48,48 +48,9 @@ UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=UTC).timestamp()
 
 
-class Clock:
-    """A fake wall clock; ``sleep`` advances it and runs actions scheduled for that time."""
-
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-        self.actions: list[tuple[float, Callable[[], None]]] = []
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    def at(self, when: float, action: Callable[[], None]) -> None:
-        self.actions.append((when, action))
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds <= 0.5 + 1e-9, "the worker must wake at least every 0.5 s"
-        self.slept.append(seconds)
-        self.t += seconds
-        due = [a for a in self.actions if a[0] <= self.t]
-        self.actions = [a for a in self.actions if a[0] > self.t]
-        for _, action in due:
-            action()
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def queue(db_path: Path, clock: Clock) -> Queue:
-    q = Queue(db_path, clock=clock)
-    yield q
-    q.close()
-
-
-@pytest.fixture
-def fake(clock: Clock) -> FakeTransport:
-    return FakeTransport(clock=clock, advance=clock.advance, send_seconds=2.0)
+    return Clock(max_sleep=0.5)  # the worker must wake at least every 0.5 s (WAIT_SLICE)
 
 
 def phones(n: int, start: int = 0) -> list[str]:
