@@ -876,11 +876,33 @@ def login(
     web_url: WebUrl = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the scan.")] = 300.0,
     remote_url: RemoteUrl = None,
+    cloud: Annotated[
+        bool,
+        typer.Option(
+            "--cloud",
+            help="A WhatsApp Business Cloud API number (token in WABULK_CLOUD_TOKEN) instead of a QR.",
+        ),
+    ] = False,
+    phone_number_id: Annotated[
+        str | None,
+        typer.Option(
+            "--phone-number-id", help="With --cloud: the number's id (WhatsApp Manager > Phone numbers)."
+        ),
+    ] = None,
 ) -> None:
     """Link a WhatsApp account: shows the QR code in the terminal (and as a PNG) until it is scanned.
 
+    With --cloud, checks the Cloud API token (WABULK_CLOUD_TOKEN) and the phone number id and records the
+    session as that number; nothing is recorded if either is refused.
+
     Example: wabulk login --session shop
+    Example: wabulk login --session biz --cloud --phone-number-id 1234567890
     """
+    if cloud or phone_number_id:
+        if not (cloud and phone_number_id):
+            raise typer.BadParameter("--cloud and --phone-number-id go together")
+        _login_cloud(session, phone_number_id)
+        return
     from . import session as sessions
     from .web.login import login as do_login
 
@@ -903,6 +925,23 @@ def login(
         if result.qr_png is not None:
             typer.echo(f"(The QR code was also saved as {result.qr_png}.)")
         typer.echo(f"Session {session!r} is logged in.")
+
+
+def _login_cloud(session: str, phone_number_id: str) -> None:
+    from . import settings as cfg
+    from .cloud.account import login_cloud
+
+    with _errors():
+        found = login_cloud(_settings().db, session, phone_number_id, token=cfg.cloud_token())
+    name = found.verified_name or "?"
+    number = found.display_phone_number or found.phone_number_id
+    typer.echo(
+        f"Session {session!r} sends through the Cloud API as {name} ({number}); quality"
+        f" {found.quality_rating or 'unknown'}, throughput {found.throughput or 'unknown'},"
+        f" messaging limit {found.messaging_limit or 'unknown'}."
+    )
+    if found.unpaused:
+        typer.echo(f"The token works again: session {session!r} is no longer paused.")
 
 
 @app.command()
@@ -1030,17 +1069,44 @@ def run(
             show_default=False,
         ),
     ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "--rate",
+            envvar="WABULK_CLOUD_MPS",
+            help="Cloud API sessions: messages per second for this number (at most 1000).",
+            show_default="80",
+        ),
+    ] = None,
+    settle_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--settle-seconds",
+            envvar="WABULK_CLOUD_SETTLE_SECONDS",
+            min=0.1,
+            hidden=True,
+            help="Cloud API: how long a POST without an answer waits for its status webhook.",
+        ),
+    ] = None,
 ) -> None:
     """Run the worker: send queued messages through one WhatsApp session, paced like a human.
+
+    A Cloud API session (wabulk login --cloud) sends at --rate messages per second instead; pace options
+    do not apply to it.
 
     With several sessions (--session a --session b, or --sessions a,b) each session gets its own worker
     process under one live view; a worker that dies is restarted, Ctrl-C stops them all.
 
     Example: wabulk run --session shop --pace safe --daily-cap 200 --quiet-hours 21:00-08:00
     """
+    names = _session_names(session, sessions)
+    if len(names) == 1:
+        cloud = _cloud_session(names[0])
+        if cloud is not None:
+            _run_cloud(names[0], cloud, job, until_done, rate, settle_seconds, lease_seconds)
+            return
     from .worker import build_config, run_worker
 
-    names = _session_names(session, sessions)
     settings = _settings().with_(web_url=web_url, headless=headless, session=names[0], remote_url=remote_url)
     with _errors():
         config = build_config(
@@ -1090,6 +1156,106 @@ def run(
             ) as hook:
                 code = run_worker(settings, config, on_event=hook)
     raise typer.Exit(code)
+
+
+def _cloud_session(name: str) -> dict[str, Any] | None:
+    """The provider settings of ``name`` when it is a Cloud API session, else None."""
+    from . import session as sessions
+
+    settings = _settings()
+    if not settings.db.exists():
+        return None
+    with _errors(), _queue(create=False) as q:
+        s = sessions.get(q, name)
+    return dict(s.settings) if s.provider == sessions.CLOUD else None
+
+
+def _run_cloud(
+    name: str,
+    provider_settings: dict[str, Any],
+    job: list[int] | None,
+    until_done: bool,
+    rate: float | None,
+    settle_seconds: float | None,
+    lease_seconds: float | None,
+) -> None:
+    from . import settings as cfg
+    from .cloud.account import MPS_BY_LEVEL
+    from .cloud.provider import DEFAULT_SETTLE_SECONDS as SETTLE
+    from .cloud.runner import DEFAULT_LEASE_SECONDS as LEASE
+    from .cloud.runner import CloudRunConfig, run_cloud
+    from .errors import ConfigError
+
+    with _errors():
+        # --rate / WABULK_CLOUD_MPS, else the number's throughput level as login read it (80 or 1,000).
+        level = MPS_BY_LEVEL.get(str(provider_settings.get("throughput") or ""))
+        mps = cfg.parse_cloud_mps(rate if rate is not None else level)
+        config = CloudRunConfig(
+            session=name,
+            phone_number_id=str(provider_settings.get("phone_number_id") or ""),
+            rate=mps,
+            settle_seconds=settle_seconds or SETTLE,
+            until_done=until_done,
+            job_ids=tuple(job) if job else None,
+            lease_seconds=lease_seconds or LEASE,
+        )
+        if not config.phone_number_id:
+            raise ConfigError(f"session {name!r} has no phone number id: run wabulk login --cloud again")
+        view = _CloudView(name, mps)
+        with view:
+            result = run_cloud(_settings().db, config, token=cfg.cloud_token(), on_progress=view.update)
+    if result.code in (exitcodes.OK,):
+        typer.echo(f"Session {name!r}: {result.line}.")
+    else:
+        _stderr().print(f"Session {name!r}: {result.line}", markup=False)
+    raise typer.Exit(result.code)
+
+
+class _CloudView:
+    """The live table of a Cloud API run: accepted, delivered, read, failed, msg/s (plain lines when the
+    output is not a terminal)."""
+
+    def __init__(self, session: str, rate: float) -> None:
+        self.session = session
+        self.rate = rate
+        self._live: Any = None
+        self._last = 0.0
+
+    def __enter__(self) -> _CloudView:
+        err = _stderr()
+        if err.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(console=err, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def update(self, p: Any) -> None:
+        import time as _time
+
+        if self._live is not None:
+            from rich.table import Table
+
+            table = Table(title=f"{self.session} (Cloud API, up to {self.rate:g} msg/s): {p.state}")
+            for col in ("accepted", "delivered", "read", "failed", "unknown", "msg/s"):
+                table.add_column(col, justify="right")
+            table.add_row(
+                str(p.accepted), str(p.delivered), str(p.read), str(p.failed), str(p.unknown), f"{p.rate:.0f}"
+            )
+            self._live.update(table)
+            return
+        now = _time.monotonic()
+        if now - self._last >= 5.0:
+            self._last = now
+            _stderr().print(
+                f"{self.session}: {p.state}; accepted {p.accepted}, delivered {p.delivered}, read {p.read},"
+                f" failed {p.failed}, unknown {p.unknown}, {p.rate:.0f} msg/s",
+                markup=False,
+            )
 
 
 def _session_names(session: list[str] | None, sessions: str | None) -> list[str]:

@@ -231,10 +231,13 @@ def session_rows(
 ) -> list[dict[str, Any]]:
     """Per session (any that has a worker, a pinned job or sent messages): sent today, today's cap (the
     ``pace`` profile's cap, ``WABULK_PACE``, with the warm-up ramp: a worker run with ``--daily-cap`` uses
-    its own) and the live worker's state."""
+    its own) and the live worker's state; its provider (``web`` or ``cloud``), a Cloud API session's phone
+    number id, and whether it is paused and why. Pace caps do not apply to Cloud API sessions."""
     names: list[str] = []
     pauses = pauses if pauses is not None else queue.session_pauses()
+    providers = queue.session_providers()
     for name in [
+        *providers,
         *pauses,
         *(w.session for w in workers),
         *(x for s in summaries for x in s.job.sessions),
@@ -249,16 +252,22 @@ def session_rows(
     for name in sorted(names):
         mine = [w for w in workers if w.session == name]
         live = [w for w in mine if w.alive]
+        kind, provider_settings = providers.get(name, ("web", {}))
         cap = None
-        if profile.daily_cap:
+        if profile.daily_cap and kind != "cloud":
             cap = daily_limit(profile.daily_cap, queue.first_sent_at(name), now, tz=zone)
         out.append(
             {
                 "session": name,
+                "name": name,
+                "provider": kind,
+                "phone_number_id": provider_settings.get("phone_number_id"),
                 "sent_today": queue.sent_count(name, midnight),
                 "cap_today": cap,
                 "state": live[0].state if live else ("stale" if mine else "no worker"),
+                # The reason while paused (truthy), else None; ``reason`` says the same for new readers.
                 "paused": pauses[name][1] if name in pauses else None,
+                "reason": pauses[name][1] if name in pauses else None,
             }
         )
     return out

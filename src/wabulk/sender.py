@@ -98,11 +98,12 @@ class Capabilities:
     verification: str  # VERIFY_LOOKED | VERIFY_PUSHED
     attachments: bool  # can send a file with the message
     default_pace: str  # the pace profile ``run`` uses when none is given (pacing.PROFILES)
-    login_hint: str  # what a person does when the account is logged out (the worker says it)
     # The service's own limit, in messages per second (None: pacing alone decides), and how many requests
     # may be in flight at once. A browser does one thing at a time; an HTTP API may allow more.
     rate_limit: float | None = None
     max_in_flight: int = 1
+    # What a person does when the account is logged out (the worker says it).
+    login_hint: str = "run `wabulk login` for this session"
 
 
 def _no_stamp(evidence: Evidence) -> None:
