@@ -124,7 +124,7 @@ _CHECK_IN_MENU_INPUTS = (S.MEDIA_INPUT, S.DOCUMENT_INPUT, S.FILE_INPUT)
 
 def _reader_check(browser: sess.BrowserSession) -> Check | None:
     """What the bubble reader makes of the test chat (None when it has no messages)."""
-    from .web import bubbles
+    from . import bubbles
 
     read = bubbles.read(browser.driver)
     if not read.messages:
@@ -186,7 +186,7 @@ def check_live(
         for sel in group:
             check(sel)
         if state not in (sess.QR, sess.LOGGED_OUT) and test_phone:
-            from .web.sender import WhatsAppSender
+            from .sender import WhatsAppSender
 
             sender = WhatsAppSender(settings, session_name, browser=browser)  # same browser and lock
             try:
