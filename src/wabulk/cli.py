@@ -460,10 +460,14 @@ def _print_session_table(per_session: list[dict[str, Any]]) -> None:
     for col in ("session", "sent today", "cap today", "state"):
         t.add_column(col)
     for r in per_session:
-        cap = "-" if r["cap_today"] is None else str(r["cap_today"])
+        cap = "none" if r["cap_today"] is None else str(r["cap_today"])
+        if r.get("warmup_day"):
+            cap += f" (warm-up day {r['warmup_day']})"
         state = r["state"] or "-"
         if r.get("paused"):
             state = f"paused ({r['paused']})"
+        elif r.get("waiting_until"):
+            state = f"cap reached; waits until {_fmt_time(r['waiting_until'], short=True)}"
         t.add_row(escape(r["session"]), str(r["sent_today"]), cap, escape(state))
     _stdout().print(t)
 
@@ -498,6 +502,9 @@ def _print_status_tables(
             )
         for r in rows:
             st = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
+            if r.get("waiting_until"):
+                st += f", waits until {_fmt_time(r['waiting_until'], short=True)}"
+
             counts = [str(r[c]) for c in cols[3:]]
             t.add_row(
                 str(r["id"]),
@@ -523,6 +530,13 @@ def _print_status_tables(
                 "yes" if wk.alive else "no",
             )
         out.print(w)
+    for r in rows:
+        if r.get("billable"):
+            per = ", ".join(
+                f"{escape(c)} {n['billable']}" + (f" (+{n['free']} free)" if n["free"] else "")
+                for c, n in sorted(r["billable"].items())
+            )
+            out.print(f"Job {r['id']} billable messages by category: {per}")
     for reason in reasons:
         out.print(f"[bold]Attention:[/bold] {escape(reason)}")
 
@@ -805,14 +819,13 @@ def templates_sync(
 
     Example: wabulk templates sync --session biz
     """
-    from .cloud.templates import catalogue_rows, resolve_waba_id, sync_templates
+    from .cloud.templates import catalogue_rows, sync_waba
     from .settings import cloud_token, graph_url, graph_version
 
     with _errors():
         q = _queue()
-        waba = resolve_waba_id(q, session, waba_id)
-        result = sync_templates(
-            q, session, waba, token=cloud_token(), base_url=graph_url(), version=graph_version()
+        result = sync_waba(
+            q, session, waba_id, token=cloud_token(), base_url=graph_url(), version=graph_version()
         )
     if as_json:
         _print_json(list(catalogue_rows(q.catalogue([session]))))
@@ -1003,7 +1016,12 @@ def run(
         ),
     ] = False,
     pace: Annotated[
-        str | None, typer.Option("--pace", envvar=ENV_PACE, help="fast, balanced, safe or off.")
+        str | None,
+        typer.Option(
+            "--pace",
+            envvar=ENV_PACE,
+            help="fast (2-5 s apart), balanced (4-8 s, the default), safe (10-30 s) or off (tests only).",
+        ),
     ] = None,
     min_delay: Annotated[
         float | None, typer.Option("--min-delay", min=0, help="Seconds between sends (min).")
@@ -1015,7 +1033,13 @@ def run(
         int | None, typer.Option("--long-pause-every", min=0, help="A longer pause about every N messages.")
     ] = None,
     daily_cap: Annotated[
-        int | None, typer.Option("--daily-cap", min=0, help="Most messages per day.")
+        int | None,
+        typer.Option(
+            "--daily-cap",
+            min=0,
+            help="Most messages per session and day; 0 = no cap. Default: the pace's (fast 1000, balanced"
+            " 500, safe 200). A new session warms up: at most 20, 40, 80, 150, 250 on its first five days.",
+        ),
     ] = None,
     quiet_hours: Annotated[
         str | None, typer.Option("--quiet-hours", help="No sends in the recipient's local HH:MM-HH:MM.")
@@ -1198,6 +1222,7 @@ def _run_cloud(
             until_done=until_done,
             job_ids=tuple(job) if job else None,
             lease_seconds=lease_seconds or LEASE,
+            provider_settings=provider_settings,
         )
         if not config.phone_number_id:
             raise ConfigError(f"session {name!r} has no phone number id: run wabulk login --cloud again")
@@ -1311,11 +1336,24 @@ def demo(
         int, typer.Option("--port", help="Port for the bundled simulator (0 = any free one).")
     ] = 0,
     headed: Annotated[bool, typer.Option("--headed", help="Show the browser window.")] = False,
+    cloud: Annotated[
+        bool,
+        typer.Option(
+            "--cloud", help="The Cloud API flow instead, on the bundled Graph API simulator (webhooks too)."
+        ),
+    ] = False,
 ) -> None:
     """Run the whole flow on the bundled WhatsApp Web simulator: enqueue, run with the live view, status.
 
+    With --cloud: the Cloud API flow on the bundled Graph API simulator, whose signed status webhooks go to
+    wabulk's own receiver: login --cloud, templates sync, enqueue --template, run with the live table, status.
+
     Example: wabulk demo
+    Example: wabulk demo --cloud
     """
+    if cloud:
+        _demo_cloud()
+        return
     import time
 
     from .demo import run_demo
@@ -1341,6 +1379,69 @@ def demo(
         out.print("One failure is expected: the sample list has a number that is not on WhatsApp.")
         raise typer.Exit(exitcodes.OK)
     raise typer.Exit(result.exit_code)
+
+
+def _demo_cloud() -> None:
+    import time
+
+    from .cloud.demo import run_cloud_demo
+    from .queue import Queue
+    from .report import status_report
+
+    out = _stdout()
+    with _errors(), _DemoProgress(out) as view:
+        result = run_cloud_demo(_settings(), console=out, on_progress=view.update)
+    now = time.time()
+    with _errors(), Queue(result.settings.db, create=False) as q:
+        # The same report as `wabulk status`: receipts and billable counts come from the webhooks.
+        report = status_report(q, job_id=result.job_id, undelivered_after_seconds=86400, pace="off", now=now)
+    out.rule("5. Status")
+    _print_status_tables(report.jobs, report.workers, report.attention, now)
+    out.print(f"Report: {result.export_path}", markup=False)
+    out.print(f"Look around: wabulk --db {result.settings.db} status", markup=False)
+    failed = sum(r["failed"] for r in report.jobs)
+    if result.exit_code in (exitcodes.OK, exitcodes.SOME_FAILED) and failed == 1:
+        # The sample list holds a number that is not on WhatsApp on purpose: its 131026 (by webhook, after
+        # Meta accepted the POST) is the demo working, not failing.
+        out.print("One failure is expected: the sample list has a number that is not on WhatsApp (131026).")
+        raise typer.Exit(exitcodes.OK)
+    raise typer.Exit(result.exit_code)
+
+
+class _DemoProgress:
+    """The demo's live line of a Cloud API run: accepted, delivered, read, failed, unknown, msg/s."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self._live: Any = None
+        self._last = -1.0
+
+    def __enter__(self) -> _DemoProgress:
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def update(self, p: Any) -> None:
+        import time as _time
+
+        line = (
+            f"   {p.state}: accepted {p.accepted}, delivered {p.delivered}, read {p.read}, failed {p.failed},"
+            f" unknown {p.unknown}, {p.rate:.0f} msg/s"
+        )
+        if self._live is not None:
+            from rich.text import Text
+
+            self._live.update(Text(line))
+        elif _time.monotonic() - self._last >= 2.0:
+            self._last = _time.monotonic()
+            self.console.print(line, markup=False)
 
 
 @app.command()

@@ -20,4 +20,7 @@ NAMES: tuple[str, ...] = (
     "m009_session_provider",
     "m013_cloud",
     "m014_template_catalogue",
+    "m014_template_components",
+    "m014_pricing_index",
+    "m015_worker_cap",
 )

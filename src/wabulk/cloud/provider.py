@@ -200,6 +200,8 @@ class CloudProvider:
         self._limiter = RateLimiter(rate)
         self._client: GraphClient | None = None
         self._media: dict[str, str] = {}
+        # evidence -> wamid of the POSTs this provider saw accepted (its own answers, not a guess)
+        self._accepted: dict[str, str] = {}
 
     def start(self) -> None:
         if self._client is None:
@@ -278,13 +280,18 @@ class CloudProvider:
             raise errors.TransientSendError(str(exc), error_class="graph_unreachable") from None
         import time
 
+        self._accepted[evidence] = accepted.wamid
         return SendResult(tick=TICK_SENT, confirmed_at=time.time(), message_ref=accepted.wamid)
 
     def verify_sent(self, phone: str, body: str, since: float, *, evidence: str | None = None) -> Any:
-        """Nothing can be looked up at Meta (no API lists sent messages): the status webhook carrying the
-        evidence settles the message by itself; until then the outcome stays unknown."""
-        from wabulk.models import VERIFY_UNKNOWN, Verification
+        """ "sent" when this provider saw the POST carrying ``evidence`` accepted (its wamid); otherwise
+        "unknown": nothing can be looked up at Meta (no API lists sent messages), and the status webhook
+        carrying the evidence settles the message by itself. Never "absent"."""
+        from wabulk.models import VERIFY_SENT, VERIFY_UNKNOWN, Verification
 
+        wamid = self._accepted.get(evidence or "")
+        if wamid is not None:
+            return Verification(VERIFY_SENT, "accepted by the Graph API", message_ref=wamid)
         return Verification(VERIFY_UNKNOWN, "the Cloud API reports outcomes by webhook only")
 
     def read_receipt(self, phone: str, body: str, since: float) -> str | None:

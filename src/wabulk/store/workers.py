@@ -32,9 +32,18 @@ def _looks_like_wabulk(pid: int) -> bool:
 class WorkersMixin(QueueBase):
     # --- workers ----------------------------------------------------------------------------------
     @_guarded
-    def register_worker(self, session: str, *, pid: int, host: str, stale_after: float = 30.0) -> str:
+    def register_worker(
+        self,
+        session: str,
+        *,
+        pid: int,
+        host: str,
+        stale_after: float = 30.0,
+        daily_cap: int | None = None,
+    ) -> str:
         """Register a worker for ``session`` and return its id. SessionBusy when a live worker
-        (heartbeat within ``stale_after`` seconds) already has the session; stale ones are replaced."""
+        (heartbeat within ``stale_after`` seconds) already has the session; stale ones are replaced.
+        ``daily_cap`` is the cap it runs with (0 = none), so ``status`` shows the real one."""
         now = self._clock()
         with self._tx() as conn:
             rows = conn.execute(
@@ -61,9 +70,9 @@ class WorkersMixin(QueueBase):
 
             worker_id = uuid.uuid4().hex
             conn.execute(
-                "INSERT INTO workers (id, session, pid, host, started_at, heartbeat_at, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'starting')",
-                (worker_id, session, pid, host, now, now),
+                "INSERT INTO workers (id, session, pid, host, started_at, heartbeat_at, state, daily_cap)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'starting', ?)",
+                (worker_id, session, pid, host, now, now, daily_cap),
             )
             self._event(
                 conn,
@@ -116,9 +125,10 @@ class WorkersMixin(QueueBase):
                 heartbeat_at=r[5],
                 alive=r[5] >= now - stale_after,
                 state=r[6],
+                daily_cap=r[7],
             )
             for r in self.conn.execute(
-                "SELECT id, session, pid, host, started_at, heartbeat_at, state FROM workers"
+                "SELECT id, session, pid, host, started_at, heartbeat_at, state, daily_cap FROM workers"
                 " ORDER BY session, started_at"
             )
         ]

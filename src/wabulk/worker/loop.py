@@ -59,6 +59,7 @@ from wabulk.models import (
     VERIFY_ABSENT,
     VERIFY_SENT,
     Claim,
+    JobSummary,
 )
 from wabulk.pacing import next_local_midnight
 
@@ -72,6 +73,15 @@ from .events import StepResult
 from .trouble import SessionMixin
 
 log = logging.getLogger("wabulk.worker")
+
+
+def format_wait(seconds: float) -> str:
+    """``1h59m``, ``12m``, ``40s``: a wait as people say it."""
+    s = max(0, int(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 60}m" if s >= 60 else f"{s}s"
+
 
 CONFIRM_RECHECK_SECONDS = 15.0  # after a confirmation timeout: look in the chat again this soon
 RELINKED_REASON = "the device was relinked after the send was pressed; its chat may lack the history"
@@ -90,7 +100,11 @@ class Worker(SessionMixin):
     def register(self) -> str:
         """Register in ``workers`` (SessionBusy when another live worker has this session)."""
         self.worker_id = self.queue.register_worker(
-            self.config.session, pid=self.pid, host=self.host, stale_after=STALE_AFTER
+            self.config.session,
+            pid=self.pid,
+            host=self.host,
+            stale_after=STALE_AFTER,
+            daily_cap=max(0, self.config.cap),
         )
         self._last_heartbeat = self.clock()
         last = self.queue.last_send_at(self.config.session)
@@ -378,9 +392,41 @@ class Worker(SessionMixin):
         self._emit("retry", text, claim=claim, level=logging.WARNING, error_class=e.error_class)
         return StepResult("retry", claim.message_id)
 
+    def _announce_scheduled(self, summaries: list[JobSummary]) -> None:
+        """Idle while a job with pending messages is scheduled for later (``enqueue --at``): say which
+        one and when, once, and show it as the next send (rather than waiting silently)."""
+        now = self.clock()
+        later = [
+            s.job
+            for s in summaries
+            if s.job.not_before is not None
+            and s.job.not_before > now
+            and s.job.status in ("queued", "running")
+            and s.counts.get("pending", 0)
+        ]
+        if not later:
+            self._scheduled_announced = None
+            return
+        first = min(later, key=lambda j: j.not_before or 0.0)
+        assert first.not_before is not None
+        self.next_send_at = first.not_before
+        if self._scheduled_announced == (first.id, first.not_before):
+            return
+        self._scheduled_announced = (first.id, first.not_before)
+        at = time.strftime("%Y-%m-%d %H:%M", time.localtime(first.not_before))
+        self._emit(
+            "scheduled",
+            f"waiting for job {first.id} ({first.name}), scheduled for {at} "
+            f"(in {format_wait(first.not_before - now)})",
+            job_id=first.id,
+        )
+
     def _complete_sent(self, claim: Claim, *, tick: str, verified: bool) -> StepResult:
         self.queue.mark_sent(claim, tick=tick, session=self.config.session, at=self.clock())
         self.sent_this_run += 1
+        if self._cap_stats.get("sent_today") is not None:
+            # The live view's "today N/cap" counts this send now, not at the next claim.
+            self._cap_stats["sent_today"] += 1
         self._offline_streak = 0
         self._restriction_lifted()
         self._streaks.pop(claim.job_id, None)
@@ -521,6 +567,7 @@ class Worker(SessionMixin):
                     code = exitcodes.ATTENTION
                     break
                 if step.outcome == "idle":
+                    self._announce_scheduled(summaries)
                     if self.config.track_receipts:
                         self.track_receipts_once()
                     # Nothing claimable (retries not due, jobs paused, not_before ahead): poll with backoff.
