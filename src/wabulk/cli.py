@@ -433,7 +433,8 @@ def resume(
 
 @app.command()
 def stop(job_id: Annotated[int, typer.Argument(help="The job to stop for good.")]) -> None:
-    """Stop a job: its pending messages become cancelled; messages in flight finish.
+    """Stop a job: its pending messages become cancelled; messages in flight finish (those whose worker is
+    gone are settled now, as unknown when their send was pressed); says what it could not settle.
 
     Example: wabulk stop 3
     """
@@ -441,7 +442,20 @@ def stop(job_id: Annotated[int, typer.Argument(help="The job to stop for good.")
         q = _queue(create=False)
         job = q.stop_job(job_id)
         counts = q.counts(job_id)
-    typer.echo(f"Job {job.id} is {job.status}; {counts.get('cancelled', 0)} message(s) cancelled.")
+        flying = q.in_flight(job_id)
+        unknown = q.unknown_count(job_id)
+    typer.echo(
+        f"Job {job.id} is {job.status}; {counts.get('cancelled', 0)} message(s) cancelled"
+        + (f"; {unknown} whose outcome is unknown (see `wabulk status --check`)" if unknown else "")
+        + "."
+    )
+    if flying:
+        ids = ", ".join(str(mid) for mid, _, _ in flying[:20]) + (" …" if len(flying) > 20 else "")
+        typer.echo(
+            f"{len(flying)} message(s) still in flight on a live worker (ids {ids}): each ends when its"
+            " worker finishes it, or is settled (unknown if its send was pressed) once its lease expires;"
+            " `wabulk resolve ID` settles one whose worker is gone."
+        )
 
 
 @app.command("retry-failed")
@@ -481,6 +495,9 @@ def resolve(
     """Decide a message whose outcome is unknown (failed, class unknown_outcome): wabulk pressed send but
     could not read the chat to tell whether it arrived, so it never resends it on its own. Look in the
     chat on the phone, then mark it sent, or send it again knowingly. Logged in the message's events.
+    Any message no worker can settle is accepted, one by one: a failed one, a pending one (for instance
+    pressed by a session that never comes back) and one stuck in sending whose worker is gone (its lease
+    expired); not one in flight on a live worker.
 
     Example: wabulk resolve 1234 --sent
     """

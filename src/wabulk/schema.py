@@ -17,4 +17,5 @@ NAMES: tuple[str, ...] = (
     "m006_fail_closed",
     "m007_notifications",
     "m008_device_linked",
+    "m010_fail_closed_queue",
 )

@@ -87,7 +87,6 @@ from .worker_session import SessionMixin
 log = logging.getLogger("wabulk.worker")
 
 CONFIRM_RECHECK_SECONDS = 15.0  # after a confirmation timeout: look in the chat again this soon
-RELINKED_REASON = "the device was relinked after the send was pressed; its chat may lack the history"
 
 
 class _Abandon(Exception):
@@ -246,22 +245,19 @@ class Worker(SessionMixin):
             return self._transport_failure(claim, e, doing="verifying", context="could not check the chat")
         if found.outcome == VERIFY_SENT:
             return True
-        if found.outcome == VERIFY_ABSENT and self._relinked_since(claim.send_started_at):
-            # A new device's chat may lack what the old device sent (history syncs partially and late):
-            # its absence there proves nothing. Found is found; absent is unknown.
-            return self._unknown(claim, RELINKED_REASON)
         if found.outcome == VERIFY_ABSENT:
             lease = self.config.lease_seconds
-            claim = self.queue.mark_absent(claim, reason=found.reason, lease_seconds=lease)
+            try:
+                # The queue decides whether the silence proves anything: not when the device was relinked
+                # after the press (ordered by the events sequence, not the clock), nor while another
+                # instance that pressed may still be alive. Then it settled the message as unknown.
+                claim = self.queue.mark_absent(claim, reason=found.reason, lease_seconds=lease)
+            except SendRefused as e:
+                return self._settled_unknown(claim, str(e))
             self._inflight = claim
             self._verified_claim = claim
             return False
         return self._unknown(claim, found.reason or "the chat could not be read")
-
-    def _relinked_since(self, stamp: float) -> bool:
-        """Whether this session's device was linked (a login from the QR) after ``stamp``."""
-        linked = self.queue.linked_at(self.config.session)
-        return linked is not None and stamp < linked
 
     def _unknown(self, claim: Claim, reason: str) -> StepResult:
         """Fail closed: the message may or may not have arrived and the chat cannot tell. It fails as
@@ -269,6 +265,10 @@ class Worker(SessionMixin):
         this session."""
         error = f"outcome unknown: {reason}"
         self.queue.mark_failed(claim, error=error, error_class=UNKNOWN_OUTCOME)
+        return self._settled_unknown(claim, error)
+
+    def _settled_unknown(self, claim: Claim, error: str) -> StepResult:
+        """Report a message the queue has settled as ``unknown_outcome`` (and count it toward the pause)."""
         self.failed_this_run += 1
         self._emit(
             "failed",
