@@ -206,6 +206,14 @@ def test_optout_add_list_remove_and_enqueue_skips(contacts: Path) -> None:
     assert code == 0 and "1 number(s) removed" in out
 
 
+def test_dry_run_counts_opted_out_numbers_as_the_real_run_does(contacts: Path) -> None:
+    invoke("optout", "add", "0491 570 157", "--country", "AU")
+    dry = enqueue_json(contacts, "--dry-run")
+    real = enqueue_json(contacts)
+    counts = ("enqueued", "opted_out", "duplicates", "invalid")
+    assert [dry[k] for k in counts] == [real[k] for k in counts] == [2, 1, 1, 1]
+
+
 def test_optout_add_rejects_invalid_number() -> None:
     result = runner.invoke(app, ["optout", "add", "12", "--country", "AU"])
     assert result.exit_code == exitcodes.BAD_INPUT

@@ -130,6 +130,75 @@ def test_google_contacts_export() -> None:
     assert isinstance(land, Contact) and land.flags == (NOT_MOBILE,)  # valid landline: kept, flagged
 
 
+# Today's exports, as the tools write them (headers, encodings, BOMs, delimiters, multi-value cells).
+
+
+def _found(path: Path, country: str | None = "AU") -> tuple[str, str | None, list[tuple[int, str | None]]]:
+    with open_contacts(path, country=country) as cf:
+        got = [(r.row, r.phone) for r in cf]
+        return cf.phone_column, cf.name_column, got
+
+
+def test_google_contacts_2026_export_is_not_fooled_by_phonetic_names() -> None:
+    # The header starts "First Name,Middle Name,Last Name,Phonetic First Name": "phonetic" is not "phone".
+    column, name, got = _found(DATA / "google_contacts_2026.csv")
+    assert (column, name) == ("Phone 1 - Value", "First Name + Last Name")
+    assert got == [
+        (2, AU1),  # "+61 2 … ::: +61 491 570 156" (labels "Work ::: Mobile"): the mobile one
+        (3, AU2),
+        (4, "+61491570158"),  # a national number, with --country AU
+        (5, "+12025550101"),  # two US numbers in one cell: the first
+        (6, "+61491570159"),  # a business without a name: kept
+    ]
+
+
+def test_outlook_desktop_export_cp1252_all_quoted_crlf() -> None:
+    column, name, got = _found(DATA / "outlook_2026.csv")
+    assert (column, name) == ("Mobile Phone", "First Name + Last Name")
+    assert got == [(2, AU1), (3, AU2), (4, None), (5, "+61491570159")]  # row 4 has a business phone only
+
+
+def test_iphone_vcard_to_csv_with_bom_and_semicolons() -> None:
+    column, name, got = _found(DATA / "iphone_vcard.csv")
+    assert (column, name) == ("TEL;type=CELL", "Formatted Name")
+    assert got == [(2, AU1), (3, None), (4, "+61491570158")]
+
+
+def test_whatsapp_business_export_with_wa_ids() -> None:
+    # wa_id numbers: the country code without the "+"; no --country needed.
+    column, name, got = _found(DATA / "whatsapp_business.csv", country=None)
+    assert (column, name) == ("Phone Number", "Name")
+    assert got == [(2, AU1), (3, AU2), (4, "+61491570158"), (5, "+12025550101")]
+
+
+def test_excel_export_with_numbers_typed_as_numbers(tmp_path: Path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    # A shop's sheet: a "Phone Type" label column left of the numbers, numbers typed as numbers (Excel
+    # drops the "+"), and a formatted but empty column at the end.
+    ws.append(["Customer", "Phone Type", "Phone", "Order No", None])
+    ws.append(["Ann", "mobile", 61491570156, 1001, None])
+    ws.append(["Bob", "mobile", "+61 491 570 157", 1002, None])
+    p = tmp_path / "Customers.xlsx"
+    wb.save(p)
+    assert _found(p, country=None) == ("Phone", None, [(2, AU1), (3, AU2)])
+
+
+def test_the_values_decide_between_candidate_columns(tmp_path: Path) -> None:
+    p = write(tmp_path, "Name,Mobile,Telephone\nAnn,ask reception,+61491570156\nBob,,+61491570157\n")
+    with open_contacts(p, country=None) as cf:
+        assert cf.phone_column == "Telephone"
+        assert "'Telephone' (its values are phone numbers; 'Mobile''s are not)" in cf.notices[0]
+
+
+def test_a_column_of_numbers_is_found_without_a_phone_header(tmp_path: Path) -> None:
+    p = write(tmp_path, "Customer,Contact details\nAnn,+61491570156\nBob,+61 491 570 157\n")
+    with open_contacts(p, country=None) as cf:
+        assert cf.phone_column == "Contact details"
+        assert "no column is named like a phone column" in cf.notices[0]
+
+
 def test_first_and_last_name_are_combined(tmp_path: Path) -> None:
     with open_contacts(
         write(tmp_path, "First Name,Last Name,Cell\nAnn,Lee,+61491570156\n"), country=None
@@ -147,6 +216,8 @@ def test_first_and_last_name_are_combined(tmp_path: Path) -> None:
         ("Phone Type,Number", "Number"),
         ("contact_name,whatsapp_no", "whatsapp_no"),
         ("Name,PHONE NUMBER", "PHONE NUMBER"),
+        ("Phonetic First Name,Phone 1 - Label,Phone 1 - Value", "Phone 1 - Value"),
+        ("Telephoto,Tel", "Tel"),
     ],
 )
 def test_phone_column_detection(tmp_path: Path, header: str, expected: str) -> None:

@@ -170,6 +170,32 @@ def test_no_valid_rows_is_bad_input_but_writes_the_report(queue: Any, tmp_path: 
     assert len(out.read_text().splitlines()) == 3
 
 
+def test_all_rejected_names_the_column_the_first_rows_and_the_next_step(queue: Any, tmp_path: Path) -> None:
+    src = write(tmp_path, "Customer,Phone,Notes\nAna,ask Bob,+61491570156\nBen,n/a,+61491570157\n")
+    with pytest.raises(BadInput) as exc:
+        enqueue_file(queue, src, message="Hi", country=None)
+    msg = str(exc.value)
+    assert "The numbers were read from column 'Phone'" in msg
+    assert "row 2 'ask Bob'" in msg and "row 3 'n/a'" in msg
+    assert "--phone-column" in msg
+    assert queue.list_jobs() == []
+
+
+def test_empty_placeholders_are_counted_per_row_and_the_fallback_fills_them(
+    queue: Any, tmp_path: Path
+) -> None:
+    src = write(tmp_path, "phone,name,order\n+61491570156,,B-100\n+61491570157,Ben,B-101\n")
+    dry = enqueue_file(None, src, message="Hi {name}, order {order}", country=None, dry_run=True)
+    assert (dry.empty_rows, dry.empty_placeholders, dry.empty_examples) == (1, {"name": 1}, [2])
+    assert dry.as_json()["empty_rows"] == 1 and dry.previews[0] == "Hi , order B-100"
+    real = enqueue_file(queue, src, message="Hi {name|there}, order {order}", country=None)
+    assert real.empty_rows == 0
+    assert sorted(m.body for m in queue.iter_messages(real.job_id)) == [
+        "Hi Ben, order B-101",
+        "Hi there, order B-100",
+    ]
+
+
 def test_header_only_file(queue: Any, tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="no contact rows"):
         enqueue_file(queue, write(tmp_path, "name,phone\n"), message="Hi", country=None)

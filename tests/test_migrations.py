@@ -49,6 +49,7 @@ def test_fresh_database_gets_every_migration(db_path: Path) -> None:
             "m007_notifications",
             "m008_device_linked",
             "m010_fail_closed_queue",
+            "m013_cloud",
         ]
     )
     tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

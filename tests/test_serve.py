@@ -147,6 +147,10 @@ def test_controls_export_and_optouts(server: Server, tmp_path: Path) -> None:
     listed = server.get("/api/optouts").json()
     code, out, _ = cli("optout", "list", "--json")
     assert listed == json.loads(out) and listed[0]["phone"] == "+61491570156"
+    preview = server.upload("/api/jobs", {**FIELDS, "dry_run": "true"}, CSV).json()
+    real = server.upload("/api/jobs", FIELDS, CSV).json()
+    assert preview["opted_out"] == real["opted_out"] == 1  # the preview counts what the real run does
+    assert preview["enqueued"] == real["enqueued"] == 1
     assert server.post("/api/optouts", json_body={"numbers": ["12"], "country": "AU"}).status == 400
     r = request("DELETE", server.base + "/api/optouts/+61491570156", headers=server.auth)
     assert r.json()["removed"] == 1

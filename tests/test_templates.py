@@ -108,6 +108,44 @@ def test_spintax_with_placeholders_and_empty_alternatives() -> None:
     assert outs == {"Hi Ann!", "Hello Oslo!", "!"}
 
 
+def test_fallback_when_the_first_alternative_is_a_column() -> None:
+    t = Template.parse("{Hi|Hello} {name|there}, order {order} is ready").for_columns(["phone", "order"])
+    seeds = [str(i) for i in range(30)]
+    outs = {t.render({"name": "", "phone": "+1", "order": "B-100"}, seed=s) for s in seeds}
+    assert outs == {"Hi there, order B-100 is ready", "Hello there, order B-100 is ready"}  # spintax kept
+    assert t.render({"name": "Ann", "phone": "+1", "order": "B-1"}, seed="x").endswith(
+        "Ann, order B-1 is ready"
+    )
+
+
+def test_fallback_chain_nested_text_and_empty_default() -> None:
+    t = Template.parse("{nickname|First Name|dear {city} customer}").for_columns(
+        ["nickname", "first_name", "city"]
+    )
+    assert t.placeholders == ("nickname", "first_name", "city")
+    assert t.render({"nickname": "Annie", "first_name": "Ann", "city": "Oslo"}, "s") == "Annie"
+    assert t.render({"nickname": " ", "first_name": "Ann", "city": "Oslo"}, "s") == "Ann"
+    assert t.render({"nickname": "", "first_name": "", "city": "Oslo"}, "s") == "dear Oslo customer"
+    assert Template.parse("Hi{ name|}!").for_columns([]).render({"name": ""}, "s") == "Hi!"
+
+
+def test_without_the_column_it_stays_spintax() -> None:
+    # "there" is a column in neither file; "order" is one only in the second.
+    t = Template.parse("{order|there}")
+    assert {t.for_columns([]).render({}, seed=str(i)) for i in range(30)} == {"order", "there"}
+    assert t.for_columns(["order"]).render({"order": "B-7"}, seed="s") == "B-7"
+
+
+def test_empty_placeholders_are_reported_but_fallbacks_are_not() -> None:
+    t = Template.parse("{Hi|Hello} {name}, {city|your city} {zip}").for_columns(["city", "zip"])
+    empty: list[str] = []
+    t.render({"name": "", "city": "", "zip": " ", "phone": "+1"}, "s", empty)
+    assert empty == ["name", "zip"]
+    flat: list[str] = []
+    Template.parse("Hi {name}").render({"name": ""}, "s", flat)
+    assert flat == ["name"]
+
+
 def test_pipe_outside_braces_is_text() -> None:
     assert Template.parse("a|b {name}").render({"name": "x"}, "s") == "a|b x"
 

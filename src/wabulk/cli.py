@@ -195,7 +195,11 @@ def enqueue(
 ) -> None:
     """Validate a contact list, render the message per contact and queue it as a job.
 
-    Example: wabulk enqueue contacts.csv --message "Hi {name}, see you {a|b|c}!" --country GB
+    Template: {column} is a column's value; {Hi|Hello} picks one variant per message (spintax); {name|there}
+    is a fallback: when the first alternative is a column, it is used unless empty, else the rest. Rows
+    with an empty placeholder and no fallback are reported.
+
+    Example: wabulk enqueue contacts.csv --message "{Hi|Hello} {name|there}, see you!" --country GB
     """
     if (message is None) == (message_file is None):
         raise typer.BadParameter("give exactly one of --message or --message-file", param_hint="--message")
@@ -213,7 +217,9 @@ def enqueue(
         assert message is not None
         not_before = parse_when(at, time.time()) if at else None
         sessions = tuple(s.strip() for s in session.split(",") if s.strip()) if session else ()
-        q = None if dry_run else _queue()
+        # A dry run reads the opt-out list too (so it counts what the real run queues), but never
+        # creates a database.
+        q = _queue(create=False) if dry_run and _settings().db.exists() else None if dry_run else _queue()
         result = enqueue_file(
             q,
             file,
@@ -242,6 +248,8 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
     err = _stderr()
     for notice in result.notices:
         err.print(f"Notice: {escape(notice)}")
+    names = f"; names from {result.name_column!r}" if result.name_column else "; no name column"
+    err.print(f"Numbers from column {escape(repr(result.phone_column))}{escape(names)}.")
     if dry_run:
         out.print(f"Dry run: {result.enqueued} message(s) would be queued; nothing was written.")
         for i, body in enumerate(result.previews, 1):
@@ -253,6 +261,8 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
         f"invalid: {result.invalid}  duplicates: {result.duplicates}  opted out: {result.opted_out}"
         f"  not mobile (kept): {result.not_mobile}"
     )
+    if result.empty_rows:
+        err.print(f"Warning: {_empty_summary(result)}")
     if result.rejects:
         err.print("Rejected rows (first few):")
         for r in result.rejects:
@@ -263,6 +273,18 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
             err.print(f"All rejected rows are in {escape(str(rejects))}")
         elif result.invalid > len(result.rejects):
             err.print("Use --rejects FILE to write all of them.")
+
+
+def _empty_summary(result: Any) -> str:
+    """ "2 message(s) have an empty {name} (rows 4, 7): …", with the fallback syntax as the next step."""
+    keys = ", ".join(f"{{{k}}} ({n})" for k, n in result.empty_placeholders.items())
+    rows = ", ".join(str(r) for r in result.empty_examples)
+    more = ", …" if result.empty_rows > len(result.empty_examples) else ""
+    first = next(iter(result.empty_placeholders), "name")
+    return (
+        f"{result.empty_rows} message(s) have an empty placeholder: {keys}; rows {rows}{more}. "
+        f"They would read e.g. 'Hi , …': give a fallback like {{{first}|there}}, or fill the column."
+    )
 
 
 # --- status -------------------------------------------------------------------------------------
@@ -991,16 +1013,45 @@ def demo(
 
 @app.command()
 def simulator(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (loopback only).")] = 8765,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port to listen on (loopback only; default 8765, or 8766 with --graph)."),
+    ] = None,
+    graph: Annotated[
+        bool,
+        typer.Option(
+            "--graph", help="Simulate Meta's Graph API (the WhatsApp Cloud API) instead of WhatsApp Web."
+        ),
+    ] = False,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option("--webhook-url", help="With --graph: where status webhooks are POSTed."),
+    ] = None,
 ) -> None:
-    """Run the bundled WhatsApp Web simulator for trying wabulk without a real account.
+    """Run a bundled simulator for trying wabulk without a real account: WhatsApp Web, or with --graph the
+    Cloud API (token and app secret from WABULK_CLOUD_TOKEN / WABULK_CLOUD_APP_SECRET, else sim-token /
+    sim-app-secret).
 
     Example: wabulk simulator --port 8765 & WABULK_WEB_URL=http://127.0.0.1:8765 wabulk login
+
+    Example: wabulk simulator --graph --webhook-url http://127.0.0.1:8787/webhooks/whatsapp
     """
+    if graph:
+        from .cloud.simulator.server import DEFAULT_PORT
+        from .cloud.simulator.server import main as graph_main
+
+        argv = ["--port", str(DEFAULT_PORT if port is None else port)]
+        if webhook_url:
+            argv += ["--webhook-url", webhook_url]
+        with _errors():
+            code = graph_main(argv)
+        raise typer.Exit(code)
+    if webhook_url:
+        raise typer.BadParameter("--webhook-url needs --graph", param_hint="--webhook-url")
     from .simulator.server import main as sim_main
 
     with _errors():
-        code = sim_main(["--port", str(port)])
+        code = sim_main(["--port", str(8765 if port is None else port)])
     raise typer.Exit(code)
 
 

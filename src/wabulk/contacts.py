@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import os
 import re
 import unicodedata
@@ -488,6 +489,9 @@ def column_key(header: str) -> str:
 _MOBILE_WORDS = {
     "mobile",
     "mobil",
+    "iphone",
+    "handynummer",
+    "mobilnummer",
     "cell",
     "cellphone",
     "cellular",
@@ -531,23 +535,74 @@ _NOT_A_NUMBER = {
 
 
 def _phone_score(header: str) -> int:
+    """How much a header reads like a phone column (0 = not at all). Whole words only: "Phonetic First
+    Name" is not a phone column, and "Phone 1 - Label" holds the label, not the number."""
     words = _words(header)
     compact = "".join(words)
-    if not words or _NOT_A_NUMBER.intersection(words):
+    # "Phone 1 - Type", "Country Code": the last word says what the column holds. (Not any word:
+    # a vCard-to-CSV tool's "TEL;type=CELL" holds the numbers.)
+    if not words or words[-1] in _NOT_A_NUMBER or compact in _NOT_A_NUMBER:
         return 0
-    if _MOBILE_WORDS.intersection(words) or "whatsapp" in compact or "mobile" in compact:
+    if _MOBILE_WORDS.intersection(words) or compact in _MOBILE_WORDS:
         return 3
-    if _PHONE_WORDS.intersection(words) or "phone" in compact:
+    if _PHONE_WORDS.intersection(words) or compact in _PHONE_WORDS:
         return 2
     if compact in _NUMBER_ONLY:
         return 1
     return 0
 
 
+SAMPLE_ROWS = 200  # rows read ahead to see which candidate column really holds phone numbers
+
+
+def _parses(value: Any, country: str | None) -> bool:
+    text = value if type(value) is str else _cell_text(value)
+    if not text.strip():
+        return False
+    try:
+        _cell(text, country)
+    except InvalidPhone:
+        return False
+    return True
+
+
+def choose_phone_column(
+    headers: Sequence[str], sample: Sequence[Sequence[Any]], country: str | None
+) -> tuple[int | None, str | None]:
+    """The phone column: among the columns whose header reads like one, the one whose sampled values
+    parse as phone numbers most often (then the better header, then the leftmost). When no header
+    reads like a phone column, a column whose values are mostly phone numbers is taken. Returns the
+    index (None: no candidate) and a notice explaining a choice the header alone would not have made."""
+    by_header = [(i, _phone_score(h)) for i, h in enumerate(headers)]
+    named = [(i, s) for i, s in by_header if s > 0]
+    candidates = named or [(i, 0) for i in range(len(headers))]
+
+    def hits(i: int) -> int:
+        return sum(1 for r in sample if i < len(r) and _parses(r[i], country))
+
+    scored = [(hits(i), s, -i) for i, s in candidates]
+    best_hits, best_s, neg_i = max(scored)
+    best = -neg_i
+    if not named:
+        rows = sum(1 for r in sample if any(str(c).strip() for c in r if c is not None))
+        if not rows or best_hits * 2 < rows:
+            return None, None  # no header says "phone" and no column is mostly numbers
+        return best, (
+            f"no column is named like a phone column; using {headers[best]!r}, whose values are numbers"
+        )
+    by_name = max(named, key=lambda t: (t[1], -t[0]))[0]
+    if best != by_name:
+        return best, (
+            f"phone column: {headers[best]!r} (its values are phone numbers; {headers[by_name]!r}'s are not)"
+        )
+    return best, None
+
+
 _NAME_FULL = {
     "name",
     "fullname",
     "displayname",
+    "formattedname",
     "contactname",
     "customername",
     "clientname",
@@ -563,7 +618,8 @@ _NAME_LAST = {"lastname", "familyname", "surname", "last", "nachname", "lname"}
 
 
 def detect_columns(headers: Sequence[str]) -> tuple[int | None, tuple[int, ...]]:
-    """Guess the phone column (index or None) and the name column(s) (indexes to join with a space)."""
+    """Guess the phone column from the header alone (index or None) and the name column(s) (indexes to
+    join with a space). :func:`open_contacts` also looks at the values (:func:`choose_phone_column`)."""
     best, best_score = None, 0
     for i, h in enumerate(headers):
         score = _phone_score(h)
@@ -790,10 +846,17 @@ def open_contacts(
             raise BadInput("no header row: the first row must name the columns (e.g. name,phone)", file=file)
         if len(headers) > MAX_COLUMNS:
             raise BadInput(f"{len(headers)} columns (at most {MAX_COLUMNS})", file=file, row=1)
-        phone_idx, name_idxs = detect_columns(headers)
+        _, name_idxs = detect_columns(headers)
         if phone_column is not None:
-            phone_idx = _find_named(headers, phone_column, "phone", file)
-        elif phone_idx is None:
+            phone_idx: int | None = _find_named(headers, phone_column, "phone", file)
+        else:
+            # Read a few rows ahead: the values decide between candidate columns.
+            sample = list(itertools.islice(rows, SAMPLE_ROWS))
+            rows = itertools.chain(sample, rows)
+            phone_idx, why = choose_phone_column(headers, sample, country)
+            if why:
+                notices.append(why)
+        if phone_idx is None:
             raise BadInput(
                 f"no phone column found; name it with --phone-column. The columns are: {_list(headers)}",
                 file=file,

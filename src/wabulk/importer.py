@@ -42,6 +42,10 @@ class ImportResult:
     opted_out: int = 0
     not_mobile: int = 0  # valid numbers that are not mobile numbers (kept, flagged)
     rejects: list[Reject] = field(default_factory=list)  # the first few
+    # Rows whose message has a placeholder that rendered as nothing ("Hi , …"): sent, but reported.
+    empty_rows: int = 0
+    empty_placeholders: dict[str, int] = field(default_factory=dict)  # placeholder key -> rows
+    empty_examples: list[int] = field(default_factory=list)  # the first few row numbers
     previews: list[str] = field(default_factory=list)  # the first rendered bodies
     notices: list[str] = field(default_factory=list)
     job_name: str = ""
@@ -59,6 +63,9 @@ class ImportResult:
             "duplicates": self.duplicates,
             "opted_out": self.opted_out,
             "not_mobile": self.not_mobile,
+            "empty_rows": self.empty_rows,
+            "empty_placeholders": dict(self.empty_placeholders),
+            "empty_examples": list(self.empty_examples),
             "dry_run": self.dry_run,
             **({"previews": list(self.previews)} if self.dry_run else {}),
         }
@@ -156,7 +163,7 @@ def enqueue_file(
     contacts = open_contacts(src, country=country, phone_column=phone_column, name_column=name_column)
     with contacts:
         # Checked against the header, before a single row is read or written.
-        template.validate(contacts.variable_names)
+        template = template.for_columns(contacts.variable_names)
         result = ImportResult(
             job_id=None,
             notices=list(contacts.notices),
@@ -225,17 +232,22 @@ def _messages(
     seeded = template.has_spintax  # the seed only matters to spintax: skip building it per row otherwise
     previews = result.previews
     not_mobile = (NOT_MOBILE,)
+    empty: list[str] = []
     for item in contacts:
         if isinstance(item, Reject):
             reject(item)
             continue
         row, phone, name, all_vars, mobile = item
         # The seed makes spintax stable per message: a re-render (or the dry run) picks the same variant.
-        body = render(all_vars, seed=f"{job_name}\x00{phone}" if seeded else "")
+        body = render(all_vars, f"{job_name}\x00{phone}" if seeded else "", empty)
         problem = body_problem(body)
         if problem is not None:
+            empty.clear()
             reject(Reject(row, None, body[:200], problem))
             continue
+        if empty:
+            _count_empty(result, row, empty)
+            empty.clear()
         valid += 1
         if not mobile:
             result.not_mobile += 1
@@ -252,8 +264,34 @@ def _messages(
             flags=() if mobile else not_mobile,
         )
     if valid == 0:
-        what = f"all {result.invalid} rows were rejected" if result.invalid else "it has no contact rows"
-        raise _NoValidRows(BadInput(f"nothing to enqueue: {what}", file=str(path)))
+        if not result.invalid:
+            raise _NoValidRows(BadInput("nothing to enqueue: it has no contact rows", file=str(path)))
+        raise _NoValidRows(BadInput(_all_rejected(result), file=str(path)))
+
+
+def _count_empty(result: ImportResult, row: int, keys: list[str]) -> None:
+    result.empty_rows += 1
+    for key in dict.fromkeys(keys):
+        result.empty_placeholders[key] = result.empty_placeholders.get(key, 0) + 1
+    if len(result.empty_examples) < MAX_REJECTS_SHOWN:
+        result.empty_examples.append(row)
+
+
+def _all_rejected(result: ImportResult) -> str:
+    """Why nothing is usable, with the column the numbers were read from, the first rejected rows and
+    the next step: most often the numbers are in another column."""
+    first = "; ".join(
+        f"row {r.row} {r.value[:40]!r}: {r.reason}" for r in result.rejects[:3] if r.column is not None
+    )
+    text = f"nothing to enqueue: all {result.invalid} rows were rejected"
+    if not first:  # every row was rejected for its message, not its number
+        first = "; ".join(f"row {r.row}: {r.reason}" for r in result.rejects[:3])
+        return f"{text} ({first})"
+    return (
+        f"{text}. The numbers were read from column {result.phone_column!r}; the first rejected: {first}. "
+        "If the numbers are in another column, name it with --phone-column (or pass --country for "
+        "numbers without a country code)."
+    )
 
 
 def _dry_run(queue: EnqueueTarget | None, messages: Iterator[NewMessage], result: ImportResult) -> None:

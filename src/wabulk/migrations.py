@@ -417,6 +417,41 @@ def m010_fail_closed_queue(db: Database) -> None:
     )
 
 
+@migrations()
+def m013_cloud(db: Database) -> None:
+    """What the Cloud API provider (issue 19) stores.
+
+    - ``jobs.template_name``/``template_lang``: an approved WhatsApp template and its locale (NULL: a text
+      job, ``template`` is the message body as before).
+    - ``messages.params``: the rendered template parameters, a JSON list (NULL for text jobs); ``body``
+      still holds a readable rendering for people.
+    - ``messages.wamid``: the id Meta gave the message (the key of every status webhook), unique;
+      ``wa_id``: the recipient's canonical WhatsApp id from the send response.
+    - ``messages.pricing_category``/``billable``: what the status webhook's ``pricing`` said.
+    - ``job_media``: a job's attachment uploaded once per sending session (the media id is per number).
+    """
+    db.executescript(
+        """
+        ALTER TABLE jobs ADD COLUMN template_name TEXT;
+        ALTER TABLE jobs ADD COLUMN template_lang TEXT;
+        ALTER TABLE messages ADD COLUMN params TEXT;
+        ALTER TABLE messages ADD COLUMN wamid TEXT;
+        ALTER TABLE messages ADD COLUMN wa_id TEXT;
+        ALTER TABLE messages ADD COLUMN pricing_category TEXT;
+        ALTER TABLE messages ADD COLUMN billable INTEGER;
+        -- Status webhooks are matched by wamid: one index probe per status, and never two rows per id.
+        CREATE UNIQUE INDEX idx_messages_wamid ON messages (wamid) WHERE wamid IS NOT NULL;
+        CREATE TABLE job_media (
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            session TEXT NOT NULL,
+            media_id TEXT NOT NULL,
+            uploaded_at REAL NOT NULL,
+            PRIMARY KEY (job_id, session)
+        );
+        """
+    )
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

@@ -44,6 +44,9 @@ class NewJob:
     sessions: tuple[str, ...] = ()  # empty = any session may send it
     source: str | None = None  # the input file, for the record
     settings: dict[str, Any] = field(default_factory=dict)  # pacing overrides etc.
+    # A Cloud API template job: the approved template's name and locale (None: a text job).
+    template_name: str | None = None
+    template_lang: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class NewMessage:
     variables: dict[str, str] = field(default_factory=dict)
     source_row: int | None = None  # 1-based row in the input file (header = row 1)
     flags: tuple[str, ...] = ()  # e.g. ("not_mobile",)
+    # A template job's rendered parameters, in order ({{1}}, {{2}} …); ``body`` is then a readable rendering.
+    params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class Job:
     started_at: float | None
     finished_at: float | None
     not_before: float | None
+    template_name: str | None = None  # a Cloud API template job (None: a text job)
+    template_lang: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,11 @@ class Message:
     read_at: float | None
     sent_by_session: str | None
     source_row: int | None
+    params: tuple[str, ...] = ()  # a template job's rendered parameters
+    wamid: str | None = None  # the Cloud API's message id (status webhooks carry it)
+    wa_id: str | None = None  # the recipient's canonical WhatsApp id, from the send response
+    pricing_category: str | None = None  # from the status webhook's pricing
+    billable: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,9 @@ class Claim:
     send_started_session: str | None = None  # who stamped the earlier attempt (None: a pre-m003 stamp)
     send_snapshot: ChatSnapshot | None = None  # our bubbles before that Enter (None: no snapshot kept)
     sends: int = 0  # send actions stamped so far (the queue refuses more than the budget)
+    template_name: str | None = None  # a Cloud API template job (None: a text job)
+    template_lang: str | None = None
+    params: tuple[str, ...] = ()  # the template's rendered parameters
 
     @property
     def needs_verification(self) -> bool:

@@ -18,4 +18,5 @@ NAMES: tuple[str, ...] = (
     "m007_notifications",
     "m008_device_linked",
     "m010_fail_closed_queue",
+    "m013_cloud",
 )

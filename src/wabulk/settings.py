@@ -192,3 +192,78 @@ def orphan_after_seconds() -> float:
     except ValueError:
         hours = DEFAULT_ORPHAN_HOURS
     return max(0.0, hours) * 3600.0
+
+
+# --- The Cloud API provider (issue 19) ------------------------------------------------------------------
+# The access token is read from the environment only: never stored in the database, logged, shown by the
+# API or by ``doctor`` (a person sets it where wabulk runs).
+ENV_CLOUD_TOKEN = "WABULK_CLOUD_TOKEN"
+ENV_GRAPH_URL = "WABULK_GRAPH_URL"
+ENV_GRAPH_VERSION = "WABULK_GRAPH_VERSION"
+# Webhooks: the app secret signs Meta's POSTs (X-Hub-Signature-256); the verify token answers its handshake.
+ENV_CLOUD_APP_SECRET = "WABULK_CLOUD_APP_SECRET"
+ENV_CLOUD_VERIFY_TOKEN = "WABULK_CLOUD_VERIFY_TOKEN"
+# Messages per second per phone number (Meta: 80 by default, 1,000 for upgraded numbers).
+ENV_CLOUD_MPS = "WABULK_CLOUD_MPS"
+
+DEFAULT_GRAPH_URL = "https://graph.facebook.com"
+# The current Graph API version (Dec 2026: v27.0, released 2026-11-04; see the Cloud API reference §1.8).
+DEFAULT_GRAPH_VERSION = "v27.0"
+DEFAULT_CLOUD_MPS = 80.0
+MAX_CLOUD_MPS = 1000.0
+
+
+def cloud_token() -> str | None:
+    """``WABULK_CLOUD_TOKEN`` (None when unset or blank)."""
+    return (os.environ.get(ENV_CLOUD_TOKEN) or "").strip() or None
+
+
+def graph_url() -> str:
+    """``WABULK_GRAPH_URL`` without a trailing slash (default ``https://graph.facebook.com``)."""
+    return ((os.environ.get(ENV_GRAPH_URL) or "").strip() or DEFAULT_GRAPH_URL).rstrip("/")
+
+
+def graph_version() -> str:
+    """``WABULK_GRAPH_VERSION`` as ``vNN.N`` ("27.0" is accepted too); default the current version."""
+    raw = (os.environ.get(ENV_GRAPH_VERSION) or "").strip()
+    if not raw:
+        return DEFAULT_GRAPH_VERSION
+    version = raw if raw.startswith("v") else f"v{raw}"
+    body = version[1:]
+    if not body.replace(".", "", 1).isdigit():
+        from .errors import ConfigError
+
+        raise ConfigError(f"{ENV_GRAPH_VERSION} must look like v27.0 (got {raw!r})")
+    return version
+
+
+def cloud_app_secret() -> str | None:
+    """``WABULK_CLOUD_APP_SECRET`` (None when unset: webhooks are then refused, never accepted unsigned)."""
+    return (os.environ.get(ENV_CLOUD_APP_SECRET) or "").strip() or None
+
+
+def cloud_verify_token() -> str | None:
+    """``WABULK_CLOUD_VERIFY_TOKEN`` (None when unset: the webhook handshake is refused)."""
+    return (os.environ.get(ENV_CLOUD_VERIFY_TOKEN) or "").strip() or None
+
+
+def parse_cloud_mps(value: str | float | None) -> float:
+    """A per-number rate in messages/second: above 0 and at most 1,000 (Meta's highest throughput level)."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return DEFAULT_CLOUD_MPS
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not 0 < rate <= MAX_CLOUD_MPS:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"the Cloud API rate must be above 0 and at most {MAX_CLOUD_MPS:.0f} messages/s (got {value!r})"
+        )
+    return rate
+
+
+def cloud_mps() -> float:
+    """``WABULK_CLOUD_MPS`` (default 80 messages/s per phone number, at most 1,000)."""
+    return parse_cloud_mps(os.environ.get(ENV_CLOUD_MPS))

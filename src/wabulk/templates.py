@@ -13,6 +13,13 @@ A group with one alternative is a placeholder and must be a column name (letters
 and ``-``; normalised like an identifier, so ``{First Name}`` == ``{first_name}``). A group with several
 alternatives is spintax: one alternative is chosen per message, deterministically from a seed (so
 rendering the same message again gives the same text). Alternatives may contain placeholders.
+
+Fallbacks: a group whose first alternative is a column name (of the file being imported) is a
+fallback, not spintax: ``{name|there}`` renders the contact's ``name``, or "there" when it is empty.
+Further alternatives that are column names are tried in turn (``{nickname|first_name|there}``); the
+alternatives after them are the fallback text (several: spintax among them; ``{name|}``: nothing).
+``{Hi|Hello}`` stays spintax because "Hi" is not a column. A placeholder that renders empty without a
+fallback is reported (:meth:`Template.render`'s ``empty``) so an import can say which rows have it.
 """
 
 from __future__ import annotations
@@ -43,7 +50,13 @@ class _Choice:
     alternatives: tuple[tuple[_Node, ...], ...]
 
 
-_Node = str | _Var | _Choice
+@dataclass(frozen=True)
+class _Fallback:
+    keys: tuple[_Var, ...]  # the first non-empty one is used
+    default: tuple[_Node, ...]  # rendered when every key is empty
+
+
+_Node = str | _Var | _Choice | _Fallback
 
 
 class _Parser:
@@ -127,10 +140,12 @@ class Template:
         #: Column keys the template uses, in order of first appearance.
         self.placeholders: tuple[str, ...] = tuple(found)
         #: Whether the template has spintax (only then does :meth:`render` use its seed).
-        self.has_spintax = any(isinstance(n, _Choice) for n in nodes)
-        # Without spintax the nodes are text and placeholders only: render() joins them in one go.
+        self.has_spintax = _has_choice(nodes)
+        # Without groups the nodes are text and placeholders only: render() joins them in one go.
         self._flat: tuple[str | _Var, ...] | None = (
-            None if self.has_spintax else tuple(n for n in nodes if not isinstance(n, _Choice))
+            tuple(n for n in nodes if isinstance(n, (str, _Var)))
+            if all(isinstance(n, (str, _Var)) for n in nodes)
+            else None
         )
 
     @classmethod
@@ -141,6 +156,15 @@ class Template:
         parser = _Parser(text)
         nodes = parser.sequence(nested=False)
         return cls(text, nodes)
+
+    def for_columns(self, available: Iterable[str]) -> Template:
+        """This template for a file with these column keys: groups whose first alternative is a column
+        become fallbacks (``{name|there}``), then :meth:`validate`. Returns the template to render."""
+        columns = list(available)
+        have = set(columns) | set(ALWAYS_AVAILABLE)
+        bound = Template(self.text, _bind(self._nodes, have))
+        bound.validate(columns)
+        return bound
 
     def validate(self, available: Iterable[str]) -> None:
         """Check every placeholder names an available column key (``name`` and ``phone`` always are);
@@ -153,34 +177,53 @@ class Template:
             which = "which is not a column" if len(missing) == 1 else "which are not columns"
             raise TemplateError(f"the template uses {shown}, {which}; available: {columns}")
 
-    def render(self, variables: Mapping[str, str], seed: str) -> str:
+    def render(self, variables: Mapping[str, str], seed: str, empty: list[str] | None = None) -> str:
         """The message for one recipient. ``seed`` (e.g. job name + phone) picks the spintax variants:
-        the same seed always gives the same text. A missing variable is a TemplateError."""
+        the same seed always gives the same text. A missing variable is a TemplateError. ``empty``, when
+        given, receives the key of each placeholder that rendered as nothing (blank value, no fallback)."""
         if self._flat is not None:
             # One join, no recursion: this runs once per row of an import.
             try:
-                return "".join([n if isinstance(n, str) else variables[n.key] for n in self._flat])
+                parts = [n if isinstance(n, str) else variables[n.key] for n in self._flat]
             except KeyError:
                 pass  # the general path below names the missing placeholder
+            else:
+                if empty is not None:
+                    empty.extend(
+                        n.key for n in self._flat if isinstance(n, _Var) and not variables[n.key].strip()
+                    )
+                return "".join(parts)
         out: list[str] = []
-        self._render(self._nodes, variables, seed, out)
+        self._render(self._nodes, variables, seed, out, empty)
         return "".join(out)
 
     def _render(
-        self, nodes: tuple[_Node, ...], variables: Mapping[str, str], seed: str, out: list[str]
+        self,
+        nodes: tuple[_Node, ...],
+        variables: Mapping[str, str],
+        seed: str,
+        out: list[str],
+        empty: list[str] | None,
     ) -> None:
         for node in nodes:
             if isinstance(node, str):
                 out.append(node)
             elif isinstance(node, _Var):
-                try:
-                    out.append(variables[node.key])
-                except KeyError:
-                    raise TemplateError(f"no value for {{{node.source}}}") from None
+                value = _value(variables, node)
+                if empty is not None and not value.strip():
+                    empty.append(node.key)
+                out.append(value)
+            elif isinstance(node, _Fallback):
+                for var in node.keys:
+                    value = _value(variables, var)
+                    if value.strip():
+                        out.append(value)
+                        break
+                else:
+                    self._render(node.default, variables, seed, out, empty)
             else:
-                self._render(
-                    node.alternatives[_pick(seed, node.index, len(node.alternatives))], variables, seed, out
-                )
+                alternative = node.alternatives[_pick(seed, node.index, len(node.alternatives))]
+                self._render(alternative, variables, seed, out, empty)
 
     def __repr__(self) -> str:
         return f"Template({self.text!r})"
@@ -192,6 +235,56 @@ def _pick(seed: str, index: int, n: int) -> int:
     return int.from_bytes(digest, "big") % n
 
 
+def _value(variables: Mapping[str, str], var: _Var) -> str:
+    try:
+        return variables[var.key]
+    except KeyError:
+        raise TemplateError(f"no value for {{{var.source}}}") from None
+
+
+def _column_of(alternative: tuple[_Node, ...], have: set[str]) -> _Var | None:
+    """The column an alternative names (``name`` in ``{name|there}``), or None when it is text."""
+    if len(alternative) == 1 and isinstance(alternative[0], str):
+        word = alternative[0].strip()
+        if _PLACEHOLDER.fullmatch(word) and column_key(word) in have:
+            return _Var(column_key(word), word)
+    return None
+
+
+def _bind(nodes: tuple[_Node, ...], have: set[str]) -> tuple[_Node, ...]:
+    """Turn each group whose first alternative is a column into a :class:`_Fallback`."""
+    bound: list[_Node] = []
+    for node in nodes:
+        if isinstance(node, _Choice):
+            alternatives = tuple(_bind(a, have) for a in node.alternatives)
+            keys: list[_Var] = []
+            for alt in alternatives:
+                var = _column_of(alt, have)
+                if var is None:
+                    break
+                keys.append(var)
+            if not keys:
+                bound.append(_Choice(node.index, alternatives))
+                continue
+            rest = alternatives[len(keys) :]
+            default: tuple[_Node, ...] = (
+                () if not rest else rest[0] if len(rest) == 1 else (_Choice(node.index, rest),)
+            )
+            bound.append(_Fallback(tuple(keys), default))
+        else:
+            bound.append(node)
+    return tuple(bound)
+
+
+def _has_choice(nodes: tuple[_Node, ...]) -> bool:
+    for node in nodes:
+        if isinstance(node, _Choice):
+            return True
+        if isinstance(node, _Fallback) and _has_choice(node.default):
+            return True
+    return False
+
+
 def _collect(nodes: tuple[_Node, ...], found: list[str], sources: dict[str, str]) -> None:
     for node in nodes:
         if isinstance(node, _Var):
@@ -201,6 +294,9 @@ def _collect(nodes: tuple[_Node, ...], found: list[str], sources: dict[str, str]
         elif isinstance(node, _Choice):
             for alt in node.alternatives:
                 _collect(alt, found, sources)
+        elif isinstance(node, _Fallback):
+            _collect(node.keys, found, sources)
+            _collect(node.default, found, sources)
 
 
 def _unique(items: list[str]) -> list[str]:

@@ -381,7 +381,7 @@ def _enqueue(
         try:
             not_before = parse_when(at, time.time()) if at else None
             sessions = tuple(s.strip() for s in session.split(",") if s.strip()) if session else ()
-            q = None if dry_run else queue()
+            q = queue()  # a dry run too: it counts the opted-out numbers as the real run does
             try:
                 result = enqueue_file(
                     q,

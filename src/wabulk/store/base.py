@@ -41,6 +41,8 @@ _TICK_RANK = {TICK_SENT: 1, TICK_DELIVERED: 2, TICK_READ: 3}
 
 _MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Message))
 _VARIABLES_AT = _MESSAGE_FIELDS.index("variables")
+_PARAMS_AT = _MESSAGE_FIELDS.index("params")
+_BILLABLE_AT = _MESSAGE_FIELDS.index("billable")
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 _MESSAGE_COLS = ", ".join(_MESSAGE_FIELDS)
 _JOB_COLS = ", ".join(_JOB_FIELDS)
@@ -56,7 +58,10 @@ _CLAIM_RETURNING = (
     "id, job_id, attempts, max_attempts, phone, body, name, send_started_at, send_started_session,"
     " send_snapshot, sends,"
     " (SELECT status FROM jobs WHERE jobs.id = messages.job_id),"
-    " (SELECT attachment FROM jobs WHERE jobs.id = messages.job_id)"
+    " (SELECT attachment FROM jobs WHERE jobs.id = messages.job_id),"
+    " (SELECT template_name FROM jobs WHERE jobs.id = messages.job_id),"
+    " (SELECT template_lang FROM jobs WHERE jobs.id = messages.job_id),"
+    " params"
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,6 +93,16 @@ def _looks_like_wabulk(pid: int) -> bool:
     except OSError:
         return True
     return b"python" in cmdline or b"wabulk" in cmdline
+
+
+def params_json(params: Sequence[str]) -> str | None:
+    """A template's rendered parameters as stored in ``messages.params`` (None: no parameters)."""
+    return _JSON.encode(list(params)) if params else None
+
+
+def params_from_json(raw: str | None) -> tuple[str, ...]:
+    """The inverse of :func:`params_json`."""
+    return tuple(json.loads(raw)) if raw else ()
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -414,6 +429,9 @@ class QueueBase:
         values = list(row)
         raw = values[_VARIABLES_AT]
         values[_VARIABLES_AT] = json.loads(raw) if raw and raw != "{}" else {}
+        values[_PARAMS_AT] = params_from_json(values[_PARAMS_AT])
+        if values[_BILLABLE_AT] is not None:
+            values[_BILLABLE_AT] = bool(values[_BILLABLE_AT])
         return Message(*values)
 
     def _message_pages(

@@ -38,6 +38,7 @@ from .base import (
     _looks_like_wabulk,
     _pid_alive,
     _sql_list,
+    params_from_json,
 )
 
 # A stamped message is pressed at most this many times without a human (the first send and one resend
@@ -134,7 +135,7 @@ class ClaimsMixin(QueueBase):
                 if row is None:
                     return None
                 (mid, job_id, attempts, max_attempts, phone, body, name, stamp, stamp_session, snap, sends,
-                 job_status, attachment) = row  # fmt: skip
+                 job_status, attachment, template_name, template_lang, params_raw) = row  # fmt: skip
                 if conn.execute("SELECT 1 FROM optouts WHERE phone = ?", (phone,)).fetchone():
                     if stamp is None or self._last_press_absent(conn, mid):
                         self._settle(conn, mid, job_id, SKIPPED, from_status, OPTED_OUT, "opted_out", now)
@@ -187,6 +188,9 @@ class ClaimsMixin(QueueBase):
                     send_started_session=stamp_session,
                     send_snapshot=_snapshot_from_json(snap),
                     sends=int(sends or 0),
+                    template_name=template_name,
+                    template_lang=template_lang,
+                    params=params_from_json(params_raw),
                 )
 
     @staticmethod

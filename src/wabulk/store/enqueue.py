@@ -26,6 +26,7 @@ from .base import (
     _guarded_once,
     _pid_alive,
     _variables_json,
+    params_json,
 )
 
 # Who runs an import ("place pid"; the place is host, boot and PID namespace, so a pid is only tested where it
@@ -54,8 +55,8 @@ class EnqueueMixin(QueueBase):
         with self._tx() as conn:
             job_id = conn.execute(
                 "INSERT INTO jobs (name, template, attachment, status, max_attempts, sessions, settings,"
-                " source, created_at, not_before, ready, importer)"
-                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?)",
+                " source, created_at, not_before, ready, importer, template_name, template_lang)"
+                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                 (
                     job.name,
                     job.template,
@@ -67,14 +68,16 @@ class EnqueueMixin(QueueBase):
                     now,
                     job.not_before,
                     _IMPORTER,
+                    job.template_name,
+                    job.template_lang,
                 ),
             ).lastrowid
         assert job_id is not None
         try:
             sql = (
                 "INSERT OR IGNORE INTO messages (job_id, phone, name, variables, body, flags, source_row,"
-                " status, attempts, max_attempts, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
+                " status, attempts, max_attempts, created_at, updated_at, params)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
             )
             rows = (
                 (
@@ -88,6 +91,7 @@ class EnqueueMixin(QueueBase):
                     job.max_attempts,
                     now,
                     now,
+                    params_json(m.params) if m.params else None,
                 )
                 for m in messages
             )

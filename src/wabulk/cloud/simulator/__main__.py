@@ -1,0 +1,9 @@
+"""``python -m wabulk.cloud.simulator --port N``."""
+
+from __future__ import annotations
+
+import sys
+
+from .server import main
+
+sys.exit(main())
