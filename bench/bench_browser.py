@@ -66,10 +66,10 @@ def run(n: int, timings: dict[str, object], home: Path, open_chat: str = "auto")
     opening chats by ``open_chat`` ("deeplink" | "inpage" | "auto")."""
     from wabulk.models import NewJob, NewMessage
     from wabulk.queue import Queue
-    from wabulk.sender import WhatsAppSender
     from wabulk.settings import Settings
-    from wabulk.simulator.server import Simulator
-    from wabulk.worker import build_config, run_worker
+    from wabulk.web.sender import WhatsAppSender
+    from wabulk.web.simulator.server import Simulator
+    from wabulk.worker.loop import build_config, run_worker
 
     sim = Simulator(port=0, log_path=home / "sim.jsonl", **timings)
     url = sim.start()

@@ -26,8 +26,8 @@ HEAVY = (
     "segno",
     "tenacity",
     "sqlite_utils",
-    "wabulk.sender",
-    "wabulk.session",
+    "wabulk.web.sender",
+    "wabulk.web.browser",
     "wabulk.worker",
     "wabulk.contacts",
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from wabulk.simulator.server import DEFAULT_CONFIG
+from wabulk.web.simulator.server import DEFAULT_CONFIG
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,7 @@ SIM_FAST: dict[str, object] = {
 @pytest.fixture(scope="session")
 def simulator_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One simulator for the whole run (session-scoped; use the ``simulator`` fixture in tests)."""
-    from wabulk.simulator.server import Simulator
+    from wabulk.web.simulator.server import Simulator
 
     sim = Simulator(port=0, log_path=tmp_path_factory.mktemp("sim") / "messages.jsonl", **SIM_FAST)
     sim.start()

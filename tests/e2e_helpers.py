@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wabulk.simulator.server import DEFAULT_CONFIG
+from wabulk.web.simulator.server import DEFAULT_CONFIG
 
 WABULK = str(Path(sys.executable).with_name("wabulk"))
 
@@ -39,7 +39,7 @@ SIM_E2E: dict[str, Any] = {
 def simulator_running(factory: Any, name: str, config: dict[str, Any]) -> Iterator[Any]:
     """A simulator on a free port with its log in a fresh temp dir ``name``, stopped afterwards (the
     module-scoped ``sim`` fixtures of the e2e test files)."""
-    from wabulk.simulator.server import Simulator
+    from wabulk.web.simulator.server import Simulator
 
     s = Simulator(port=0, log_path=factory.mktemp(name) / "messages.jsonl", **config)
     s.start()
@@ -308,9 +308,10 @@ class InProcessWorker:
 def run_in_process(e2e: E2E, session: str, *, confirm: float = 3.0, **changes: Any) -> InProcessWorker:
     """Start the worker in this process with ``WorkerConfig`` ``changes`` (e.g. a short retry backoff,
     which the CLI does not expose) and a short confirmation wait."""
-    from wabulk import dom, worker
-    from wabulk.sender import WhatsAppSender
     from wabulk.settings import Settings
+    from wabulk.web import dom
+    from wabulk.web.sender import WhatsAppSender
+    from wabulk.worker import loop as worker
 
     settings = Settings.from_env().with_(web_url=e2e.sim.url, home=e2e.home, db=e2e.db, headless=True)
     timeouts = dom.Timeouts(

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from conftest import make_browser_settings
-from wabulk import dom, errors, login, models, qr
-from wabulk import session as sess
+from wabulk import errors, models
 from wabulk.doctor import run_doctor
-from wabulk.sender import WhatsAppSender
+from wabulk.web import browser as sess
+from wabulk.web import dom, login, qr
+from wabulk.web.sender import WhatsAppSender
 
 pytestmark = [
     pytest.mark.browser,

@@ -32,7 +32,7 @@ from wabulk.models import (
 )
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
-from wabulk.worker import Worker, WorkerConfig
+from wabulk.worker.loop import Worker, WorkerConfig
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 6, 1, 12, 0, 10, tzinfo=UTC).timestamp()
@@ -185,7 +185,7 @@ def test_d3_a_live_local_worker_is_never_evicted_by_a_second_start(queue: Queue,
 
 
 def test_d3_heartbeats_continue_during_a_long_browser_step(db_path: Path) -> None:
-    from wabulk.worker import HeartbeatThread
+    from wabulk.worker.loop import HeartbeatThread
 
     with Queue(db_path) as q:
         wid = q.register_worker("a", pid=os.getpid(), host=socket.gethostname())
@@ -593,10 +593,10 @@ def test_a_database_on_a_network_file_system_is_named(tmp_path: Path) -> None:
 def test_a_worker_warns_when_the_database_is_on_a_network_file_system(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wabulk.events import WorkerEvent
     from wabulk.settings import Settings
     from wabulk.store import base
-    from wabulk.worker import build_config, run_worker
+    from wabulk.worker.events import WorkerEvent
+    from wabulk.worker.loop import build_config, run_worker
 
     monkeypatch.setattr(base, "network_filesystem", lambda path, mounts=None: "nfs4")
     Queue(db_path).close()

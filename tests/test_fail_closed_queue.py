@@ -223,7 +223,7 @@ def test_i12_resolve_on_a_pruned_job_is_refused(queue: Queue, fake: FakeTranspor
 def test_i13_the_heartbeat_stops_when_the_main_loop_is_stuck(db_path: Path) -> None:
     import time
 
-    from wabulk.runner import HeartbeatThread
+    from wabulk.worker.runner import HeartbeatThread
 
     with Queue(db_path) as q:
         wid = q.register_worker("a", pid=os.getpid(), host=identity.place_key())

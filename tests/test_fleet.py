@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from wabulk.fleet import Fleet
 from wabulk.models import NewJob, NewMessage
 from wabulk.queue import Queue
+from wabulk.worker.fleet import Fleet
 
 # A stand-in for `wabulk run --session S`: follows the plan in <dir>/<session>.plan, one entry per start:
 # an exit code, "blocked" (prints a blocked event, exits 1), "sleep" (runs until SIGTERM, exits 130) or

@@ -261,7 +261,7 @@ def test_the_last_pass_gives_back_what_it_has_no_time_for(db_path: Path) -> None
 
 
 def test_a_fleet_passes_the_notify_options_to_every_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    import wabulk.fleet
+    import wabulk.worker.fleet
 
     seen: dict[str, object] = {}
 
@@ -269,7 +269,7 @@ def test_a_fleet_passes_the_notify_options_to_every_worker(monkeypatch: pytest.M
         seen.update(names=names, args=args)
         return 0
 
-    monkeypatch.setattr(wabulk.fleet, "run_fleet", fake_fleet)
+    monkeypatch.setattr(wabulk.worker.fleet, "run_fleet", fake_fleet)
     r = CliRunner().invoke(
         app,
         ["run", "--sessions", "a,b", "--notify", "http://127.0.0.1:9/h", "--notify-cmd", "logger -t wabulk"],

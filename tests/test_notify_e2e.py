@@ -214,7 +214,7 @@ def test_every_kind_reaches_the_webhook_once_across_an_outage_and_a_kill(e2e: E2
 def test_a_job_auto_pause_and_an_unknown_outcome_reach_the_webhook_once_across_an_outage_and_a_kill(
     e2e: E2E,
 ) -> None:
-    from wabulk import qr
+    from wabulk.web import qr
 
     notifying_env(e2e)
     e2e.link("s")

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from conftest import make_browser_settings
-from wabulk import dom, errors, models
-from wabulk import selectors as S
-from wabulk import session as sess
-from wabulk.sender import WhatsAppSender
+from wabulk import errors, models
+from wabulk.web import browser as sess
+from wabulk.web import dom
+from wabulk.web import selectors as S
+from wabulk.web.sender import WhatsAppSender
 
 pytestmark = [
     pytest.mark.browser,
@@ -122,7 +123,7 @@ def test_auto_falls_back_to_the_deep_link_when_new_chat_is_missing(
     with pytest.raises(errors.SelectorNotFound):
         inpage.send("+14155550781", "inpage only")
     inpage.open_chat_method = "auto"
-    with caplog.at_level(logging.WARNING, logger="wabulk.sender"):
+    with caplog.at_level(logging.WARNING, logger="wabulk.web.sender"):
         inpage.send("+14155550781", "auto fell back")
     assert inpage.last_open_method == "deeplink"
     assert "in-page chat opening failed" in caplog.text and "14155550781" not in caplog.text

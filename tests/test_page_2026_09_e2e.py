@@ -15,12 +15,12 @@ import pytest
 
 from conftest import SIM_FAST
 from e2e_helpers import simulator_running
-from wabulk import dom, errors, models, qr
-from wabulk import selectors as S
+from wabulk import errors, models
 from wabulk.doctor import run_doctor
-from wabulk.sender import WhatsAppSender
 from wabulk.settings import Settings
-from wabulk.web import bubbles
+from wabulk.web import bubbles, dom, qr
+from wabulk.web import selectors as S
+from wabulk.web.sender import WhatsAppSender
 
 pytestmark = [
     pytest.mark.browser,

@@ -24,7 +24,7 @@ from wabulk.receipts import (
     track,
     undelivered_counts,
 )
-from wabulk.worker import Worker, WorkerConfig
+from wabulk.worker.loop import Worker, WorkerConfig
 
 T0 = 1_780_000_000.0
 HOUR = 3600.0

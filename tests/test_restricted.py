@@ -19,7 +19,7 @@ from wabulk.pacing import PROFILES
 from wabulk.queue import Queue
 from wabulk.report import attention
 from wabulk.settings import restricted_recheck_seconds
-from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config
+from wabulk.worker.loop import Worker, WorkerConfig, WorkerEvent, build_config
 
 T0 = dt.datetime(2026, 9, 1, 12, 0, tzinfo=dt.timezone.utc).timestamp()
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from wabulk import dom, errors, qr, sender
-from wabulk import selectors as S
-from wabulk import session as sess
+from wabulk import errors
 from wabulk.doctor import check_binaries, check_files
 from wabulk.settings import Settings
-from wabulk.web import chat
+from wabulk.web import browser as sess
+from wabulk.web import chat, dom, qr, sender
+from wabulk.web import selectors as S
 
 
 def probe(
@@ -159,7 +159,7 @@ def test_profile_lock_held_by_another_process(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from wabulk.session import ProfileLock
+        from wabulk.web.browser import ProfileLock
         lock = ProfileLock(Path({str(path)!r}), "default")
         lock.acquire()
         print("locked", flush=True)
@@ -218,7 +218,8 @@ def test_browser_options(tmp_path: Path) -> None:
 
 def test_selenium_is_not_imported_by_the_browser_modules() -> None:
     code = (
-        "import sys, wabulk.session, wabulk.sender, wabulk.login, wabulk.doctor, wabulk.qr, wabulk.dom;"
+        "import sys, wabulk.web.browser, wabulk.web.sender, wabulk.web.login, wabulk.doctor, wabulk.web.qr,"
+        " wabulk.web.dom;"
         "print('selenium' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -375,7 +376,7 @@ def test_auto_uses_in_page_and_falls_back_to_the_deep_link_once_on_a_transient_f
         errors.TransientSendError("identity not proven", error_class="chat_identity"),
     ):
         op = _Opener(tmp_path, failure)
-        with caplog.at_level("WARNING", logger="wabulk.sender"):
+        with caplog.at_level("WARNING", logger="wabulk.web.sender"):
             op.open("+14155550123")
         assert op.calls == ["inpage", "deeplink"]
     assert "in-page chat opening failed" in caplog.text and "using the deep link" in caplog.text

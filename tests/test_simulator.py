@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from wabulk.simulator import Simulator
+from wabulk.web.simulator import Simulator
 
 
 def call(sim: Simulator | str, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -261,7 +261,7 @@ def test_every_page_route_serves_the_app(sim: Simulator) -> None:
 
 def test_module_entry_point_has_help() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "wabulk.simulator", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "wabulk.web.simulator", "--help"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0
     assert "--port" in out.stdout
@@ -288,7 +288,7 @@ def test_foreground_server_keeps_messages_when_killed(tmp_path: Path) -> None:
 
     def launch() -> tuple[subprocess.Popen[str], str]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "wabulk.simulator", "--port", "0", "--log", str(log)],
+            [sys.executable, "-m", "wabulk.web.simulator", "--port", "0", "--log", str(log)],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from wabulk.simulator import Simulator
+from wabulk.web.simulator import Simulator
 
 pytestmark = pytest.mark.browser
 
@@ -678,7 +678,7 @@ def test_2026_09_service_worker_keeps_refusing_until_its_profile_data_is_deleted
 def test_foreign_singleton_lock_fixture_really_stops_chromium(tmp_path: Path) -> None:
     from selenium.common.exceptions import WebDriverException
 
-    from wabulk.simulator.profile_fixtures import SINGLETON_NAMES, plant_foreign_singleton_lock
+    from wabulk.web.simulator.profile_fixtures import SINGLETON_NAMES, plant_foreign_singleton_lock
 
     profile = tmp_path / "profile"
     lock = plant_foreign_singleton_lock(profile, host="otherhost", pid=12345)

@@ -311,7 +311,7 @@ def test_database_and_its_folder_are_private(db_path: Path) -> None:
 def test_worker_logs_are_private_and_masked(tmp_path: Path) -> None:
     from wabulk.fakes import FakeTransport
     from wabulk.settings import Settings
-    from wabulk.worker import build_config, run_worker
+    from wabulk.worker.loop import build_config, run_worker
 
     home = tmp_path / "home"
     common.enqueue_direct(home / "wabulk.db", 3)
@@ -333,7 +333,7 @@ def test_worker_logs_are_private_and_masked(tmp_path: Path) -> None:
 
 
 def test_debug_captures_are_private_and_masked(tmp_path: Path) -> None:
-    from wabulk import dom
+    from wabulk.web import dom
 
     class Driver:
         page_source = "<div title='+61 491 570 156'>Olá Ana, your code is 4711</div>"
@@ -418,7 +418,7 @@ def test_profile_state_files_cut_short_by_a_kill_are_moved_aside(tmp_path: Path)
     """Found by the browser kill storm: a kill left "Local State" empty and chromedriver then refused the
     profile for good ("cannot parse internal JSON template"). Broken JSON state is moved aside; good files
     and everything else (the WhatsApp login) stay."""
-    from wabulk.session import repair_profile
+    from wabulk.web.browser import repair_profile
 
     profile = tmp_path / "s"
     (profile / "Default").mkdir(parents=True)

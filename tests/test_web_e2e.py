@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 
 from e2e_helpers import E2E, SIM_E2E, WABULK, simulator_running, wait_for
-from wabulk import dom, errors
-from wabulk import session as sess
+from wabulk import errors
 from wabulk.settings import Settings
+from wabulk.web import browser as sess
+from wabulk.web import dom
 
 pytestmark = [
     pytest.mark.browser,
@@ -176,7 +177,7 @@ def test_a_profile_whose_service_worker_cached_the_refusal_gets_the_qr(
 
     browser = sess.BrowserSession(settings, "cached", timeouts=FAST)
     try:
-        with caplog.at_level(logging.WARNING, logger="wabulk.session"):
+        with caplog.at_level(logging.WARNING, logger="wabulk.web.browser"):
             assert browser.ensure_ready(require_login=False) == sess.QR
     finally:
         browser.close()
@@ -237,13 +238,13 @@ def test_an_error_screen_is_reloaded_once_then_named_in_one_line(sim: Any, setti
 def test_a_profile_with_another_hosts_chromium_lock_starts(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from wabulk.simulator.profile_fixtures import plant_foreign_singleton_lock
+    from wabulk.web.simulator.profile_fixtures import plant_foreign_singleton_lock
 
     profile = settings.profile_dir("moved")
     plant_foreign_singleton_lock(profile, host="otherhost", pid=12345)
     browser = sess.BrowserSession(settings, "moved", timeouts=FAST)
     try:
-        with caplog.at_level(logging.WARNING, logger="wabulk.session"):
+        with caplog.at_level(logging.WARNING, logger="wabulk.web.browser"):
             assert browser.ensure_ready(require_login=False) == sess.QR
         lock = os.readlink(profile / "SingletonLock")  # Chromium's own lock now: this host
         assert not lock.startswith("otherhost-")

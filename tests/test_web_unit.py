@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from wabulk import errors
-from wabulk import session as sess
 from wabulk.settings import Settings
+from wabulk.web import browser as sess
 from wabulk.web import launch, profile, states
 
 
@@ -198,7 +198,7 @@ def test_another_hosts_chromium_lock_is_removed_under_our_lock_and_logged(
     assert _singletons(d) == ["SingletonCookie", "SingletonLock", "SingletonSocket"]
     lock.acquire()
     try:
-        with caplog.at_level(logging.WARNING, logger="wabulk.session"):
+        with caplog.at_level(logging.WARNING, logger="wabulk.web.browser"):
             assert profile.clear_foreign_singleton(lock, d) == "otherhost"
     finally:
         lock.release()

@@ -41,7 +41,7 @@ from wabulk.models import (
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
 from wabulk.settings import Settings
-from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config, first_send_time, run_worker
+from wabulk.worker.loop import Worker, WorkerConfig, WorkerEvent, build_config, first_send_time, run_worker
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=UTC).timestamp()
@@ -793,7 +793,7 @@ def test_signal_handlers_stop_first_and_interrupt_on_second_ctrl_c(
 ) -> None:
     import signal
 
-    from wabulk.worker import install_signal_handlers
+    from wabulk.worker.loop import install_signal_handlers
 
     worker = make_worker(queue, fake, clock)
     # What was there before (a background job started by a shell has SIGINT ignored, not the default).

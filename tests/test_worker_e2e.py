@@ -128,7 +128,7 @@ def test_logout_mid_run_waits_for_scan_without_spending_attempts(e2e: E2E) -> No
 
 
 def test_takeover_mid_run_is_recovered(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wabulk import worker
+    from wabulk.worker import loop as worker
 
     # A takeover while a message waits for its tick makes it unconfirmed: it is verified in the chat this
     # soon (default 15 s) instead of being resent.
@@ -226,7 +226,7 @@ def test_two_workers_two_sessions_split_the_job(e2e: E2E) -> None:
 
 
 def test_confirm_timeout_then_verified_without_resend(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wabulk import worker
+    from wabulk.worker import loop as worker
 
     monkeypatch.setattr(worker, "CONFIRM_RECHECK_SECONDS", 2.0)  # look again soon (default 15 s)
     e2e.link("s")
@@ -257,8 +257,8 @@ def test_a_page_without_message_ids_fails_closed_then_resumes(
     """Issue 14 on the real sender: while the page's bubbles carry no ids (``bubble_ids=False``), a message
     whose confirmation was cut must never be resent on a guess. Then, ids back, a person resumes the session
     and retries the unknown ones: each ends sent, and nobody got two copies."""
-    from wabulk import worker
     from wabulk.queue import Queue
+    from wabulk.worker import loop as worker
 
     monkeypatch.setattr(worker, "CONFIRM_RECHECK_SECONDS", 1.0)
     e2e.link("s")

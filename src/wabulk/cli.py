@@ -701,13 +701,13 @@ def login(
 
     Example: wabulk login --session shop
     """
-    from .login import login as do_login
+    from .web.login import login as do_login
 
     settings = _settings().with_(web_url=web_url, remote_url=remote_url)
     err = _stderr()
 
     def show(payload: str) -> None:
-        from .qr import render_terminal
+        from .web.qr import render_terminal
 
         err.print(render_terminal(payload), markup=False)
         err.print("Scan this with WhatsApp on your phone: Settings > Linked devices > Link a device.")
@@ -859,7 +859,7 @@ def run(
 
     Example: wabulk run --session shop --pace safe --daily-cap 200 --quiet-hours 21:00-08:00
     """
-    from .worker import build_config, run_worker
+    from .worker.loop import build_config, run_worker
 
     names = _session_names(session, sessions)
     settings = _settings().with_(web_url=web_url, headless=headless, session=names[0], remote_url=remote_url)
@@ -880,7 +880,7 @@ def run(
             restart_browser_every=restart_browser_every,
         )
         if len(names) > 1:
-            from .fleet import run_fleet
+            from .worker.fleet import run_fleet
 
             # The same options for every worker; values come from this command line (or its env vars).
             args: list[str] = ["--pace", pace or settings.pace]
@@ -1048,7 +1048,7 @@ def simulator(
         raise typer.Exit(code)
     if webhook_url:
         raise typer.BadParameter("--webhook-url needs --graph", param_hint="--webhook-url")
-    from .simulator.server import main as sim_main
+    from .web.simulator.server import main as sim_main
 
     with _errors():
         code = sim_main(["--port", str(8765 if port is None else port)])

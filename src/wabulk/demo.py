@@ -55,11 +55,11 @@ def run_demo(
 
     from .export import export_job
     from .importer import enqueue_file
-    from .login import login
-    from .qr import render_terminal
     from .queue import Queue
-    from .simulator.server import Simulator
-    from .worker import build_config, run_worker
+    from .web.login import login
+    from .web.qr import render_terminal
+    from .web.simulator.server import Simulator
+    from .worker.loop import build_config, run_worker
 
     out: Console = console or Console()
     home = settings.home / "demo"

@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import dom, errors
-from . import selectors as S
-from . import session as sess
+from . import errors
 from .settings import Settings
+from .web import browser as sess
+from .web import dom
+from .web import selectors as S
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -242,7 +243,7 @@ def check_live(
         for sel in group:
             check(sel)
         if state not in (sess.QR, sess.LOGGED_OUT) and test_phone:
-            from .sender import WhatsAppSender
+            from .web.sender import WhatsAppSender
 
             sender = WhatsAppSender(settings, session_name, browser=browser)  # same browser and lock
             try:

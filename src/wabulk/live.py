@@ -1,7 +1,7 @@
 """What the user sees while ``wabulk run`` works: a Rich live view on a terminal, one plain line per event
 otherwise (cron, systemd, a pipe).
 
-The view is fed only :class:`~wabulk.events.WorkerEvent` objects (from the worker's thread); it never
+The view is fed only :class:`~wabulk.worker.events.WorkerEvent` objects (from the worker's thread); it never
 touches the database, so Rich's refresh thread cannot race the queue's connection. Job counts arrive in
 the worker's periodic ``progress`` events.
 """
@@ -24,7 +24,7 @@ from .pacing import PaceProfile, estimate_eta
 if TYPE_CHECKING:
     from rich.live import Live
 
-    from .events import WorkerEvent
+    from .worker.events import WorkerEvent
 
 LAST_EVENTS = 5
 _QUIET_KINDS = {"progress"}  # never printed as lines
@@ -49,7 +49,7 @@ _STYLES = {
 def render_qr(payload: str) -> str:
     """The QR code as terminal text (``qr.render_terminal`` when that module exists), else the payload."""
     try:
-        from .qr import render_terminal  # type: ignore[import-not-found,unused-ignore]
+        from .web.qr import render_terminal  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return f"QR payload: {payload}"
     try:

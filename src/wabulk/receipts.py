@@ -253,7 +253,7 @@ def run_track(
             return TrackResult()  # nothing to look at: no browser needed
         own = transport is None
         if transport is None:
-            from .sender import WhatsAppSender
+            from .web.sender import WhatsAppSender
 
             transport = WhatsAppSender(settings, session=session)
         try:

@@ -43,7 +43,7 @@ def run(
     blind_seconds: float = 40.0,
 ) -> Figures:
     from e2e_helpers import E2E, SIM_E2E
-    from wabulk.simulator.server import Simulator
+    from wabulk.web.simulator.server import Simulator
 
     rng = random.Random(seed)
     t0 = time.monotonic()

@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wabulk import dom, errors
-from wabulk import selectors as S
-from wabulk import session as sess
+from wabulk import errors
+from wabulk.web import browser as sess
+from wabulk.web import dom
+from wabulk.web import selectors as S
 
 from . import chat, compose, scripts
 
-log = logging.getLogger("wabulk.sender")
+log = logging.getLogger("wabulk.web.sender")
 
 MEDIA, DOCUMENT = "media", "document"
 

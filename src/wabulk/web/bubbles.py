@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wabulk import dom, models
-from wabulk import selectors as S
+from wabulk import models
+from wabulk.web import dom
+from wabulk.web import selectors as S
 
 from . import scripts
 from .dates import learn_order, span
@@ -407,7 +408,7 @@ def confirm(
     file arrived as something else (it was sent: never resend it), NotLoggedIn.
     """
     from wabulk import errors
-    from wabulk import session as sess
+    from wabulk.web import browser as sess
 
     timeout = browser.timeouts.confirm
     start = time.monotonic()

@@ -19,13 +19,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from wabulk import dom, errors
-from wabulk import selectors as S
-from wabulk import session as sess
+from wabulk import errors
+from wabulk.web import browser as sess
+from wabulk.web import dom
+from wabulk.web import selectors as S
 
 from . import compose, scripts
 
-log = logging.getLogger("wabulk.sender")
+log = logging.getLogger("wabulk.web.sender")
 
 OPEN_DEEPLINK, OPEN_INPAGE, OPEN_AUTO = "deeplink", "inpage", "auto"
 # After this many in-page failures in a row, ``auto`` stops trying in-page for this sender (a page where the

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from wabulk import dom, errors
-from wabulk import selectors as S
+from wabulk import errors
+from wabulk.web import dom
+from wabulk.web import selectors as S
 
 from . import scripts
 from .bubbles import same_text

@@ -17,7 +17,7 @@ from typing import Any
 from wabulk import errors
 from wabulk.settings import Settings
 
-log = logging.getLogger("wabulk.session")
+log = logging.getLogger("wabulk.web.browser")
 
 # A Grid browser's --user-data-dir is a path on the NODE, not here: <root>/<session>. Default: the same layout
 # as locally (<WABULK_HOME>/sessions), which fits a node that mounts the same persistent volume there.

@@ -28,7 +28,7 @@ SERVICE_WORKER_DIR = "Default/Service Worker"
 # Left in the profile when WhatsApp refused the browser: the next launch clears the service worker first.
 REFUSED_MARKER = "wabulk-refused-browser"
 
-log = logging.getLogger("wabulk.session")
+log = logging.getLogger("wabulk.web.browser")
 
 
 def is_our_browser(pid: int, profile_dir: Path) -> bool:

@@ -1,5 +1,6 @@
 """Acting on the page's own screens and windows (2026): the "What's new" window, an expired QR code, the
-refusal of the browser, the database-error and storage-full screens. :mod:`wabulk.session` decides when."""
+refusal of the browser, the database-error and storage-full screens.
+:mod:`wabulk.web.browser` decides when."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from wabulk import dom, errors
-from wabulk import selectors as S
+from wabulk import errors
 from wabulk.settings import Settings
-from wabulk.web import states
+from wabulk.web import dom, states
+from wabulk.web import selectors as S
 
-log = logging.getLogger("wabulk.session")
+log = logging.getLogger("wabulk.web.browser")
 
 # Unregisters the page's service workers and empties its caches: a worker that cached WhatsApp's refusal
 # page keeps serving it even to a good user agent. Run in the refused page itself, so it also works for a

@@ -1,7 +1,7 @@
 """The page scripts (``web/js/*.js``), loaded once from the package.
 
-Each script receives its selectors as arguments (candidates from :mod:`wabulk.selectors`): none carries its
-own copy, so a fix in ``selectors.py`` reaches every script. A first line ``// @requires matches text_of``
+Each script receives its selectors as arguments (candidates from :mod:`wabulk.web.selectors`): none carries
+its own copy, so a fix in ``selectors.py`` reaches every script. A first line ``// @requires matches text_of``
 prepends the library files ``lib_matches.js`` / ``lib_text_of.js``.
 """
 
@@ -12,7 +12,7 @@ import re
 from importlib import resources
 from typing import Any
 
-from wabulk import selectors as S
+from wabulk.web import selectors as S
 
 _REQUIRES = re.compile(r"^//\s*@requires\s+(.+)$", re.MULTILINE)
 

@@ -1,15 +1,15 @@
-"""The page's states: what one probe of WhatsApp Web (see :func:`wabulk.dom.probe`) says the page shows.
+"""The page's states: what one probe of WhatsApp Web (see :func:`wabulk.web.dom.probe`) says the page shows.
 
 Pure functions over the probe's dict, so every state is unit-tested without a browser. The selectors and
-texts live in :mod:`wabulk.selectors`.
+texts live in :mod:`wabulk.web.selectors`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from wabulk import dom
-from wabulk import selectors as S
+from wabulk.web import dom
+from wabulk.web import selectors as S
 
 LOADING = "loading"
 QR = "qr"

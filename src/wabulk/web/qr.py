@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .settings import Settings, ensure_private_dir
+from wabulk.settings import Settings, ensure_private_dir
 
 # Two QR rows per text line: upper half, lower half, both, none.
 _UPPER, _LOWER, _FULL, _EMPTY = "\u2580", "\u2584", "\u2588", " "

@@ -1,5 +1,5 @@
 """The worker's configuration and the state every part of it shares: events, jobs, heartbeat, waits, the
-daily cap (:class:`WorkerBase`). The loop itself is :class:`wabulk.worker.Worker`."""
+daily cap (:class:`WorkerBase`). The loop itself is :class:`wabulk.worker.loop.Worker`."""
 
 from __future__ import annotations
 
@@ -15,15 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import wait_exponential, wait_random
 
-from . import exitcodes, identity
-from .errors import (
-    BadInput,
-    SessionBusy,
-    WabulkError,
-)
-from .events import WorkerEvent
-from .logs import mask_phone
-from .models import (
+from wabulk import exitcodes, identity
+from wabulk.errors import BadInput, SessionBusy, WabulkError
+from wabulk.logs import mask_phone
+from wabulk.models import (
     FAILED,
     JOB_PAUSED,
     JOB_QUEUED,
@@ -37,7 +32,7 @@ from .models import (
     JobSummary,
     Transport,
 )
-from .pacing import (
+from wabulk.pacing import (
     DAY,
     PROFILES,
     PaceProfile,
@@ -49,12 +44,14 @@ from .pacing import (
     make_profile,
     next_local_midnight,
 )
-from .settings import DEFAULT_RESTRICTED_RECHECK, restricted_recheck_seconds
+from wabulk.settings import DEFAULT_RESTRICTED_RECHECK, restricted_recheck_seconds
+
+from .events import WorkerEvent
 
 if TYPE_CHECKING:
     import datetime as _dt
 
-    from .queue import Queue
+    from wabulk.queue import Queue
 
 log = logging.getLogger("wabulk.worker")
 
@@ -168,7 +165,7 @@ def _ignore(_: WorkerEvent) -> None:
 
 
 class WorkerBase:
-    """What a worker is and knows (see :class:`wabulk.worker.Worker`). Not thread-safe."""
+    """What a worker is and knows (see :class:`wabulk.worker.loop.Worker`). Not thread-safe."""
 
     def __init__(
         self,

@@ -1,5 +1,5 @@
 """Running a worker as ``wabulk run`` does: the heartbeat thread, signal handlers, logs, the live view and
-the browser around a :class:`~wabulk.worker.Worker`."""
+the browser around a :class:`~wabulk.worker.loop.Worker`."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from . import exitcodes
-from .errors import SessionBusy, WabulkError
+from wabulk import exitcodes
+from wabulk.errors import SessionBusy, WabulkError
+from wabulk.models import Transport
+
 from .events import WorkerEvent
-from .models import Transport
-from .worker import Worker, WorkerConfig
+from .loop import Worker, WorkerConfig
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from wabulk.settings import Settings
 
 log = logging.getLogger("wabulk.worker")
 # A main loop without progress for this long (and at least three leases) is hung: longer than any browser
@@ -71,7 +72,7 @@ class HeartbeatThread:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        from .queue import Queue
+        from wabulk.queue import Queue
 
         try:
             queue = Queue(self.db, create=False)
@@ -144,10 +145,10 @@ def run_worker(
     install signal handlers and run. Returns the exit code. Raises SessionBusy when another live worker
     uses the session, and the transport's errors when the browser cannot start at all. ``on_event`` also
     gets every worker event (after the live view)."""
-    from .live import LiveView
-    from .logs import setup_logging, teardown_logging
-    from .queue import Queue
-    from .store.base import network_filesystem
+    from wabulk.live import LiveView
+    from wabulk.logs import setup_logging, teardown_logging
+    from wabulk.queue import Queue
+    from wabulk.store.base import network_filesystem
 
     log_path = setup_logging(settings.logs_dir, log_numbers=config.log_numbers)
     queue = Queue(settings.db, synchronous="FULL", clock=clock)
@@ -155,7 +156,7 @@ def run_worker(
     view = LiveView(console=console, profile=config.pace, log_numbers=config.log_numbers)
     try:
         if transport is None:
-            from .sender import WhatsAppSender
+            from wabulk.web.sender import WhatsAppSender
 
             transport = WhatsAppSender(settings, session=config.session)
         handle = view.handle

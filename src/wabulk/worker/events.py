@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .models import JobSummary
+from wabulk.models import JobSummary
 
 
 @dataclass(frozen=True)

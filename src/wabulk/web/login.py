@@ -7,9 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import dom, errors, qr
-from . import session as sess
-from .settings import Settings
+from wabulk import errors
+from wabulk.settings import Settings
+
+from . import browser as sess
+from . import dom, qr
 
 DEFAULT_LOGIN_TIMEOUT = 300.0
 # After linking, WhatsApp writes its keys to the profile; quitting at once can lose the login.
@@ -73,7 +75,7 @@ def login(
 def _record_link(settings: Settings, session_name: str) -> None:
     """The page went from the QR to the app: a NEW device is linked, whose chats may lack what the old one
     sent. Recorded in the queue so that no send pressed before now is ever proved absent (and resent)."""
-    from .queue import Queue
+    from wabulk.queue import Queue
 
     with Queue(settings.db) as q:
         q.mark_linked(session_name)

@@ -27,16 +27,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import dom, errors, models
+from wabulk import errors, models
+from wabulk.settings import OPEN_CHAT_METHODS, Settings
+
+from . import attach, bubbles, chat, compose, dates, dom
+from . import browser as sess
 from . import selectors as S
-from . import session as sess
-from .settings import OPEN_CHAT_METHODS, Settings
-from .web import attach, bubbles, chat, compose, dates
 
 # Re-exported: what callers and tests use from here.
-from .web.attach import is_media
-from .web.bubbles import bubble_matches, minute_floor, same_text
-from .web.chat import (
+from .attach import is_media
+from .bubbles import bubble_matches, minute_floor, same_text
+from .chat import (
     INPAGE_GIVE_UP,
     OPEN_AUTO,
     OPEN_DEEPLINK,
@@ -63,7 +64,7 @@ __all__ = [
     "title_digits",
 ]
 
-log = logging.getLogger("wabulk.sender")
+log = logging.getLogger("wabulk.web.sender")
 
 # In the profile directory: what was learnt about this account's page (its date order).
 PAGE_FACTS_FILE = "wabulk-page.json"

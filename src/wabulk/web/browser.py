@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import dom, errors
+from wabulk import errors
+from wabulk.settings import Settings, ensure_private_dir
+
+from . import dom, screens, states
+from . import launch as _launch
+from . import profile as _profile
 from . import selectors as S
-from .settings import Settings, ensure_private_dir
-from .web import launch as _launch
-from .web import profile as _profile
-from .web import screens, states
-from .web.launch import (
+from .launch import (
     INSTALL_HINT,
     binary_version,
     check_driver_matches,
@@ -30,9 +31,9 @@ from .web.launch import (
     major_version,
     remote_profile_dir,
 )
-from .web.profile import LOCK_NAME, ProfileLock, reap_orphans, repair_profile
-from .web.profile import is_our_browser as _is_our_browser
-from .web.states import (
+from .profile import LOCK_NAME, ProfileLock, reap_orphans, repair_profile
+from .profile import is_our_browser as _is_our_browser
+from .states import (
     BLOCKED,
     CHAT,
     LOADING,
@@ -51,7 +52,7 @@ from .web.states import (
     UNSUPPORTED_BROWSER,
     decide_state,
 )
-from .web.states import has as _has
+from .states import has as _has
 
 __all__ = [
     "BLOCKED",
@@ -84,7 +85,7 @@ __all__ = [
     "repair_profile",
 ]
 
-log = logging.getLogger("wabulk.session")
+log = logging.getLogger("wabulk.web.browser")
 
 NET_ERROR_SECONDS = 15.0  # how long the browser's network error page may persist before we give up
 WHATS_NEW_TRIES = 3  # clicks on the What's new modal's Continue before leaving it to the caller

@@ -18,9 +18,9 @@ fails as ``unknown_outcome`` and N of those in a row pause this session (``wabul
 send pressed before the session's device was (re)linked is never proved absent: the new device's chat may
 lack the old device's history, so "absent" there means unknown.
 
-The class is split by concern: :mod:`wabulk.worker_base` (configuration, events, jobs, heartbeat, waits,
-daily cap), :mod:`wabulk.worker_session` (session trouble, receipt tracking), this module (the loop), and
-:mod:`wabulk.runner` (``run_worker``: what ``wabulk run`` wraps around it).
+The class is split by concern: :mod:`wabulk.worker.base` (configuration, events, jobs, heartbeat, waits,
+daily cap), :mod:`wabulk.worker.trouble` (session trouble, receipt tracking), this module (the loop), and
+:mod:`wabulk.worker.runner` (``run_worker``: what ``wabulk run`` wraps around it).
 
 Time and sleeping are injected (``clock``, ``sleep``), so every path is unit-tested without waiting.
 Waits are sliced into ≤ 0.5 s pieces that check the stop flag, heartbeat, and re-read the jobs, so pause,
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import RetryCallState, stop_after_attempt
 
-from . import exitcodes
-from .errors import (
+from wabulk import exitcodes
+from wabulk.errors import (
     AccountRestricted,
     Blocked,
     BrowserError,
@@ -49,40 +49,26 @@ from .errors import (
     Unreachable,
     WabulkError,
 )
+from wabulk.models import FAILED, TICK_SENT, UNKNOWN_OUTCOME, VERIFY_ABSENT, VERIFY_SENT, ChatSnapshot, Claim
+from wabulk.pacing import next_local_midnight
+
 from .events import StepResult, WorkerEvent
-from .models import (
-    FAILED,
-    TICK_SENT,
-    UNKNOWN_OUTCOME,
-    VERIFY_ABSENT,
-    VERIFY_SENT,
-    ChatSnapshot,
-    Claim,
-)
-from .pacing import (
-    next_local_midnight,
-)
 
 if TYPE_CHECKING:
     pass
 
-from .worker_base import (  # noqa: F401  (re-exported: wabulk.worker is where callers find them)
-    _ACTIVE_JOB_STATUSES,
+from .base import (
     IDLE_MAX,
     IDLE_MIN,
-    JOBS_REFRESH,
-    OFFLINE_RECHECK_MAX,
-    OFFLINE_RECHECK_SECONDS,
     PAGE_ERROR_CLASSES,
     RECIPIENT_ERROR_CLASSES,
     SESSION_ERROR_BACKOFF,
     STALE_AFTER,
-    WAIT_SLICE,
     WorkerConfig,
     build_config,
     first_send_time,
 )
-from .worker_session import SessionMixin
+from .trouble import SessionMixin
 
 log = logging.getLogger("wabulk.worker")
 
@@ -569,7 +555,7 @@ class Worker(SessionMixin):
 
 
 def __getattr__(name: str) -> Any:
-    """``run_worker``, ``install_signal_handlers`` and ``HeartbeatThread`` live in :mod:`wabulk.runner`
+    """``run_worker``, ``install_signal_handlers`` and ``HeartbeatThread`` live in :mod:`wabulk.worker.runner`
     (imported on first use: the runner imports this module)."""
     if name in ("run_worker", "install_signal_handlers", "HeartbeatThread"):
         from . import runner

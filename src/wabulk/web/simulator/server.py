@@ -890,7 +890,7 @@ Messages received are appended to {log}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the simulator in the foreground: ``python -m wabulk.simulator [--port N] [--log PATH]``."""
+    """Run the simulator in the foreground: ``python -m wabulk.web.simulator [--port N] [--log PATH]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="wabulk simulator", description="Local WhatsApp Web stand-in.")

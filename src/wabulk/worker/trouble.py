@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from . import exitcodes
-from .errors import (
+from wabulk import exitcodes
+from wabulk.errors import (
     AccountRestricted,
     Blocked,
     BrowserError,
@@ -15,19 +15,10 @@ from .errors import (
     Unreachable,
     WabulkError,
 )
+from wabulk.models import JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN, Claim
+
+from .base import OFFLINE_RECHECK_MAX, OFFLINE_RECHECK_SECONDS, SESSION_ERROR_BACKOFF, WorkerBase
 from .events import StepResult
-from .models import (
-    JOB_QUEUED,
-    JOB_RUNNING,
-    JOB_WAITING_FOR_LOGIN,
-    Claim,
-)
-from .worker_base import (
-    OFFLINE_RECHECK_MAX,
-    OFFLINE_RECHECK_SECONDS,
-    SESSION_ERROR_BACKOFF,
-    WorkerBase,
-)
 
 log = logging.getLogger("wabulk.worker")
 
@@ -181,7 +172,7 @@ class SessionMixin(WorkerBase):
         first; at most ``track_batch`` per turn), record its ticks, and keep the next look a pacing gap
         away, as if it were a send. Never sends. Returns how many chats were looked at. Errors are logged
         and end the turn: the next claim's session check handles a logged-out or dead browser."""
-        from .receipts import Checked, track
+        from wabulk.receipts import Checked, track
 
         now = self.clock()
         if now < self._next_track_at or self.stop_requested:

@@ -1,4 +1,4 @@
-"""``python -m wabulk.simulator --port N``."""
+"""``python -m wabulk.web.simulator --port N``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Finding elements through the fallback lists of :mod:`wabulk.selectors`, and the page probe.
+"""Finding elements through the fallback lists of :mod:`wabulk.web.selectors`, and the page probe.
 
 No Selenium import at module level (``wabulk status`` must not load it); functions take a driver object
 that only needs ``find_elements``/``execute_script``/``page_source``/``save_screenshot``.
@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import errors
+from wabulk import errors
+from wabulk.settings import ensure_private_dir
+
 from . import selectors as S
 from .selectors import TEXTS, Selector
-from .settings import ensure_private_dir
 
 # Named timeout tiers (seconds), as SeleniumBase names them: the call site says which kind of wait it is.
 MINI = 2.0  # something that is already there or appears right after a click
@@ -163,7 +164,7 @@ def save_debug(driver: Any, debug_dir: Path, label: str) -> str | None:
     except Exception:  # noqa: BLE001 - best effort
         pass
     try:
-        from .web import scripts
+        from . import scripts
 
         scripts.run(driver, "hide_titles", _hide_css())
         # Created empty and private first: save_screenshot then writes into the 0600 file.
@@ -241,7 +242,7 @@ def probe(driver: Any, selectors: tuple[Selector, ...]) -> dict[str, Any]:
     """Run the page probe (``web/js/probe.js``) for ``selectors``.
 
     Returns ``{matched, dialogs, text, url, qr_ref, title}``."""
-    from .web import scripts
+    from . import scripts
 
     args = {
         "sels": {s.name: scripts.cands(s) for s in selectors},

@@ -35,16 +35,17 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from . import exitcodes
-from .pacing import daily_limit, local_midnight, local_zone, next_local_midnight
-from .settings import ensure_private_dir
+from wabulk import exitcodes
+from wabulk.pacing import daily_limit, local_midnight, local_zone, next_local_midnight
+from wabulk.settings import ensure_private_dir
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from .queue import Queue
-    from .settings import Settings
-    from .worker import WorkerConfig
+    from wabulk.queue import Queue
+    from wabulk.settings import Settings
+
+    from .loop import WorkerConfig
 
 DONE_CODES = (exitcodes.OK, exitcodes.SOME_FAILED)
 # A worker's plain event line: "<date> <time> <kind>[ job=N] <text>" (live.LiveView._print_line).
@@ -262,7 +263,7 @@ class Fleet:
         q = self._queue
         if q is None:
             return
-        from .errors import WabulkError
+        from wabulk.errors import WabulkError
 
         try:
             workers = q.workers()
@@ -282,7 +283,7 @@ class Fleet:
             pass  # a busy database: keep the last picture, try again next round
 
     def _next_send(self, q: Queue, m: Member, now: float, day_end: float) -> str:
-        from .live import format_duration
+        from wabulk.live import format_duration
 
         if m.cap_today is not None and m.sent_today >= m.cap_today:
             return f"after midnight ({format_duration(day_end - now)})"
@@ -381,7 +382,7 @@ def run_fleet(
     Returns the exit code (0/3 with --until-done, 1 when a session was given up, 130 when interrupted)."""
     from rich.console import Console
 
-    from .queue import Queue
+    from wabulk.queue import Queue
 
     out = console or Console(stderr=True, highlight=False, soft_wrap=True)
     queue = Queue(settings.db, create=True)  # migrate once here, not in N workers at the same moment

@@ -1,0 +1,1 @@
+"""The worker: drains the queue through one sending account (the loop, account trouble, runner, fleet)."""
