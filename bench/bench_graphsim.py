@@ -8,7 +8,7 @@ share of them) go to a raw asyncio receiver in this process that answers 200. Re
 clock and per CPU-second of the simulator (the figure that survives a loaded machine), statuses received
 and their batching, the simulator's RSS.
 
-    python bench/bench_graphsim.py [--messages 20000] [--connections 16] [--quick] [--json PATH]
+    python bench/bench_graphsim.py [--messages 20000] [--connections 1,16] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class Hook:
                 self.posts += 1
                 self.statuses += body.count(b'"status":')
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            writer.close()  # (cancelled: the benchmark is over)
 
 
 async def load(host: str, port: int, total: int, connections: int, token: str) -> tuple[int, int, float]:
@@ -105,6 +105,7 @@ async def load(host: str, port: int, total: int, connections: int, token: str) -
 
 
 async def main_async(messages: int, connections: int) -> dict[str, object]:
+    """One measurement: a fresh simulator process, ``messages`` sends over ``connections`` connections."""
     hook = Hook()
     server = await asyncio.start_server(hook.handle, "127.0.0.1", 0)
     hook_port = server.sockets[0].getsockname()[1]
@@ -170,17 +171,17 @@ async def main_async(messages: int, connections: int) -> dict[str, object]:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--messages", type=int, default=20000)
-    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--messages", type=int, default=None, help="sends per measurement (20,000; quick 300)")
+    p.add_argument("--connections", default=None, help="comma-separated kept-alive connection counts (1,16)")
     args = p.parse_args()
-    if args.quick:
-        args.messages, args.connections = 400, 4
-    row = asyncio.run(main_async(args.messages, args.connections))
+    counts = [int(c) for c in str(args.connections or ("1,4" if args.quick else "1,16")).split(",")]
+    args.messages = args.messages or (300 if args.quick else 20000)
+    rows = [asyncio.run(main_async(args.messages, c)) for c in counts]
     notes = [
         "target: several thousand requests/s (so the simulator never bounds wabulk's 1,000 messages/s)",
         f"load: {os.getloadavg()[0]:.1f} (1-min) when finished; the per-CPU-second figure is the robust one",
     ]
-    finish("Graph API simulator throughput", [row], args, notes)
+    finish("Graph API simulator throughput", rows, args, notes)
 
 
 if __name__ == "__main__":

@@ -31,18 +31,21 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "bench_queue.py": ["--quick"],
         "bench_startup.py": ["--quick"],
         "bench_browser.py": ["--quick"],
+        "bench_graphsim.py": ["--quick"],
     },
     "moderate": {
         "bench_enqueue.py": ["--rows", "100000", "--insert-rows", "100000", "--runs", "3"],
         "bench_queue.py": ["--messages", "100000", "--seconds", "3", "--runs", "3"],
         "bench_startup.py": ["--runs", "10"],
         "bench_browser.py": ["--messages", "15", "--memory-messages", "100"],
+        "bench_graphsim.py": ["--messages", "5000"],
     },
     "full": {
         "bench_enqueue.py": [],
         "bench_queue.py": [],
         "bench_startup.py": [],
         "bench_browser.py": [],
+        "bench_graphsim.py": [],
     },
 }
 

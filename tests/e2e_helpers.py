@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wabulk.models import ChatSnapshot
 from wabulk.web.simulator.server import DEFAULT_CONFIG
 
 WABULK = str(Path(sys.executable).with_name("wabulk"))
@@ -33,6 +34,16 @@ SIM_E2E: dict[str, Any] = {
     "sent_ms": [100, 100],
     "delivered_ms": 300,
 }
+
+
+def snapshots_into(kept: list[ChatSnapshot]) -> Callable[[str], None]:
+    """A ``before_send`` that keeps the web provider's evidence, decoded (the ids of our bubbles before
+    the send), so that a test can look at it and hand it back to ``verify_sent``."""
+
+    def keep(evidence: str) -> None:
+        kept.append(ChatSnapshot.from_evidence(evidence) or ChatSnapshot(readable=False))
+
+    return keep
 
 
 @contextlib.contextmanager

@@ -107,3 +107,11 @@ def test_browser_bench_sends_through_the_simulator(tmp_path: Path) -> None:
     assert float(mech["wabulk overhead s"]) == pytest.approx(
         float(mech["median s"]) - float(mech["simulator floor s"]), abs=0.011
     )
+
+
+def test_graph_simulator_bench_sends_and_receives_webhooks(tmp_path: Path) -> None:
+    r = _run("bench_graphsim.py", tmp_path, "--messages", "200", "--connections", "2")
+    (row,) = r["rows"]
+    assert row["accepted"] == 200 and row["refused"] == 0
+    assert row["statuses"] >= 400  # sent + delivered for each, batched into fewer POSTs
+    assert 0 < row["POSTs"] < row["statuses"]

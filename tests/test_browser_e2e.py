@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import make_browser_settings
+from e2e_helpers import snapshots_into
 from wabulk import errors, models
 from wabulk.doctor import run_doctor
 from wabulk.web import browser as sess
@@ -181,11 +182,11 @@ def test_message_left_on_the_clock_is_a_confirm_timeout_then_verified(
     snaps: list[models.ChatSnapshot] = []
     try:
         with pytest.raises(errors.ConfirmTimeout, match="pending"):
-            wa.send("+14155550199", "held on the clock", before_send=snaps.append)
+            wa.send("+14155550199", "held on the clock", before_send=snapshots_into(snaps))
     finally:
         wa.timeouts.confirm = old
     # WhatsApp has it in its outbox: verify_sent finds it, so the worker will not send it twice
-    found = wa.verify_sent("+14155550199", "held on the clock", since, known=snaps[0])
+    found = wa.verify_sent("+14155550199", "held on the clock", since, evidence=snaps[0].to_evidence())
     assert found.sent and found.tick == models.TICK_PENDING and found.message_ref
     # without the snapshot (a stamp from before ids were recorded) the bubble's minute cannot tell it from
     # an identical earlier message: unknown, never "absent"
@@ -207,19 +208,23 @@ def test_verify_sent_by_message_id(wa: WhatsAppSender, simulator: Any) -> None:
     _send_and_get(wa, simulator, "an earlier message", phone="+14155550111")
     since = time.time()
     snaps: list[models.ChatSnapshot] = []
-    rec = _send_and_get(wa, simulator, "verify me ✅", phone="+14155550111", before_send=snaps.append)
+    rec = _send_and_get(
+        wa, simulator, "verify me ✅", phone="+14155550111", before_send=snapshots_into(snaps)
+    )
     known = snaps[0]
     assert known.readable and known.count >= 1 and len(known.ids) == known.count
-    found = wa.verify_sent("+14155550111", "verify me ✅", since, known=known)
+    found = wa.verify_sent("+14155550111", "verify me ✅", since, evidence=known.to_evidence())
     assert found.sent and found.message_ref and rec["id"] in found.message_ref
     # exact text only; the chat is readable (the bubbles from before the send are shown): absent
-    other = wa.verify_sent("+14155550111", "verify me", since, known=known)
+    other = wa.verify_sent("+14155550111", "verify me", since, evidence=known.to_evidence())
     assert other.absent, other
     # the bubble is in the snapshot of a later send: it is not that later message
     after = models.ChatSnapshot(ids=(*known.ids, str(found.message_ref)), count=known.count + 1)
-    assert wa.verify_sent("+14155550111", "verify me ✅", since, known=after).absent
+    assert wa.verify_sent("+14155550111", "verify me ✅", since, evidence=after.to_evidence()).absent
     # another chat, empty before and after the (never made) send
-    empty = wa.verify_sent("+14155550122", "verify me ✅", since, known=models.ChatSnapshot())
+    empty = wa.verify_sent(
+        "+14155550122", "verify me ✅", since, evidence=models.ChatSnapshot().to_evidence()
+    )
     assert empty.absent, empty
     # without a snapshot, an empty chat proves nothing (the reader may be blind): unknown
     assert wa.verify_sent("+14155550122", "verify me ✅", since).outcome == models.VERIFY_UNKNOWN

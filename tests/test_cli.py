@@ -229,7 +229,7 @@ def _unknown_outcome(db_path: Path, contacts: Path) -> tuple[int, int]:
     with Queue(db_path) as q:
         c = q.claim("w", "main", lease_seconds=60)
         assert c is not None
-        q.mark_send_started(c, ChatSnapshot(readable=False))
+        q.mark_send_started(c, ChatSnapshot(readable=False).to_evidence())
         q.mark_failed(c, error="outcome unknown: the chat could not be read", error_class=UNKNOWN_OUTCOME)
         q.record_unknown("main", threshold=1)  # the session paused itself
     return job_id, c.message_id

@@ -137,12 +137,14 @@ def test_d1_the_send_budget_is_enforced_by_the_queue(queue: Queue, clock: Clock)
     enqueue(queue, [P])
     c = queue.claim("w", "main", lease_seconds=60)
     assert c is not None
-    queue.mark_send_started(c, ChatSnapshot())
+    queue.mark_send_started(c, ChatSnapshot().to_evidence())
     queue.schedule_retry(c, error="clock", error_class="confirm_timeout", delay=0)
     c2 = queue.claim("w", "main", lease_seconds=60)
     assert c2 is not None and c2.needs_verification and c2.sends == 1
     with pytest.raises(errors.SendRefused):
-        queue.mark_send_started(c2, ChatSnapshot())  # not verified: refused, and settled as unknown
+        queue.mark_send_started(
+            c2, ChatSnapshot().to_evidence()
+        )  # not verified: refused, and settled as unknown
     m = queue.get_message(c.message_id)
     assert (m.status, m.error_class) == (FAILED, UNKNOWN_OUTCOME)
 
@@ -172,7 +174,7 @@ def test_d3_the_stamp_carries_the_claiming_session_even_without_a_worker_row(que
     c = queue.claim(wid, "a", lease_seconds=60)
     assert c is not None
     queue.conn.execute("DELETE FROM workers")  # a second start deleted the row (the old eviction)
-    queue.mark_send_started(c, ChatSnapshot())
+    queue.mark_send_started(c, ChatSnapshot().to_evidence())
     row = queue.conn.execute("SELECT send_started_session FROM messages WHERE id = ?", (c.message_id,))
     assert row.fetchone()[0] == "a"
 
@@ -256,7 +258,7 @@ def test_d6_a_message_stamped_by_a_vanished_session_is_reported_and_not_waited_f
     wa = queue.register_worker("a", pid=999_999_999, host="elsewhere")
     c = queue.claim(wa, "a", lease_seconds=60)
     assert c is not None
-    queue.mark_send_started(c, ChatSnapshot())
+    queue.mark_send_started(c, ChatSnapshot().to_evidence())
     queue.unregister_worker(wa)  # account "a" never comes back
     w = make_worker(queue, fake, clock, session="b")
     drive(w, clock)
@@ -304,7 +306,7 @@ def test_d7_a_stamped_message_of_a_stopped_job_is_unknown_on_every_path(
     j1 = enqueue(queue, [P])
     c = queue.claim("w", "main", lease_seconds=60)
     assert c is not None
-    queue.mark_send_started(c, ChatSnapshot())
+    queue.mark_send_started(c, ChatSnapshot().to_evidence())
     queue.schedule_retry(c, error="clock", error_class="confirm_timeout", delay=30)
     queue.stop_job(j1)
     assert (only(queue, j1).status, only(queue, j1).error_class) == (FAILED, UNKNOWN_OUTCOME)
@@ -312,7 +314,7 @@ def test_d7_a_stamped_message_of_a_stopped_job_is_unknown_on_every_path(
     j2 = enqueue(queue, ["+14155550101"])
     c = queue.claim("w", "main", lease_seconds=60)
     assert c is not None
-    queue.mark_send_started(c, ChatSnapshot())
+    queue.mark_send_started(c, ChatSnapshot().to_evidence())
     queue.stop_job(j2)
     queue.schedule_retry(c, error="clock", error_class="confirm_timeout", delay=30)
     assert (only(queue, j2).status, only(queue, j2).error_class) == (FAILED, UNKNOWN_OUTCOME)

@@ -114,7 +114,7 @@ def test_until_done_exit_3_when_some_session_failed_messages(fake: Path, queue: 
 def test_a_blocked_account_is_not_restarted(fake: Path, queue: Queue) -> None:
     lines: list[str] = []
     fleet = make_fleet(fake, {"a": "blocked,0", "b": "0"}, until_done=True, on_line=lines.append)
-    assert fleet.run(queue) == 1
+    assert fleet.run(queue) == 4
     assert len(starts(fake, "a")) == 1
     assert any("session a: account blocked; not restarted" in line for line in lines), lines
 
@@ -373,3 +373,11 @@ def test_status_shows_per_session_sent_today_cap_and_state(db_path: Path) -> Non
     sessions_part = table.split("Sessions", 1)[1]
     row_a = next(line for line in sessions_part.splitlines() if line.strip().startswith("a "))
     assert row_a.split()[:2] == ["a", "2"] and row_a.split()[-1] == "pacing", row_a
+
+
+def test_a_worker_exiting_4_needs_a_person_and_is_not_restarted(fake: Path, queue: Queue) -> None:
+    lines: list[str] = []
+    fleet = make_fleet(fake, {"a": "4,0", "b": "0"}, until_done=True, on_line=lines.append)
+    assert fleet.run(queue) == 4
+    assert len(starts(fake, "a")) == 1
+    assert any("session a: a person must act; not restarted" in line for line in lines), lines

@@ -655,6 +655,18 @@ def test_statuses_wait_while_no_webhook_url_and_the_handshake_gates_subscription
     assert by_wamid(receiver.statuses(), wamid) == ["sent", "delivered"]
 
 
+def test_username_users_get_statuses_without_recipient_id(
+    sim: GraphSimulator, client: httpx.Client, receiver: Receiver
+) -> None:
+    sim.configure(username_users=[ALICE])
+    post(client, tpl(ALICE))
+    settle(sim)
+    statuses = receiver.statuses()
+    assert statuses and all(
+        "recipient_id" not in s and s["recipient_user_id"].startswith("US.") for s in statuses
+    )
+
+
 def test_value_level_error_webhook(sim: GraphSimulator, receiver: Receiver) -> None:
     sim.value_error(130429, "Throughput reached")
     settle(sim)

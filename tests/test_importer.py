@@ -38,17 +38,19 @@ class FakeQueue:
         self.messages: dict[int, list[_Msg]] = {}
         self.optouts: set[str] = set()
 
-    def enqueue(self, job: NewJob, messages: Iterable[NewMessage]) -> EnqueueStats:
+    def enqueue(self, job: NewJob, messages: Iterable[NewMessage], on_duplicate: Any = None) -> EnqueueStats:
         staged: list[_Msg] = []
-        seen: set[str] = set()
+        seen: dict[str, int | None] = {}
         dup = opted = 0
         for m in messages:  # an exception here propagates and nothing is kept: all-or-nothing
             if m.phone in seen:
                 dup += 1
+                if on_duplicate is not None:
+                    on_duplicate(m.source_row, m.phone, seen[m.phone])
             elif m.phone in self.optouts:
                 opted += 1
             else:
-                seen.add(m.phone)
+                seen[m.phone] = m.source_row
                 staged.append(_Msg(m.phone, m.body, m.name, m.source_row, dict(m.variables)))
         self.jobs.append(job)
         job_id = len(self.jobs)
@@ -194,6 +196,40 @@ def test_empty_placeholders_are_counted_per_row_and_the_fallback_fills_them(
         "Hi Ben, order B-101",
         "Hi there, order B-100",
     ]
+
+
+def test_duplicates_are_listed_in_the_result_and_the_rejects_file(queue: Any, tmp_path: Path) -> None:
+    src = write(tmp_path, f"name,phone\nAnn,{AU1}\nBob,{AU2}\nAnn again,0061 491 570 156\nBob,{AU2}\n")
+    for dry in (True, False):
+        out = tmp_path / f"rejects-{dry}.csv"
+        r = enqueue_file(queue, src, message="Hi {name}", country=None, rejects_path=out, dry_run=dry)
+        assert r.duplicates == 2
+        assert r.duplicate_rows == [(4, AU1, 2), (5, AU2, 3)]
+        assert r.as_json()["duplicate_rows"][0] == {"row": 4, "phone": AU1, "first_row": 2}
+        lines = list(csv.reader(out.open(encoding="utf-8")))
+        assert lines[1:] == [  # "'+61…": the spreadsheet formula guard, as for every rejected value
+            ["4", "phone", "'" + AU1, "duplicate: the same number as row 2"],
+            ["5", "phone", "'" + AU2, "duplicate: the same number as row 3"],
+        ]
+
+
+def test_duplicates_across_import_chunks_are_listed(queue: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    import wabulk.store.enqueue as store_enqueue
+
+    monkeypatch.setattr(store_enqueue, "ENQUEUE_CHUNK", 2)
+    src = write(tmp_path, f"name,phone\nA,{AU1}\nB,{AU2}\nC,{AU3}\nD,{AU1}\nE,{AU3}\n")
+    r = enqueue_file(queue, src, message="Hi {name}", country=None)
+    assert (r.enqueued, r.duplicates, r.duplicate_rows) == (3, 2, [(5, AU1, 2), (6, AU3, 4)])
+
+
+def test_queueing_the_same_file_and_message_again_warns(queue: Any, tmp_path: Path) -> None:
+    src = write(tmp_path, f"name,phone\nAnn,{AU1}\n")
+    first = enqueue_file(queue, src, message="Hi {name}", country=None)
+    assert not any("already queued" in n for n in first.notices)
+    other = enqueue_file(queue, src, message="Bye {name}", country=None)
+    assert not any("already queued" in n for n in other.notices)
+    again = enqueue_file(queue, src, message="Hi {name}", country=None, dry_run=True)
+    assert any(f"already queued as job {first.job_id}" in n for n in again.notices)
 
 
 def test_header_only_file(queue: Any, tmp_path: Path) -> None:
@@ -343,4 +379,9 @@ def test_dry_run_still_writes_the_requested_rejects_report(queue: Any, tmp_path:
     out = tmp_path / "rejects.csv"
     res = enqueue_file(queue, SAMPLE, message="Hi", country=None, rejects_path=out, dry_run=True)
     assert res.invalid == 2 and queue.list_jobs() == []
-    assert [r[0] for r in csv.reader(out.read_text(encoding="utf-8").splitlines())] == ["row", "13", "14"]
+    assert [r[0] for r in csv.reader(out.read_text(encoding="utf-8").splitlines())] == [
+        "row",
+        "12",
+        "13",
+        "14",
+    ]

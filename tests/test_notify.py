@@ -133,7 +133,7 @@ def test_a_failure_is_told_as_what_it_was_when_the_scan_comes_late(db_path: Path
         a = new_job(q, "a", 1, 0)
         c = q.claim("w", "s", lease_seconds=60, job_ids=[a])
         assert c is not None
-        q.mark_send_started(c, ChatSnapshot())
+        q.mark_send_started(c, ChatSnapshot().to_evidence())
         q.mark_failed(c, error="outcome unknown: the chat could not be read", error_class="unknown_outcome")
         q.resolve(c.message_id, sent=True)
         b = new_job(q, "b", 1, 10)
@@ -143,7 +143,7 @@ def test_a_failure_is_told_as_what_it_was_when_the_scan_comes_late(db_path: Path
         assert q.retry_failed(b) == 1
         c = q.claim("w", "s", lease_seconds=60, job_ids=[b])
         assert c is not None
-        q.mark_send_started(c, ChatSnapshot())
+        q.mark_send_started(c, ChatSnapshot().to_evidence())
         q.mark_failed(c, error="compose box vanished", error_class="selector_missing")  # after Enter
         watcher.scan_events()
         Notifier(db_path, config).deliver_due(q)

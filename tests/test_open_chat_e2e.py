@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import make_browser_settings
+from e2e_helpers import snapshots_into
 from wabulk import errors, models
 from wabulk.web import browser as sess
 from wabulk.web import dom
@@ -105,11 +106,15 @@ def test_inpage_invalid_number_is_not_on_whatsapp_and_the_next_send_works(
 def test_verify_sent_opens_the_chat_in_page(inpage: WhatsAppSender, simulator: Any) -> None:
     since = time.time()
     snaps: list[models.ChatSnapshot] = []
-    inpage.send("+14155550779", "verify me in-page", before_send=snaps.append)
-    inpage.send("+14155550780", "another chat in between", before_send=snaps.append)
-    assert inpage.verify_sent("+14155550779", "verify me in-page", since, known=snaps[0]).sent
+    inpage.send("+14155550779", "verify me in-page", before_send=snapshots_into(snaps))
+    inpage.send("+14155550780", "another chat in between", before_send=snapshots_into(snaps))
+    assert inpage.verify_sent(
+        "+14155550779", "verify me in-page", since, evidence=snaps[0].to_evidence()
+    ).sent
     assert inpage.last_open_method == "inpage"
-    assert inpage.verify_sent("+14155550780", "verify me in-page", since, known=snaps[1]).absent
+    assert inpage.verify_sent(
+        "+14155550780", "verify me in-page", since, evidence=snaps[1].to_evidence()
+    ).absent
     assert inpage.read_receipt("+14155550779", "verify me in-page", since) in ("sent", "delivered", "read")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import SIM_FAST
-from e2e_helpers import simulator_running
+from e2e_helpers import simulator_running, snapshots_into
 from wabulk import errors, models
 from wabulk.doctor import run_doctor
 from wabulk.settings import Settings
@@ -74,12 +74,12 @@ def test_text_with_emoji_rtl_and_three_lines_is_sent_once_and_confirmed_by_its_i
     assert sim.state.snapshot()["refuse_headless"] is True  # the page refuses headless browsers here
     body = "Shalom 👋🏽 שלום עולם — مرحبا\nsecond line 🇮🇱\nthird line"
     snaps: list[models.ChatSnapshot] = []
-    result, rec = _send(wa, sim, body, before_send=snaps.append)
+    result, rec = _send(wa, sim, body, before_send=snapshots_into(snaps))
     assert rec["text"] == body and rec["kind"] == "text"
     assert result.tick in bubbles.LEFT and result.message_ref == rec["id"]  # the bare 2026 id
     assert snaps[0].readable and rec["id"] not in snaps[0].ids
     # a second identical message is a new bubble with its own id, confirmed as itself
-    result2, rec2 = _send(wa, sim, body, before_send=snaps.append)
+    result2, rec2 = _send(wa, sim, body, before_send=snapshots_into(snaps))
     assert result2.message_ref == rec2["id"] != rec["id"]
     assert rec["id"] in snaps[1].ids and snaps[1].count == snaps[0].count + 1
     time.sleep(0.5)
@@ -93,27 +93,27 @@ def test_verify_sent_by_id_absent_when_readable_unknown_when_ids_are_hidden(
     _send(wa, sim, "already there", phone=phone)
     since = time.time()
     snaps: list[models.ChatSnapshot] = []
-    result, rec = _send(wa, sim, "verify by id", phone=phone, before_send=snaps.append)
+    result, rec = _send(wa, sim, "verify by id", phone=phone, before_send=snapshots_into(snaps))
     known = snaps[0]
-    found = wa.verify_sent(phone, "verify by id", since, known=known)
+    found = wa.verify_sent(phone, "verify by id", since, evidence=known.to_evidence())
     assert found.sent and found.message_ref == rec["id"], found
     # the same chat, readable, and a message that never went out: absent (positive evidence)
-    missing = wa.verify_sent(phone, "never sent", since, known=known)
+    missing = wa.verify_sent(phone, "never sent", since, evidence=known.to_evidence())
     assert missing.absent, missing
     # the same text sent earlier (another job, a minute that may be the stamp's): in the snapshot, not ours
-    assert wa.verify_sent(phone, "already there", since, known=known).absent
+    assert wa.verify_sent(phone, "already there", since, evidence=known.to_evidence()).absent
     # an incoming message with exactly that text is not ours
     sim.incoming(phone.lstrip("+"), "never sent")
     time.sleep(0.7)
-    assert wa.verify_sent(phone, "never sent", since, known=known).absent
+    assert wa.verify_sent(phone, "never sent", since, evidence=known.to_evidence()).absent
     # the page hides message ids: a snapshot without them, and a chat that cannot be compared by id
     sim.configure(bubble_ids=False)
     hidden: list[models.ChatSnapshot] = []
-    _send(wa, sim, "sent while ids are hidden", phone=phone, before_send=hidden.append)
+    _send(wa, sim, "sent while ids are hidden", phone=phone, before_send=snapshots_into(hidden))
     assert hidden[0] == models.ChatSnapshot(ids=(), count=hidden[0].count, readable=False)
-    v = wa.verify_sent(phone, "verify by id", since, known=known)
+    v = wa.verify_sent(phone, "verify by id", since, evidence=known.to_evidence())
     assert v.outcome == models.VERIFY_UNKNOWN, v
-    v = wa.verify_sent(phone, "sent while ids are hidden", time.time() - 5, known=hidden[0])
+    v = wa.verify_sent(phone, "sent while ids are hidden", time.time() - 5, evidence=hidden[0].to_evidence())
     assert v.outcome == models.VERIFY_UNKNOWN and "identical" in v.reason  # by its minute only: no guess
 
 
@@ -124,10 +124,10 @@ def test_a_failed_send_is_transient_and_verified_absent(wa: WhatsAppSender, sim:
     snaps: list[models.ChatSnapshot] = []
     since = time.time()
     with pytest.raises(errors.TransientSendError) as info:
-        wa.send(phone, "will fail", before_send=snaps.append)
+        wa.send(phone, "will fail", before_send=snapshots_into(snaps))
     assert info.value.error_class == "send_failed" and not isinstance(info.value, errors.ConfirmTimeout)
     assert sim.messages()[before:] == [] and len(sim.failed()) >= 1
-    assert wa.verify_sent(phone, "will fail", since, known=snaps[0]).absent
+    assert wa.verify_sent(phone, "will fail", since, evidence=snaps[0].to_evidence()).absent
 
 
 def test_image_arrives_as_an_image_and_pdf_as_a_document_never_a_sticker(

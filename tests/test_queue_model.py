@@ -39,10 +39,13 @@ from wabulk.models import (
     UNKNOWN_OUTCOME,
     ChatSnapshot,
     Claim,
+    CloudOutcome,
+    CloudStatus,
     NewJob,
     NewMessage,
 )
 from wabulk.queue import Queue
+from wabulk.store.cloud import callback_data
 
 SESSIONS = ("a", "b")
 LEASE = 10.0
@@ -157,8 +160,8 @@ class Outbox(RuleBasedStateMachine):
         c = w.claim
         if c is None or w.stamped or (c.needs_verification and not w.verified_absent):
             return
-        snapshot = ChatSnapshot(readable=self.world.readable[s])
-        if self._fenced(w, self.q.mark_send_started, c, snapshot):
+        evidence = ChatSnapshot(readable=self.world.readable[s]).to_evidence()
+        if self._fenced(w, self.q.mark_send_started, c, evidence):
             w.stamped = True
 
     @rule(s=st.sampled_from(SESSIONS), arrives=st.booleans())
@@ -345,3 +348,188 @@ Outbox.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestOutbox = Outbox.TestCase
+
+
+# --- The Cloud API provider (issue 19): POSTs and status webhooks in any order ---------------------------
+#
+# Meta is the oracle here: it records every POST it accepted (a message reached the recipient once per
+# accepted POST) and queues that message's status webhooks (sent, delivered, read, or failed with a code),
+# which arrive in any order, duplicated, interleaved with crashes of the worker, lost answers (a cut after
+# the message was accepted) and cuts before it was. After every step: no message accepted twice, a message
+# the queue calls sent was accepted, one it failed with a Graph rejection never was, delivered/read never go
+# back, and the counts match the rows.
+
+
+@dataclass
+class Meta:
+    accepted: dict[int, list[str]] = field(default_factory=dict)  # message id -> wamids
+    webhooks: list[CloudStatus] = field(default_factory=list)  # not yet delivered
+    delivered_once: list[CloudStatus] = field(default_factory=list)  # delivered (may be delivered again)
+    seq: int = 0
+
+
+class CloudOutbox(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="wabulk-cloud-model-"))
+        self.clock = Clock()
+        self.q = Queue(self.dir / "w.db", clock=self.clock)
+        self.meta = Meta()
+        self.generation = 0
+        self.stamped: list[Claim] = []  # stamped by the live worker, POST not made yet
+        self.answers: list[CloudOutcome] = []  # answers the live worker has not recorded yet
+        self.receipts: dict[int, tuple[float | None, float | None]] = {}
+        self.job = self.q.enqueue(
+            NewJob(name="cloud", template="x", max_attempts=3),
+            [NewMessage(phone=p, body=f"to {p}") for p in PHONES],
+        ).job_id
+
+    def teardown(self) -> None:
+        self.q.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def worker(self) -> str:
+        return f"cloud-{self.generation}"
+
+    # --- the worker -----------------------------------------------------------------------------------
+    @rule(n=st.integers(1, 3))
+    def claim_and_stamp(self, n: int) -> None:
+        claims = self.q.claim_cloud_batch(self.worker, "biz", n, lease_seconds=LEASE)
+        self.stamped += self.q.cloud_turn(self.answers, claims)
+        self.answers = []
+
+    @rule(fate=st.sampled_from(["accepted", "accepted", "cut_after", "cut_before", "refused", "throttled",
+                                "rejected", "read_timeout"]))  # fmt: skip
+    def post(self, fate: str) -> None:
+        if not self.stamped:
+            return
+        c = self.stamped.pop(0)
+        if fate in ("accepted", "cut_after", "read_timeout"):
+            self.meta.seq += 1
+            wamid = f"wamid.{self.meta.seq}"
+            self.meta.accepted.setdefault(c.message_id, []).append(wamid)
+            token = callback_data(c.message_id, c.sends)
+            t = self.clock.now
+            outcome = self.meta.seq % 5
+            if outcome == 0:
+                self.meta.webhooks.append(CloudStatus("failed", wamid, token, t, error_code=131026))
+            else:
+                self.meta.webhooks += [
+                    CloudStatus("sent", wamid, token, t),
+                    CloudStatus("delivered", wamid, token, t + 1),
+                    *([CloudStatus("read", wamid, token, t + 2)] if outcome % 2 else []),
+                ]
+            if fate == "accepted":
+                self.answers.append(CloudOutcome(c, "sent", wamid=wamid, wa_id="x"))
+            else:
+                self.answers.append(CloudOutcome(c, "unknown", error="no answer", delay=LEASE))
+        elif fate == "cut_before":
+            self.answers.append(CloudOutcome(c, "unknown", error="cut", delay=LEASE))
+        elif fate == "refused":
+            self.answers.append(
+                CloudOutcome(c, "retry", error="refused", error_class="graph_unreachable", delay=1)
+            )
+        elif fate == "throttled":
+            self.answers.append(
+                CloudOutcome(
+                    c, "retry", error="130429", error_class="graph_130429", delay=1, uses_attempt=False
+                )
+            )
+        else:
+            self.answers.append(CloudOutcome(c, "failed", error="131009", error_class="graph_131009"))
+
+    @rule()
+    def record_answers(self) -> None:
+        self.q.cloud_turn(self.answers, ())
+        self.answers = []
+
+    @rule()
+    def crash(self) -> None:
+        """kill -9: stamped-but-not-POSTed claims and unrecorded answers are gone."""
+        self.stamped, self.answers = [], []
+        self.generation += 1
+
+    # --- Meta's webhooks, in any order, duplicated --------------------------------------------------------
+    @rule(data=st.data())
+    def webhook_arrives(self, data: st.DataObject) -> None:
+        pool = self.meta.webhooks + self.meta.delivered_once
+        if not pool:
+            return
+        batch = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=4))
+        for s in batch:
+            if s in self.meta.webhooks:
+                self.meta.webhooks.remove(s)
+                self.meta.delivered_once.append(s)
+        self.q.apply_cloud_statuses(batch)
+
+    # --- time and people ------------------------------------------------------------------------------
+    @rule(seconds=st.sampled_from([1.0, 5.0, 11.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    @rule()
+    def give_up_waiting(self) -> None:
+        """``run --until-done`` ends: what no webhook settled becomes unknown_outcome."""
+        self.q.expire_cloud_unsettled("biz")
+
+    @rule()
+    def resend_what_meta_never_got(self) -> None:
+        """A person resolves an unknown outcome with --resend-unverified, having checked it never went."""
+        for m in self.q.iter_messages(self.job):
+            if m.status == FAILED and m.error_class == UNKNOWN_OUTCOME and m.id not in self.meta.accepted:
+                self.q.resolve(m.id, resend=True)
+                return
+
+    # --- invariants ---------------------------------------------------------------------------------------
+    @invariant()
+    def never_accepted_twice(self) -> None:
+        for mid, wamids in self.meta.accepted.items():
+            assert len(wamids) == 1, f"message {mid} was POSTed and accepted {len(wamids)} times"
+
+    @invariant()
+    def the_queue_agrees_with_meta(self) -> None:
+        for m in self.q.iter_messages(self.job):
+            got = m.id in self.meta.accepted
+            if m.status == SENT:
+                assert got, f"message {m.id} is sent but Meta never accepted it"
+            if (
+                m.status == FAILED
+                and (m.error_class or "").startswith("graph_")
+                and m.error_class != "graph_131026"
+            ):
+                assert not got, f"message {m.id} failed as {m.error_class} but Meta accepted it"
+            if m.status == PENDING:
+                assert not got, f"message {m.id} is pending again although Meta accepted it"
+            before = self.receipts.get(m.id, (None, None))
+            assert not (before[0] is not None and m.delivered_at is None), "delivered went back"
+            assert not (before[1] is not None and m.read_at is None), "read went back"
+            self.receipts[m.id] = (m.delivered_at, m.read_at)
+
+    @invariant()
+    def settled_when_every_webhook_arrived(self) -> None:
+        if self.meta.webhooks or self.stamped or self.answers:
+            return
+        for m in self.q.iter_messages(self.job):
+            if m.id in self.meta.accepted:
+                assert m.status in (SENT, FAILED), (
+                    f"message {m.id}: accepted, all webhooks in, still {m.status}"
+                )
+                if m.status == FAILED:
+                    assert m.error_class == "graph_131026", m
+
+    @invariant()
+    def cloud_counts_match_the_rows(self) -> None:
+        rows: dict[str, int] = dict.fromkeys(MESSAGE_STATUSES, 0)
+        for m in self.q.iter_messages(self.job):
+            rows[m.status] += 1
+        assert self.q.counts(self.job) == rows
+
+
+CloudOutbox.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestCloudOutbox = CloudOutbox.TestCase

@@ -88,7 +88,11 @@ def test_enqueue_is_the_cli_json_with_the_rejected_rows(server: Server, tmp_path
     body.pop("notices")
     assert body == json.loads(out)
     assert body["previews"][0] == "Hi Ann from Leeds"
-    assert [(r["row"], r["column"], r["reason"]) for r in rejects] == [("4", "Phone", rejects[0]["reason"])]
+    assert [(r["row"], r["column"], r["reason"]) for r in rejects] == [
+        ("4", "Phone", rejects[0]["reason"]),
+        ("5", "Phone", "duplicate: the same number as row 2"),  # listed, not only counted
+    ]
+    assert body["duplicate_rows"] == [{"row": 5, "phone": "+61491570156", "first_row": 2}]
     assert server.get("/api/status").json()["jobs"] == []  # a dry run writes nothing
     real = server.upload("/api/jobs", {**FIELDS, "name": "spring", "max_attempts": "2"}, CSV).json()
     assert real["job_id"] == 1 and real["enqueued"] == 2 and real["duplicates"] == 1 and real["invalid"] == 1

@@ -454,14 +454,14 @@ def test_logout_releases_without_spending_attempts_and_resumes_after_login(
     assert queue.get_job(job).status == "completed"
 
 
-def test_blocked_account_pauses_its_session_and_exits_1(
+def test_blocked_account_pauses_its_session_and_exits_4(
     queue: Queue, fake: FakeTransport, clock: Clock
 ) -> None:
     a, b = phones(2)
     job = enqueue(queue, [a, b])
     fake.script(a, BLOCK)
     worker = make_worker(queue, fake, clock)
-    assert worker.run() == exitcodes.ERROR
+    assert worker.run() == exitcodes.ATTENTION  # a person must act: systemd/fleet do not restart it
     # Only the account stops (issue 14): a job shared by the fleet goes on through other sessions.
     assert queue.get_job(job).status != JOB_PAUSED
     pause = queue.session_pause("main")
@@ -488,7 +488,7 @@ def test_circuit_breaker_auto_pauses_the_session_on_page_errors(
     assert queue.session_pause("main") == (clock(), "auto-paused: 5 consecutive selector_missing failures")
     assert "breaker" in kinds(events)
     assert [op for op, _ in fake.calls].count("send") == 5  # nothing more was tried after the pause
-    assert code == exitcodes.SOME_FAILED  # work left unsent in a paused job
+    assert code == exitcodes.ATTENTION  # the session waits for a person to resume it
 
 
 def test_whatsapp_failing_our_bubbles_pauses_the_session_not_the_job(

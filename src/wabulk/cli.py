@@ -263,16 +263,22 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
     )
     if result.empty_rows:
         err.print(f"Warning: {_empty_summary(result)}")
+    if result.duplicate_rows:
+        err.print("Duplicates dropped (first few; each number is sent once):")
+        for row, phone, first in result.duplicate_rows:
+            err.print(f"  row {row}: {escape(phone)} - the same number as row {first}")
     if result.rejects:
         err.print("Rejected rows (first few):")
         for r in result.rejects:
             err.print(
                 f"  row {r.row}, column {escape(repr(r.column))}: {escape(r.value)!r} - {escape(r.reason)}"
             )
-        if rejects is not None:
-            err.print(f"All rejected rows are in {escape(str(rejects))}")
-        elif result.invalid > len(result.rejects):
-            err.print("Use --rejects FILE to write all of them.")
+    if rejects is None and (
+        result.invalid > len(result.rejects) or result.duplicates > len(result.duplicate_rows)
+    ):
+        err.print("Use --rejects FILE to write all rejected and duplicate rows.")
+    elif rejects is not None and (result.rejects or result.duplicate_rows):
+        err.print(f"All rejected and duplicate rows are in {escape(str(rejects))}")
 
 
 def _empty_summary(result: Any) -> str:
@@ -778,7 +784,11 @@ def run(
     ] = None,
     job: Annotated[list[int] | None, typer.Option("--job", help="Only these jobs (repeatable).")] = None,
     until_done: Annotated[
-        bool, typer.Option("--until-done", help="Exit when nothing is left: 0 all sent, 3 some failed.")
+        bool,
+        typer.Option(
+            "--until-done",
+            help="Exit when nothing is left: 0 all sent, 3 some failed, 4 a person must act (e.g. blocked).",
+        ),
     ] = False,
     pace: Annotated[
         str | None, typer.Option("--pace", envvar=ENV_PACE, help="fast, balanced, safe or off.")

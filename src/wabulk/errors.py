@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from . import exitcodes
 
+# What a provider's error is about (``WabulkError.scope``): the worker decides by this, never by the class.
+SCOPE_RECIPIENT = "recipient"  # this one number (not on WhatsApp): says nothing about the account or job
+SCOPE_ACCOUNT = "account"  # this account cannot send now (logged out, blocked, its page or browser broke)
+SCOPE_JOB = "job"  # what is being sent (an attachment refused), or not known better
+
 
 class WabulkError(Exception):
-    """Base of every error wabulk raises on purpose. ``exit_code`` is what the CLI exits with."""
+    """Base of every error wabulk raises on purpose. ``exit_code`` is what the CLI exits with.
+
+    Errors a provider raises also say what the worker needs to decide: ``scope`` (SCOPE_RECIPIENT,
+    SCOPE_ACCOUNT or SCOPE_JOB: what a streak of them pauses, if anything) and ``restart_provider`` (the
+    connection is broken: restart the provider before the next message)."""
 
     exit_code: int = exitcodes.ERROR
+    scope: str = SCOPE_JOB
+    restart_provider: bool = False
 
 
 class BadInput(WabulkError):
@@ -75,9 +86,14 @@ class ConfigError(WabulkError):
 class Unreachable(ConfigError):
     """The WhatsApp Web URL cannot be reached (the browser shows its network error page)."""
 
+    scope = SCOPE_ACCOUNT
+
 
 class BrowserError(WabulkError):
     """The browser or chromedriver could not be started or died."""
+
+    scope = SCOPE_ACCOUNT
+    restart_provider = True
 
 
 # --- Errors from the WhatsApp Web side --------------------------------------------------------------
@@ -89,10 +105,12 @@ class SendError(WabulkError):
     error_class = "send_error"
     transient = True
 
-    def __init__(self, message: str, *, error_class: str | None = None) -> None:
+    def __init__(self, message: str, *, error_class: str | None = None, scope: str | None = None) -> None:
         super().__init__(message)
         if error_class is not None:
             self.error_class = error_class
+        if scope is not None:
+            self.scope = scope
 
 
 class TransientSendError(SendError):
@@ -111,6 +129,7 @@ class NotOnWhatsApp(PermanentSendError):
     """WhatsApp said the number is not on WhatsApp (or that the URL's number is invalid)."""
 
     error_class = "not_on_whatsapp"
+    scope = SCOPE_RECIPIENT
 
 
 class AttachmentRejected(PermanentSendError):
@@ -123,6 +142,7 @@ class SelectorNotFound(TransientSendError):
     """No candidate of a selector matched in time; names the selector and what was tried."""
 
     error_class = "selector_missing"
+    scope = SCOPE_ACCOUNT  # the page changed under our reader: about this account's page, not the job
 
     def __init__(
         self, name: str, tried: tuple[str, ...] | list[str], timeout: float, debug_path: str | None = None
@@ -141,24 +161,29 @@ class ConfirmTimeout(TransientSendError):
     """The message was sent but never left the clock (pending) state in time: outcome unknown."""
 
     error_class = "confirm_timeout"
+    scope = SCOPE_ACCOUNT
 
 
 class Offline(TransientSendError):
     """WhatsApp Web shows the 'Computer not connected' bar."""
 
     error_class = "offline"
+    scope = SCOPE_ACCOUNT
 
 
 class BrowserCrashed(TransientSendError):
     """The browser or chromedriver died while sending."""
 
     error_class = "browser_crashed"
+    scope = SCOPE_ACCOUNT
+    restart_provider = True
 
 
 class SessionError(WabulkError):
     """The WhatsApp session as a whole cannot send; no message is to blame."""
 
     error_class = "session"
+    scope = SCOPE_ACCOUNT
 
 
 class NotLoggedIn(SessionError):
@@ -181,7 +206,10 @@ class TakeoverFailed(SessionError):
 
 class UnsupportedBrowser(ConfigError):
     """WhatsApp Web refused the browser ("WhatsApp works with Google Chrome"): its user agent gave it away
-    (HeadlessChrome). Not retried: the fix is a setting (WABULK_USER_AGENT, or a display)."""
+    (HeadlessChrome). Not retried: the fix is a setting (WABULK_USER_AGENT, or a display), so a person
+    must act (exit 4: a restart would meet the same refusal)."""
+
+    exit_code = exitcodes.ATTENTION
 
 
 class AccountRestricted(SessionError):

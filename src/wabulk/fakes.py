@@ -1,4 +1,7 @@
-"""A scriptable in-memory :class:`~wabulk.models.Transport` for unit tests and benchmarks (no browser).
+"""A scriptable in-memory :class:`~wabulk.sender.Provider` for unit tests and benchmarks (no browser).
+
+It behaves like the web provider (a QR login, receipts read in the chat, verification by looking, our
+bubbles' ids as the send evidence), without a page.
 
 Its record of deliveries is the oracle: ``fake.deliveries`` lists every message that "arrived", so a test
 can assert that each recipient got exactly one. Outcomes are scripted per phone number::
@@ -29,7 +32,15 @@ from .models import (
     ChatSnapshot,
     SendResult,
     Verification,
-    _no_stamp,
+)
+from .sender import RECEIPTS_POLLED, VERIFY_LOOKED, Capabilities, Evidence, _no_stamp
+
+FAKE_CAPABILITIES = Capabilities(
+    interactive_login=True,
+    receipts=RECEIPTS_POLLED,
+    verification=VERIFY_LOOKED,
+    attachments=True,
+    default_pace="balanced",
 )
 
 
@@ -81,8 +92,11 @@ Outcome = Fail | FailAtSend | DeliverThenRaise | _Special | Exception
 
 @dataclass
 class FakeTransport:
-    """In-memory Transport. ``clock`` stamps deliveries; ``send_seconds`` is added to the clock via
+    """In-memory provider. ``clock`` stamps deliveries; ``send_seconds`` is added to the clock via
     ``advance`` (when given) for each send, so tests and benchmarks can model time without sleeping."""
+
+    kind = "fake"
+    capabilities = FAKE_CAPABILITIES
 
     clock: Callable[[], float] = time.time
     advance: Callable[[float], None] | None = None
@@ -137,18 +151,9 @@ class FakeTransport:
             seen[(d.phone, d.body)] += 1
         return sorted({p for (p, _), n in seen.items() if n > 1})
 
-    # --- Transport -----------------------------------------------------------------------------------
+    # --- Provider ------------------------------------------------------------------------------------
     def start(self) -> None:
         self.started = True
-
-    def page_state(self) -> str:
-        if self.blocked:
-            return "blocked"
-        if self.logged_out:
-            return "qr"
-        if self.crashed:
-            return "crashed"
-        return "main"
 
     def ensure_ready(self) -> None:
         self.calls.append(("ensure_ready", ""))
@@ -198,7 +203,7 @@ class FakeTransport:
         body: str,
         *,
         attachment: str | None = None,
-        before_send: Callable[[ChatSnapshot], None] = _no_stamp,
+        before_send: Callable[[Evidence], None] = _no_stamp,
     ) -> SendResult:
         self.calls.append(("send", phone))
         if self.on_send is not None:
@@ -220,7 +225,9 @@ class FakeTransport:
             outcome = Fail(outcome)
         if isinstance(outcome, Fail):
             raise outcome.error
-        before_send(self.snapshot(phone))  # may raise (LeaseLost, stop requested): then nothing is sent
+        before_send(
+            self.snapshot(phone).to_evidence()
+        )  # may raise (LeaseLost, stop requested): then nothing is sent
         if self.advance is not None and self.send_seconds:
             self.advance(self.send_seconds)
         if outcome == OK and self.is_blind(phone):
@@ -255,9 +262,10 @@ class FakeTransport:
         return ChatSnapshot(ids=ids, count=len(ids), readable=True)
 
     def verify_sent(
-        self, phone: str, body: str, since: float, *, known: ChatSnapshot | None = None
+        self, phone: str, body: str, since: float, *, evidence: Evidence | None = None
     ) -> Verification:
         self.calls.append(("verify_sent", phone))
+        known = ChatSnapshot.from_evidence(evidence)
         if self.crashed:
             raise BrowserError("browser is dead (fake)")
         if self.logged_out:
@@ -315,6 +323,7 @@ __all__ = [
     "CRASH",
     "LOGOUT",
     "OK",
+    "FAKE_CAPABILITIES",
     "DeliverThenRaise",
     "Delivery",
     "Fail",

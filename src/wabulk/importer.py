@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -15,7 +15,7 @@ from . import settings
 from .contacts import NOT_MOBILE, ContactRecord, Reject, check_country, open_contacts
 from .errors import BadInput
 from .export import neutralize
-from .models import EnqueueStats, NewJob, NewMessage
+from .models import EnqueueStats, Job, NewJob, NewMessage
 from .templates import Template, body_problem
 
 MAX_REJECTS_SHOWN = 10
@@ -26,7 +26,14 @@ REJECTS_COLUMNS = ("row", "column", "value", "reason")
 class EnqueueTarget(Protocol):
     """What the importer needs from :class:`queue.Queue`."""
 
-    def enqueue(self, job: NewJob, messages: Iterable[NewMessage]) -> EnqueueStats: ...
+    def enqueue(
+        self,
+        job: NewJob,
+        messages: Iterable[NewMessage],
+        on_duplicate: Callable[[int | None, str, int | None], None] | None = None,
+    ) -> EnqueueStats: ...
+
+    def list_jobs(self) -> list[Job]: ...
 
     def is_opted_out(self, phone: str) -> bool: ...
 
@@ -46,6 +53,8 @@ class ImportResult:
     empty_rows: int = 0
     empty_placeholders: dict[str, int] = field(default_factory=dict)  # placeholder key -> rows
     empty_examples: list[int] = field(default_factory=list)  # the first few row numbers
+    # The first few duplicates dropped: (row, phone, the row it repeats); all are in the rejects file.
+    duplicate_rows: list[tuple[int | None, str, int | None]] = field(default_factory=list)
     previews: list[str] = field(default_factory=list)  # the first rendered bodies
     notices: list[str] = field(default_factory=list)
     job_name: str = ""
@@ -66,6 +75,9 @@ class ImportResult:
             "empty_rows": self.empty_rows,
             "empty_placeholders": dict(self.empty_placeholders),
             "empty_examples": list(self.empty_examples),
+            "duplicate_rows": [
+                {"row": row, "phone": phone, "first_row": first} for row, phone, first in self.duplicate_rows
+            ],
             "dry_run": self.dry_run,
             **({"previews": list(self.previews)} if self.dry_run else {}),
         }
@@ -172,12 +184,23 @@ def enqueue_file(
             name_column=contacts.name_column,
             dry_run=dry_run,
         )
+        if queue is not None:
+            result.notices.extend(_queued_before(queue, src, message))
         report = _RejectsFile(rejects_file)
         report.open()
+        phone_column = contacts.phone_column
+
+        def duplicate(row: int | None, phone: str, first: int | None) -> None:
+            result.duplicates += 1
+            if len(result.duplicate_rows) < MAX_REJECTS_SHOWN:
+                result.duplicate_rows.append((row, phone, first))
+            why = f"duplicate: the same number as row {first}" if first is not None else "duplicate number"
+            report.write(Reject(row or 0, phone_column, phone, why))
+
         try:
             messages = _messages(contacts.records(), contacts.path, template, job_name, result, report)
             if dry_run:
-                _dry_run(queue, messages, result)
+                _dry_run(queue, messages, result, duplicate)
             else:
                 if queue is None:
                     raise ValueError("a queue is required unless dry_run")
@@ -190,7 +213,7 @@ def enqueue_file(
                     sessions=tuple(sessions),
                     source=str(src.resolve()),
                 )
-                stats = queue.enqueue(job, messages)
+                stats = queue.enqueue(job, messages, duplicate)
                 result.job_id = stats.job_id
                 result.enqueued = stats.enqueued
                 result.duplicates = stats.duplicates
@@ -294,13 +317,31 @@ def _all_rejected(result: ImportResult) -> str:
     )
 
 
-def _dry_run(queue: EnqueueTarget | None, messages: Iterator[NewMessage], result: ImportResult) -> None:
-    seen: set[str] = set()
+def _queued_before(queue: EnqueueTarget, src: Path, message: str) -> list[str]:
+    """A warning when this file and message were queued before: usually an accidental second run."""
+    source = str(src.resolve())
+    same = [j for j in queue.list_jobs() if j.source == source and j.template == message]
+    if not same:
+        return []
+    ids = ", ".join(str(j.id) for j in same)
+    return [
+        f"the same file and message were already queued as job {ids}; this queues them again "
+        f"(stop it with `wabulk stop JOB` if that was not meant)"
+    ]
+
+
+def _dry_run(
+    queue: EnqueueTarget | None,
+    messages: Iterator[NewMessage],
+    result: ImportResult,
+    duplicate: Callable[[int | None, str, int | None], None],
+) -> None:
+    seen: dict[str, int | None] = {}
     for m in messages:
         if m.phone in seen:
-            result.duplicates += 1
+            duplicate(m.source_row, m.phone, seen[m.phone])
             continue
-        seen.add(m.phone)
+        seen[m.phone] = m.source_row
         if queue is not None and queue.is_opted_out(m.phone):
             result.opted_out += 1
             continue

@@ -351,6 +351,20 @@ def m008_device_linked(db: Database) -> None:
 
 
 @migrations()
+def m009_session_provider(db: Database) -> None:
+    """Sessions are accounts (issue 18): ``sessions.provider`` is how the account sends ("web": WhatsApp Web
+    in a browser; "cloud": Meta's Cloud API) and ``sessions.provider_settings`` its settings (JSON: for the
+    Cloud API its phone number id; a web session's browser profile follows from its name). Every session
+    that existed before is a web session."""
+    db.executescript(
+        """
+        ALTER TABLE sessions ADD COLUMN provider TEXT NOT NULL DEFAULT 'web';
+        ALTER TABLE sessions ADD COLUMN provider_settings TEXT NOT NULL DEFAULT '{}';
+        """
+    )
+
+
+@migrations()
 def m010_fail_closed_queue(db: Database) -> None:
     """Fail closed, second round (issue 20), the queue's part.
 

@@ -1,10 +1,11 @@
-"""Plain data passed between modules. Only queue.py writes SQL; everything else sees these."""
+"""Plain data passed between modules. Only queue.py writes SQL; everything else sees these. The provider
+interface the worker drives is :mod:`wabulk.sender`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 # Message statuses (the outbox). Receipts (delivered/read) are recorded beside ``sent`` in
 # ``receipt``/``delivered_at``/``read_at``; the status of a message WhatsApp accepted stays ``sent``.
@@ -159,7 +160,8 @@ class Claim:
     send_started_at: float | None = None
     session: str = ""  # the session that claimed it (the stamp records it)
     send_started_session: str | None = None  # who stamped the earlier attempt (None: a pre-m003 stamp)
-    send_snapshot: ChatSnapshot | None = None  # our bubbles before that Enter (None: no snapshot kept)
+    # What the provider recorded with that stamp (opaque text only it reads; None: no evidence kept).
+    send_evidence: str | None = None
     sends: int = 0  # send actions stamped so far (the queue refuses more than the budget)
     template_name: str | None = None  # a Cloud API template job (None: a text job)
     template_lang: str | None = None
@@ -196,16 +198,19 @@ class Event:
 
 @dataclass(frozen=True)
 class SendResult:
-    """What the browser saw after sending one message."""
+    """What the provider knew after sending one message."""
 
     tick: str  # TICK_SENT / TICK_DELIVERED / TICK_READ (never TICK_PENDING: that is ConfirmTimeout)
     confirmed_at: float
-    message_ref: str | None = None  # the bubble's data-id, when there is one
+    # The provider's id of the message, when there is one: the bubble's data-id on the web, the wamid on
+    # the Cloud API.
+    message_ref: str | None = None
 
 
 @dataclass(frozen=True)
 class ChatSnapshot:
-    """Our outgoing bubbles in the open chat right before the send action (handed to ``before_send``).
+    """Our outgoing bubbles in the open chat right before the send action: the evidence the web provider
+    (and the fake) records with the stamp, as JSON text (:meth:`to_evidence`).
 
     After a crash, a new outgoing bubble whose id is not in ``ids`` is the message we sent; with
     ``readable`` False the reader could not read this chat, so its absence later proves nothing.
@@ -215,8 +220,25 @@ class ChatSnapshot:
     count: int = 0  # outgoing bubbles seen, with or without an id
     readable: bool = True
 
+    def to_evidence(self) -> str:
+        """The snapshot as the evidence stored with the stamp (JSON, m006's ``send_snapshot`` format)."""
+        return json.dumps({"ids": list(self.ids), "count": self.count, "readable": self.readable})
 
-# Outcomes of looking in a chat for a message whose send had started (``Transport.verify_sent``).
+    @classmethod
+    def from_evidence(cls, raw: str | None) -> ChatSnapshot | None:
+        """The snapshot stored with a stamp; None when there is none. A record that cannot be read gives an
+        unreadable snapshot: the chat's look then proves nothing absent."""
+        if not raw:
+            return None
+        try:
+            d = json.loads(raw)
+            ids = tuple(str(i) for i in d.get("ids", ()))
+            return cls(ids=ids, count=int(d.get("count", 0)), readable=bool(d["readable"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return cls(readable=False)
+
+
+# Outcomes of settling a message whose send had started (``sender.Provider.verify_sent``).
 VERIFY_SENT = "sent"  # a new outgoing bubble with this message is in the chat
 VERIFY_ABSENT = "absent"  # positive evidence it is not: the chat can be read and the message is not there
 VERIFY_UNKNOWN = "unknown"  # the chat could not be read well enough to tell: never resend on this
@@ -229,11 +251,11 @@ UNKNOWN_OUTCOME = "unknown_outcome"
 
 @dataclass(frozen=True)
 class Verification:
-    """What looking in the chat found (see the ``VERIFY_*`` outcomes)."""
+    """What settling an unknown send found (see the ``VERIFY_*`` outcomes)."""
 
     outcome: str
     reason: str = ""
-    message_ref: str | None = None  # the id of the bubble found (outcome "sent")
+    message_ref: str | None = None  # the provider's id of the message found (outcome "sent")
     tick: str | None = None  # its tick, when read
 
     @property
@@ -245,59 +267,39 @@ class Verification:
         return self.outcome == VERIFY_ABSENT
 
 
-def _no_stamp(snapshot: ChatSnapshot) -> None:
-    return None
+# --- The Cloud API provider ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CloudStatus:
+    """One ``statuses[]`` entry of a Cloud API ``messages`` webhook, as the queue applies it."""
+
+    status: str  # "sent" | "delivered" | "read" | "failed" (anything else is ignored)
+    wamid: str | None
+    callback: str | None = None  # biz_opaque_callback_data: wabulk's name for the message
+    timestamp: float | None = None
+    recipient: str | None = None
+    error_code: int | None = None  # the first errors[].code of a failed status
+    error_details: str | None = None
+    pricing_category: str | None = None
+    billable: bool | None = None
 
 
-class Transport(Protocol):
-    """What the worker needs from a WhatsApp Web browser (``sender.WhatsAppSender`` implements it;
-    unit tests use a fake). Methods raise the classified errors of ``errors.py``."""
+# What the answer to one Cloud API POST means for its claimed message (``Queue.finish_cloud_batch``).
+CLOUD_OUTCOMES = ("sent", "retry", "release", "failed", "unknown")
 
-    def start(self) -> None:
-        """Start the browser and open WhatsApp Web (idempotent)."""
 
-    def page_state(self) -> str:
-        """The page's state now: one of ``session.PAGE_STATES`` (e.g. "main", "qr", "logged_out")."""
+@dataclass(frozen=True)
+class CloudOutcome:
+    """``kind``: sent (a wamid), retry (rejected, send again after ``delay``; ``uses_attempt`` False for
+    Meta's slow-down codes), release (rejected for the account or job: back to pending, nothing burnt),
+    failed (rejected for good), unknown (no answer after the request went out: wait ``delay`` seconds for a
+    status webhook)."""
 
-    def ensure_ready(self) -> None:
-        """Make the page ready to send: recover takeovers, stuck loads and dead browsers.
-        Raises NotLoggedIn, Blocked, TakeoverFailed or BrowserError when it cannot."""
-
-    def wait_for_login(
-        self,
-        on_qr: Callable[[str], None],
-        *,
-        timeout: float | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> bool:
-        """Wait until logged in, calling ``on_qr(payload)`` whenever a (new) QR is shown.
-        Returns False when ``should_stop()`` became true or the timeout passed."""
-
-    def send(
-        self,
-        phone: str,
-        body: str,
-        *,
-        attachment: str | None = None,
-        before_send: Callable[[ChatSnapshot], None] = _no_stamp,
-    ) -> SendResult:
-        """Send one message and confirm it left the clock state. ``before_send(snapshot)`` is called
-        right before the send action (Enter/click) with our outgoing bubbles already in the chat; if it
-        raises, nothing is sent."""
-
-    def verify_sent(
-        self, phone: str, body: str, since: float, *, known: ChatSnapshot | None = None
-    ) -> Verification:
-        """Look in the chat with ``phone`` for the message whose send started at ``since``: ``known`` is
-        the snapshot recorded with the stamp (None for stamps that have none). "sent" when a new outgoing
-        bubble with ``body`` is there, "absent" only on positive evidence, else "unknown"."""
-
-    def read_receipt(self, phone: str, body: str, since: float) -> str | None:
-        """The best tick (TICK_PENDING/SENT/DELIVERED/READ) of our bubble with exactly ``body`` in the
-        chat after ``since``, or None when there is no such bubble. Opens the chat; never sends."""
-
-    def restart(self) -> None:
-        """Throw the browser away and start a new one on the same profile."""
-
-    def close(self) -> None:
-        """Quit the browser and release the profile lock."""
+    claim: Claim
+    kind: str
+    wamid: str | None = None
+    wa_id: str | None = None
+    error: str = ""
+    error_class: str = ""
+    delay: float = 0.0
+    uses_attempt: bool = True
+    detail: str = ""

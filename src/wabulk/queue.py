@@ -48,6 +48,7 @@ from .store.base import (  # noqa: F401  (re-exported: the queue's public consta
     _pid_alive,
 )
 from .store.claims import ClaimsMixin
+from .store.cloud import CloudMixin
 from .store.enqueue import EnqueueMixin
 from .store.jobs import JobsMixin
 from .store.optouts import OptoutsMixin
@@ -56,7 +57,9 @@ from .store.receipts import ReceiptsMixin
 from .store.workers import WorkersMixin
 
 
-class Queue(EnqueueMixin, JobsMixin, ClaimsMixin, ReceiptsMixin, WorkersMixin, OptoutsMixin, ReadingMixin):
+class Queue(
+    EnqueueMixin, JobsMixin, ClaimsMixin, CloudMixin, ReceiptsMixin, WorkersMixin, OptoutsMixin, ReadingMixin
+):
     """A handle on one wabulk database file. Not thread-safe: one per thread/process.
     Its methods live in ``wabulk.store``, one module per concern."""
 

@@ -3,7 +3,7 @@
 "Sent" (one tick) only says WhatsApp's server took the message. :func:`track` opens the chat of each sent
 message that is not yet read (oldest first, only those the given session sent: no other account's chat
 shows the bubble), reads the best tick of our bubble with exactly the message's body
-(``Transport.read_receipt``) and records ``delivered_at``/``read_at`` through ``Queue.record_receipt``,
+(``Provider.read_receipt``) and records ``delivered_at``/``read_at`` through ``Queue.record_receipt``,
 which never downgrades. It never types or sends anything.
 
 Times recorded are when the tick was *seen*, an upper bound of when it happened (WhatsApp Web does not
@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import errors
-from .models import TICK_DELIVERED, TICK_READ, JobSummary, Message, Transport
+from .models import TICK_DELIVERED, TICK_READ, JobSummary, Message
 
 if TYPE_CHECKING:
     from .queue import Queue
+    from .sender import Provider
     from .settings import Settings
 
 DEFAULT_OLDER_THAN = 600.0  # track: leave a message alone for its first 10 minutes (and between checks)
@@ -138,7 +139,7 @@ def _since(m: Message) -> float:
 
 def track(
     queue: Queue,
-    transport: Transport,
+    transport: Provider,
     *,
     session: str,
     job_id: int | None = None,
@@ -225,7 +226,7 @@ def run_track(
     job_id: int | None = None,
     older_than: float = DEFAULT_OLDER_THAN,
     limit: int = DEFAULT_LIMIT,
-    transport: Transport | None = None,
+    transport: Provider | None = None,
     on_checked: Callable[[Checked], None] | None = None,
 ) -> TrackResult:
     """Everything ``wabulk track`` does: refuse when a live worker uses the session (SessionBusy: use
@@ -253,9 +254,16 @@ def run_track(
             return TrackResult()  # nothing to look at: no browser needed
         own = transport is None
         if transport is None:
-            from .web.sender import WhatsAppSender
+            from . import session as sessions
+            from .sender import RECEIPTS_POLLED, open_sender
 
-            transport = WhatsAppSender(settings, session=session)
+            account = sessions.get(queue, session)
+            transport = open_sender(account.provider, settings, account)
+            if transport.capabilities.receipts != RECEIPTS_POLLED:
+                raise errors.ConfigError(
+                    f"session {session!r} ({account.provider}) gets its receipts pushed by the service: "
+                    "there is nothing to look up"
+                )
         try:
             transport.start()
             transport.ensure_ready()

@@ -34,8 +34,8 @@ from wabulk.models import (  # noqa: E402
     NewMessage,
     SendResult,
     Verification,
-    _no_stamp,
 )
+from wabulk.sender import Evidence, _no_stamp  # noqa: E402
 
 
 def phone(i: int) -> str:
@@ -98,7 +98,7 @@ class DurableFake(FakeTransport):
         body: str,
         *,
         attachment: str | None = None,
-        before_send: Callable[[ChatSnapshot], None] = _no_stamp,
+        before_send: Callable[[Evidence], None] = _no_stamp,
     ) -> SendResult:
         time.sleep(random.uniform(0, self.jitter))
         self.hold_before = _hold(self.hold_before)
@@ -109,7 +109,7 @@ class DurableFake(FakeTransport):
             ids = tuple(d["id"] for d in self._chat(phone) if "id" in d)
             snapshot = ChatSnapshot(ids=ids, count=len(ids), readable=True)
         # The durable send-started stamp (fenced: a zombie raises LeaseLost here).
-        before_send(snapshot)
+        before_send(snapshot.to_evidence())
         time.sleep(random.uniform(0, self.jitter))
         self.hold_after = _hold(self.hold_after)
         self._n += 1
@@ -132,8 +132,9 @@ class DurableFake(FakeTransport):
         return SendResult(tick=TICK_SENT, confirmed_at=time.time(), message_ref=msg_id)
 
     def verify_sent(
-        self, phone: str, body: str, since: float, *, known: ChatSnapshot | None = None
+        self, phone: str, body: str, since: float, *, evidence: Evidence | None = None
     ) -> Verification:
+        known = ChatSnapshot.from_evidence(evidence)
         if self.page_blind():
             return Verification(VERIFY_UNKNOWN, "cannot read the chat's bubbles (blind page)")
         if self.lying:

@@ -326,7 +326,24 @@ def create_app(settings: Settings, *, token: str, max_upload: int = DEFAULT_MAX_
                 for n in store.listing(q.conn, limit=max(1, min(limit, 500)))
             ]
 
-    return Guard(app, token=token, max_body=max_upload), app
+    return with_webhooks(Guard(app, token=token, max_body=max_upload), db), app
+
+
+def with_webhooks(guarded: Any, db: Path) -> Any:
+    """Put Meta's webhook endpoint (``/webhooks/whatsapp``) in front of the guarded app: Meta cannot send
+    the API token, so the endpoint authenticates by the payload's signature (the app secret) instead."""
+    from wabulk import settings as cfg
+    from wabulk.cloud.webhooks import PATH, WebhookReceiver, handle_asgi
+
+    receiver = WebhookReceiver(db, app_secret=cfg.cloud_app_secret(), verify_token=cfg.cloud_verify_token())
+
+    async def root(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") == PATH:
+            await handle_asgi(receiver, scope, receive, send)
+            return
+        await guarded(scope, receive, send)
+
+    return root
 
 
 def _page_headers() -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -23,7 +22,6 @@ from wabulk.models import (
     SKIPPED,
     TICK_READ,
     UNKNOWN_OUTCOME,
-    ChatSnapshot,
     Claim,
 )
 
@@ -186,7 +184,7 @@ class ClaimsMixin(QueueBase):
                     send_started_at=stamp,
                     session=session,
                     send_started_session=stamp_session,
-                    send_snapshot=_snapshot_from_json(snap),
+                    send_evidence=snap,
                     sends=int(sends or 0),
                     template_name=template_name,
                     template_lang=template_lang,
@@ -317,15 +315,16 @@ class ClaimsMixin(QueueBase):
         )
 
     @_guarded
-    def mark_send_started(self, claim: Claim, snapshot: ChatSnapshot | None = None) -> None:
-        """Durably stamp that the send action is about to happen, with the claiming session and what the
-        chat showed (``snapshot``), in one transaction that also checks everything that may have changed
+    def mark_send_started(self, claim: Claim, evidence: str | None = None) -> None:
+        """Durably stamp that the send action is about to happen, with the claiming session and the
+        provider's ``evidence`` (opaque text, stored as given, handed back in ``Claim.send_evidence``), in one
+        transaction that also checks everything that may have changed
         since the claim: LeaseLost when the lease expired or was taken (a zombie must not click send);
         SendRefused, with the message already settled, when the job was stopped (cancelled) or paused
         (pending again), the number opted out (skipped), or the send budget is used up: never more sends
         than ``max_attempts``, and a stamped message is only pressed again after its chat gave positive
         evidence that the earlier try is absent, and at most once automatically. Keeps the earliest stamp
-        time; records the latest snapshot."""
+        time; records the latest evidence."""
         now = self._clock()
         with self._tx() as conn:
             row = conn.execute(
@@ -349,15 +348,15 @@ class ClaimsMixin(QueueBase):
                 conn, claim, now, stamp, sends, max_attempts, attempts, verified_absent, job_status, opted_out
             )
             if refusal is None:
-                self._stamp(conn, claim, snapshot, sends, now)
+                self._stamp(conn, claim, evidence, sends, now)
         if refusal is not None:  # raised after the commit: the settlement above must stay
             status, why = refusal
             raise errors.SendRefused(f"message {claim.message_id} not sent: {why}", status=status)
 
     def _stamp(
-        self, conn: sqlite3.Connection, claim: Claim, snapshot: ChatSnapshot | None, sends: int, now: float
+        self, conn: sqlite3.Connection, claim: Claim, evidence: str | None, sends: int, now: float
     ) -> None:
-        """Write the stamp: the earliest time, the claiming session, the snapshot, one more send."""
+        """Write the stamp: the earliest time, the claiming session, the evidence, one more send."""
         session = claim.session or self._worker_session(conn, claim.worker_id)
         self._fenced(
             conn,
@@ -365,7 +364,7 @@ class ClaimsMixin(QueueBase):
             "send_started_at = COALESCE(send_started_at, ?), updated_at = ?, send_started_session = ?,"
             # Pressing again makes the evidence of absence stale: this try's outcome is open again.
             " send_snapshot = ?, sends = sends + 1, absent_attempt = NULL",
-            (now, now, session, _snapshot_json(snapshot)),
+            (now, now, session, evidence),
             now=now,
             kind="send_started",
             to=SENDING,
@@ -659,20 +658,3 @@ class ClaimsMixin(QueueBase):
         """Give the message back untried, not to be claimed before ``until`` (e.g. the end of the
         recipient's quiet hours). Fenced; no attempt spent; the send stamp is kept."""
         self.release(claim, reason=reason, delay=max(until - self._clock(), 0.001))
-
-
-def _snapshot_json(snapshot: ChatSnapshot | None) -> str | None:
-    if snapshot is None:
-        return None
-    return json.dumps({"ids": list(snapshot.ids), "count": snapshot.count, "readable": snapshot.readable})
-
-
-def _snapshot_from_json(raw: str | None) -> ChatSnapshot | None:
-    if not raw:
-        return None
-    try:
-        d = json.loads(raw)
-        ids = tuple(str(i) for i in d.get("ids", ()))
-        return ChatSnapshot(ids=ids, count=int(d.get("count", 0)), readable=bool(d["readable"]))
-    except (ValueError, KeyError, TypeError):
-        return ChatSnapshot(readable=False)  # unreadable record: its absence proves nothing

@@ -7,7 +7,8 @@ import itertools
 import json
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from wabulk import errors, identity
 from wabulk.models import (
@@ -35,9 +36,34 @@ _IMPORTER = f"{identity.place_key()} {os.getpid()}"
 
 
 class EnqueueMixin(QueueBase):
+    def _report_duplicates(
+        self,
+        conn: sqlite3.Connection,
+        job_id: int,
+        chunk: Sequence[tuple[Any, ...]],
+        on_duplicate: Callable[[int | None, str, int | None], None],
+    ) -> None:
+        """The rows of ``chunk`` that INSERT OR IGNORE dropped: the stored row of their phone is
+        another one (an earlier chunk's, or an earlier row of this chunk)."""
+        seen: set[str] = set()
+        for values in chunk:
+            phone, row = str(values[1]), values[6]
+            stored = conn.execute(
+                "SELECT source_row FROM messages WHERE job_id = ? AND phone = ?", (job_id, phone)
+            ).fetchone()
+            first = stored[0] if stored else None
+            if phone in seen or first != row:
+                on_duplicate(row if isinstance(row, int) else None, phone, first)
+            seen.add(phone)
+
     # --- enqueue --------------------------------------------------------------------------------
     @_guarded_once
-    def enqueue(self, job: NewJob, messages: Iterable[NewMessage]) -> EnqueueStats:
+    def enqueue(
+        self,
+        job: NewJob,
+        messages: Iterable[NewMessage],
+        on_duplicate: Callable[[int | None, str, int | None], None] | None = None,
+    ) -> EnqueueStats:
         """Create a job and its messages, all-or-nothing and streamed, in short transactions: each chunk of
         ``ENQUEUE_CHUNK`` rows is read (and so parsed) outside any transaction and written in its own, so an
         import of a million rows never holds the write lock for long. The job stays invisible and not
@@ -45,7 +71,8 @@ class EnqueueMixin(QueueBase):
         and counted; opted-out phones are stored as ``skipped`` (last_error "opted out", so export shows
         them) and counted. ``enqueued`` counts the messages left to send. If iterating ``messages`` raises,
         what was written is removed and the exception propagates; an import killed midway is removed by
-        the next one."""
+        the next one. ``on_duplicate(row, phone, first_row)`` is called for each dropped duplicate
+        (source rows), so an import can list them rather than only count them."""
         if job.max_attempts < 1:
             raise errors.BadInput(f"max_attempts must be at least 1, not {job.max_attempts}")
         now = self._clock()
@@ -102,6 +129,8 @@ class EnqueueMixin(QueueBase):
                 seen += len(chunk)
                 with self._tx() as conn:
                     added = conn.executemany(sql, chunk).rowcount
+                    if on_duplicate is not None and added < len(chunk):
+                        self._report_duplicates(conn, job_id, chunk, on_duplicate)
                     if added:
                         # No per-row insert trigger (m005): every inserted row is 'pending', counted here.
                         conn.execute(

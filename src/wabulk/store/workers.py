@@ -1,7 +1,8 @@
-"""Worker registrations and heartbeats."""
+"""Worker registrations and heartbeats; sessions (accounts): their pauses, pace, device link and provider."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from wabulk import errors
@@ -223,6 +224,38 @@ class WorkersMixin(QueueBase):
         return None if row is None or row[0] is None else float(row[0])
 
     @_guarded
+    def session_provider(self, session: str) -> tuple[str, dict[str, Any]] | None:
+        """How ``session`` sends: (provider kind, its settings), or None when the session was never recorded
+        (then it is a web session, as every session was before m009)."""
+        row = self.conn.execute(
+            "SELECT provider, provider_settings FROM sessions WHERE name = ?", (session,)
+        ).fetchone()
+        if row is None:
+            return None
+        return str(row[0]), _settings_from_json(row[1])
+
+    @_guarded
+    def session_providers(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Every recorded session: name -> (provider kind, its settings)."""
+        rows = self.conn.execute("SELECT name, provider, provider_settings FROM sessions ORDER BY name")
+        return {str(name): (str(kind), _settings_from_json(raw)) for name, kind, raw in rows}
+
+    @_guarded
+    def set_session_provider(self, session: str, provider: str, settings: dict[str, Any]) -> None:
+        """Record how ``session`` sends (e.g. ``login --cloud`` makes it a Cloud API account). Durable."""
+        now = self._clock()
+        with self._tx(durable=True) as conn:
+            conn.execute(
+                "INSERT INTO sessions (name, provider, provider_settings) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET provider = excluded.provider,"
+                " provider_settings = excluded.provider_settings",
+                (session, provider, json.dumps(settings, sort_keys=True)),
+            )
+            self._event(
+                conn, now, None, None, "session", None, provider, f"session {session}: provider {provider}"
+            )
+
+    @_guarded
     def last_send_at(self, session: str) -> float | None:
         """When ``session`` last pressed send (recorded with the stamp): the pace resumes from here."""
         row = self.conn.execute("SELECT last_send_at FROM sessions WHERE name = ?", (session,)).fetchone()
@@ -296,3 +329,11 @@ class WorkersMixin(QueueBase):
                 }
             )
         return out
+
+
+def _settings_from_json(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

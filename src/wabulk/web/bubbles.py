@@ -433,7 +433,9 @@ def confirm(
             # automatic re-send by WhatsApp itself of a bubble it marked failed (the apps offer a manual
             # "retry"; no report shows WhatsApp Web retrying on its own): that would be a second copy.
             raise errors.TransientSendError(
-                "WhatsApp marked the message as failed (not sent)", error_class="send_failed"
+                "WhatsApp marked the message as failed (not sent)",
+                error_class="send_failed",
+                scope=errors.SCOPE_ACCOUNT,  # WhatsApp's failure icon says nothing about the recipient
             )
         if expected is not None and texts and not mine:
             wrong = texts[-1]

@@ -1,4 +1,5 @@
-"""Send one WhatsApp message through WhatsApp Web and know what happened (``models.Transport``).
+"""The WhatsApp Web provider: send one message through WhatsApp Web and know what happened
+(:class:`wabulk.sender.Provider`; :func:`open_provider` is what ``sender.open_sender("web", …)`` calls).
 
 The entry point of the page layer; the work is in :mod:`wabulk.web`: opening the chat (``web.chat``),
 putting the text in and pressing send (``web.compose``), reading our bubbles, confirming and verifying
@@ -7,7 +8,8 @@ putting the text in and pressing send (``web.compose``), reading our bubbles, co
 1. Open the chat (deep link, or in-page through New chat: ``web.chat``). The "Starting chat" lookup popup
    is waited out; the invalid-number popup (old and new wording) becomes ``NotOnWhatsApp``.
 2. Read our bubbles already in the chat (their message ids), insert the text and read it back.
-3. ``before_send(snapshot)`` (the worker stamps *send started* with those ids), then Enter.
+3. ``before_send(evidence)`` (the worker stamps *send started* with those ids: the JSON of a
+   ``models.ChatSnapshot``, the evidence only this provider reads), then Enter.
 4. Confirm: the new outgoing bubble (an id not in the snapshot) with exactly the body must leave the clock
    (" Pending ") state. Still on the clock after the confirm timeout → ``ConfirmTimeout``: the outcome is
    unknown and the worker verifies later instead of resending blindly. A bubble WhatsApp marks as failed
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from wabulk import errors, models
+from wabulk.sender import RECEIPTS_POLLED, VERIFY_LOOKED, Capabilities, Evidence, _no_stamp
+from wabulk.session import Session
 from wabulk.settings import OPEN_CHAT_METHODS, Settings
 
 from . import attach, bubbles, chat, compose, dates, dom
@@ -53,12 +57,14 @@ __all__ = [
     "OPEN_AUTO",
     "OPEN_DEEPLINK",
     "OPEN_INPAGE",
+    "WEB_CAPABILITIES",
     "WhatsAppSender",
     "bubble_matches",
     "classify_dialog",
     "digits_of",
     "is_media",
     "minute_floor",
+    "open_provider",
     "popup_reason",
     "same_text",
     "title_digits",
@@ -81,12 +87,12 @@ class _BeforeSendFailed(Exception):
 class _Guarded:
     """``before_send`` wrapped so its exceptions are never mistaken for page errors."""
 
-    def __init__(self, fn: Callable[[models.ChatSnapshot], None]) -> None:
+    def __init__(self, fn: Callable[[Evidence], None]) -> None:
         self.fn = fn
 
     def __call__(self, snapshot: models.ChatSnapshot) -> None:
         try:
-            self.fn(snapshot)
+            self.fn(snapshot.to_evidence())
         except Exception as exc:
             raise _BeforeSendFailed(exc) from exc
 
@@ -103,8 +109,27 @@ def _page_error(exc: Exception, doing: str) -> Exception:
     return exc
 
 
+# A person links the account by scanning a QR; ticks are read in the chat; an unknown outcome is settled
+# by looking in the chat. One browser does one thing at a time.
+WEB_CAPABILITIES = Capabilities(
+    interactive_login=True,
+    receipts=RECEIPTS_POLLED,
+    verification=VERIFY_LOOKED,
+    attachments=True,
+    default_pace="balanced",
+)
+
+
+def open_provider(settings: Settings, session: Session) -> WhatsAppSender:
+    """The web provider for ``session`` (its browser profile follows from its name); not started."""
+    return WhatsAppSender(settings, session=session.name)
+
+
 class WhatsAppSender:
-    """A WhatsApp Web browser that sends one message at a time (implements ``models.Transport``)."""
+    """A WhatsApp Web browser that sends one message at a time (a :class:`wabulk.sender.Provider`)."""
+
+    kind = "web"
+    capabilities = WEB_CAPABILITIES
 
     def __init__(
         self,
@@ -161,7 +186,7 @@ class WhatsAppSender:
         """How the last chat was opened ("deeplink" | "inpage"), for doctor and the benchmarks."""
         return self.chats.last_method
 
-    # --- lifecycle (Transport) ---------------------------------------------------------------------------
+    # --- lifecycle (Provider) ----------------------------------------------------------------------------
     def start(self) -> None:
         """Start the browser and open WhatsApp Web (idempotent)."""
         self.browser.start()
@@ -197,19 +222,20 @@ class WhatsAppSender:
         """Quit the browser and release the profile lock."""
         self.browser.close()
 
-    # --- sending (Transport) --------------------------------------------------------------------------------
+    # --- sending (Provider) ---------------------------------------------------------------------------------
     def send(
         self,
         phone: str,
         body: str,
         *,
         attachment: str | None = None,
-        before_send: Callable[[models.ChatSnapshot], None] = models._no_stamp,
+        before_send: Callable[[Evidence], None] = _no_stamp,
     ) -> models.SendResult:
         """Send ``body`` (and ``attachment`` with ``body`` as caption) to ``phone`` and confirm it.
 
-        ``before_send(snapshot)`` runs right before the send action with our bubbles' ids already in the
-        chat. Raises NotOnWhatsApp, AttachmentRejected, PermanentSendError ``wrong_kind`` (permanent);
+        ``before_send(evidence)`` runs right before the send action with our bubbles' ids already in the
+        chat (a ``ChatSnapshot`` as JSON). Raises NotOnWhatsApp, AttachmentRejected, PermanentSendError
+        ``wrong_kind`` (permanent);
         SelectorNotFound, ConfirmTimeout, Offline, BrowserCrashed, TransientSendError (transient);
         NotLoggedIn, Blocked, AccountRestricted, TakeoverFailed (session). Whatever ``before_send`` raises
         propagates, and then nothing was sent.
@@ -234,19 +260,20 @@ class WhatsAppSender:
             raise mapped from exc
 
     def verify_sent(
-        self, phone: str, body: str, since: float, *, known: models.ChatSnapshot | None = None
+        self, phone: str, body: str, since: float, *, evidence: Evidence | None = None
     ) -> models.Verification:
         """Whether the message whose send started at ``since`` (unix seconds) is in the chat with ``phone``.
 
-        By message id when ``known`` (the stamp's snapshot) and the page have them: "sent" when a new
-        outgoing bubble (id not in ``known``) shows ``body``; "absent" only when the chat can be read (the
-        last bubble from before the send is shown again, or the chat was and is empty) and has no such
-        bubble; else "unknown" with the reason. Without ids: by the bubbles' time (minutes, in the page's
+        By message id when ``evidence`` (the stamp's snapshot, ``known``) and the page have them: "sent"
+        when a new outgoing bubble (id not in ``known``) shows ``body``; "absent" only when the chat can be
+        read (the last bubble from before the send is shown again, or the chat was and is empty) and has no
+        such bubble; else "unknown" with the reason. Without ids: by the bubbles' time (minutes, in the page's
         date order, with a clock-skew margin), which can only tell "sent" for a bubble clearly after
         ``since`` and says "unknown" for an identical one around that time. A number that is not on
         WhatsApp is "absent" (nothing could have been delivered). A bubble still on the clock counts as
         sent: WhatsApp's outbox holds it and will send it.
         """
+        known = models.ChatSnapshot.from_evidence(evidence)
         try:
             read = self._read_chat(phone, "verifying", wait_for=known.ids[-1:] if known else ())
         except errors.NotOnWhatsApp as exc:

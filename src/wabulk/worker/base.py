@@ -30,7 +30,6 @@ from wabulk.models import (
     Claim,
     Job,
     JobSummary,
-    Transport,
 )
 from wabulk.pacing import (
     DAY,
@@ -44,6 +43,7 @@ from wabulk.pacing import (
     make_profile,
     next_local_midnight,
 )
+from wabulk.sender import Provider
 from wabulk.settings import DEFAULT_RESTRICTED_RECHECK, restricted_recheck_seconds
 
 from .events import WorkerEvent
@@ -170,7 +170,7 @@ class WorkerBase:
     def __init__(
         self,
         queue: Queue,
-        transport: Transport,
+        transport: Provider,
         config: WorkerConfig,
         *,
         clock: Callable[[], float] = time.time,

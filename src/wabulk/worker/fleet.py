@@ -9,14 +9,15 @@ its view (state, sent today, cap, next send) is read from the database the worke
 Supervision rules:
 
 * a worker that exits 0 or 3 with ``--until-done`` is done and not restarted;
-* a worker whose output shows its account is blocked is not restarted (a new browser would not help);
+* a worker that exits 4 ("a person must act": blocked account, paused session, a browser WhatsApp
+  refuses), or whose output shows its account is blocked, is not restarted (a new browser would not help);
 * any other exit is restarted after a bounded, doubling backoff; after ``max_quick_failures`` deaths in a
   row, each within ``quick_failure`` seconds of its start, the session is given up;
 * Ctrl-C / SIGTERM: SIGTERM is forwarded to every worker (each finishes or releases the message in flight),
   then after ``grace`` seconds the stragglers' process groups (their browsers too) get SIGKILL; exit 130.
 
 Exit code with ``--until-done``: 0 when every session finished with everything sent, 3 when some messages
-failed, 1 when a session was given up or blocked.
+failed, 4 when a session is blocked or needs a person, 1 when a session was given up.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class Member:
     quick_failures: int = 0
     restart_at: float | None = None  # when a dead worker is started again
     exit_code: int | None = None  # the last worker's exit code
-    outcome: str | None = None  # done, failed, blocked, gave_up, stopped (final; None while it runs)
+    # done, failed, blocked, attention, gave_up, stopped (final; None while it runs)
+    outcome: str | None = None
     last_line: str = ""
     # From the database, refreshed by the supervisor.
     state: str | None = None
@@ -182,6 +184,10 @@ class Fleet:
             m.outcome = "blocked"
             self.on_line(f"session {m.session}: account blocked; not restarted ({m.last_line})")
             return
+        if code == exitcodes.ATTENTION:
+            m.outcome = "attention"
+            self.on_line(f"session {m.session}: a person must act; not restarted ({m.last_line})")
+            return
         lived = now - m.started_at
         m.quick_failures = m.quick_failures + 1 if lived < self.quick_failure else 1
         if m.quick_failures >= self.max_quick_failures:
@@ -251,8 +257,10 @@ class Fleet:
         if self.stop_requested:
             return exitcodes.INTERRUPTED
         outcomes = {m.outcome for m in self.members}
-        if outcomes & {"gave_up", "blocked"}:
+        if "gave_up" in outcomes:
             return exitcodes.ERROR
+        if outcomes & {"blocked", "attention"}:
+            return exitcodes.ATTENTION
         if "failed" in outcomes:
             return exitcodes.SOME_FAILED
         return exitcodes.OK
@@ -379,7 +387,8 @@ def run_fleet(
     """Everything ``wabulk run`` with several sessions does: one worker subprocess per session with
     ``worker_args`` (the same run options), supervised under one live view (Rich on a terminal, plain lines
     otherwise), stopped cleanly on Ctrl-C/SIGTERM. ``config`` gives the cap and pacing shown per session.
-    Returns the exit code (0/3 with --until-done, 1 when a session was given up, 130 when interrupted)."""
+    Returns the exit code (0/3 with --until-done, 1 when a session was given up, 4 when one needs a person,
+    130 when interrupted)."""
     from rich.console import Console
 
     from wabulk.queue import Queue

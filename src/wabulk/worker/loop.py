@@ -49,7 +49,7 @@ from wabulk.errors import (
     Unreachable,
     WabulkError,
 )
-from wabulk.models import FAILED, TICK_SENT, UNKNOWN_OUTCOME, VERIFY_ABSENT, VERIFY_SENT, ChatSnapshot, Claim
+from wabulk.models import FAILED, TICK_SENT, UNKNOWN_OUTCOME, VERIFY_ABSENT, VERIFY_SENT, Claim
 from wabulk.pacing import next_local_midnight
 
 from .events import StepResult, WorkerEvent
@@ -223,7 +223,7 @@ class Worker(SessionMixin):
             return self._unknown(claim, "the earlier try was pressed by an unrecorded session")
         try:
             found = self.transport.verify_sent(
-                claim.phone, claim.body, claim.send_started_at, known=claim.send_snapshot
+                claim.phone, claim.body, claim.send_started_at, evidence=claim.send_evidence
             )
         except LeaseLost:
             raise
@@ -295,13 +295,13 @@ class Worker(SessionMixin):
         self._emit("quiet", f"{self._mask(claim.phone)}: {why} until {when}", claim=claim)
         return StepResult("quiet", claim.message_id, wait=until - self.clock())
 
-    def _before_send(self, claim: Claim, snapshot: ChatSnapshot) -> None:
+    def _before_send(self, claim: Claim, evidence: str) -> None:
         # Last moment to abandon cleanly: after the stamp, the message counts as possibly sent.
         if self.stop_requested:
             raise _Abandon()
-        # Fenced, with what the chat shows, in one transaction that also re-checks stop, pause, opt-out
-        # and the send budget: LeaseLost (a zombie) or SendRefused means nothing is sent.
-        self.queue.mark_send_started(claim, snapshot)
+        # Fenced, with the provider's evidence (what the chat shows), in one transaction that also re-checks
+        # stop, pause, opt-out and the send budget: LeaseLost (a zombie) or SendRefused means nothing is sent.
+        self.queue.mark_send_started(claim, evidence)
         self._stamped = True
         self._heartbeat()
 
@@ -312,7 +312,7 @@ class Worker(SessionMixin):
                 claim.phone,
                 claim.body,
                 attachment=claim.attachment,
-                before_send=lambda snapshot: self._before_send(claim, snapshot),
+                before_send=lambda evidence: self._before_send(claim, evidence),
             )
         except _Abandon:
             self.queue.release(claim, reason="worker stopping")
@@ -512,7 +512,8 @@ class Worker(SessionMixin):
                     code = step.exit_code
                     break
                 if step.outcome == "session_paused" and self.config.until_done:
-                    code = exitcodes.SOME_FAILED  # nothing more this session may do; status says why
+                    # Nothing more this session may do until a person resumes it (status says why).
+                    code = exitcodes.ATTENTION
                     break
                 if step.outcome == "idle":
                     if self.config.track_receipts:

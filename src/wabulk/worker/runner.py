@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from wabulk import exitcodes
 from wabulk.errors import SessionBusy, WabulkError
-from wabulk.models import Transport
+from wabulk.sender import Provider, open_sender
 
 from .events import WorkerEvent
 from .loop import Worker, WorkerConfig
@@ -135,7 +135,7 @@ def run_worker(
     settings: Settings,
     config: WorkerConfig,
     *,
-    transport: Transport | None = None,
+    transport: Provider | None = None,
     console: Any = None,
     clock: Callable[[], float] = time.time,
     on_event: Callable[[WorkerEvent], None] | None = None,
@@ -156,9 +156,10 @@ def run_worker(
     view = LiveView(console=console, profile=config.pace, log_numbers=config.log_numbers)
     try:
         if transport is None:
-            from wabulk.web.sender import WhatsAppSender
+            from wabulk import session as sessions
 
-            transport = WhatsAppSender(settings, session=config.session)
+            account = sessions.get(queue, config.session)
+            transport = open_sender(account.provider, settings, account)
         handle = view.handle
         if on_event is not None:  # e.g. the notifications' QR hook, after the live view
 

@@ -93,7 +93,9 @@ class SessionMixin(WorkerBase):
         self._paused_reason = reason
         self._set_state("blocked")
         self._emit("blocked", reason, level=logging.ERROR)
-        return StepResult("blocked", claim.message_id if claim else None, exit_code=exitcodes.ERROR)
+        # Exit 4, "a person must act": systemd's RestartPreventExitStatus=4 keeps it down, a fleet does not
+        # restart it; a new browser would meet the same block screen.
+        return StepResult("blocked", claim.message_id if claim else None, exit_code=exitcodes.ATTENTION)
 
     def _handle_restricted(self, claim: Claim | None, e: AccountRestricted) -> StepResult:
         """WhatsApp restricts the account on linked devices: nothing can be sent, no recipient is to blame.

@@ -52,6 +52,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "all_windows_open": False,
     "marketing_capped": [],  # marketing templates fail by webhook 131049
     "never_deliver": [],  # 'sent' only (phone off)
+    "username_users": [],  # adopted a username: statuses carry recipient_user_id (BSUID), no recipient_id
     "wa_ids": {},  # input digits -> the canonical wa_id the API answers (Brazil/Mexico rewrites)
     "bad_media_links": [],  # link media that Meta's fetcher cannot download: failed by webhook 131053
     # Templates held for quality assessment (pacing).
@@ -1009,12 +1010,12 @@ class GraphApp:
         pricing: dict[str, Any] | None = None,
         error: tuple[int, str] | None = None,
     ) -> dict[str, Any]:
-        st: dict[str, Any] = {
-            "id": rec["wamid"],
-            "status": status,
-            "timestamp": str(int(ts)),
-            "recipient_id": rec["wa_id"],
-        }
+        st: dict[str, Any] = {"id": rec["wamid"], "status": status, "timestamp": str(int(ts))}
+        if rec["wa_id"] in self.config["username_users"]:
+            # 2026: for users with a username, statuses may carry the business-scoped id only.
+            st["recipient_user_id"] = "US." + hashlib.sha256(rec["wa_id"].encode()).hexdigest()[:16]
+        else:
+            st["recipient_id"] = rec["wa_id"]
         cb = rec["biz_opaque_callback_data"]
         if cb is not None and (status != "failed" or self.config["callback_on_failed"]):
             st["biz_opaque_callback_data"] = cb

@@ -1,0 +1,458 @@
+"""``wabulk run`` on a Cloud API session: the fast path (several POSTs in flight, batched queue writes).
+
+Per turn the loop claims a batch (one transaction), stamps a chunk durably right before its POSTs (one
+transaction, ``synchronous=FULL``), hands the chunk to a pool of threads sharing one kept-alive httpx pool
+(each waits for the per-number rate limiter, then POSTs), and records the answers in batches (one durable
+transaction per chunk). So every message is stamped durably before its POST and the queue costs a few
+transactions per chunk, not three per message.
+
+Reactions (``cloud/errors.py``): an account-level code (190, 368, …) pauses the session and stops the run
+(exit 4), no message burnt; a job-level code (132000, 132001, …) pauses the job with the code in its reason,
+its messages stay pending. A job not yet proven in this session (no accepted message) is probed with one
+request in flight, so a wrong template costs one request, never one failure per recipient. An unknown
+outcome waits for a status webhook (``wabulk serve``) for the settle window; ``--until-done`` waits for it
+and then leaves what is still open as ``unknown_outcome``. Pace profiles do not apply here.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wabulk import exitcodes
+from wabulk.errors import ConfigError, InvalidTransition
+from wabulk.models import JOB_PAUSED, Claim, CloudOutcome
+
+from . import errors as ge
+from .client import GraphClient
+from .limiter import RateLimiter
+from .provider import DEFAULT_SETTLE_SECONDS, CloudSender, SendReport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IN_FLIGHT = 64
+DEFAULT_LEASE_SECONDS = 120.0
+HEARTBEAT_EVERY = 5.0
+TURN_EVERY = 0.02  # at most this long between two turns (one durable transaction each) while busy
+
+
+@dataclass(frozen=True)
+class CloudRunConfig:
+    session: str
+    phone_number_id: str
+    rate: float
+    in_flight: int = DEFAULT_IN_FLIGHT
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    until_done: bool = False
+    job_ids: tuple[int, ...] | None = None
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    idle_poll: float = 1.0
+
+
+@dataclass
+class CloudProgress:
+    """What the live table shows (this run's counts; delivered/read come from the webhooks)."""
+
+    accepted: int = 0
+    failed: int = 0
+    retried: int = 0
+    unknown: int = 0
+    delivered: int = 0
+    read: int = 0
+    started: float = field(default_factory=time.monotonic)
+    state: str = "starting"
+
+    @property
+    def rate(self) -> float:
+        """Accepted messages per second since the start."""
+        elapsed = time.monotonic() - self.started
+        return self.accepted / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class CloudRunResult:
+    code: int
+    line: str
+    progress: CloudProgress
+
+
+class CloudRun:
+    """One run of one Cloud API session. Use :func:`run_cloud`."""
+
+    def __init__(
+        self,
+        db: Path,
+        config: CloudRunConfig,
+        client: GraphClient,
+        *,
+        on_progress: Callable[[CloudProgress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        from wabulk.queue import Queue
+
+        self.config = config
+        self.queue = Queue(db, synchronous="FULL")
+        self.client = client
+        self.limiter = RateLimiter(config.rate)
+        self.sender = CloudSender(
+            client, config.phone_number_id, limiter=self.limiter, settle_seconds=config.settle_seconds
+        )
+        self.progress = CloudProgress()
+        self.on_progress = on_progress
+        self._external_stop = should_stop or (lambda: False)
+        self._stop = threading.Event()
+        self.stop_line: str | None = None  # why the run stopped early (exit 4)
+        self.worker_id = ""
+        self._proven: dict[int, bool] = {}
+        self._media: dict[int, str] = {}
+        self._jobs_seen: set[int] = set()
+        self._paused_jobs: dict[int, str] = {}
+
+    # --- control ----------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stopping(self) -> bool:
+        return self._stop.is_set() or self._external_stop()
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def run(self) -> CloudRunResult:
+        cfg = self.config
+        q = self.queue
+        self.worker_id = q.register_worker(cfg.session, pid=os.getpid(), host=socket.gethostname())
+        pool = cf.ThreadPoolExecutor(max_workers=cfg.in_flight, thread_name_prefix="cloud-post")
+        buffer: collections.deque[Claim] = collections.deque()
+        inflight: dict[cf.Future[SendReport], Claim] = {}
+        answers: list[CloudOutcome] = []
+        # Stamp about 50 ms of sends at a time (the stamp comes right before the POSTs), at most half the
+        # requests in flight, so the next chunk is stamped while the previous one is still answering.
+        chunk = max(1, min(max(1, cfg.in_flight // 2), int(cfg.rate * 0.05)))
+        last_turn = last_beat = last_show = last_check = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now - last_check >= 0.25:
+                    last_check = now
+                    pause = q.session_pause(cfg.session)
+                    if pause is not None and self.stop_line is None:
+                        self.stop_line = f"session {cfg.session} is paused: {pause[1]}"
+                        self._stop.set()
+                for f in [f for f in inflight if f.done()]:
+                    self._collect(inflight.pop(f), f, answers)
+                stopping = self.stopping()
+                picked: list[tuple[Claim, str | None]] = []
+                free = cfg.in_flight - len(inflight)
+                due = now - last_turn >= TURN_EVERY
+                if not stopping and (free >= chunk or (due and free > 0)):
+                    if len(buffer) < free:
+                        buffer.extend(
+                            q.claim_cloud_batch(
+                                self.worker_id,
+                                cfg.session,
+                                max(chunk * 2, cfg.in_flight) - len(buffer),
+                                lease_seconds=cfg.lease_seconds,
+                                job_ids=cfg.job_ids,
+                            )
+                        )
+                    picked = self._pick(buffer, min(free, chunk), inflight, answers)
+                if picked or (answers and (due or len(answers) >= chunk or not inflight or stopping)):
+                    stamped = q.cloud_turn(answers, [c for c, _ in picked])
+                    answers = []
+                    last_turn = time.monotonic()
+                    media = {c.message_id: m for c, m in picked}
+                    for c in stamped:
+                        fut = pool.submit(
+                            self.sender.send, c, media_id=media[c.message_id], should_stop=self.stopping
+                        )
+                        inflight[fut] = c
+                    if stamped:
+                        self.progress.state = "sending"
+                if now - last_beat >= HEARTBEAT_EVERY:
+                    q.heartbeat(self.worker_id, self.progress.state)
+                    last_beat = now
+                if self.on_progress is not None and now - last_show >= 0.5:
+                    self._show()
+                    last_show = now
+                if stopping:
+                    if self._drain(buffer, inflight, answers) and not answers:
+                        break
+                    continue
+                if not buffer and not inflight and not answers:
+                    if not self._idle():
+                        break
+                    continue
+                if inflight:
+                    wait = max(0.001, TURN_EVERY - (time.monotonic() - last_turn))
+                    cf.wait(list(inflight), timeout=wait, return_when=cf.FIRST_COMPLETED)
+        finally:
+            for claim in buffer:  # claimed, never stamped: give back untouched
+                answers.append(CloudOutcome(claim, "release", error="run stopped"))
+            if answers:
+                q.finish_cloud_batch(answers)
+            pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                q.unregister_worker(self.worker_id)
+            finally:
+                self._show()
+        return self._result()
+
+    def _pick(
+        self,
+        buffer: collections.deque[Claim],
+        n: int,
+        inflight: dict[cf.Future[SendReport], Claim],
+        answers: list[CloudOutcome],
+    ) -> list[tuple[Claim, str | None]]:
+        """The next ``n`` claims to stamp and POST, with their media ids. A job not proven yet goes one
+        request at a time; claims of a job paused in this run are given back."""
+        probing = {c.job_id for c in inflight.values() if not self._proven.get(c.job_id, True)}
+        picked: list[tuple[Claim, str | None]] = []
+        keep: list[Claim] = []
+        while buffer and len(picked) < n:
+            c = buffer.popleft()
+            if c.job_id in self._paused_jobs:
+                answers.append(CloudOutcome(c, "release", error=self._paused_jobs[c.job_id]))
+                continue
+            if not self._is_proven(c.job_id):
+                if c.job_id in probing:
+                    keep.append(c)
+                    continue
+                probing.add(c.job_id)
+            media, problem = self._media_for(c)
+            if problem is not None:
+                answers.append(CloudOutcome(c, "release", error=problem))
+                continue
+            picked.append((c, media))
+        buffer.extendleft(reversed(keep))
+        return picked
+
+    def _is_proven(self, job_id: int) -> bool:
+        """Whether the job's payload is known good for this session (an accepted message), so it may go
+        at full concurrency; else it is probed one request at a time."""
+        if job_id not in self._proven:
+            self._jobs_seen.add(job_id)
+            self._proven[job_id] = self.queue.counts(job_id).get("sent", 0) > 0
+        return self._proven[job_id]
+
+    def _media_for(self, claim: Claim) -> tuple[str | None, str | None]:
+        """The job's attachment as a media id, uploaded once per job and session: (id, None), or
+        (None, why) when it cannot be uploaded (the job is then paused)."""
+        if not claim.attachment or claim.template_name:
+            return None, None
+        if claim.job_id in self._media:
+            return self._media[claim.job_id], None
+        media = self.queue.job_media(claim.job_id, self.config.session)
+        if media is None:
+            path = Path(claim.attachment)
+            try:
+                uploaded = self.client.upload_media(self.config.phone_number_id, path)
+            except OSError as exc:
+                return None, self._pause_job(
+                    claim.job_id, f"cannot read the attachment {path}: {exc.strerror or exc}"
+                )
+            except ge.GraphError as exc:
+                if exc.kind == ge.ACCOUNT:
+                    self._pause_session(exc.line())
+                    return None, exc.line()
+                return None, self._pause_job(claim.job_id, f"the attachment was refused: {exc.line()}")
+            except ge.CloudError as exc:
+                return None, f"media upload failed: {exc}"
+            media = self.queue.set_job_media(claim.job_id, self.config.session, uploaded)
+        self._media[claim.job_id] = media
+        return media, None
+
+    def _collect(self, claim: Claim, fut: cf.Future[SendReport], answers: list[CloudOutcome]) -> None:
+        try:
+            report = fut.result()
+        except cf.CancelledError:
+            answers.append(CloudOutcome(claim, "release", error="run stopped before the POST"))
+            return
+        except Exception as exc:  # a bug in the send path: the POST may have happened
+            log.exception("sending message %s failed", claim.message_id)
+            answers.append(
+                CloudOutcome(
+                    claim, "unknown", error=f"internal error: {exc}", delay=self.config.settle_seconds
+                )
+            )
+            self.progress.unknown += 1
+            return
+        o = report.outcome
+        answers.append(o)
+        if o.kind == "sent":
+            self.progress.accepted += 1
+            self._proven[claim.job_id] = True
+        elif o.kind == "failed":
+            self.progress.failed += 1
+        elif o.kind == "retry":
+            self.progress.retried += 1
+        elif o.kind == "unknown":
+            self.progress.unknown += 1
+        if report.reaction == ge.ACCOUNT:
+            self._pause_session(report.line)
+        elif report.reaction == ge.JOB:
+            self._pause_job(claim.job_id, report.line)
+
+    def _pause_session(self, line: str) -> None:
+        if self.stop_line is None:
+            self.queue.pause_session(self.config.session, line)
+            self.stop_line = line
+        self._stop.set()
+
+    def _pause_job(self, job_id: int, line: str) -> str:
+        if job_id not in self._paused_jobs:
+            self._paused_jobs[job_id] = line
+            try:
+                self.queue.pause_job(job_id, f"auto-paused: {line}")
+            except InvalidTransition:
+                pass  # stopped or finished meanwhile
+        return line
+
+    def _drain(
+        self,
+        buffer: collections.deque[Claim],
+        inflight: dict[cf.Future[SendReport], Claim],
+        answers: list[CloudOutcome],
+    ) -> bool:
+        """While stopping: nothing new is POSTed; wait (up to 10 s) for the POSTs in flight. Returns True
+        when the loop may end."""
+        self.progress.state = "stopping"
+        while buffer:
+            answers.append(CloudOutcome(buffer.popleft(), "release", error="run stopped"))
+        if not inflight:
+            return True
+        deadline = getattr(self, "_drain_deadline", None)
+        if deadline is None:
+            deadline = self._drain_deadline = time.monotonic() + 8.0
+        if time.monotonic() >= deadline:
+            for fut, claim in list(inflight.items()):
+                fut.cancel()
+                answers.append(
+                    CloudOutcome(
+                        claim,
+                        "unknown",
+                        error="the run stopped while the POST was in flight",
+                        delay=self.config.settle_seconds,
+                    )
+                )
+                inflight.pop(fut)
+            self.client.close()
+            return True
+        cf.wait(list(inflight), timeout=0.1, return_when=cf.FIRST_COMPLETED)
+        return False
+
+    def _idle(self) -> bool:
+        """Nothing claimable and nothing in flight. Returns False when the run should end."""
+        q = self.queue
+        cfg = self.config
+        if not cfg.until_done:
+            self.progress.state = "idle"
+            self._sleep(cfg.idle_poll)
+            return True
+        open_sends = q.cloud_unsettled(cfg.session)
+        if open_sends:
+            # Unknown outcomes wait for their status webhooks (their lease is the settle window).
+            self.progress.state = f"waiting for {open_sends} status webhook(s)"
+            self._sleep(0.2)
+            return True
+        if self._more_later():
+            self.progress.state = "waiting for retries"
+            self._sleep(0.2)
+            return True
+        return False
+
+    def _more_later(self) -> bool:
+        """Whether a job this run may send still has pending messages that are due later (backoff)."""
+        for job_id in self._jobs_seen:
+            if job_id in self._paused_jobs:
+                continue
+            counts = self.queue.counts(job_id)
+            if counts.get("pending", 0) and self.queue.get_job(job_id).status != JOB_PAUSED:
+                return True
+        return False
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def _show(self) -> None:
+        if self.on_progress is None:
+            return
+        delivered = read = 0
+        for job_id in self._jobs_seen:
+            with_receipts = self.queue.receipt_counts(job_id, undelivered_before=0.0)
+            delivered += int(with_receipts.get("delivered", 0))
+            read += int(with_receipts.get("read", 0))
+        self.progress.delivered, self.progress.read = delivered, read
+        self.on_progress(self.progress)
+
+    def _result(self) -> CloudRunResult:
+        if self.stop_line is not None:
+            return CloudRunResult(exitcodes.ATTENTION, self.stop_line, self.progress)
+        if self._external_stop() or self._stop.is_set():
+            return CloudRunResult(exitcodes.INTERRUPTED, "stopped", self.progress)
+        if self._paused_jobs:
+            first = next(iter(self._paused_jobs.items()))
+            return CloudRunResult(exitcodes.ATTENTION, f"job {first[0]} paused: {first[1]}", self.progress)
+        failed = sum(self.queue.counts(j).get("failed", 0) for j in self._jobs_seen)
+        if failed:
+            unknown = sum(self.queue.unknown_count(j) for j in self._jobs_seen)
+            extra = f", {unknown} with an unknown outcome (see `wabulk resolve`)" if unknown else ""
+            return CloudRunResult(exitcodes.SOME_FAILED, f"done: {failed} failed{extra}", self.progress)
+        return CloudRunResult(exitcodes.OK, "done", self.progress)
+
+    def close(self) -> None:
+        self.client.close()
+        self.queue.close()
+
+
+def run_cloud(
+    db: Path,
+    config: CloudRunConfig,
+    *,
+    token: str | None,
+    base_url: str | None = None,
+    on_progress: Callable[[CloudProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> CloudRunResult:
+    """Run one Cloud API session until stopped (or, with ``until_done``, until nothing is left and the
+    unknown outcomes had their settle window). SIGTERM stops it like Ctrl-C (POSTs in flight finish)."""
+    if not token:
+        raise ConfigError("WABULK_CLOUD_TOKEN is not set: the Cloud API needs an access token")
+    client = GraphClient(token, base_url=base_url, max_connections=config.in_flight)
+    runner = CloudRun(db, config, client, on_progress=on_progress, should_stop=should_stop)
+    restore = _signals(runner)
+    try:
+        return runner.run()
+    finally:
+        restore()
+        runner.close()
+
+
+def _signals(runner: CloudRun) -> Callable[[], None]:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        runner.request_stop()
+
+    for sig in (signal.SIGTERM,):
+        previous[sig] = signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    return restore
+
+
+__all__: Sequence[str] = ("CloudRunConfig", "CloudProgress", "CloudRunResult", "CloudRun", "run_cloud")

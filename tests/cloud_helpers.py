@@ -1,0 +1,78 @@
+"""Shared pieces of the Cloud API tests: the bundled Graph simulator wired to a real webhook receiver.
+
+Everything goes through real HTTP: wabulk's httpx client → the simulator; the simulator's signed webhooks →
+wabulk's receiver (the same ASGI handler ``wabulk serve`` mounts at /webhooks/whatsapp) on uvicorn.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TOKEN = "test-token-5f1c2a"  # the access token the simulator accepts
+APP_SECRET = "test-app-secret"
+VERIFY_TOKEN = "test-verify-token"
+PHONE_ID = "1234567890"
+
+
+@contextmanager
+def webhook_receiver(db: Path, *, app_secret: str | None = APP_SECRET) -> Iterator[str]:
+    """Serve wabulk's webhook endpoint on a free port; yields its URL."""
+    import uvicorn
+
+    from wabulk.cloud.webhooks import PATH, WebhookReceiver, asgi_app
+
+    receiver = WebhookReceiver(db, app_secret=app_secret, verify_token=VERIFY_TOKEN)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    server = uvicorn.Server(
+        uvicorn.Config(asgi_app(receiver), log_level="warning", access_log=False, lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}{PATH}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
+@contextmanager
+def graph_simulator(webhook_url: str | None, **config: Any) -> Iterator[Any]:
+    """The bundled Graph API simulator (in-process), signing webhooks with :data:`APP_SECRET`."""
+    from wabulk.cloud.simulator import GraphSimulator
+
+    config.setdefault("keep_webhook_bodies", False)
+    sim = GraphSimulator(
+        token=TOKEN,
+        app_secret=APP_SECRET,
+        webhook_url=webhook_url,
+        phone_numbers=[PHONE_ID],
+        seed=1,
+        **config,
+    )
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll ``check`` (the outcome of real asynchronous work: webhooks, processes) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

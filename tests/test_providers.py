@@ -1,0 +1,153 @@
+"""The provider layer (issue 18): sessions are accounts with a provider, ``open_sender`` finds a provider by
+name and imports it lazily, and nothing outside ``wabulk/web`` loads selenium."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from wabulk import errors, exitcodes, sender
+from wabulk import session as sessions
+from wabulk.fakes import FakeTransport
+from wabulk.models import SENT, NewJob, NewMessage
+from wabulk.queue import Queue
+from wabulk.settings import Settings
+from wabulk.worker.loop import build_config
+from wabulk.worker.runner import run_worker
+
+
+def test_a_session_never_recorded_is_a_web_session(db_path: Path) -> None:
+    with Queue(db_path) as q:
+        assert sessions.get(q, "main") == sessions.Session("main", "web", {})
+
+
+def test_a_recorded_provider_and_its_settings_are_read_back(db_path: Path) -> None:
+    with Queue(db_path) as q:
+        sessions.record(q, sessions.Session("shop", "cloud", {"phone_number_id": "1234567890"}))
+        q.pause_session("shop", "a human paused it")  # the account's other facts live in the same row
+    with Queue(db_path) as q:
+        assert sessions.get(q, "shop") == sessions.Session("shop", "cloud", {"phone_number_id": "1234567890"})
+        assert q.session_pause("shop") is not None
+        assert sessions.all_sessions(q) == [sessions.get(q, "shop")]
+
+
+def test_sessions_that_existed_before_m009_are_web_sessions(db_path: Path) -> None:
+    with Queue(db_path) as q:
+        q.pause_session("old", "paused before the migration")
+    # Undo m009 the way a database of the previous version looks: no provider columns, no record of it.
+    conn = sqlite3.connect(db_path)
+    conn.executescript(
+        "ALTER TABLE sessions DROP COLUMN provider; ALTER TABLE sessions DROP COLUMN provider_settings;"
+        "DELETE FROM _sqlite_migrations WHERE name = 'm009_session_provider';"
+    )
+    conn.close()
+    with Queue(db_path) as q:
+        assert sessions.get(q, "old") == sessions.Session("old", "web", {})
+        assert q.session_pause("old") is not None
+
+
+def test_open_sender_builds_the_web_provider_without_starting_a_browser(isolated_home: Path) -> None:
+    settings = Settings.from_env()
+    provider = sender.open_sender("web", settings, sessions.Session("main"))
+    assert provider.kind == "web" and provider.capabilities.interactive_login
+    assert provider.capabilities.receipts == sender.RECEIPTS_POLLED
+    assert isinstance(provider, sender.Provider)
+    provider.close()  # never started: nothing to release
+
+
+def test_an_unknown_provider_is_one_clear_error(isolated_home: Path) -> None:
+    with pytest.raises(errors.ConfigError, match="unknown provider 'carrier-pigeon' for session 'main'"):
+        sender.open_sender("carrier-pigeon", Settings.from_env(), sessions.Session("main", "carrier-pigeon"))
+
+
+def test_a_missing_optional_dependency_is_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    (tmp_path / "needs_a_package.py").write_text(
+        textwrap.dedent(
+            """
+            import some_package_that_is_not_installed  # noqa: F401
+
+            def open_provider(settings, session):
+                raise AssertionError("never reached")
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sender.PROVIDERS, "needy", "needs_a_package:open_provider")
+    with pytest.raises(errors.ConfigError) as info:
+        sender.open_sender("needy", Settings.from_env(), sessions.Session("main", "needy"))
+    message = str(info.value)
+    assert "'some_package_that_is_not_installed'" in message and "\n" not in message
+    assert info.value.__suppress_context__  # the CLI prints one line, no ImportError chained under it
+
+
+def test_run_reaches_the_session_s_provider_through_open_sender(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    """``wabulk run`` builds no provider itself: it opens the one the session records."""
+    fake = FakeTransport()
+    opened: list[sessions.Session] = []
+
+    def open_fake(settings: Settings, session: sessions.Session) -> FakeTransport:
+        opened.append(session)
+        return fake
+
+    module = type(sys)("fake_provider_for_test")
+    module.open_provider = open_fake  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fake_provider_for_test", module)
+    monkeypatch.setitem(sender.PROVIDERS, "fake", "fake_provider_for_test:open_provider")
+    settings = Settings.from_env()
+    with Queue(settings.db) as q:
+        sessions.record(q, sessions.Session("main", "fake", {"line": "A"}))
+        job = q.enqueue(
+            NewJob(name="promo", template="Hi"),
+            [NewMessage(phone=f"+1415555{i:04d}", body="Hi") for i in range(2)],
+        ).job_id
+    cfg = build_config(session="main", until_done=True, pace="off")
+    code = run_worker(settings, cfg, console=Console(file=io.StringIO(), force_terminal=False))
+    assert code == exitcodes.OK
+    assert opened == [sessions.Session("main", "fake", {"line": "A"})]
+    assert len(fake.deliveries) == 2 and fake.closed  # opened by run, so closed by run
+    with Queue(settings.db) as q:
+        assert q.counts(job)[SENT] == 2
+
+
+def test_errors_say_their_scope_instead_of_their_class() -> None:
+    assert errors.NotOnWhatsApp("x").scope == errors.SCOPE_RECIPIENT
+    assert errors.AttachmentRejected("x").scope == errors.SCOPE_JOB
+    for account in (errors.NotLoggedIn("x"), errors.Offline("x"), errors.ConfirmTimeout("x")):
+        assert account.scope == errors.SCOPE_ACCOUNT and not account.restart_provider
+    assert errors.BrowserCrashed("x").restart_provider and errors.BrowserError("x").restart_provider
+    assert errors.TransientSendError("x", scope=errors.SCOPE_ACCOUNT).scope == errors.SCOPE_ACCOUNT
+
+
+def test_nothing_outside_web_loads_selenium() -> None:
+    code = (
+        "import sys, wabulk.worker, wabulk.worker.loop, wabulk.worker.runner, wabulk.worker.fleet,"
+        " wabulk.sender, wabulk.session, wabulk.queue, wabulk.receipts, wabulk.serve.api, wabulk.cli,"
+        " wabulk.fakes;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'selenium'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_evidence_of_a_stamp_is_stored_as_the_provider_gave_it(db_path: Path) -> None:
+    with Queue(db_path) as q:
+        q.enqueue(NewJob(name="promo", template="Hi"), [NewMessage(phone="+14155550100", body="Hi")])
+        worker = q.register_worker("main", pid=1, host="h")
+        claim = q.claim(worker, "main", lease_seconds=60)
+        assert claim is not None
+        q.mark_send_started(claim, '{"token": "corr-42"}')  # e.g. an HTTP API's correlation token
+        q.release(claim, reason="test", delay=0.0)
+        again = q.claim(worker, "main", lease_seconds=60)
+        assert again is not None and again.needs_verification
+        assert again.send_evidence == '{"token": "corr-42"}'
