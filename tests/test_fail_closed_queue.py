@@ -128,7 +128,7 @@ def test_i4_the_same_session_on_two_hosts_never_presses_twice(
     wa = queue.register_worker("main", pid=4242, host="host-a/boot-a/pid:[1]")
     ca = queue.claim(wa, "main", lease_seconds=60)
     assert ca is not None
-    queue.mark_send_started(ca, ChatSnapshot())  # A froze right here, before Enter
+    queue.mark_send_started(ca, ChatSnapshot().to_evidence())  # A froze right here, before Enter
     clock.advance(120)  # A's heartbeat is stale and its lease expired
     drive(make_worker(queue, fake, clock, host="host-b/boot-b/pid:[1]"), clock)
     assert fake.delivered_to(P) == 0
@@ -147,7 +147,7 @@ def test_i4_a_stamp_by_a_dead_process_on_this_host_may_still_be_proved_absent(
     wa = queue.register_worker("main", pid=DEAD_PID, host=identity.place_key())
     ca = queue.claim(wa, "main", lease_seconds=60)
     assert ca is not None
-    queue.mark_send_started(ca, ChatSnapshot())  # killed before Enter
+    queue.mark_send_started(ca, ChatSnapshot().to_evidence())  # killed before Enter
     clock.advance(120)
     drive(make_worker(queue, fake, clock), clock)
     assert fake.delivered_to(P) == 1
@@ -251,7 +251,7 @@ def test_i13_status_check_names_a_message_stuck_in_sending(queue: Queue, clock: 
     wid = queue.register_worker("main", pid=os.getpid(), host=identity.place_key())
     c = queue.claim(wid, "main", lease_seconds=60)
     assert c is not None
-    queue.mark_send_started(c, ChatSnapshot())
+    queue.mark_send_started(c, ChatSnapshot().to_evidence())
     clock.advance(600)  # stuck after Enter; the heartbeat thread kept beating
     queue.heartbeat(wid)
     rep = status_report(queue, job_id=None, undelivered_after_seconds=86400, pace="off", now=clock())
@@ -371,7 +371,7 @@ def test_an_orphaned_stamped_message_can_be_resolved_by_a_person(queue: Queue, c
     for _ in range(2):
         c = queue.claim(wa, "a", lease_seconds=60)
         assert c is not None
-        queue.mark_send_started(c, ChatSnapshot())
+        queue.mark_send_started(c, ChatSnapshot().to_evidence())
     queue.schedule_retry(c, error="confirmation cut", error_class="confirm_timeout", delay=0)
     queue.unregister_worker(wa)  # account "a" never comes back
     clock.advance(120)
@@ -387,7 +387,7 @@ def test_a_message_in_flight_on_a_live_worker_cannot_be_resolved(queue: Queue, c
     wid = queue.register_worker("a", pid=os.getpid(), host=identity.place_key())
     c = queue.claim(wid, "a", lease_seconds=60)
     assert c is not None
-    queue.mark_send_started(c, ChatSnapshot())
+    queue.mark_send_started(c, ChatSnapshot().to_evidence())
     with pytest.raises(errors.InvalidTransition, match="in flight"):
         queue.resolve(c.message_id, sent=True)
 
@@ -401,7 +401,7 @@ def test_a_stopped_jobs_message_whose_worker_died_after_enter_is_settled_without
     wa = queue.register_worker("a", pid=DEAD_PID, host=identity.place_key())
     c = queue.claim(wa, "a", lease_seconds=60)
     assert c is not None
-    queue.mark_send_started(c, ChatSnapshot())
+    queue.mark_send_started(c, ChatSnapshot().to_evidence())
     queue.stop_job(jid)  # the worker dies right after Enter
     clock.advance(120)
     rep = status_report(queue, job_id=None, undelivered_after_seconds=86400, pace="off", now=clock())
@@ -416,7 +416,7 @@ def test_until_done_counts_a_stopped_jobs_message_whose_worker_died_after_enter(
     wa = queue.register_worker("a", pid=DEAD_PID, host=identity.place_key())
     c = queue.claim(wa, "a", lease_seconds=60)
     assert c is not None
-    queue.mark_send_started(c, ChatSnapshot())
+    queue.mark_send_started(c, ChatSnapshot().to_evidence())
     w = make_worker(queue, fake, clock, session="b")
     assert w.run_once().outcome == "sent"  # b works on the same job
     queue.stop_job(jid)  # meanwhile a died right after Enter
@@ -435,7 +435,7 @@ def test_stop_says_what_it_could_not_settle(db_path: Path, clock: Clock) -> None
         wid = q.register_worker("a", pid=os.getpid(), host=identity.place_key())
         c = q.claim(wid, "a", lease_seconds=600)
         assert c is not None
-        q.mark_send_started(c, ChatSnapshot())
+        q.mark_send_started(c, ChatSnapshot().to_evidence())
     res = CliRunner().invoke(app, ["--db", str(db_path), "stop", str(jid)])
     assert res.exit_code == 0, res.output
     assert "1 message(s) cancelled" in res.output
