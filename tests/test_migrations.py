@@ -51,6 +51,7 @@ def test_fresh_database_gets_every_migration(db_path: Path) -> None:
             "m009_session_provider",
             "m010_fail_closed_queue",
             "m013_cloud",
+            "m014_template_catalogue",
         ]
     )
     tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

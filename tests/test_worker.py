@@ -827,3 +827,20 @@ def test_stopping_while_logged_out_leaves_jobs_waiting_and_a_later_run_resumes_t
     assert make_worker(queue, fake, clock).run() == exitcodes.OK
     assert statuses == ["running", "running"]  # resumed as soon as the session was ready
     assert queue.get_job(job).status == "completed" and len(fake.deliveries) == 2
+
+
+def test_a_template_job_is_never_sent_as_text_by_a_browser_session(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    job = queue.enqueue(
+        NewJob(name="t", template="order_ready (en_US)", template_name="order_ready", template_lang="en_US"),
+        [NewMessage(phone="+14155550001", body="order_ready (en_US): Ann", params=("Ann",))],
+    ).job_id
+    events: list[WorkerEvent] = []
+    worker = make_worker(queue, fake, clock, events)
+    worker.run_once()
+    assert fake.deliveries == []
+    m = message(queue, job, "+14155550001")
+    assert (m.status, m.attempts, m.send_started_at) == ("pending", 0, None)
+    assert m.next_attempt_at is not None and m.next_attempt_at > clock.t + 60
+    assert any("only a Cloud API session can send it" in e.text for e in events)

@@ -38,6 +38,12 @@ optout_app = typer.Typer(
     help="Manage the opt-out list: numbers that must never be messaged.", no_args_is_help=True
 )
 app.add_typer(optout_app, name="optout")
+templates_app = typer.Typer(
+    help="The Cloud API account's approved message templates (for enqueue --template).\n\n"
+    "Example: wabulk templates sync --session biz",
+    no_args_is_help=True,
+)
+app.add_typer(templates_app, name="templates")
 
 
 class _State:
@@ -164,6 +170,29 @@ def enqueue(
     message_file: Annotated[
         Path | None, typer.Option("--message-file", help="Read the template from a UTF-8 file.")
     ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template", help="Send this approved Cloud API template (by name) instead of a --message."
+        ),
+    ] = None,
+    template_lang: Annotated[
+        str, typer.Option("--template-lang", help="The template's language (an approved locale).")
+    ] = "en_US",
+    template_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--template-param",
+            help="The template's next body parameter, rendered per contact like --message (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    rates: Annotated[
+        Path | None,
+        typer.Option(
+            "--rates", help="With --dry-run: estimate the cost from this CSV (country, category, price)."
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Job name (default: the file name).")] = None,
     country: Annotated[
         str | None,
@@ -199,31 +228,68 @@ def enqueue(
     is a fallback: when the first alternative is a column, it is used unless empty, else the rest. Rows
     with an empty placeholder and no fallback are reported.
 
+    A Cloud API session sends approved templates instead: --template NAME, each --template-param rendered
+    like a message; a parameter that renders empty is refused with its row and column.
+
     Example: wabulk enqueue contacts.csv --message "{Hi|Hello} {name|there}, see you!" --country GB
+
+    Example (Cloud API): wabulk enqueue contacts.csv --template order_ready --template-param "{name}"
+    --template-param "{order}" --dry-run --rates rates.csv
     """
-    if (message is None) == (message_file is None):
-        raise typer.BadParameter("give exactly one of --message or --message-file", param_hint="--message")
+    given = [
+        flag
+        for flag, v in (("--message", message), ("--message-file", message_file), ("--template", template))
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --message, --message-file or --template"
+            + (f" (got {' and '.join(given)})" if given else ""),
+            param_hint="--message",
+        )
+    if template is None and (template_param or template_lang != "en_US"):
+        raise typer.BadParameter(
+            "--template-param and --template-lang need --template", param_hint="--template"
+        )
+    if rates is not None and not dry_run:
+        raise typer.BadParameter("the cost estimate is for a dry run: add --dry-run", param_hint="--rates")
+    if template is not None and attach is not None:
+        raise typer.BadParameter("a template job cannot carry --attach", param_hint="--attach")
     with _errors():
         import time
 
         from .contacts import default_country
-        from .importer import enqueue_file, parse_when
+        from .importer import TemplateJob, enqueue_file, parse_when
 
         if message_file is not None:
             try:
                 message = message_file.read_text(encoding="utf-8-sig")
             except (OSError, UnicodeDecodeError) as exc:
                 _fail(f"{message_file}: cannot read the message file ({exc})", exitcodes.BAD_INPUT)
-        assert message is not None
         not_before = parse_when(at, time.time()) if at else None
         sessions = tuple(s.strip() for s in session.split(",") if s.strip()) if session else ()
-        # A dry run reads the opt-out list too (so it counts what the real run queues), but never
-        # creates a database.
+        # A dry run reads the opt-out list (so it counts what the real run queues) and the template
+        # catalogue too, but never creates a database.
         q = _queue(create=False) if dry_run and _settings().db.exists() else None if dry_run else _queue()
+        job = None
+        catalogue = None
+        if template is not None:
+            from .cloud.templates import load_catalogue
+
+            job = TemplateJob(template, template_lang, tuple(template_param or ()))
+            catalogue = load_catalogue(q, sessions) if q is not None else None
+        rate_card = None
+        if rates is not None:
+            from .cloud.costs import read_rates
+
+            rate_card = read_rates(rates)
         result = enqueue_file(
             q,
             file,
             message=message,
+            template=job,
+            catalogue=catalogue,
+            rates=rate_card,
             name=name,
             country=(country or default_country()),
             phone_column=phone_column,
@@ -252,9 +318,19 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
     err.print(f"Numbers from column {escape(repr(result.phone_column))}{escape(names)}.")
     if dry_run:
         out.print(f"Dry run: {result.enqueued} message(s) would be queued; nothing was written.")
+        if result.template is not None:
+            t = result.template
+            category = f", category {result.category}" if result.category else ""
+            out.print(f"Template {escape(t.name)} ({escape(t.language)}{category})")
         for i, body in enumerate(result.previews, 1):
             out.print(f"--- preview {i} ---")
-            out.print(escape(body))
+            if result.template is not None and i <= len(result.param_previews):
+                for n, value in enumerate(result.param_previews[i - 1], 1):
+                    out.print(f"{{{{{n}}}}} = {escape(repr(value))}")
+            else:
+                out.print(escape(body))
+        if result.cost is not None:
+            _print_cost(result.cost)
     else:
         out.print(f"Job {result.job_id}: {result.enqueued} message(s) queued.")
     out.print(
@@ -279,6 +355,36 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
         err.print("Use --rejects FILE to write all rejected and duplicate rows.")
     elif rejects is not None and (result.rejects or result.duplicate_rows):
         err.print(f"All rejected and duplicate rows are in {escape(str(rejects))}")
+
+
+def _print_cost(cost: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = _stdout()
+    what = f"{cost.category.lower()} messages" if cost.category else "messages (category unknown)"
+    t = Table(title=f"Estimated cost: {what}", box=None, pad_edge=False, header_style="bold underline")
+    for col in ("country", "messages", "price", "subtotal"):
+        t.add_column(col, justify="left" if col == "country" else "right")
+    for c in cost.rows():
+        assumed = f" ({cost.assumed[c.country]})" if c.country in cost.assumed else ""
+        t.add_row(
+            escape(c.country),
+            str(c.messages),
+            ("no rate" if c.price is None else f"{c.price}{assumed}"),
+            ("-" if c.subtotal is None else str(c.subtotal)),
+        )
+    out.print(t)
+    out.print(
+        f"Estimated total: {cost.total} (an upper bound: Meta charges delivered template messages only)"
+    )
+    if cost.unpriced:
+        out.print(f"{cost.unpriced} message(s) to countries the rate card has no price for are not counted.")
+    if cost.category is None:
+        out.print(
+            "The template's category is unknown (no synced catalogue): each country is priced at its "
+            "dearest category."
+        )
 
 
 def _empty_summary(result: Any) -> str:
@@ -687,6 +793,91 @@ def optout_import(
                 bad += 1
         n = _queue().add_optouts(phones, f"imported from {file.name}")
     typer.echo(f"{n} number(s) added to the opt-out list; {bad} invalid row(s) ignored.")
+
+
+# --- Cloud API templates ----------------------------------------------------------------------
+
+
+@templates_app.command("sync")
+def templates_sync(
+    session: Annotated[
+        str, typer.Option("--session", envvar=ENV_SESSION, help="The Cloud API session (account).")
+    ] = "default",
+    waba_id: Annotated[
+        str | None,
+        typer.Option(
+            "--waba-id",
+            help="The WhatsApp Business Account id (default: the one the session knows or synced last).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the templates as JSON.")] = False,
+) -> None:
+    """Fetch the account's message templates (name, language, category, status, parameter count) so that
+    enqueue --template can check a job before anything is written. Needs WABULK_CLOUD_TOKEN.
+
+    Example: wabulk templates sync --session biz
+    """
+    from .cloud.templates import catalogue_rows, resolve_waba_id, sync_templates
+    from .settings import cloud_token, graph_url, graph_version
+
+    with _errors():
+        q = _queue()
+        waba = resolve_waba_id(q, session, waba_id)
+        result = sync_templates(
+            q, session, waba, token=cloud_token(), base_url=graph_url(), version=graph_version()
+        )
+    if as_json:
+        _print_json(list(catalogue_rows(q.catalogue([session]))))
+        return
+    typer.echo(
+        f"Synced {len(result.templates)} template(s) of WhatsApp Business Account {result.waba_id} "
+        f"for session {session!r}: {result.approved} approved."
+    )
+
+
+@templates_app.command("list")
+def templates_list(
+    session: Annotated[
+        str | None, typer.Option("--session", help="Only this session's templates.", show_default=False)
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show the synced templates: name, language, category, status and how many parameters each takes.
+
+    Example: wabulk templates list --session biz
+    """
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .cloud.templates import catalogue_rows
+
+    with _errors():
+        q = _queue(create=False)
+        templates = q.catalogue([session] if session else [])
+        syncs = q.catalogue_syncs()
+    if as_json:
+        _print_json(list(catalogue_rows(templates)))
+        return
+    if not syncs or (session is not None and session not in syncs):
+        which = f" for session {session!r}" if session else ""
+        typer.echo(f"No templates synced{which}. Fetch them with: wabulk templates sync --session NAME")
+        return
+    t = Table(box=box.SIMPLE_HEAD)
+    for col in ("session", "name", "language", "category", "status", "params", "synced"):
+        t.add_column(col)
+    for x in templates:
+        t.add_row(
+            escape(x.session),
+            escape(x.name),
+            escape(x.language),
+            escape(x.category or "-"),
+            escape(x.status),
+            str(x.params),
+            _fmt_time(x.synced_at),
+        )
+    _stdout().print(t)
 
 
 # --- browser-side commands ---------------------------------------------------------------------

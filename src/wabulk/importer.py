@@ -3,24 +3,42 @@
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from . import settings
-from .contacts import NOT_MOBILE, ContactRecord, Reject, check_country, open_contacts
+from .contacts import NOT_MOBILE, ContactFile, ContactRecord, Reject, check_country, open_contacts
 from .errors import BadInput
 from .export import neutralize
 from .models import EnqueueStats, Job, NewJob, NewMessage
 from .templates import Template, body_problem
 
+if TYPE_CHECKING:
+    from .cloud.costs import CostEstimate, Rates
+    from .cloud.templates import Catalogue
+
 MAX_REJECTS_SHOWN = 10
 PREVIEWS = 3
 REJECTS_COLUMNS = ("row", "column", "value", "reason")
+
+
+DEFAULT_TEMPLATE_LANG = "en_US"
+
+
+@dataclass(frozen=True)
+class TemplateJob:
+    """``enqueue --template``: a Cloud API template by name and language, and its parameters, each
+    a message template (``{column}``, spintax) rendered per contact like ``--message``."""
+
+    name: str
+    language: str = DEFAULT_TEMPLATE_LANG
+    params: tuple[str, ...] = ()
 
 
 class EnqueueTarget(Protocol):
@@ -56,7 +74,11 @@ class ImportResult:
     # The first few duplicates dropped: (row, phone, the row it repeats); all are in the rejects file.
     duplicate_rows: list[tuple[int | None, str, int | None]] = field(default_factory=list)
     previews: list[str] = field(default_factory=list)  # the first rendered bodies
+    param_previews: list[tuple[str, ...]] = field(default_factory=list)  # template jobs: their parameters
     notices: list[str] = field(default_factory=list)
+    template: TemplateJob | None = None
+    category: str | None = None  # the template's category, from the synced catalogue
+    cost: CostEstimate | None = None  # dry run with rates
     job_name: str = ""
     phone_column: str = ""
     name_column: str | None = None
@@ -80,6 +102,19 @@ class ImportResult:
             ],
             "dry_run": self.dry_run,
             **({"previews": list(self.previews)} if self.dry_run else {}),
+            **(
+                {
+                    "template": {
+                        "name": self.template.name,
+                        "language": self.template.language,
+                        "category": self.category,
+                        **({"previews": [list(p) for p in self.param_previews]} if self.dry_run else {}),
+                    }
+                }
+                if self.template is not None
+                else {}
+            ),
+            **({"cost": self.cost.as_json()} if self.cost is not None else {}),
         }
 
 
@@ -132,7 +167,10 @@ def enqueue_file(
     queue: EnqueueTarget | None,
     path: Path | str,
     *,
-    message: str,
+    message: str | None = None,
+    template: TemplateJob | None = None,
+    catalogue: Catalogue | None = None,
+    rates: Rates | None = None,
     name: str | None = None,
     country: str | None,
     phone_column: str | None = None,
@@ -144,7 +182,13 @@ def enqueue_file(
     rejects_path: Path | str | None = None,
     dry_run: bool = False,
 ) -> ImportResult:
-    """Read ``path``, render ``message`` for every valid row and enqueue them all as one job.
+    """Read ``path``, render ``message`` (or ``template``'s parameters) for every valid row and enqueue
+    them all as one job.
+
+    A ``template`` job is checked against ``catalogue`` (name, approved language, parameter count: BadInput
+    before any row is read; without a synced catalogue a notice says it was not checked). A parameter that
+    renders empty for a row is BadInput naming the row and column (Meta refuses empty parameters), and the
+    job is not written. ``rates`` (a dry run) adds a cost estimate per country.
 
     All-or-nothing: a fatal problem (unreadable file, no phone column, bad template, a template
     placeholder that names no column, a missing attachment) raises BadInput before anything is
@@ -166,7 +210,18 @@ def enqueue_file(
         attach = str(a.resolve())
     if max_attempts < 1:
         raise BadInput(f"max attempts must be at least 1 (got {max_attempts})")
-    template = Template.parse(message)
+    if (message is None) == (template is None):
+        raise BadInput("give either a message or a template")
+    if rates is not None and not dry_run:
+        raise BadInput("a cost estimate (--rates) is for a dry run: add --dry-run")
+    if template is not None:
+        try:
+            param_templates = tuple(Template.parse(p) for p in template.params)
+        except BadInput as exc:
+            raise BadInput(f"--template-param: {exc}") from None
+        entry = _check_catalogue(template, catalogue, sessions)
+    parsed = Template.parse(message) if message is not None else None
+    job_template = message if message is not None else _describe(template)
     rejects_file = Path(rejects_path) if rejects_path is not None else None
     if rejects_file is not None and src.exists() and rejects_file.exists() and rejects_file.samefile(src):
         raise BadInput("the rejects file must not be the input file", file=str(rejects_file))
@@ -175,7 +230,6 @@ def enqueue_file(
     contacts = open_contacts(src, country=country, phone_column=phone_column, name_column=name_column)
     with contacts:
         # Checked against the header, before a single row is read or written.
-        template = template.for_columns(contacts.variable_names)
         result = ImportResult(
             job_id=None,
             notices=list(contacts.notices),
@@ -183,9 +237,34 @@ def enqueue_file(
             phone_column=contacts.phone_column,
             name_column=contacts.name_column,
             dry_run=dry_run,
+            template=template,
         )
+        messages_of: Any
+        if parsed is not None:
+            parsed = parsed.for_columns(contacts.variable_names)
+            messages_of = functools.partial(_messages, template=parsed)
+        else:
+            assert template is not None
+            bound: list[Template] = []
+            for i, p in enumerate(param_templates, 1):
+                try:
+                    bound.append(p.for_columns(contacts.variable_names))
+                except BadInput as exc:
+                    raise BadInput(f"--template-param {i}: {exc}") from None
+            param_templates = tuple(bound)
+            if entry is not None:
+                result.category = entry.category
+            else:
+                result.notices.append(_unchecked_notice(template, catalogue, sessions))
+            messages_of = _template_messages(template, param_templates, contacts)
+        cost = None
+        if rates is not None:
+            from .cloud.costs import CostEstimate
+
+            # A text job is free-form ("service"); a template job without a catalogue has no known category.
+            cost = result.cost = CostEstimate(rates, result.category if template is not None else "service")
         if queue is not None:
-            result.notices.extend(_queued_before(queue, src, message))
+            result.notices.extend(_queued_before(queue, src, job_template))
         report = _RejectsFile(rejects_file)
         report.open()
         phone_column = contacts.phone_column
@@ -198,15 +277,19 @@ def enqueue_file(
             report.write(Reject(row or 0, phone_column, phone, why))
 
         try:
-            messages = _messages(contacts.records(), contacts.path, template, job_name, result, report)
+            messages = messages_of(
+                contacts.records(), contacts.path, job_name=job_name, result=result, report=report
+            )
             if dry_run:
-                _dry_run(queue, messages, result, duplicate)
+                _dry_run(queue, messages, result, duplicate, cost)
             else:
                 if queue is None:
                     raise ValueError("a queue is required unless dry_run")
                 job = NewJob(
                     name=job_name,
-                    template=message,
+                    template=job_template,
+                    template_name=template.name if template is not None else None,
+                    template_lang=template.language if template is not None else None,
                     attachment=attach,
                     not_before=not_before,
                     max_attempts=max_attempts,
@@ -228,6 +311,102 @@ def enqueue_file(
     return result
 
 
+def _describe(template: TemplateJob | None) -> str:
+    """A template job's ``jobs.template``: what a person reads in the job list."""
+    assert template is not None
+    shown = ", ".join(template.params)
+    return f"{template.name} ({template.language})" + (f": {shown}" if shown else "")
+
+
+def _check_catalogue(template: TemplateJob, catalogue: Catalogue | None, sessions: Sequence[str]) -> Any:
+    """The catalogue entry ``template`` will use (BadInput when it is wrong), or None when there is no
+    synced catalogue to check against."""
+    if catalogue is None or catalogue.empty:
+        return None
+    from .cloud.templates import check_template
+
+    return check_template(catalogue, template.name, template.language, len(template.params))
+
+
+def _unchecked_notice(template: TemplateJob, catalogue: Catalogue | None, sessions: Sequence[str]) -> str:
+    from .cloud.templates import sync_hint
+
+    return (
+        f"no template catalogue was synced, so {template.name!r} ({template.language}) and its "
+        f"{len(template.params)} parameter(s) were not checked: Meta refuses a wrong one only when the job "
+        f"runs (132000/132001); check them first with: {sync_hint(list(sessions))}"
+    )
+
+
+def _template_messages(template: TemplateJob, params: tuple[Template, ...], contacts: ContactFile) -> Any:
+    """The per-row generator of a template job: each parameter rendered like ``--message``; an empty one
+    is BadInput naming the row and the column it came from."""
+    columns = dict(zip(contacts.keys, contacts.headers, strict=False))
+    columns["phone"] = contacts.phone_column
+    if contacts.name_column:
+        columns.setdefault("name", contacts.name_column)
+    label = f"{template.name} ({template.language}): "
+    used = tuple(dict.fromkeys(k for p in params for k in p.placeholders))
+
+    def messages(
+        records: Iterable[ContactRecord | Reject],
+        path: Path,
+        *,
+        job_name: str,
+        result: ImportResult,
+        report: _RejectsFile,
+    ) -> Iterator[NewMessage]:
+        valid = 0
+        empty: list[str] = []
+        previews = result.param_previews
+        for item in records:
+            if isinstance(item, Reject):
+                result.invalid += 1
+                if len(result.rejects) < MAX_REJECTS_SHOWN:
+                    result.rejects.append(item)
+                report.write(item)
+                continue
+            row, phone, name, all_vars, mobile = item
+            seed = f"{job_name}\x00{phone}"
+            rendered = tuple(p.render(all_vars, seed if p.has_spintax else "", empty) for p in params)
+            for i, (p, value) in enumerate(zip(params, rendered, strict=True), 1):
+                if not value.strip():
+                    keys = p.placeholders
+                    column = columns.get(keys[0], keys[0]) if keys else None
+                    raise BadInput(
+                        f"template parameter {i} ({p.text}) is empty for this row, and WhatsApp refuses "
+                        "empty parameters: fill it in or leave the row out",
+                        file=str(path),
+                        row=row,
+                        column=column,
+                    )
+            if empty:  # a placeholder rendered as nothing inside a longer parameter: sent, but reported
+                _count_empty(result, row, empty)
+                empty.clear()
+            valid += 1
+            if not mobile:
+                result.not_mobile += 1
+            body = label + ", ".join(rendered)
+            if len(result.previews) < PREVIEWS:
+                result.previews.append(body)
+                previews.append(rendered)
+            yield NewMessage(
+                phone=phone,
+                body=body,
+                name=name,
+                variables={k: all_vars[k] for k in used if k in all_vars},
+                source_row=row,
+                flags=() if mobile else (NOT_MOBILE,),
+                params=rendered,
+            )
+        if valid == 0:
+            if not result.invalid:
+                raise _NoValidRows(BadInput("nothing to enqueue: it has no contact rows", file=str(path)))
+            raise _NoValidRows(BadInput(_all_rejected(result), file=str(path)))
+
+    return messages
+
+
 class _NoValidRows(Exception):
     def __init__(self, error: BadInput) -> None:
         self.error = error
@@ -236,6 +415,7 @@ class _NoValidRows(Exception):
 def _messages(
     contacts: Iterable[ContactRecord | Reject],
     path: Path,
+    *,
     template: Template,
     job_name: str,
     result: ImportResult,
@@ -335,6 +515,7 @@ def _dry_run(
     messages: Iterator[NewMessage],
     result: ImportResult,
     duplicate: Callable[[int | None, str, int | None], None],
+    cost: CostEstimate | None = None,
 ) -> None:
     seen: dict[str, int | None] = {}
     for m in messages:
@@ -346,6 +527,8 @@ def _dry_run(
             result.opted_out += 1
             continue
         result.enqueued += 1
+        if cost is not None:
+            cost.add(m.phone)
 
 
 # --- --at --------------------------------------------------------------------------------------------

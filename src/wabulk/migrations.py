@@ -466,6 +466,40 @@ def m013_cloud(db: Database) -> None:
     )
 
 
+@migrations()
+def m014_template_catalogue(db: Database) -> None:
+    """``cloud_templates``: the message templates of a Cloud API account (its WABA), as ``wabulk templates
+    sync`` last fetched them, so that ``enqueue --template`` can refuse a wrong name, language or parameter
+    count before anything is written. One row per (WABA, name, language), with the session it was synced
+    through; a sync replaces the WABA's rows in one transaction. ``params`` counts the body's parameters.
+    ``cloud_template_syncs`` records each session's last sync."""
+    db.executescript(
+        """
+        CREATE TABLE cloud_templates (
+            waba_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            language TEXT NOT NULL,
+            session TEXT NOT NULL,
+            category TEXT,
+            status TEXT NOT NULL,
+            params INTEGER NOT NULL,
+            template_id TEXT,
+            synced_at REAL NOT NULL,
+            PRIMARY KEY (waba_id, name, language)
+        );
+        CREATE INDEX cloud_templates_session ON cloud_templates (session);
+        -- One row per session that synced (also when its WABA has no template: "synced, empty" is not
+        -- "never synced").
+        CREATE TABLE cloud_template_syncs (
+            session TEXT PRIMARY KEY,
+            waba_id TEXT NOT NULL,
+            synced_at REAL NOT NULL,
+            templates INTEGER NOT NULL
+        );
+        """
+    )
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

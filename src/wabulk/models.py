@@ -303,3 +303,22 @@ class CloudOutcome:
     delay: float = 0.0
     uses_attempt: bool = True
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class CatalogueTemplate:
+    """One message template of a Cloud API account (its WABA), as ``wabulk templates sync`` fetched it."""
+
+    name: str
+    language: str  # the locale it was approved in, e.g. "en_US"
+    status: str  # Meta's: APPROVED, PENDING, REJECTED, PAUSED, DISABLED, …
+    category: str | None  # MARKETING, UTILITY, AUTHENTICATION
+    params: int  # how many parameters its body takes ({{1}}, {{2}} … or named ones)
+    template_id: str | None = None
+    waba_id: str = ""
+    session: str = ""  # the session it was synced through
+    synced_at: float = 0.0
+
+    @property
+    def approved(self) -> bool:
+        return self.status.upper() == "APPROVED"

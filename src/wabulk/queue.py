@@ -47,18 +47,29 @@ from .store.base import (  # noqa: F401  (re-exported: the queue's public consta
     _describe,
     _pid_alive,
 )
+from .store.catalogue import CatalogueMixin
 from .store.claims import ClaimsMixin
 from .store.cloud import CloudMixin
 from .store.enqueue import EnqueueMixin
 from .store.jobs import JobsMixin
 from .store.optouts import OptoutsMixin
+from .store.pricing import PricingMixin
 from .store.reading import ReadingMixin
 from .store.receipts import ReceiptsMixin
 from .store.workers import WorkersMixin
 
 
 class Queue(
-    EnqueueMixin, JobsMixin, ClaimsMixin, CloudMixin, ReceiptsMixin, WorkersMixin, OptoutsMixin, ReadingMixin
+    EnqueueMixin,
+    JobsMixin,
+    ClaimsMixin,
+    CloudMixin,
+    ReceiptsMixin,
+    WorkersMixin,
+    OptoutsMixin,
+    ReadingMixin,
+    CatalogueMixin,
+    PricingMixin,
 ):
     """A handle on one wabulk database file. Not thread-safe: one per thread/process.
     Its methods live in ``wabulk.store``, one module per concern."""

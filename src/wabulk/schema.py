@@ -20,4 +20,5 @@ NAMES: tuple[str, ...] = (
     "m009_session_provider",
     "m010_fail_closed_queue",
     "m013_cloud",
+    "m014_template_catalogue",
 )

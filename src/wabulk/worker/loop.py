@@ -73,6 +73,8 @@ from .trouble import SessionMixin
 log = logging.getLogger("wabulk.worker")
 
 CONFIRM_RECHECK_SECONDS = 15.0  # after a confirmation timeout: look in the chat again this soon
+# A template job claimed by a session that cannot send templates is given back for this long (seconds).
+TEMPLATE_JOB_DELAY = 300.0
 
 
 class _Abandon(Exception):
@@ -306,6 +308,13 @@ class Worker(SessionMixin):
         self._heartbeat()
 
     def _send(self, claim: Claim) -> StepResult:
+        if claim.template_name is not None and not getattr(self.transport, "sends_templates", False):
+            # A Cloud API template job: this transport would send its readable body as a plain text.
+            # Give it back for a Cloud API session (a transport that can declares ``sends_templates``).
+            why = "a template job: only a Cloud API session can send it"
+            self.queue.release(claim, reason=why, delay=TEMPLATE_JOB_DELAY)
+            self._emit("released", f"released {self._mask(claim.phone)}: {why}", claim=claim)
+            return StepResult("deferred", claim.message_id)
         started = self.clock()
         try:
             result = self.transport.send(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import copy
 import functools
 import hashlib
@@ -64,6 +65,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "throttle_http_status": 400,  # HTTP status of 130429/131056/131048/… (Meta's table: 400; 2026: 429)
     "pair_burst": 45,  # 131056 beyond this burst to one recipient …
     "pair_interval_s": 6.0,  # … refilled at one message per this many seconds
+    # Reads of WABA endpoints (templates, phone_numbers, the WABA node) per WABA per rolling hour, then 80007.
+    # Meta's default is 200 (5,000 for active WABAs); null = unlimited, so tests opt in.
+    "waba_reads_per_hour": None,
     # Webhook delivery.
     "webhook_batch_max": 100,  # statuses per POST (Meta: up to 1,000)
     "webhook_batch_ms": 20,  # how often due statuses are gathered into POSTs
@@ -76,7 +80,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "webhook_retry_for_s": 7 * DAY,  # … for up to 7 days (then dropped, as Meta does)
     "keep_webhook_bodies": True,  # False for benchmarks: sent_webhooks() then has no bodies
 }
-NULLABLE = {"account_error", "held_ms"}
+NULLABLE = {"account_error", "held_ms", "waba_reads_per_hour"}
 
 PHONE_FIELDS = (
     "id",
@@ -320,6 +324,7 @@ class GraphApp:
         self.requests = 0
         self._buckets: dict[str, _Bucket] = {}
         self._pair: dict[tuple[str, str], _Bucket] = {}
+        self._waba_reads: dict[str, collections.deque[float]] = {}
 
     def _waba(self, waba_id: str) -> dict[str, Any]:
         if waba_id not in self.wabas:
@@ -571,6 +576,7 @@ class GraphApp:
             out.setdefault("id", node)
             return self._json(200, out)
         if node in self.wabas:
+            self._count_waba_read(node)
             waba = self.wabas[node]
             fields = self._fields(req, WABA_FIELDS, "WhatsAppBusinessAccount", version)
             out = {}
@@ -599,9 +605,25 @@ class GraphApp:
             )
         raise unknown_object(node)
 
+    def _count_waba_read(self, waba_id: str) -> None:
+        """80007 beyond ``waba_reads_per_hour`` reads of this WABA's endpoints in the last hour."""
+        limit = self.config["waba_reads_per_hour"]
+        if limit is None:
+            return
+        now = time.time()
+        reads = self._waba_reads.setdefault(waba_id, collections.deque())
+        while reads and reads[0] <= now - 3600:
+            reads.popleft()
+        if len(reads) >= limit:
+            raise GraphError(
+                80007, f"WhatsApp Business Account {waba_id} reached its rate limit ({limit}/hour)."
+            )
+        reads.append(now)
+
     def _phone_numbers(self, req: Request, version: str, waba_id: str) -> Response:
         if waba_id not in self.wabas:
             raise unknown_object(waba_id)
+        self._count_waba_read(waba_id)
         fields = self._fields(req, PHONE_FIELDS, "WhatsAppBusinessPhoneNumber", version)
         data = []
         for pid, phone in self.phones.items():
@@ -633,6 +655,7 @@ class GraphApp:
     def _templates(self, req: Request, version: str, waba_id: str) -> Any:
         if waba_id not in self.wabas:
             raise unknown_object(waba_id)
+        self._count_waba_read(waba_id)
         allowed = (
             "id",
             "name",

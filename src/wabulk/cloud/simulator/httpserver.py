@@ -146,6 +146,7 @@ class _Connection(asyncio.Protocol):
         self.buf = bytearray()
         self.busy = False  # a response is being produced asynchronously; later requests wait for it
         self.transport: asyncio.Transport | None = None
+        self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -160,6 +161,13 @@ class _Connection(asyncio.Protocol):
         self.buf += data
         if not self.busy:
             self._process()
+
+    def eof_received(self) -> bool:
+        # A client that half-closes after its request still gets the answer; closed once all are answered.
+        self.eof = True
+        if not self.busy:
+            self._process()
+        return True
 
     @property
     def idle(self) -> bool:
@@ -177,6 +185,8 @@ class _Connection(asyncio.Protocol):
                 self._write(Response(400, str(exc).encode(), "text/plain"), keep_alive=False)
                 return
             if parsed is None:
+                if self.eof:
+                    self.close()
                 return
             req, keep_alive, used = parsed
             del self.buf[:used]

@@ -1,0 +1,136 @@
+"""The Cloud API messaging limit: how many unique people an account may start conversations with in a
+rolling 24 hours, enforced as the daily cap of template sends.
+
+Meta sets the limit per business portfolio (since October 2025; shared by all its numbers) and reports it
+on the phone number node as ``whatsapp_business_manager_messaging_limit`` (``TIER_250`` … ``TIER_UNLIMITED``;
+the old per-number ``messaging_limit_tier`` only up to v23.0). A recipient counts once per window however
+many messages they get. wabulk cannot see which recipients have an open customer-service window (those do
+not count for Meta), so it counts every template recipient: it may stop early, never late.
+
+The worker side calls :func:`account_limit` on the account facts it reads and asks a :class:`LimitGate`
+before each template send (``allow(phone)``); ``status``, ``doctor`` and the dashboard show
+:func:`describe`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wabulk.queue import Queue
+
+WINDOW_SECONDS = 24 * 3600
+CURRENT_FIELD = "whatsapp_business_manager_messaging_limit"
+DEPRECATED_FIELD = "messaging_limit_tier"
+# The fields to ask the phone number node for (GET /{v}/{PHONE_ID}?fields=…).
+ACCOUNT_FIELDS = f"quality_rating,throughput,{CURRENT_FIELD},{DEPRECATED_FIELD}"
+TIERS: dict[str, int | None] = {
+    "TIER_50": 50,  # the old per-number tiers (≤ v23.0)
+    "TIER_250": 250,
+    "TIER_1K": 1_000,
+    "TIER_2K": 2_000,
+    "TIER_10K": 10_000,
+    "TIER_100K": 100_000,
+    "TIER_UNLIMITED": None,
+}
+# A tier wabulk does not know (or none reported): the lowest current one, so an unknown answer can only make
+# wabulk stop too early.
+FALLBACK_TIER = "TIER_250"
+QUALITY_RATINGS = ("GREEN", "YELLOW", "RED", "UNKNOWN", "NA")
+
+
+@dataclass(frozen=True)
+class AccountLimit:
+    """What the account facts say about sending limits and quality."""
+
+    tier: str  # as Meta names it, e.g. TIER_2K; FALLBACK_TIER when Meta said nothing usable
+    limit: int | None  # unique recipients per rolling 24 h; None: unlimited
+    quality: str  # GREEN, YELLOW, RED, or UNKNOWN/NA for new numbers
+    reported: bool = True  # False: the tier was missing or unknown and FALLBACK_TIER is assumed
+    throughput: str | None = None  # STANDARD (80/s) or HIGH (1,000/s)
+
+
+def limit_of(tier: str | None) -> int | None:
+    """The unique recipients a tier allows per 24 h (None: unlimited; an unknown tier: the lowest)."""
+    key = (tier or "").strip().upper()
+    return TIERS[key] if key in TIERS else TIERS[FALLBACK_TIER]
+
+
+def account_limit(facts: Mapping[str, Any]) -> AccountLimit:
+    """Read the messaging limit, quality rating and throughput level from the phone number node's answer.
+    The current field wins over the deprecated one; neither (or an unknown value) assumes the lowest tier."""
+    raw = facts.get(CURRENT_FIELD)
+    if not isinstance(raw, str) or raw.strip().upper() not in TIERS:
+        raw = facts.get(DEPRECATED_FIELD)
+    tier = raw.strip().upper() if isinstance(raw, str) else ""
+    reported = tier in TIERS
+    if not reported:
+        tier = FALLBACK_TIER
+    quality = str(facts.get("quality_rating") or "UNKNOWN").upper()
+    throughput = facts.get("throughput")
+    level = throughput.get("level") if isinstance(throughput, dict) else throughput
+    return AccountLimit(
+        tier=tier,
+        limit=TIERS[tier],
+        quality=quality,
+        reported=reported,
+        throughput=str(level) if level else None,
+    )
+
+
+def describe(limit: AccountLimit, used: int | None = None) -> str:
+    """One line for ``status``/``doctor``: ``quality GREEN, messaging limit 2,000 people/24 h (TIER_2K),
+    1,234 used``."""
+    cap = "unlimited" if limit.limit is None else f"{limit.limit:,} people/24 h"
+    tier = limit.tier if limit.reported else f"not reported, {limit.tier} assumed"
+    used_part = f", {used:,} used" if used is not None else ""
+    return f"quality {limit.quality}, messaging limit {cap} ({tier}){used_part}"
+
+
+def recipients_in_window(queue: Queue, sessions: Iterable[str], *, now: float | None = None) -> set[str]:
+    """The distinct numbers ``sessions`` started a template send to within the last 24 hours (a send
+    whose outcome is unknown counts: Meta may have delivered it)."""
+    t = time.time() if now is None else now
+    return queue.template_recipients_since(list(sessions), t - WINDOW_SECONDS)
+
+
+@dataclass
+class LimitGate:
+    """The messaging limit as a daily cap for template sends: ``allow(phone)`` before each one.
+
+    ``seen`` holds the recipients already counted in the window (they may be messaged again without using
+    the limit up). Not thread-safe; refresh it (``reload``) now and then, as the window moves."""
+
+    limit: int | None
+    seen: set[str] = field(default_factory=set)
+    refused: int = 0
+
+    @classmethod
+    def load(
+        cls, queue: Queue, sessions: Iterable[str], limit: int | None, *, now: float | None = None
+    ) -> LimitGate:
+        """A gate for ``sessions`` (those sharing the account's portfolio) with their last 24 hours."""
+        if limit is None:
+            return cls(None)
+        return cls(limit, recipients_in_window(queue, sessions, now=now))
+
+    def allow(self, phone: str) -> bool:
+        """Whether a template send to ``phone`` stays within the limit; counts it when it does."""
+        if self.limit is None or phone in self.seen:
+            return True
+        if len(self.seen) >= self.limit:
+            self.refused += 1
+            return False
+        self.seen.add(phone)
+        return True
+
+    @property
+    def used(self) -> int:
+        return len(self.seen)
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - len(self.seen))

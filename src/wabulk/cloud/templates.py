@@ -1,0 +1,289 @@
+"""The account's template catalogue: ``wabulk templates sync`` and the checks of ``enqueue --template``.
+
+Meta refuses a send whose template name or language is not approved (132001) or whose parameter count is
+wrong (132000) — but only when the worker posts it, after the job was queued. Syncing the approved
+templates (``GET /{v}/{WABA_ID}/message_templates``, paged) lets ``enqueue`` refuse such a job before
+anything is written, naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from wabulk.errors import BadInput, ConfigError, WabulkError
+from wabulk.models import CatalogueTemplate
+
+if TYPE_CHECKING:
+    from wabulk.queue import Queue
+
+# The fields a sync asks for, and the page size (Meta's maximum for this edge is in the hundreds; a
+# small page keeps each answer quick and exercises paging on real accounts).
+FIELDS = "name,language,status,category,components,parameter_format,id"
+PAGE_SIZE = 100
+MAX_PAGES = 1000  # a loop guard: a paging cursor that never ends must not hang the sync
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 30.0
+
+# {{1}}, {{2}} … (positional) or {{first_name}} (named parameters).
+_PARAM = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+
+
+class GraphRequestError(WabulkError):
+    """A Graph API read failed: ``code`` is the Graph error code (None when no Graph answer came)."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def body_params(components: Sequence[Mapping[str, Any]] | None) -> int:
+    """How many parameters a template's body takes: its distinct ``{{…}}`` placeholders."""
+    for comp in components or ():
+        if str(comp.get("type", "")).upper() == "BODY":
+            return len(dict.fromkeys(_PARAM.findall(str(comp.get("text") or ""))))
+    return 0
+
+
+def parse_template(item: Mapping[str, Any]) -> CatalogueTemplate | None:
+    """One template object of the Graph API's list, or None when it lacks a name or language."""
+    name = item.get("name")
+    language = item.get("language")
+    if not isinstance(name, str) or not isinstance(language, str) or not name or not language:
+        return None
+    category = item.get("category")
+    tid = item.get("id")
+    return CatalogueTemplate(
+        name=name,
+        language=language,
+        status=str(item.get("status") or "UNKNOWN").upper(),
+        category=str(category).upper() if category else None,
+        params=body_params(item.get("components")),
+        template_id=str(tid) if tid is not None else None,
+    )
+
+
+def fetch_templates(
+    base_url: str,
+    version: str,
+    waba_id: str,
+    token: str,
+    *,
+    client: Any = None,
+    page_size: int = PAGE_SIZE,
+) -> list[CatalogueTemplate]:
+    """Every template of ``waba_id``, following the list's paging cursors to the last page.
+
+    Raises GraphRequestError (code 190: the token was refused; 100: no such WABA or no permission on it;
+    None: the Graph API could not be reached or answered something that is not Graph JSON)."""
+    import httpx
+
+    own = client is None
+    http = client or httpx.Client(timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT))
+    url = f"{base_url.rstrip('/')}/{version}/{waba_id}/message_templates"
+    params: dict[str, Any] = {"fields": FIELDS, "limit": page_size}
+    out: list[CatalogueTemplate] = []
+    try:
+        for _ in range(MAX_PAGES):
+            page = _get(http, url, params, token)
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise GraphRequestError(f"the template list from {_origin(url)} has no 'data' list")
+            out.extend(t for t in (parse_template(x) for x in data if isinstance(x, dict)) if t)
+            paging = page.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after") if isinstance(paging, dict) else None
+            # Meta: no "next" link means this was the last page (a cursor alone does not).
+            if not (isinstance(paging, dict) and paging.get("next")) or not after:
+                return out
+            params = {**params, "after": after}
+        raise GraphRequestError(f"the template list of {waba_id} did not end after {MAX_PAGES} pages")
+    finally:
+        if own:
+            http.close()
+
+
+def _get(http: Any, url: str, params: Mapping[str, Any], token: str) -> dict[str, Any]:
+    import httpx
+
+    try:
+        resp = http.get(url, params=params, headers={"Authorization": f"Bearer {token}"})
+    except httpx.ConnectError as exc:
+        raise GraphRequestError(f"cannot connect to the Graph API at {_origin(url)} ({exc})") from None
+    except httpx.TimeoutException:
+        raise GraphRequestError(f"the Graph API at {_origin(url)} did not answer in time") from None
+    except httpx.HTTPError as exc:
+        raise GraphRequestError(f"reading from the Graph API at {_origin(url)} failed ({exc})") from None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise GraphRequestError(f"the Graph API at {_origin(url)} answered HTTP {resp.status_code}, not JSON")
+    err = body.get("error")
+    if isinstance(err, dict) or resp.status_code >= 400:
+        err = err if isinstance(err, dict) else {}
+        code = err.get("code") if isinstance(err.get("code"), int) else None
+        text = str(err.get("message") or f"HTTP {resp.status_code}")
+        raise GraphRequestError(f"Graph error {code}: {text}", code=code)
+    return body
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+# --- sync -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    session: str
+    waba_id: str
+    templates: list[CatalogueTemplate]
+
+    @property
+    def approved(self) -> int:
+        return sum(1 for t in self.templates if t.approved)
+
+
+def resolve_waba_id(queue: Queue, session: str, given: str | None) -> str:
+    """The WhatsApp Business Account whose templates ``session`` sends: ``given``, else the one the last
+    sync of this session used. ConfigError when neither says."""
+    if given is not None:
+        waba = given.strip()
+        if not waba.isdigit():
+            raise BadInput(f"--waba-id must be the account's numeric id (got {given!r})")
+        return waba
+    last = queue.catalogue_syncs().get(session)
+    if last is not None:
+        return last[0]
+    raise ConfigError(
+        f"the WhatsApp Business Account id of session {session!r} is not known yet: pass --waba-id "
+        "(WhatsApp Manager shows it beside the account name)"
+    )
+
+
+def sync_templates(
+    queue: Queue,
+    session: str,
+    waba_id: str,
+    *,
+    token: str | None,
+    base_url: str,
+    version: str,
+    client: Any = None,
+    now: float | None = None,
+) -> SyncResult:
+    """Fetch the templates of ``waba_id`` and make them the catalogue of ``session``, replacing the last
+    sync in one transaction (a failed fetch leaves it untouched). Raises ConfigError without a token,
+    and with a one-line reason when the Graph API refuses (bad token, unknown WABA) or cannot be reached."""
+    if not token:
+        raise ConfigError("no access token: set WABULK_CLOUD_TOKEN (the system-user token of the app)")
+    try:
+        templates = fetch_templates(base_url, version, waba_id, token, client=client)
+    except GraphRequestError as exc:
+        if exc.code == 190:
+            raise ConfigError(
+                "the Graph API refused the access token (code 190): set a working WABULK_CLOUD_TOKEN"
+            ) from None
+        if exc.code == 100:
+            raise ConfigError(
+                f"the Graph API does not know WhatsApp Business Account {waba_id!r} or the token has no "
+                f"permission on it (code 100): check --waba-id"
+            ) from None
+        raise ConfigError(f"templates sync failed: {exc}") from None
+    queue.replace_catalogue(session, waba_id, templates, synced_at=time.time() if now is None else now)
+    return SyncResult(session, waba_id, templates)
+
+
+# --- the checks of enqueue --template -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The synced templates enqueue checks against: those of the job's sessions (or of every session that
+    synced), and which of the job's sessions never synced."""
+
+    templates: list[CatalogueTemplate]
+    synced: dict[str, tuple[str, float]]  # session -> (WABA id, synced at)
+    unsynced: tuple[str, ...] = ()  # the job's sessions without a catalogue
+
+    @property
+    def empty(self) -> bool:
+        return not self.synced
+
+
+def load_catalogue(queue: Queue, sessions: Iterable[str] = ()) -> Catalogue:
+    """The catalogue ``enqueue --template`` checks a job against: the job's sessions' (when it names
+    sessions), else every synced one."""
+    syncs = queue.catalogue_syncs()
+    wanted = list(sessions)
+    if wanted:
+        mine = {s: syncs[s] for s in wanted if s in syncs}
+        return Catalogue(
+            queue.catalogue(mine) if mine else [], mine, tuple(s for s in wanted if s not in syncs)
+        )
+    return Catalogue(queue.catalogue(), syncs)
+
+
+def sync_hint(sessions: Sequence[str]) -> str:
+    """How to sync, for the messages below."""
+    return f"wabulk templates sync --session {sessions[0] if sessions else 'NAME'}"
+
+
+def check_template(catalogue: Catalogue, name: str, language: str, nparams: int) -> CatalogueTemplate:
+    """The approved catalogue entry the job will use; BadInput (exit 2) naming what is wrong when the name
+    is unknown, the language not approved for it, or ``nparams`` is not the count its body takes.
+
+    With several synced sessions (no ``--session``), the template must be approved in ``language``
+    in at least one of them, and take ``nparams`` there."""
+    hint = sync_hint(list(catalogue.synced))
+    same_name = [t for t in catalogue.templates if t.name == name]
+    if not same_name:
+        known = sorted({t.name for t in catalogue.templates if t.approved})
+        shown = ", ".join(known[:10]) + (", …" if len(known) > 10 else "") if known else "none"
+        raise BadInput(
+            f"template {name!r} is not in the synced catalogue (approved: {shown}); "
+            f"if it was created since, run: {hint}"
+        )
+    in_lang = [t for t in same_name if t.language == language]
+    approved_langs = sorted({t.language for t in same_name if t.approved})
+    if not in_lang:
+        raise BadInput(
+            f"template {name!r} has no {language!r} version (approved in: "
+            f"{', '.join(approved_langs) or 'no language'}); choose one with --template-lang"
+        )
+    ok = [t for t in in_lang if t.approved]
+    if not ok:
+        raise BadInput(
+            f"template {name!r} ({language}) is {in_lang[0].status}, not APPROVED: Meta refuses to send it"
+            + (f" (approved in: {', '.join(approved_langs)})" if approved_langs else "")
+        )
+    fits = [t for t in ok if t.params == nparams]
+    if not fits:
+        want = ok[0].params
+        raise BadInput(
+            f"template {name!r} ({language}) takes {want} parameter{'' if want == 1 else 's'} "
+            f"and {nparams} --template-param {'was' if nparams == 1 else 'were'} given"
+        )
+    return fits[0]
+
+
+def catalogue_rows(templates: Iterable[CatalogueTemplate]) -> Iterator[dict[str, Any]]:
+    """``templates list --json``: one dict per template."""
+    for t in templates:
+        yield {
+            "session": t.session,
+            "waba_id": t.waba_id,
+            "name": t.name,
+            "language": t.language,
+            "category": t.category,
+            "status": t.status,
+            "params": t.params,
+            "synced_at": t.synced_at,
+        }
