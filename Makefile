@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint docs bench torture venv chromium grid clean
+.PHONY: test demo demo-cloud lint docs bench torture venv chromium grid clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(STAMP) chromium grid
 demo: $(STAMP) chromium
 	$(BIN)/wabulk demo
 
+# The Cloud API flow on the bundled Graph API simulator (no browser needed).
+demo-cloud: $(STAMP)
+	$(BIN)/wabulk demo --cloud
+
 docs: $(STAMP)
 	$(BIN)/python -m wabulk.clidocs > docs/cli.md
 
@@ -42,6 +46,10 @@ bench: $(STAMP)
 # Full-size reliability torture (kills, freezes, faults); writes its figures into docs/reliability.md.
 torture: $(STAMP) chromium
 	$(BIN)/python -m tests.torture.run_all
+
+# The dashboard's screenshots in docs/screenshots/ (headless Chromium, a seeded throwaway database).
+screenshots: $(STAMP) chromium
+	$(BIN)/python -m tests.screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

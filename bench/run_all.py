@@ -32,6 +32,7 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "bench_startup.py": ["--quick"],
         "bench_browser.py": ["--quick"],
         "bench_graphsim.py": ["--quick"],
+        "bench_cloud.py": ["--quick"],
     },
     "moderate": {
         "bench_enqueue.py": ["--rows", "100000", "--insert-rows", "100000", "--runs", "3"],
@@ -39,6 +40,7 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "bench_startup.py": ["--runs", "10"],
         "bench_browser.py": ["--messages", "15", "--memory-messages", "100"],
         "bench_graphsim.py": ["--messages", "5000"],
+        "bench_cloud.py": ["--messages", "5000"],
     },
     "full": {
         "bench_enqueue.py": [],
@@ -46,6 +48,7 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "bench_startup.py": [],
         "bench_browser.py": [],
         "bench_graphsim.py": [],
+        "bench_cloud.py": [],
     },
 }
 

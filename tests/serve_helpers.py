@@ -155,3 +155,96 @@ def make_driver(downloads: Path | None = None, *, width: int = 420) -> Any:
             "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
         )
     return driver
+
+
+# --- a dashboard with something to show ------------------------------------------------------------------
+FIRST = ["Amelia", "Oliver", "Isla", "Noah", "Ava", "Leo", "Mia", "Arthur", "Ivy", "Oscar", "Freya", "George"]
+LAST = ["Patel", "Jones", "Smith", "Khan", "Brown", "Taylor", "Wilson", "Evans", "Thomas", "Roberts"]
+
+
+def contacts_csv(path: Path, n: int, *, start: int = 0) -> Path:
+    """``n`` contacts (at most 500 in all) with fictional US numbers (555-0100…0199 in five area codes), a
+    name and a city."""
+    cities = ["Boston", "Denver", "Austin", "Portland", "Chicago"]
+    areas = ["202", "212", "312", "415", "617"]
+    lines = ["Name,Mobile,City"]
+    for i in range(start, start + n):
+        lines.append(
+            f"{FIRST[i % 12]} {LAST[i % 10]},({areas[i // 100]}) 555-01{i % 100:02d},{cities[i % 5]}"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def seed_dashboard(db: Path, folder: Path, *, live_workers: bool = True) -> dict[str, int]:
+    """Fill ``db`` the way a few days of use would, through the same library calls the CLI and the worker
+    make: a finished job with receipts, a job stopped part-way (sent, failed, cancelled), a running one,
+    a session sending and one waiting for a scan, and a few notifications. Returns the job ids."""
+    from wabulk.importer import enqueue_file
+    from wabulk.notify import store
+    from wabulk.queue import Queue
+
+    folder.mkdir(parents=True, exist_ok=True)
+    message = "Hi {name}, your {city} store has new offers this week. Reply STOP to opt out."
+    now = time.time()
+    clock = [now]  # the queue's clock, moved back so that the jobs have a history
+    plan = (
+        ("done", "october-newsletter.csv", 40, 0, 3 * 86400),
+        ("stopped", "black-friday.csv", 120, 100, 86400),
+        ("running", "december-offers.csv", 80, 300, 25 * 60),
+    )
+    with Queue(db, clock=lambda: clock[0]) as q:
+        ids = {}
+        shop = ""
+
+        def send(job: int, count: int, *, fail_every: int = 0, tick: str = "sent") -> None:
+            for i in range(count):
+                clock[0] += 50
+                claim = q.claim(shop, "shop", lease_seconds=60, job_ids=[job])
+                assert claim is not None
+                if fail_every and i % fail_every == fail_every - 1:
+                    q.mark_failed(claim, error="not on WhatsApp", error_class="not_on_whatsapp")
+                    continue
+                q.mark_send_started(claim)
+                q.mark_sent(claim, tick=tick if i % 3 else "read", session="shop")
+
+        for key, name, n, start, ago in plan:
+            clock[0] = now - ago
+            src = contacts_csv(folder / name, n, start=start)
+            result = enqueue_file(q, src, message=message, country="US", name=name)
+            assert result.job_id is not None
+            ids[key] = result.job_id
+            shop = q.register_worker("shop", pid=os.getpid(), host="shop-laptop")
+            if key == "done":
+                send(ids[key], 40, tick="delivered")
+            elif key == "stopped":
+                send(ids[key], 48, fail_every=16)
+                q.stop_job(ids[key])
+            else:
+                send(ids[key], 23)
+        clock[0] = now
+        if live_workers:
+            q.heartbeat(shop, "pacing")
+            scan = q.register_worker("front-desk", pid=os.getpid() + 1, host="shop-laptop")
+            q.heartbeat(scan, "waiting_for_login")
+            store.save_qr(q.conn, "front-desk", "2@dashboard-screenshot,qr,payload", now=now)
+        else:
+            q.unregister_worker(shop)
+        targets = ["url:https://hooks.example.com/services/T000/B000/XXXX"]
+        store.add(
+            q.conn,
+            targets,
+            kind="job_completed",
+            key=f"job_completed:{ids['done']}",
+            data={"text": f"job {ids['done']} (october-newsletter.csv) completed: 40 sent"},
+            now=now - 3 * 86400 + 2100,
+        )
+        store.add(
+            q.conn,
+            targets,
+            kind="messages_failed",
+            key=f"messages_failed:{ids['stopped']}",
+            data={"text": f"job {ids['stopped']}: 3 message(s) failed"},
+            now=now - 86400 + 1800,
+        )
+    return ids

@@ -115,3 +115,9 @@ def test_graph_simulator_bench_sends_and_receives_webhooks(tmp_path: Path) -> No
     assert row["accepted"] == 200 and row["refused"] == 0
     assert row["statuses"] >= 400  # sent + delivered for each, batched into fewer POSTs
     assert 0 < row["POSTs"] < row["statuses"]
+
+
+def test_cloud_bench_runs_wabulk_and_a_naive_sender_through_the_simulator(tmp_path: Path) -> None:
+    r = _run("bench_cloud.py", tmp_path, "--messages", "60")
+    assert _cells(r, "sender") == ["run --rate 1000", "run loop, no per-number cap", "naive sequential"]
+    assert _cells(r, "sent") == ["60", "60", "60"] and _cells(r, "accepted at the simulator") == ["60"] * 3

@@ -155,3 +155,26 @@ def test_billable_counts_per_job_and_category(db_path: Path) -> None:
         job.job_id: {"utility": {"billable": 2, "free": 0}, "service": {"billable": 0, "free": 1}}
     }
     q.close()
+
+
+def test_status_and_export_show_billable_messages_per_category(db_path: Path, tmp_path: Path) -> None:
+    q = Queue(db_path)
+    job = q.enqueue(
+        NewJob(name="t", template="x"), [NewMessage(phone=f"+1415555000{i}", body="b") for i in range(3)]
+    )
+    with q._tx() as conn:  # what cloud's webhook ingestion records from a status's pricing
+        conn.execute("UPDATE messages SET pricing_category = 'utility', billable = 1 WHERE id IN (1, 2)")
+        conn.execute("UPDATE messages SET pricing_category = 'utility', billable = 0 WHERE id = 3")
+    q.close()
+    data = json.loads(runner.invoke(app, ["status", "--json"], catch_exceptions=False).stdout)
+    assert data["jobs"][0]["billable"] == {"utility": {"billable": 2, "free": 1}}
+    out = runner.invoke(app, ["status"], catch_exceptions=False).stdout
+    assert f"Job {job.job_id} billable messages by category: utility 2 (+1 free)" in out
+    csv_path = tmp_path / "out.csv"
+    assert runner.invoke(app, ["export", str(job.job_id), "--out", str(csv_path)]).exit_code == 0
+    rows = list(csv.DictReader(open(csv_path, encoding="utf-8")))
+    assert [(r["pricing_category"], r["billable"]) for r in rows] == [
+        ("utility", "1"),
+        ("utility", "1"),
+        ("utility", "0"),
+    ]

@@ -280,3 +280,48 @@ def test_the_token_never_reaches_the_database(db_path: Path, sim: Any) -> None:
     dump = "\n".join(conn.iterdump())
     conn.close()
     assert TOKEN not in dump
+
+
+# --- the provider interface (sender.open_sender("cloud", …)) ------------------------------------------
+
+
+def test_the_provider_interface_sends_and_a_cut_is_settled_by_the_evidence_webhook(
+    db_path: Path, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wabulk import errors, session
+    from wabulk.sender import open_sender
+    from wabulk.settings import Settings
+
+    monkeypatch.setenv("WABULK_CLOUD_TOKEN", TOKEN)
+    monkeypatch.setenv("WABULK_GRAPH_URL", sim.url)
+    provider = open_sender(
+        "cloud", Settings.from_env(), session.Session("biz", "cloud", {"phone_number_id": PHONE_ID})
+    )
+    assert provider.kind == "cloud" and not provider.capabilities.interactive_login
+    assert provider.wait_for_login(lambda qr: None, timeout=5)
+    numbers = phones(2)
+    enqueue(db_path, numbers)
+    sim.add_fault("cut_after", to=numbers[1])
+    with Queue(db_path) as q:
+        for p in numbers:
+            claim = q.claim("w", "biz", lease_seconds=60)
+            assert claim is not None and claim.phone == p
+            stamps: list[str] = []
+
+            def stamp(evidence: str, c: Any = claim, into: list[str] = stamps) -> None:
+                into.append(evidence)
+                q.mark_send_started(c, evidence)
+
+            try:
+                result = provider.send(p, "hello", before_send=stamp)
+                q.mark_sent(claim, tick=result.tick, session="biz")
+                assert result.message_ref and result.message_ref.startswith("wamid.")
+            except errors.ConfirmTimeout:
+                assert p == numbers[1] and len(stamps) == 1  # stamped before the POST, answer lost
+        wait_until(lambda: q.get_message(2).status == SENT, what="the webhook naming the evidence")
+    provider.close()
+    assert len(sim.accepted(numbers[1])) == 1
+    with pytest.raises(errors.SendError) as info:
+        sim.expire_token()
+        provider.send(numbers[0], "again")
+    assert info.value.scope == errors.SCOPE_ACCOUNT and info.value.error_class == "graph_190"

@@ -23,7 +23,9 @@ from wabulk.cloud.templates import (
     check_template,
     fetch_templates,
     load_catalogue,
+    other_params,
     parse_template,
+    resolve_waba_id,
     sync_templates,
 )
 from wabulk.errors import BadInput, ConfigError
@@ -94,6 +96,14 @@ def test_body_params_counts_distinct_positional_and_named_placeholders() -> None
     t = parse_template(graph_template("x", status="approved", category="utility"))
     assert t is not None and (t.status, t.category, t.params) == ("APPROVED", "UTILITY", 2)
     assert parse_template({"language": "en_US"}) is None
+    assert other_params([{"type": "HEADER", "format": "TEXT", "text": "Shop"}]) == 0
+    assert other_params([{"type": "HEADER", "format": "TEXT", "text": "Order {{1}}"}]) == 1
+    assert other_params([{"type": "HEADER", "format": "IMAGE"}]) == 1
+    buttons = [
+        {"type": "URL", "url": "https://x.example/{{1}}"},
+        {"type": "URL", "url": "https://x.example/"},
+    ]
+    assert other_params([{"type": "BUTTONS", "buttons": buttons}]) == 1
 
 
 def test_fetch_follows_every_page() -> None:
@@ -366,13 +376,29 @@ def test_cli_templates_list(synced: Queue) -> None:
     )
 
 
-def test_cli_sync_without_a_waba_id_says_how(db_path: Path) -> None:
-    code, out, err = invoke("templates", "sync", "--session", "biz")
-    assert code == exitcodes.ERROR
-    assert err == (
-        "Error: the WhatsApp Business Account id of session 'biz' is not known yet: pass --waba-id "
-        "(WhatsApp Manager shows it beside the account name)\n"
+def test_cli_sync_needs_a_token(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WABULK_CLOUD_TOKEN", raising=False)
+    code, out, err = invoke("templates", "sync", "--session", "biz", "--waba-id", "555")
+    assert (code, out) == (exitcodes.ERROR, "")
+    assert err == "Error: no access token: set WABULK_CLOUD_TOKEN (the system-user token of the app)\n"
+
+
+def test_resolve_waba_id_names_the_choices(synced: Queue) -> None:
+    assert resolve_waba_id(synced, "biz", None) == "555"  # the last sync's
+    assert resolve_waba_id(synced, "new", None, discover=lambda: ["777"]) == "777"
+    with pytest.raises(ConfigError) as e:
+        resolve_waba_id(synced, "new", None, discover=lambda: ["777", "888"])
+    assert (
+        str(e.value) == "the token may use 2 WhatsApp Business Accounts (777, 888): choose one with --waba-id"
     )
+    with pytest.raises(ConfigError) as e:
+        resolve_waba_id(synced, "new", None, discover=lambda: [])
+    assert str(e.value) == (
+        "the WhatsApp Business Account id of session 'new' is not known yet: pass --waba-id "
+        "(WhatsApp Manager shows it beside the account name)"
+    )
+    with pytest.raises(BadInput):
+        resolve_waba_id(synced, "new", "12ab")
 
 
 def test_load_catalogue_by_session(synced: Queue) -> None:

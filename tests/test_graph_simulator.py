@@ -357,6 +357,20 @@ def test_marketing_cap_131049_by_webhook_and_unbilled(
     assert by_wamid(statuses, utility.json()["messages"][0]["id"]) == ["sent", "delivered"]
 
 
+def test_marketing_templates_to_us_numbers_are_not_delivered(
+    sim: GraphSimulator, client: httpx.Client, receiver: Receiver
+) -> None:
+    image = {"type": "image", "image": {"link": "https://cdn.example/sale.jpg"}}
+    us = post(client, tpl("+1 415 555 0123", name="spring_sale", params=("Ann", "20%"), header=image))
+    canada = post(client, tpl("+1 416 555 0123", name="spring_sale", params=("Bo", "20%"), header=image))
+    utility = post(client, tpl("+1 415 555 0124"))
+    settle(sim)
+    statuses = receiver.statuses()
+    assert [s["status"] for s in statuses if s["id"] == us.json()["messages"][0]["id"]] == ["failed"]
+    assert by_wamid(statuses, canada.json()["messages"][0]["id"]) == ["sent", "delivered"]
+    assert by_wamid(statuses, utility.json()["messages"][0]["id"]) == ["sent", "delivered"]
+
+
 def test_held_for_quality_assessment_then_failed_132015_and_the_template_paused(
     sim: GraphSimulator, client: httpx.Client, receiver: Receiver
 ) -> None:
@@ -605,8 +619,9 @@ def test_garbled_success_body_and_fault_targeting(sim: GraphSimulator, client: h
     assert len(sim.accepted(BOB)) == 1
     sim.clear_faults()
     assert "messages" in post(client, tpl(BOB)).json()
-    with pytest.raises(ValueError):
-        sim.add_fault("explode")
+    for kind, spec in (("explode", {}), ("cut_after", {"count": 0}), ("slow", {"rate": 2}), ("error", {})):
+        with pytest.raises(ValueError):
+            sim.add_fault(kind, **spec)
 
 
 def test_faults_on_reads(sim: GraphSimulator, client: httpx.Client) -> None:
@@ -697,6 +712,22 @@ def test_username_users_get_statuses_without_recipient_id(
     assert statuses and all(
         "recipient_id" not in s and s["recipient_user_id"].startswith("US.") for s in statuses
     )
+
+
+def test_template_status_and_limit_changes_are_told_by_account_webhooks(
+    sim: GraphSimulator, receiver: Receiver
+) -> None:
+    sim.set_template_status("order_ready", "PAUSED", language="en_US")
+    sim.set_phone(PHONE_ID, whatsapp_business_manager_messaging_limit="TIER_10K")
+    sim.set_phone(PHONE_ID, throughput="HIGH")
+    settle(sim)
+    changes = [ch for p in receiver.posts for e in json.loads(p["raw"])["entry"] for ch in e["changes"]]
+    fields = {ch["field"]: ch["value"] for ch in changes}
+    assert fields["message_template_status_update"]["event"] == "PAUSED"
+    assert fields["message_template_status_update"]["message_template_name"] == "order_ready"
+    events = [ch["value"]["event"] for ch in changes if ch["field"] == "phone_number_quality_update"]
+    assert events == ["UPGRADE", "THROUGHPUT_UPGRADE"]
+    assert receiver.statuses() == []  # none of these is a message status
 
 
 def test_value_level_error_webhook(sim: GraphSimulator, receiver: Receiver) -> None:

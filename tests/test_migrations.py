@@ -52,6 +52,8 @@ def test_fresh_database_gets_every_migration(db_path: Path) -> None:
             "m010_fail_closed_queue",
             "m013_cloud",
             "m014_template_catalogue",
+            "m014_template_components",
+            "m014_pricing_index",
         ]
     )
     tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from serve_helpers import Server, request
+from serve_helpers import Reply, Server, request
 from wabulk.cli import app
 
 runner = CliRunner()
@@ -86,6 +86,9 @@ def test_enqueue_is_the_cli_json_with_the_rejected_rows(server: Server, tmp_path
     body = preview.json()
     rejects = body.pop("rejects")
     body.pop("notices")
+    # The column-mapping step's data: every header and the columns wabulk picks by itself.
+    assert body.pop("columns") == {"headers": ["Name", "Phone", "City"], "phone": "Phone", "name": "Name"}
+    assert (body.pop("phone_column"), body.pop("name_column")) == ("Phone", "Name")
     assert body == json.loads(out)
     assert body["previews"][0] == "Hi Ann from Leeds"
     assert [(r["row"], r["column"], r["reason"]) for r in rejects] == [
@@ -307,3 +310,107 @@ def test_the_web_stack_is_imported_only_by_serve(db_path: Path, argv: list[str])
     assert r.returncode == 0, r.stderr[-2000:]
     imported = {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines() if "|" in line}
     assert not imported & {"fastapi", "starlette", "uvicorn", "multipart"}
+
+
+def test_messages_are_paged_with_a_total_and_their_text(server: Server) -> None:
+    from serve_helpers import seed_dashboard
+
+    job = queue_job(server)
+    page = server.get(f"/api/jobs/{job}/messages?limit=1").json()
+    assert (page["total"], page["offset"], page["limit"], len(page["messages"])) == (2, 0, 1, 1)
+    assert page["messages"][0]["body"] == "Hi Ann from Leeds"  # the text the recipient gets
+    second = server.get(f"/api/jobs/{job}/messages?limit=1&offset=1").json()
+    assert second["total"] == 2 and second["messages"][0]["body"] == "Hi Bob from York"
+    assert server.get(f"/api/jobs/{job}/messages?offset=5").json()["messages"] == []
+    assert server.get(f"/api/jobs/{job}/messages?status=sent").json()["total"] == 0
+    assert server.get(f"/api/jobs/{job}/messages?status=pending").json()["total"] == 2
+    assert server.get("/api/jobs/99/messages").status == 404
+
+    # A job of 120 (45 sent, 3 failed, 72 cancelled): every message is reachable, page by page.
+    home = Path(os.environ["WABULK_HOME"])
+    ids = seed_dashboard(Path(os.environ["WABULK_DB"]), home / "f", live_workers=False)
+    seen: list[int] = []
+    offset = 0
+    while True:
+        page = server.get(f"/api/jobs/{ids['stopped']}/messages?offset={offset}&limit=50").json()
+        assert page["total"] == 120
+        if not page["messages"]:
+            break
+        seen += [m["id"] for m in page["messages"]]
+        offset += 50
+    assert len(seen) == 120 == len(set(seen)) and seen == sorted(seen)
+    cancelled = server.get(f"/api/jobs/{ids['stopped']}/messages?status=cancelled&limit=1000").json()
+    assert cancelled["total"] == 72 == len(cancelled["messages"])
+
+
+def test_the_mapping_preview_names_the_columns_and_takes_the_choice(server: Server) -> None:
+    two = b"Name,Nickname,Mobile,Office\nAnn,Annie,0491 570 156,0491 570 157\n"
+    fields = {"message": "Hi {name}", "country": "AU", "dry_run": "true"}
+    auto = server.upload("/api/jobs", fields, two).json()
+    assert auto["columns"] == {
+        "headers": ["Name", "Nickname", "Mobile", "Office"],
+        "phone": "Mobile",
+        "name": "Name",
+    }
+    assert auto["previews"] == ["Hi Ann"] and auto["phone_column"] == "Mobile"
+    chosen = server.upload(
+        "/api/jobs", {**fields, "phone_column": "Office", "name_column": "Nickname"}, two
+    ).json()
+    assert chosen["previews"] == ["Hi Annie"]
+    assert (chosen["phone_column"], chosen["name_column"]) == ("Office", "Nickname")
+    assert chosen["columns"]["phone"] == "Mobile"  # what wabulk would pick is still shown
+    # No phone column found: the error, and the headers to choose one from.
+    nophone = b"Who,Ref\nAnn,A-1\nBob,B-2\n"
+    r = server.upload("/api/jobs", fields, nophone)
+    assert r.status == 400 and "no phone column" in r.json()["error"]
+    assert r.json()["columns"] == {"headers": ["Who", "Ref"], "phone": None, "name": None}
+    r = server.upload("/api/jobs", {**fields, "phone_column": "Ref"}, nophone)
+    assert r.status == 400 and r.json()["columns"]["headers"] == ["Who", "Ref"]
+    assert [x["value"] for x in r.json()["rejects"]] == ["A-1", "B-2"]
+
+
+def test_an_uploaded_attachment_is_kept_for_the_job_and_only_for_it(server: Server) -> None:
+    from serve_helpers import multipart
+
+    home = Path(os.environ["WABULK_HOME"])
+    pdf = b"%PDF-1.4 price list"
+
+    def post(dry_run: bool, contacts: bytes = CSV) -> Reply:
+        body, ctype = multipart(
+            {**FIELDS, "dry_run": "true" if dry_run else "false"},
+            {"file": ("c.csv", contacts), "attachment": ("../Price list.pdf", pdf)},
+        )
+        return server.post("/api/jobs", data=body, headers={"Content-Type": ctype})
+
+    assert post(True).status == 200
+    assert not (home / "attachments").exists() or not any((home / "attachments").iterdir())
+    assert post(False, b"Name,Phone\nDud,12\n").status == 400  # nothing queued: nothing kept
+    assert not (home / "attachments").exists() or not any((home / "attachments").iterdir())
+    r = post(False)
+    assert r.status == 200
+    from wabulk.queue import Queue
+
+    with Queue(os.environ["WABULK_DB"]) as q:
+        attachment = q.get_job(r.json()["job_id"]).attachment
+    assert attachment is not None
+    kept = Path(attachment)
+    assert kept.name == "Price list.pdf" and kept.read_bytes() == pdf
+    assert kept.is_relative_to(home / "attachments")  # never where the file name points
+
+
+def test_notifications_show_what_they_said_without_the_hook_secret(server: Server) -> None:
+    from wabulk.notify import store
+    from wabulk.queue import Queue
+
+    with Queue(os.environ["WABULK_DB"]) as q:
+        store.add(
+            q.conn,
+            ["url:https://hooks.example.com/services/T000/SECRET"],
+            kind="messages_failed",
+            key="messages_failed:1",
+            data={"text": "job 1: 3 message(s) failed"},
+            now=time.time(),
+        )
+    [n] = server.get("/api/notifications").json()
+    assert n["kind"] == "messages_failed" and n["text"] == "job 1: 3 message(s) failed"
+    assert "SECRET" not in json.dumps(n) and n["target"].startswith("webhook https://hooks.example.com")

@@ -61,6 +61,21 @@ def test_kill_storm_fake_transport_loses_and_duplicates_nothing() -> None:
     assert f["delivered"] == 300
 
 
+def test_kill_storm_cloud_api_sends_every_message_once() -> None:
+    """Issue 19: wabulk run on a Cloud API session SIGKILLed again and again against the Graph simulator
+    (webhooks keep coming): no recipient gets two accepted messages, none gets none (the full size,
+    2,000 messages and 30 kills, runs in ``make torture``)."""
+    f = torture("kill_storm_cloud", "--messages", "300", "--kills", "6", "--seed", "2")
+    assert (f["kills"], f["duplicates"], f["lost"], f["not_sent_in_queue"], f["integrity"]) == (
+        6,
+        0,
+        0,
+        0,
+        "ok",
+    )
+    assert f["sent_but_not_accepted"] == 0 and f["total"] >= 300
+
+
 @pytest.mark.slow
 def test_kill_storm_with_a_blind_page_fails_closed_and_resumes() -> None:
     """Issue 14: while the page cannot be read nothing is resent (the outcomes are reported unknown and the

@@ -889,6 +889,26 @@ def read_contacts(
         yield from cf
 
 
+def read_header(path: Path | str) -> list[str]:
+    """The column names of a contact file's header row, as :func:`open_contacts` reads them (for a
+    column-mapping choice: it works also when no phone column can be found). BadInput when unreadable."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise BadInput(f"cannot read: {exc.strerror or exc}", file=str(p)) from None
+    if p.suffix.lower() in (".xlsx", ".xlsm") or magic == b"PK\x03\x04":
+        headers, _rows, closer, _notices = _open_xlsx(p)
+    else:
+        headers, _rows, closer, _notices = _open_csv(p)
+    closer()
+    headers = [h.strip() for h in headers]
+    while headers and not headers[-1]:
+        headers.pop()
+    return headers[:MAX_COLUMNS]
+
+
 # --- CSV -------------------------------------------------------------------------------------------
 
 

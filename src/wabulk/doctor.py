@@ -304,7 +304,11 @@ def run_doctor(
     test_phone: str | None = None,
     timeouts: dom.Timeouts | None = None,
 ) -> list[Check]:
-    """All checks: binaries and versions, files and permissions and, when ``live``, the page's selectors."""
+    """All checks: binaries and versions, files and permissions and, when ``live``, the page's selectors.
+    A Cloud API session gets :func:`check_cloud` instead (no browser is involved)."""
+    cloud = _cloud_settings(settings, session_name)
+    if cloud is not None:
+        return check_cloud(settings, session_name, cloud, live=live)
     checks = check_binaries(settings) + check_files(settings, session_name)
     if live:
         if any(c.level == FAIL for c in checks if c.name in ("browser", "chromedriver", "versions match")):
@@ -312,3 +316,84 @@ def run_doctor(
         else:
             checks.extend(check_live(settings, session_name, test_phone=test_phone, timeouts=timeouts))
     return checks
+
+
+# --- Cloud API sessions --------------------------------------------------------------------------------
+
+
+def _cloud_settings(settings: Settings, session_name: str) -> dict[str, object] | None:
+    """The provider settings of ``session_name`` when the database records it as a Cloud API session."""
+    if not settings.db.exists():
+        return None
+    from . import session as sessions
+    from .queue import Queue
+
+    try:
+        with Queue(settings.db, create=False) as q:
+            found = sessions.get(q, session_name)
+    except errors.WabulkError:
+        return None
+    return dict(found.settings) if found.provider == sessions.CLOUD else None
+
+
+def check_cloud(
+    settings: Settings, session_name: str, provider: dict[str, object], *, live: bool = True
+) -> list[Check]:
+    """A Cloud API session: the token is set (never shown), the number answers (live), its quality rating
+    and messaging limit with the unique recipients of the last 24 hours, and the webhook secrets."""
+    from . import settings as cfg
+    from .cloud.limits import account_limit, describe, recipients_in_window
+    from .queue import Queue
+
+    out: list[Check] = []
+    pid = str(provider.get("phone_number_id") or "")
+    token = cfg.cloud_token()
+    out.append(
+        _ok("token", "WABULK_CLOUD_TOKEN is set")
+        if token
+        else _fail("token", "WABULK_CLOUD_TOKEN is not set: the Cloud API needs the access token")
+    )
+    facts: dict[str, object] = dict(provider)
+    if live and token and pid:
+        from .cloud.client import GraphClient
+        from .cloud.errors import CloudError
+
+        try:
+            with GraphClient(token, base_url=cfg.graph_url(), read_timeout=30.0) as client:
+                answer = client.phone_number(pid)
+        except CloudError as exc:
+            out.append(_fail("Graph API", f"number {pid}: {exc}"))
+        else:
+            facts = {**facts, **answer}
+            state = answer.get("status") or "status unknown"
+            out.append(
+                _ok(
+                    "Graph API",
+                    f"number {pid}: {answer.get('verified_name') or '?'} "
+                    f"({answer.get('display_phone_number') or '?'}), {state}",
+                )
+            )
+    facts.setdefault("quality_rating", provider.get("quality_rating"))
+    if "whatsapp_business_manager_messaging_limit" not in facts:
+        facts["whatsapp_business_manager_messaging_limit"] = provider.get("messaging_limit")
+    limit = account_limit(facts)
+    with Queue(settings.db, create=False) as q:
+        used = len(recipients_in_window(q, [session_name]))
+    line = describe(limit, used)
+    near = limit.limit is not None and used >= 0.8 * limit.limit
+    if limit.quality == "RED" or near or not limit.reported:
+        out.append(_warn("messaging limit", line))
+    else:
+        out.append(_ok("messaging limit", line))
+    if not cfg.cloud_app_secret():
+        out.append(
+            _warn(
+                "webhooks",
+                "WABULK_CLOUD_APP_SECRET is not set where this runs: `wabulk serve` refuses "
+                "Meta's status webhooks without it",
+            )
+        )
+    else:
+        verify = "set" if cfg.cloud_verify_token() else "not set (Meta's handshake will fail)"
+        out.append(_ok("webhooks", f"app secret set; verify token {verify}"))
+    return out

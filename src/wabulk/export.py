@@ -24,6 +24,9 @@ COLUMNS = (
     "delivered_at",
     "read_at",
     "receipt",
+    # Cloud API: what the status webhooks' pricing said (Meta's category; billable 1/0); empty otherwise.
+    "pricing_category",
+    "billable",
 )
 
 # Characters that make Excel, LibreOffice or Google Sheets treat a cell as a formula (OWASP "CSV
@@ -76,6 +79,8 @@ def write_messages(messages: Iterable[Message], out: TextIO) -> int:
             iso_utc(m.delivered_at),
             iso_utc(m.read_at),
             m.receipt or "",
+            m.pricing_category or "",
+            "" if m.billable is None else str(int(m.billable)),
         )
         writer.writerow([neutralize(v) for v in row])
         n += 1

@@ -500,6 +500,34 @@ def m014_template_catalogue(db: Database) -> None:
     )
 
 
+@migrations()
+def m014_template_components(db: Database) -> None:
+    """``cloud_templates``: what a template needs beyond its body's parameter count. ``other_params`` counts
+    the parameters of its header (text placeholders, or one for a media header) and URL buttons, which
+    ``enqueue --template`` does not fill (such a template is refused before anything is written);
+    ``parameter_format`` is POSITIONAL or NAMED and ``components`` Meta's JSON as fetched (the body text,
+    the names of named parameters)."""
+    db.executescript(
+        """
+        ALTER TABLE cloud_templates ADD COLUMN other_params INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE cloud_templates ADD COLUMN parameter_format TEXT;
+        ALTER TABLE cloud_templates ADD COLUMN components TEXT;
+        """
+    )
+
+
+@migrations()
+def m014_pricing_index(db: Database) -> None:
+    """Billable messages per job and pricing category (``status``, the dashboard) read only the messages
+    whose status webhook carried pricing: a partial index keeps that a probe, not a scan of every message."""
+    db.executescript(
+        """
+        CREATE INDEX idx_messages_pricing ON messages (job_id, pricing_category, billable)
+            WHERE pricing_category IS NOT NULL;
+        """
+    )
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

@@ -315,6 +315,9 @@ class CatalogueTemplate:
     category: str | None  # MARKETING, UTILITY, AUTHENTICATION
     params: int  # how many parameters its body takes ({{1}}, {{2}} … or named ones)
     template_id: str | None = None
+    other_params: int = 0  # parameters of its header (text or media) and URL buttons
+    parameter_format: str | None = None  # POSITIONAL or NAMED
+    components: str | None = None  # Meta's components, JSON
     waba_id: str = ""
     session: str = ""  # the session it was synced through
     synced_at: float = 0.0

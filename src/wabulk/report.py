@@ -99,8 +99,12 @@ def status_report(
     receipts = undelivered_counts(queue, summaries, now=now, after=after)
     unknown = {s.job.id: queue.unknown_count(s.job.id) for s in summaries if s.counts.get(FAILED, 0)}
     pauses = queue.session_pauses()
+    billable = queue.billable_counts(job_id)
     return StatusReport(
-        jobs=[job_row(s, now, receipts.get(s.job.id), unknown.get(s.job.id, 0)) for s in summaries],
+        jobs=[
+            job_row(s, now, receipts.get(s.job.id), unknown.get(s.job.id, 0), billable.get(s.job.id))
+            for s in summaries
+        ],
         workers=workers,
         sessions=session_rows(queue, summaries, workers, now, pace=pace, pauses=pauses),
         attention=attention(summaries, workers)
@@ -198,9 +202,14 @@ def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[st
 
 
 def job_row(
-    s: JobSummary, now: float, receipts: dict[str, int] | None = None, unknown: int = 0
+    s: JobSummary,
+    now: float,
+    receipts: dict[str, int] | None = None,
+    unknown: int = 0,
+    billable: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
-    """One job as ``status --json`` prints it: counts per status, receipts, progress, rate and ETA."""
+    """One job as ``status --json`` prints it: counts per status, receipts, progress, rate and ETA, and
+    (Cloud API) the messages Meta's pricing called billable or free, per pricing category."""
     c = s.counts
     rc = receipts or {}
     total = s.total
@@ -237,6 +246,8 @@ def job_row(
         "not_before": s.job.not_before,
         "rate_per_min": round(rate, 2) if rate else None,
         "eta_seconds": round(eta) if eta else None,
+        "template": s.job.template_name,
+        "billable": billable or {},
     }
 
 
@@ -251,10 +262,13 @@ def session_rows(
 ) -> list[dict[str, Any]]:
     """Per session (any that has a worker, a pinned job or sent messages): sent today, today's cap (the
     ``pace`` profile's cap, ``WABULK_PACE``, with the warm-up ramp: a worker run with ``--daily-cap`` uses
-    its own) and the live worker's state."""
+    its own) and the live worker's state; its provider (``web`` or ``cloud``), a Cloud API session's phone
+    number id, and whether it is paused and why. Pace caps do not apply to Cloud API sessions."""
     names: list[str] = []
     pauses = pauses if pauses is not None else queue.session_pauses()
+    providers = queue.session_providers()
     for name in [
+        *providers,
         *pauses,
         *(w.session for w in workers),
         *(x for s in summaries for x in s.job.sessions),
@@ -269,16 +283,22 @@ def session_rows(
     for name in sorted(names):
         mine = [w for w in workers if w.session == name]
         live = [w for w in mine if w.alive]
+        kind, provider_settings = providers.get(name, ("web", {}))
         cap = None
-        if profile.daily_cap:
+        if profile.daily_cap and kind != "cloud":
             cap = daily_limit(profile.daily_cap, queue.first_sent_at(name), now, tz=zone)
         out.append(
             {
                 "session": name,
+                "name": name,
+                "provider": kind,
+                "phone_number_id": provider_settings.get("phone_number_id"),
                 "sent_today": queue.sent_count(name, midnight),
                 "cap_today": cap,
                 "state": live[0].state if live else ("stale" if mine else "no worker"),
+                # The reason while paused (truthy), else None; ``reason`` says the same for new readers.
                 "paused": pauses[name][1] if name in pauses else None,
+                "reason": pauses[name][1] if name in pauses else None,
             }
         )
     return out

@@ -21,4 +21,6 @@ NAMES: tuple[str, ...] = (
     "m010_fail_closed_queue",
     "m013_cloud",
     "m014_template_catalogue",
+    "m014_template_components",
+    "m014_pricing_index",
 )

@@ -117,6 +117,24 @@ class LimitGate:
             return cls(None)
         return cls(limit, recipients_in_window(queue, sessions, now=now))
 
+    @classmethod
+    def for_session(
+        cls, queue: Queue, session: str, provider_settings: Mapping[str, Any], *, now: float | None = None
+    ) -> LimitGate:
+        """The gate of a Cloud API session from what ``login --cloud`` recorded (``messaging_limit``: the
+        tier; missing or unknown: the lowest), counting the session's last 24 hours."""
+        return cls.load(
+            queue, [session], limit_of(str(provider_settings.get("messaging_limit") or "")), now=now
+        )
+
+    def refusal(self) -> str:
+        """Why a template send is refused: one line for the run's stop reason."""
+        cap = "unlimited" if self.limit is None else f"{self.limit:,}"
+        return (
+            f"messaging limit reached: {self.used:,} unique recipients in the last 24 hours (limit {cap}); "
+            "the rest waits, nothing was spent (run again later, or once Meta raises the tier)"
+        )
+
     def allow(self, phone: str) -> bool:
         """Whether a template send to ``phone`` stays within the limit; counts it when it does."""
         if self.limit is None or phone in self.seen:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wabulk.models import Claim, CloudOutcome
-from wabulk.store.cloud import callback_data
+from wabulk.store.cloud import EVIDENCE_PREFIX, callback_data
 
 from . import errors as ge
 from .client import GraphClient
@@ -153,3 +153,184 @@ class CloudSender:
             )
             return SendReport(outcome, None, exc.code, line)
         return SendReport(CloudOutcome(claim, "failed", error=line, error_class=cls), None, exc.code, line)
+
+
+# --- The provider interface (sender.Provider) -----------------------------------------------------------
+# ``wabulk run`` sends Cloud API sessions through the fast path (cloud/runner.py: batches, several POSTs in
+# flight, templates). This is the one-message-at-a-time provider that ``sender.open_sender("cloud", …)``
+# returns, for the worker's generic loop: text and media messages, the same error table, the same rules.
+
+
+def new_evidence() -> str:
+    """An unguessable correlation token, sent as ``biz_opaque_callback_data`` and stored with the stamp."""
+    import secrets
+
+    return EVIDENCE_PREFIX + secrets.token_hex(12)
+
+
+class CloudProvider:
+    """:class:`wabulk.sender.Provider` over the Graph API for one session (a phone number id)."""
+
+    kind = "cloud"
+
+    def __init__(
+        self,
+        session: str,
+        phone_number_id: str,
+        *,
+        token: str | None,
+        base_url: str | None = None,
+        rate: float = 80.0,
+    ) -> None:
+        from wabulk.sender import RECEIPTS_PUSHED, VERIFY_PUSHED, Capabilities
+
+        self.session = session
+        self.phone_number_id = phone_number_id
+        self._token = token
+        self._base_url = base_url
+        self.capabilities = Capabilities(
+            interactive_login=False,
+            receipts=RECEIPTS_PUSHED,
+            verification=VERIFY_PUSHED,
+            attachments=True,
+            default_pace="off",
+            rate_limit=rate,
+            max_in_flight=1,
+        )
+        self._limiter = RateLimiter(rate)
+        self._client: GraphClient | None = None
+        self._media: dict[str, str] = {}
+        # evidence -> wamid of the POSTs this provider saw accepted (its own answers, not a guess)
+        self._accepted: dict[str, str] = {}
+
+    def start(self) -> None:
+        if self._client is None:
+            if not self._token:
+                from wabulk.errors import ConfigError
+
+                raise ConfigError("WABULK_CLOUD_TOKEN is not set: the Cloud API needs an access token")
+            self._client = GraphClient(self._token, base_url=self._base_url, max_connections=4)
+
+    def ensure_ready(self) -> None:
+        self.start()
+
+    def wait_for_login(
+        self,
+        on_qr: Callable[[str], None],
+        *,
+        timeout: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Credentials are settings (the token): never a QR. True once the number answers."""
+        self.start()
+        assert self._client is not None
+        try:
+            self._client.phone_number(self.phone_number_id)
+        except ge.GraphError as exc:
+            raise _translate(exc) from None
+        except ge.CloudError:
+            return False
+        return True
+
+    def send(
+        self,
+        phone: str,
+        body: str,
+        *,
+        attachment: str | None = None,
+        before_send: Callable[[str], None] = lambda evidence: None,
+    ) -> Any:
+        from pathlib import Path
+
+        from wabulk import errors
+        from wabulk.models import TICK_SENT, SendResult
+
+        self.start()
+        assert self._client is not None
+        media_id = None
+        if attachment:
+            media_id = self._media.get(attachment)
+            if media_id is None:
+                try:
+                    media_id = self._client.upload_media(self.phone_number_id, Path(attachment))
+                except ge.GraphError as exc:
+                    raise _translate(exc) from None
+                except ge.CloudError as exc:
+                    raise errors.TransientSendError(str(exc), error_class="graph_unreachable") from None
+                self._media[attachment] = media_id
+        evidence = new_evidence()
+        claim = Claim(
+            message_id=0, job_id=0, worker_id="", attempt=1, phone=phone, body=body, name=None,
+            attachment=attachment, lease_until=0.0, session=self.session,
+        )  # fmt: skip
+        payload = build_payload(claim, media_id=media_id)
+        payload["biz_opaque_callback_data"] = evidence
+        if not self._limiter.acquire():
+            raise errors.TransientSendError("stopping before the POST", error_class="stopping")
+        before_send(evidence)  # the durable stamp; if it raises, nothing is sent
+        try:
+            accepted = self._client.send(self.phone_number_id, payload)
+        except ge.GraphError as exc:
+            if exc.code == 130429:
+                self._limiter.throttled_by_meta()
+            raise _translate(exc) from None
+        except (ge.TransportError, ge.HttpError) as exc:
+            if exc.written:
+                raise errors.ConfirmTimeout(f"{exc} (a status webhook will settle it)") from None
+            raise errors.TransientSendError(str(exc), error_class="graph_unreachable") from None
+        import time
+
+        self._accepted[evidence] = accepted.wamid
+        return SendResult(tick=TICK_SENT, confirmed_at=time.time(), message_ref=accepted.wamid)
+
+    def verify_sent(self, phone: str, body: str, since: float, *, evidence: str | None = None) -> Any:
+        """ "sent" when this provider saw the POST carrying ``evidence`` accepted (its wamid); otherwise
+        "unknown": nothing can be looked up at Meta (no API lists sent messages), and the status webhook
+        carrying the evidence settles the message by itself. Never "absent"."""
+        from wabulk.models import VERIFY_SENT, VERIFY_UNKNOWN, Verification
+
+        wamid = self._accepted.get(evidence or "")
+        if wamid is not None:
+            return Verification(VERIFY_SENT, "accepted by the Graph API", message_ref=wamid)
+        return Verification(VERIFY_UNKNOWN, "the Cloud API reports outcomes by webhook only")
+
+    def read_receipt(self, phone: str, body: str, since: float) -> str | None:
+        return None  # receipts are pushed by webhook
+
+    def restart(self) -> None:
+        self.close()
+        self.start()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _translate(exc: ge.GraphError) -> Exception:
+    """A Graph rejection as the classified error the worker decides on (scope, transient)."""
+    from wabulk import errors
+
+    line, cls = exc.line(), exc.error_class
+    if exc.kind == ge.ACCOUNT:
+        return errors.SendError(line, error_class=cls, scope=errors.SCOPE_ACCOUNT)
+    if exc.kind == ge.JOB:
+        err = errors.PermanentSendError(line, error_class=cls, scope=errors.SCOPE_JOB)
+        return err
+    if exc.kind == ge.TRANSIENT:
+        return errors.TransientSendError(line, error_class=cls, scope=errors.SCOPE_RECIPIENT)
+    return errors.PermanentSendError(line, error_class=cls, scope=errors.SCOPE_RECIPIENT)
+
+
+def open_provider(settings: Any, session: Any) -> CloudProvider:
+    """The ``sender.open_sender("cloud", …)`` factory: the session's phone number id and the token from
+    the environment (never from the database)."""
+    from wabulk import settings as cfg
+    from wabulk.errors import ConfigError
+
+    pid = str((session.settings or {}).get("phone_number_id") or "")
+    if not pid:
+        raise ConfigError(f"session {session.name!r} has no phone number id: run wabulk login --cloud")
+    return CloudProvider(
+        session.name, pid, token=cfg.cloud_token(), base_url=cfg.graph_url(), rate=cfg.cloud_mps()
+    )

@@ -39,7 +39,7 @@ from .provider import DEFAULT_SETTLE_SECONDS, CloudSender, SendReport
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IN_FLIGHT = 64
+DEFAULT_IN_FLIGHT = 32  # measured: 64 threads cost ~1.8 ms CPU per message (GIL contention) vs ~1.1 ms at 32
 DEFAULT_LEASE_SECONDS = 120.0
 HEARTBEAT_EVERY = 5.0
 TURN_EVERY = 0.02  # at most this long between two turns (one durable transaction each) while busy

@@ -8,11 +8,12 @@ anything is written, naming what is wrong.
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from wabulk.errors import BadInput, ConfigError, WabulkError
@@ -31,6 +32,7 @@ READ_TIMEOUT = 30.0
 
 # {{1}}, {{2}} … (positional) or {{first_name}} (named parameters).
 _PARAM = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+_MEDIA_HEADERS = ("IMAGE", "VIDEO", "DOCUMENT", "LOCATION")
 
 
 class GraphRequestError(WabulkError):
@@ -49,6 +51,25 @@ def body_params(components: Sequence[Mapping[str, Any]] | None) -> int:
     return 0
 
 
+def other_params(components: Sequence[Mapping[str, Any]] | None) -> int:
+    """How many parameters a template takes outside its body: a text header's placeholders, one for a
+    media header (image, video, document), one per URL button whose url has a placeholder."""
+    n = 0
+    for comp in components or ():
+        kind = str(comp.get("type", "")).upper()
+        if kind == "HEADER":
+            fmt = str(comp.get("format") or "TEXT").upper()
+            if fmt in _MEDIA_HEADERS:
+                n += 1
+            else:
+                n += len(dict.fromkeys(_PARAM.findall(str(comp.get("text") or ""))))
+        elif kind == "BUTTONS":
+            for button in comp.get("buttons") or ():
+                if isinstance(button, dict) and _PARAM.search(str(button.get("url") or "")):
+                    n += 1
+    return n
+
+
 def parse_template(item: Mapping[str, Any]) -> CatalogueTemplate | None:
     """One template object of the Graph API's list, or None when it lacks a name or language."""
     name = item.get("name")
@@ -57,13 +78,20 @@ def parse_template(item: Mapping[str, Any]) -> CatalogueTemplate | None:
         return None
     category = item.get("category")
     tid = item.get("id")
+    components = item.get("components")
+    if not isinstance(components, list):
+        components = []
+    fmt = item.get("parameter_format")
     return CatalogueTemplate(
         name=name,
         language=language,
         status=str(item.get("status") or "UNKNOWN").upper(),
         category=str(category).upper() if category else None,
-        params=body_params(item.get("components")),
+        params=body_params(components),
         template_id=str(tid) if tid is not None else None,
+        other_params=other_params(components),
+        parameter_format=str(fmt).upper() if fmt else None,
+        components=json.dumps(components, ensure_ascii=False),
     )
 
 
@@ -104,6 +132,27 @@ def fetch_templates(
     finally:
         if own:
             http.close()
+
+
+def token_wabas(base_url: str, version: str, token: str, *, client: Any = None) -> list[str]:
+    """The WhatsApp Business Accounts the token may manage (``GET /debug_token``: its granular scope
+    ``whatsapp_business_management``); empty when Meta does not say."""
+    import httpx
+
+    own = client is None
+    http = client or httpx.Client(timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT))
+    try:
+        page = _get(http, f"{base_url.rstrip('/')}/{version}/debug_token", {"input_token": token}, token)
+    finally:
+        if own:
+            http.close()
+    data = page.get("data")
+    if not isinstance(data, dict):
+        return []
+    for scope in data.get("granular_scopes") or ():
+        if isinstance(scope, dict) and scope.get("scope") == "whatsapp_business_management":
+            return [str(t) for t in scope.get("target_ids") or () if str(t).isdigit()]
+    return []
 
 
 def _get(http: Any, url: str, params: Mapping[str, Any], token: str) -> dict[str, Any]:
@@ -151,9 +200,12 @@ class SyncResult:
         return sum(1 for t in self.templates if t.approved)
 
 
-def resolve_waba_id(queue: Queue, session: str, given: str | None) -> str:
+def resolve_waba_id(
+    queue: Queue, session: str, given: str | None, *, discover: Callable[[], list[str]] | None = None
+) -> str:
     """The WhatsApp Business Account whose templates ``session`` sends: ``given``, else the one the last
-    sync of this session used. ConfigError when neither says."""
+    sync of this session used, else the only one ``discover()`` (the token's) names. ConfigError when
+    none says."""
     if given is not None:
         waba = given.strip()
         if not waba.isdigit():
@@ -162,10 +214,32 @@ def resolve_waba_id(queue: Queue, session: str, given: str | None) -> str:
     last = queue.catalogue_syncs().get(session)
     if last is not None:
         return last[0]
+    if discover is not None:
+        found = discover()
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ConfigError(
+                f"the token may use {len(found)} WhatsApp Business Accounts ({', '.join(found)}): "
+                "choose one with --waba-id"
+            )
     raise ConfigError(
         f"the WhatsApp Business Account id of session {session!r} is not known yet: pass --waba-id "
         "(WhatsApp Manager shows it beside the account name)"
     )
+
+
+def _sync_error(exc: GraphRequestError, waba_id: str) -> NoReturn:
+    if exc.code in (0, 190) or (exc.code is not None and 200 <= exc.code <= 299):
+        raise ConfigError(
+            f"the Graph API refused the access token (code {exc.code}): set a working WABULK_CLOUD_TOKEN"
+        ) from None
+    if exc.code == 100:
+        raise ConfigError(
+            f"the Graph API does not know WhatsApp Business Account {waba_id!r} or the token has no "
+            f"permission on it (code 100): check --waba-id"
+        ) from None
+    raise ConfigError(f"templates sync failed: {exc}") from None
 
 
 def sync_templates(
@@ -187,18 +261,27 @@ def sync_templates(
     try:
         templates = fetch_templates(base_url, version, waba_id, token, client=client)
     except GraphRequestError as exc:
-        if exc.code == 190:
-            raise ConfigError(
-                "the Graph API refused the access token (code 190): set a working WABULK_CLOUD_TOKEN"
-            ) from None
-        if exc.code == 100:
-            raise ConfigError(
-                f"the Graph API does not know WhatsApp Business Account {waba_id!r} or the token has no "
-                f"permission on it (code 100): check --waba-id"
-            ) from None
-        raise ConfigError(f"templates sync failed: {exc}") from None
+        _sync_error(exc, waba_id)
     queue.replace_catalogue(session, waba_id, templates, synced_at=time.time() if now is None else now)
     return SyncResult(session, waba_id, templates)
+
+
+def sync_waba(
+    queue: Queue, session: str, waba_id: str | None, *, token: str | None, base_url: str, version: str
+) -> SyncResult:
+    """``wabulk templates sync``: find the account (``waba_id``, the last sync's, or the token's only one),
+    then :func:`sync_templates`."""
+    if not token:
+        raise ConfigError("no access token: set WABULK_CLOUD_TOKEN (the system-user token of the app)")
+
+    def discover() -> list[str]:
+        try:
+            return token_wabas(base_url, version, token)
+        except GraphRequestError as exc:
+            return _sync_error(exc, "?")
+
+    waba = resolve_waba_id(queue, session, waba_id, discover=discover)
+    return sync_templates(queue, session, waba, token=token, base_url=base_url, version=version)
 
 
 # --- the checks of enqueue --template -----------------------------------------------------------------
@@ -264,6 +347,13 @@ def check_template(catalogue: Catalogue, name: str, language: str, nparams: int)
             f"template {name!r} ({language}) is {in_lang[0].status}, not APPROVED: Meta refuses to send it"
             + (f" (approved in: {', '.join(approved_langs)})" if approved_langs else "")
         )
+    simple = [t for t in ok if not t.other_params]
+    if not simple:
+        raise BadInput(
+            f"template {name!r} ({language}) has parameters in its header or buttons, which wabulk does not "
+            "fill yet: use a template whose parameters are all in its body"
+        )
+    ok = simple
     fits = [t for t in ok if t.params == nparams]
     if not fits:
         want = ok[0].params

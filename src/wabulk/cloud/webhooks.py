@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,12 +136,22 @@ class Answer:
 
 
 class WebhookReceiver:
-    """The webhook endpoint's logic, independent of the web framework. One Queue per call (thread-safe)."""
+    """The webhook endpoint's logic, independent of the web framework (thread-safe: a queue per thread)."""
 
     def __init__(self, db: Path, *, app_secret: str | None, verify_token: str | None) -> None:
         self.db = db
         self.app_secret = app_secret
         self.verify_token = verify_token
+        # One queue per worker thread, kept open: opening one per POST cost more than storing the statuses.
+        self._local = threading.local()
+
+    def _queue(self) -> Any:
+        from wabulk.queue import Queue
+
+        q = getattr(self._local, "queue", None)
+        if q is None:
+            q = self._local.queue = Queue(self.db, synchronous="FULL")
+        return q
 
     def get(self, query_string: str) -> Answer:
         """The GET handshake."""
@@ -162,13 +173,16 @@ class WebhookReceiver:
         statuses = parse_statuses(payload)
         if not statuses:
             return Answer(200, "ok")
-        from wabulk.queue import Queue
-
         # An error here (database busy for minutes, disk full) propagates: no 200, Meta retries later.
-        with Queue(self.db, synchronous="FULL") as q:
+        q = self._queue()
+        try:
             result = q.apply_cloud_statuses(statuses)
             if result.failed:
                 _pause_accounts(q, result.failed)
+        except Exception:
+            self._local.queue = None  # a broken connection is not reused
+            q.close()
+            raise
         return Answer(
             200, f"ok: {result.applied} applied, {result.duplicates} known, {result.unknown} ignored"
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -33,7 +34,8 @@ from .guard import COOKIE, Guard, csrf_token
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
 # A QR older than this is not shown: WhatsApp rotates it about every 20 s, so it has surely expired.
 QR_FRESH_SECONDS = 90.0
-MESSAGES_PAGE = 200
+MESSAGES_PAGE = 50
+MESSAGES_PAGE_MAX = 1000
 _UPLOAD_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f/\\]")
 
@@ -72,6 +74,7 @@ def message_row(m: Any) -> dict[str, Any]:
         "delivered_at": m.delivered_at,
         "read_at": m.read_at,
         "session": m.sent_by_session,
+        "body": m.body,
     }
 
 
@@ -156,15 +159,20 @@ def create_app(settings: Settings, *, token: str, max_upload: int = DEFAULT_MAX_
     def messages(
         job_id: int, status: str | None = None, offset: int = 0, limit: int = MESSAGES_PAGE
     ) -> dict[str, Any]:
-        """The job's messages (by id), with status, error and receipts; ``status`` filters."""
-        import itertools
-
-        limit = max(1, min(limit, 1000))
+        """One page of the job's messages (by id), with text, status, error and receipts; ``status``
+        filters; ``total`` is how many match, so a list can page through all of them."""
+        limit = max(1, min(limit, MESSAGES_PAGE_MAX))
+        offset = max(0, offset)
         with queue() as q:
-            q.get_job(job_id)
-            rows = (m for m in q.iter_messages(job_id) if status is None or m.status == status)
-            page = [message_row(m) for m in itertools.islice(rows, max(0, offset), max(0, offset) + limit)]
-        return {"job_id": job_id, "offset": offset, "messages": page}
+            total, page = q.message_page(job_id, status=status, offset=offset, limit=limit)
+        return {
+            "job_id": job_id,
+            "status": status,
+            "offset": offset,
+            "limit": limit,
+            "total": total,
+            "messages": [message_row(m) for m in page],
+        }
 
     @app.post("/api/jobs", tags=["jobs"])
     def enqueue(
@@ -184,11 +192,18 @@ def create_app(settings: Settings, *, token: str, max_upload: int = DEFAULT_MAX_
         ] = None,
         max_attempts: Annotated[int, Form(ge=1, le=20)] = 3,
         dry_run: Annotated[bool, Form(description="Validate and preview; write nothing.")] = False,
+        attachment: Annotated[
+            UploadFile | None,
+            File(description="Image, video or document sent with each message (the text is its caption)."),
+        ] = None,
     ) -> JSONResponse:
-        """Queue a job, as `wabulk enqueue --json` (dry_run: preview, with the rejected rows)."""
+        """Queue a job, as `wabulk enqueue --json` (dry_run: preview, with the rejected rows and the
+        file's columns: every header and the phone and name columns detected)."""
         return _enqueue(
             queue,
             file,
+            attachment=attachment,
+            attachments_dir=settings.home / "attachments",
             message=message,
             name=name,
             country=country,
@@ -308,15 +323,17 @@ def create_app(settings: Settings, *, token: str, max_upload: int = DEFAULT_MAX_
 
     @app.get("/api/notifications", tags=["status"])
     def notifications(limit: int = 50) -> list[dict[str, Any]]:
-        """The most recent notifications and whether they were delivered."""
-        from wabulk.notify import store
+        """The most recent notifications and whether they were delivered. ``target`` is described
+        without the secrets a webhook URL may carry; ``text`` is what the notification said."""
+        from wabulk.notify import describe, store
 
         with queue() as q:
             return [
                 {
                     "id": n.id,
                     "kind": n.kind,
-                    "target": n.target,
+                    "target": describe(n.target),
+                    "text": n.payload.get("text") if isinstance(n.payload, dict) else None,
                     "status": n.status,
                     "attempts": n.attempts,
                     "created_at": n.created_at,
@@ -377,10 +394,48 @@ def _normalize(numbers: list[str], country: Any) -> list[str]:
     return normalize_phones(numbers, country if isinstance(country, str) else None)
 
 
+def _columns(src: Path, country: str | None) -> dict[str, Any]:
+    """The file's headers and the phone and name columns wabulk picks by itself (None when it finds
+    none): what the dashboard's column-mapping step shows and lets the user change."""
+    from wabulk.contacts import open_contacts, read_header
+
+    try:
+        headers = read_header(src)
+    except errors.WabulkError:
+        return {"headers": [], "phone": None, "name": None}
+    try:
+        with open_contacts(src, country=country) as cf:
+            return {"headers": headers, "phone": cf.phone_column, "name": cf.name_column}
+    except errors.WabulkError:
+        return {"headers": headers, "phone": None, "name": None}
+
+
+def _save_attachment(upload: UploadFile, folder: Path) -> Path:
+    """Keep an uploaded attachment under ``folder`` (a new private sub-folder per upload, under the file's
+    own base name: WhatsApp shows a document's name to the recipient)."""
+    from wabulk.settings import ensure_private_dir
+
+    name = _safe_name(upload.filename or "attachment")
+    where = ensure_private_dir(folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}")
+    path = where / name
+    with open(path, "wb") as fh:
+        shutil.copyfileobj(upload.file, fh)
+    return path
+
+
 def _enqueue(
-    queue: Any, upload: UploadFile, *, session: str | None, at: str | None, **kw: Any
+    queue: Any,
+    upload: UploadFile,
+    *,
+    session: str | None,
+    at: str | None,
+    attachment: UploadFile | None,
+    attachments_dir: Path,
+    **kw: Any,
 ) -> JSONResponse:
-    """Save the upload in a private temp dir under a fixed name, run the importer on it, answer."""
+    """Save the upload in a private temp dir under a fixed name, run the importer on it, answer. A real
+    job's attachment is kept under ``attachments_dir`` (the worker reads it when it sends); a preview's
+    only in the temp dir."""
     from wabulk.contacts import default_country
     from wabulk.importer import enqueue_file, parse_when
 
@@ -395,6 +450,11 @@ def _enqueue(
         with open(src, "wb") as fh:
             shutil.copyfileobj(upload.file, fh)
         rejects_path = tmp / "rejects.csv"
+        country = kw["country"] or default_country()
+        # A browser sends an empty part for an attachment field left empty.
+        attach: Path | None = None
+        if attachment is not None and attachment.filename:
+            attach = _save_attachment(attachment, tmp if dry_run else attachments_dir)
         try:
             not_before = parse_when(at, time.time()) if at else None
             sessions = tuple(s.strip() for s in session.split(",") if s.strip()) if session else ()
@@ -405,11 +465,12 @@ def _enqueue(
                     src,
                     message=kw["message"],
                     name=kw["name"] or filename,
-                    country=kw["country"] or default_country(),
+                    country=country,
                     phone_column=kw["phone_column"],
                     name_column=kw["name_column"],
                     not_before=not_before,
                     max_attempts=kw["max_attempts"],
+                    attachment=attach,
                     sessions=sessions,
                     rejects_path=rejects_path,
                     dry_run=dry_run,
@@ -418,15 +479,27 @@ def _enqueue(
                 if q is not None:
                     q.close()
         except errors.WabulkError as exc:
+            if attach is not None and not dry_run:
+                shutil.rmtree(attach.parent, ignore_errors=True)  # no job will ever read it
             # The file's own name, as the CLI names the file it was given, not the private temp copy.
             text = str(exc).replace(str(src.resolve()), filename).replace(str(src), filename)
-            return JSONResponse(
-                {"error": text, "exit_code": exc.exit_code, "rejects": _read_rejects(rejects_path)},
-                status_code=_status_code(exc),
-            )
+            if attach is not None:
+                text = text.replace(str(attach.resolve()), attach.name).replace(str(attach), attach.name)
+            body: dict[str, Any] = {
+                "error": text,
+                "exit_code": exc.exit_code,
+                "rejects": _read_rejects(rejects_path),
+            }
+            if dry_run:
+                body["columns"] = _columns(src, country)
+            return JSONResponse(body, status_code=_status_code(exc))
         out: dict[str, Any] = result.as_json()
         out["notices"] = list(result.notices)
         out["rejects"] = _read_rejects(rejects_path)
+        out["phone_column"] = result.phone_column
+        out["name_column"] = result.name_column
+        if dry_run:
+            out["columns"] = _columns(src, country)
         return JSONResponse(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,7 +9,10 @@ from wabulk.models import CatalogueTemplate
 
 from .base import QueueBase, _guarded
 
-_COLS = "waba_id, name, language, session, category, status, params, template_id, synced_at"
+_COLS = (
+    "waba_id, name, language, session, category, status, params, template_id, synced_at, other_params,"
+    " parameter_format, components"
+)
 
 
 class CatalogueMixin(QueueBase):
@@ -21,7 +24,20 @@ class CatalogueMixin(QueueBase):
         """Replace the catalogue of ``waba_id`` (synced through ``session``) with ``templates``, in one
         transaction: a sync cut short leaves the previous catalogue whole. Returns how many were stored."""
         rows = [
-            (waba_id, t.name, t.language, session, t.category, t.status, t.params, t.template_id, synced_at)
+            (
+                waba_id,
+                t.name,
+                t.language,
+                session,
+                t.category,
+                t.status,
+                t.params,
+                t.template_id,
+                synced_at,
+                t.other_params,
+                t.parameter_format,
+                t.components,
+            )
             for t in templates
         ]
         with self._tx() as conn:
@@ -29,7 +45,7 @@ class CatalogueMixin(QueueBase):
             # A session re-pointed to another WABA no longer speaks for its old one.
             conn.execute("DELETE FROM cloud_templates WHERE session = ?", (session,))
             conn.executemany(
-                f"INSERT OR REPLACE INTO cloud_templates ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                f"INSERT OR REPLACE INTO cloud_templates ({_COLS}) VALUES ({', '.join('?' * 12)})", rows
             )
             conn.execute(
                 "INSERT OR REPLACE INTO cloud_template_syncs (session, waba_id, synced_at, templates)"
@@ -57,6 +73,9 @@ class CatalogueMixin(QueueBase):
                 params=r[6],
                 template_id=r[7],
                 synced_at=r[8],
+                other_params=r[9],
+                parameter_format=r[10],
+                components=r[11],
             )
             for r in rows
         ]

@@ -57,7 +57,8 @@ from .base import (
     write_tx,
 )
 
-CALLBACK_PREFIX = "wb1:"
+CALLBACK_PREFIX = "wb1:"  # the fast path's callback data: wb1:<message id>:<send>
+EVIDENCE_PREFIX = "wbe:"  # the provider interface's: an unguessable token stored with the stamp
 UNKNOWN_TEXT = "outcome unknown"
 _FAIL_RANK = 0  # a failed status ranks below sent: it never overrides a delivered/read one
 
@@ -652,6 +653,21 @@ class CloudMixin(QueueBase):
                     and row[3] != UNKNOWN_OUTCOME
                 ):
                     row = None
+            elif st.callback and st.callback.startswith(EVIDENCE_PREFIX):
+                # The provider interface's token (sender.Provider): stored with the stamp as its evidence.
+                row = (
+                    conn.execute(
+                        f"SELECT {_STATUS_COLS} FROM messages INDEXED BY idx_messages_lease"
+                        " WHERE status = 'sending' AND send_snapshot = ?",
+                        (st.callback,),
+                    ).fetchone()
+                    or conn.execute(
+                        f"SELECT {_STATUS_COLS} FROM messages INDEXED BY idx_messages_unknown"
+                        f" WHERE status = 'failed' AND error_class = '{UNKNOWN_OUTCOME}'"
+                        " AND send_snapshot = ?",
+                        (st.callback,),
+                    ).fetchone()
+                )
         if row is None:
             result.unknown += 1
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 from wabulk import errors
 from wabulk.models import (
@@ -53,6 +54,25 @@ class ReadingMixin(QueueBase):
             lo - 1,
             lambda m: m.id,
         )
+
+    @_guarded
+    def message_page(
+        self, job_id: int, *, status: str | None = None, offset: int = 0, limit: int = 100
+    ) -> tuple[int, list[Message]]:
+        """One page of a job's messages by id (only ``status`` when given) and how many there are in
+        all, for a list that pages with a total. JobNotFound for a bad id."""
+        self._job(self.conn, job_id)
+        where = "job_id = ?"
+        params: list[Any] = [job_id]
+        if status is not None:
+            where += " AND status = ?"
+            params.append(status)
+        (total,) = self.conn.execute(f"SELECT count(*) FROM messages WHERE {where}", params).fetchone()
+        rows = self.conn.execute(
+            f"SELECT {_MESSAGE_COLS} FROM messages WHERE {where} ORDER BY id LIMIT ? OFFSET ?",
+            [*params, max(0, limit), max(0, offset)],
+        ).fetchall()
+        return int(total), [self._message_from_row(r) for r in rows]
 
     @_guarded
     def events(

@@ -52,6 +52,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "open_windows": [],  # a 24-hour customer service window is open (text allowed, utility free)
     "all_windows_open": False,
     "marketing_capped": [],  # marketing templates fail by webhook 131049
+    "us_marketing_blocked": True,  # marketing templates to US numbers are not delivered (since Apr 2025)
     "never_deliver": [],  # 'sent' only (phone off)
     "username_users": [],  # adopted a username: statuses carry recipient_user_id (BSUID), no recipient_id
     "wa_ids": {},  # input digits -> the canonical wa_id the API answers (Brazil/Mexico rewrites)
@@ -237,6 +238,31 @@ class Fault:
         return out
 
 
+TIERS = ("TIER_250", "TIER_2K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED")
+
+
+def _limit_event(key: str, old: Any, new: Any) -> str | None:
+    """The ``phone_number_quality_update`` event a change of a number's facts causes, if any."""
+    if key == "whatsapp_business_manager_messaging_limit" and old in TIERS and new in TIERS and old != new:
+        return "UPGRADE" if TIERS.index(new) > TIERS.index(old) else "DOWNGRADE"
+    if key == "throughput" and isinstance(new, dict) and new.get("level") == "HIGH":
+        if not isinstance(old, dict) or old.get("level") != "HIGH":
+            return "THROUGHPUT_UPGRADE"
+    return None
+
+
+def _is_us(wa_id: str) -> bool:
+    """Whether a wa_id is a US number (+1 with a US area code, not Canada or the Caribbean)."""
+    if not wa_id.startswith("1"):
+        return False
+    import phonenumbers
+
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse("+" + wa_id)) == "US"
+    except phonenumbers.NumberParseException:
+        return False
+
+
 def _post_accept(fault: Fault) -> bool:
     """Whether ``fault`` acts after the request took effect (the message was accepted)."""
     return fault.kind in POST_ACCEPT_KINDS or (fault.kind == "html" and bool(fault.accepted))
@@ -375,7 +401,20 @@ class GraphApp:
                     value = {"level": value}
                 if key not in phone:
                     raise ValueError(f"unknown phone number fact {key!r}")
+                event = _limit_event(key, phone[key], value)
                 phone[key] = value
+                if event is not None:
+                    self.account_webhook(
+                        "phone_number_quality_update",
+                        {
+                            "display_phone_number": digits(phone["display_phone_number"]),
+                            "event": event,
+                            "max_daily_conversations_per_business": phone[
+                                "whatsapp_business_manager_messaging_limit"
+                            ],
+                        },
+                        waba_id=str(phone["waba_id"]),
+                    )
             self._waba(str(phone["waba_id"]))
             self._buckets.pop(phone_id, None)
             return copy.deepcopy(phone)
@@ -389,15 +428,32 @@ class GraphApp:
                 self._waba(wid)["templates"] = copy.deepcopy(entries)
 
     def set_template_status(self, name: str, status: str, language: str | None = None) -> int:
-        """Set the status (APPROVED, PAUSED, DISABLED …) of a template in every WABA; how many changed."""
+        """Set the status (APPROVED, PAUSED, DISABLED …) of a template in every WABA; how many changed.
+        Each change is told by a ``message_template_status_update`` webhook, as Meta does."""
         n = 0
         with self.lock:
-            for waba in self.wabas.values():
+            for waba_id, waba in self.wabas.items():
                 for t in waba["templates"]:
                     if t["name"] == name and (language is None or t["language"] == language):
+                        if t["status"] != status:
+                            value = {
+                                "event": status,
+                                "message_template_id": int(t["id"]),
+                                "message_template_name": t["name"],
+                                "message_template_language": t["language"],
+                                "reason": "LOW_QUALITY" if status == "PAUSED" else None,
+                            }
+                            self.account_webhook("message_template_status_update", value, waba_id=waba_id)
                         t["status"] = status
                         n += 1
         return n
+
+    def account_webhook(self, field: str, value: dict[str, Any], waba_id: str | None = None) -> None:
+        """A webhook of another field than ``messages`` (account_update, phone_number_quality_update,
+        message_template_status_update …): ``{"field": field, "value": value}`` for the WABA."""
+        with self.lock:
+            wid = waba_id or str(next(iter(self.phones.values()))["waba_id"])
+            self._enqueue(time.time(), f"waba:{wid}", f"field:{field}", value)
 
     def add_fault(self, kind: str, **spec: Any) -> int:
         """Script a fault (see the README's table); returns its id."""
@@ -415,6 +471,11 @@ class GraphApp:
             raise ValueError(f"unknown fault option(s): {', '.join(sorted(unknown))}")
         if kind == "error" and not isinstance(spec.get("code"), int):
             raise ValueError("an 'error' fault needs an integer code")
+        count, rate = spec.get("count"), spec.get("rate")
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise ValueError("count must be a positive integer")
+        if rate is not None and (not isinstance(rate, (int, float)) or not 0 <= rate <= 1):
+            raise ValueError("rate must be between 0 and 1")
         with self.lock:
             fault = Fault(
                 id=next(self._fault_ids),
@@ -997,6 +1058,8 @@ class GraphApp:
             )
         elif category == "marketing" and wa_id in cfg["marketing_capped"] and not in_window:
             failure = (131049, "This message was not delivered to maintain healthy ecosystem engagement.")
+        elif category == "marketing" and cfg["us_marketing_blocked"] and _is_us(wa_id):
+            failure = (131049, "Marketing template messages are not delivered to US phone numbers.")
         if template is None:
             pricing = {
                 "billable": False,
@@ -1164,6 +1227,12 @@ class GraphApp:
             groups.setdefault((phone_id, kind), []).append(obj)
         by_waba: dict[str, list[dict[str, Any]]] = {}
         for (pid, kind), objs in groups.items():
+            if kind.startswith("field:"):  # account-level fields: one change per event
+                for obj in objs:
+                    by_waba.setdefault(pid.removeprefix("waba:"), []).append(
+                        {"field": kind[6:], "value": obj}
+                    )
+                continue
             phone = self.phones.get(pid) or default_phone(pid)
             for i in range(0, len(objs), per_change):
                 chunk = objs[i : i + per_change]

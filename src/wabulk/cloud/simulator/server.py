@@ -175,6 +175,11 @@ class GraphSimulator:
         """A customer message: webhook (with ``contacts`` and ``messages``) + an open window. Its wamid."""
         return self.app.inbound(from_, text, name)
 
+    def account_webhook(self, field: str, value: dict[str, Any], waba_id: str | None = None) -> None:
+        """A webhook of another field (``account_update`` …). Template status changes and messaging-limit
+        or throughput changes of :meth:`set_template_status` / :meth:`set_phone` send theirs already."""
+        self.app.account_webhook(field, value, waba_id)
+
     def value_error(self, code: int = 130429, details: str = "") -> None:
         """A value-level ``errors`` webhook (no wamid)."""
         self.app.value_error(code, details)
@@ -351,6 +356,9 @@ class GraphSimulator:
             return _reply(200, {"ok": True})
         if path == "inbound" and method == "POST":
             return _reply(200, {"wamid": self.inbound(str(body["from"]), str(body.get("text", "")))})
+        if path == "account_webhook" and method == "POST":
+            self.account_webhook(str(body["field"]), dict(body["value"]), body.get("waba_id"))
+            return _reply(200, {"ok": True})
         if path == "value_error" and method == "POST":
             self.value_error(int(body.get("code", 130429)), str(body.get("details", "")))
             return _reply(200, {"ok": True})

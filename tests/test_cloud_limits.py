@@ -1,0 +1,80 @@
+"""The messaging limit (unique recipients per rolling 24 h) as the daily cap of template sends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wabulk.cloud.limits import (
+    FALLBACK_TIER,
+    LimitGate,
+    account_limit,
+    describe,
+    limit_of,
+    recipients_in_window,
+)
+from wabulk.models import NewJob, NewMessage
+from wabulk.queue import Queue
+
+
+def test_the_current_field_wins_and_an_unknown_tier_is_the_lowest() -> None:
+    facts = {
+        "whatsapp_business_manager_messaging_limit": "TIER_10K",
+        "messaging_limit_tier": "TIER_1K",
+        "quality_rating": "yellow",
+        "throughput": {"level": "STANDARD"},
+    }
+    got = account_limit(facts)
+    assert (got.tier, got.limit, got.quality, got.reported, got.throughput) == (
+        "TIER_10K",
+        10_000,
+        "YELLOW",
+        True,
+        "STANDARD",
+    )
+    assert account_limit({"messaging_limit_tier": "TIER_1K"}).limit == 1_000  # ≤ v23.0
+    unknown = account_limit({"whatsapp_business_manager_messaging_limit": "TIER_42"})
+    assert (unknown.tier, unknown.limit, unknown.reported) == (FALLBACK_TIER, 250, False)
+    assert limit_of("TIER_UNLIMITED") is None and limit_of(None) == 250
+    assert describe(unknown, 3) == (
+        "quality UNKNOWN, messaging limit 250 people/24 h (not reported, TIER_250 assumed), 3 used"
+    )
+
+
+def test_gate_counts_unique_recipients_and_refuses_new_ones_past_the_limit() -> None:
+    gate = LimitGate(2, {"+1"})
+    assert gate.allow("+1") and gate.allow("+2")  # +1 was already counted in the window
+    assert not gate.allow("+3")
+    assert gate.allow("+2")  # someone already messaged may be messaged again
+    assert (gate.used, gate.remaining, gate.refused) == (2, 0, 1)
+    assert gate.refusal().startswith(
+        "messaging limit reached: 2 unique recipients in the last 24 hours (limit 2)"
+    )
+    assert LimitGate(None).allow("+9")
+
+
+def test_window_counts_template_sends_of_the_session_in_the_last_24_hours(db_path: Path) -> None:
+    now = 1_000_000.0
+    q = Queue(db_path)
+    tpl = q.enqueue(
+        NewJob(name="t", template="t (en_US)", template_name="t", template_lang="en_US"),
+        [
+            NewMessage(phone=p, body="t", params=("x",))
+            for p in ("+14155550001", "+14155550002", "+14155550003")
+        ],
+    ).job_id
+    text = q.enqueue(NewJob(name="text", template="hi"), [NewMessage(phone="+14155550009", body="hi")]).job_id
+    with q._tx() as conn:  # what the Cloud run's stamp and sent mark record
+        conn.execute(
+            "UPDATE messages SET send_started_at = ?, send_started_session = 'biz' WHERE job_id = ?",
+            (now - 3600, tpl),
+        )
+        conn.execute("UPDATE messages SET send_started_at = ? WHERE phone = '+14155550003'", (now - 90_000,))
+        conn.execute(
+            "UPDATE messages SET send_started_at = ?, send_started_session = 'biz' WHERE job_id = ?",
+            (now - 60, text),
+        )
+    assert recipients_in_window(q, ["biz"], now=now) == {"+14155550001", "+14155550002"}
+    assert recipients_in_window(q, ["other"], now=now) == set()
+    gate = LimitGate.for_session(q, "biz", {"messaging_limit": "TIER_250"}, now=now)
+    assert (gate.limit, gate.used) == (250, 2)
+    q.close()
