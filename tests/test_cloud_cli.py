@@ -151,3 +151,15 @@ def test_the_token_never_appears_in_the_database_logs_api_or_doctor(
             assert got.status_code == 200 and TOKEN not in got.text
     stored = b"".join(p.read_bytes() for p in isolated_home.rglob("*") if p.is_file())
     assert TOKEN.encode() not in stored
+
+
+def test_the_messaging_limit_is_the_daily_cap_of_template_sends(db_path: Path, sim: Any) -> None:
+    sim.set_phone(PHONE_ID, whatsapp_business_manager_messaging_limit="TIER_250", mps=1000)
+    assert invoke("login", "--session", "biz", "--cloud", "--phone-number-id", PHONE_ID)[0] == 0
+    job = enqueue(db_path, 260, template_name="order_ready", template_lang="en_US")
+    code, _, err = invoke("run", "--session", "biz", "--until-done", "--rate", "500")
+    assert code == exitcodes.ATTENTION and "messaging limit reached" in err
+    with Queue(db_path) as q:
+        counts = q.counts(job)
+    assert counts["sent"] == 250 and counts["pending"] == 10 and counts["failed"] == 0, (counts, err)
+    assert len(sim.accepted()) == 250

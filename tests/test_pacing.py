@@ -182,3 +182,18 @@ def test_eta_accounts_for_pacing_cap_and_quiet_hours() -> None:
     capped = estimate_eta(100, p, send_seconds=2, left_today=10, daily_cap_today=40, now=now, day_ends_at=end)
     assert capped is not None and capped > 2 * DAY  # 10 today, then 40 + 40 + 10 on three more days
     assert estimate_eta(0, p, send_seconds=2, left_today=0, daily_cap_today=40, now=now, day_ends_at=end) == 0
+
+
+def test_eta_of_a_job_scheduled_for_later_starts_at_its_time() -> None:
+    p = PROFILES["fast"]
+    now = 1_000_000.0
+    kw = {
+        "send_seconds": 1.0,
+        "left_today": 10**9,
+        "daily_cap_today": 10**9,
+        "now": now,
+        "day_ends_at": now + 3600,
+    }
+    soon = estimate_eta(10, p, **kw)  # type: ignore[arg-type]
+    later = estimate_eta(10, p, start_at=now + 7200, **kw)  # type: ignore[arg-type]
+    assert soon is not None and later is not None and later == pytest.approx(7200 + soon)

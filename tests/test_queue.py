@@ -1076,3 +1076,21 @@ def test_migrations_recorded_on_open(q: Queue) -> None:
         )
     ]
     assert names == migrations.names()
+
+
+def test_a_dead_worker_on_this_host_is_not_alive(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    q = Queue(tmp_path / "q.db")
+    try:
+        q.register_worker("s", pid=dead.pid, host=socket.gethostname())
+        [w] = q.workers()  # its heartbeat is fresh, but its process is gone: not "alive yes" for 15 s
+        assert not w.alive
+        q.register_worker("t", pid=dead.pid, host="another-host")
+        assert {w.session: w.alive for w in q.workers()} == {"s": False, "t": True}  # there: the heartbeat
+    finally:
+        q.close()

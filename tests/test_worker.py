@@ -844,3 +844,118 @@ def test_a_template_job_is_never_sent_as_text_by_a_browser_session(
     assert (m.status, m.attempts, m.send_started_at) == ("pending", 0, None)
     assert m.next_attempt_at is not None and m.next_attempt_at > clock.t + 60
     assert any("only a Cloud API session can send it" in e.text for e in events)
+
+
+# --- the daily cap, scheduled jobs and logins: what status, the live view and the worker say --------------
+
+
+def test_status_and_the_worker_agree_on_a_reached_cap(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    from wabulk.pacing import local_zone, next_local_midnight
+    from wabulk.report import status_report
+
+    job = enqueue(queue, phones(25))
+    worker = make_worker(queue, fake, clock, daily_cap=100)
+    outcomes = [worker.run_once().outcome for _ in range(21)]
+    assert outcomes == ["sent"] * 20 + ["cap"]  # day 1 of the warm-up ramp: 20
+    report = status_report(queue, job_id=None, undelivered_after_seconds=86400, pace="balanced", now=clock())
+    [row] = report.sessions
+    assert (row["sent_today"], row["cap_today"], row["daily_cap"], row["warmup_day"]) == (20, 20, 100, 1)
+    midnight = next_local_midnight(clock(), local_zone())
+    assert row["cap_reached"] and row["waiting_until"] == midnight
+    [jrow] = report.jobs
+    assert jrow["id"] == job and jrow["waiting_until"] == midnight
+    assert jrow["eta_seconds"] >= midnight - clock()  # not "17 s" while the worker waits for midnight
+    # A capped job needs a person to know (status --check exits 4), with the ramp explained.
+    capped = [a for a in report.attention if "daily cap" in a]
+    assert capped == [
+        "session 'main' reached its daily cap (20/20 today, warm-up day 1 of 5: 20/40/80/150/250 then 100): "
+        f"5 message(s) wait until {dt.datetime.fromtimestamp(midnight).strftime('%H:%M')}; "
+        "`wabulk run --session main --daily-cap N` changes the cap (0 = none)"
+    ]
+    # The live view's numbers are the worker's: the same cap, counted up to this send.
+    assert worker._stats()["sent_today"] == 20 and worker._stats()["cap_today"] == 20
+
+
+def test_a_worker_with_no_cap_shows_no_cap_in_status(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    from wabulk.report import status_report
+
+    enqueue(queue, phones(3))
+    worker = make_worker(queue, fake, clock, daily_cap=0)
+    assert worker.run_once().outcome == "sent"
+    # WABULK_PACE=safe would cap a new session at 20: the worker runs with --daily-cap 0, status says so.
+    report = status_report(queue, job_id=None, undelivered_after_seconds=86400, pace="safe", now=clock())
+    [row] = report.sessions
+    assert (row["daily_cap"], row["cap_today"], row["left_today"], row["cap_reached"]) == (
+        0,
+        None,
+        None,
+        False,
+    )
+    assert not any("daily cap" in a for a in report.attention)
+
+
+def test_the_live_count_includes_the_send_just_made(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
+    enqueue(queue, phones(3))
+    worker = make_worker(queue, fake, clock, daily_cap=100)
+    assert worker.run_once().outcome == "sent"
+    assert worker._stats()["sent_today"] == 1 == queue.sent_count("main", 0)
+
+
+def test_until_done_says_which_scheduled_job_it_waits_for(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    a = phones(1)[0]
+    stats = queue.enqueue(
+        NewJob(name="later", template="Hi", not_before=clock() + 7200), [NewMessage(phone=a, body="Hi")]
+    )
+    events: list[WorkerEvent] = []
+    worker = make_worker(queue, fake, clock, events)
+    assert worker.run() == exitcodes.OK
+    said = [e for e in events if e.kind == "scheduled"]
+    assert len(said) == 1 and said[0].job_id == stats.job_id  # once, not every poll
+    assert (
+        f"waiting for job {stats.job_id} (later), scheduled for" in said[0].text
+        and "(in 2h00m)" in said[0].text
+    )
+    assert said[0].next_send_at == T0 + 7200  # the live view shows "next send in 2h00m"
+    assert fake.delivered_to(a) == 1
+
+
+def test_a_job_queued_while_the_session_waits_for_a_scan_is_marked_waiting(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    a, b = phones(2)
+    first = enqueue(queue, [a])
+    fake.script(a, LOGOUT)
+    later: dict[str, int] = {}
+
+    def during_login() -> None:
+        later["job"] = enqueue(queue, [b], name="queued meanwhile")
+        clock.advance(10)  # the worker looks again while it waits for the scan
+
+    fake.on_wait_for_login = during_login
+    worker = make_worker(queue, fake, clock)
+    assert worker.run() == exitcodes.OK
+    waited = [
+        e.job_id for e in queue.events() if e.kind == "job_status" and e.to_status == JOB_WAITING_FOR_LOGIN
+    ]
+    assert waited == [first, later["job"]]  # each job named when it starts to wait
+
+
+def test_the_login_hint_names_the_session_and_the_next_step(queue: Queue, clock: Clock) -> None:
+    from wabulk.report import status_report
+
+    job = enqueue(queue, phones(1), sessions=("newphone",))
+    queue.set_job_status(job, JOB_WAITING_FOR_LOGIN, reason="session 'newphone' is logged out")
+
+    def hint() -> str:
+        report = status_report(queue, job_id=None, undelivered_after_seconds=86400, pace="off", now=clock())
+        return next(a for a in report.attention if a.startswith(f"job {job} "))
+
+    # No worker runs it: log in.
+    assert "waits for session 'newphone' to log in: run `wabulk login --session newphone`" in hint()
+    # Its worker runs (and `wabulk login` is refused meanwhile): scan the QR that worker shows.
+    queue.register_worker("newphone", pid=os.getpid(), host="h")
+    assert "scan the QR its running worker shows" in hint() and "wabulk login" not in hint()

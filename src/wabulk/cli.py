@@ -33,9 +33,12 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 optout_app = typer.Typer(
-    help="Manage the opt-out list: numbers that must never be messaged.", no_args_is_help=True
+    help="Manage the opt-out list: numbers that must never be messaged.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(optout_app, name="optout")
 templates_app = typer.Typer(
@@ -122,13 +125,36 @@ def _settings() -> Settings:
 def _queue(*, create: bool = True) -> Queue:
     from .queue import Queue
 
-    return Queue(_settings().db, create=create)
+    settings = _settings()
+    db = settings.db
+    explicit = _state.db is not None or bool(os.environ.get(ENV_DB))
+    home = db.parent.expanduser().absolute() == settings.home.expanduser().absolute()
+    if create and explicit and not home and not db.exists() and not db.parent.exists():
+        # Only wabulk's own home is created on the fly: a folder named in --db/WABULK_DB that does not
+        # exist is far more often a typo than a wish.
+        _fail(f"the folder {db.parent} does not exist (a typo in --db or WABULK_DB?); create it first", 2)
+    return Queue(db, create=create)
 
 
 _REMOTE_URL_HELP = "A Selenium Grid 4 URL (e.g. http://grid:4444): run the browser there, not locally."
 RemoteUrl = Annotated[
     str | None, typer.Option("--remote-url", envvar=ENV_REMOTE_URL, help=_REMOTE_URL_HELP, show_default=False)
 ]
+
+
+def _self_command() -> str:
+    """How to run this wabulk again from a fresh shell: ``wabulk`` when that is what PATH finds, else the
+    path it was started by (``make demo`` runs ``.venv/bin/wabulk``, which a new shell does not find)."""
+    import shutil
+
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "wabulk"
+    if os.path.basename(argv0) != "wabulk":
+        return "wabulk"
+    found = shutil.which("wabulk")
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return "wabulk"
+    rel = os.path.relpath(argv0)
+    return rel if not rel.startswith("..") else os.path.abspath(argv0)
 
 
 def _print_json(data: Any) -> None:
@@ -456,10 +482,17 @@ def _print_session_table(per_session: list[dict[str, Any]]) -> None:
     for col in ("session", "sent today", "cap today", "state"):
         t.add_column(col)
     for r in per_session:
-        cap = "-" if r["cap_today"] is None else str(r["cap_today"])
+        cap = "none" if r["cap_today"] is None else str(r["cap_today"])
+        if r.get("warmup_day"):
+            cap += f" (warm-up day {r['warmup_day']})"
+        if "quality" in r:  # a Cloud API session: Meta's messaging limit is its cap
+            limit = "unlimited" if r["limit_24h"] is None else f"{r['limit_24h']:,}"
+            cap = f"{r['used_24h']:,}/{limit} people/24 h, quality {r['quality']}"
         state = r["state"] or "-"
         if r.get("paused"):
             state = f"paused ({r['paused']})"
+        elif r.get("waiting_until"):
+            state = f"cap reached; waits until {_fmt_time(r['waiting_until'], short=True)}"
         t.add_row(escape(r["session"]), str(r["sent_today"]), cap, escape(state))
     _stdout().print(t)
 
@@ -494,6 +527,9 @@ def _print_status_tables(
             )
         for r in rows:
             st = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
+            if r.get("waiting_until"):
+                st += f", waits until {_fmt_time(r['waiting_until'], short=True)}"
+
             counts = [str(r[c]) for c in cols[3:]]
             t.add_row(
                 str(r["id"]),
@@ -652,15 +688,23 @@ def resolve(
 @app.command()
 def prune(
     older_than: Annotated[
-        float, typer.Option("--older-than", min=0, help="Finished more than this many days ago.")
+        str,
+        typer.Option(
+            "--older-than", help="Finished longer ago than this: 30d, 12h, 90m (a bare number is days)."
+        ),
     ],
 ) -> None:
     """Delete the messages of finished jobs (their counts are kept). Never touches pending work.
 
-    Example: wabulk prune --older-than 30
+    Example: wabulk prune --older-than 30d
     """
+    from .receipts import parse_age
+
     with _errors():
-        n = _queue(create=False).prune(older_than)
+        text = older_than.strip()
+        bare = text.replace(".", "", 1).isdigit()
+        days = float(text) if bare else parse_age(text, option="--older-than") / 86400
+        n = _queue(create=False).prune(days)
     typer.echo(f"{n} message(s) pruned.")
 
 
@@ -680,10 +724,15 @@ def export(
             "--undelivered-after", help="A sent message still on one tick after this long is undelivered."
         ),
     ] = "24h",
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Values as stored, for scripts: no ' before +, =, -, @ (unsafe in Excel)"),
+    ] = False,
 ) -> None:
-    """Export one row per recipient (number, name, status, attempts, error, sent/delivered/read times) as CSV.
+    """Export one row per recipient (number, name, status, attempts, error, sent/delivered/read times,
+    the message text) as CSV.
 
-    Cells that a spreadsheet would run as a formula are neutralised.
+    Cells that a spreadsheet would run as a formula are neutralised (a ' before +, =, -, @) unless --raw.
 
     Example: wabulk export 3 --undelivered --out follow-up.csv
     """
@@ -697,7 +746,11 @@ def export(
         after = parse_age(undelivered_after, option="--undelivered-after")
         q = _queue(create=False)
         q.get_job(job_id)
-        write = partial(export_undelivered, now=time.time(), after=after) if undelivered else export_job
+        write = (
+            partial(export_undelivered, now=time.time(), after=after, raw=raw)
+            if undelivered
+            else partial(export_job, raw=raw)
+        )
         if out is None:
             n = write(q, job_id, sys.stdout)
         else:
@@ -1010,8 +1063,9 @@ def run(
         typer.Option(
             "--session",
             envvar=ENV_SESSION,
-            help="Session (account) name; repeat it to run one worker process per session.",
-            show_default="default",
+            help="Session (account) name; repeat it to run one worker process per session."
+            " Default: the session called 'default'.",
+            show_default=False,
         ),
     ] = None,
     sessions: Annotated[
@@ -1027,7 +1081,12 @@ def run(
         ),
     ] = False,
     pace: Annotated[
-        str | None, typer.Option("--pace", envvar=ENV_PACE, help="fast, balanced, safe or off.")
+        str | None,
+        typer.Option(
+            "--pace",
+            envvar=ENV_PACE,
+            help="fast (2-5 s apart), balanced (4-8 s, the default), safe (10-30 s) or off (tests only).",
+        ),
     ] = None,
     min_delay: Annotated[
         float | None, typer.Option("--min-delay", min=0, help="Seconds between sends (min).")
@@ -1039,7 +1098,13 @@ def run(
         int | None, typer.Option("--long-pause-every", min=0, help="A longer pause about every N messages.")
     ] = None,
     daily_cap: Annotated[
-        int | None, typer.Option("--daily-cap", min=0, help="Most messages per day.")
+        int | None,
+        typer.Option(
+            "--daily-cap",
+            min=0,
+            help="Most messages per session and day; 0 = no cap. Default: the pace's (fast 1000, balanced"
+            " 500, safe 200). A new session warms up: at most 20, 40, 80, 150, 250 on its first five days.",
+        ),
     ] = None,
     quiet_hours: Annotated[
         str | None, typer.Option("--quiet-hours", help="No sends in the recipient's local HH:MM-HH:MM.")
@@ -1236,6 +1301,7 @@ def _run_cloud(
             until_done=until_done,
             job_ids=tuple(job) if job else None,
             lease_seconds=lease_seconds or LEASE,
+            provider_settings=provider_settings,
         )
         if not config.phone_number_id:
             raise ConfigError(f"session {name!r} has no phone number id: run wabulk login --cloud again")
@@ -1387,8 +1453,9 @@ def demo(
     _print_status_tables([job_row(s, now) for s in summaries], workers, [], now)
     out.print(f"Report: {result.export_path}")
     out.print(f"What the simulated WhatsApp received: {result.simulator_log}")
-    out.print(f"Look around: wabulk --db {result.settings.db} status")
-    out.print(f"Or in a browser: wabulk --db {result.settings.db} serve  (open the URL it prints)")
+    exe = _self_command()
+    out.print(f"Look around: {exe} --db {result.settings.db} status")
+    out.print(f"Or in a browser: {exe} --db {result.settings.db} serve  (open the URL it prints)")
     if result.exit_code == exitcodes.SOME_FAILED:
         # The sample list holds a number that is not on WhatsApp on purpose: its failure is the demo
         # working, not the demo failing.
@@ -1568,11 +1635,93 @@ def backup(
     typer.echo(f"Backed up to {result.path} ({result.bytes} bytes).")
 
 
+def _plain_metavars(callback: Any) -> None:
+    """FILE, JOB_ID and TEXT in the help, as users write them, not Typer's ``{file}`` and ``<list[str]>``:
+    an argument is shown by its name, a repeatable option by what one value is."""
+    import typing
+
+    from typer.models import ArgumentInfo, OptionInfo
+
+    try:
+        hints = typing.get_type_hints(callback, include_extras=True)
+    except (NameError, TypeError):  # an annotation that cannot be resolved here: leave Typer's
+        return
+    for pname, hint in hints.items():
+        if typing.get_origin(hint) is not typing.Annotated:
+            continue
+        base, *meta = typing.get_args(hint)
+        values = [a for a in typing.get_args(base) if a is not type(None)] or [base]
+        inner = typing.get_args(values[0]) if typing.get_origin(values[0]) is list else ()
+        for m in meta:
+            if isinstance(m, ArgumentInfo) and m.metavar is None:
+                m.metavar = pname.upper() + ("..." if inner else "")
+            elif isinstance(m, OptionInfo) and m.metavar is None and inner:
+                m.metavar = "N" if inner[0] is int else "TEXT"
+    # The annotations are strings (``from __future__ import annotations``): evaluating them made new
+    # parameter objects, so hand Typer these ones.
+    callback.__annotations__.update(hints)
+
+
+def _tidy_help(typer_app: typer.Typer) -> None:
+    """Each command's whole first docstring paragraph as its summary in the command list (Click cuts an
+    automatic one with "..." at the terminal width), and "Example:" paragraphs kept as written (Click
+    re-wraps paragraphs unless they start with ``\\b``)."""
+    import inspect
+    import re
+
+    for info in typer_app.registered_commands:
+        if info.callback is not None:
+            _plain_metavars(info.callback)
+        doc = inspect.getdoc(info.callback) if info.callback else None
+        if not doc:
+            continue
+        if info.short_help is None:
+            info.short_help = " ".join(doc.split("\n\n", 1)[0].split())
+        if info.help is None:
+            info.help = re.sub(r"\n\n(Examples?:)", "\n\n\b\n\\1", doc)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _tidy_help(group.typer_instance)
+
+
+_tidy_help(app)
+
+
 def main() -> None:
     """Console-script entry point."""
     # Rich wraps to the terminal; keep errors on one line in pipes too.
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    sys.argv[1:] = hoist_db(sys.argv[1:])
     app()
+
+
+def hoist_db(args: list[str]) -> list[str]:
+    """``wabulk status --db FILE`` as ``wabulk --db FILE status``: ``--db`` is a global option (before the
+    command for Click), but people write it after the command too."""
+    out: list[str] = []
+    moved: list[str] = []
+    command_at: int | None = None  # where the command starts in ``out``
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            out += args[i:]
+            break
+        if a == "--db" and i + 1 < len(args):
+            (moved if command_at is not None else out).extend(args[i : i + 2])
+            i += 2
+            continue
+        if a.startswith("--db="):
+            (moved if command_at is not None else out).append(a)
+            i += 1
+            continue
+        if command_at is None and not a.startswith("-"):
+            command_at = len(out)
+        out.append(a)
+        i += 1
+    if command_at is None or not moved:
+        return out
+    return out[:command_at] + moved + out[command_at:]  # after a global --db: the later one wins
 
 
 if __name__ == "__main__":

@@ -193,6 +193,7 @@ class LiveView:
             now=now,
             day_ends_at=day_ends,
             quiet_fraction=quiet,
+            start_at=s.job.not_before,  # a job scheduled with --at sends nothing before then
         )
 
     def _quiet_fraction(self) -> float:

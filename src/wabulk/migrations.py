@@ -528,6 +528,14 @@ def m014_pricing_index(db: Database) -> None:
     )
 
 
+@migrations()
+def m015_worker_cap(db: Database) -> None:
+    """``workers.daily_cap``: the cap the worker actually runs with (``--daily-cap``, 0 = none; NULL: a
+    worker from before, whose cap is the pace profile's). ``status`` and the dashboard show this cap, not
+    a guess from ``WABULK_PACE``: a worker run with ``--daily-cap 0`` showed "cap today 20"."""
+    db.executescript("ALTER TABLE workers ADD COLUMN daily_cap INTEGER;")
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

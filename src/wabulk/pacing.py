@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import BadInput
 
@@ -149,6 +149,16 @@ class Pacer:
 # --- daily cap ---------------------------------------------------------------------------------------
 
 
+def _day_of_sending(first_send_at: float | None, now: float, tz: _dt.tzinfo | None) -> int:
+    """0 on the day of the first send (or when it never sent), 1 the next day, …"""
+    if first_send_at is None:
+        return 0
+    if tz is None:
+        return max(0, int((now - first_send_at) // DAY))
+    first_day = _dt.datetime.fromtimestamp(first_send_at, tz).date()
+    return max(0, (_dt.datetime.fromtimestamp(now, tz).date() - first_day).days)
+
+
 def daily_limit(
     cap: int,
     first_send_at: float | None,
@@ -162,16 +172,67 @@ def daily_limit(
     ``cap <= 0`` means unlimited (returns a huge number) and skips the ramp: ``--daily-cap 0``."""
     if cap <= 0:
         return 10**9
-    if first_send_at is None:
-        day = 0
-    elif tz is None:
-        day = max(0, int((now - first_send_at) // DAY))
-    else:
-        first_day = _dt.datetime.fromtimestamp(first_send_at, tz).date()
-        day = max(0, (_dt.datetime.fromtimestamp(now, tz).date() - first_day).days)
+    day = _day_of_sending(first_send_at, now, tz)
     if day < len(warmup):
         return min(cap, warmup[day])
     return cap
+
+
+@dataclass(frozen=True)
+class CapState:
+    """A session's daily cap at one moment. ``status``, the live view and the dashboard all show this
+    (made by :func:`cap_state` only), so they agree on the cap, what is left and until when it waits."""
+
+    cap: int  # the cap the session runs with; 0 = no cap
+    cap_today: int | None  # today's limit, with the warm-up ramp; None = no cap
+    sent_today: int
+    warmup_day: int | None  # 1-based day of the warm-up ramp while it limits; None after it (or no cap)
+    day_ends_at: float  # the next local midnight, when a reached cap opens again
+
+    @property
+    def left_today(self) -> int | None:
+        """Sends left today (None: no cap)."""
+        return None if self.cap_today is None else max(0, self.cap_today - self.sent_today)
+
+    @property
+    def reached(self) -> bool:
+        return self.cap_today is not None and self.sent_today >= self.cap_today
+
+    @property
+    def waiting_until(self) -> float | None:
+        """When sending may go on: the next midnight once the cap is reached, else None."""
+        return self.day_ends_at if self.reached else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields ``status --json`` and the dashboard API give per session."""
+        return {
+            "daily_cap": self.cap,
+            "cap_today": self.cap_today,
+            "sent_today": self.sent_today,
+            "left_today": self.left_today,
+            "warmup_day": self.warmup_day,
+            "cap_reached": self.reached,
+            "waiting_until": self.waiting_until,
+        }
+
+
+def cap_state(
+    cap: int,
+    first_send_at: float | None,
+    sent_today: int,
+    now: float,
+    tz: _dt.tzinfo,
+    warmup: tuple[int, ...] = WARMUP,
+) -> CapState:
+    """A session's :class:`CapState`: ``cap`` (0 = none) with the warm-up ramp of a new session (day 1 =
+    the day of its first send), ``sent_today`` counted from local midnight in ``tz``."""
+    day_ends = next_local_midnight(now, tz)
+    if cap <= 0:
+        return CapState(0, None, sent_today, None, day_ends)
+    day = _day_of_sending(first_send_at, now, tz)
+    limit = daily_limit(cap, first_send_at, now, warmup, tz)
+    warm = day + 1 if day < len(warmup) and warmup[day] < cap else None
+    return CapState(cap, limit, sent_today, warm, day_ends)
 
 
 def local_midnight(now: float, tz: _dt.tzinfo) -> float:
@@ -289,20 +350,28 @@ def estimate_eta(
     now: float,
     day_ends_at: float,
     quiet_fraction: float = 0.0,
+    start_at: float | None = None,
+    per_message: float | None = None,
 ) -> float | None:
     """A rough number of seconds until ``remaining`` messages are sent: the mean gap plus the measured
-    send time per message, whole days added when the cap runs out, stretched by the share of the day
-    that is quiet. None when nothing can be said (no cap left and no cap tomorrow)."""
+    send time per message (or ``per_message``, e.g. the observed rate), whole days added when the cap
+    runs out, stretched by the share of the day that is quiet, and nothing before ``start_at`` (a job
+    scheduled with ``--at``). None when nothing can be said (no cap left and no cap tomorrow).
+    The one ETA of ``status``, the live view and the dashboard."""
     if remaining <= 0:
         return 0.0
-    per = max(0.05, profile.mean_delay + send_seconds)
+    per = max(0.05, per_message if per_message is not None else profile.mean_delay + send_seconds)
     stretch = 1.0 / max(0.05, 1.0 - quiet_fraction)
+    wait = max(0.0, (start_at or now) - now)
+    if wait >= max(0.0, day_ends_at - now) and daily_cap_today < 10**9:
+        left_today = daily_cap_today  # it starts on a later day: that day's allowance, not today's
+        day_ends_at = now + wait + DAY
     if daily_cap_today >= 10**9 or remaining <= left_today:
-        return remaining * per * stretch
+        return wait + remaining * per * stretch
     if daily_cap_today <= 0:
         return None
     # Finish today's allowance, then full days of the cap.
     rest = remaining - max(0, left_today)
     days = math.ceil(rest / daily_cap_today)
     last = rest - (days - 1) * daily_cap_today
-    return max(0.0, day_ends_at - now) + (days - 1) * DAY + last * per * stretch
+    return max(wait, day_ends_at - now) + (days - 1) * DAY + last * per * stretch

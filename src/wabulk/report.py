@@ -9,6 +9,7 @@ Rich or sqlite-utils.
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import TYPE_CHECKING, Any
 
 from . import errors
@@ -24,10 +25,11 @@ from .models import (
     JobSummary,
     WorkerInfo,
 )
-from .pacing import PROFILES, daily_limit, local_midnight, local_zone
+from .pacing import PROFILES, WARMUP, CapState, cap_state, estimate_eta, local_midnight, local_zone
 from .receipts import attention_lines, undelivered_counts
 
 if TYPE_CHECKING:
+    from .pacing import PaceProfile
     from .queue import Queue
 
 # How the worker's auto-pause reasons start (worker.py): such a pause needs a human.
@@ -100,14 +102,30 @@ def status_report(
     unknown = {s.job.id: queue.unknown_count(s.job.id) for s in summaries if s.counts.get(FAILED, 0)}
     pauses = queue.session_pauses()
     billable = queue.billable_counts(job_id)
+    sessions = session_rows(queue, summaries, workers, now, pace=pace, pauses=pauses)
+    caps = {r["session"]: r["_cap"] for r in sessions}
+    live = {w.session for w in workers if w.alive}
+    profile = PROFILES.get(pace, PROFILES["balanced"])
+    jobs = [
+        job_row(
+            s,
+            now,
+            receipts.get(s.job.id),
+            unknown.get(s.job.id, 0),
+            billable.get(s.job.id),
+            caps=_job_caps(s, caps, live),
+            pace=profile,
+        )
+        for s in summaries
+    ]
+    for r in sessions:
+        del r["_cap"]
     return StatusReport(
-        jobs=[
-            job_row(s, now, receipts.get(s.job.id), unknown.get(s.job.id, 0), billable.get(s.job.id))
-            for s in summaries
-        ],
+        jobs=jobs,
         workers=workers,
-        sessions=session_rows(queue, summaries, workers, now, pace=pace, pauses=pauses),
+        sessions=sessions,
         attention=attention(summaries, workers)
+        + cap_lines(summaries, caps)
         + safety_lines(queue, summaries, unknown, pauses, orphan_after=orphan_after_seconds())
         + attention_lines(summaries, receipts, after)
         + notification_lines(queue),
@@ -183,7 +201,7 @@ def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[st
     for s in summaries:
         job = s.job
         if job.status == JOB_WAITING_FOR_LOGIN:
-            reasons.append(f"job {job.id} ({job.name}) waits for a WhatsApp login: run `wabulk login`")
+            reasons.append(f"job {job.id} ({job.name}) {login_hint(job.status_reason, job.sessions, live)}")
         elif job.status == JOB_PAUSED and (job.status_reason or "").startswith(AUTO_PAUSE_PREFIX):
             reasons.append(f"job {job.id} ({job.name}) {job.status_reason}")
         elif (
@@ -201,27 +219,103 @@ def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[st
     return reasons
 
 
+def _job_caps(s: JobSummary, caps: dict[str, CapState], live: set[str]) -> list[CapState]:
+    """The caps of the sessions that send this job: its pinned sessions, else those with a live worker."""
+    names = list(s.job.sessions) or sorted(live)
+    return [caps[n] for n in names if n in caps]
+
+
+def job_eta(
+    remaining: int,
+    status: str,
+    *,
+    now: float,
+    rate_per_min: float | None,
+    caps: list[CapState],
+    not_before: float | None,
+    pace: PaceProfile,
+) -> tuple[float | None, float | None]:
+    """(ETA seconds, waiting until) of a job, from the caps of its sessions and its scheduled start: what
+    ``status``, ``status --json`` and the dashboard show. "Waiting until" is set while nothing can be sent
+    before a known time (a ``--at`` start, or every sending session at its daily cap)."""
+    if not remaining or status not in ("queued", "running"):
+        return None, None
+    waiting = not_before if not_before is not None and not_before > now else None
+    if caps and all(c.reached for c in caps):
+        reopen = min(c.day_ends_at for c in caps)
+        waiting = max(waiting or 0.0, reopen)
+    if rate_per_min is None and waiting is None and not caps:
+        return None, None  # nobody sends it and nothing was sent: nothing to say
+    unlimited = not caps or any(c.cap_today is None for c in caps)
+    left = 10**9 if unlimited else sum(c.left_today or 0 for c in caps)
+    daily = 10**9 if unlimited else sum(c.cap_today or 0 for c in caps)
+    day_ends = min((c.day_ends_at for c in caps), default=now + 86400.0)
+    eta = estimate_eta(
+        remaining,
+        pace,
+        send_seconds=3.0,
+        left_today=left,
+        daily_cap_today=daily,
+        now=now,
+        day_ends_at=day_ends,
+        start_at=not_before,
+        per_message=60.0 / rate_per_min if rate_per_min else None,
+    )
+    return eta, waiting
+
+
+_SESSION_IN_REASON = re.compile(r"session '([^']+)'")
+
+
+def login_hint(reason: str | None, sessions: tuple[str, ...], live: list[WorkerInfo]) -> str:
+    """What to do for a job that waits for a login, naming the session: scan the QR its running worker
+    shows (``wabulk login`` is refused while the worker runs), or ``wabulk login --session NAME``."""
+    m = _SESSION_IN_REASON.search(reason or "")
+    name = m.group(1) if m else (sessions[0] if len(sessions) == 1 else None)
+    if name is None:
+        return "waits for a WhatsApp login: run `wabulk login --session NAME` for its session"
+    if any(w.session == name for w in live):
+        return (
+            f"waits for session {name!r} to log in: scan the QR its running worker shows (in the worker's "
+            "terminal or on the dashboard's Sessions) with WhatsApp > Linked devices"
+        )
+    return f"waits for session {name!r} to log in: run `wabulk login --session {name}` and scan the QR"
+
+
 def job_row(
     s: JobSummary,
     now: float,
     receipts: dict[str, int] | None = None,
     unknown: int = 0,
     billable: dict[str, dict[str, int]] | None = None,
+    *,
+    caps: list[CapState] | None = None,
+    pace: PaceProfile | None = None,
 ) -> dict[str, Any]:
-    """One job as ``status --json`` prints it: counts per status, receipts, progress, rate and ETA, and
-    (Cloud API) the messages Meta's pricing called billable or free, per pricing category."""
+    """One job as ``status --json`` prints it: counts per status, receipts, progress, rate, ETA (with the
+    daily caps of its sessions and its scheduled start), until when it waits, and (Cloud API) the messages
+    Meta's pricing called billable or free, per pricing category."""
     c = s.counts
     rc = receipts or {}
     total = s.total
     done = s.done
     rate = None
     eta = None
+    waiting = None
+    remaining = c.get(PENDING, 0) + c.get(SENDING, 0)
     if s.job.started_at and c.get(SENT, 0):
         elapsed = max(now - s.job.started_at, 1.0)
         rate = c[SENT] / elapsed * 60.0
-        remaining = c.get(PENDING, 0) + c.get(SENDING, 0)
-        if remaining and s.job.status == "running":
-            eta = remaining / (rate / 60.0)
+    if caps is not None or rate is not None:
+        eta, waiting = job_eta(
+            remaining,
+            s.job.status,
+            now=now,
+            rate_per_min=rate,
+            caps=caps or [],
+            not_before=s.job.not_before,
+            pace=pace or PROFILES["balanced"],
+        )
     return {
         "id": s.job.id,
         "name": s.job.name,
@@ -246,6 +340,7 @@ def job_row(
         "not_before": s.job.not_before,
         "rate_per_min": round(rate, 2) if rate else None,
         "eta_seconds": round(eta) if eta else None,
+        "waiting_until": waiting,
         "template": s.job.template_name,
         "billable": billable or {},
     }
@@ -260,10 +355,12 @@ def session_rows(
     pace: str,
     pauses: dict[str, tuple[float, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per session (any that has a worker, a pinned job or sent messages): sent today, today's cap (the
-    ``pace`` profile's cap, ``WABULK_PACE``, with the warm-up ramp: a worker run with ``--daily-cap`` uses
-    its own) and the live worker's state; its provider (``web`` or ``cloud``), a Cloud API session's phone
-    number id, and whether it is paused and why. Pace caps do not apply to Cloud API sessions."""
+    """Per session (any that has a worker, a pinned job or sent messages): sent today and today's cap
+    (:class:`CapState`: the cap its worker runs with, ``--daily-cap`` included; without a worker the
+    ``pace`` profile's, ``WABULK_PACE``; with the warm-up ramp; Cloud API sessions have no pace cap), the
+    live worker's state; its provider (``web`` or ``cloud``), a Cloud API session's phone number id, and
+    whether it is paused and why. Each row also has the CapState under ``"_cap"`` for
+    :func:`status_report`, which removes it."""
     names: list[str] = []
     pauses = pauses if pauses is not None else queue.session_pauses()
     providers = queue.session_providers()
@@ -283,22 +380,82 @@ def session_rows(
     for name in sorted(names):
         mine = [w for w in workers if w.session == name]
         live = [w for w in mine if w.alive]
+        account = cloud_account(queue, name, providers.get(name), now)
         kind, provider_settings = providers.get(name, ("web", {}))
-        cap = None
-        if profile.daily_cap and kind != "cloud":
-            cap = daily_limit(profile.daily_cap, queue.first_sent_at(name), now, tz=zone)
+        if kind == "cloud":
+            configured = 0  # pace caps do not apply to Cloud API sessions (Meta's tiers limit them)
+        elif live and live[0].daily_cap is not None:
+            configured = live[0].daily_cap
+        else:
+            configured = profile.daily_cap
+        cap = cap_state(configured, queue.first_sent_at(name), queue.sent_count(name, midnight), now, zone)
         out.append(
             {
                 "session": name,
                 "name": name,
                 "provider": kind,
                 "phone_number_id": provider_settings.get("phone_number_id"),
-                "sent_today": queue.sent_count(name, midnight),
-                "cap_today": cap,
+                **cap.as_dict(),
                 "state": live[0].state if live else ("stale" if mine else "no worker"),
                 # The reason while paused (truthy), else None; ``reason`` says the same for new readers.
                 "paused": pauses[name][1] if name in pauses else None,
+                **account,
                 "reason": pauses[name][1] if name in pauses else None,
+                "_cap": cap,
             }
         )
     return out
+
+
+def cloud_account(
+    queue: Queue, name: str, provider: tuple[str, dict[str, Any]] | None, now: float
+) -> dict[str, Any]:
+    """A Cloud API session's quality rating and messaging limit (as ``login --cloud`` last read them) with
+    the unique template recipients of the last 24 hours; empty for other sessions."""
+    if provider is None or provider[0] != "cloud":
+        return {}
+    from .cloud.limits import account_limit, recipients_in_window
+
+    settings = provider[1]
+    limit = account_limit(
+        {
+            "quality_rating": settings.get("quality_rating"),
+            "whatsapp_business_manager_messaging_limit": settings.get("messaging_limit"),
+        }
+    )
+    return {
+        "quality": limit.quality,
+        "messaging_limit": limit.tier,
+        "limit_24h": limit.limit,
+        "used_24h": len(recipients_in_window(queue, [name], now=now)),
+    }
+
+
+def cap_lines(summaries: list[JobSummary], caps: dict[str, CapState]) -> list[str]:
+    """A session at its daily cap while its jobs still have work: the messages wait until midnight, which
+    surprises (a new session may send 20 on its first day), so ``status --check`` says so."""
+    import time as _time
+
+    lines = []
+    for name, cap in caps.items():
+        if not cap.reached:
+            continue
+        waiting = sum(
+            s.counts.get(PENDING, 0)
+            for s in summaries
+            if s.job.status in ("queued", "running") and (name in s.job.sessions or not s.job.sessions)
+        )
+        if not waiting:
+            continue
+        ramp = (
+            f", warm-up day {cap.warmup_day} of {len(WARMUP)}: {'/'.join(map(str, WARMUP))} then {cap.cap}"
+            if cap.warmup_day
+            else ""
+        )
+        until = _time.strftime("%H:%M", _time.localtime(cap.day_ends_at))
+        lines.append(
+            f"session {name!r} reached its daily cap ({cap.sent_today}/{cap.cap_today} today{ramp}): "
+            f"{waiting} message(s) wait until {until}; `wabulk run --session {name} --daily-cap N` "
+            "changes the cap (0 = none)"
+        )
+    return lines

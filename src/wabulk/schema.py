@@ -23,4 +23,5 @@ NAMES: tuple[str, ...] = (
     "m014_template_catalogue",
     "m014_template_components",
     "m014_pricing_index",
+    "m015_worker_cap",
 )

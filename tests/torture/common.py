@@ -267,6 +267,11 @@ def check_outcome(
     by_phone = {r["phone"].lstrip("+"): r for r in data}
     fig.stuck = sum(1 for r in data if r["status"] in ("sending", "pending"))
     fig.failed = sum(1 for r in data if r["status"] == "failed")
+    failures = [
+        f"{r.get('error_class')}: {str(r.get('last_error'))[:200]}" for r in data if r["status"] == "failed"
+    ]
+    if failures:
+        fig.extra["failed_errors"] = failures[:5]  # why, for the one reading a red run
     lost = [p for p, b in expected.items() if (p, b) not in counts]
     fig.lost = len(lost)
     lying = [p for p, r in by_phone.items() if r["status"] == "sent" and (p, expected.get(p)) not in counts]

@@ -56,6 +56,9 @@ class CloudRunConfig:
     job_ids: tuple[int, ...] | None = None
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     idle_poll: float = 1.0
+    # The session's provider settings as login --cloud recorded them (the messaging limit tier); None: no
+    # messaging-limit gate (the library and bench callers).
+    provider_settings: dict[str, Any] | None = None
 
 
 @dataclass
@@ -110,18 +113,33 @@ class CloudRun:
         self.on_progress = on_progress
         self._external_stop = should_stop or (lambda: False)
         self._stop = threading.Event()
+        self._soft_stop = threading.Event()
         self.stop_line: str | None = None  # why the run stopped early (exit 4)
         self.worker_id = ""
         self._proven: dict[int, bool] = {}
         self._media: dict[int, str] = {}
         self._jobs_seen: set[int] = set()
         self._paused_jobs: dict[int, str] = {}
+        self._gate: Any = None
+        if config.provider_settings is not None:
+            from .limits import LimitGate, limit_of
+
+            # The messaging limit (unique recipients per rolling 24 h, the tier login --cloud read) is the
+            # daily cap of template sends.
+            limit = limit_of(str(config.provider_settings.get("messaging_limit") or ""))
+            self._gate = LimitGate.load(self.queue, [config.session], limit)
 
     # --- control ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
         self._stop.set()
 
     def stopping(self) -> bool:
+        """No new POSTs may start (the run winds down)."""
+        return self._stop.is_set() or self._soft_stop.is_set() or self._external_stop()
+
+    def aborting(self) -> bool:
+        """Not even the POSTs already stamped may go out (stop asked, the account paused); a soft stop (the
+        messaging limit reached) lets them finish."""
         return self._stop.is_set() or self._external_stop()
 
     # --- the loop -----------------------------------------------------------------------------------
@@ -171,7 +189,7 @@ class CloudRun:
                     media = {c.message_id: m for c, m in picked}
                     for c in stamped:
                         fut = pool.submit(
-                            self.sender.send, c, media_id=media[c.message_id], should_stop=self.stopping
+                            self.sender.send, c, media_id=media[c.message_id], should_stop=self.aborting
                         )
                         inflight[fut] = c
                     if stamped:
@@ -230,6 +248,17 @@ class CloudRun:
             media, problem = self._media_for(c)
             if problem is not None:
                 answers.append(CloudOutcome(c, "release", error=problem))
+                continue
+            # Last: only a claim that is really POSTed now counts against the messaging limit.
+            if self._gate is not None and c.template_name and not self._gate.allow(c.phone):
+                why = (
+                    f"messaging limit reached: {self._gate.used:,} unique recipients in the last 24 hours"
+                    f" (limit {self._gate.limit:,}); the rest waits, nothing was spent (run again later)"
+                )
+                answers.append(CloudOutcome(c, "release", error=why))
+                if self.stop_line is None:
+                    self.stop_line = why
+                self._soft_stop.set()
                 continue
             picked.append((c, media))
         buffer.extendleft(reversed(keep))

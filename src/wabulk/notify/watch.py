@@ -144,7 +144,8 @@ class Watcher:
             data = {
                 "jobs": jobs,
                 "reason": reason,
-                "text": f"{reason}: job(s) {', '.join(map(str, jobs))} wait",
+                "text": f"{reason}: job(s) {', '.join(map(str, jobs))} wait; scan the QR its worker shows "
+                "(worker terminal or dashboard Sessions)",
             }
             items.append((WAITING_FOR_LOGIN, f"{WAITING_FOR_LOGIN}:{evs[0][0]}", data))
         for (job_id, kind), fails in failed.items():

@@ -315,6 +315,18 @@ class ClaimsMixin(QueueBase):
         )
 
     @_guarded
+    def stamped_to(self, session: str, phone: str, *, excluding: int) -> int | None:
+        """Another open message to ``phone`` whose send ``session`` pressed and that is not settled yet
+        (its id), else None. While there is one, a new send to that chat would put a bubble there that
+        the other's verification could take for its own (issue 20, 10)."""
+        row = self.conn.execute(
+            "SELECT id FROM messages WHERE send_started_at IS NOT NULL AND status IN ('pending', 'sending') "
+            "AND send_started_session = ? AND phone = ? AND id != ? LIMIT 1",
+            (session, phone, excluding),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    @_guarded
     def mark_send_started(self, claim: Claim, evidence: str | None = None) -> None:
         """Durably stamp that the send action is about to happen, with the claiming session and the
         provider's ``evidence`` (opaque text, stored as given, handed back in ``Claim.send_evidence``), in one

@@ -234,6 +234,15 @@ class JobsMixin(QueueBase):
             if job.status == JOB_STOPPED and resend:
                 raise errors.InvalidTransition(f"message {message_id} belongs to stopped job {job_id}")
             was = error_class or ("failed" if status == FAILED else f"{status}, stamped" if stamp else status)
+            if resend and status == FAILED and error_class != UNKNOWN_OUTCOME:
+                # Resending without a look in the chat is for a message that may have arrived (an unknown
+                # outcome, or one stamped and abandoned: pending/sending); one that failed for a known
+                # reason (not on WhatsApp, …) would only fail again, or go out twice.
+                raise errors.InvalidTransition(
+                    f"message {message_id} failed as {error_class or 'failed'}, not with an unknown outcome: "
+                    f"--resend-unverified is only for those; `wabulk retry-failed --message {message_id}` "
+                    "tries it again"
+                )
             if sent:
                 at = stamp if stamp is not None else now
                 who = session or "unknown"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wabulk import errors
+from wabulk import errors, identity
 from wabulk.models import (
     WorkerInfo,
 )
@@ -21,12 +21,20 @@ from .base import (
 class WorkersMixin(QueueBase):
     # --- workers ----------------------------------------------------------------------------------
     @_guarded
-    def register_worker(self, session: str, *, pid: int, host: str, stale_after: float = 30.0) -> str:
+    def register_worker(
+        self,
+        session: str,
+        *,
+        pid: int,
+        host: str,
+        stale_after: float = 30.0,
+        daily_cap: int | None = None,
+    ) -> str:
         """Register a worker for ``session`` and return its id (random: a worker instance, never reused).
         ``host`` is the worker's place (``identity.place_key()``: hostname, boot, PID namespace); only in the
         same place can its ``pid`` be tested. SessionBusy when a live worker already has the session (in our
         place: its process lives; elsewhere: its heartbeat is within ``stale_after`` seconds); stale ones
-        are replaced."""
+        are replaced. ``daily_cap`` is the cap it runs with (0 = none), so ``status`` shows the real one."""
         now = self._clock()
         with self._tx() as conn:
             rows = conn.execute(
@@ -55,9 +63,9 @@ class WorkersMixin(QueueBase):
 
             worker_id = uuid.uuid4().hex
             conn.execute(
-                "INSERT INTO workers (id, session, pid, host, started_at, heartbeat_at, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'starting')",
-                (worker_id, session, pid, host, now, now),
+                "INSERT INTO workers (id, session, pid, host, started_at, heartbeat_at, state, daily_cap)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'starting', ?)",
+                (worker_id, session, pid, host, now, now, daily_cap),
             )
             conn.execute(
                 "INSERT INTO worker_instances (id, session, host, pid, started_at) VALUES (?, ?, ?, ?, ?)",
@@ -104,8 +112,10 @@ class WorkersMixin(QueueBase):
 
     @_guarded
     def workers(self, *, stale_after: float = 30.0) -> list[WorkerInfo]:
-        """Every registered worker, with ``alive`` = heartbeat within ``stale_after`` seconds."""
+        """Every registered worker, with ``alive`` = heartbeat within ``stale_after`` seconds and, on this
+        host, its process still running (a killed worker is not shown alive until its heartbeat ages)."""
         now = self._clock()
+        here = identity.place_key()  # only here can a pid be tested
         return [
             WorkerInfo(
                 id=r[0],
@@ -114,11 +124,12 @@ class WorkersMixin(QueueBase):
                 host=r[3],
                 started_at=r[4],
                 heartbeat_at=r[5],
-                alive=r[5] >= now - stale_after,
+                alive=r[5] >= now - stale_after and (r[3] != here or _pid_alive(r[2])),
                 state=r[6],
+                daily_cap=r[7],
             )
             for r in self.conn.execute(
-                "SELECT id, session, pid, host, started_at, heartbeat_at, state FROM workers"
+                "SELECT id, session, pid, host, started_at, heartbeat_at, state, daily_cap FROM workers"
                 " ORDER BY session, started_at"
             )
         ]

@@ -37,11 +37,10 @@ from wabulk.pacing import (
     PaceProfile,
     Pacer,
     QuietHours,
-    daily_limit,
+    cap_state,
     local_midnight,
     local_zone,
     make_profile,
-    next_local_midnight,
 )
 from wabulk.sender import Provider
 from wabulk.settings import DEFAULT_RESTRICTED_RECHECK, restricted_recheck_seconds
@@ -224,6 +223,7 @@ class WorkerBase:
         self._next_track_at = float("-inf")  # --track-receipts: no chat is opened for receipts before this
         self._resume_at: float | None = None  # the pace across restarts: no send before this (register)
         self._paused_reason: str | None = None  # the session's pause, as last announced
+        self._scheduled_announced: tuple[int, float] | None = None  # (job, --at) last said to wait for
         self._backoff = wait_exponential(multiplier=config.retry_base, max=config.retry_max) + wait_random(
             0, config.retry_jitter
         )
@@ -439,12 +439,9 @@ class WorkerBase:
             return 0, 10**9
         start = local_midnight(now, self.sender_zone)
         sent_today = self.queue.sent_count(self.config.session, start)
-        limit = daily_limit(cap, self._first_send(now), now, tz=self.sender_zone)
-        self._cap_stats = {
-            "sent_today": sent_today,
-            "cap_today": limit,
-            "day_ends_at": next_local_midnight(now, self.sender_zone),
-        }
+        state = cap_state(cap, self._first_send(now), sent_today, now, self.sender_zone)
+        limit = state.cap_today if state.cap_today is not None else 10**9
+        self._cap_stats = {"sent_today": sent_today, "cap_today": limit, "day_ends_at": state.day_ends_at}
         return sent_today, limit
 
     def _restart_browser(self, why: str, *, level: int = logging.WARNING) -> None:

@@ -15,7 +15,7 @@ class WorkerEvent:
 
     kinds: started, warning, claimed, sent, verified, retry, failed, released, deferred, lease_lost,
     logged_out, qr, logged_in, blocked, breaker, restart, cap, quiet, idle, job_status, progress,
-    stopping, stopped, error, receipt, restricted, restricted_lifted."""
+    stopping, stopped, error, receipt, restricted, restricted_lifted, scheduled (idle until a job's --at)."""
 
     kind: str
     at: float

@@ -49,7 +49,7 @@ from wabulk.errors import (
     Unreachable,
     WabulkError,
 )
-from wabulk.models import FAILED, TICK_SENT, UNKNOWN_OUTCOME, VERIFY_ABSENT, VERIFY_SENT, Claim
+from wabulk.models import FAILED, TICK_SENT, UNKNOWN_OUTCOME, VERIFY_ABSENT, VERIFY_SENT, Claim, JobSummary
 from wabulk.pacing import next_local_midnight
 
 from .events import StepResult, WorkerEvent
@@ -72,6 +72,15 @@ from .trouble import SessionMixin
 
 log = logging.getLogger("wabulk.worker")
 
+
+def format_wait(seconds: float) -> str:
+    """``1h59m``, ``12m``, ``40s``: a wait as people say it."""
+    s = max(0, int(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 60}m" if s >= 60 else f"{s}s"
+
+
 CONFIRM_RECHECK_SECONDS = 15.0  # after a confirmation timeout: look in the chat again this soon
 # A template job claimed by a session that cannot send templates is given back for this long (seconds).
 TEMPLATE_JOB_DELAY = 300.0
@@ -88,7 +97,11 @@ class Worker(SessionMixin):
     def register(self) -> str:
         """Register in ``workers`` (SessionBusy when another live worker has this session)."""
         self.worker_id = self.queue.register_worker(
-            self.config.session, pid=self.pid, host=self.host, stale_after=STALE_AFTER
+            self.config.session,
+            pid=self.pid,
+            host=self.host,
+            stale_after=STALE_AFTER,
+            daily_cap=max(0, self.config.cap),
         )
         self._last_heartbeat = self.clock()
         last = getattr(self.queue, "last_send_at", lambda _s: None)(self.config.session)
@@ -197,6 +210,13 @@ class Worker(SessionMixin):
                 self.queue.release(claim, reason="worker stopping")
                 self._emit("released", f"released {self._mask(claim.phone)}: stopping", claim=claim)
                 return StepResult("stopped", claim.message_id)
+            if claim.send_started_at is None:
+                # Another message to this chat was pressed and is not settled: a bubble of this one could
+                # be taken for it when its chat is checked (same text: a loss). Wait until it is.
+                other = self.queue.stamped_to(self.config.session, claim.phone, excluding=claim.message_id)
+                if other is not None:
+                    why = f"message {other} to the same chat is being checked first"
+                    return self._defer(claim, now + CONFIRM_RECHECK_SECONDS, why)
             return self._send(claim)
         except LeaseLost as e:
             # Fenced off: another worker owns this message now. Drop it silently; never overwrite.
@@ -382,9 +402,41 @@ class Worker(SessionMixin):
         self._emit("retry", text, claim=claim, level=logging.WARNING, error_class=e.error_class)
         return StepResult("retry", claim.message_id)
 
+    def _announce_scheduled(self, summaries: list[JobSummary]) -> None:
+        """Idle while a job with pending messages is scheduled for later (``enqueue --at``): say which
+        one and when, once, and show it as the next send (rather than waiting silently)."""
+        now = self.clock()
+        later = [
+            s.job
+            for s in summaries
+            if s.job.not_before is not None
+            and s.job.not_before > now
+            and s.job.status in ("queued", "running")
+            and s.counts.get("pending", 0)
+        ]
+        if not later:
+            self._scheduled_announced = None
+            return
+        first = min(later, key=lambda j: j.not_before or 0.0)
+        assert first.not_before is not None
+        self.next_send_at = first.not_before
+        if self._scheduled_announced == (first.id, first.not_before):
+            return
+        self._scheduled_announced = (first.id, first.not_before)
+        at = time.strftime("%Y-%m-%d %H:%M", time.localtime(first.not_before))
+        self._emit(
+            "scheduled",
+            f"waiting for job {first.id} ({first.name}), scheduled for {at} "
+            f"(in {format_wait(first.not_before - now)})",
+            job_id=first.id,
+        )
+
     def _complete_sent(self, claim: Claim, *, tick: str, verified: bool) -> StepResult:
         self.queue.mark_sent(claim, tick=tick, session=self.config.session, at=self.clock())
         self.sent_this_run += 1
+        if self._cap_stats.get("sent_today") is not None:
+            # The live view's "today N/cap" counts this send now, not at the next claim.
+            self._cap_stats["sent_today"] += 1
         self._offline_streak = 0
         self._restriction_lifted()
         self._streaks.pop(claim.job_id, None)
@@ -525,6 +577,7 @@ class Worker(SessionMixin):
                     code = exitcodes.ATTENTION
                     break
                 if step.outcome == "idle":
+                    self._announce_scheduled(summaries)
                     if self.config.track_receipts:
                         self.track_receipts_once()
                     # Nothing claimable (retries not due, jobs paused, not_before ahead): poll with backoff.

@@ -23,6 +23,10 @@ from .events import StepResult
 log = logging.getLogger("wabulk.worker")
 
 
+# How often a worker waiting for a scan marks jobs queued meanwhile as waiting for the login (seconds).
+LOGIN_WAIT_MARK_EVERY = 5.0
+
+
 class SessionMixin(WorkerBase):
     # --- session trouble -------------------------------------------------------------------------------
     def _handle_logout(self, claim: Claim | None) -> StepResult:
@@ -47,8 +51,20 @@ class SessionMixin(WorkerBase):
             self._heartbeat()
             self._emit("qr", "scan this QR code with WhatsApp > Linked devices", payload=payload)
 
+        marked = [self.clock()]
+
         def should_stop() -> bool:
             self._heartbeat()  # the login wait can be long: stay visibly alive
+            now = self.clock()
+            if now - marked[0] >= LOGIN_WAIT_MARK_EVERY:
+                marked[0] = now
+                # A job queued while the session waits waits too: marked, so that `status` and the
+                # notification name it (they named only the jobs there were at the logout).
+                self._set_jobs(
+                    (JOB_QUEUED, JOB_RUNNING),
+                    JOB_WAITING_FOR_LOGIN,
+                    reason=f"session {self.config.session!r} is logged out",
+                )
             return self.stop_requested
 
         ok = self.transport.wait_for_login(on_qr, should_stop=should_stop)
