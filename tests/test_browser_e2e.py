@@ -184,11 +184,16 @@ def test_message_left_on_the_clock_is_a_confirm_timeout_then_verified(
     try:
         with pytest.raises(errors.ConfirmTimeout, match="pending"):
             wa.send("+14155550199", "held on the clock", before_send=snapshots_into(snaps))
+        # Still on the clock when looked at: it may yet turn into the failure icon, so it is read again
+        # for the confirmation wait and then unknown, never "sent" for good (issue 20, 9)
+        found = wa.verify_sent("+14155550199", "held on the clock", since, evidence=snaps[0].to_evidence())
+        assert found.outcome == models.VERIFY_UNKNOWN and "clock" in found.reason, found
     finally:
         wa.timeouts.confirm = old
-    # WhatsApp has it in its outbox: verify_sent finds it, so the worker will not send it twice
+    # once WhatsApp sends it, the check finds it, so the worker will not send it twice
+    simulator.configure(hold_pending=[])
     found = wa.verify_sent("+14155550199", "held on the clock", since, evidence=snaps[0].to_evidence())
-    assert found.sent and found.tick == models.TICK_PENDING and found.message_ref
+    assert found.sent and found.tick != models.TICK_PENDING and found.message_ref, found
     # without the snapshot (a stamp from before ids were recorded) the bubble's minute cannot tell it from
     # an identical earlier message: unknown, never "absent"
     assert wa.verify_sent("+14155550199", "held on the clock", since).outcome == models.VERIFY_UNKNOWN
@@ -216,9 +221,9 @@ def test_verify_sent_by_message_id(wa: WhatsAppSender, simulator: Any) -> None:
     assert known.readable and known.count >= 1 and len(known.ids) == known.count
     found = wa.verify_sent("+14155550111", "verify me ✅", since, evidence=known.to_evidence())
     assert found.sent and found.message_ref and rec["id"] in found.message_ref
-    # exact text only; the chat is readable (the bubbles from before the send are shown): absent
+    # exact text only: a new bubble of ours with another text proves nothing either way (issue 20, 7)
     other = wa.verify_sent("+14155550111", "verify me", since, evidence=known.to_evidence())
-    assert other.absent, other
+    assert other.outcome == models.VERIFY_UNKNOWN, other
     # the bubble is in the snapshot of a later send: it is not that later message
     after = models.ChatSnapshot(ids=(*known.ids, str(found.message_ref)), count=known.count + 1)
     assert wa.verify_sent("+14155550111", "verify me ✅", since, evidence=after.to_evidence()).absent
@@ -229,6 +234,40 @@ def test_verify_sent_by_message_id(wa: WhatsAppSender, simulator: Any) -> None:
     assert empty.absent, empty
     # without a snapshot, an empty chat proves nothing (the reader may be blind): unknown
     assert wa.verify_sent("+14155550122", "verify me ✅", since).outcome == models.VERIFY_UNKNOWN
+
+
+def test_a_chat_whose_history_comes_late_is_never_taken_for_empty(wa: WhatsAppSender, simulator: Any) -> None:
+    """Issue 20, 1 and 3: the first message to a contact, cut after Enter; after a browser restart the chat's
+    history renders 3 s after opening. The chat is looked at only once it shows (its bubble, or the
+    start-of-chat notice), so the message is found, not "absent" and sent again; a popup is unknown."""
+    phone = "+14155550144"
+    snaps: list[models.ChatSnapshot] = []
+    since = time.time()
+    rec = _send_and_get(wa, simulator, "first contact 🤝", phone=phone, before_send=snapshots_into(snaps))
+    assert snaps[0].count == 0 and snaps[0].whole  # a new chat: the notice, no bubble
+    simulator.configure(history_ms=3000, history_boot_ms=3000)
+    try:
+        wa.restart()
+        before = len(simulator.messages())
+        found = wa.verify_sent(phone, "first contact 🤝", since, evidence=snaps[0].to_evidence())
+        assert found.sent and found.message_ref and rec["id"] in found.message_ref, found
+        # a chat whose history never shows within the wait: unknown, never absent
+        simulator.configure(history_ms=60_000, history_boot_ms=60_000)
+        wa.timeouts.history = 4.0
+        never = wa.verify_sent(phone, "first contact 🤝", since, evidence=snaps[0].to_evidence())
+        assert never.outcome == models.VERIFY_UNKNOWN, never
+        # and a send into such a chat is not pressed at all
+        with pytest.raises(errors.TransientSendError) as info:
+            wa.send("+14155550145", "never pressed")
+        assert info.value.error_class == "history_not_shown"
+        # the invalid-number popup while verifying a pressed send: unknown, not "absent"
+        simulator.configure(history_ms=0, history_boot_ms=None, invalid_numbers=[phone])
+        popup = wa.verify_sent(phone, "first contact 🤝", since, evidence=snaps[0].to_evidence())
+        assert popup.outcome == models.VERIFY_UNKNOWN and "popup" in popup.reason, popup
+        assert _new(simulator, before) == []
+    finally:
+        wa.timeouts.history = dom.Timeouts().history
+        simulator.configure(history_ms=0, history_boot_ms=None, invalid_numbers=[])
 
 
 @pytest.mark.parametrize("kind", ["window", "computer"])

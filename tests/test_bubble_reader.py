@@ -73,6 +73,7 @@ def row_2609(
     media: str | None = None,
     tick: str | None = None,
     label: bool = True,
+    raw: str | None = None,
 ) -> str:
     """A 2026-09 bubble: author label on every bubble, tail only on the first of a series, the text span
     and msg-meta (time + tick) inside the same copyable-text container, no message-out class."""
@@ -80,7 +81,7 @@ def row_2609(
     tail = f'<span data-icon="tail-{"out" if ours else "in"}"></span>' if first else ""
     if tick is None:
         tick = _tick_2026(status, label=label) if ours else ""
-    block = f'<div data-testid="{media}"><img alt=""></div>' if media else ""
+    block = raw or (f'<div data-testid="{media}"><img alt=""></div>' if media else "")
     span = (
         f'<span data-testid="selectable-text copyable-text" dir="auto"><span>{text}</span></span>'
         if text is not None
@@ -218,7 +219,8 @@ def test_a_page_without_ids_or_texts_is_not_readable(chromium: Any) -> None:
     no_ids = read_page(chromium, page(row_2609(None, "x"), row_2609(None, "y", first=False)))
     assert len(no_ids.ours) == 2 and not no_ids.readable
     snap = no_ids.snapshot()
-    assert snap == models.ChatSnapshot(ids=(), count=2, readable=False)
+    assert (snap.ids, snap.count, snap.readable, snap.whole) == ((), 2, False, False)
+    assert snap.page_clock is not None  # the page's own clock, for the time fallback
     blind = read_page(chromium, page(row_2609("A", None), row_2609("B", None, first=False)))
     assert not blind.readable and blind.snapshot().ids == ("A", "B")
     # a message row whose direction nothing tells (no label, tail, tick or old marker)
@@ -229,6 +231,53 @@ def test_a_page_without_ids_or_texts_is_not_readable(chromium: Any) -> None:
     )
     odd = read_page(chromium, page(bare))
     assert odd.ours == [] and len(odd.unclassified) == 1 and not odd.readable
+
+
+NOTICE = (
+    '<div role="row"><div class="e2e"><span data-icon="lock-small"></span><span dir="auto">Messages and calls'
+    " are end-to-end encrypted. No one outside of this chat, not even WhatsApp, can read or listen to them."
+    "</span></div></div>"
+)
+
+
+@NEEDS_BROWSER
+@pytest.mark.browser
+def test_the_start_of_chat_notice_counts_only_above_every_message(chromium: Any) -> None:
+    # issue 20: the notice is the evidence that the whole history is shown (an empty read is not)
+    assert read_page(chromium, page(NOTICE)).start
+    shown = read_page(chromium, page(NOTICE, row_2609("A", "x")))
+    assert shown.start and [b.id for b in shown.ours] == ["A"] and shown.snapshot().whole
+    assert not read_page(chromium, page()).start
+    assert not read_page(chromium, page(row_2609("A", "x"))).start
+    # a message quoting it, or the text below a message, is not the start of the chat
+    quoting = row_2609("A", "Messages and calls are end-to-end encrypted, they say")
+    assert not read_page(chromium, page(quoting)).start
+    assert not read_page(chromium, page(row_2609("A", "x"), NOTICE)).start
+    assert not read_page(chromium, page(header=NOTICE)).start
+
+
+@NEEDS_BROWSER
+@pytest.mark.browser
+def test_media_found_by_the_markers_public_code_uses_and_unknown_media_is_not_text(chromium: Any) -> None:
+    # issue 20, "attachments on a page whose media markers differ"
+    thumb = '<div role="button" aria-label="Open picture"><img data-testid="image-thumb" src="data:,"></div>'
+    video = '<div data-testid="video-thumb"><img src="data:,"><span data-icon="media-play"></span></div>'
+    doc = '<div data-testid="document-thumb"><span>invoice.pdf</span></div>'
+    read = read_page(
+        chromium,
+        page(
+            row_2609("I", "a caption", raw=thumb),
+            row_2609("V", "a clip", first=False, raw=video),
+            row_2609("D", "invoice", first=False, raw=doc),
+            row_2609("C", "drawn", first=False, raw="<div><canvas width=10 height=10></canvas></div>"),
+            row_2609("U", "odd", first=False, raw='<div><img src="https://x.invalid/p.jpg" alt=""></div>'),
+            row_2609("E", 'hi <img alt="😀" class="emoji" src="data:,">', first=False),
+        ),
+    )
+    kinds = {b.id: b.kind for b in read.ours}
+    assert kinds == {"I": "image", "V": "video", "D": "document", "C": None, "U": None, "E": "text"}
+    # a captioned photo whose marker is unknown is not "the file arrived as text": it fits a media send
+    assert B.kind_fits(read.ours[3], "media") and not B.kind_fits(read.ours[5], "media")
 
 
 @NEEDS_BROWSER
@@ -309,33 +358,48 @@ def test_verify_by_id() -> None:
     # the same text in an OLD bubble (another job's, before the stamp) is not this message: absent
     v = B.verify(chat(bub("A", "hi"), bub("B", "x")), "hi", 0, known, chat_open=True)
     assert v.absent and "before the send" in v.reason
-    # a new bubble with another text is not ours either
-    assert B.verify(
-        chat(bub("A", "hi"), bub("B", "x"), bub("C", "other")), "hi", 0, known, chat_open=True
-    ).absent
+    # a new bubble of ours with another text (re-rendered, trimmed…) proves nothing: unknown (issue 20, 7)
+    assert (
+        B.verify(
+            chat(bub("A", "hi"), bub("B", "x"), bub("C", "other")), "hi", 0, known, chat_open=True
+        ).outcome
+        == models.VERIFY_UNKNOWN
+    )
     # a new bubble whose text cannot be read: unknown
     v = B.verify(chat(bub("A", "hi"), bub("B", "x"), bub("C", None)), "hi", 0, known, chat_open=True)
     assert v.outcome == models.VERIFY_UNKNOWN and "cannot be read" in v.reason
     # the bubbles from before are not shown (scrolled away, another chat): nothing proves absence
     v = B.verify(chat(bub("C", "other")), "hi", 0, known, chat_open=True)
     assert v.outcome == models.VERIFY_UNKNOWN
-    # WhatsApp marked it failed: not sent, positive evidence
+    # WhatsApp marked it failed and the bubble is in the chat: never re-pressed automatically (issue 20, 8)
     v = B.verify(
         chat(bub("A", "hi"), bub("B", "x"), bub("C", "hi", B.TICK_FAILED)), "hi", 0, known, chat_open=True
     )
-    assert v.absent and "failed" in v.reason
-    # still on the clock: WhatsApp's outbox has it
-    assert B.verify(
+    assert v.outcome == models.VERIFY_UNKNOWN and "failed" in v.reason
+    # still on the clock: read again (the sender does), unknown meanwhile (issue 20, 9)
+    v = B.verify(
         chat(bub("A", "x"), bub("B", "x"), bub("C", "hi", "pending")), "hi", 0, known, chat_open=True
-    ).sent
+    )
+    assert B.still_pending(v)
+    # an older bubble rendered late above the snapshot's last one is history, not this send
+    v = B.verify(chat(bub("Z", "hi"), bub("A", "x"), bub("B", "x")), "hi", 0, known, chat_open=True)
+    assert v.absent
     # the chat did not open
     assert B.verify(chat(), "hi", 0, known, chat_open=False).outcome == models.VERIFY_UNKNOWN
 
 
 def test_verify_an_empty_chat() -> None:
-    empty = models.ChatSnapshot()
-    assert B.verify(chat(), "hi", 0, empty, chat_open=True).absent
-    assert B.verify(chat(bub("Z", "other")), "hi", 0, empty, chat_open=True).absent
+    empty = models.ChatSnapshot(whole=True)  # the start-of-chat notice was shown and nothing else
+    start = B.ChatRead((), start=True)
+    assert B.verify(start, "hi", 0, empty, chat_open=True).absent
+    # an empty read without the notice is a chat whose history has not rendered: unknown (issue 20, 1)
+    assert B.verify(chat(), "hi", 0, empty, chat_open=True).outcome == models.VERIFY_UNKNOWN
+    assert B.verify(chat(bub("Z", "other")), "hi", 0, empty, chat_open=True).outcome == models.VERIFY_UNKNOWN
+    assert B.verify(chat(bub("Z", "hi")), "hi", 0, empty, chat_open=True).sent
+    # a snapshot that saw no bubble and no notice (read before the history showed): a bubble now may be older
+    early = models.ChatSnapshot()
+    assert B.verify(chat(bub("Z", "hi")), "hi", 0, early, chat_open=True).outcome == models.VERIFY_UNKNOWN
+    assert B.verify(start, "hi", 0, early, chat_open=True).absent
     # no snapshot, or an unreadable one: an empty-looking chat may be a blind reader
     assert B.verify(chat(), "hi", 0, None, chat_open=True).outcome == models.VERIFY_UNKNOWN
     blind = models.ChatSnapshot(ids=(), count=3, readable=False)
@@ -351,24 +415,32 @@ def _at(ts: float) -> dict[str, Any]:
 
 
 def test_verify_by_time_without_ids() -> None:
-    since = 1_800_000_000.0  # a stamp
+    since = 1_800_000_000.0  # a stamp, on the page's clock (recorded with the snapshot)
     minute = B.minute_floor(since)
     long_before = bub(None, "hi", when=_at(minute - 3600))
     same_minute = bub(None, "hi", when=_at(minute))
     later = bub(None, "hi", when=_at(minute + 600))
     other = bub(None, "other", when=_at(minute))
-    assert B.verify(chat(long_before, later), "hi", since, None, chat_open=True).sent
+    known = models.ChatSnapshot(count=1, page_clock=since)  # long_before was there
+    assert B.verify(chat(long_before, later), "hi", since, known, chat_open=True).sent
     # the minute of the stamp: ours, or an identical message a moment earlier (another job): unknown
-    v = B.verify(chat(long_before, same_minute), "hi", since, None, chat_open=True)
+    v = B.verify(chat(long_before, same_minute), "hi", since, known, chat_open=True)
     assert v.outcome == models.VERIFY_UNKNOWN and "identical" in v.reason
-    # only an old identical message, and every bubble readable: absent
-    assert B.verify(chat(long_before, other), "hi", since, None, chat_open=True).absent
-    # the host clock 90 s ahead of the page: the real bubble is still "around", never "absent"
+    # only the old identical message, as before the send: absent
+    assert B.verify(chat(long_before), "hi", since, known, chat_open=True).absent
+    # a new bubble of ours with another text: unknown, not absent
+    assert (
+        B.verify(chat(long_before, other), "hi", since, known, chat_open=True).outcome
+        == models.VERIFY_UNKNOWN
+    )
+    # no page clock in the stamp: the skew measured now (host 90 s ahead of the page) moves the stamp
     skewed = bub(None, "hi", when=_at(minute - 60))
-    assert B.verify(chat(skewed), "hi", since + 30, None, chat_open=True).outcome == models.VERIFY_UNKNOWN
+    read = B.ChatRead((skewed,), page_now=since)
+    v = B.verify(read, "hi", since + 30, None, chat_open=True, host_now=since + 90)
+    assert v.outcome == models.VERIFY_UNKNOWN
     # a date that cannot be read in a known order: unknown
     ambiguous = bub(None, "hi", when={"a": 5, "b": 6, "dm": [1, 1], "md": [2, 2], "ymd": None})
-    v = B.verify(chat(ambiguous), "hi", since, None, chat_open=True, order=None)
+    v = B.verify(chat(ambiguous), "hi", since, known, chat_open=True, order=None)
     assert v.outcome == models.VERIFY_UNKNOWN and "order" in v.reason
 
 

@@ -260,7 +260,68 @@ def test_resolve_argument_rules(contacts: Path, db_path: Path) -> None:
     assert code == exitcodes.BAD_INPUT and "exactly one" in err
     code, out, _ = invoke("resolve", str(mid), "--resend-unverified")
     assert code == 0 and "sent again" in out
-    code, _, err = invoke("resolve", str(mid), "--sent")  # pending now, not failed
+    code, out, _ = invoke("resolve", str(mid), "--sent")  # pending now: a person may still settle it
+    assert code == 0 and "is sent" in out
+    code, _, err = invoke("resolve", str(mid), "--sent")  # sent is final
     assert code == exitcodes.BAD_INPUT and err.startswith("Error: ")
     code, _, err = invoke("resume")
     assert code == exitcodes.BAD_INPUT
+
+
+# --- the first hour: help, --db, durations, the demo's hints ---------------------------------------------
+
+
+def test_dash_h_is_help_everywhere() -> None:
+    for path in (["-h"], ["status", "-h"], ["optout", "list", "-h"]):
+        code, out, _ = invoke(*path)
+        assert code == 0 and "Usage:" in out, path
+
+
+def test_db_may_come_after_the_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "elsewhere.db"
+    code, _, _ = invoke("--db", str(db), "optout", "add", "+61491570156")
+    assert code == 0
+    for args in (["optout", "list", "--json", "--db", str(db)], ["optout", "list", f"--db={db}", "--json"]):
+        res = subprocess.run(
+            [sys.executable, "-m", "wabulk", *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)[0]["phone"] == "+61491570156"
+
+
+def test_prune_takes_the_same_durations_as_everything_else(contacts: Path) -> None:
+    enqueue_json(contacts)
+    for value in ("30d", "12h", "30"):
+        code, out, err = invoke("prune", "--older-than", value)
+        assert code == 0 and "pruned" in out, (value, err)
+    code, _, err = invoke("prune", "--older-than", "soon")
+    assert code == exitcodes.BAD_INPUT and "is not a duration (e.g. 90s, 10m, 24h, 7d" in err
+
+
+def test_the_demos_closing_hints_name_a_command_a_fresh_shell_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from wabulk.cli import _self_command
+
+    monkeypatch.setattr(sys, "argv", [".venv/bin/wabulk", "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # a fresh shell without the venv activated
+    assert _self_command() == ".venv/bin/wabulk"
+
+
+def test_export_has_the_message_text_and_a_raw_mode_for_scripts(contacts: Path) -> None:
+    job = enqueue_json(contacts)["job_id"]
+    code, out, _ = invoke("export", str(job))
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and rows[0]["message"] == "Hi Ann from Leeds" and rows[0]["phone"] == "'+61491570156"
+    code, out, _ = invoke("export", str(job), "--raw")
+    assert code == 0 and next(csv.DictReader(io.StringIO(out)))["phone"] == "+61491570156"
+
+
+def test_a_mistyped_db_folder_is_not_created(contacts: Path, tmp_path: Path) -> None:
+    db = tmp_path / "typo-folder" / "wabulk.db"
+    code, _, err = invoke("--db", str(db), "enqueue", str(contacts), "-m", "Hi", "--country", "AU")
+    assert code == exitcodes.BAD_INPUT and "typo-folder does not exist" in err
+    assert not db.parent.exists()

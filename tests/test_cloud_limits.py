@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from wabulk.cloud.limits import (
     FALLBACK_TIER,
     LimitGate,
@@ -78,3 +80,68 @@ def test_window_counts_template_sends_of_the_session_in_the_last_24_hours(db_pat
     gate = LimitGate.for_session(q, "biz", {"messaging_limit": "TIER_250"}, now=now)
     assert (gate.limit, gate.used) == (250, 2)
     q.close()
+
+
+def test_status_shows_a_cloud_sessions_quality_and_messaging_limit(db_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from wabulk import session as sessions
+    from wabulk.cli import app
+
+    with Queue(db_path) as q:
+        sessions.record(
+            q,
+            sessions.Session(
+                "biz",
+                sessions.CLOUD,
+                {"phone_number_id": "1", "quality_rating": "YELLOW", "messaging_limit": "TIER_2K"},
+            ),
+        )
+    runner = CliRunner()
+    data = json.loads(runner.invoke(app, ["status", "--json"], catch_exceptions=False).stdout)
+    (row,) = [s for s in data["sessions"] if s["session"] == "biz"]
+    assert (row["quality"], row["messaging_limit"], row["limit_24h"], row["used_24h"]) == (
+        "YELLOW",
+        "TIER_2K",
+        2000,
+        0,
+    )
+    out = runner.invoke(app, ["status"], catch_exceptions=False).stdout
+    assert "0/2,000 people/24 h, quality YELLOW" in out
+
+
+def test_a_cloud_run_stops_at_the_messaging_limit_and_spends_nothing_beyond(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cloud_helpers import PHONE_ID, TOKEN, graph_simulator, webhook_receiver
+    from wabulk import exitcodes
+    from wabulk.cli import app
+
+    runner = CliRunner()
+    Queue(db_path).close()
+    # An old (≤ v23.0) per-number tier of 50 people: the smallest limit there is.
+    with webhook_receiver(db_path) as hook, graph_simulator(hook) as sim:
+        sim.set_phone(PHONE_ID, whatsapp_business_manager_messaging_limit="TIER_50")
+        monkeypatch.setenv("WABULK_GRAPH_URL", sim.url)
+        monkeypatch.setenv("WABULK_CLOUD_TOKEN", TOKEN)
+        monkeypatch.setenv("WABULK_CLOUD_SETTLE_SECONDS", "2")
+        login = runner.invoke(app, ["login", "--session", "biz", "--cloud", "--phone-number-id", PHONE_ID])
+        assert login.exit_code == 0, login.stderr
+        with Queue(db_path) as q:
+            job = q.enqueue(
+                NewJob(name="t", template="order_ready", template_name="order_ready", template_lang="en_US"),
+                [NewMessage(phone=f"+1415555{i:04d}", body="t", params=("Ann", str(i))) for i in range(53)],
+            ).job_id
+        result = runner.invoke(app, ["run", "--session", "biz", "--until-done"], catch_exceptions=False)
+        assert result.exit_code == exitcodes.ATTENTION
+        assert (
+            "messaging limit reached: 50 unique recipients in the last 24 hours (limit 50)" in result.stderr
+        )
+        assert len({r["to"] for r in sim.accepted()}) == 50
+    with Queue(db_path) as q:
+        left = [m for m in q.iter_messages(job) if m.status == "pending"]
+        assert len(left) == 3 and all(m.attempts == 0 and m.send_started_at is None for m in left)

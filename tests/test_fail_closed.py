@@ -580,3 +580,19 @@ def test_a_worker_warns_when_the_database_is_on_a_network_file_system(
     config = build_config(session="main", until_done=True, pace="off")
     assert run_worker(settings, config, transport=FakeTransport(), on_event=seen.append) == exitcodes.OK
     assert any(e.kind == "warning" and "network file system (nfs4)" in e.text for e in seen)
+
+
+def test_resend_unverified_refuses_a_message_that_failed_for_a_known_reason(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    from wabulk.errors import InvalidTransition, NotOnWhatsApp
+    from wabulk.fakes import Fail
+
+    jid = enqueue(queue, [P])
+    fake.always(P, Fail(NotOnWhatsApp("The number isn't on WhatsApp.")))
+    drive(make_worker(queue, fake, clock), clock)
+    [m] = list(queue.iter_messages(jid))
+    assert m.status == "failed" and m.error_class == "not_on_whatsapp"
+    with pytest.raises(InvalidTransition, match="not with an unknown outcome.*retry-failed --message"):
+        queue.resolve(m.id, resend=True)
+    assert next(iter(queue.iter_messages(jid))).status == "failed"  # untouched

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Clock
-from wabulk import errors, migrations
+from wabulk import errors, identity, migrations
 from wabulk import queue as queue_mod
 from wabulk.models import MESSAGE_STATUSES, NewJob, NewMessage
 from wabulk.queue import Queue
@@ -1064,3 +1064,20 @@ def test_migrations_recorded_on_open(q: Queue) -> None:
         )
     ]
     assert names == migrations.names()
+
+
+def test_a_dead_worker_on_this_host_is_not_alive(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    q = Queue(tmp_path / "q.db")
+    try:
+        q.register_worker("s", pid=dead.pid, host=identity.place_key())
+        [w] = q.workers()  # its heartbeat is fresh, but its process is gone: not "alive yes" for 15 s
+        assert not w.alive
+        q.register_worker("t", pid=dead.pid, host="another-host")
+        assert {w.session: w.alive for w in q.workers()} == {"s": False, "t": True}  # there: the heartbeat
+    finally:
+        q.close()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import Clock
-from wabulk import exitcodes
+from wabulk import exitcodes, identity
 from wabulk.errors import AccountRestricted, ConfigError
 from wabulk.fakes import FakeTransport
 from wabulk.models import PENDING, SENT, NewJob, NewMessage, SendResult, Verification, WorkerInfo
@@ -117,8 +117,9 @@ def test_a_stamped_message_keeps_its_stamp_and_is_verified_once_the_restriction_
 ) -> None:
     a = "+14155550003"
     job = _job(queue, [a])
-    # An earlier worker (on another host) stamped the message and vanished: it is ambiguous.
-    old = queue.register_worker("main", pid=4242, host="elsewhere")
+    # An earlier worker stamped the message and was killed (on this host: provably gone; one on another
+    # host might still press, and its stamp is never proved absent): it is ambiguous.
+    old = queue.register_worker("main", pid=999_999_999, host=identity.place_key())
     claim = queue.claim(old, "main", lease_seconds=5)
     assert claim is not None
     queue.mark_send_started(claim)

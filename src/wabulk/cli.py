@@ -33,9 +33,12 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 optout_app = typer.Typer(
-    help="Manage the opt-out list: numbers that must never be messaged.", no_args_is_help=True
+    help="Manage the opt-out list: numbers that must never be messaged.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(optout_app, name="optout")
 templates_app = typer.Typer(
@@ -122,7 +125,15 @@ def _settings() -> Settings:
 def _queue(*, create: bool = True) -> Queue:
     from .queue import Queue
 
-    return Queue(_settings().db, create=create)
+    settings = _settings()
+    db = settings.db
+    explicit = _state.db is not None or bool(os.environ.get(ENV_DB))
+    home = db.parent.expanduser().absolute() == settings.home.expanduser().absolute()
+    if create and explicit and not home and not db.exists() and not db.parent.exists():
+        # Only wabulk's own home is created on the fly: a folder named in --db/WABULK_DB that does not
+        # exist is far more often a typo than a wish.
+        _fail(f"the folder {db.parent} does not exist (a typo in --db or WABULK_DB?); create it first", 2)
+    return Queue(db, create=create)
 
 
 _REMOTE_URL_HELP = "A Selenium Grid 4 URL (e.g. http://grid:4444): run the browser there, not locally."
@@ -133,6 +144,21 @@ RemoteUrl = Annotated[
 SessionName = Annotated[str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")]
 WebUrl = Annotated[str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")]
 Headless = Annotated[bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")]
+
+
+def _self_command() -> str:
+    """How to run this wabulk again from a fresh shell: ``wabulk`` when that is what PATH finds, else the
+    path it was started by (``make demo`` runs ``.venv/bin/wabulk``, which a new shell does not find)."""
+    import shutil
+
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "wabulk"
+    if os.path.basename(argv0) != "wabulk":
+        return "wabulk"
+    found = shutil.which("wabulk")
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return "wabulk"
+    rel = os.path.relpath(argv0)
+    return rel if not rel.startswith("..") else os.path.abspath(argv0)
 
 
 def _print_json(data: Any) -> None:
@@ -463,6 +489,9 @@ def _print_session_table(per_session: list[dict[str, Any]]) -> None:
         cap = "none" if r["cap_today"] is None else str(r["cap_today"])
         if r.get("warmup_day"):
             cap += f" (warm-up day {r['warmup_day']})"
+        if "quality" in r:  # a Cloud API session: Meta's messaging limit is its cap
+            limit = "unlimited" if r["limit_24h"] is None else f"{r['limit_24h']:,}"
+            cap = f"{r['used_24h']:,}/{limit} people/24 h, quality {r['quality']}"
         state = r["state"] or "-"
         if r.get("paused"):
             state = f"paused ({r['paused']})"
@@ -585,7 +614,8 @@ def resume(
 
 @app.command()
 def stop(job_id: Annotated[int, typer.Argument(help="The job to stop for good.")]) -> None:
-    """Stop a job: its pending messages become cancelled; messages in flight finish.
+    """Stop a job: its pending messages become cancelled; messages in flight finish (those whose worker is
+    gone are settled now, as unknown when their send was pressed); says what it could not settle.
 
     Example: wabulk stop 3
     """
@@ -593,7 +623,20 @@ def stop(job_id: Annotated[int, typer.Argument(help="The job to stop for good.")
         q = _queue(create=False)
         job = q.stop_job(job_id)
         counts = q.counts(job_id)
-    typer.echo(f"Job {job.id} is {job.status}; {counts.get('cancelled', 0)} message(s) cancelled.")
+        flying = q.in_flight(job_id)
+        unknown = q.unknown_count(job_id)
+    typer.echo(
+        f"Job {job.id} is {job.status}; {counts.get('cancelled', 0)} message(s) cancelled"
+        + (f"; {unknown} whose outcome is unknown (see `wabulk status --check`)" if unknown else "")
+        + "."
+    )
+    if flying:
+        ids = ", ".join(str(mid) for mid, _, _ in flying[:20]) + (" …" if len(flying) > 20 else "")
+        typer.echo(
+            f"{len(flying)} message(s) still in flight on a live worker (ids {ids}): each ends when its"
+            " worker finishes it, or is settled (unknown if its send was pressed) once its lease expires;"
+            " `wabulk resolve ID` settles one whose worker is gone."
+        )
 
 
 @app.command("retry-failed")
@@ -633,6 +676,9 @@ def resolve(
     """Decide a message whose outcome is unknown (failed, class unknown_outcome): wabulk pressed send but
     could not read the chat to tell whether it arrived, so it never resends it on its own. Look in the
     chat on the phone, then mark it sent, or send it again knowingly. Logged in the message's events.
+    Any message no worker can settle is accepted, one by one: a failed one, a pending one (for instance
+    pressed by a session that never comes back) and one stuck in sending whose worker is gone (its lease
+    expired); not one in flight on a live worker.
 
     Example: wabulk resolve 1234 --sent
     """
@@ -646,15 +692,23 @@ def resolve(
 @app.command()
 def prune(
     older_than: Annotated[
-        float, typer.Option("--older-than", min=0, help="Finished more than this many days ago.")
+        str,
+        typer.Option(
+            "--older-than", help="Finished longer ago than this: 30d, 12h, 90m (a bare number is days)."
+        ),
     ],
 ) -> None:
     """Delete the messages of finished jobs (their counts are kept). Never touches pending work.
 
-    Example: wabulk prune --older-than 30
+    Example: wabulk prune --older-than 30d
     """
+    from .receipts import parse_age
+
     with _errors():
-        n = _queue(create=False).prune(older_than)
+        text = older_than.strip()
+        bare = text.replace(".", "", 1).isdigit()
+        days = float(text) if bare else parse_age(text, option="--older-than") / 86400
+        n = _queue(create=False).prune(days)
     typer.echo(f"{n} message(s) pruned.")
 
 
@@ -674,10 +728,15 @@ def export(
             "--undelivered-after", help="A sent message still on one tick after this long is undelivered."
         ),
     ] = "24h",
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Values as stored, for scripts: no ' before +, =, -, @ (unsafe in Excel)"),
+    ] = False,
 ) -> None:
-    """Export one row per recipient (number, name, status, attempts, error, sent/delivered/read times) as CSV.
+    """Export one row per recipient (number, name, status, attempts, error, sent/delivered/read times,
+    the message text) as CSV.
 
-    Cells that a spreadsheet would run as a formula are neutralised.
+    Cells that a spreadsheet would run as a formula are neutralised (a ' before +, =, -, @) unless --raw.
 
     Example: wabulk export 3 --undelivered --out follow-up.csv
     """
@@ -691,7 +750,11 @@ def export(
         after = parse_age(undelivered_after, option="--undelivered-after")
         q = _queue(create=False)
         q.get_job(job_id)
-        write = partial(export_undelivered, now=time.time(), after=after) if undelivered else export_job
+        write = (
+            partial(export_undelivered, now=time.time(), after=after, raw=raw)
+            if undelivered
+            else partial(export_job, raw=raw)
+        )
         if out is None:
             n = write(q, job_id, sys.stdout)
         else:
@@ -999,8 +1062,9 @@ def run(
         typer.Option(
             "--session",
             envvar=ENV_SESSION,
-            help="Session (account) name; repeat it to run one worker process per session.",
-            show_default="default",
+            help="Session (account) name; repeat it to run one worker process per session."
+            " Default: the session called 'default'.",
+            show_default=False,
         ),
     ] = None,
     sessions: Annotated[
@@ -1371,8 +1435,9 @@ def demo(
     _print_status_tables([job_row(s, now) for s in summaries], workers, [], now)
     out.print(f"Report: {result.export_path}")
     out.print(f"What the simulated WhatsApp received: {result.simulator_log}")
-    out.print(f"Look around: wabulk --db {result.settings.db} status")
-    out.print(f"Or in a browser: wabulk --db {result.settings.db} serve  (open the URL it prints)")
+    exe = _self_command()
+    out.print(f"Look around: {exe} --db {result.settings.db} status")
+    out.print(f"Or in a browser: {exe} --db {result.settings.db} serve  (open the URL it prints)")
     if result.exit_code == exitcodes.SOME_FAILED:
         # The sample list holds a number that is not on WhatsApp on purpose: its failure is the demo
         # working, not the demo failing.
@@ -1552,11 +1617,93 @@ def backup(
     typer.echo(f"Backed up to {result.path} ({result.bytes} bytes).")
 
 
+def _plain_metavars(callback: Any) -> None:
+    """FILE, JOB_ID and TEXT in the help, as users write them, not Typer's ``{file}`` and ``<list[str]>``:
+    an argument is shown by its name, a repeatable option by what one value is."""
+    import typing
+
+    from typer.models import ArgumentInfo, OptionInfo
+
+    try:
+        hints = typing.get_type_hints(callback, include_extras=True)
+    except (NameError, TypeError):  # an annotation that cannot be resolved here: leave Typer's
+        return
+    for pname, hint in hints.items():
+        if typing.get_origin(hint) is not typing.Annotated:
+            continue
+        base, *meta = typing.get_args(hint)
+        values = [a for a in typing.get_args(base) if a is not type(None)] or [base]
+        inner = typing.get_args(values[0]) if typing.get_origin(values[0]) is list else ()
+        for m in meta:
+            if isinstance(m, ArgumentInfo) and m.metavar is None:
+                m.metavar = pname.upper() + ("..." if inner else "")
+            elif isinstance(m, OptionInfo) and m.metavar is None and inner:
+                m.metavar = "N" if inner[0] is int else "TEXT"
+    # The annotations are strings (``from __future__ import annotations``): evaluating them made new
+    # parameter objects, so hand Typer these ones.
+    callback.__annotations__.update(hints)
+
+
+def _tidy_help(typer_app: typer.Typer) -> None:
+    """Each command's whole first docstring paragraph as its summary in the command list (Click cuts an
+    automatic one with "..." at the terminal width), and "Example:" paragraphs kept as written (Click
+    re-wraps paragraphs unless they start with ``\\b``)."""
+    import inspect
+    import re
+
+    for info in typer_app.registered_commands:
+        if info.callback is not None:
+            _plain_metavars(info.callback)
+        doc = inspect.getdoc(info.callback) if info.callback else None
+        if not doc:
+            continue
+        if info.short_help is None:
+            info.short_help = " ".join(doc.split("\n\n", 1)[0].split())
+        if info.help is None:
+            info.help = re.sub(r"\n\n(Examples?:)", "\n\n\b\n\\1", doc)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _tidy_help(group.typer_instance)
+
+
+_tidy_help(app)
+
+
 def main() -> None:
     """Console-script entry point."""
     # Rich wraps to the terminal; keep errors on one line in pipes too.
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    sys.argv[1:] = hoist_db(sys.argv[1:])
     app()
+
+
+def hoist_db(args: list[str]) -> list[str]:
+    """``wabulk status --db FILE`` as ``wabulk --db FILE status``: ``--db`` is a global option (before the
+    command for Click), but people write it after the command too."""
+    out: list[str] = []
+    moved: list[str] = []
+    command_at: int | None = None  # where the command starts in ``out``
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            out += args[i:]
+            break
+        if a == "--db" and i + 1 < len(args):
+            (moved if command_at is not None else out).extend(args[i : i + 2])
+            i += 2
+            continue
+        if a.startswith("--db="):
+            (moved if command_at is not None else out).append(a)
+            i += 1
+            continue
+        if command_at is None and not a.startswith("-"):
+            command_at = len(out)
+        out.append(a)
+        i += 1
+    if command_at is None or not moved:
+        return out
+    return out[:command_at] + moved + out[command_at:]  # after a global --db: the later one wins
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ COLUMNS = (
     # Cloud API: what the status webhooks' pricing said (Meta's category; billable 1/0); empty otherwise.
     "pricing_category",
     "billable",
+    "message",  # the text this recipient got (or gets): what a person checking the report wants to see
 )
 
 # Characters that make Excel, LibreOffice or Google Sheets treat a cell as a formula (OWASP "CSV
@@ -53,15 +54,17 @@ def iso_utc(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def export_job(queue: Queue, job_id: int, out: TextIO) -> int:
+def export_job(queue: Queue, job_id: int, out: TextIO, *, raw: bool = False) -> int:
     """Write one CSV row per recipient of ``job_id`` to ``out`` (open it with ``newline=""``) and
-    return the number of rows. Streams messages from the queue; raises JobNotFound for a wrong id."""
+    return the number of rows. Streams messages from the queue; raises JobNotFound for a wrong id.
+    ``raw``: the values as stored, without the spreadsheet formula guard (for scripts, not Excel)."""
     queue.get_job(job_id)  # JobNotFound before any output
-    return write_messages(queue.iter_messages(job_id), out)
+    return write_messages(queue.iter_messages(job_id), out, raw=raw)
 
 
-def write_messages(messages: Iterable[Message], out: TextIO) -> int:
-    """Write the export's header and one neutralised CSV row per message; return the row count."""
+def write_messages(messages: Iterable[Message], out: TextIO, *, raw: bool = False) -> int:
+    """Write the export's header and one CSV row per message, neutralised unless ``raw``; return the row
+    count."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     n = 0
@@ -81,7 +84,8 @@ def write_messages(messages: Iterable[Message], out: TextIO) -> int:
             m.receipt or "",
             m.pricing_category or "",
             "" if m.billable is None else str(int(m.billable)),
+            m.body,
         )
-        writer.writerow([neutralize(v) for v in row])
+        writer.writerow(row if raw else [neutralize(v) for v in row])
         n += 1
     return n

@@ -220,10 +220,24 @@ class ChatSnapshot:
     ids: tuple[str, ...] = ()  # message ids (data-id) of the outgoing bubbles seen, in page order
     count: int = 0  # outgoing bubbles seen, with or without an id
     readable: bool = True
+    # The chat's start-of-chat notice was shown: the snapshot is the whole history (an empty one is a new
+    # chat, not a read before the history rendered).
+    whole: bool = False
+    # The page's own clock (unix seconds) when the snapshot was read: bubble times are on that clock, so the
+    # id-less time fallback compares them with this, never with the host's clock.
+    page_clock: float | None = None
 
     def to_evidence(self) -> str:
         """The snapshot as the evidence stored with the stamp (JSON, m006's ``send_snapshot`` format)."""
-        return json.dumps({"ids": list(self.ids), "count": self.count, "readable": self.readable})
+        return json.dumps(
+            {
+                "ids": list(self.ids),
+                "count": self.count,
+                "readable": self.readable,
+                "whole": self.whole,
+                "page_clock": self.page_clock,
+            }
+        )
 
     @classmethod
     def from_evidence(cls, raw: str | None) -> ChatSnapshot | None:
@@ -234,7 +248,14 @@ class ChatSnapshot:
         try:
             d = json.loads(raw)
             ids = tuple(str(i) for i in d.get("ids", ()))
-            return cls(ids=ids, count=int(d.get("count", 0)), readable=bool(d["readable"]))
+            clock = d.get("page_clock")
+            return cls(
+                ids=ids,
+                count=int(d.get("count", 0)),
+                readable=bool(d["readable"]),
+                whole=bool(d.get("whole", False)),  # older stamps: not known to be the whole chat
+                page_clock=None if clock is None else float(clock),
+            )
         except (ValueError, KeyError, TypeError, AttributeError):
             return cls(readable=False)
 

@@ -80,14 +80,20 @@ def attention_lines(
 
 
 def export_undelivered(
-    queue: Queue, job_id: int, out: TextIO, *, now: float, after: float = DEFAULT_UNDELIVERED_AFTER
+    queue: Queue,
+    job_id: int,
+    out: TextIO,
+    *,
+    now: float,
+    after: float = DEFAULT_UNDELIVERED_AFTER,
+    raw: bool = False,
 ) -> int:
     """Write the job's undelivered messages (same columns as ``export``), oldest first, to ``out``;
     returns the number of rows. JobNotFound for a wrong id."""
     from .export import write_messages
 
     queue.get_job(job_id)
-    return write_messages(queue.iter_undelivered(job_id, before=now - after), out)
+    return write_messages(queue.iter_undelivered(job_id, before=now - after), out, raw=raw)
 
 
 __all__ = [

@@ -8,9 +8,11 @@ Rich or sqlite-utils.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING, Any
 
+from . import errors
 from .models import (
     AUTO_PAUSE_PREFIX,
     CANCELLED,
@@ -89,6 +91,10 @@ def status_report(
         queue.get_job(job_id)
     from .settings import orphan_after_seconds
 
+    # A stopped job's message whose worker died after Enter will never be claimed again: settle it now, so
+    # the report tells the truth (a read-only database just reports it as it stands).
+    with contextlib.suppress(errors.DatabaseError):
+        queue.settle_stopped()
     summaries = queue.summaries(job_id)
     workers = queue.workers()
     after = undelivered_after_seconds
@@ -148,6 +154,20 @@ def safety_lines(
     for name, (_at, reason) in pauses.items():
         lines.append(f"session {name!r} is paused: {reason}")
     jobs = {s.job.id for s in summaries}
+    for st in queue.stuck():
+        if st["job_id"] not in jobs:
+            continue
+        who = (
+            f"its worker {st['worker']} (session {st['session']!r}) still beats but its main loop is stuck"
+            if st["worker_alive"]
+            else f"its worker {st['worker']} is gone and no worker of its session took it over"
+        )
+        pressed = " after its send was pressed" if st["pressed"] else ""
+        lines.append(
+            f"message {st['id']} (job {st['job_id']}) is stuck in sending{pressed}: its lease expired"
+            f" {st['overdue'] / 60:.0f} min ago and {who}; restart that worker, or `wabulk resolve"
+            f" {st['id']} --sent` / `--resend-unverified` after looking in the chat"
+        )
     for o in queue.orphans(older_than=orphan_after):
         if o["job_id"] in jobs:
             lines.append(
@@ -360,6 +380,7 @@ def session_rows(
     for name in sorted(names):
         mine = [w for w in workers if w.session == name]
         live = [w for w in mine if w.alive]
+        account = cloud_account(queue, name, providers.get(name), now)
         kind, provider_settings = providers.get(name, ("web", {}))
         if kind == "cloud":
             configured = 0  # pace caps do not apply to Cloud API sessions (Meta's tiers limit them)
@@ -378,11 +399,36 @@ def session_rows(
                 "state": live[0].state if live else ("stale" if mine else "no worker"),
                 # The reason while paused (truthy), else None; ``reason`` says the same for new readers.
                 "paused": pauses[name][1] if name in pauses else None,
+                **account,
                 "reason": pauses[name][1] if name in pauses else None,
                 "_cap": cap,
             }
         )
     return out
+
+
+def cloud_account(
+    queue: Queue, name: str, provider: tuple[str, dict[str, Any]] | None, now: float
+) -> dict[str, Any]:
+    """A Cloud API session's quality rating and messaging limit (as ``login --cloud`` last read them) with
+    the unique template recipients of the last 24 hours; empty for other sessions."""
+    if provider is None or provider[0] != "cloud":
+        return {}
+    from .cloud.limits import account_limit, recipients_in_window
+
+    settings = provider[1]
+    limit = account_limit(
+        {
+            "quality_rating": settings.get("quality_rating"),
+            "whatsapp_business_manager_messaging_limit": settings.get("messaging_limit"),
+        }
+    )
+    return {
+        "quality": limit.quality,
+        "messaging_limit": limit.tier,
+        "limit_24h": limit.limit,
+        "used_24h": len(recipients_in_window(queue, [name], now=now)),
+    }
 
 
 def cap_lines(summaries: list[JobSummary], caps: dict[str, CapState]) -> list[str]:

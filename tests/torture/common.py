@@ -267,6 +267,11 @@ def check_outcome(
     by_phone = {r["phone"].lstrip("+"): r for r in data}
     fig.stuck = sum(1 for r in data if r["status"] in ("sending", "pending"))
     fig.failed = sum(1 for r in data if r["status"] == "failed")
+    failures = [
+        f"{r.get('error_class')}: {str(r.get('last_error'))[:200]}" for r in data if r["status"] == "failed"
+    ]
+    if failures:
+        fig.extra["failed_errors"] = failures[:5]  # why, for the one reading a red run
     lost = [p for p, b in expected.items() if (p, b) not in counts]
     fig.lost = len(lost)
     lying = [p for p, r in by_phone.items() if r["status"] == "sent" and (p, expected.get(p)) not in counts]
@@ -334,13 +339,20 @@ def python_env(**extra: str) -> dict[str, str]:
 
 
 def start_fake_worker(
-    tmp: Path, session: str, *args: str, tag: str = "", log_dir: Path | None = None
+    tmp: Path,
+    session: str,
+    *args: str,
+    tag: str = "",
+    log_dir: Path | None = None,
+    prefix: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """``tests.torture.fake_worker`` on ``tmp/wabulk.db`` (deliveries in ``tmp/deliveries.jsonl``), in its
-    own process group, output in ``<log_dir or tmp>/<session><tag>.log``."""
+    own process group, output in ``<log_dir or tmp>/<session><tag>.log``. ``prefix`` runs it under another
+    command (``unshare …``: another PID namespace or hostname)."""
     log = ((log_dir or tmp) / f"{session}{tag}.log").open("wb")
     return subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             "-m",
             "tests.torture.fake_worker",

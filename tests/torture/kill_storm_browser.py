@@ -4,6 +4,14 @@ random worker is SIGKILLed (sometimes its Chromium or its chromedriver instead) 
 died, restarted on ITS session (a message stamped send-started is only reclaimed by the session that stamped
 it). The oracle is the simulator's log: lost, duplicated, stuck, and ``PRAGMA integrity_check``.
 
+The simulator renders each chat's history late (``--history-ms`` after a chat opens, ``--history-boot-ms``
+for the first chat after a browser start; on by default, as the real page does): an empty read is not an
+empty chat, and nothing may be pressed or concluded before the history shows (issue 20).
+
+A message whose worker is killed ``max_attempts`` times before its press ends failed "attempts exhausted"
+(reported, not lost silently); after the storm the supervisor retries those as ``status`` tells a person
+(``exhausted_retried`` in the figures), and the oracle then wants each delivered exactly once.
+
 ``--blind-page``: from a third of the kills on, for ``--blind-seconds``, the simulator's bubbles carry no
 message ids (``bubble_ids=False``), so the real sender cannot tell a cut send from an earlier identical
 one: it must fail closed (unknown, never resent). Then the ids come back and the supervisor does what
@@ -29,6 +37,28 @@ from tests.torture.kill_storm_fake import human_decides, paused_sessions, unknow
 SESSIONS = ("a", "b", "c")
 
 
+def exhausted(db: Path) -> list[dict[str, object]]:
+    """Messages failed "attempts exhausted": their worker was killed ``max_attempts`` times before it could
+    press (with the history rendered late, a worker needs seconds per chat after each restart)."""
+    return [r for r in rows(db) if r["status"] == "failed" and r["error_class"] == "attempts_exhausted"]
+
+
+def retry_exhausted(db: Path, fig: Figures) -> None:
+    """What ``status`` tells a person about them: ``wabulk retry-failed --error-class attempts_exhausted``
+    (the library call the command makes). Stamps are kept, so a pressed one is looked for first. Counted,
+    and how many had been pressed at all, so the figures show it."""
+    from wabulk.queue import Queue
+
+    found = exhausted(db)
+    fig.extra["exhausted_pressed"] = fig.extra.get("exhausted_pressed", 0) + sum(
+        1 for r in found if r["sends"]
+    )
+    with Queue(db, synchronous="FULL") as q:
+        fig.extra["exhausted_retried"] = fig.extra.get("exhausted_retried", 0) + q.retry_failed(
+            error_class="attempts_exhausted"
+        )
+
+
 def run(
     messages: int,
     kills: int,
@@ -41,6 +71,8 @@ def run(
     tmpdir: Path | None = None,
     blind_page: bool = False,
     blind_seconds: float = 40.0,
+    history_ms: float = 500.0,
+    history_boot_ms: float | None = 3000.0,
 ) -> Figures:
     from e2e_helpers import E2E, SIM_E2E
     from wabulk.web.simulator.server import Simulator
@@ -51,7 +83,8 @@ def run(
     kinds = {"wabulk": 0, "chromium": 0, "chromedriver": 0}
     with tempfile.TemporaryDirectory(dir=tmpdir) as d:
         tmp = Path(d)
-        sim = Simulator(port=0, log_path=tmp / "sim-messages.jsonl", **SIM_E2E)
+        config = {**SIM_E2E, "history_ms": history_ms, "history_boot_ms": history_boot_ms}
+        sim = Simulator(port=0, log_path=tmp / "sim-messages.jsonl", **config)
         sim.start()
         e2e = E2E(sim=sim, home=tmp / "home", base=0)
         try:
@@ -121,8 +154,12 @@ def run(
                 human_decides(e2e.db, fig)
             # Calm after the storm: every session's worker runs until the job is done.
             while time.monotonic() < deadline and (
-                unfinished() or (blind_page and any(r["status"] == "failed" for r in rows(e2e.db)))
+                unfinished()
+                or (blind_page and any(r["status"] == "failed" for r in rows(e2e.db)))
+                or exhausted(e2e.db)
             ):
+                if exhausted(e2e.db) and not unfinished():
+                    retry_exhausted(e2e.db, fig)
                 if blind_page and (
                     any(r["status"] == "failed" for r in rows(e2e.db)) or paused_sessions(e2e.db)
                 ):
@@ -141,6 +178,9 @@ def run(
             check_outcome(fig, e2e.db, expected, arrived)
             fig.extra.update(kinds)
             fig.extra["restarts"] = len(e2e.workers) - len(SESSIONS)
+            fig.extra["history_ms"] = (
+                f"{history_ms:g}/{history_boot_ms if history_boot_ms is not None else history_ms:g}"
+            )
             if blind_page:
                 fig.extra["unknown_reported"] = most_unknown
                 fig.extra["sessions_paused"] = len(paused_seen)
@@ -162,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--blind-page", action="store_true", help="bubbles without ids for a while (fail closed)")
     ap.add_argument("--blind-seconds", type=float, default=40.0)
+    ap.add_argument("--history-ms", type=float, default=500.0, help="a chat's history shows this late")
+    ap.add_argument(
+        "--history-boot-ms", type=float, default=3000.0, help="... and this late after a browser start"
+    )
     a = ap.parse_args(argv)
     return run(
         a.messages,
@@ -173,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout=a.timeout,
         blind_page=a.blind_page,
         blind_seconds=a.blind_seconds,
+        history_ms=a.history_ms,
+        history_boot_ms=a.history_boot_ms,
     ).report()
 
 

@@ -32,6 +32,29 @@ from wabulk.settings import Settings
 from .guard import COOKIE, Guard, csrf_token
 
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
+
+
+def plain_validation_message(e: dict[str, Any]) -> str:
+    """A request field's problem in the CLI's words ("must be at most 20"), not pydantic's ("Input
+    should be less than or equal to 20")."""
+    kind = str(e.get("type", ""))
+    ctx = e.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind in ("less_than_equal", "less_than"):
+        return f"must be at most {ctx.get('le', ctx.get('lt'))}"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"must be at least {ctx.get('ge', ctx.get('gt'))}"
+    if kind.startswith("int_"):
+        return "must be a whole number"
+    if kind.startswith(("float_", "decimal_")):
+        return "must be a number"
+    if kind.startswith("bool_"):
+        return "must be true or false"
+    msg = str(e.get("msg", "invalid"))
+    return msg.replace("Input should be", "must be", 1)
+
+
 # A QR older than this is not shown: WhatsApp rotates it about every 20 s, so it has surely expired.
 QR_FRESH_SECONDS = 90.0
 MESSAGES_PAGE = 50
@@ -108,7 +131,8 @@ def create_app(settings: Settings, *, token: str, max_upload: int = DEFAULT_MAX_
         problems = []
         for e in exc.errors():
             where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
-            problems.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid")))
+            text = plain_validation_message(e)
+            problems.append(f"{where}: {text}" if where else text)
         return JSONResponse(
             {"error": "; ".join(problems) or "invalid request", "exit_code": exitcodes.BAD_INPUT},
             status_code=422,

@@ -6,9 +6,15 @@ values and holds the decisions, which are plain functions so they can be tested 
 - :func:`new_bubbles` - which bubbles appeared after a snapshot (by message id; by position where the page
   has no ids), for the confirmation right after Enter.
 - :func:`verify` - after a crash, whether the message is in the chat: **sent** when a new outgoing bubble
-  (id not in the snapshot) shows its text, **absent** only on positive evidence that the chat can be read
-  and lacks it, else **unknown** (never resend on that). Without ids it falls back to the bubbles' time,
-  with a clock-skew margin and the date order learnt from the page, never guessed.
+  (id not in the snapshot, after the snapshot's last bubble) shows its text and left the clock, **absent**
+  only on positive evidence that the whole chat since the snapshot is shown and lacks it, else **unknown**
+  (never resend on that). Without ids it falls back to the bubbles' time on the page's own clock, with the
+  date order learnt from the page, never guessed.
+
+Positive evidence that a read shows the chat (:func:`settled`): the snapshot's last bubble shown again, or
+the page's start-of-chat notice (the end-to-end encryption notice, the first row of a chat whose whole
+history is shown), seen in two reads across :data:`SETTLE_WINDOW`. An empty read is not an empty chat: the
+history renders after the chat opens, seconds later right after a browser start.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wabulk import models
@@ -27,9 +33,16 @@ from wabulk.web import selectors as S
 from . import scripts
 from .dates import learn_order, span
 
-# A bubble's time comes from the page's clock and ours from the host's; a Grid node's clock or the
-# WhatsApp server's can be a little off, so "before"/"after" the stamp is only trusted beyond this margin.
+# A stamp without the page's clock (written before it was recorded): its host time is moved onto the page's
+# clock by the skew measured now, and "before"/"after" is only trusted beyond this margin (the host clock
+# may have moved since).
 CLOCK_SKEW = 120.0
+# The snapshot's page clock and a bubble's time are the same clock (our bubbles carry the sending page's
+# time); this margin covers WhatsApp correcting it with its server's.
+PAGE_SKEW = 10.0
+# Evidence that a read shows the chat must hold in two reads at least this far apart (a list still being
+# rendered changes between them).
+SETTLE_WINDOW = 0.5
 
 TICK_FAILED = "failed"  # the bubble shows WhatsApp's failure icon: it was never accepted
 # Outcomes of a bubble for confirmation: the message left our hands (WhatsApp has it).
@@ -80,6 +93,9 @@ class ChatRead:
     messages: tuple[Bubble, ...]
     lang: str | None = None
     order_hint: str | None = None  # the date order of the browser's language (Intl), when it has one
+    start: bool = False  # the start-of-chat notice is shown: the whole history is on the page
+    page_now: float | None = None  # the page's clock (unix seconds) when it was read
+    settled: bool = False  # the read passed :func:`settled` (evidence, twice across the settle window)
 
     @property
     def ours(self) -> list[Bubble]:
@@ -99,7 +115,14 @@ class ChatRead:
         """Our bubbles as the stamp records them right before the send action."""
         ours = self.ours
         ids = tuple(str(b.id) for b in ours if b.id)
-        return models.ChatSnapshot(ids=ids, count=len(ours), readable=self.readable)
+        return models.ChatSnapshot(
+            ids=ids, count=len(ours), readable=self.readable, whole=self.start, page_clock=self.page_now
+        )
+
+    @property
+    def shown(self) -> bool:
+        """Whether the chat's history is on the page: the start-of-chat notice, or a message row."""
+        return self.start or any(b.has_message for b in self.messages)
 
 
 def parse(result: Any) -> ChatRead:
@@ -114,13 +137,29 @@ def parse(result: Any) -> ChatRead:
                 id=str(m["id"]) if m.get("id") else None,
                 text=None if m.get("text") is None else str(m["text"]),
                 tick=m.get("tick"),
-                kind=m.get("kind") or ("text" if m.get("text") is not None else None),
+                kind=_kind(m),
                 pre=m.get("pre"),
                 when=m.get("when"),
                 more=bool(m.get("more")),
             )
         )
-    return ChatRead(tuple(out), result.get("lang"), result.get("order"))
+    now = result.get("now")
+    return ChatRead(
+        tuple(out),
+        result.get("lang"),
+        result.get("order"),
+        start=bool(result.get("start")),
+        page_now=float(now) / 1000.0 if isinstance(now, (int, float)) else None,
+    )
+
+
+def _kind(m: dict[str, Any]) -> str | None:
+    """A bubble's kind: what the page script recognised; "unknown" (an image, video or canvas no selector
+    knows) is None, never "text"; a bubble with only a text span is text."""
+    kind = m.get("kind")
+    if kind == "unknown":
+        return None
+    return kind or ("text" if m.get("text") is not None else None)
 
 
 def script_args() -> dict[str, Any]:
@@ -140,17 +179,22 @@ def script_args() -> dict[str, Any]:
         "tickByLabel": S.TICK_BY_LABEL,
         "tickByIcon": S.TICK_BY_DATA_ICON,
         "tickBySvg": S.TICK_BY_SVG_TITLE,
+        # Most specific first: a document or a video can carry a thumbnail image (img[src^=blob:]).
         "kinds": [
             [kind, c(sel)]
             for kind, sel in (
                 ("sticker", S.STICKER_BLOCK),
-                ("image", S.IMAGE_BLOCK),
-                ("video", S.VIDEO_BLOCK),
                 ("document", S.DOCUMENT_BLOCK),
                 ("audio", S.AUDIO_BLOCK),
+                ("video", S.VIDEO_BLOCK),
+                ("image", S.IMAGE_BLOCK),
                 ("media", S.MEDIA_BLOCK),
             )
         ],
+        "chat": c(S.CHAT),
+        "chrome": c(S.CHAT_CHROME),
+        "mediaEls": c(S.MEDIA_ELEMENT),
+        "startTexts": [w.lower() for w in S.TEXTS["chat_start"]],
         "more": c(S.READ_MORE),
         "moreTexts": [w.lower() for w in S.TEXTS["read_more"]],
     }
@@ -211,15 +255,31 @@ def minute_floor(ts: float) -> float:
 # --- what appeared after a snapshot --------------------------------------------------------------------
 
 
+def _after_anchor(ours: Sequence[Bubble], known_ids: Sequence[str]) -> list[Bubble] | None:
+    """Our bubbles placed after the last of ``known_ids`` shown on the page, or None when none of them is
+    shown. Rows are in time order, so a bubble rendered late *above* the anchor (older history) is never
+    taken for one sent after the snapshot."""
+    page_ids = [b.id for b in ours]
+    for anchor in reversed(known_ids):
+        if anchor in page_ids:
+            at = len(page_ids) - 1 - page_ids[::-1].index(anchor)
+            return list(ours[at + 1 :])
+    return None
+
+
 def new_bubbles(before: ChatRead, now: ChatRead) -> list[Bubble]:
-    """Our bubbles in ``now`` that were not in ``before``: by id, and for bubbles without an id by their
-    position after the ones counted before (on the same page, seconds apart, so history cannot shift)."""
-    known = {b.id for b in before.ours if b.id}
+    """Our bubbles in ``now`` that were not in ``before``: by id, after the last bubble ``before`` showed,
+    and for bubbles without an id by their position after the ones counted before (on the same page,
+    seconds apart, so history cannot shift)."""
+    known_ids = [str(b.id) for b in before.ours if b.id]
+    known = set(known_ids)
     count = len(before.ours)
+    ours = now.ours
+    after = _after_anchor(ours, known_ids) if known_ids else None
     out = []
-    for i, b in enumerate(now.ours):
+    for i, b in enumerate(ours):
         if b.id:
-            if b.id not in known:
+            if b.id not in known and (after is None or b in after):
                 out.append(b)
         elif i >= count:
             out.append(b)
@@ -229,12 +289,40 @@ def new_bubbles(before: ChatRead, now: ChatRead) -> list[Bubble]:
 # --- verification ----------------------------------------------------------------------------------------
 
 
-def _unknown(reason: str) -> models.Verification:
-    return models.Verification(models.VERIFY_UNKNOWN, reason)
+def _unknown(reason: str, tick: str | None = None) -> models.Verification:
+    return models.Verification(models.VERIFY_UNKNOWN, reason, None, tick)
+
+
+def _absent(reason: str) -> models.Verification:
+    return models.Verification(models.VERIFY_ABSENT, reason)
 
 
 def _sent(b: Bubble, reason: str) -> models.Verification:
     return models.Verification(models.VERIFY_SENT, reason, b.id, b.tick)
+
+
+def still_pending(v: models.Verification) -> bool:
+    """Whether ``v`` is unknown only because our bubble is still on the clock (worth reading again)."""
+    return v.outcome == models.VERIFY_UNKNOWN and v.tick == models.TICK_PENDING
+
+
+FAILED_IN_CHAT = (
+    "WhatsApp shows this message as failed and the failed bubble is still in the chat; it is not pressed "
+    "again automatically (WhatsApp may retry it itself)"
+)
+
+
+def _judge(mine: Sequence[Bubble]) -> models.Verification | None:
+    """The verdict from new bubbles of ours with the text: sent once one left the clock (or its tick cannot
+    be read: the bubble is there), else unknown (on the clock, or failed and still in the chat)."""
+    left = [b for b in mine if b.tick in LEFT or b.tick is None]
+    if left:
+        return _sent(left[-1], "a new outgoing bubble with this text is in the chat")
+    if any(b.tick == models.TICK_PENDING for b in mine):
+        return _unknown("a new outgoing bubble with this text is still on the clock", models.TICK_PENDING)
+    if mine:
+        return _unknown(FAILED_IN_CHAT)
+    return None
 
 
 def verify(
@@ -246,12 +334,15 @@ def verify(
     chat_open: bool,
     order: str | None = None,
     skew: float = CLOCK_SKEW,
+    host_now: float | None = None,
 ) -> models.Verification:
-    """Whether the message with ``body`` whose send started at ``since`` is in the chat ``read`` shows.
+    """Whether the message with ``body`` whose send started at ``since`` (host clock) is in the chat
+    ``read`` shows.
 
-    ``known``: our bubbles' ids right before Enter (None for a stamp without a snapshot). ``chat_open``:
-    the chat's compose box was there (the reader looked at the right, loaded page). ``order``: the page's
-    date order (:func:`date_order`) for the time fallback.
+    ``known``: our bubbles right before Enter (None for a stamp without a snapshot). ``chat_open``: the
+    chat's compose box was there (the reader looked at the right, loaded page). ``order``: the page's date
+    order (:func:`date_order`) for the time fallback; ``host_now``: the host's clock at the read (to move
+    ``since`` onto the page's clock when the snapshot did not record the page's clock).
     """
     if not chat_open:
         return _unknown("the chat did not open, so it could not be read")
@@ -263,64 +354,87 @@ def verify(
     )
     if usable_ids:
         assert known is not None
-        return _verify_by_id(ours, body, known)
-    return _verify_by_time(ours, body, since, known, order, skew)
+        return _verify_by_id(read, body, known)
+    return _verify_by_time(read, body, since, known, order, skew, host_now)
 
 
-def _verify_by_id(ours: Sequence[Bubble], body: str, known: models.ChatSnapshot) -> models.Verification:
-    ids = set(known.ids)
-    new = [b for b in ours if b.id not in ids]
-    unreadable = [b for b in new if not b.readable]
-    mine = [b for b in new if b.readable and bubble_matches(b, body)]
-    live = [b for b in mine if b.tick != TICK_FAILED]
-    if live:
-        return _sent(live[-1], "a new outgoing bubble with this text is in the chat")
-    if unreadable:
-        return _unknown("a new outgoing bubble is in the chat but its text cannot be read")
-    if mine:  # only failed ones: WhatsApp never accepted it
-        return models.Verification(
-            models.VERIFY_ABSENT, "the chat shows this message as failed (WhatsApp did not accept it)"
-        )
-    page_ids = [b.id for b in ours]
+def _verify_by_id(read: ChatRead, body: str, known: models.ChatSnapshot) -> models.Verification:
+    ours = read.ours
     if known.count == 0:
-        # The chat had none of our bubbles before: every bubble now is new, readable and not this one.
-        return models.Verification(
-            models.VERIFY_ABSENT,
-            "the chat can be read and has no outgoing bubble with this text"
-            if ours
-            else "the chat is open and empty, as it was before the send",
-        )
-    if known.ids[-1] in page_ids:
-        # The last bubble before the send is shown again: everything after it is on the page, readable.
-        return models.Verification(
-            models.VERIFY_ABSENT,
-            "the chat shows the bubbles from before the send and no new one with this text",
-        )
-    return _unknown("the bubbles seen before the send are not shown, so the chat cannot be compared")
+        if not known.whole:
+            # The snapshot saw no bubble but not the start of the chat either: it may have been read before
+            # the history rendered, so a bubble now cannot be told from an older one.
+            if read.start and not ours:
+                return _absent("the whole chat is shown and holds no outgoing message")
+            return _unknown(
+                "the chat's history was not shown before the send, so its bubbles cannot be told apart"
+            )
+        if not read.start and not ours:
+            return _unknown("the chat's history is not shown (no messages, no start-of-chat notice)")
+        new = list(ours)  # the chat was empty: every bubble of ours is newer than the snapshot
+    else:
+        after = _after_anchor(ours, known.ids[-1:])
+        if after is None:
+            return _unknown("the bubbles seen before the send are not shown, so the chat cannot be compared")
+        ids = set(known.ids)
+        new = [b for b in after if b.id not in ids]
+    verdict = _judge([b for b in new if b.readable and bubble_matches(b, body)])
+    if verdict is not None:
+        return verdict
+    if any(not b.readable for b in new):
+        return _unknown("a new outgoing bubble is in the chat but its text cannot be read")
+    if new:
+        # Ours, newer than the snapshot, and not this text as we read it (re-rendered, trimmed…).
+        return _unknown("a new outgoing bubble is in the chat whose text does not match this message")
+    if known.count == 0:
+        return _absent("the whole chat is shown, as empty as it was before the send")
+    return _absent("the chat shows the bubbles from before the send and no new one after them")
+
+
+def _page_since(
+    read: ChatRead, since: float, known: models.ChatSnapshot | None, host_now: float | None, skew: float
+) -> tuple[float, float] | None:
+    """The send's start on the page's clock and the margin to trust it by; None when the skew between
+    the host's clock and the page's is not known."""
+    if known is not None and known.page_clock is not None:
+        return known.page_clock, PAGE_SKEW
+    if read.page_now is not None and host_now is not None:
+        return since - (host_now - read.page_now), skew
+    return None
 
 
 def _verify_by_time(
-    ours: Sequence[Bubble],
+    read: ChatRead,
     body: str,
     since: float,
     known: models.ChatSnapshot | None,
     order: str | None,
     skew: float,
+    host_now: float | None,
 ) -> models.Verification:
-    mine = [b for b in ours if b.readable and bubble_matches(b, body) and b.tick != TICK_FAILED]
+    ours = read.ours
+    mine = [b for b in ours if b.readable and bubble_matches(b, body)]
+    page = _page_since(read, since, known, host_now, skew)
+    if mine and page is None:
+        return _unknown(
+            "an outgoing bubble with this text is in the chat, and the page's clock is not known to date it"
+        )
     after: list[Bubble] = []
     around: list[Bubble] = []
     untimed: list[Bubble] = []
     for b in mine:
+        assert page is not None
+        start, margin = page
         when = span(b, order)
         if when is None:
             untimed.append(b)
-        elif when[0] >= since + skew:
+        elif when[0] >= start + margin:
             after.append(b)
-        elif when[1] > since - skew:
+        elif when[1] > start - margin:
             around.append(b)
-    if after:
-        return _sent(after[-1], "an outgoing bubble with this text is dated after the send started")
+    verdict = _judge(after)
+    if verdict is not None:
+        return verdict
     if around:
         return _unknown(
             "an outgoing bubble with this text is dated around the time the send started; without message "
@@ -333,16 +447,20 @@ def _verify_by_time(
         )
     if not all(b.readable for b in ours):
         return _unknown("some outgoing bubbles cannot be read")
-    if ours:
-        return models.Verification(
-            models.VERIFY_ABSENT,
-            "the chat can be read and has no outgoing bubble with this text since the send",
+    if known is None:
+        return _unknown("without a snapshot from before the send, what the chat lacks proves nothing")
+    before = known.count if known is not None and known.readable else None
+    if before is not None and len(ours) > before and (before > 0 or known.whole):
+        return _unknown("more outgoing bubbles than before the send, and none can be dated after it")
+    if read.start and not ours:
+        return _absent("the whole chat is shown and holds no outgoing message")
+    if read.start and before is not None and len(ours) == before:
+        return _absent("the whole chat is shown with the bubbles from before the send and no new one")
+    if before and len(ours) >= before:
+        return _absent(
+            "the chat shows as many outgoing bubbles as before the send, none with this text since"
         )
-    if known is not None and known.readable and known.count == 0:
-        return models.Verification(
-            models.VERIFY_ABSENT, "the chat is open and empty, as it was before the send"
-        )
-    return _unknown("no outgoing bubble can be read in this chat")
+    return _unknown("the chat's history is not shown well enough to prove the message absent")
 
 
 def receipt(
@@ -363,23 +481,75 @@ def receipt(
     return best
 
 
-def settled(
-    driver: Any, timeout: float, *, wait_for: Iterable[str] = (), poll: float = 0.3, allow_empty: bool = False
-) -> ChatRead:
-    """Read the chat once the list stopped growing (history renders after the chat opens) and, when
-    given, the ids ``wait_for`` are shown (up to ``timeout``). An empty chat is only taken as settled
-    with ``allow_empty`` (else it is read until the timeout, in case its history is still coming)."""
-    want = set(wait_for)
+def host_now() -> float:
+    """The host's clock (unix seconds), for moving a stamp onto the page's clock."""
+    return time.time()
+
+
+def recheck(
+    driver: Any, first: ChatRead, judge: Callable[[ChatRead], models.Verification], timeout: float
+) -> models.Verification:
+    """``judge(first)``, and while that says our bubble is still on the clock, read the chat again until
+    it leaves the clock (sent) or fails (unknown), up to ``timeout``: still on the clock then is unknown,
+    never "sent" for good (a bubble on the clock can still turn into the failure icon)."""
+    found = judge(first)
     deadline = time.monotonic() + timeout
-    prev = read(driver)
-    while time.monotonic() < deadline:
+    while still_pending(found) and time.monotonic() < deadline:
+        time.sleep(CONFIRM_POLL * 4)
+        found = judge(read(driver))
+    return found
+
+
+def anchored(known: models.ChatSnapshot | None) -> Callable[[ChatRead], bool]:
+    """Evidence that a read shows the chat as it was at ``known``: the start-of-chat notice, or the
+    snapshot's last bubble (by id; by count on a page without ids); with no usable snapshot, any message."""
+    last = known.ids[-1] if known is not None and known.ids else None
+
+    def shows(read: ChatRead) -> bool:
+        if read.start:
+            return True
+        if last is not None and any(b.id for b in read.ours):
+            return last in {b.id for b in read.ours}
+        if known is not None and known.count > 0:
+            return len(read.ours) >= known.count
+        return read.shown
+
+    return shows
+
+
+def _shape(read: ChatRead) -> tuple[Any, ...]:
+    return (read.start, tuple((b.id, b.direction, b.text, b.kind) for b in read.messages))
+
+
+def settled(
+    driver: Any,
+    timeout: float,
+    *,
+    evidence: Callable[[ChatRead], bool] = lambda r: r.shown,
+    window: float = SETTLE_WINDOW,
+    poll: float = 0.1,
+) -> ChatRead:
+    """Read the chat until ``evidence`` holds in two reads at least ``window`` apart that show the same
+    rows (history renders after the chat opens), up to ``timeout``. The read returned has ``settled``
+    True then; at the timeout it is the last read with ``settled`` False: what it lacks proves nothing."""
+    deadline = time.monotonic() + timeout
+    first: ChatRead | None = None
+    first_at = 0.0
+    cur = read(driver)
+    while True:
+        now = time.monotonic()
+        if evidence(cur):
+            if first is not None and _shape(first) == _shape(cur):
+                if now - first_at >= window:
+                    return replace(cur, settled=True)
+            else:
+                first, first_at = cur, now
+        else:
+            first = None
+        if now >= deadline:
+            return cur
         time.sleep(poll)
         cur = read(driver)
-        ids = {b.id for b in cur.ours}
-        if len(cur.messages) == len(prev.messages) and (cur.messages or allow_empty) and want <= ids:
-            return cur
-        prev = cur
-    return prev
 
 
 # --- confirmation right after the send action -----------------------------------------------------------
@@ -403,9 +573,10 @@ def confirm(
     press send again when Enter did nothing (returns whether it pressed). Returns the result and the date
     order the new bubble showed (:func:`learn_order`).
 
-    Raises ConfirmTimeout (outcome unknown: verified before any resend), TransientSendError
-    ``send_failed`` when the bubble shows WhatsApp's failure icon, PermanentSendError ``wrong_kind`` when a
-    file arrived as something else (it was sent: never resend it), NotLoggedIn.
+    Raises ConfirmTimeout (outcome unknown: verified before any resend; class ``send_failed`` when the
+    bubble shows WhatsApp's failure icon, which is never re-pressed while it is in the chat),
+    PermanentSendError ``wrong_kind`` when a file arrived as something else (it was sent: never resend
+    it), NotLoggedIn.
     """
     from wabulk import errors
     from wabulk.web import browser as sess
@@ -425,15 +596,13 @@ def confirm(
             result = models.SendResult(tick=str(bubble.tick), confirmed_at=time.time(), message_ref=bubble.id)
             return result, learn_order(bubble, time.time())
         if bubble is not None and bubble.tick == TICK_FAILED:
-            # WhatsApp shows its failure icon instead of a tick: its server never accepted the message,
-            # so nothing reached the recipient, and a plain transient error (not "outcome unknown") lets
-            # the normal retry send it again. Why that is safe enough: the failed bubble stays in the
-            # chat, so it is in the next attempt's snapshot (never mistaken for that attempt's bubble),
-            # and verification reads a failed bubble as "absent", never "sent". The residual risk is an
-            # automatic re-send by WhatsApp itself of a bubble it marked failed (the apps offer a manual
-            # "retry"; no report shows WhatsApp Web retrying on its own): that would be a second copy.
-            raise errors.TransientSendError(
-                "WhatsApp marked the message as failed (not sent)",
+            # WhatsApp shows its failure icon instead of a tick. Pressing again while the failed bubble is
+            # in the chat would make a second copy if WhatsApp retries it itself (its apps offer "retry"),
+            # so this is an unconfirmed send: the chat is looked at before anything else, and a failed
+            # bubble there is "unknown" for a person to resolve, never re-pressed automatically.
+            raise errors.ConfirmTimeout(
+                "WhatsApp marked the message as failed (the failure icon); it is not pressed again while "
+                "the failed bubble is in the chat",
                 error_class="send_failed",
                 scope=errors.SCOPE_ACCOUNT,  # WhatsApp's failure icon says nothing about the recipient
             )

@@ -127,14 +127,15 @@ def _reader_check(browser: sess.BrowserSession) -> Check | None:
     from . import bubbles
 
     read = bubbles.read(browser.driver)
-    if not read.messages:
+    rows = [b for b in read.messages if b.has_message]  # not the start-of-chat notice or a date separator
+    if not rows:
         return None
     ours = read.ours
     with_ids = sum(1 for b in ours if b.id)
     texts = sum(1 for b in ours if b.readable)
     detail = (
-        f"{len(read.messages)} message row(s): {len(ours)} ours ({with_ids} with a message id, "
-        f"{texts} with readable content), {len(read.messages) - len(ours) - len(read.unclassified)} "
+        f"{len(rows)} message row(s): {len(ours)} ours ({with_ids} with a message id, "
+        f"{texts} with readable content), {len(rows) - len(ours) - len(read.unclassified)} "
         f"other, {len(read.unclassified)} of unknown direction"
     )
     if read.readable:
@@ -217,7 +218,7 @@ def check_live(
                 except errors.WabulkError as exc:
                     out.append(_fail("attach menu", str(exc)))
     except errors.WabulkError as exc:
-        out.append(_fail("page", f"{type(exc).__name__}: {exc}"))
+        out.append(_fail("page", str(exc)))
         return out
     finally:
         browser.close()

@@ -40,6 +40,9 @@ class Timeouts:
     confirm: float = LARGE  # the new bubble leaving the clock
     takeover: float = LARGE  # "Use here" → main again
     settle: float = MINI  # messages rendered after a chat opened (verify_sent)
+    # The chat's history showing (its bubbles, or the start-of-chat notice) after it opened: right after a
+    # browser start it can take several seconds; nothing is pressed or concluded before it shows.
+    history: float = LARGE
 
 
 _BY = {"css": "css selector", "xpath": "xpath"}  # selenium.webdriver.common.by.By values

@@ -209,8 +209,8 @@ class ProfileLock:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise errors.SessionBusy(
-                f"session {self.session!r} is in use by process {holder} (lock {self.path}); "
-                "stop that process or use another --session"
+                f"session {self.session!r} is in use by process {holder} on this host (a running `wabulk "
+                f"run`, `login` or `doctor --live`; lock {self.path}): stop it, or use another --session"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)

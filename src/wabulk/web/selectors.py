@@ -410,18 +410,51 @@ READ_MORE = Selector(
     "buttons inside a bubble; the one whose text is TEXTS['read_more'] means the text is cut",
 )
 
-IMAGE_BLOCK = Selector("image_block", ("[data-testid='image-msg']",), WHERE_CHAT, "a photo in a bubble")
-VIDEO_BLOCK = Selector("video_block", ("[data-testid='video-msg']",), WHERE_CHAT, "a video in a bubble")
+# Media markers. The simulator's (and a 2025 build's) ``*-msg`` testids first, then what public code reading
+# WhatsApp Web in 2023-26 finds them by (whatsapp-web-dom.md section 6). A bubble with an image, video or
+# canvas that none of these knows is read as kind unknown, never as text (``js/bubbles.js``).
+IMAGE_BLOCK = Selector(
+    "image_block",
+    ("[data-testid='image-msg']", "[data-testid='image-thumb']", "img[src^='blob:']"),
+    WHERE_CHAT,
+    "a photo in a bubble",
+)
+VIDEO_BLOCK = Selector(
+    "video_block",
+    ("[data-testid='video-msg']", "[data-testid='video-thumb']", "[data-testid='video-content']", "video"),
+    WHERE_CHAT,
+    "a video in a bubble",
+)
 DOCUMENT_BLOCK = Selector(
-    "document_block", ("[data-testid='document-msg']",), WHERE_CHAT, "a document in a bubble"
+    "document_block",
+    ("[data-testid='document-msg']", "[data-testid='document-thumb']", "[data-icon^='document-refreshed']"),
+    WHERE_CHAT,
+    "a document in a bubble",
 )
 STICKER_BLOCK = Selector("sticker_block", ("[data-testid='sticker-msg']",), WHERE_CHAT, "a sticker")
-AUDIO_BLOCK = Selector("audio_block", ("[data-testid='audio-msg']",), WHERE_CHAT, "an audio file")
+AUDIO_BLOCK = Selector(
+    "audio_block",
+    ("[data-testid='audio-msg']", "[data-icon='audio-play']", "audio"),
+    WHERE_CHAT,
+    "an audio file",
+)
 MEDIA_BLOCK = Selector(
     "media_block",
     ("[data-testid='media-msg']",),
     WHERE_CHAT,
     "a photo or a video in a bubble (older builds do not say which)",
+)
+MEDIA_ELEMENT = Selector(
+    "media_element",
+    ("img", "video", "canvas"),
+    WHERE_CHAT,
+    "what can show a photo or a video in a bubble; one no block above knows makes the bubble's kind unknown",
+)
+CHAT_CHROME = Selector(
+    "chat_chrome",
+    ("header", "footer"),
+    WHERE_CHAT,
+    "the chat's header and composer (searched inside the chat panel): never the start-of-chat notice",
 )
 
 # --- attach menu (2026: the file input appears only after an item is chosen) ------------------------
@@ -556,6 +589,8 @@ ALL: tuple[Selector, ...] = (
     STICKER_BLOCK,
     AUDIO_BLOCK,
     MEDIA_BLOCK,
+    MEDIA_ELEMENT,
+    CHAT_CHROME,
     ATTACH_MEDIA_ITEM,
     ATTACH_DOCUMENT_ITEM,
     FILE_INPUT,
@@ -625,6 +660,13 @@ TEXTS: dict[str, tuple[str, ...]] = {
     "loading": ("Loading your chats",),
     # The author label on our own bubbles (2026, for screen readers; localised).
     "own_author": ("You:",),
+    # The start-of-chat notice, the first row of a chat whose whole history is shown (whatsapp-web-dom.md
+    # section 6; localised). Searched in the chat panel before every message, outside header and footer.
+    "chat_start": (
+        "Messages and calls are end-to-end encrypted",
+        "Messages are end-to-end encrypted",
+        "Messages to this chat and calls are now secured with end-to-end encryption",
+    ),
     # The button that cuts a long message.
     "read_more": ("Read more",),
     # 2026: the page refuses a browser whose user agent says HeadlessChrome (or Electron, WhatsApp/).

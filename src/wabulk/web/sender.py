@@ -13,7 +13,8 @@ putting the text in and pressing send (``web.compose``), reading our bubbles, co
 4. Confirm: the new outgoing bubble (an id not in the snapshot) with exactly the body must leave the clock
    (" Pending ") state. Still on the clock after the confirm timeout → ``ConfirmTimeout``: the outcome is
    unknown and the worker verifies later instead of resending blindly. A bubble WhatsApp marks as failed
-   (``message-fail``) → a transient ``send_failed``: it was never accepted (see ``web.bubbles.confirm``).
+   (``message-fail``) → ``send_failed``, an unconfirmed send (ConfirmTimeout): WhatsApp may retry it
+   itself, so it is never pressed again while the failed bubble is in the chat (see ``web.bubbles.confirm``).
 
 After a crash, :meth:`WhatsAppSender.verify_sent` looks for a new outgoing bubble whose id is not in the
 stamp's snapshot: "sent", "absent" only on positive evidence that the chat can be read and lacks it, else
@@ -237,25 +238,43 @@ class WhatsAppSender:
         """Whether the message whose send started at ``since`` (unix seconds) is in the chat with ``phone``.
 
         By message id when ``evidence`` (the stamp's snapshot, ``known``) and the page have them: "sent"
-        when a new outgoing bubble (id not in ``known``) shows ``body``; "absent" only when the chat can be
-        read (the last bubble from before the send is shown again, or the chat was and is empty) and has no
-        such bubble; else "unknown" with the reason. Without ids: by the bubbles' time (minutes, in the page's
-        date order, with a clock-skew margin), which can only tell "sent" for a bubble clearly after
-        ``since`` and says "unknown" for an identical one around that time. A number that is not on
-        WhatsApp is "absent" (nothing could have been delivered). A bubble still on the clock counts as
-        sent: WhatsApp's outbox holds it and will send it.
+        when a new outgoing bubble (id not in ``known``, after its last bubble) shows ``body`` and left the
+        clock;
+        "absent" only on positive evidence, read twice across the settle window: the last bubble from
+        before the send is shown again (or the start-of-chat notice of a chat that was empty) and no new
+        bubble of ours follows; else "unknown" with the reason. Without ids: by the bubbles' time (minutes,
+        in the page's date order) on the page's own clock recorded in the snapshot, which can only tell
+        "sent" for a bubble clearly after the send and says "unknown" for an identical one around that
+        time. A popup (even "not on WhatsApp"), a history that does not show, a bubble still on the clock
+        or failed, a new bubble of ours with another text: "unknown".
         """
         known = models.ChatSnapshot.from_evidence(evidence)
         try:
-            read = self._read_chat(phone, "verifying", wait_for=known.ids[-1:] if known else ())
+            read = self._read_chat(phone, "verifying", shows=bubbles.anchored(known))
         except errors.NotOnWhatsApp as exc:
-            return models.Verification(models.VERIFY_ABSENT, f"the number is not on WhatsApp ({exc})")
+            # The stamp proves the chat opened and send was pressed in it: a popup now proves nothing.
+            return models.Verification(
+                models.VERIFY_UNKNOWN, f"WhatsApp showed a popup instead of the chat ({exc})"
+            )
         if read is None:
             return models.Verification(
                 models.VERIFY_UNKNOWN, "the chat did not open, so it could not be read"
             )
-        order = dates.date_order(read, self.date_order)
-        return bubbles.verify(read, body, since, known, chat_open=True, order=order)
+        if not read.settled:
+            return models.Verification(
+                models.VERIFY_UNKNOWN,
+                "the chat's history did not show (neither the bubbles from before the send nor the "
+                f"start-of-chat notice) within {self.timeouts.history:g}s",
+            )
+
+        def judge(r: bubbles.ChatRead) -> models.Verification:
+            order = dates.date_order(r, self.date_order)
+            return bubbles.verify(
+                r, body, since, known, chat_open=True, order=order, host_now=bubbles.host_now()
+            )
+
+        # A bubble of ours still on the clock is read again until it leaves it (sent) or fails (unknown).
+        return bubbles.recheck(self._driver, read, judge, self.timeouts.confirm)
 
     def read_receipt(self, phone: str, body: str, since: float) -> str | None:
         """The best tick of our bubble(s) with exactly ``body`` in the chat with ``phone`` not dated before
@@ -269,14 +288,19 @@ class WhatsAppSender:
             return None
         return bubbles.receipt(read, body, since, dates.date_order(read, self.date_order))
 
-    def _read_chat(self, phone: str, doing: str, wait_for: tuple[str, ...] = ()) -> bubbles.ChatRead | None:
-        """Open the chat with ``phone`` and read it once it settled; None when the chat is not usable."""
+    def _read_chat(
+        self, phone: str, doing: str, shows: Callable[[bubbles.ChatRead], bool] | None = None
+    ) -> bubbles.ChatRead | None:
+        """Open the chat with ``phone`` and read it once it settled (``shows``: what proves its history
+        is there; see :func:`web.bubbles.settled`); None when the chat is not usable."""
         try:
             self.browser.ensure_ready()
             self.open_chat(phone)
             if compose.first_visible(self._driver, S.COMPOSE_BOX) is None:
                 return None
-            return bubbles.settled(self._driver, self.timeouts.settle, wait_for=wait_for)
+            if shows is None:
+                return bubbles.settled(self._driver, self.timeouts.settle)
+            return bubbles.settled(self._driver, self.timeouts.history, evidence=shows)
         except errors.WabulkError:
             raise
         except Exception as exc:
@@ -302,9 +326,18 @@ class WhatsAppSender:
             raise chat.restricted_error()
 
     def _before(self) -> bubbles.ChatRead:
-        """Our bubbles right before the send: read until two reads agree (history renders after the chat
-        opens; a bubble rendered late would otherwise look new)."""
-        return bubbles.settled(self._driver, dom.MINI, poll=0.15, allow_empty=True)
+        """Our bubbles right before the send, once the chat's history shows (its messages, or the
+        start-of-chat notice of a new chat) in two reads across the settle window: a bubble rendered late
+        would otherwise look new, and an empty read would make any later bubble look like ours. Nothing is
+        pressed on a chat whose history does not show (TransientSendError, before the stamp)."""
+        read = bubbles.settled(self._driver, self.timeouts.history)
+        if not read.settled:
+            raise errors.TransientSendError(
+                "the chat's history did not show (no messages and no start-of-chat notice) within "
+                f"{self.timeouts.history:g}s; nothing was sent",
+                error_class="history_not_shown",
+            )
+        return read
 
     def _send_text(self, body: str, before_send: Callable[[models.ChatSnapshot], None]) -> models.SendResult:
         before = self._before()

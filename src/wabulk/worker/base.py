@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
 import threading
 import time
 from collections import deque
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import wait_exponential, wait_random
 
-from wabulk import exitcodes
+from wabulk import exitcodes, identity
 from wabulk.errors import BadInput, SessionBusy, WabulkError
 from wabulk.logs import mask_phone
 from wabulk.models import (
@@ -183,7 +182,7 @@ class WorkerBase:
         self.pacer = Pacer(config.pace, self.rng, clock)
         self.quiet = QuietHours.parse(config.quiet_hours, self.sender_zone)
         self.pid = os.getpid() if pid is None else pid
-        self.host = host or socket.gethostname()
+        self.host = host or identity.place_key()
         self.worker_id: str | None = None
         self.fatal: WabulkError | None = None  # set when the worker must exit with an error
         self.state = "starting"
@@ -199,6 +198,7 @@ class WorkerBase:
         self._restricted_streak = 0  # re-checks of a restricted account in a row (0: not restricted)
         self._reached = False  # whether the provider was ready once in this run
         self._last_heartbeat = float("-inf")
+        self.progress_at = time.monotonic()  # when the main loop last moved (the heartbeat thread reads it)
         self._last_jobs_refresh = float("-inf")
         self._job_status: dict[int, str] = {}
         self._seen_jobs: set[int] = set(config.job_ids or ())
@@ -343,6 +343,9 @@ class WorkerBase:
     def _finish_code(self) -> int:
         """--until-done's verdict: 0 when every message of this worker's jobs went out (or was skipped
         or cancelled on purpose), 3 when some failed or are left unsent in a paused job."""
+        settle = getattr(self.queue, "settle_stopped", None)
+        if callable(settle):
+            settle()  # a stopped job's message whose worker died after Enter: unknown, so counted failed
         summaries = self._my_summaries()
         failed = sum(s.counts.get(FAILED, 0) for s in summaries)
         stranded = sum(
@@ -369,6 +372,8 @@ class WorkerBase:
             self._heartbeat(force=True)
 
     def _heartbeat(self, *, force: bool = False) -> None:
+        # Only the main loop calls this: it is the progress the heartbeat thread reflects.
+        self.progress_at = time.monotonic()
         now = self.clock()
         if self.worker_id is None or (not force and now - self._last_heartbeat < self.config.heartbeat_every):
             return

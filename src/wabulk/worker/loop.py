@@ -84,7 +84,6 @@ def format_wait(seconds: float) -> str:
 
 
 CONFIRM_RECHECK_SECONDS = 15.0  # after a confirmation timeout: look in the chat again this soon
-RELINKED_REASON = "the device was relinked after the send was pressed; its chat may lack the history"
 # A template job claimed by a session that cannot send templates is given back for this long (seconds).
 TEMPLATE_JOB_DELAY = 300.0
 
@@ -215,6 +214,13 @@ class Worker(SessionMixin):
                 self.queue.release(claim, reason="worker stopping")
                 self._emit("released", f"released {self._mask(claim.phone)}: stopping", claim=claim)
                 return StepResult("stopped", claim.message_id)
+            if claim.send_started_at is None:
+                # Another message to this chat was pressed and is not settled: a bubble of this one could
+                # be taken for it when its chat is checked (same text: a loss). Wait until it is.
+                other = self.queue.stamped_to(self.config.session, claim.phone, excluding=claim.message_id)
+                if other is not None:
+                    why = f"message {other} to the same chat is being checked first"
+                    return self._defer(claim, now + CONFIRM_RECHECK_SECONDS, why)
             return self._send(claim)
         except LeaseLost as e:
             # Fenced off: another worker owns this message now. Drop it silently; never overwrite.
@@ -251,22 +257,19 @@ class Worker(SessionMixin):
             return self._transport_failure(claim, e, doing="verifying", context="could not check the chat")
         if found.outcome == VERIFY_SENT:
             return True
-        if found.outcome == VERIFY_ABSENT and self._relinked_since(claim.send_started_at):
-            # A new device's chat may lack what the old device sent (history syncs partially and late):
-            # its absence there proves nothing. Found is found; absent is unknown.
-            return self._unknown(claim, RELINKED_REASON)
         if found.outcome == VERIFY_ABSENT:
             lease = self.config.lease_seconds
-            claim = self.queue.mark_absent(claim, reason=found.reason, lease_seconds=lease)
+            try:
+                # The queue decides whether the silence proves anything: not when the device was relinked
+                # after the press (ordered by the events sequence, not the clock), nor while another
+                # instance that pressed may still be alive. Then it settled the message as unknown.
+                claim = self.queue.mark_absent(claim, reason=found.reason, lease_seconds=lease)
+            except SendRefused as e:
+                return self._settled_unknown(claim, str(e))
             self._inflight = claim
             self._verified_claim = claim
             return False
         return self._unknown(claim, found.reason or "the chat could not be read")
-
-    def _relinked_since(self, stamp: float) -> bool:
-        """Whether this session's device was linked (a login from the QR) after ``stamp``."""
-        linked = self.queue.linked_at(self.config.session)
-        return linked is not None and stamp < linked
 
     def _unknown(self, claim: Claim, reason: str) -> StepResult:
         """Fail closed: the message may or may not have arrived and the chat cannot tell. It fails as
@@ -274,6 +277,10 @@ class Worker(SessionMixin):
         this session."""
         error = f"{UNKNOWN_TEXT}: {reason}"
         self.queue.mark_failed(claim, error=error, error_class=UNKNOWN_OUTCOME)
+        return self._settled_unknown(claim, error)
+
+    def _settled_unknown(self, claim: Claim, error: str) -> StepResult:
+        """Report a message the queue has settled as ``unknown_outcome`` (and count it toward the pause)."""
         self.failed_this_run += 1
         self._emit(
             "failed",

@@ -240,6 +240,13 @@ function sessionCard(s, waitingScan) {
   card.append(meter);
   if (s.waiting_until) card.append(el("p", { class: "hint" }, "Waiting until " + fmtTime(s.waiting_until)));
   if (provider === "cloud" && s.phone_number_id) card.append(el("p", { class: "sub" }, "Cloud API number ID " + s.phone_number_id));
+  if (provider === "cloud" && s.quality !== undefined) {
+    // Meta's messaging limit (unique people per rolling 24 h) is a Cloud API number's daily cap.
+    const limit = s.limit_24h == null ? "unlimited" : s.limit_24h.toLocaleString("en");
+    card.append(el("p", { class: "sub", "data-limit": s.messaging_limit },
+      "Quality " + s.quality + " · messaging limit " + (s.used_24h || 0).toLocaleString("en") + " of " + limit +
+      " people in 24 h"));
+  }
   if (s.paused) card.append(el("p", { class: "reason" }, "Paused: " + plural(s.paused)));
   if (waitingScan) {
     const fig = el("figure", { class: "qr", "data-session": s.session },

@@ -5,7 +5,8 @@
 // never by a class alone, since the 2026 page has none. The text is read from the text span only, never
 // from a container that also holds the time and the tick's icon title.
 // arguments ({rows, idAttr, ownLabels, author, incoming, outgoing, text, pre, preAttr, ticks,
-//             tickByLabel, tickByIcon, tickBySvg, kinds: [[kind, candidates]], more, moreTexts}).
+//             tickByLabel, tickByIcon, tickBySvg, kinds: [[kind, candidates]], more, moreTexts,
+//             chat, chrome, mediaEls, startTexts}).
 const a = arguments[0];
 const units = [];
 for (const el of allOf(a.rows, null)) {
@@ -72,7 +73,13 @@ function when(pre) {
   if (p[0] > 999) return {a: null, b: null, ymd: at(p[0], p[1], p[2]), dm: null, md: null};
   return {a: p[0], b: p[1], ymd: null, dm: at(p[2], p[1], p[0]), md: at(p[2], p[0], p[1])};
 }
+// Emoji are <img> elements too, with the emoji as alt text (or an emoji class).
+function isEmoji(img) {
+  const alt = img.getAttribute('alt') || '';
+  return /emoji/i.test(img.className || '') || (alt.length > 0 && alt.length <= 8 && !/[A-Za-z0-9]/.test(alt));
+}
 const out = [];
+const isMessage = [];
 for (const u of units) {
   const tick = tickOf(u);
   const dir = directionOf(u, tick);
@@ -81,10 +88,41 @@ for (const u of units) {
   const pre = preEl ? preEl.getAttribute(a.preAttr) : null;
   let kind = null;
   for (const [k, cands] of a.kinds) { if (hasAny(cands, u)) { kind = k; break; } }
+  // An image, video or canvas no selector knows (not an emoji inside the text): media of a kind we cannot
+  // name, never "text" (a captioned photo would otherwise read as a text message).
+  if (!kind) {
+    for (const el of allOf(a.mediaEls, u)) {
+      if (textEl && textEl.contains(el)) continue;
+      if (el.tagName === 'IMG' && isEmoji(el)) continue;
+      kind = 'unknown';
+      break;
+    }
+  }
   // A long message is cut with a "Read more" button on the real page.
   const more = allOf(a.more, u).some(b => a.moreTexts.includes((b.textContent || '').trim().toLowerCase()));
   out.push({dir: dir, id: idOf(u), text: textEl ? textOf(textEl) : null, tick: tick, kind: kind,
             pre: pre, when: when(pre), more: more});
+  isMessage.push(!!(dir || textEl || pre || kind || tick));
+}
+// The start-of-chat notice (end-to-end encryption): the first row of a chat whose whole history is shown.
+// Found by its text in the chat panel, outside header and footer, not inside a message and before every
+// message, so a message quoting it is never taken for it.
+function startShown() {
+  const panel = firstOf(a.chat, null, false);
+  if (!panel) return false;
+  const firstMsg = units.find((u, i) => isMessage[i]);
+  const chrome = allOf(a.chrome, panel);
+  const walker = document.createTreeWalker(panel, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const t = (n.textContent || '').toLowerCase();
+    if (!a.startTexts.some(s => t.includes(s))) continue;
+    const el = n.parentElement;
+    if (!el || chrome.some(c => c.contains(el)) || !visible(el)) continue;
+    if (units.some((u, i) => isMessage[i] && u.contains(el))) continue;
+    if (firstMsg && !(el.compareDocumentPosition(firstMsg) & Node.DOCUMENT_POSITION_FOLLOWING)) continue;
+    return true;
+  }
+  return false;
 }
 // The page's own date order (day/month/year first) for its language, from the browser's formatter.
 let order = null;
@@ -93,4 +131,4 @@ try {
   const seq = parts.filter(x => ['day', 'month', 'year'].includes(x.type)).map(x => x.type[0]).join('');
   order = {dmy: 'dm', mdy: 'md', ymd: 'ymd'}[seq] || null;
 } catch (e) { /* no Intl: no hint */ }
-return {messages: out, lang: navigator.language || null, order: order, now: Date.now()};
+return {messages: out, lang: navigator.language || null, order: order, now: Date.now(), start: startShown()};

@@ -64,6 +64,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "restricted": False,  # the composer is replaced by the "account restricted" block bar
     "whats_new": False,  # a "What's new" modal after boot, until Continue (per page load)
     "page_error": None,  # None | "database" | "storage_full": the app is replaced by that screen
+    # A chat's history (its bubbles and the start-of-chat notice) shows this long after the chat opens, and
+    # ``history_boot_ms`` (null: the same) for the first chat opened after the page loaded, as right after a
+    # browser start (whatsapp-web-dom.md section 6: an empty read is not an empty chat).
+    "history_ms": 0,
+    "history_boot_ms": None,
 }
 
 # A page that has not polled for this long is no longer "showing" its QR.
@@ -100,7 +105,11 @@ def _validate_config(updates: dict[str, Any]) -> dict[str, Any]:
             value = float(value) if key.endswith("_ms") else int(value)
             if value < 0:
                 raise ValueError(f"{key} must be >= 0")
-        elif key in ("delivered_ms", "read_ms"):
+        elif key == "history_ms":
+            value = float(value)
+            if value < 0:
+                raise ValueError("history_ms must be >= 0")
+        elif key in ("delivered_ms", "read_ms", "history_boot_ms"):
             value = None if value is None else float(value)
         elif key in ("invalid_numbers", "never_deliver", "hold_pending", "fail_sends"):
             if isinstance(value, str):

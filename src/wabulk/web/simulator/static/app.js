@@ -39,7 +39,11 @@
     dueAt: 0,             // when a sent message's next tick is due (ms epoch): poll then, not up to 300 ms later
     restricted: false,    // the composer is replaced by the "restricted" block bar
     blocker: null,        // the What's-new dialog while it is shown (it swallows input to everything else)
-    whatsNewDone: false   // shown (and closed) once per page load
+    whatsNewDone: false,  // shown (and closed) once per page load
+    chatsOpened: 0,       // chats opened since the page loaded (the first one's history is slower)
+    historyAt: 0,         // when the open chat's history shows (ms epoch)
+    historyList: null,    // the open chat's history, held back until then
+    historyTimer: null
   };
 
   // What the server told this page before it talks to it (see server._page): whether to refuse headless UAs.
@@ -556,6 +560,13 @@
     phone = digits(phone);
     S.openPhone = phone;
     S.rows = {};
+    // The history (and the start-of-chat notice) shows only after a while: longer for the first chat after
+    // the page loaded (a browser start, or every deep link, which reloads the app).
+    var boot = S.chatsOpened++ === 0 && S.cfg && S.cfg.history_boot_ms !== null && S.cfg.history_boot_ms !== undefined;
+    S.historyAt = Date.now() + (boot ? S.cfg.history_boot_ms : ((S.cfg && S.cfg.history_ms) || 0));
+    S.historyList = null;
+    clearTimeout(S.historyTimer);
+    S.historyTimer = null;
     var era = S.era;
     var title = LRE + formatPhone(phone) + PDF;
     var labels = {'data-tab': '10', dir: 'auto', 'data-sim-placeholder': 'Type a message', 'aria-multiline': 'true',
@@ -852,7 +863,31 @@
     slot.appendChild(tickEl(status));
   }
 
+  // The start-of-chat notice: the first row of a chat whose whole history is shown (whatsapp-web-dom.md
+  // section 6), with neither an author label, a time nor a tick.
+  var E2E_NOTICE = 'Messages and calls are end-to-end encrypted. No one outside of this chat, not even ' +
+    'WhatsApp, can read or listen to them. Click to learn more.';
+  function showStartNotice() {
+    if (!M.conv || M.conv.querySelector('[data-sim="e2e"]')) return;
+    var row = h('div', {role: 'row', 'class': 'notice-row', 'data-sim': 'e2e'},
+      h('div', {'class': 'e2e-notice', role: 'button', tabindex: '0'}, icon('lock-small'),
+        h('span', {dir: 'auto', text: E2E_NOTICE})));
+    M.conv.insertBefore(row, M.conv.firstChild);
+  }
+
   function syncChat(list) {
+    var phone = S.openPhone;
+    if (Date.now() < S.historyAt) {  // not yet: keep the newest list and show it when it is due
+      S.historyList = list;
+      if (!S.historyTimer) {
+        S.historyTimer = setTimeout(function () {
+          S.historyTimer = null;
+          if (S.openPhone === phone && S.historyList) syncChat(S.historyList);
+        }, S.historyAt - Date.now() + 5);
+      }
+      return;
+    }
+    showStartNotice();
     list.forEach(function (rec) {
       if (S.rows[rec.id]) setTick(rec.id, rec.status);
       else addRow({id: rec.id, phone: rec.phone, text: rec.text, attachment: rec.attachment, at: rec.at,
