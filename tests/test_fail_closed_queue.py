@@ -21,7 +21,7 @@ from wabulk.fakes import DeliverThenRaise, FakeTransport
 from wabulk.models import FAILED, PENDING, SENDING, SENT, UNKNOWN_OUTCOME, ChatSnapshot, NewJob, NewMessage
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
-from wabulk.worker.loop import Worker, WorkerConfig
+from wabulk.worker import Worker, WorkerConfig
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 6, 1, 12, 0, 10, tzinfo=UTC).timestamp()
