@@ -24,9 +24,11 @@ grid:
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
 
 test: $(STAMP) chromium grid
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
 	# Two workers, one test file each: the browser tests mostly wait on pages, so this halves the wall time.
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 

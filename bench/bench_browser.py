@@ -69,7 +69,7 @@ def run(n: int, timings: dict[str, object], home: Path, open_chat: str = "auto")
     from wabulk.settings import Settings
     from wabulk.web.sender import WhatsAppSender
     from wabulk.web.simulator.server import Simulator
-    from wabulk.worker.loop import build_config, run_worker
+    from wabulk.worker import build_config, run_worker
 
     sim = Simulator(port=0, log_path=home / "sim.jsonl", **timings)
     url = sim.start()

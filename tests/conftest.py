@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from wabulk.fakes import FakeTransport
+from wabulk.queue import Queue
 from wabulk.web.simulator.server import DEFAULT_CONFIG
 
 
@@ -26,6 +30,70 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def db_path(isolated_home: Path) -> Path:
     return isolated_home / "wabulk.db"
+
+
+# --- time, the queue and the fake provider, for unit tests of the queue and the worker ---------------------
+
+T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc).timestamp()
+
+
+class Clock:
+    """A hand-driven wall clock: time moves only when a test (or the worker's ``sleep``) moves it, never by
+    sleeping, so leases expire and backoffs pass when the test says so. ``at(when, action)`` runs ``action``
+    once a ``sleep`` reaches ``when``; with ``max_sleep`` a longer sleep fails the test (the worker must wake
+    at least that often)."""
+
+    def __init__(self, t: float = T0, *, max_sleep: float | None = None) -> None:
+        self.t = t
+        self.max_sleep = max_sleep
+        self.actions: list[tuple[float, Callable[[], None]]] = []
+        self.slept: list[float] = []
+
+    @property
+    def now(self) -> float:
+        return self.t
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.t = value
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        self.actions.append((when, action))
+
+    def sleep(self, seconds: float) -> None:
+        if self.max_sleep is not None:
+            assert seconds <= self.max_sleep + 1e-9, f"the worker must wake at least every {self.max_sleep} s"
+        self.slept.append(seconds)
+        self.t += seconds
+        due = [a for a in self.actions if a[0] <= self.t]
+        self.actions = [a for a in self.actions if a[0] > self.t]
+        for _, action in due:
+            action()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def queue(db_path: Path, clock: Clock) -> Iterator[Queue]:
+    """The test's database on the test's clock."""
+    q = Queue(db_path, clock=clock)
+    yield q
+    q.close()
+
+
+@pytest.fixture
+def fake(clock: Clock) -> FakeTransport:
+    """The fake provider on the test's clock; each send takes two seconds of it."""
+    return FakeTransport(clock=clock, advance=clock.advance, send_seconds=2.0)
 
 
 # --- browser / simulator fixtures (owned by the browser work) -------------------------------------

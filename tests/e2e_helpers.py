@@ -319,10 +319,10 @@ class InProcessWorker:
 def run_in_process(e2e: E2E, session: str, *, confirm: float = 3.0, **changes: Any) -> InProcessWorker:
     """Start the worker in this process with ``WorkerConfig`` ``changes`` (e.g. a short retry backoff,
     which the CLI does not expose) and a short confirmation wait."""
+    from wabulk import worker
     from wabulk.settings import Settings
     from wabulk.web import dom
     from wabulk.web.sender import WhatsAppSender
-    from wabulk.worker import loop as worker
 
     settings = Settings.from_env().with_(web_url=e2e.sim.url, home=e2e.home, db=e2e.db, headless=True)
     timeouts = dom.Timeouts(

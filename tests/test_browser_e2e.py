@@ -15,9 +15,10 @@ import pytest
 from conftest import make_browser_settings
 from e2e_helpers import snapshots_into
 from wabulk import errors, models
+from wabulk import qrcodes as qr
 from wabulk.doctor import run_doctor
 from wabulk.web import browser as sess
-from wabulk.web import dom, login, qr
+from wabulk.web import dom, login
 from wabulk.web.sender import WhatsAppSender
 
 pytestmark = [

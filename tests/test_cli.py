@@ -260,7 +260,9 @@ def test_resolve_argument_rules(contacts: Path, db_path: Path) -> None:
     assert code == exitcodes.BAD_INPUT and "exactly one" in err
     code, out, _ = invoke("resolve", str(mid), "--resend-unverified")
     assert code == 0 and "sent again" in out
-    code, _, err = invoke("resolve", str(mid), "--sent")  # pending now, not failed
+    code, out, _ = invoke("resolve", str(mid), "--sent")  # pending now: a person may still settle it
+    assert code == 0 and "is sent" in out
+    code, _, err = invoke("resolve", str(mid), "--sent")  # sent is final
     assert code == exitcodes.BAD_INPUT and err.startswith("Error: ")
     code, _, err = invoke("resume")
     assert code == exitcodes.BAD_INPUT

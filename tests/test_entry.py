@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from wabulk import entry, errors, exitcodes
+from wabulk import entry, errors, exitcodes, identity
 from wabulk.cli import app
 from wabulk.models import TICK_DELIVERED, TICK_READ, TICK_SENT, NewJob, NewMessage
 from wabulk.queue import Queue
@@ -49,7 +48,7 @@ def _messages(n: int, prefix: str = "+1415555") -> list[NewMessage]:
 def _send(q: Queue, session: str, ticks: list[str], at: float) -> None:
     """Send one message per tick as ``session`` through the queue's own claim/mark_sent, then record that
     tick as its receipt (TICK_SENT: nothing beyond the sent tick)."""
-    wid = q.register_worker(session, pid=os.getpid(), host=socket.gethostname())
+    wid = q.register_worker(session, pid=os.getpid(), host=identity.place_key())
     for tick in ticks:
         claim = q.claim(wid, session, lease_seconds=60)
         assert claim is not None
@@ -76,7 +75,7 @@ def _sent_two_days_ago(db: Path) -> None:
         _send(q, "main", [TICK_SENT, TICK_DELIVERED, TICK_READ], at=old)
     with Queue(db) as q:
         q.enqueue(NewJob(name="pinned", template="Hi", sessions=("phone2",)), _messages(2, "+1415666"))
-        q.register_worker("phone2", pid=os.getpid(), host=socket.gethostname())
+        q.register_worker("phone2", pid=os.getpid(), host=identity.place_key())
 
 
 def _paused(db: Path) -> None:

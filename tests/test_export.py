@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Clock
 from wabulk.errors import JobNotFound
 from wabulk.export import COLUMNS, export_job, iso_utc, neutralize
 from wabulk.models import NewJob, NewMessage
@@ -17,17 +18,9 @@ from wabulk.queue import Queue
 T0 = 1_795_000_000.0  # 2026-11-18T11:06:40Z
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from conftest import Clock
 from wabulk import errors, exitcodes
 from wabulk.errors import BrowserCrashed, ConfirmTimeout, PermanentSendError, TransientSendError
 from wabulk.fakes import BLOCK, CRASH, DeliverThenRaise, Fail, FailAtSend, FakeTransport
@@ -32,43 +33,16 @@ from wabulk.models import (
 )
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
-from wabulk.worker.loop import Worker, WorkerConfig
+from wabulk.worker import Worker, WorkerConfig
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 6, 1, 12, 0, 10, tzinfo=UTC).timestamp()
 P = "+14155550100"
 
 
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-        self.actions: list[tuple[float, Callable[[], None]]] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def queue(db_path: Path, clock: Clock) -> Iterator[Queue]:
-    q = Queue(db_path, clock=clock)
-    yield q
-    q.close()
-
-
-@pytest.fixture
-def fake(clock: Clock) -> FakeTransport:
-    return FakeTransport(clock=clock, advance=clock.advance, send_seconds=2.0)
+    return Clock(T0)
 
 
 def enqueue(queue: Queue, numbers: list[str], *, max_attempts: int = 3, body: str = "Hello {p}") -> int:
@@ -187,7 +161,7 @@ def test_d3_a_live_local_worker_is_never_evicted_by_a_second_start(queue: Queue,
 
 
 def test_d3_heartbeats_continue_during_a_long_browser_step(db_path: Path) -> None:
-    from wabulk.worker.loop import HeartbeatThread
+    from wabulk.worker.runner import HeartbeatThread
 
     with Queue(db_path) as q:
         wid = q.register_worker("a", pid=os.getpid(), host=socket.gethostname())
@@ -597,8 +571,7 @@ def test_a_worker_warns_when_the_database_is_on_a_network_file_system(
 ) -> None:
     from wabulk.settings import Settings
     from wabulk.store import base
-    from wabulk.worker.events import WorkerEvent
-    from wabulk.worker.loop import build_config, run_worker
+    from wabulk.worker import WorkerEvent, build_config, run_worker
 
     monkeypatch.setattr(base, "network_filesystem", lambda path, mounts=None: "nfs4")
     Queue(db_path).close()

@@ -375,6 +375,52 @@ def test_status_shows_per_session_sent_today_cap_and_state(db_path: Path) -> Non
     assert row_a.split()[:2] == ["a", "2"] and row_a.split()[-1] == "pacing", row_a
 
 
+def test_each_worker_of_a_fleet_gets_the_run_options_of_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fleet turns ``wabulk run``'s options back into each worker's arguments: a worker started with
+    them is configured as the fleet's own command line was."""
+    from typer.testing import CliRunner
+
+    from wabulk import worker
+    from wabulk.cli import app
+    from wabulk.worker.fleet import RunOptions
+
+    seen: list[object] = []
+    monkeypatch.setattr(worker, "run_worker", lambda settings, config, **_: seen.append(config) or 0)
+    line = [
+        "--pace",
+        "safe",
+        "--min-delay",
+        "40",
+        "--daily-cap",
+        "120",
+        "--quiet-hours",
+        "21:00-08:00",
+        "--job",
+        "3",
+        "--job",
+        "4",
+        "--until-done",
+        "--track-receipts",
+        "--restart-browser-every",
+        "7",
+    ]
+    assert CliRunner().invoke(app, ["run", "--session", "a", *line]).exit_code == 0
+    options = RunOptions(
+        pace="safe",
+        min_delay=40.0,
+        daily_cap=120,
+        quiet_hours="21:00-08:00",
+        job_ids=(3, 4),
+        until_done=True,
+        track_receipts=True,
+        restart_browser_every=7,
+    )
+    assert CliRunner().invoke(app, ["run", "--session", "a", *options.argv()]).exit_code == 0
+    assert seen[0] == seen[1]
+
+
 def test_a_worker_exiting_4_needs_a_person_and_is_not_restarted(fake: Path, queue: Queue) -> None:
     lines: list[str] = []
     fleet = make_fleet(fake, {"a": "4,0", "b": "0"}, until_done=True, on_line=lines.append)

@@ -10,7 +10,7 @@ from rich.console import Console
 from wabulk.live import LiveView, format_duration, render_qr
 from wabulk.models import Job, JobSummary
 from wabulk.pacing import PROFILES
-from wabulk.worker.loop import WorkerEvent
+from wabulk.worker import WorkerEvent
 
 NOW = 1_780_000_000.0
 
@@ -158,7 +158,7 @@ def test_worker_events_mask_the_number_in_flight(tmp_path: Path) -> None:
     from wabulk.fakes import FakeTransport
     from wabulk.models import NewJob, NewMessage
     from wabulk.queue import Queue
-    from wabulk.worker.loop import Worker, WorkerConfig
+    from wabulk.worker import Worker, WorkerConfig
 
     q = Queue(tmp_path / "q.db")
     q.enqueue(NewJob(name="promo", template="Hi"), [NewMessage(phone="+14155550123", body="Hi")])

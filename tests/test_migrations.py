@@ -49,6 +49,7 @@ def test_fresh_database_gets_every_migration(db_path: Path) -> None:
             "m007_notifications",
             "m008_device_linked",
             "m009_session_provider",
+            "m010_fail_closed_queue",
             "m013_cloud",
             "m014_template_catalogue",
             "m014_template_components",

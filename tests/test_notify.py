@@ -6,7 +6,6 @@ path through a real worker on the simulator is in test_notify_e2e.py."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from notify_helpers import Receiver
+from wabulk import identity
 from wabulk.cli import app
 from wabulk.models import ChatSnapshot, NewJob, NewMessage
 from wabulk.notify import store
@@ -57,7 +57,7 @@ def make_everything_happen(q: Queue) -> dict[str, int]:
     d = new_job(q, "d", 1, 20)
     q.set_job_status(d, "waiting_for_login", reason="session 's' is logged out")
     q.pause_session("s", "auto-paused: WhatsApp blocked session 's': temporarily banned")
-    q.register_worker("t", pid=dead_pid(), host=socket.gethostname())
+    q.register_worker("t", pid=dead_pid(), host=identity.place_key())
     return {"a": a, "b": b, "d": d}
 
 
@@ -195,7 +195,7 @@ def test_a_command_gets_the_json_on_stdin(db_path: Path, tmp_path: Path) -> None
         watcher.scan_events()
         j = new_job(q, "x", 1, 0)
         q.stop_job(j)
-        q.register_worker("gone", pid=dead_pid(), host=socket.gethostname())
+        q.register_worker("gone", pid=dead_pid(), host=identity.place_key())
         watcher.scan_events()
         watcher.watch_state()
         Notifier(db_path, config).deliver_due(q)

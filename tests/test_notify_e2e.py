@@ -150,7 +150,7 @@ def test_every_kind_reaches_the_webhook_once_across_an_outage_and_a_kill(e2e: E2
     # WhatsApp bans the account: the worker pauses its SESSION (other accounts could go on with the job,
     # which stays running) and exits (nobody left to deliver).
     e2e.sim.configure(blocked="temp_ban")
-    assert worker.wait(90) == 1, worker.output()
+    assert worker.wait(90) == 4, worker.output()  # a person must act (exitcodes.ATTENTION)
     assert e2e.job(1)["status"] == "running", e2e.job(1)
     paused = session_pause(e2e, "s")
     assert paused is not None and paused.startswith("auto-paused: WhatsApp blocked session 's'"), paused
@@ -214,7 +214,7 @@ def test_every_kind_reaches_the_webhook_once_across_an_outage_and_a_kill(e2e: E2
 def test_a_job_auto_pause_and_an_unknown_outcome_reach_the_webhook_once_across_an_outage_and_a_kill(
     e2e: E2E,
 ) -> None:
-    from wabulk.web import qr
+    from wabulk import qrcodes as qr
 
     notifying_env(e2e)
     e2e.link("s")

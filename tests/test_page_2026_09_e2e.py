@@ -16,9 +16,10 @@ import pytest
 from conftest import SIM_FAST
 from e2e_helpers import simulator_running, snapshots_into
 from wabulk import errors, models
+from wabulk import qrcodes as qr
 from wabulk.doctor import run_doctor
 from wabulk.settings import Settings
-from wabulk.web import bubbles, dom, qr
+from wabulk.web import bubbles, dom
 from wabulk.web import selectors as S
 from wabulk.web.sender import WhatsAppSender
 

@@ -19,8 +19,7 @@ from wabulk.fakes import FakeTransport
 from wabulk.models import SENT, NewJob, NewMessage
 from wabulk.queue import Queue
 from wabulk.settings import Settings
-from wabulk.worker.loop import build_config
-from wabulk.worker.runner import run_worker
+from wabulk.worker import build_config, run_worker
 
 
 def test_a_session_never_recorded_is_a_web_session(db_path: Path) -> None:
@@ -151,3 +150,33 @@ def test_the_evidence_of_a_stamp_is_stored_as_the_provider_gave_it(db_path: Path
         again = q.claim(worker, "main", lease_seconds=60)
         assert again is not None and again.needs_verification
         assert again.send_evidence == '{"token": "corr-42"}'
+
+
+def test_serve_and_status_reach_no_provider_code() -> None:
+    """``serve`` never sends: it reads receipts and status through modules that load no provider."""
+    code = (
+        "import sys, wabulk.serve.api, wabulk.report, wabulk.receipts, wabulk.notify.service;"
+        "print(sorted(m for m in sys.modules if m.startswith(('wabulk.web', 'wabulk.cloud', 'wabulk.sender',"
+        " 'wabulk.worker', 'selenium'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("new_device", [True, False])
+def test_login_reports_and_the_app_records_a_new_device_link(
+    new_device: bool, monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from wabulk.cli import app
+    from wabulk.web import login
+
+    def fake_login(settings: Settings, session: str, **_: object) -> login.LoginResult:
+        return login.LoginResult(already_logged_in=not new_device)
+
+    monkeypatch.setattr(login, "login", fake_login)
+    result = CliRunner().invoke(app, ["login", "--session", "shop"])
+    assert result.exit_code == 0, result.output
+    with Queue(db_path) as q:
+        assert (q.linked_at("shop") is not None) == new_device

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from wabulk import errors, migrations
+from conftest import Clock
+from wabulk import errors, identity, migrations
 from wabulk import queue as queue_mod
 from wabulk.models import MESSAGE_STATUSES, NewJob, NewMessage
 from wabulk.queue import Queue
@@ -18,22 +19,9 @@ from wabulk.queue import Queue
 T0 = 1_800_000_000.0
 
 
-class Clock:
-    """A hand-driven clock: leases expire when the test says so, never by sleeping."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -1079,7 +1067,6 @@ def test_migrations_recorded_on_open(q: Queue) -> None:
 
 
 def test_a_dead_worker_on_this_host_is_not_alive(tmp_path: Path) -> None:
-    import socket
     import subprocess
     import sys
 
@@ -1087,7 +1074,7 @@ def test_a_dead_worker_on_this_host_is_not_alive(tmp_path: Path) -> None:
     dead.wait()
     q = Queue(tmp_path / "q.db")
     try:
-        q.register_worker("s", pid=dead.pid, host=socket.gethostname())
+        q.register_worker("s", pid=dead.pid, host=identity.place_key())
         [w] = q.workers()  # its heartbeat is fresh, but its process is gone: not "alive yes" for 15 s
         assert not w.alive
         q.register_worker("t", pid=dead.pid, host="another-host")

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from conftest import Clock
 from wabulk import errors
 from wabulk.models import (
     CANCELLED,
@@ -50,14 +51,6 @@ from wabulk.store.cloud import callback_data
 SESSIONS = ("a", "b")
 LEASE = 10.0
 PHONES = [f"+1415555{i:04d}" for i in range(8)]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -97,7 +90,7 @@ class Outbox(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="wabulk-model-"))
-        self.clock = Clock()
+        self.clock = Clock(1_800_000_000.0)
         self.q = Queue(self.dir / "w.db", clock=self.clock)
         self.world = World()
         self.workers = {s: WorkerModel(s) for s in SESSIONS}
@@ -372,7 +365,7 @@ class CloudOutbox(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="wabulk-cloud-model-"))
-        self.clock = Clock()
+        self.clock = Clock(1_800_000_000.0)
         self.q = Queue(self.dir / "w.db", clock=self.clock)
         self.meta = Meta()
         self.generation = 0

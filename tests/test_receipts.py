@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import Clock
 from wabulk import errors
 from wabulk.cli import app
 from wabulk.fakes import FakeTransport
@@ -21,39 +22,18 @@ from wabulk.receipts import (
     export_undelivered,
     format_age,
     parse_age,
-    track,
     undelivered_counts,
 )
-from wabulk.worker.loop import Worker, WorkerConfig
+from wabulk.worker import Worker, WorkerConfig
+from wabulk.worker.receipts import track
 
 T0 = 1_780_000_000.0
 HOUR = 3600.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def queue(db_path: Path, clock: Clock):  # type: ignore[no-untyped-def]
-    q = Queue(db_path, clock=clock)
-    yield q
-    q.close()
+    return Clock(T0)
 
 
 @pytest.fixture

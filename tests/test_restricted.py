@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from wabulk import exitcodes
+from conftest import Clock
+from wabulk import exitcodes, identity
 from wabulk.errors import AccountRestricted, ConfigError
 from wabulk.fakes import FakeTransport
 from wabulk.models import PENDING, SENT, NewJob, NewMessage, SendResult, Verification, WorkerInfo
@@ -19,31 +20,9 @@ from wabulk.pacing import PROFILES
 from wabulk.queue import Queue
 from wabulk.report import attention
 from wabulk.settings import restricted_recheck_seconds
-from wabulk.worker.loop import Worker, WorkerConfig, WorkerEvent, build_config
+from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config
 
 T0 = dt.datetime(2026, 9, 1, 12, 0, tzinfo=dt.timezone.utc).timestamp()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-        self.actions: list[tuple[float, Any]] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    def at(self, when: float, action: Any) -> None:
-        self.actions.append((when, action))
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-        due = [a for a in self.actions if a[0] <= self.t]
-        self.actions = [a for a in self.actions if a[0] > self.t]
-        for _, action in due:
-            action()
 
 
 @dataclass
@@ -70,7 +49,7 @@ class RestrictedFake(FakeTransport):
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -138,8 +117,9 @@ def test_a_stamped_message_keeps_its_stamp_and_is_verified_once_the_restriction_
 ) -> None:
     a = "+14155550003"
     job = _job(queue, [a])
-    # An earlier worker (on another host) stamped the message and vanished: it is ambiguous.
-    old = queue.register_worker("main", pid=4242, host="elsewhere")
+    # An earlier worker stamped the message and was killed (on this host: provably gone; one on another
+    # host might still press, and its stamp is never proved absent): it is ambiguous.
+    old = queue.register_worker("main", pid=999_999_999, host=identity.place_key())
     claim = queue.claim(old, "main", lease_seconds=5)
     assert claim is not None
     queue.mark_send_started(claim)

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from wabulk import errors
-from wabulk.doctor import check_binaries, check_files
+from wabulk import qrcodes as qr
+from wabulk.doctor import check_files
 from wabulk.settings import Settings
+from wabulk.web import attach, bubbles, chat, dom, sender
 from wabulk.web import browser as sess
-from wabulk.web import chat, dom, qr, sender
 from wabulk.web import selectors as S
+from wabulk.web.doctor import check_binaries
 
 
 def probe(
@@ -66,16 +68,16 @@ def test_page_state_is_decided_from_the_probe(p: dict[str, Any], state: str) -> 
 
 
 def test_dialog_texts_classify_into_permanent_errors() -> None:
-    err = sender.classify_dialog("The number +1 555-010-0999 isn't on WhatsApp. OK")
+    err = chat.classify_dialog("The number +1 555-010-0999 isn't on WhatsApp. OK")
     assert isinstance(err, errors.NotOnWhatsApp) and not err.transient
     assert err.error_class == "not_on_whatsapp" and "isn't on WhatsApp" in str(err)
-    assert isinstance(sender.classify_dialog("Phone number shared via url is invalid."), errors.NotOnWhatsApp)
-    big = sender.classify_dialog("1 video you tried adding is larger than the 16 MB limit.")
+    assert isinstance(chat.classify_dialog("Phone number shared via url is invalid."), errors.NotOnWhatsApp)
+    big = chat.classify_dialog("1 video you tried adding is larger than the 16 MB limit.")
     assert isinstance(big, errors.AttachmentRejected) and "16 MB" in str(big) and not big.transient
     assert isinstance(
-        sender.classify_dialog("1 file you tried adding has no content."), errors.AttachmentRejected
+        chat.classify_dialog("1 file you tried adding has no content."), errors.AttachmentRejected
     )
-    assert sender.classify_dialog("Starting chat Cancel") is None
+    assert chat.classify_dialog("Starting chat Cancel") is None
 
 
 class FakeWebDriverException(Exception):
@@ -116,16 +118,16 @@ def test_page_errors_are_not_mistaken_for_a_dead_browser() -> None:
 
 
 def test_text_helpers() -> None:
-    assert sender.same_text("a\u00a0b\n", "a b")
-    assert sender.same_text("line1\nline2\n\n", "line1\nline2")
-    assert not sender.same_text("a\nb", "a b")
-    assert not sender.same_text("😀", "😃")
-    assert sender.digits_of("+1 (415) 555-0123") == "14155550123"
+    assert bubbles.same_text("a\u00a0b\n", "a b")
+    assert bubbles.same_text("line1\nline2\n\n", "line1\nline2")
+    assert not bubbles.same_text("a\nb", "a b")
+    assert not bubbles.same_text("😀", "😃")
+    assert chat.digits_of("+1 (415) 555-0123") == "14155550123"
     with pytest.raises(errors.BadInput):
-        sender.digits_of("n/a")
-    assert sender.minute_floor(1_700_000_059.9) == 1_700_000_040.0
-    assert sender.is_media(Path("a.JPG")) and sender.is_media(Path("clip.mp4"))
-    assert not sender.is_media(Path("invoice.pdf"))
+        chat.digits_of("n/a")
+    assert bubbles.minute_floor(1_700_000_059.9) == 1_700_000_040.0
+    assert attach.is_media(Path("a.JPG")) and attach.is_media(Path("clip.mp4"))
+    assert not attach.is_media(Path("invoice.pdf"))
 
 
 def _settings(tmp_path: Path, **kw: Any) -> Settings:
@@ -218,7 +220,7 @@ def test_browser_options(tmp_path: Path) -> None:
 
 def test_selenium_is_not_imported_by_the_browser_modules() -> None:
     code = (
-        "import sys, wabulk.web.browser, wabulk.web.sender, wabulk.web.login, wabulk.doctor, wabulk.web.qr,"
+        "import sys, wabulk.web.browser, wabulk.web.sender, wabulk.web.login, wabulk.doctor, wabulk.qrcodes,"
         " wabulk.web.dom;"
         "print('selenium' in sys.modules)"
     )
@@ -304,16 +306,16 @@ def test_selector_where_values_are_known() -> None:
 
 
 def test_bubble_matching_is_exact_with_real_page_allowances() -> None:
-    assert sender.bubble_matches({"text": "hi there\n"}, "hi there")
-    assert not sender.bubble_matches({"text": "hi there!"}, "hi there")
-    assert not sender.bubble_matches({"text": ""}, "hi")
+    assert bubbles.bubble_matches({"text": "hi there\n"}, "hi there")
+    assert not bubbles.bubble_matches({"text": "hi there!"}, "hi there")
+    assert not bubbles.bubble_matches({"text": ""}, "hi")
     # the real page renders *bold* / _italic_ without the markers
-    assert sender.bubble_matches({"text": "Your order is ready"}, "Your *order* is _ready_")
+    assert bubbles.bubble_matches({"text": "Your order is ready"}, "Your *order* is _ready_")
     long_body = "word " * 200
     cut = long_body[:300] + "…"
-    assert sender.bubble_matches({"text": cut, "more": True}, long_body)
-    assert not sender.bubble_matches({"text": cut, "more": False}, long_body)
-    assert not sender.bubble_matches({"text": "word …", "more": True}, long_body)  # too short to tell
+    assert bubbles.bubble_matches({"text": cut, "more": True}, long_body)
+    assert not bubbles.bubble_matches({"text": cut, "more": False}, long_body)
+    assert not bubbles.bubble_matches({"text": "word …", "more": True}, long_body)  # too short to tell
 
 
 # --- how chats are opened (WABULK_OPEN_CHAT) -------------------------------------------------------------
@@ -339,8 +341,8 @@ def test_unknown_open_chat_method_is_refused_before_any_browser(tmp_path: Path) 
 
 
 def test_chat_title_digits_ignore_formatting_and_bidi_marks() -> None:
-    assert sender.title_digits("\u202a+1 415-555-0123\u202c") == "14155550123"
-    assert sender.title_digits("Alice") == "" and sender.title_digits(None) == ""
+    assert chat.title_digits("\u202a+1 415-555-0123\u202c") == "14155550123"
+    assert chat.title_digits("Alice") == "" and chat.title_digits(None) == ""
 
 
 class _Opener(chat.ChatOpener):
@@ -406,9 +408,9 @@ def test_auto_uses_the_deep_link_when_the_page_is_not_loaded_or_in_page_keeps_fa
     cold.open("+14155550123")
     assert cold.calls == ["deeplink"]
     broken = _Opener(tmp_path, errors.SelectorNotFound("new_chat_button", ("x",), 2.0))
-    for _ in range(sender.INPAGE_GIVE_UP + 2):
+    for _ in range(chat.INPAGE_GIVE_UP + 2):
         broken.open("+14155550123")
-    tries = sender.INPAGE_GIVE_UP
+    tries = chat.INPAGE_GIVE_UP
     assert broken.calls == ["inpage", "deeplink"] * tries + ["deeplink"] * 2
 
 

@@ -327,7 +327,7 @@ def test_database_and_its_folder_are_private(db_path: Path) -> None:
 def test_worker_logs_are_private_and_masked(tmp_path: Path) -> None:
     from wabulk.fakes import FakeTransport
     from wabulk.settings import Settings
-    from wabulk.worker.loop import build_config, run_worker
+    from wabulk.worker import build_config, run_worker
 
     home = tmp_path / "home"
     common.enqueue_direct(home / "wabulk.db", 3)

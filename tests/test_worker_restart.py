@@ -14,7 +14,7 @@ import pytest
 from wabulk import errors
 from wabulk.queue import Queue
 from wabulk.web.browser import reap_orphans
-from wabulk.worker.loop import build_config
+from wabulk.worker import build_config
 
 
 def _dead_pid() -> int:
@@ -75,8 +75,8 @@ def test_lease_seconds_option() -> None:
 def test_hidden_lease_option_reaches_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
+    from wabulk import worker
     from wabulk.cli import app
-    from wabulk.worker import loop as worker
 
     seen = {}
 

@@ -140,6 +140,10 @@ _REMOTE_URL_HELP = "A Selenium Grid 4 URL (e.g. http://grid:4444): run the brows
 RemoteUrl = Annotated[
     str | None, typer.Option("--remote-url", envvar=ENV_REMOTE_URL, help=_REMOTE_URL_HELP, show_default=False)
 ]
+# The options several commands share, defined once.
+SessionName = Annotated[str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")]
+WebUrl = Annotated[str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")]
+Headless = Annotated[bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")]
 
 
 def _self_command() -> str:
@@ -654,7 +658,8 @@ def resume(
 
 @app.command()
 def stop(job_id: Annotated[int, typer.Argument(help="The job to stop for good.")]) -> None:
-    """Stop a job: its pending messages become cancelled; messages in flight finish.
+    """Stop a job: its pending messages become cancelled; messages in flight finish (those whose worker is
+    gone are settled now, as unknown when their send was pressed); says what it could not settle.
 
     Example: wabulk stop 3
     """
@@ -662,7 +667,20 @@ def stop(job_id: Annotated[int, typer.Argument(help="The job to stop for good.")
         q = _queue(create=False)
         job = q.stop_job(job_id)
         counts = q.counts(job_id)
-    typer.echo(f"Job {job.id} is {job.status}; {counts.get('cancelled', 0)} message(s) cancelled.")
+        flying = q.in_flight(job_id)
+        unknown = q.unknown_count(job_id)
+    typer.echo(
+        f"Job {job.id} is {job.status}; {counts.get('cancelled', 0)} message(s) cancelled"
+        + (f"; {unknown} whose outcome is unknown (see `wabulk status --check`)" if unknown else "")
+        + "."
+    )
+    if flying:
+        ids = ", ".join(str(mid) for mid, _, _ in flying[:20]) + (" …" if len(flying) > 20 else "")
+        typer.echo(
+            f"{len(flying)} message(s) still in flight on a live worker (ids {ids}): each ends when its"
+            " worker finishes it, or is settled (unknown if its send was pressed) once its lease expires;"
+            " `wabulk resolve ID` settles one whose worker is gone."
+        )
 
 
 @app.command("retry-failed")
@@ -702,6 +720,9 @@ def resolve(
     """Decide a message whose outcome is unknown (failed, class unknown_outcome): wabulk pressed send but
     could not read the chat to tell whether it arrived, so it never resends it on its own. Look in the
     chat on the phone, then mark it sent, or send it again knowingly. Logged in the message's events.
+    Any message no worker can settle is accepted, one by one: a failed one, a pending one (for instance
+    pressed by a session that never comes back) and one stuck in sending whose worker is gone (its lease
+    expired); not one in flight on a live worker.
 
     Example: wabulk resolve 1234 --sent
     """
@@ -971,12 +992,8 @@ def templates_list(
 
 @app.command()
 def login(
-    session: Annotated[
-        str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")
-    ] = "default",
-    web_url: Annotated[
-        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
-    ] = None,
+    session: SessionName = "default",
+    web_url: WebUrl = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the scan.")] = 300.0,
     remote_url: RemoteUrl = None,
     cloud: Annotated[
@@ -1006,19 +1023,22 @@ def login(
             raise typer.BadParameter("--cloud and --phone-number-id go together")
         _login_cloud(session, phone_number_id)
         return
+    from . import session as sessions
     from .web.login import login as do_login
 
     settings = _settings().with_(web_url=web_url, remote_url=remote_url)
     err = _stderr()
 
     def show(payload: str) -> None:
-        from .web.qr import render_terminal
+        from .qrcodes import render_terminal
 
         err.print(render_terminal(payload), markup=False)
         err.print("Scan this with WhatsApp on your phone: Settings > Linked devices > Link a device.")
 
     with _errors():
         result = do_login(settings, session, on_qr=show, timeout=timeout)
+        if not result.already_logged_in:
+            sessions.record_link(settings, session)
     if result.already_logged_in:
         typer.echo(f"Session {session!r} is already logged in.")
     else:
@@ -1046,15 +1066,11 @@ def _login_cloud(session: str, phone_number_id: str) -> None:
 
 @app.command()
 def doctor(
-    session: Annotated[
-        str, typer.Option("--session", envvar=ENV_SESSION, help="Session (account) name.")
-    ] = "default",
+    session: SessionName = "default",
     live: Annotated[
         bool, typer.Option("--live/--offline", help="Also open WhatsApp Web and resolve selectors.")
     ] = True,
-    web_url: Annotated[
-        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
-    ] = None,
+    web_url: WebUrl = None,
     test_number: Annotated[
         str | None,
         typer.Option(
@@ -1136,12 +1152,8 @@ def run(
     quiet_hours: Annotated[
         str | None, typer.Option("--quiet-hours", help="No sends in the recipient's local HH:MM-HH:MM.")
     ] = None,
-    web_url: Annotated[
-        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
-    ] = None,
-    headless: Annotated[
-        bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")
-    ] = None,
+    web_url: WebUrl = None,
+    headless: Headless = None,
     log_numbers: Annotated[bool, typer.Option("--log-numbers", help="Do not mask numbers in logs.")] = False,
     track_receipts: Annotated[
         bool,
@@ -1225,7 +1237,7 @@ def run(
         if cloud is not None:
             _run_cloud(names[0], cloud, job, until_done, rate, settle_seconds, lease_seconds)
             return
-    from .worker.loop import build_config, run_worker
+    from .worker import build_config, run_worker
 
     settings = _settings().with_(web_url=web_url, headless=headless, session=names[0], remote_url=remote_url)
     with _errors():
@@ -1245,39 +1257,29 @@ def run(
             restart_browser_every=restart_browser_every,
         )
         if len(names) > 1:
-            from .worker.fleet import run_fleet
+            from .worker.fleet import RunOptions, run_fleet
 
             # The same options for every worker; values come from this command line (or its env vars).
-            args: list[str] = ["--pace", pace or settings.pace]
-            for flag, value in (
-                ("--min-delay", min_delay),
-                ("--max-delay", max_delay),
-                ("--long-pause-every", long_pause_every),
-                ("--daily-cap", daily_cap),
-                ("--quiet-hours", quiet_hours),
-                ("--web-url", web_url),
-                ("--remote-url", remote_url),
-                ("--lease-seconds", lease_seconds),
-                ("--restart-browser-every", restart_browser_every),
-            ):
-                if value is not None:
-                    args += [flag, str(value)]
-            for j in job or ():
-                args += ["--job", str(j)]
-            for flag, on in (
-                ("--until-done", until_done),
-                ("--log-numbers", log_numbers),
-                ("--track-receipts", track_receipts),
-            ):
-                if on:
-                    args.append(flag)
-            if headless is not None:
-                args.append("--headless" if headless else "--headed")
-            for url in notify or ():
-                args += ["--notify", url]
-            if notify_cmd:
-                args += ["--notify-cmd", notify_cmd]
-            code = run_fleet(settings, names, args, config=config)
+            options = RunOptions(
+                pace=pace or settings.pace,
+                job_ids=tuple(job or ()),
+                until_done=until_done,
+                min_delay=min_delay,
+                max_delay=max_delay,
+                long_pause_every=long_pause_every,
+                daily_cap=daily_cap,
+                quiet_hours=quiet_hours,
+                web_url=web_url,
+                remote_url=remote_url,
+                lease_seconds=lease_seconds,
+                restart_browser_every=restart_browser_every,
+                log_numbers=log_numbers,
+                track_receipts=track_receipts,
+                headless=headless,
+                notify=tuple(notify or ()),
+                notify_cmd=notify_cmd,
+            )
+            code = run_fleet(settings, names, options.argv(), config=config)
         else:
             from .notify.service import worker_notifications
 
@@ -1411,12 +1413,8 @@ def track(
     ] = "10m",
     limit: Annotated[int, typer.Option("--limit", min=1, help="Look at most this many chats.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    web_url: Annotated[
-        str | None, typer.Option("--web-url", envvar=ENV_WEB_URL, help="WhatsApp Web URL.")
-    ] = None,
-    headless: Annotated[
-        bool | None, typer.Option("--headless/--headed", help="Show the browser or not.")
-    ] = None,
+    web_url: WebUrl = None,
+    headless: Headless = None,
 ) -> None:
     """Record delivered/read receipts: open the chats of sent, unread messages (oldest first) and read
     the ticks of our bubble. Never sends anything. Refused while a worker uses the session: run that
@@ -1424,7 +1422,8 @@ def track(
 
     Example: wabulk track --session shop --older-than 1h --limit 100
     """
-    from .receipts import parse_age, run_track
+    from .receipts import parse_age
+    from .worker.receipts import run_track
 
     settings = _settings().with_(web_url=web_url, headless=headless, session=session)
     with _errors():

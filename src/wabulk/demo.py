@@ -55,11 +55,12 @@ def run_demo(
 
     from .export import export_job
     from .importer import enqueue_file
+    from .qrcodes import render_terminal
     from .queue import Queue
+    from .session import record_link
     from .web.login import login
-    from .web.qr import render_terminal
     from .web.simulator.server import Simulator
-    from .worker.loop import build_config, run_worker
+    from .worker import build_config, run_worker
 
     out: Console = console or Console()
     home = settings.home / "demo"
@@ -102,6 +103,8 @@ def run_demo(
                 threading.Timer(SCAN_AFTER_S, sim.scan).start()
 
         linked = login(demo_settings, DEMO_SESSION, on_qr=on_qr, timeout=120)
+        if not linked.already_logged_in:
+            record_link(demo_settings, DEMO_SESSION)
         out.print("   already linked" if linked.already_logged_in else "   linked")
 
         out.print(f"\n[bold]3. Send[/bold] (pace: {pace}; Ctrl-C stops cleanly)")

@@ -41,6 +41,7 @@ FAKE_CAPABILITIES = Capabilities(
     verification=VERIFY_LOOKED,
     attachments=True,
     default_pace="balanced",
+    login_hint="scan the QR code (WhatsApp > Linked devices)",
 )
 
 
@@ -176,6 +177,8 @@ class FakeTransport:
         should_stop: Callable[[], bool] | None = None,
     ) -> bool:
         self.calls.append(("wait_for_login", ""))
+        if not self.logged_out:
+            return True  # already linked: no QR to show (as the real page)
         for payload in self.qr_payloads:
             if should_stop is not None and should_stop():
                 return False

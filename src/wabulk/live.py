@@ -47,11 +47,9 @@ _STYLES = {
 
 
 def render_qr(payload: str) -> str:
-    """The QR code as terminal text (``qr.render_terminal`` when that module exists), else the payload."""
-    try:
-        from .web.qr import render_terminal  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return f"QR payload: {payload}"
+    """The QR code as terminal text, else (it could not be drawn) the payload."""
+    from .qrcodes import render_terminal
+
     try:
         return str(render_terminal(payload))
     except Exception:  # a rendering problem must not hide the payload the user needs

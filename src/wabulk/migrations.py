@@ -365,6 +365,73 @@ def m009_session_provider(db: Database) -> None:
 
 
 @migrations()
+def m010_fail_closed_queue(db: Database) -> None:
+    """Fail closed, second round (issue 20), the queue's part.
+
+    - ``events`` is rebuilt with AUTOINCREMENT: prune deletes a job's message events, often the newest
+      rows, and a plain rowid then hands their ids out again, below the notifier's cursor (its
+      notifications were lost). The sequence starts past every id ever handed out that is still known:
+      the table's and every notify cursor's. Event ids now never step back, so they also order events.
+    - ``messages.send_seq``: the ``events`` id of the message's first stamp, and ``sessions.linked_seq``
+      the one of the session's latest device link: "relinked after the send was pressed" compares these,
+      not two wall-clock times (a clock stepped back made an old stamp look newer than the link).
+      Stamps and links from before this migration get 0 / the current top, so an old stamp of a session
+      linked before is taken as older than the link (never proved absent: the safe side).
+    - ``messages.send_instance``: the worker instance (its random registration id) that last stamped the
+      message. Another instance may only take the chat's silence as absence once that one is provably
+      gone: a frozen process on another host may still press Enter (same session name, two hosts).
+    - ``worker_instances``: every registration (id, session, place, pid, start, clean end), kept after
+      the ``workers`` row is replaced, so the stamping instance's fate can still be told.
+    - ``send_log.message_id``: the daily cap counts a message when its send is pressed (an unknown
+      outcome may have arrived), once per message.
+    """
+    db.executescript(
+        """
+        CREATE TABLE events_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            job_id INTEGER,
+            message_id INTEGER,
+            kind TEXT NOT NULL,
+            from_status TEXT,
+            to_status TEXT,
+            detail TEXT
+        );
+        INSERT INTO events_new (id, at, job_id, message_id, kind, from_status, to_status, detail)
+            SELECT id, at, job_id, message_id, kind, from_status, to_status, detail FROM events;
+        DROP TABLE events;
+        ALTER TABLE events_new RENAME TO events;
+        CREATE INDEX idx_events_message ON events (message_id, id);
+        DELETE FROM sqlite_sequence WHERE name = 'events';
+        INSERT INTO sqlite_sequence (name, seq) VALUES ('events', max(
+            (SELECT COALESCE(max(id), 0) FROM events),
+            (SELECT COALESCE(max(last_event_id), 0) FROM notify_cursors)));
+
+        ALTER TABLE messages ADD COLUMN send_seq INTEGER;
+        ALTER TABLE messages ADD COLUMN send_instance TEXT;
+        UPDATE messages SET send_seq = 0 WHERE send_started_at IS NOT NULL;
+        ALTER TABLE sessions ADD COLUMN linked_seq INTEGER;
+        UPDATE sessions SET linked_seq = (SELECT seq FROM sqlite_sequence WHERE name = 'events')
+            WHERE linked_at IS NOT NULL;
+
+        CREATE TABLE worker_instances (
+            id TEXT PRIMARY KEY,
+            session TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL
+        );
+        INSERT INTO worker_instances (id, session, host, pid, started_at)
+            SELECT id, session, host, pid, started_at FROM workers;
+
+        ALTER TABLE send_log ADD COLUMN message_id INTEGER;
+        CREATE INDEX idx_send_log_message ON send_log (message_id) WHERE message_id IS NOT NULL;
+        """
+    )
+
+
+@migrations()
 def m013_cloud(db: Database) -> None:
     """What the Cloud API provider (issue 19) stores.
 

@@ -269,6 +269,9 @@ VERIFY_OUTCOMES = (VERIFY_SENT, VERIFY_ABSENT, VERIFY_UNKNOWN)
 # A failed message whose send action may have happened and whose chat could not tell: ``failed`` with this
 # ``error_class``. Never resent automatically; ``wabulk resolve`` is the human decision.
 UNKNOWN_OUTCOME = "unknown_outcome"
+UNKNOWN_TEXT = "outcome unknown"  # how the error text of every such message starts
+# How the reason of every automatic pause (a job's or a session's) starts; status and notify look for it.
+AUTO_PAUSE_PREFIX = "auto-paused"
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,11 @@ Rules chosen here (see also design.md):
 - Fail closed (issue 14), enforced by ``mark_send_started``: never more presses than ``max_attempts``; a
   stamped message is pressed again only after ``mark_absent`` (the chat gave positive evidence) in the
   same attempt, and at most once without a human. A stamped message that fails without that evidence
-  fails as ``unknown_outcome``. ``sessions.linked_at`` (``mark_linked``, at every completed login) dates the
-  session's current device: a stamp older than it is never taken as absent (the worker's verification
-  answers unknown), as a new device's chats may lack the old one's history.
+  fails as ``unknown_outcome``. ``sessions.linked_seq`` (``mark_linked``, at every completed login) places the
+  session's current device in the events sequence: a stamp before it (``messages.send_seq``) is never
+  taken as absent (``mark_absent`` settles it as unknown), as a new device's chats may lack the old one's
+  history; nor is a stamp by another worker instance that is not provably gone (it may still press).
+  ``retry_failed`` keeps the presses counted; only ``resolve(resend=True)`` refills the budget.
 - Stop, pause and opt-out are re-checked in the stamp's transaction. A message of a stopped job ends
   ``cancelled`` when nothing can have gone out, else ``failed`` ``unknown_outcome`` (one rule for a
   pending one, one in flight and an expired lease). Those of a paused job wait for resume.

@@ -8,10 +8,13 @@ Rich or sqlite-utils.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING, Any
 
+from . import errors
 from .models import (
+    AUTO_PAUSE_PREFIX,
     CANCELLED,
     FAILED,
     JOB_PAUSED,
@@ -31,7 +34,6 @@ if TYPE_CHECKING:
     from .queue import Queue
 
 # How the worker's auto-pause reasons start (worker.py): such a pause needs a human.
-AUTO_PAUSE_PREFIX = "auto-paused"
 # The worker state of a session whose account WhatsApp restricts (worker.py): a human should know.
 RESTRICTED_STATE = "restricted"
 
@@ -89,6 +91,10 @@ def status_report(
         queue.get_job(job_id)
     from .settings import orphan_after_seconds
 
+    # A stopped job's message whose worker died after Enter will never be claimed again: settle it now, so
+    # the report tells the truth (a read-only database just reports it as it stands).
+    with contextlib.suppress(errors.DatabaseError):
+        queue.settle_stopped()
     summaries = queue.summaries(job_id)
     workers = queue.workers()
     after = undelivered_after_seconds
@@ -148,6 +154,20 @@ def safety_lines(
     for name, (_at, reason) in pauses.items():
         lines.append(f"session {name!r} is paused: {reason}")
     jobs = {s.job.id for s in summaries}
+    for st in queue.stuck():
+        if st["job_id"] not in jobs:
+            continue
+        who = (
+            f"its worker {st['worker']} (session {st['session']!r}) still beats but its main loop is stuck"
+            if st["worker_alive"]
+            else f"its worker {st['worker']} is gone and no worker of its session took it over"
+        )
+        pressed = " after its send was pressed" if st["pressed"] else ""
+        lines.append(
+            f"message {st['id']} (job {st['job_id']}) is stuck in sending{pressed}: its lease expired"
+            f" {st['overdue'] / 60:.0f} min ago and {who}; restart that worker, or `wabulk resolve"
+            f" {st['id']} --sent` / `--resend-unverified` after looking in the chat"
+        )
     for o in queue.orphans(older_than=orphan_after):
         if o["job_id"] in jobs:
             lines.append(

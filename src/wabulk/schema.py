@@ -18,6 +18,7 @@ NAMES: tuple[str, ...] = (
     "m007_notifications",
     "m008_device_linked",
     "m009_session_provider",
+    "m010_fail_closed_queue",
     "m013_cloud",
     "m014_template_catalogue",
     "m014_template_components",

@@ -102,6 +102,8 @@ class Capabilities:
     # may be in flight at once. A browser does one thing at a time; an HTTP API may allow more.
     rate_limit: float | None = None
     max_in_flight: int = 1
+    # What a person does when the account is logged out (the worker says it).
+    login_hint: str = "run `wabulk login` for this session"
 
 
 def _no_stamp(evidence: Evidence) -> None:

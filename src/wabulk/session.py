@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .queue import Queue
+    from .settings import Settings
 
 WEB = "web"
 CLOUD = "cloud"
@@ -45,6 +46,15 @@ def get(queue: Queue, name: str) -> Session:
 def all_sessions(queue: Queue) -> list[Session]:
     """Every session the database has recorded, by name."""
     return [Session(name, kind, settings) for name, (kind, settings) in queue.session_providers().items()]
+
+
+def record_link(settings: Settings, name: str) -> None:
+    """A login went from the QR to the app: a NEW device is linked to session ``name``, whose chats may lack
+    what the old one sent. Recorded so that no send pressed before now is ever proved absent (and resent)."""
+    from .queue import Queue
+
+    with Queue(settings.db) as q:
+        q.mark_linked(name)
 
 
 def record(queue: Queue, session: Session) -> None:

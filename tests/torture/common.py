@@ -339,13 +339,20 @@ def python_env(**extra: str) -> dict[str, str]:
 
 
 def start_fake_worker(
-    tmp: Path, session: str, *args: str, tag: str = "", log_dir: Path | None = None
+    tmp: Path,
+    session: str,
+    *args: str,
+    tag: str = "",
+    log_dir: Path | None = None,
+    prefix: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """``tests.torture.fake_worker`` on ``tmp/wabulk.db`` (deliveries in ``tmp/deliveries.jsonl``), in its
-    own process group, output in ``<log_dir or tmp>/<session><tag>.log``."""
+    own process group, output in ``<log_dir or tmp>/<session><tag>.log``. ``prefix`` runs it under another
+    command (``unshare …``: another PID namespace or hostname)."""
     log = ((log_dir or tmp) / f"{session}{tag}.log").open("wb")
     return subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             "-m",
             "tests.torture.fake_worker",

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from wabulk.errors import WabulkError
     from wabulk.settings import Settings
-    from wabulk.worker.loop import build_config, run_worker
+    from wabulk.worker import build_config, run_worker
 
     settings = Settings.from_env().with_(db=args.db, home=args.home, session=args.session)
     config = build_config(

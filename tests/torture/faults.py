@@ -124,13 +124,14 @@ def fault_disk_full(tmp: Path) -> str:
         csv = tmp / "big.csv"
         big_csv(csv, 50_000)
         filler = mnt / "filler"
-        with filler.open("wb") as f:  # fill the disk to the last byte
+        # Unbuffered: a partly written buffer would fail again when the file is closed.
+        with filler.open("wb", buffering=0) as f:  # fill the disk to the last byte
             with contextlib.suppress(OSError):
                 while True:
                     f.write(b"\0" * 65536)
                     f.flush()
         with contextlib.suppress(OSError):
-            with filler.open("ab") as f:
+            with filler.open("ab", buffering=0) as f:
                 while True:
                     f.write(b"\0" * 512)
                     f.flush()

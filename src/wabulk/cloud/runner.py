@@ -21,7 +21,6 @@ import concurrent.futures as cf
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wabulk import exitcodes
+from wabulk import exitcodes, identity
 from wabulk.errors import ConfigError, InvalidTransition
 from wabulk.models import JOB_PAUSED, Claim, CloudOutcome
 
@@ -147,7 +146,7 @@ class CloudRun:
     def run(self) -> CloudRunResult:
         cfg = self.config
         q = self.queue
-        self.worker_id = q.register_worker(cfg.session, pid=os.getpid(), host=socket.gethostname())
+        self.worker_id = q.register_worker(cfg.session, pid=os.getpid(), host=identity.place_key())
         pool = cf.ThreadPoolExecutor(max_workers=cfg.in_flight, thread_name_prefix="cloud-post")
         buffer: collections.deque[Claim] = collections.deque()
         inflight: dict[cf.Future[SendReport], Claim] = {}

@@ -17,14 +17,14 @@ processes noticing the same death queue it once.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from wabulk import identity
+from wabulk.models import AUTO_PAUSE_PREFIX, UNKNOWN_TEXT
 from wabulk.notify import store
 from wabulk.queue import Queue
-from wabulk.store.claims import UNKNOWN_TEXT  # how every unknown-outcome error starts
 
 # The kinds a receiver may get (an unknown kind must be ignored by receivers: more may come).
 JOB_COMPLETED = "job_completed"
@@ -45,7 +45,6 @@ KINDS = (
     UNDELIVERED_FOUND,
     WORKER_DIED,
 )
-AUTO_PAUSE_PREFIX = "auto-paused"
 UNKNOWN_OUTCOME_CLASS = "unknown_outcome"
 EVENTS_PAGE = 500
 MAX_LISTED = 50  # message ids listed in one notification
@@ -82,7 +81,7 @@ class Watcher:
         self.targets = list(targets)
         self.undelivered_after = undelivered_after
         self.clock = clock
-        self.host = host or socket.gethostname()
+        self.host = host or identity.place_key()
 
     # --- the events log --------------------------------------------------------------------------------
     def scan_events(self) -> int:
@@ -119,7 +118,9 @@ class Watcher:
         waiting: dict[str, list[tuple[int, int]]] = {}
         for eid, _at, job_id, mid, kind, _from, to, detail in rows:
             if kind == "job_status" and to == "completed":
-                items.append((JOB_COMPLETED, f"{JOB_COMPLETED}:{job_id}", self._job(job_id, counts=True)))
+                # Keyed by the event: a job completes again after resolve/retry-failed, and is told again.
+                key = f"{JOB_COMPLETED}:{job_id}:{eid}"
+                items.append((JOB_COMPLETED, key, self._job(job_id, counts=True)))
             elif kind == "job_status" and to == "paused" and (detail or "").startswith(AUTO_PAUSE_PREFIX):
                 data = {**self._job(job_id), "reason": detail, "text": f"job {job_id} {detail}"}
                 items.append((JOB_AUTO_PAUSED, f"{JOB_AUTO_PAUSED}:{eid}", data))

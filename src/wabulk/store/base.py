@@ -86,6 +86,16 @@ def _variables_json(variables: dict[str, str]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
+def _looks_like_wabulk(pid: int) -> bool:
+    """Whether live process ``pid`` can be a wabulk worker (a Python process), so that a recycled pid of
+    another program does not hold a session forever. True when it cannot be told."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().lower()
+    except OSError:
+        return True
+    return b"python" in cmdline or b"wabulk" in cmdline
+
+
 def params_json(params: Sequence[str]) -> str | None:
     """A template's rendered parameters as stored in ``messages.params`` (None: no parameters)."""
     return _JSON.encode(list(params)) if params else None
@@ -423,6 +433,19 @@ class QueueBase:
             "INSERT INTO events (at, job_id, message_id, kind, from_status, to_status, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (at, job_id, message_id, kind, from_status, to_status, detail),
+        )
+
+    def _settle_stopped(self, conn: sqlite3.Connection, now: float) -> int:
+        """Settle expired leases of stopped jobs (``ClaimsMixin`` implements it; jobs' stop uses it)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _log_send(conn: sqlite3.Connection, session: str, at: float, message_id: int) -> None:
+        """Count ``message_id`` once in the session's daily cap (``send_log``), at its first press."""
+        conn.execute(
+            "INSERT INTO send_log (session, at, message_id) SELECT ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM send_log WHERE message_id = ?)",
+            (session, at, message_id, message_id),
         )
 
     @staticmethod

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from wabulk import errors
+from wabulk import errors, identity
 from wabulk.models import (
     CANCELLED,
     FAILED,
@@ -22,6 +22,7 @@ from wabulk.models import (
     SKIPPED,
     TICK_READ,
     UNKNOWN_OUTCOME,
+    UNKNOWN_TEXT,
     Claim,
 )
 
@@ -33,6 +34,8 @@ from .base import (
     OPTED_OUT,
     QueueBase,
     _guarded,
+    _looks_like_wabulk,
+    _pid_alive,
     _sql_list,
     params_from_json,
 )
@@ -42,7 +45,10 @@ from .base import (
 AUTO_SENDS = 2
 # Claims of a stamped message beyond max_attempts that may go to verifying it (crashes while looking).
 VERIFY_EXTRA_ATTEMPTS = 2
-UNKNOWN_TEXT = "outcome unknown"
+OPTED_OUT_AFTER_PRESS = (
+    f"{UNKNOWN_TEXT}: the number opted out after the send was pressed (it may have arrived)"
+)
+RELINKED_REASON = "the device was relinked after the send was pressed; its chat may lack the history"
 
 
 class ClaimsMixin(QueueBase):
@@ -129,8 +135,12 @@ class ClaimsMixin(QueueBase):
                 (mid, job_id, attempts, max_attempts, phone, body, name, stamp, stamp_session, snap, sends,
                  job_status, attachment, template_name, template_lang, params_raw) = row  # fmt: skip
                 if conn.execute("SELECT 1 FROM optouts WHERE phone = ?", (phone,)).fetchone():
-                    why = OPTED_OUT if stamp is None else f"{OPTED_OUT} (an earlier try may have gone out)"
-                    self._settle(conn, mid, job_id, SKIPPED, from_status, why, "opted_out", now)
+                    if stamp is None or self._last_press_absent(conn, mid):
+                        self._settle(conn, mid, job_id, SKIPPED, from_status, OPTED_OUT, "opted_out", now)
+                    else:
+                        # Pressed and maybe delivered: "skipped" would promise nothing went out.
+                        self._settle(conn, mid, job_id, FAILED, from_status, OPTED_OUT_AFTER_PRESS,
+                                     UNKNOWN_OUTCOME, now)  # fmt: skip
                     continue
                 if stamp is None and attempts > max_attempts:
                     self._settle(
@@ -181,6 +191,12 @@ class ClaimsMixin(QueueBase):
                     params=params_from_json(params_raw),
                 )
 
+    @staticmethod
+    def _last_press_absent(conn: sqlite3.Connection, mid: int) -> bool:
+        """Whether the chat proved the message's last press absent (and it was not pressed since)."""
+        row = conn.execute("SELECT absent_attempt IS NOT NULL FROM messages WHERE id = ?", (mid,)).fetchone()
+        return bool(row and row[0])
+
     def _settle(
         self,
         conn: sqlite3.Connection,
@@ -201,7 +217,22 @@ class ClaimsMixin(QueueBase):
         self._event(conn, now, job_id, mid, "status", from_status, status, error)
         self._maybe_finish(conn, job_id, now)
 
-    def _settle_stopped(self, conn: sqlite3.Connection, now: float) -> None:
+    @_guarded
+    def settle_stopped(self) -> int:
+        """Settle the in-flight messages of stopped jobs whose worker is gone (lease expired): cancelled when
+        nothing can have gone out, else an unknown outcome. Done here too, not only inside a claim, so that
+        ``--until-done`` and ``status --check`` tell the truth when no worker claims. Returns how many."""
+        now = self._clock()
+        probe = (
+            "SELECT 1 FROM messages m JOIN jobs j ON j.id = m.job_id"
+            " WHERE m.status = 'sending' AND m.lease_until < ? AND j.status = 'stopped' LIMIT 1"
+        )
+        if self.conn.execute(probe, (now,)).fetchone() is None:
+            return 0
+        with self._tx(durable=True) as conn:
+            return self._settle_stopped(conn, now)
+
+    def _settle_stopped(self, conn: sqlite3.Connection, now: float) -> int:
         """Expired leases of stopped jobs will never be claimed: close them honestly."""
         rows = conn.execute(
             "SELECT m.id, m.job_id, m.send_started_at, m.absent_attempt = m.attempts FROM messages m"
@@ -211,6 +242,7 @@ class ClaimsMixin(QueueBase):
         ).fetchall()
         for mid, job_id, stamp, verified in rows:
             self._close_stopped(conn, mid, job_id, SENDING, stamp, bool(verified), now)
+        return len(rows)
 
     def _close_stopped(
         self,
@@ -350,6 +382,15 @@ class ClaimsMixin(QueueBase):
             to=SENDING,
             detail=f"worker {claim.worker_id} session {session} attempt {claim.attempt} send {sends + 1}",
         )
+        # The stamp's place in the events sequence (never steps back, unlike the clock): the first press.
+        # Which instance pressed: another one may only take the chat's silence as absence once this one is
+        # provably gone. The daily cap counts the message now: its outcome may stay unknown, yet arrive.
+        conn.execute(
+            "UPDATE messages SET send_seq = COALESCE(send_seq, last_insert_rowid()), send_instance = ?"
+            " WHERE id = ?",
+            (claim.worker_id, claim.message_id),
+        )
+        self._log_send(conn, session, now, claim.message_id)
         conn.execute(
             "INSERT INTO sessions (name, last_send_at) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET last_send_at = excluded.last_send_at",
@@ -385,8 +426,10 @@ class ClaimsMixin(QueueBase):
             )
             return status, "the job was stopped"
         if opted_out:
-            why = OPTED_OUT if not unverified else f"{OPTED_OUT} (an earlier try may have gone out)"
-            self._settle(conn, claim.message_id, claim.job_id, SKIPPED, SENDING, why, "opted_out", now)
+            if unverified:
+                self._fail(conn, claim, OPTED_OUT_AFTER_PRESS, UNKNOWN_OUTCOME, now)
+                return FAILED, OPTED_OUT_AFTER_PRESS
+            self._settle(conn, claim.message_id, claim.job_id, SKIPPED, SENDING, OPTED_OUT, "opted_out", now)
             return SKIPPED, "the number opted out"
         if job_status in (JOB_PAUSED, JOB_WAITING_FOR_LOGIN):
             self._fenced(
@@ -421,6 +464,13 @@ class ClaimsMixin(QueueBase):
         now = self._clock()
         until = now + lease_seconds
         with self._tx() as conn:
+            why_not = self._absence_unproven(conn, claim)
+            if why_not is not None:
+                error = f"{UNKNOWN_TEXT}: {why_not}"
+                self._fail(conn, claim, error, UNKNOWN_OUTCOME, now)
+        if why_not is not None:  # raised after the commit: the settlement stays
+            raise errors.SendRefused(f"message {claim.message_id} not resent: {error}", status=FAILED)
+        with self._tx() as conn:
             self._fenced(
                 conn,
                 claim,
@@ -433,6 +483,36 @@ class ClaimsMixin(QueueBase):
             )
             conn.execute("UPDATE sessions SET unknown_streak = 0 WHERE name = ?", (claim.session,))
         return dataclasses.replace(claim, lease_until=until)
+
+    def _absence_unproven(self, conn: sqlite3.Connection, claim: Claim) -> str | None:
+        """Why an empty chat cannot prove this stamped message absent, or None. (a) The session's device was
+        linked after the first press (ordered by the events sequence, which a clock step cannot reorder):
+        a new device's chat may lack the old one's history. (b) Another worker instance pressed last and
+        is not provably gone: it may be frozen between its stamp and Enter (SIGSTOP, a paused VM, the
+        same session name on another host) and press after we looked."""
+        row = conn.execute(
+            "SELECT m.send_seq, s.linked_seq, m.send_instance, i.host, i.pid, i.ended_at FROM messages m"
+            " LEFT JOIN sessions s ON s.name = m.send_started_session"
+            " LEFT JOIN worker_instances i ON i.id = m.send_instance WHERE m.id = ?",
+            (claim.message_id,),
+        ).fetchone()
+        if row is None:
+            return None  # gone: the fenced write reports it
+        send_seq, linked_seq, instance, host, pid, ended_at = row
+        if linked_seq is not None and (send_seq is None or send_seq < linked_seq):
+            return RELINKED_REASON
+        if instance == claim.worker_id or ended_at is not None:
+            return None
+        if instance is None or host is None:
+            # Stamped before m010, or through the queue API by a caller that never registered (tests,
+            # tools): there is no registered process to wait for, as before this rule.
+            return None
+        if host == identity.place_key() and not (_pid_alive(int(pid)) and _looks_like_wabulk(int(pid))):
+            return None  # that process is gone: it can press nothing any more
+        return (
+            f"worker {instance} (pid {pid} on {identity.display(host)}) pressed send and is not known to"
+            " have ended; it may still press"
+        )
 
     @_guarded
     def extend_lease(self, claim: Claim, seconds: float) -> Claim:
@@ -472,7 +552,7 @@ class ClaimsMixin(QueueBase):
                 to=SENT,
                 detail=f"tick {tick} via session {session}",
             )
-            conn.execute("INSERT INTO send_log (session, at) VALUES (?, ?)", (session, sent_at))
+            self._log_send(conn, session, sent_at, claim.message_id)
             conn.execute(
                 "INSERT INTO sessions (name, first_sent_at, unknown_streak) VALUES (?, ?, 0)"
                 " ON CONFLICT (name) DO UPDATE SET unknown_streak = 0,"

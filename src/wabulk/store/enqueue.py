@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from wabulk import errors
+from wabulk import errors, identity
 from wabulk.models import (
     JOB_QUEUED,
     PENDING,
@@ -30,8 +30,9 @@ from .base import (
     params_json,
 )
 
-# Who runs an import ("host pid"): a job left half-imported by a dead process is removed by the next import.
-_IMPORTER = f"{os.uname().nodename} {os.getpid()}"
+# Who runs an import ("place pid"; the place is host, boot and PID namespace, so a pid is only tested where it
+# means something): a job left half-imported by a dead process is removed by the next import in its place.
+_IMPORTER = f"{identity.place_key()} {os.getpid()}"
 
 
 class EnqueueMixin(QueueBase):

@@ -16,8 +16,10 @@ from wabulk.models import (
     JOB_STOPPED,
     JOB_WAITING_FOR_LOGIN,
     PENDING,
+    SENDING,
     SENT,
     UNKNOWN_OUTCOME,
+    UNKNOWN_TEXT,
     Job,
     JobSummary,
     Message,
@@ -30,7 +32,6 @@ from .base import (
     _guarded,
 )
 
-UNKNOWN_TEXT = "outcome unknown"
 PRUNE_CHUNK = 5_000  # messages deleted per transaction: a prune never holds the write lock for long
 
 
@@ -138,11 +139,28 @@ class JobsMixin(QueueBase):
                 (now, job_id),
             )
             self._set_job(conn, job, JOB_STOPPED, None, now, "stopped")
+            # In flight on a worker that is gone (lease expired: killed, or hung): nobody will finish these,
+            # so they are settled now (unknown when pressed), not left for some later claim.
+            self._settle_stopped(conn, now)
             _, sending = self._open_work(conn, job_id)
             if sending:
                 # In-flight messages finish; the job's finish time is set when the last one does.
                 conn.execute("UPDATE jobs SET finished_at = NULL WHERE id = ?", (job_id,))
             return self._job(conn, job_id)
+
+    @_guarded
+    def in_flight(self, job_id: int) -> list[tuple[int, str | None, bool]]:
+        """The job's messages in flight: (id, the worker holding it, whether its send was pressed). What a
+        stop cannot settle yet: each ends when its worker finishes it (or, once its lease expires, is
+        settled as the stop would have)."""
+        return [
+            (int(r[0]), r[1], bool(r[2]))
+            for r in self.conn.execute(
+                "SELECT id, claimed_by, send_started_at IS NOT NULL FROM messages"
+                " WHERE job_id = ? AND status = 'sending' ORDER BY id",
+                (job_id,),
+            )
+        ]
 
     @_guarded
     def set_job_status(self, job_id: int, status: str, reason: str | None = None) -> Job:
@@ -177,32 +195,49 @@ class JobsMixin(QueueBase):
 
     @_guarded
     def resolve(self, message_id: int, *, sent: bool = False, resend: bool = False) -> Message:
-        """A human's decision on a message whose outcome is unknown (or any failed one): ``sent`` marks it
-        sent (the person saw it in the chat); ``resend`` sends it again knowingly, without looking in the
-        chat (the stamp is cleared: the next claim presses send). Logged as a ``resolve`` event; a durable
-        commit. InvalidTransition unless the message is failed and its job is not stopped or pruned."""
+        """A person's decision on one message that no worker can settle (every message can be settled this
+        way, one by one): ``sent`` marks it sent (the person saw it in the chat); ``resend`` sends it again
+        knowingly, without looking in the chat (the stamp is cleared and the press budget refilled: the
+        next claim presses send, on any session). Logged as a ``resolve`` event; a durable commit.
+
+        Accepted for a failed message (an unknown outcome, or any failure), a pending one (for instance
+        stamped by a session that never returns), and one ``sending`` whose worker is gone (its lease
+        expired: a killed or hung worker). InvalidTransition for a message in flight on a live worker, a
+        final one (sent, skipped, cancelled), one of a pruned job, and a resend in a stopped job."""
         if sent == resend:
             raise errors.BadInput("choose exactly one of --sent and --resend-unverified")
         now = self._clock()
         with self._tx(durable=True) as conn:
             row = conn.execute(
-                "SELECT job_id, status, send_started_at, send_started_session, error_class FROM messages"
-                " WHERE id = ?",
+                "SELECT job_id, status, send_started_at, send_started_session, error_class, claimed_by,"
+                " lease_until FROM messages WHERE id = ?",
                 (message_id,),
             ).fetchone()
             if row is None:
                 raise errors.MessageNotFound(f"no message with id {message_id}")
-            job_id, status, stamp, session, error_class = row
-            if status != FAILED:
-                raise errors.InvalidTransition(
-                    f"message {message_id} is {status}; only a failed one can be resolved"
-                )
+            job_id, status, stamp, session, error_class, owner, lease = row
             job = self._job(conn, job_id)
+            if conn.execute("SELECT pruned_at FROM jobs WHERE id = ?", (job_id,)).fetchone()[0] is not None:
+                raise errors.InvalidTransition(
+                    f"message {message_id} belongs to job {job_id}, which was pruned"
+                )
+            if status == SENDING and lease is not None and lease >= now:
+                raise errors.InvalidTransition(
+                    f"message {message_id} is in flight on worker {owner} (its lease runs"
+                    f" {lease - now:.0f}s more); wait for it, or resolve it once that worker is gone"
+                )
+            if status not in (FAILED, PENDING, SENDING):
+                raise errors.InvalidTransition(
+                    f"message {message_id} is {status}; only a failed, pending or abandoned one can be"
+                    " resolved"
+                )
             if job.status == JOB_STOPPED and resend:
                 raise errors.InvalidTransition(f"message {message_id} belongs to stopped job {job_id}")
-            if resend and error_class != UNKNOWN_OUTCOME:
-                # Resending without a look in the chat is for a message that may have arrived; one that
-                # failed for a known reason (not on WhatsApp, …) would only fail again, or go out twice.
+            was = error_class or ("failed" if status == FAILED else f"{status}, stamped" if stamp else status)
+            if resend and status == FAILED and error_class != UNKNOWN_OUTCOME:
+                # Resending without a look in the chat is for a message that may have arrived (an unknown
+                # outcome, or one stamped and abandoned: pending/sending); one that failed for a known
+                # reason (not on WhatsApp, …) would only fail again, or go out twice.
                 raise errors.InvalidTransition(
                     f"message {message_id} failed as {error_class or 'failed'}, not with an unknown outcome: "
                     f"--resend-unverified is only for those; `wabulk retry-failed --message {message_id}` "
@@ -214,24 +249,25 @@ class JobsMixin(QueueBase):
                 conn.execute(
                     "UPDATE messages SET status = 'sent', sent_at = ?, sent_by_session = ?,"
                     " last_error = NULL, error_class = NULL, claimed_by = NULL, lease_until = NULL,"
-                    " updated_at = ? WHERE id = ?",
+                    " next_attempt_at = NULL, updated_at = ? WHERE id = ?",
                     (at, session, now, message_id),
                 )
                 if session:
-                    conn.execute("INSERT INTO send_log (session, at) VALUES (?, ?)", (session, at))
-                detail = f"marked sent by a human (was {error_class or 'failed'}; session {who})"
-                self._event(conn, now, job_id, message_id, "resolve", FAILED, SENT, detail)
+                    self._log_send(conn, session, at, message_id)
+                detail = f"marked sent by a human (was {was}; session {who})"
+                self._event(conn, now, job_id, message_id, "resolve", status, SENT, detail)
                 self._maybe_finish(conn, job_id, now)
             else:
                 conn.execute(
                     "UPDATE messages SET status = 'pending', attempts = 0, sends = 0, send_started_at = NULL,"
                     " send_started_session = NULL, send_snapshot = NULL, absent_attempt = NULL,"
+                    " send_seq = NULL, send_instance = NULL,"
                     " next_attempt_at = NULL, last_error = NULL, error_class = NULL, claimed_by = NULL,"
                     " lease_until = NULL, updated_at = ? WHERE id = ?",
                     (now, message_id),
                 )
-                detail = f"resend without verification, decided by a human (was {error_class or 'failed'})"
-                self._event(conn, now, job_id, message_id, "resolve", FAILED, PENDING, detail)
+                detail = f"resend without verification, decided by a human (was {was})"
+                self._event(conn, now, job_id, message_id, "resolve", status, PENDING, detail)
                 if job.status == JOB_COMPLETED:
                     self._set_job(conn, job, JOB_QUEUED, None, now, "resending a resolved message")
         return self._message_from_row(
@@ -242,8 +278,9 @@ class JobsMixin(QueueBase):
     def retry_failed(
         self, job_id: int | None = None, *, message_id: int | None = None, error_class: str | None = None
     ) -> int:
-        """Put failed messages back to pending with attempts reset, KEEPING the send stamp (a message whose
-        send was pressed is looked for in its chat before any resend; one automatic resend is allowed again):
+        """Put failed messages back to pending with attempts reset, KEEPING the send stamp and the presses
+        counted (a message whose send was pressed is looked for in its chat before anything else, and the
+        send budget is not refilled: never more presses than ``max_attempts``, one automatic resend):
         one job, one message, or every job (``job_id=None``: stopped and pruned jobs are left alone),
         optionally only those with ``error_class``. A completed job goes back to queued.
         Returns how many. JobNotFound/MessageNotFound for bad ids; InvalidTransition for a stopped or
@@ -288,9 +325,10 @@ class JobsMixin(QueueBase):
                 f" FROM messages m WHERE {cond}",
                 (now, *params),
             )
+            # ``sends`` is kept: the press budget (max_attempts, one automatic resend) holds across retries;
+            # only a person's ``resolve --resend-unverified`` refills it.
             n = conn.execute(
                 "UPDATE messages SET status = 'pending', attempts = 0, absent_attempt = NULL,"
-                " sends = min(sends, 1),"
                 " next_attempt_at = NULL, last_error = NULL, error_class = NULL, claimed_by = NULL,"
                 " lease_until = NULL, updated_at = ?"
                 f" WHERE id IN (SELECT m.id FROM messages m WHERE {cond})",

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
-from pathlib import Path
 from typing import Any
 
-from wabulk import errors
+from wabulk import errors, identity
 from wabulk.models import (
+    AUTO_PAUSE_PREFIX,
     WorkerInfo,
 )
 
 from .base import (
     QueueBase,
     _guarded,
+    _looks_like_wabulk,
     _pid_alive,
 )
-
-
-def _looks_like_wabulk(pid: int) -> bool:
-    """Whether live process ``pid`` can be a wabulk worker (a Python process), so that a recycled pid of
-    another program does not hold a session forever. True when it cannot be told."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().lower()
-    except OSError:
-        return True
-    return b"python" in cmdline or b"wabulk" in cmdline
 
 
 class WorkersMixin(QueueBase):
@@ -41,19 +31,23 @@ class WorkersMixin(QueueBase):
         stale_after: float = 30.0,
         daily_cap: int | None = None,
     ) -> str:
-        """Register a worker for ``session`` and return its id. SessionBusy when a live worker
-        (heartbeat within ``stale_after`` seconds) already has the session; stale ones are replaced.
-        ``daily_cap`` is the cap it runs with (0 = none), so ``status`` shows the real one."""
+        """Register a worker for ``session`` and return its id (random: a worker instance, never reused).
+        ``host`` is the worker's place (``identity.place_key()``: hostname, boot, PID namespace); only in the
+        same place can its ``pid`` be tested. SessionBusy when a live worker already has the session (in our
+        place: its process lives; elsewhere: its heartbeat is within ``stale_after`` seconds); stale ones
+        are replaced. ``daily_cap`` is the cap it runs with (0 = none), so ``status`` shows the real one."""
         now = self._clock()
         with self._tx() as conn:
             rows = conn.execute(
                 "SELECT id, pid, host, heartbeat_at FROM workers WHERE session = ?", (session,)
             ).fetchall()
             for _wid, wpid, whost, beat in rows:
-                # On this host the process decides, not the heartbeat: a worker whose process is gone
-                # (kill -9) is replaced at once, and one whose process lives is never evicted, however
-                # old its heartbeat (a long browser step; evicting it left stamps without a session and
-                # two browsers on one account). On another host only the heartbeat can tell.
+                # In this place (host, boot, PID namespace: ``identity.place_key``) the process decides,
+                # not the heartbeat: a worker whose process is gone (kill -9) is replaced at once, and one
+                # whose process lives is never evicted, however old its heartbeat (a long browser step;
+                # evicting it left stamps without a session and two browsers on one account). Anywhere
+                # else (another host, a container with our hostname) its pid means nothing here: only
+                # the heartbeat can tell.
                 fresh = beat >= now - stale_after
                 if whost == host and wpid != pid:
                     busy = _pid_alive(wpid) and _looks_like_wabulk(wpid)
@@ -73,6 +67,10 @@ class WorkersMixin(QueueBase):
                 "INSERT INTO workers (id, session, pid, host, started_at, heartbeat_at, state, daily_cap)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'starting', ?)",
                 (worker_id, session, pid, host, now, now, daily_cap),
+            )
+            conn.execute(
+                "INSERT INTO worker_instances (id, session, host, pid, started_at) VALUES (?, ?, ?, ?, ?)",
+                (worker_id, session, host, pid, now),
             )
             self._event(
                 conn,
@@ -106,6 +104,8 @@ class WorkersMixin(QueueBase):
         """Remove the worker's registration (idempotent)."""
         now = self._clock()
         with self._tx() as conn:
+            # A clean end: this instance presses nothing any more, so its stamps may be proved absent.
+            conn.execute("UPDATE worker_instances SET ended_at = ? WHERE id = ?", (now, worker_id))
             if conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,)).rowcount:
                 self._event(
                     conn, now, None, None, "worker", "registered", "unregistered", f"worker {worker_id}"
@@ -116,7 +116,7 @@ class WorkersMixin(QueueBase):
         """Every registered worker, with ``alive`` = heartbeat within ``stale_after`` seconds and, on this
         host, its process still running (a killed worker is not shown alive until its heartbeat ages)."""
         now = self._clock()
-        here = socket.gethostname()
+        here = identity.place_key()  # only here can a pid be tested
         return [
             WorkerInfo(
                 id=r[0],
@@ -199,7 +199,7 @@ class WorkersMixin(QueueBase):
             if threshold <= 0 or streak < threshold:
                 return None
             reason = (
-                f"auto-paused: {streak} outcomes in a row could not be read in the chat"
+                f"{AUTO_PAUSE_PREFIX}: {streak} outcomes in a row could not be read in the chat"
                 " (is the page readable?);"
                 f" check them, then `wabulk resolve` and `wabulk resume --session {session}`"
             )
@@ -218,12 +218,14 @@ class WorkersMixin(QueueBase):
         now = self._clock()
         when = now if at is None else at
         with self._tx(durable=True) as conn:
+            self._event(conn, now, None, None, "session", None, "linked", f"session {session}: device linked")
+            # The link's place in the events sequence: stamps are compared with it, not with the clock.
             conn.execute(
-                "INSERT INTO sessions (name, linked_at) VALUES (?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET linked_at = excluded.linked_at",
+                "INSERT INTO sessions (name, linked_at, linked_seq) VALUES (?, ?, last_insert_rowid())"
+                " ON CONFLICT (name) DO UPDATE SET linked_at = excluded.linked_at,"
+                " linked_seq = excluded.linked_seq",
                 (session, when),
             )
-            self._event(conn, now, None, None, "session", None, "linked", f"session {session}: device linked")
         return when
 
     @_guarded
@@ -311,6 +313,33 @@ class WorkersMixin(QueueBase):
         ):
             if session not in live or session in paused:
                 out.append({"id": mid, "job_id": job_id, "session": session, "age": now - float(updated)})
+        return out
+
+    @_guarded
+    def stuck(self, *, grace: float = 120.0, stale_after: float = 30.0) -> list[dict[str, Any]]:
+        """Messages ``sending`` whose lease expired more than ``grace`` seconds ago and that nobody reclaimed:
+        their worker hung (its main loop stopped, maybe after Enter) or died with no worker of its session to
+        take over. One dict per message: id, job_id, worker, session, overdue (seconds past the lease),
+        pressed (send stamped), worker_alive (its heartbeat is fresh: a hung worker, not a dead one)."""
+        now = self._clock()
+        out = []
+        for mid, job_id, owner, lease, stamp, session, beat in self.conn.execute(
+            "SELECT m.id, m.job_id, m.claimed_by, m.lease_until, m.send_started_at, w.session, w.heartbeat_at"
+            " FROM messages m INDEXED BY idx_messages_lease LEFT JOIN workers w ON w.id = m.claimed_by"
+            " WHERE m.status = 'sending' AND m.lease_until < ? ORDER BY m.lease_until",
+            (now - grace,),
+        ):
+            out.append(
+                {
+                    "id": mid,
+                    "job_id": job_id,
+                    "worker": owner,
+                    "session": session,
+                    "overdue": now - float(lease),
+                    "pressed": stamp is not None,
+                    "worker_alive": beat is not None and beat >= now - stale_after,
+                }
+            )
         return out
 
 

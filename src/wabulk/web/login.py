@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wabulk import errors
+from wabulk import qrcodes as qr
 from wabulk.settings import Settings
 
 from . import browser as sess
-from . import dom, qr
+from . import dom
 
 DEFAULT_LOGIN_TIMEOUT = 300.0
 # After linking, WhatsApp writes its keys to the profile; quitting at once can lose the login.
@@ -37,7 +38,9 @@ def login(
     should_stop: Callable[[], bool] | None = None,
     settle: float = SETTLE_AFTER_LINK,
 ) -> LoginResult:
-    """Open WhatsApp Web on the session's profile and wait until it is linked.
+    """Open WhatsApp Web on the session's profile and wait until it is linked. Reports, never records:
+    ``already_logged_in`` False means a NEW device was linked, which the caller records
+    (:func:`wabulk.session.record_link`).
 
     Each new QR payload (``data-ref``; it rotates about every 20 s) is saved as a PNG under
     ``settings.home/qr/<session>.png`` and passed to ``on_qr`` (the CLI prints
@@ -65,17 +68,7 @@ def login(
                 f"session {session_name!r} was not linked within {timeout:g}s: run `wabulk login` again and "
                 "scan the QR with WhatsApp on your phone (Settings → Linked devices → Link a device)"
             )
-        _record_link(settings, session_name)
         time.sleep(settle)
         return LoginResult(already_logged_in=False, qr_png=png if shown else None, qr_shown=shown)
     finally:
         browser.close()
-
-
-def _record_link(settings: Settings, session_name: str) -> None:
-    """The page went from the QR to the app: a NEW device is linked, whose chats may lack what the old one
-    sent. Recorded in the queue so that no send pressed before now is ever proved absent (and resent)."""
-    from wabulk.queue import Queue
-
-    with Queue(settings.db) as q:
-        q.mark_linked(session_name)

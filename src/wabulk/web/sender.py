@@ -38,38 +38,9 @@ from wabulk.settings import OPEN_CHAT_METHODS, Settings
 from . import attach, bubbles, chat, compose, dates, dom
 from . import browser as sess
 from . import selectors as S
+from .chat import OPEN_AUTO
 
-# Re-exported: what callers and tests use from here.
-from .attach import is_media
-from .bubbles import bubble_matches, minute_floor, same_text
-from .chat import (
-    INPAGE_GIVE_UP,
-    OPEN_AUTO,
-    OPEN_DEEPLINK,
-    OPEN_INPAGE,
-    classify_dialog,
-    digits_of,
-    popup_reason,
-    title_digits,
-)
-
-__all__ = [
-    "INPAGE_GIVE_UP",
-    "OPEN_AUTO",
-    "OPEN_DEEPLINK",
-    "OPEN_INPAGE",
-    "WEB_CAPABILITIES",
-    "WhatsAppSender",
-    "bubble_matches",
-    "classify_dialog",
-    "digits_of",
-    "is_media",
-    "minute_floor",
-    "open_provider",
-    "popup_reason",
-    "same_text",
-    "title_digits",
-]
+__all__ = ["WEB_CAPABILITIES", "WhatsAppSender", "open_provider"]
 
 log = logging.getLogger("wabulk.web.sender")
 
@@ -118,6 +89,7 @@ WEB_CAPABILITIES = Capabilities(
     verification=VERIFY_LOOKED,
     attachments=True,
     default_pace="balanced",
+    login_hint="scan the QR code (WhatsApp > Linked devices)",
 )
 
 

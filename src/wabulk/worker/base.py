@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
 import threading
 import time
 from collections import deque
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import wait_exponential, wait_random
 
-from wabulk import exitcodes
+from wabulk import exitcodes, identity
 from wabulk.errors import BadInput, SessionBusy, WabulkError
 from wabulk.logs import mask_phone
 from wabulk.models import (
@@ -27,13 +26,11 @@ from wabulk.models import (
     JOB_WAITING_FOR_LOGIN,
     PENDING,
     SENDING,
-    UNKNOWN_OUTCOME,
     Claim,
     Job,
     JobSummary,
 )
 from wabulk.pacing import (
-    DAY,
     PROFILES,
     PaceProfile,
     Pacer,
@@ -65,15 +62,6 @@ OFFLINE_RECHECK_SECONDS = 5.0
 OFFLINE_RECHECK_MAX = 120.0
 # Jobs this worker may touch when it is logged out / blocked / finishing.
 _ACTIVE_JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN)
-
-
-# Error classes that describe one recipient, not the page or the account (see _count_failure).
-RECIPIENT_ERROR_CLASSES = frozenset({"not_on_whatsapp"})
-# Error classes about this account's page (see _count_failure): a streak of them pauses the session only.
-# send_failed: WhatsApp drew its failure icon on our bubbles, which says nothing about the recipients.
-PAGE_ERROR_CLASSES = frozenset(
-    {"confirm_timeout", "selector_missing", "browser_crashed", "BrowserError", "send_failed", UNKNOWN_OUTCOME}
-)
 
 
 @dataclass(frozen=True)
@@ -194,7 +182,7 @@ class WorkerBase:
         self.pacer = Pacer(config.pace, self.rng, clock)
         self.quiet = QuietHours.parse(config.quiet_hours, self.sender_zone)
         self.pid = os.getpid() if pid is None else pid
-        self.host = host or socket.gethostname()
+        self.host = host or identity.place_key()
         self.worker_id: str | None = None
         self.fatal: WabulkError | None = None  # set when the worker must exit with an error
         self.state = "starting"
@@ -208,15 +196,16 @@ class WorkerBase:
         self._session_failures = 0
         self._offline_streak = 0
         self._restricted_streak = 0  # re-checks of a restricted account in a row (0: not restricted)
-        self._page_reached = False  # whether WhatsApp Web has loaded once in this run
+        self._reached = False  # whether the provider was ready once in this run
         self._last_heartbeat = float("-inf")
+        self.progress_at = time.monotonic()  # when the main loop last moved (the heartbeat thread reads it)
         self._last_jobs_refresh = float("-inf")
         self._job_status: dict[int, str] = {}
         self._seen_jobs: set[int] = set(config.job_ids or ())
         self._first_send_at: float | None = None
         self._first_send_known = False
         self._send_seconds: deque[float] = deque(maxlen=20)  # the live view's average of recent sends
-        self._chats_on_browser = 0  # chats opened since the browser (re)started: restart_browser_every
+        self._chats_on_provider = 0  # chats opened since the provider (re)started: restart_browser_every
         self._summaries: tuple[JobSummary, ...] = ()
         self.next_send_at: float | None = None
         self._cap_stats: dict[str, Any] = {}
@@ -348,14 +337,15 @@ class WorkerBase:
             return 0
         # Messages whose send another account pressed can only be finished by that account (status
         # --check reports them when it never returns): this session's --until-done does not wait for them.
-        elsewhere = getattr(self.queue, "stamped_elsewhere", None)
-        if callable(elsewhere):
-            open_work -= elsewhere(self.config.session, [s.job.id for s in active])
+        open_work -= self.queue.stamped_elsewhere(self.config.session, [s.job.id for s in active])
         return max(0, open_work)
 
     def _finish_code(self) -> int:
         """--until-done's verdict: 0 when every message of this worker's jobs went out (or was skipped
         or cancelled on purpose), 3 when some failed or are left unsent in a paused job."""
+        settle = getattr(self.queue, "settle_stopped", None)
+        if callable(settle):
+            settle()  # a stopped job's message whose worker died after Enter: unknown, so counted failed
         summaries = self._my_summaries()
         failed = sum(s.counts.get(FAILED, 0) for s in summaries)
         stranded = sum(
@@ -382,6 +372,8 @@ class WorkerBase:
             self._heartbeat(force=True)
 
     def _heartbeat(self, *, force: bool = False) -> None:
+        # Only the main loop calls this: it is the progress the heartbeat thread reflects.
+        self.progress_at = time.monotonic()
         now = self.clock()
         if self.worker_id is None or (not force and now - self._last_heartbeat < self.config.heartbeat_every):
             return
@@ -419,11 +411,7 @@ class WorkerBase:
         if self._first_send_known:
             return self._first_send_at
         self._first_send_known = True
-        finder = getattr(self.queue, "first_sent_at", None)
-        if callable(finder):
-            self._first_send_at = finder(self.config.session)
-        else:
-            self._first_send_at = first_send_time(self.queue, self.config.session, now)
+        self._first_send_at = self.queue.first_sent_at(self.config.session)
         return self._first_send_at
 
     def cap_status(self, now: float) -> tuple[int, int]:
@@ -439,30 +427,10 @@ class WorkerBase:
         self._cap_stats = {"sent_today": sent_today, "cap_today": limit, "day_ends_at": state.day_ends_at}
         return sent_today, limit
 
-    def _restart_browser(self, why: str, *, level: int = logging.WARNING) -> None:
-        self._emit("restart", f"restarting the browser ({why})", level=level)
-        self._chats_on_browser = 0
+    def _restart_provider(self, why: str, *, level: int = logging.WARNING) -> None:
+        self._emit("restart", f"restarting the connection to WhatsApp ({why})", level=level)
+        self._chats_on_provider = 0
         try:
             self.transport.restart()
         except WabulkError as e:
-            log.error("browser restart failed: %s", e)
-
-
-def first_send_time(queue: Queue, session: str, now: float, *, horizon_days: int = 7) -> float | None:
-    """When ``session`` first sent, to the minute, found with ``Queue.sent_count`` alone (binary search).
-    Only the warm-up ramp's first days matter, so anything older than ``horizon_days`` is reported as
-    exactly that old. None when the session never sent."""
-    total = queue.sent_count(session, 0.0)
-    if total == 0:
-        return None
-    lo = now - horizon_days * DAY
-    if queue.sent_count(session, lo) < total:
-        return lo  # older than the horizon: the ramp is over
-    hi = now + 1.0  # sent_count(hi) < total (nothing is sent in the future)
-    while hi - lo > 60.0:
-        mid = (lo + hi) / 2
-        if queue.sent_count(session, mid) == total:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+            log.error("%s restart failed: %s", self.transport.kind, e)

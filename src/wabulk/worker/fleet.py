@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from wabulk.queue import Queue
     from wabulk.settings import Settings
 
-    from .loop import WorkerConfig
+    from .base import WorkerConfig
 
 DONE_CODES = (exitcodes.OK, exitcodes.SOME_FAILED)
 # A worker's plain event line: "<date> <time> <kind>[ job=N] <text>" (live.LiveView._print_line).
@@ -372,6 +372,63 @@ class Fleet:
 def worker_command(db: Path, session: str, worker_args: Sequence[str]) -> list[str]:
     """The command line of one session's worker: ``python -m wabulk --db DB run --session S …``."""
     return [sys.executable, "-m", "wabulk", "--db", str(db), "run", "--session", session, *worker_args]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options of ``wabulk run`` that every worker of a fleet gets: the command line's values (env vars
+    resolved), turned back into each worker's arguments by :meth:`argv`. None/False: not given."""
+
+    pace: str
+    job_ids: tuple[int, ...] = ()
+    until_done: bool = False
+    min_delay: float | None = None
+    max_delay: float | None = None
+    long_pause_every: int | None = None
+    daily_cap: int | None = None
+    quiet_hours: str | None = None
+    web_url: str | None = None
+    remote_url: str | None = None
+    lease_seconds: float | None = None
+    restart_browser_every: int | None = None
+    log_numbers: bool = False
+    track_receipts: bool = False
+    headless: bool | None = None
+    notify: tuple[str, ...] = ()
+    notify_cmd: str | None = None
+
+    def argv(self) -> list[str]:
+        """The arguments of ``wabulk run --session NAME`` that carry these options."""
+        args: list[str] = ["--pace", self.pace]
+        for flag, value in (
+            ("--min-delay", self.min_delay),
+            ("--max-delay", self.max_delay),
+            ("--long-pause-every", self.long_pause_every),
+            ("--daily-cap", self.daily_cap),
+            ("--quiet-hours", self.quiet_hours),
+            ("--web-url", self.web_url),
+            ("--remote-url", self.remote_url),
+            ("--lease-seconds", self.lease_seconds),
+            ("--restart-browser-every", self.restart_browser_every),
+        ):
+            if value is not None:
+                args += [flag, str(value)]
+        for j in self.job_ids:
+            args += ["--job", str(j)]
+        for flag, on in (
+            ("--until-done", self.until_done),
+            ("--log-numbers", self.log_numbers),
+            ("--track-receipts", self.track_receipts),
+        ):
+            if on:
+                args.append(flag)
+        if self.headless is not None:
+            args.append("--headless" if self.headless else "--headed")
+        for url in self.notify:
+            args += ["--notify", url]
+        if self.notify_cmd:
+            args += ["--notify-cmd", self.notify_cmd]
+        return args
 
 
 def run_fleet(

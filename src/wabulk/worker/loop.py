@@ -31,15 +31,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
 
 from tenacity import RetryCallState, stop_after_attempt
 
 from wabulk import exitcodes
 from wabulk.errors import (
+    SCOPE_ACCOUNT,
+    SCOPE_JOB,
+    SCOPE_RECIPIENT,
     AccountRestricted,
     Blocked,
-    BrowserError,
     ConfirmTimeout,
     LeaseLost,
     NotLoggedIn,
@@ -49,25 +50,26 @@ from wabulk.errors import (
     Unreachable,
     WabulkError,
 )
-from wabulk.models import FAILED, TICK_SENT, UNKNOWN_OUTCOME, VERIFY_ABSENT, VERIFY_SENT, Claim, JobSummary
+from wabulk.models import (
+    AUTO_PAUSE_PREFIX,
+    FAILED,
+    TICK_SENT,
+    UNKNOWN_OUTCOME,
+    UNKNOWN_TEXT,
+    VERIFY_ABSENT,
+    VERIFY_SENT,
+    Claim,
+    JobSummary,
+)
 from wabulk.pacing import next_local_midnight
-
-from .events import StepResult, WorkerEvent
-
-if TYPE_CHECKING:
-    pass
 
 from .base import (
     IDLE_MAX,
     IDLE_MIN,
-    PAGE_ERROR_CLASSES,
-    RECIPIENT_ERROR_CLASSES,
     SESSION_ERROR_BACKOFF,
     STALE_AFTER,
-    WorkerConfig,
-    build_config,
-    first_send_time,
 )
+from .events import StepResult
 from .trouble import SessionMixin
 
 log = logging.getLogger("wabulk.worker")
@@ -82,7 +84,6 @@ def format_wait(seconds: float) -> str:
 
 
 CONFIRM_RECHECK_SECONDS = 15.0  # after a confirmation timeout: look in the chat again this soon
-RELINKED_REASON = "the device was relinked after the send was pressed; its chat may lack the history"
 # A template job claimed by a session that cannot send templates is given back for this long (seconds).
 TEMPLATE_JOB_DELAY = 300.0
 
@@ -105,7 +106,7 @@ class Worker(SessionMixin):
             daily_cap=max(0, self.config.cap),
         )
         self._last_heartbeat = self.clock()
-        last = getattr(self.queue, "last_send_at", lambda _s: None)(self.config.session)
+        last = self.queue.last_send_at(self.config.session)
         p = self.config.pace
         if last is not None and not p.is_off:
             # A restart (or the fleet's respawn) must not send at once: the last send plus a fresh gap.
@@ -133,10 +134,10 @@ class Worker(SessionMixin):
             return StepResult("cap", wait=reopen - now)
 
         every = self.config.restart_browser_every
-        if every and self._chats_on_browser >= every:
+        if every and self._chats_on_provider >= every:
             # Between messages (nothing claimed): the restart cannot interrupt a send.
-            self._restart_browser(
-                f"a fresh page after {self._chats_on_browser} chats; a long-lived one keeps growing",
+            self._restart_provider(
+                f"a fresh page after {self._chats_on_provider} chats; a long-lived one keeps growing",
                 level=logging.INFO,
             )
 
@@ -144,11 +145,11 @@ class Worker(SessionMixin):
         try:
             self.transport.ensure_ready()
             self._session_failures = 0
-            self._page_reached = True
+            self._reached = True
             self._resume_waiting()
         except Unreachable as e:
-            if not self._page_reached:
-                raise  # never reached WhatsApp Web at all: a wrong URL or no network; say so and stop
+            if not self._reached:
+                raise  # never reached the service at all: a wrong URL or no network; say so and stop
             return self._wait_for_network(e)
         except NotLoggedIn:
             return self._handle_logout(None)
@@ -156,8 +157,10 @@ class Worker(SessionMixin):
             return self._handle_restricted(None, e)
         except Blocked as e:
             return self._handle_blocked(None, e)
-        except (TakeoverFailed, BrowserError) as e:
-            return self._handle_session_trouble(None, e)
+        except WabulkError as e:
+            if isinstance(e, TakeoverFailed) or e.restart_provider:
+                return self._handle_session_trouble(None, e)
+            raise
 
         paused = self.queue.session_pause(self.config.session)
         if paused is not None:
@@ -180,7 +183,7 @@ class Worker(SessionMixin):
             return StepResult("idle")
         self._inflight, self._stamped, self._verified_claim = claim, False, None
         self._seen_jobs.add(claim.job_id)
-        self._chats_on_browser += 1
+        self._chats_on_provider += 1
         # Not in a finally: if a second Ctrl-C (KeyboardInterrupt) or a database error escapes, the claim
         # stays recorded so that run()'s shutdown releases it.
         result = self._handle(claim, now)
@@ -254,29 +257,30 @@ class Worker(SessionMixin):
             return self._transport_failure(claim, e, doing="verifying", context="could not check the chat")
         if found.outcome == VERIFY_SENT:
             return True
-        if found.outcome == VERIFY_ABSENT and self._relinked_since(claim.send_started_at):
-            # A new device's chat may lack what the old device sent (history syncs partially and late):
-            # its absence there proves nothing. Found is found; absent is unknown.
-            return self._unknown(claim, RELINKED_REASON)
         if found.outcome == VERIFY_ABSENT:
             lease = self.config.lease_seconds
-            claim = self.queue.mark_absent(claim, reason=found.reason, lease_seconds=lease)
+            try:
+                # The queue decides whether the silence proves anything: not when the device was relinked
+                # after the press (ordered by the events sequence, not the clock), nor while another
+                # instance that pressed may still be alive. Then it settled the message as unknown.
+                claim = self.queue.mark_absent(claim, reason=found.reason, lease_seconds=lease)
+            except SendRefused as e:
+                return self._settled_unknown(claim, str(e))
             self._inflight = claim
             self._verified_claim = claim
             return False
         return self._unknown(claim, found.reason or "the chat could not be read")
 
-    def _relinked_since(self, stamp: float) -> bool:
-        """Whether this session's device was linked (a login from the QR) after ``stamp``."""
-        linked = self.queue.linked_at(self.config.session)
-        return linked is not None and stamp < linked
-
     def _unknown(self, claim: Claim, reason: str) -> StepResult:
         """Fail closed: the message may or may not have arrived and the chat cannot tell. It fails as
         ``unknown_outcome`` (never resent automatically; ``wabulk resolve`` decides), and N in a row pause
         this session."""
-        error = f"outcome unknown: {reason}"
+        error = f"{UNKNOWN_TEXT}: {reason}"
         self.queue.mark_failed(claim, error=error, error_class=UNKNOWN_OUTCOME)
+        return self._settled_unknown(claim, error)
+
+    def _settled_unknown(self, claim: Claim, error: str) -> StepResult:
+        """Report a message the queue has settled as ``unknown_outcome`` (and count it toward the pause)."""
         self.failed_this_run += 1
         self._emit(
             "failed",
@@ -304,18 +308,11 @@ class Worker(SessionMixin):
         return StepResult("session_paused", wait=SESSION_ERROR_BACKOFF)
 
     def _defer(self, claim: Claim, until: float, why: str) -> StepResult:
-        """Give the message back without spending an attempt, not to be claimed before ``until``.
-        Uses ``Queue.defer`` when the queue has it; otherwise releases it and the caller waits."""
-        defer = getattr(self.queue, "defer", None)
+        """Give the message back without spending an attempt, not to be claimed before ``until``."""
         when = time.strftime("%H:%M", time.localtime(until))
-        if callable(defer):
-            defer(claim, until=until, reason=why)
-            self._emit("deferred", f"{self._mask(claim.phone)} deferred to {when} ({why})", claim=claim)
-            return StepResult("deferred", claim.message_id)
-        self.queue.release(claim, reason=why)
-        self._set_state("quiet_hours")
-        self._emit("quiet", f"{self._mask(claim.phone)}: {why} until {when}", claim=claim)
-        return StepResult("quiet", claim.message_id, wait=until - self.clock())
+        self.queue.defer(claim, until=until, reason=why)
+        self._emit("deferred", f"{self._mask(claim.phone)} deferred to {when} ({why})", claim=claim)
+        return StepResult("deferred", claim.message_id)
 
     def _before_send(self, claim: Claim, evidence: str) -> None:
         # Last moment to abandon cleanly: after the stamp, the message counts as possibly sent.
@@ -381,8 +378,8 @@ class Worker(SessionMixin):
             return self._handle_session_trouble(claim, e)
         if isinstance(e, Offline):
             return self._handle_offline(claim, e)
-        if isinstance(e, BrowserError) or getattr(e, "error_class", "") == "browser_crashed":
-            self._restart_browser(str(e))
+        if getattr(e, "restart_provider", False):
+            self._restart_provider(str(e))
         elif not isinstance(e, WabulkError):  # unexpected: log it, keep the loop alive
             log.exception("unexpected error while %s", doing)
         return self._failed_attempt(claim, e, context=context)
@@ -393,7 +390,7 @@ class Worker(SessionMixin):
         schedule_retry would fail a message that may well have arrived, so instead the lease is cut to
         a few seconds and left to expire: the queue hands an expired, stamped message out for
         verification even when its attempts are used up."""
-        self._count_failure(claim, e.error_class)
+        self._count_failure(claim, e.error_class, e.scope)
         text = f"{self._mask(claim.phone)}: not confirmed in time; will check the chat before any resend"
         # Even with attempts used up the queue gives a stamped message back once, to be looked for (it is
         # never pressed again beyond the budget); it used to be handed out for verification without end.
@@ -475,7 +472,7 @@ class Worker(SessionMixin):
         reason = str(e) or type(e).__name__
         if context:
             reason = f"{context}: {reason}"
-        self._count_failure(claim, error_class)
+        self._count_failure(claim, error_class, getattr(e, "scope", SCOPE_JOB))
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = claim.attempt
         exhausted = stop_after_attempt(self._max_attempts(claim))(state)
@@ -509,13 +506,13 @@ class Worker(SessionMixin):
         )
         return StepResult("failed", claim.message_id)
 
-    def _count_failure(self, claim: Claim, error_class: str) -> None:
-        """Circuit breaker: N failures in a row of one class pause what they point at. Page-level classes
-        (the reader, the browser) are about this account's page: the SESSION pauses and other accounts go on
-        with the shared job. Anything else (e.g. an attachment WhatsApp rejects) is about the job: the job
-        pauses. Failures that are about one recipient (a number not on WhatsApp) say nothing about either,
-        so they neither count nor break a streak."""
-        if error_class in RECIPIENT_ERROR_CLASSES:
+    def _count_failure(self, claim: Claim, error_class: str, scope: str) -> None:
+        """Circuit breaker: N failures in a row of one class pause what their ``scope`` points at. Errors
+        about the account (its page, reader or connection) pause the SESSION and other accounts go on with
+        the shared job. Job-scoped ones (e.g. an attachment WhatsApp rejects) pause the job. Failures about
+        one recipient (a number not on WhatsApp) say nothing about either, so they neither count nor break a
+        streak."""
+        if scope == SCOPE_RECIPIENT:
             return
         last, n = self._streaks.get(claim.job_id, ("", 0))
         n = n + 1 if last == error_class else 1
@@ -523,8 +520,8 @@ class Worker(SessionMixin):
         if n < self.config.breaker_threshold:
             return
         self._streaks.pop(claim.job_id, None)
-        reason = f"auto-paused: {n} consecutive {error_class} failures"
-        if error_class in PAGE_ERROR_CLASSES:
+        reason = f"{AUTO_PAUSE_PREFIX}: {n} consecutive {error_class} failures"
+        if scope == SCOPE_ACCOUNT:
             try:
                 self.queue.pause_session(self.config.session, reason)
             except WabulkError as e:
@@ -615,23 +612,3 @@ class Worker(SessionMixin):
             except WabulkError:
                 log.exception("could not unregister worker")
         self.state = "stopped"
-
-
-def __getattr__(name: str) -> Any:
-    """``run_worker``, ``install_signal_handlers`` and ``HeartbeatThread`` live in :mod:`wabulk.worker.runner`
-    (imported on first use: the runner imports this module)."""
-    if name in ("run_worker", "install_signal_handlers", "HeartbeatThread"):
-        from . import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "StepResult",
-    "Worker",
-    "WorkerConfig",
-    "WorkerEvent",
-    "build_config",
-    "first_send_time",
-]

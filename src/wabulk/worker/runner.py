@@ -16,20 +16,29 @@ from wabulk import exitcodes
 from wabulk.errors import SessionBusy, WabulkError
 from wabulk.sender import Provider, open_sender
 
+from .base import WorkerConfig
 from .events import WorkerEvent
-from .loop import Worker, WorkerConfig
+from .loop import Worker
 
 if TYPE_CHECKING:
     from wabulk.settings import Settings
 
 log = logging.getLogger("wabulk.worker")
+# A main loop without progress for this long (and at least three leases) is hung: longer than any browser
+# step wabulk waits for (a chat opening, a browser restart, each bounded well below this).
+HUNG_AFTER = 600.0
 
 
 class HeartbeatThread:
     """Keeps a worker's heartbeat going while its thread is busy in a long browser step (opening a chat,
     verifying, restarting the browser): a worker must never look dead while it lives. Uses its own
     connection (SQLite connections are per thread). ``on_lost`` is called once if the registration is gone
-    (another process took the session over): the worker must stop."""
+    (another process took the session over): the worker must stop.
+
+    The beat reflects the main loop, not only the process: ``progress`` returns when (``time.monotonic``)
+    the main loop last moved; after ``hung_after`` seconds without progress (stuck after Enter, a browser
+    call that never returns) the thread stops beating, so the worker is seen as dead (``status``,
+    ``worker_died`` notifications) and ``status --check`` names the message it holds."""
 
     def __init__(
         self,
@@ -39,12 +48,17 @@ class HeartbeatThread:
         interval: float,
         state: Callable[[], str | None],
         on_lost: Callable[[SessionBusy], None] | None = None,
+        progress: Callable[[], float] | None = None,
+        hung_after: float = 600.0,
     ) -> None:
         self.db = db
         self.worker_id = worker_id
         self.interval = interval
         self.state = state
         self.on_lost = on_lost
+        self.progress = progress
+        self.hung_after = hung_after
+        self.beats_skipped = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wabulk-heartbeat", daemon=True)
 
@@ -68,6 +82,14 @@ class HeartbeatThread:
             return
         try:
             while not self._stop.wait(self.interval):
+                if self.progress is not None and time.monotonic() - self.progress() > self.hung_after:
+                    if not self.beats_skipped:
+                        log.error(
+                            "the worker's main loop made no progress for %.0f s: heartbeat stopped",
+                            self.hung_after,
+                        )
+                    self.beats_skipped += 1
+                    continue
                 try:
                     queue.heartbeat(self.worker_id, state=self.state())
                 except SessionBusy as e:
@@ -167,6 +189,8 @@ def run_worker(
             interval=config.heartbeat_every,
             state=lambda: worker.state,
             on_lost=lost,
+            progress=lambda: worker.progress_at,
+            hung_after=max(HUNG_AFTER, 3 * config.lease_seconds),
         )
         beat.start()
         # Signal handlers can only be installed from the main thread (the demo may run us elsewhere).

@@ -1,5 +1,5 @@
-"""What a worker does when the session, not a message, is in trouble (logged out, blocked, restricted,
-offline, a takeover or a dead browser), and receipt tracking in idle time."""
+"""What a worker does when the account, not a message, is in trouble (logged out, blocked, restricted,
+offline, a takeover or a dead connection), and receipt polling in idle time."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from wabulk import exitcodes
 from wabulk.errors import (
     AccountRestricted,
     Blocked,
-    BrowserError,
     Offline,
-    SessionError,
     Unreachable,
     WabulkError,
 )
-from wabulk.models import JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN, Claim
+from wabulk.models import AUTO_PAUSE_PREFIX, JOB_QUEUED, JOB_RUNNING, JOB_WAITING_FOR_LOGIN, Claim
 
 from .base import OFFLINE_RECHECK_MAX, OFFLINE_RECHECK_SECONDS, SESSION_ERROR_BACKOFF, WorkerBase
 from .events import StepResult
@@ -43,7 +41,7 @@ class SessionMixin(WorkerBase):
         )
         self._emit(
             "logged_out",
-            f"session {self.config.session!r} is logged out: scan the QR code (WhatsApp > Linked devices)",
+            f"session {self.config.session!r} is logged out: {self.transport.capabilities.login_hint}",
             level=logging.WARNING,
         )
 
@@ -100,7 +98,7 @@ class SessionMixin(WorkerBase):
     def _handle_blocked(self, claim: Claim | None, e: Blocked) -> StepResult:
         if claim is not None:
             self.queue.release(claim, reason="account blocked")
-        reason = f"auto-paused: WhatsApp blocked session {self.config.session!r}: {e}"
+        reason = f"{AUTO_PAUSE_PREFIX}: WhatsApp blocked session {self.config.session!r}: {e}"
         # Only this account stops: a job shared by the fleet goes on through the other sessions.
         try:
             self.queue.pause_session(self.config.session, reason)
@@ -165,9 +163,10 @@ class SessionMixin(WorkerBase):
         )
         return StepResult("offline", claim.message_id, wait=wait)
 
-    def _handle_session_trouble(self, claim: Claim | None, e: SessionError | BrowserError) -> StepResult:
-        """Takeover not recovered or browser dead outside a send: release, restart, back off; after
-        ``breaker_threshold`` in a row give up (exit 1) rather than spin."""
+    def _handle_session_trouble(self, claim: Claim | None, e: WabulkError) -> StepResult:
+        """Takeover not recovered or the provider's connection dead outside a send: release, restart (when
+        the error says so), back off; after ``breaker_threshold`` in a row give up (exit 1) rather than
+        spin."""
         if claim is not None:
             self.queue.release(claim, reason=str(e))
         self._session_failures += 1
@@ -179,8 +178,8 @@ class SessionMixin(WorkerBase):
                 level=logging.ERROR,
             )
             return StepResult("error", exit_code=exitcodes.ERROR)
-        if isinstance(e, BrowserError):
-            self._restart_browser(str(e))
+        if e.restart_provider:
+            self._restart_provider(str(e))
         else:
             self._emit("warning", f"{e}; retrying in {SESSION_ERROR_BACKOFF:.0f}s", level=logging.WARNING)
         return StepResult("released", claim.message_id if claim else None, wait=SESSION_ERROR_BACKOFF)
@@ -190,7 +189,7 @@ class SessionMixin(WorkerBase):
         first; at most ``track_batch`` per turn), record its ticks, and keep the next look a pacing gap
         away, as if it were a send. Never sends. Returns how many chats were looked at. Errors are logged
         and end the turn: the next claim's session check handles a logged-out or dead browser."""
-        from wabulk.receipts import Checked, track
+        from .receipts import Checked, track
 
         now = self.clock()
         if now < self._next_track_at or self.stop_requested:
@@ -202,7 +201,7 @@ class SessionMixin(WorkerBase):
             return self.rng.uniform(p.min_delay, max(p.min_delay, p.max_delay))
 
         def on_checked(c: Checked) -> None:
-            self._chats_on_browser += 1  # each look opens a chat, as a send does
+            self._chats_on_provider += 1  # each look opens a chat, as a send does
             what = c.seen if c.seen is not None else ("error: " + c.error if c.error else "not found")
             self._emit(
                 "receipt",

@@ -1,4 +1,5 @@
-"""The WhatsApp Web login QR, re-encoded from the page's ``data-ref`` payload for a terminal and a PNG."""
+"""The QR code of an interactive login (``Capabilities.interactive_login``), re-encoded from its payload (on
+WhatsApp Web, the page's ``data-ref``) for a terminal and a PNG."""
 
 from __future__ import annotations
 
