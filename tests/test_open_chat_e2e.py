@@ -112,9 +112,16 @@ def test_verify_sent_opens_the_chat_in_page(inpage: WhatsAppSender, simulator: A
         "+14155550779", "verify me in-page", since, evidence=snaps[0].to_evidence()
     ).sent
     assert inpage.last_open_method == "inpage"
-    assert inpage.verify_sent(
-        "+14155550780", "verify me in-page", since, evidence=snaps[1].to_evidence()
-    ).absent
+    between = inpage.verify_sent(
+        "+14155550780", "another chat in between", since, evidence=snaps[1].to_evidence()
+    )
+    assert between.sent and between.message_ref, between
+    # that chat's only new bubble has another text: it proves nothing either way (issue 20, 7)
+    other = inpage.verify_sent("+14155550780", "verify me in-page", since, evidence=snaps[1].to_evidence())
+    assert other.outcome == models.VERIFY_UNKNOWN and "does not match" in other.reason, other
+    # with that bubble in the snapshot, nothing new after it: the message is absent from that chat
+    after = models.ChatSnapshot(ids=(str(between.message_ref),), count=1)
+    assert inpage.verify_sent("+14155550780", "verify me in-page", since, evidence=after.to_evidence()).absent
     assert inpage.read_receipt("+14155550779", "verify me in-page", since) in ("sent", "delivered", "read")
 
 

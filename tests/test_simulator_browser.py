@@ -335,8 +335,28 @@ def send_text(driver: Any, text: str) -> None:
     box.send_keys(Keys.ENTER)
 
 
+# The start-of-chat notice is a row too (the first, once the chat's history shows; whatsapp-web-dom.md
+# section 5), but not a message.
+NOTICE = "#main div[role='row'][data-sim='e2e']"
+
+
 def rows(driver: Any) -> list[Any]:
-    return driver.find_elements("css selector", "#main div[role='row']")
+    """The chat's message rows, in page order (the start-of-chat notice left out)."""
+    return driver.find_elements("css selector", "#main div[role='row']:not([data-sim='e2e'])")
+
+
+def assert_notice_first(driver: Any) -> None:
+    """The start-of-chat notice is the chat's first row, with neither author label, time nor tick."""
+    wait_for(driver, NOTICE)  # the history (and with it the notice) may come a moment after our bubble
+    first = driver.find_element("css selector", "#main div[role='row']")
+    assert first.get_attribute("data-sim") == "e2e"
+    assert first.text.startswith("Messages and calls are end-to-end encrypted.")
+    assert (
+        first.find_elements(
+            "css selector", "span[aria-label], [data-testid='msg-meta'], [data-pre-plain-text]"
+        )
+        == []
+    )
 
 
 def test_2026_09_bubbles_ids_labels_tails_text_span_and_meta(chrome: Any, sim26: Simulator) -> None:
@@ -351,6 +371,7 @@ def test_2026_09_bubbles_ids_labels_tails_text_span_and_meta(chrome: Any, sim26:
     wait_until(lambda: len(sim26.messages()) == 3 and len(rows(chrome)) == 4, chrome)
     msgs = sim26.messages()
     assert [m["kind"] for m in msgs] == ["text", "text", "text"]
+    assert_notice_first(chrome)
 
     # rows: div[role=row] > div[data-id=<bare id>] with the log's ids, in order, incoming in between
     ids = [
@@ -423,7 +444,8 @@ def test_2026_09_rows_without_ids_and_failed_sends(chrome: Any, sim26: Simulator
     assert fail.get_attribute("textContent") == "message-fail"
     assert chrome.find_elements("css selector", "#main [data-testid='msg-meta'] span[aria-label]") == []
     assert chrome.find_elements("css selector", "#main [data-id]") == []
-    assert rows(chrome)[0].find_element("css selector", "span[aria-label='You:']")
+    assert_notice_first(chrome)
+    assert len(rows(chrome)) == 1 and rows(chrome)[0].find_element("css selector", "span[aria-label='You:']")
     assert sim26.messages() == []  # WhatsApp never took it
     assert [m["text"] for m in sim26.failed()] == ["doomed"]
     # after a reload the failed bubble is still there, still failed
