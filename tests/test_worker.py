@@ -22,7 +22,6 @@ from wabulk.errors import (
     ConfirmTimeout,
     NotOnWhatsApp,
     Offline,
-    SelectorNotFound,
     SessionBusy,
     TransientSendError,
     Unreachable,
@@ -42,6 +41,7 @@ from wabulk.models import (
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
 from wabulk.settings import Settings
+from wabulk.web.errors import SelectorNotFound
 from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config, run_worker
 
 UTC = dt.timezone.utc

@@ -18,6 +18,7 @@ from typing import Any
 
 from wabulk import errors
 from wabulk.settings import Settings, ensure_private_dir
+from wabulk.web import errors as web_errors
 
 from . import dom, screens, states
 from . import launch as _launch
@@ -280,7 +281,7 @@ class BrowserSession:
             return dom.find(
                 self.driver, selector, timeout, visible=visible, root=root, debug_dir=self.settings.debug_dir
             )
-        except errors.SelectorNotFound:
+        except web_errors.SelectorNotFound:
             raise
         except Exception as exc:  # noqa: BLE001
             if dom.is_dead_browser(exc):
@@ -325,7 +326,7 @@ class BrowserSession:
         """Click "Use here" on a takeover screen and wait for the main screen; TakeoverFailed otherwise."""
         try:
             self.find(S.USE_HERE, self.timeouts.element).click()
-        except errors.SelectorNotFound as exc:
+        except web_errors.SelectorNotFound as exc:
             raise errors.TakeoverFailed(
                 f"WhatsApp is open elsewhere and 'Use here' is missing: {exc}"
             ) from exc

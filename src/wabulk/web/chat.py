@@ -22,6 +22,7 @@ from typing import Any
 from wabulk import errors
 from wabulk.web import browser as sess
 from wabulk.web import dom
+from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
 
 from . import compose, scripts
@@ -244,7 +245,7 @@ class ChatOpener:
             if el is not None:
                 return el
             if time.monotonic() >= deadline:
-                raise errors.SelectorNotFound(selector.name, selector.describe(), timeout)
+                raise web_errors.SelectorNotFound(selector.name, selector.describe(), timeout)
             time.sleep(INPAGE_POLL)
 
     def _new_chat_input(self) -> Any:
@@ -386,7 +387,7 @@ class ChatOpener:
                         f"the number lookup ('Starting chat') did not finish in time; saved {path}",
                         error_class="lookup_timeout",
                     )
-                raise errors.SelectorNotFound(
+                raise web_errors.SelectorNotFound(
                     S.COMPOSE_BOX.name, S.COMPOSE_BOX.describe(), t.boot + t.chat_open, debug_path=path
                 )
             time.sleep(DEEPLINK_POLL)
