@@ -148,13 +148,15 @@ def test_browser_only_errors_live_in_web_and_keep_their_core_category() -> None:
     web_only = {
         n for n, v in vars(web_errors).items() if isinstance(v, type) and v.__module__ == web_errors.__name__
     }
-    assert {"SelectorNotFound", "UnsupportedBrowser", "PageError"} <= web_only
+    assert {"SelectorNotFound", "UnsupportedBrowser", "PageError", "TakeoverFailed"} <= web_only
     assert not web_only & set(vars(errors))
     missing = web_errors.SelectorNotFound("send_button", ("x",), 2.0)
     assert isinstance(missing, errors.TransientSendError) and missing.scope == errors.SCOPE_ACCOUNT
     assert web_errors.UnsupportedBrowser("x").exit_code == exitcodes.ATTENTION
     assert isinstance(web_errors.UnsupportedBrowser("x"), errors.ConfigError)
     assert web_errors.PageError("x").restart_provider
+    takeover = web_errors.TakeoverFailed("x")
+    assert isinstance(takeover, errors.SessionError) and not takeover.restart_provider
 
 
 def _imports_web_errors(tree: ast.AST, package: str) -> bool:

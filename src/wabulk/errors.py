@@ -179,12 +179,6 @@ class Blocked(SessionError):
     error_class = "blocked"
 
 
-class TakeoverFailed(SessionError):
-    """WhatsApp is open elsewhere and 'Use here' did not bring this window back."""
-
-    error_class = "takeover"
-
-
 class AccountRestricted(SessionError):
     """WhatsApp restricts the account on linked devices (the chat shows a block bar instead of the
     composer): nothing can be sent until it lifts, and no message is to blame."""

@@ -327,7 +327,7 @@ class BrowserSession:
         try:
             self.find(S.USE_HERE, self.timeouts.element).click()
         except web_errors.SelectorNotFound as exc:
-            raise errors.TakeoverFailed(
+            raise web_errors.TakeoverFailed(
                 f"WhatsApp is open elsewhere and 'Use here' is missing: {exc}"
             ) from exc
         st, _ = self.wait_state(
@@ -335,7 +335,9 @@ class BrowserSession:
         )
         if st not in (*LOGGED_IN_STATES, OFFLINE, QR, LOGGED_OUT, BLOCKED):
             path = self.capture("takeover")
-            raise errors.TakeoverFailed(f"'Use here' did not bring WhatsApp back (page: {st}; saved {path})")
+            raise web_errors.TakeoverFailed(
+                f"'Use here' did not bring WhatsApp back (page: {st}; saved {path})"
+            )
 
     # --- the 2026 page's own screens ---------------------------------------------------------------
     def dismiss_whats_new(self, p: dict[str, Any] | None = None) -> bool:
@@ -414,7 +416,7 @@ class BrowserSession:
             if st in (TAKEOVER_WINDOW, TAKEOVER_COMPUTER):
                 takeovers += 1
                 if takeovers > 2:
-                    raise errors.TakeoverFailed(
+                    raise web_errors.TakeoverFailed(
                         "WhatsApp keeps being taken over by another window or computer"
                     )
                 self.use_here()

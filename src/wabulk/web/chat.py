@@ -369,7 +369,9 @@ class ChatOpener:
         def takeover() -> None:
             takeovers[0] += 1
             if takeovers[0] > 2:
-                raise errors.TakeoverFailed("WhatsApp keeps being taken over by another window or computer")
+                raise web_errors.TakeoverFailed(
+                    "WhatsApp keeps being taken over by another window or computer"
+                )
             self.browser.use_here()
             self.browser.open(url)  # the takeover reboots into the main screen, without our chat
 

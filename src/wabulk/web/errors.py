@@ -4,7 +4,7 @@ by the core category each one subclasses (``wabulk.errors``) and by its ``scope`
 from __future__ import annotations
 
 from wabulk import exitcodes
-from wabulk.errors import SCOPE_ACCOUNT, BrowserError, ConfigError, TransientSendError
+from wabulk.errors import SCOPE_ACCOUNT, BrowserError, ConfigError, SessionError, TransientSendError
 
 
 class SelectorNotFound(TransientSendError):
@@ -37,3 +37,9 @@ class UnsupportedBrowser(ConfigError):
 class PageError(BrowserError):
     """WhatsApp Web shows an error screen instead of the app (database error, browser storage full) and a
     reload did not help."""
+
+
+class TakeoverFailed(SessionError):
+    """WhatsApp is open elsewhere and 'Use here' did not bring this window back."""
+
+    error_class = "takeover"
