@@ -778,21 +778,38 @@ def test_stopping_while_logged_out_leaves_jobs_waiting_and_a_later_run_resumes_t
     assert queue.get_job(job).status == "completed" and len(fake.deliveries) == 2
 
 
-def test_a_template_job_is_never_sent_as_text_by_a_browser_session(
-    queue: Queue, fake: FakeTransport, clock: Clock
-) -> None:
-    job = queue.enqueue(
+def _template_job(queue: Queue) -> int:
+    return queue.enqueue(
         NewJob(name="t", template="order_ready (en_US)", template_name="order_ready", template_lang="en_US"),
         [NewMessage(phone="+14155550001", body="order_ready (en_US): Ann", params=("Ann",))],
     ).job_id
-    events: list[WorkerEvent] = []
-    worker = make_worker(queue, fake, clock, events)
-    worker.run_once()
+
+
+def test_a_template_job_is_never_claimed_by_a_provider_without_templates(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    """A browser-like provider (``capabilities.templates`` False) would send the readable body as a plain
+    text: the queue never hands it the message, so nothing churns (no attempt used, no claim/release)."""
+    assert fake.capabilities.templates is False
+    job = _template_job(queue)
+    events_before = len(queue.events(job_id=job))
+    worker = make_worker(queue, fake, clock)
+    for _ in range(3):
+        assert worker.run_once().outcome == "idle"
     assert fake.deliveries == []
     m = message(queue, job, "+14155550001")
     assert (m.status, m.attempts, m.send_started_at) == ("pending", 0, None)
-    assert m.next_attempt_at is not None and m.next_attempt_at > clock.t + 60
-    assert any("only a Cloud API session can send it" in e.text for e in events)
+    assert len(queue.events(job_id=job)) == events_before
+
+
+def test_a_provider_that_sends_templates_claims_a_template_job(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    fake.capabilities = replace(fake.capabilities, templates=True)
+    job = _template_job(queue)
+    make_worker(queue, fake, clock).run_once()
+    assert [d.phone for d in fake.deliveries] == ["+14155550001"]
+    assert message(queue, job, "+14155550001").status == "sent"
 
 
 # --- the daily cap, scheduled jobs and logins: what status, the live view and the worker say --------------
