@@ -27,7 +27,8 @@ def test_a_template_job_keeps_its_template_and_each_message_its_parameters(db_pa
     assert (job.template_name, job.template_lang) == ("order_ready", "en_US")
     first = next(q.iter_messages(stats.job_id))
     assert first.params == ("Alice", "B-100") and first.wamid is None and first.billable is None
-    claim = q.claim("w1", "biz", lease_seconds=60)
+    assert q.claim("w1", "biz", lease_seconds=60) is None  # a provider without templates never gets it
+    claim = q.claim("w1", "biz", lease_seconds=60, templates=True)
     assert claim is not None
     assert (claim.template_name, claim.template_lang, claim.params) == (
         "order_ready",

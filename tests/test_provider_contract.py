@@ -2,7 +2,11 @@
 
 :class:`ProviderContract` holds the behaviours; each provider's class inherits them and supplies one
 fixture, ``world``: the provider, started and logged in, and the service's own record of what arrived (the
-oracle, never the provider's word). A new provider adds a class with its ``world`` fixture, nothing else.
+oracle, never the provider's word), plus optional hooks (log out, lose an answer, refuse the account) where
+its service can be scripted without harming other tests; a behaviour whose hook is None is skipped. Where
+providers genuinely differ, a test branches on ``capabilities`` (e.g. ``verification == "pushed"``: the
+service reports outcomes later by webhook), never on the kind. A new provider adds a class with its
+``world`` fixture, nothing else.
 """
 
 from __future__ import annotations
@@ -36,6 +40,15 @@ class World:
     provider: sender.Provider
     arrived: Callable[[str, str], int]  # (phone, body) -> copies the service delivered
     not_on_whatsapp: Callable[[str], None]  # make this number one WhatsApp does not know
+    # What the service recorded for a message it accepted to a number it does not know (the failure it
+    # reports by itself later), for providers whose service pushes outcomes; None elsewhere.
+    reported_failure: Callable[[str], str | None] | None = None
+    # Make the next send's answer get lost after the service accepted it (None: not scriptable here).
+    lose_next_answer: Callable[[], None] | None = None
+    # Make the account unable to send (the service refuses every send for the account), or None.
+    refuse_account: Callable[[], None] | None = None
+    # Log the account out, with nobody there to link it again (None: not scriptable without harm here).
+    log_out: Callable[[], None] | None = None
 
 
 class _Stop(Exception):
@@ -120,11 +133,64 @@ class ProviderContract:
         phone = fresh_phone()
         world.not_on_whatsapp(phone)
         stamps: list[str] = []
+        if world.provider.capabilities.verification == sender.VERIFY_PUSHED:
+            # A service that reports outcomes by itself (the Cloud API) accepts the POST: it learns the
+            # number is unknown only afterwards and says so by webhook (131026), which settles the message.
+            result = world.provider.send(phone, "contract: to nobody", before_send=stamps.append)
+            assert result.message_ref and len(stamps) == 1
+            assert world.reported_failure is not None
+            assert world.reported_failure(phone) == "failed:131026"
+            world.provider.ensure_ready()
+            return
         with pytest.raises(errors.WabulkError) as info:
             world.provider.send(phone, "contract: to nobody", before_send=stamps.append)
         assert info.value.scope == errors.SCOPE_RECIPIENT
         assert not getattr(info.value, "transient", True) and not info.value.restart_provider
         world.provider.ensure_ready()  # the account is fine
+
+    def test_a_logged_out_account_is_reported_by_the_means_of_its_login(self, world: World) -> None:
+        if world.log_out is None:
+            pytest.skip("this world cannot log the account out")
+        world.log_out()
+        codes: list[str] = []
+        if world.provider.capabilities.interactive_login:
+            # A person links the account: the provider shows codes and waits; nobody scans here.
+            assert not world.provider.wait_for_login(codes.append, timeout=1)
+            assert codes
+        else:
+            # Credentials are settings (a token): no code to show, nothing to wait for; a person fixes the
+            # settings, so the provider says at once that the account cannot send.
+            with pytest.raises(errors.WabulkError) as info:
+                world.provider.wait_for_login(codes.append, timeout=1)
+            assert info.value.scope == errors.SCOPE_ACCOUNT and codes == []
+
+    def test_a_lost_answer_is_unknown_until_settled_and_never_absent(self, world: World) -> None:
+        if world.lose_next_answer is None:
+            pytest.skip("this world cannot lose an answer after the service accepted the message")
+        phone, body = fresh_phone(), "contract: the answer got lost"
+        since = time.time()
+        kept: list[str] = []
+        world.lose_next_answer()
+        with pytest.raises(errors.ConfirmTimeout):
+            world.provider.send(phone, body, before_send=kept.append)
+        assert len(kept) == 1 and world.arrived(phone, body) == 1
+        found = world.provider.verify_sent(phone, body, since, evidence=kept[0])
+        if world.provider.capabilities.verification == sender.VERIFY_PUSHED:
+            # Nothing can be looked up: the status webhook carrying the evidence settles it later.
+            assert found.outcome == models.VERIFY_UNKNOWN, found
+        else:
+            assert found.outcome == models.VERIFY_SENT, found
+        assert world.arrived(phone, body) == 1  # verifying never sends
+
+    def test_an_account_that_cannot_send_is_about_the_account(self, world: World) -> None:
+        if world.refuse_account is None:
+            pytest.skip("this world cannot make the service refuse the account")
+        phone, body = fresh_phone(), "contract: refused for the account"
+        world.refuse_account()
+        with pytest.raises(errors.WabulkError) as info:
+            world.provider.send(phone, body)
+        assert info.value.scope == errors.SCOPE_ACCOUNT
+        assert world.arrived(phone, body) == 0
 
     def test_receipts_are_read_when_polled(self, world: World) -> None:
         if world.provider.capabilities.receipts != sender.RECEIPTS_POLLED:
@@ -150,7 +216,10 @@ class TestFakeProvider(ProviderContract):
         def not_on_whatsapp(phone: str) -> None:
             fake.always(phone, errors.NotOnWhatsApp("not on WhatsApp (fake)"))
 
-        return World(fake, arrived, not_on_whatsapp)
+        def log_out() -> None:
+            fake.logged_out, fake.login_succeeds = True, False
+
+        return World(fake, arrived, not_on_whatsapp, log_out=log_out)
 
 
 FAST = dom.Timeouts(boot=15, stuck_loading=15, chat_open=10, element=5, confirm=8, takeover=10, settle=1.0)
@@ -183,3 +252,56 @@ class TestWebProvider(ProviderContract):
             simulator.configure(invalid_numbers=[phone.lstrip("+")])
 
         return World(web_provider, arrived, not_on_whatsapp)
+
+
+@pytest.fixture(scope="module")
+def graph_sim() -> Iterator[Any]:
+    """The bundled Graph API simulator (real HTTP), every 24-hour window open so texts are delivered."""
+    from cloud_helpers import graph_simulator
+
+    with graph_simulator(None, all_windows_open=True) as sim:
+        yield sim
+
+
+class TestCloudProvider(ProviderContract):
+    @pytest.fixture
+    def world(self, graph_sim: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
+        from cloud_helpers import PHONE_ID, TOKEN
+        from wabulk.session import Session
+        from wabulk.settings import ENV_CLOUD_TOKEN, ENV_GRAPH_URL, Settings
+
+        monkeypatch.setenv(ENV_CLOUD_TOKEN, TOKEN)
+        monkeypatch.setenv(ENV_GRAPH_URL, graph_sim.url)
+        graph_sim.configure(not_on_whatsapp=[], account_error=None)
+        graph_sim.clear_faults()
+        provider = sender.open_sender(
+            "cloud",
+            Settings.from_env().with_(home=tmp_path, db=tmp_path / "wabulk.db"),  # unused by Cloud
+            Session("biz", "cloud", {"phone_number_id": PHONE_ID}),
+        )
+        provider.start()
+
+        def arrived(phone: str, body: str) -> int:
+            recs = graph_sim.accepted(phone)
+            return sum(r["payload"].get("text", {}).get("body") == body for r in recs)
+
+        def not_on_whatsapp(phone: str) -> None:
+            graph_sim.configure(not_on_whatsapp=[phone.lstrip("+")])
+
+        def reported_failure(phone: str) -> str | None:
+            recs = graph_sim.accepted(phone)
+            return str(recs[-1]["outcome"]) if recs else None
+
+        yield World(
+            provider,
+            arrived,
+            not_on_whatsapp,
+            reported_failure=reported_failure,
+            lose_next_answer=lambda: graph_sim.add_fault("cut_after", count=1),
+            refuse_account=lambda: graph_sim.configure(account_error=368),
+            log_out=graph_sim.expire_token,
+        )
+        provider.close()
+        graph_sim.configure(account_error=None)
+        graph_sim.clear_faults()
+        graph_sim.set_token(TOKEN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import stat
@@ -559,8 +560,8 @@ def test_sent_count_per_session_since(q: Queue, clock: Clock) -> None:
 def test_claim_query_plan_uses_indexes(q: Queue) -> None:
     q.enqueue(job(), msgs(50))
     params = {"worker": "w", "lease": T0, "now": T0, "session": "s"}
-    for job_ids in (None, [1, 2]):
-        for sql in q.claim_sql(job_ids):
+    for job_ids, templates in itertools.product((None, [1, 2]), (False, True)):
+        for sql in q.claim_sql(job_ids, templates=templates):
             plan = [r[3] for r in q.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
             text = "\n".join(plan)
             assert "USING INDEX idx_messages_" in text, text

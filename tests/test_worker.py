@@ -22,7 +22,6 @@ from wabulk.errors import (
     ConfirmTimeout,
     NotOnWhatsApp,
     Offline,
-    SelectorNotFound,
     SessionBusy,
     TransientSendError,
     Unreachable,
@@ -42,6 +41,7 @@ from wabulk.models import (
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
 from wabulk.settings import Settings
+from wabulk.web.errors import SelectorNotFound, TakeoverFailed
 from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config, run_worker
 
 UTC = dt.timezone.utc
@@ -192,6 +192,24 @@ def test_offline_spends_no_attempt_however_long_it_lasts(
         assert m.status == PENDING and m.attempts == 0
         waits.append(step.wait)
     assert waits == sorted(waits) and waits[0] < waits[-1] <= 120  # backs off, bounded
+    assert worker.run() == exitcodes.OK
+    m = message(queue, job, a)
+    assert m.status == SENT and m.attempts == 1 and fake.delivered_to(a) == 1
+
+
+def test_a_takeover_releases_the_message_without_spending_an_attempt(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    """The web provider's TakeoverFailed reaches the worker as a SessionError (no message to blame): the
+    message goes back to pending untouched, and the worker carries on once the session is back."""
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+    fake.script(a, Fail(TakeoverFailed("WhatsApp keeps being taken over by another window")))
+    worker = make_worker(queue, fake, clock)
+    step = worker.run_once()
+    assert step.outcome == "released"
+    m = message(queue, job, a)
+    assert m.status == PENDING and m.attempts == 0 and fake.delivered_to(a) == 0
     assert worker.run() == exitcodes.OK
     m = message(queue, job, a)
     assert m.status == SENT and m.attempts == 1 and fake.delivered_to(a) == 1
@@ -778,21 +796,38 @@ def test_stopping_while_logged_out_leaves_jobs_waiting_and_a_later_run_resumes_t
     assert queue.get_job(job).status == "completed" and len(fake.deliveries) == 2
 
 
-def test_a_template_job_is_never_sent_as_text_by_a_browser_session(
-    queue: Queue, fake: FakeTransport, clock: Clock
-) -> None:
-    job = queue.enqueue(
+def _template_job(queue: Queue) -> int:
+    return queue.enqueue(
         NewJob(name="t", template="order_ready (en_US)", template_name="order_ready", template_lang="en_US"),
         [NewMessage(phone="+14155550001", body="order_ready (en_US): Ann", params=("Ann",))],
     ).job_id
-    events: list[WorkerEvent] = []
-    worker = make_worker(queue, fake, clock, events)
-    worker.run_once()
+
+
+def test_a_template_job_is_never_claimed_by_a_provider_without_templates(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    """A browser-like provider (``capabilities.templates`` False) would send the readable body as a plain
+    text: the queue never hands it the message, so nothing churns (no attempt used, no claim/release)."""
+    assert fake.capabilities.templates is False
+    job = _template_job(queue)
+    events_before = len(queue.events(job_id=job))
+    worker = make_worker(queue, fake, clock)
+    for _ in range(3):
+        assert worker.run_once().outcome == "idle"
     assert fake.deliveries == []
     m = message(queue, job, "+14155550001")
     assert (m.status, m.attempts, m.send_started_at) == ("pending", 0, None)
-    assert m.next_attempt_at is not None and m.next_attempt_at > clock.t + 60
-    assert any("only a Cloud API session can send it" in e.text for e in events)
+    assert len(queue.events(job_id=job)) == events_before
+
+
+def test_a_provider_that_sends_templates_claims_a_template_job(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    fake.capabilities = replace(fake.capabilities, templates=True)
+    job = _template_job(queue)
+    make_worker(queue, fake, clock).run_once()
+    assert [d.phone for d in fake.deliveries] == ["+14155550001"]
+    assert message(queue, job, "+14155550001").status == "sent"
 
 
 # --- the daily cap, scheduled jobs and logins: what status, the live view and the worker say --------------

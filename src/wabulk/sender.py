@@ -102,6 +102,9 @@ class Capabilities:
     # may be in flight at once. A browser does one thing at a time; an HTTP API may allow more.
     rate_limit: float | None = None
     max_in_flight: int = 1
+    # Can send Meta-approved message templates (a template job). False: the queue never hands this
+    # provider a template job's message (``Queue.claim(templates=)``), so it stays pending for one that can.
+    templates: bool = False
     # What a person does when the account is logged out (the worker says it).
     login_hint: str = "run `wabulk login` for this session"
 

@@ -196,6 +196,10 @@ class CloudProvider:
             default_pace="off",
             rate_limit=rate,
             max_in_flight=1,
+            # Not here: ``send(phone, body, …)`` carries no template, so a template job's message would go
+            # out as its readable body in a plain text. Template jobs go through ``wabulk run``'s Cloud fast
+            # path (cloud/runner.py, its own claim), which builds the template payload.
+            templates=False,
         )
         self._limiter = RateLimiter(rate)
         self._client: GraphClient | None = None

@@ -54,21 +54,24 @@ RELINKED_REASON = "the device was relinked after the send was pressed; its chat 
 class ClaimsMixin(QueueBase):
     # --- the worker side ----------------------------------------------------------------------------
     @staticmethod
-    def _job_filter(job_ids: Sequence[int] | None) -> str:
-        """SQL (on alias ``j``) for jobs this session may claim from now."""
+    def _job_filter(job_ids: Sequence[int] | None, templates: bool = False) -> str:
+        """SQL (on alias ``j``) for jobs this session may claim from now (template jobs only when the
+        claiming provider can send Meta-approved templates)."""
         sql = (
             f"j.status IN ({_sql_list(CLAIMABLE_JOB_STATUSES)})"
             " AND (j.not_before IS NULL OR j.not_before <= :now)"
             " AND j.ready = 1"
             " AND (j.sessions = '[]' OR EXISTS (SELECT 1 FROM json_each(j.sessions) WHERE value = :session))"
         )
+        if not templates:
+            sql += " AND j.template_name IS NULL"
         if job_ids is not None:
             sql += f" AND j.id IN ({', '.join(str(int(i)) for i in job_ids) or 'NULL'})"
         return sql
 
-    def claim_sql(self, job_ids: Sequence[int] | None = None) -> tuple[str, str]:
+    def claim_sql(self, job_ids: Sequence[int] | None = None, *, templates: bool = False) -> tuple[str, str]:
         """The two claim statements (expired lease first, then pending), for EXPLAIN and tests."""
-        jf = self._job_filter(job_ids)
+        jf = self._job_filter(job_ids, templates)
         expired = (
             "UPDATE messages SET claimed_by = :worker, lease_until = :lease, attempts = attempts + 1,"
             " updated_at = :now"
@@ -96,15 +99,23 @@ class ClaimsMixin(QueueBase):
 
     @_guarded
     def claim(
-        self, worker_id: str, session: str, *, lease_seconds: float, job_ids: Sequence[int] | None = None
+        self,
+        worker_id: str,
+        session: str,
+        *,
+        lease_seconds: float,
+        job_ids: Sequence[int] | None = None,
+        templates: bool = False,
     ) -> Claim | None:
         """Lease the next runnable message (FIFO within a job), or None (also while ``session`` is paused).
-        See the module docstring for expired leases, exhausted attempts and opt-outs."""
+        A template job's messages are claimed only with ``templates`` (the provider's capability): a
+        provider that cannot send a Meta-approved template never touches them, they stay pending for one
+        that can. See the module docstring for expired leases, exhausted attempts and opt-outs."""
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
         if not session:
             raise ValueError("a claim needs the claiming session (the stamp records it)")
-        expired_sql, pending_sql = self.claim_sql(job_ids)
+        expired_sql, pending_sql = self.claim_sql(job_ids, templates=templates)
         now = self._clock()
         params = {"worker": worker_id, "lease": now + lease_seconds, "now": now, "session": session}
         with self._tx() as conn:

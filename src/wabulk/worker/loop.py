@@ -46,7 +46,7 @@ from wabulk.errors import (
     NotLoggedIn,
     Offline,
     SendRefused,
-    TakeoverFailed,
+    SessionError,
     Unreachable,
     WabulkError,
 )
@@ -84,8 +84,6 @@ def format_wait(seconds: float) -> str:
 
 
 CONFIRM_RECHECK_SECONDS = 15.0  # after a confirmation timeout: look in the chat again this soon
-# A template job claimed by a session that cannot send templates is given back for this long (seconds).
-TEMPLATE_JOB_DELAY = 300.0
 
 
 class _Abandon(Exception):
@@ -158,7 +156,8 @@ class Worker(SessionMixin):
         except Blocked as e:
             return self._handle_blocked(None, e)
         except WabulkError as e:
-            if isinstance(e, TakeoverFailed) or e.restart_provider:
+            # Any other session-wide error (e.g. the web provider's takeover) or a dead connection.
+            if isinstance(e, SessionError) or e.restart_provider:
                 return self._handle_session_trouble(None, e)
             raise
 
@@ -177,6 +176,9 @@ class Worker(SessionMixin):
             self.config.session,
             lease_seconds=self.config.lease_seconds,
             job_ids=self.config.job_ids,
+            # A provider that cannot send a Meta-approved template never claims a template job's message
+            # (it would send the readable body as a plain text): the queue leaves it pending for one that can.
+            templates=self.transport.capabilities.templates,
         )
         if claim is None:
             self._set_state("restricted" if self._restricted_streak else "idle")
@@ -325,13 +327,6 @@ class Worker(SessionMixin):
         self._heartbeat()
 
     def _send(self, claim: Claim) -> StepResult:
-        if claim.template_name is not None and not getattr(self.transport, "sends_templates", False):
-            # A Cloud API template job: this transport would send its readable body as a plain text.
-            # Give it back for a Cloud API session (a transport that can declares ``sends_templates``).
-            why = "a template job: only a Cloud API session can send it"
-            self.queue.release(claim, reason=why, delay=TEMPLATE_JOB_DELAY)
-            self._emit("released", f"released {self._mask(claim.phone)}: {why}", claim=claim)
-            return StepResult("deferred", claim.message_id)
         started = self.clock()
         try:
             result = self.transport.send(
@@ -374,7 +369,7 @@ class Worker(SessionMixin):
             return self._handle_blocked(claim, e)
         if isinstance(e, AccountRestricted):
             return self._handle_restricted(claim, e)
-        if isinstance(e, TakeoverFailed):
+        if isinstance(e, SessionError):  # session-wide, no message to blame (e.g. a takeover)
             return self._handle_session_trouble(claim, e)
         if isinstance(e, Offline):
             return self._handle_offline(claim, e)
