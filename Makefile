@@ -30,7 +30,7 @@ test: $(STAMP) chromium grid
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 	# Two workers, one test file each: the browser tests mostly wait on pages, so this halves the wall time.
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 demo: $(STAMP) chromium
 	$(BIN)/wabulk demo

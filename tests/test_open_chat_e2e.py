@@ -17,6 +17,7 @@ from e2e_helpers import snapshots_into
 from wabulk import errors, models
 from wabulk.web import browser as sess
 from wabulk.web import dom
+from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
 from wabulk.web.sender import WhatsAppSender
 
@@ -125,7 +126,7 @@ def test_auto_falls_back_to_the_deep_link_when_new_chat_is_missing(
     _reload(inpage, simulator.url)
     before = len(simulator.messages())
     # in-page alone: a transient error, and nothing typed or sent anywhere
-    with pytest.raises(errors.SelectorNotFound):
+    with pytest.raises(web_errors.SelectorNotFound):
         inpage.send("+14155550781", "inpage only")
     inpage.open_chat_method = "auto"
     with caplog.at_level(logging.WARNING, logger="wabulk.web.sender"):

@@ -3,6 +3,7 @@ name and imports it lazily, and nothing outside ``wabulk/web`` loads selenium.""
 
 from __future__ import annotations
 
+import ast
 import io
 import sqlite3
 import subprocess
@@ -137,6 +138,60 @@ def test_nothing_outside_web_loads_selenium() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_browser_only_errors_live_in_web_and_keep_their_core_category() -> None:
+    """``wabulk.errors`` keeps the categories the worker and CLI decide by; the page's own errors live in
+    ``wabulk.web.errors`` and still say scope, retry and exit code through those categories."""
+    from wabulk.web import errors as web_errors
+
+    web_only = {
+        n for n, v in vars(web_errors).items() if isinstance(v, type) and v.__module__ == web_errors.__name__
+    }
+    assert {"SelectorNotFound", "UnsupportedBrowser", "PageError", "TakeoverFailed"} <= web_only
+    assert not web_only & set(vars(errors))
+    missing = web_errors.SelectorNotFound("send_button", ("x",), 2.0)
+    assert isinstance(missing, errors.TransientSendError) and missing.scope == errors.SCOPE_ACCOUNT
+    assert web_errors.UnsupportedBrowser("x").exit_code == exitcodes.ATTENTION
+    assert isinstance(web_errors.UnsupportedBrowser("x"), errors.ConfigError)
+    assert web_errors.PageError("x").restart_provider
+    takeover = web_errors.TakeoverFailed("x")
+    assert isinstance(takeover, errors.SessionError) and not takeover.restart_provider
+
+
+def _imports_web_errors(tree: ast.AST, package: str) -> bool:
+    """Whether ``tree`` (a module of ``package``) imports ``wabulk.web.errors``, absolutely or relatively."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            if any(alias.name.startswith("wabulk.web.errors") for alias in node.names):
+                return True
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            if module == "wabulk.web.errors" or module.startswith("wabulk.web.errors."):
+                return True
+            if module == "wabulk.web" and any(alias.name == "errors" for alias in node.names):
+                return True
+    return False
+
+
+def test_nothing_outside_web_imports_the_web_errors() -> None:
+    """The worker, CLI and other providers decide by ``scope`` / ``restart_provider`` and the core
+    categories, never by a browser class: no module outside ``wabulk/web`` imports ``wabulk.web.errors``."""
+    root = Path(sender.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent)
+        if rel.parts[:2] == ("wabulk", "web"):
+            continue
+        parts = rel.with_suffix("").parts
+        package = ".".join(parts[:-1])  # a module's package; for __init__.py, the package itself
+        if _imports_web_errors(ast.parse(path.read_text(encoding="utf-8")), package):
+            offenders.append(str(rel))
+    assert offenders == []
+    assert _imports_web_errors(ast.parse("from .web.errors import PageError"), "wabulk.worker") is False
+    assert _imports_web_errors(ast.parse("from ..web.errors import PageError"), "wabulk.worker")
+    assert _imports_web_errors(ast.parse("from .web import errors"), "wabulk")
 
 
 def test_the_evidence_of_a_stamp_is_stored_as_the_provider_gave_it(db_path: Path) -> None:

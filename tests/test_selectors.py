@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from wabulk import errors
 from wabulk.web import dom
+from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
 
 
@@ -147,7 +147,7 @@ def test_missing_element_names_selector_and_every_candidate_and_saves_masked_cap
     def sleep(s: float) -> None:
         now[0] += s
 
-    with pytest.raises(errors.SelectorNotFound) as info:
+    with pytest.raises(web_errors.SelectorNotFound) as info:
         dom.find(
             drv,
             S.SEND_BUTTON,
@@ -175,7 +175,7 @@ def test_missing_element_names_selector_and_every_candidate_and_saves_masked_cap
 
 def test_every_candidate_was_tried_before_giving_up() -> None:
     drv = FakeDriver()
-    with pytest.raises(errors.SelectorNotFound):
+    with pytest.raises(web_errors.SelectorNotFound):
         dom.find(drv, S.ATTACH_BUTTON, timeout=0)
     tried = [expr for _, expr in drv.queries]
     assert tried == [expr for _, expr in S.ATTACH_BUTTON.resolved]

@@ -18,6 +18,7 @@ from wabulk.doctor import check_files
 from wabulk.settings import Settings
 from wabulk.web import attach, bubbles, chat, dom, sender
 from wabulk.web import browser as sess
+from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
 from wabulk.web.doctor import check_binaries
 
@@ -374,7 +375,7 @@ def test_auto_uses_in_page_and_falls_back_to_the_deep_link_once_on_a_transient_f
     ok.open("+14155550123")
     assert ok.calls == ["inpage"]
     for failure in (
-        errors.SelectorNotFound("new_chat_button", ("x",), 2.0),
+        web_errors.SelectorNotFound("new_chat_button", ("x",), 2.0),
         errors.TransientSendError("identity not proven", error_class="chat_identity"),
     ):
         op = _Opener(tmp_path, failure)
@@ -407,7 +408,7 @@ def test_auto_uses_the_deep_link_when_the_page_is_not_loaded_or_in_page_keeps_fa
     cold = _Opener(tmp_path, None, usable=False)
     cold.open("+14155550123")
     assert cold.calls == ["deeplink"]
-    broken = _Opener(tmp_path, errors.SelectorNotFound("new_chat_button", ("x",), 2.0))
+    broken = _Opener(tmp_path, web_errors.SelectorNotFound("new_chat_button", ("x",), 2.0))
     for _ in range(chat.INPAGE_GIVE_UP + 2):
         broken.open("+14155550123")
     tries = chat.INPAGE_GIVE_UP

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 
 from e2e_helpers import E2E, SIM_E2E, WABULK, simulator_running, wait_for
-from wabulk import errors
 from wabulk.settings import Settings
 from wabulk.web import browser as sess
 from wabulk.web import dom
+from wabulk.web import errors as web_errors
 
 pytestmark = [
     pytest.mark.browser,
@@ -187,7 +187,7 @@ def test_a_profile_whose_service_worker_cached_the_refusal_gets_the_qr(
 def test_a_refusal_inside_the_library_is_unsupported_browser(sim: Any, settings: Settings) -> None:
     browser = sess.BrowserSession(settings.with_(user_agent=HEADLESS_UA), "lib", timeouts=FAST)
     try:
-        with pytest.raises(errors.UnsupportedBrowser, match="refused this browser"):
+        with pytest.raises(web_errors.UnsupportedBrowser, match="refused this browser"):
             browser.ensure_ready(require_login=False)
     finally:
         browser.close()
@@ -220,10 +220,10 @@ def test_an_error_screen_is_reloaded_once_then_named_in_one_line(sim: Any, setti
     sim.configure(page_error="database")
     browser = sess.BrowserSession(settings, "dberror", timeouts=FAST)
     try:
-        with pytest.raises(errors.PageError, match="'A database error occurred' \\(reloaded once\\)"):
+        with pytest.raises(web_errors.PageError, match="'A database error occurred' \\(reloaded once\\)"):
             browser.ensure_ready(require_login=False)
         sim.configure(page_error="storage_full")
-        with pytest.raises(errors.PageError, match="storage is full .*free disk space"):
+        with pytest.raises(web_errors.PageError, match="storage is full .*free disk space"):
             browser.ensure_ready(require_login=False)
         # the screen stays until the page reloads (as on the real page): gone after wabulk's one reload
         sim.configure(page_error=None)

@@ -22,7 +22,6 @@ from wabulk.errors import (
     ConfirmTimeout,
     NotOnWhatsApp,
     Offline,
-    SelectorNotFound,
     SessionBusy,
     TransientSendError,
     Unreachable,
@@ -42,6 +41,7 @@ from wabulk.models import (
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
 from wabulk.settings import Settings
+from wabulk.web.errors import SelectorNotFound, TakeoverFailed
 from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config, run_worker
 
 UTC = dt.timezone.utc
@@ -192,6 +192,24 @@ def test_offline_spends_no_attempt_however_long_it_lasts(
         assert m.status == PENDING and m.attempts == 0
         waits.append(step.wait)
     assert waits == sorted(waits) and waits[0] < waits[-1] <= 120  # backs off, bounded
+    assert worker.run() == exitcodes.OK
+    m = message(queue, job, a)
+    assert m.status == SENT and m.attempts == 1 and fake.delivered_to(a) == 1
+
+
+def test_a_takeover_releases_the_message_without_spending_an_attempt(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    """The web provider's TakeoverFailed reaches the worker as a SessionError (no message to blame): the
+    message goes back to pending untouched, and the worker carries on once the session is back."""
+    (a,) = phones(1)
+    job = enqueue(queue, [a])
+    fake.script(a, Fail(TakeoverFailed("WhatsApp keeps being taken over by another window")))
+    worker = make_worker(queue, fake, clock)
+    step = worker.run_once()
+    assert step.outcome == "released"
+    m = message(queue, job, a)
+    assert m.status == PENDING and m.attempts == 0 and fake.delivered_to(a) == 0
     assert worker.run() == exitcodes.OK
     m = message(queue, job, a)
     assert m.status == SENT and m.attempts == 1 and fake.delivered_to(a) == 1

@@ -20,6 +20,7 @@ from typing import Any
 from wabulk import errors
 from wabulk.web import browser as sess
 from wabulk.web import dom
+from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
 
 from . import chat, compose, scripts
@@ -112,7 +113,7 @@ def wait_preview(browser: Any) -> None:
             return
         if time.monotonic() >= deadline:
             path = browser.capture("no-preview")
-            raise errors.SelectorNotFound(
+            raise web_errors.SelectorNotFound(
                 S.CAPTION_BOX.name, S.CAPTION_BOX.describe(), browser.timeouts.element, debug_path=path
             )
         time.sleep(0.1)
@@ -127,7 +128,7 @@ def prepare(browser: Any, path: Path, caption: str) -> Any:
         try:
             el = file_input(browser, kind)
             break
-        except errors.SelectorNotFound as exc:
+        except web_errors.SelectorNotFound as exc:
             last = exc
             time.sleep(0.5)
     else:

@@ -18,6 +18,7 @@ from typing import Any
 
 from wabulk import errors
 from wabulk.settings import Settings, ensure_private_dir
+from wabulk.web import errors as web_errors
 
 from . import dom, screens, states
 from . import launch as _launch
@@ -280,7 +281,7 @@ class BrowserSession:
             return dom.find(
                 self.driver, selector, timeout, visible=visible, root=root, debug_dir=self.settings.debug_dir
             )
-        except errors.SelectorNotFound:
+        except web_errors.SelectorNotFound:
             raise
         except Exception as exc:  # noqa: BLE001
             if dom.is_dead_browser(exc):
@@ -325,8 +326,8 @@ class BrowserSession:
         """Click "Use here" on a takeover screen and wait for the main screen; TakeoverFailed otherwise."""
         try:
             self.find(S.USE_HERE, self.timeouts.element).click()
-        except errors.SelectorNotFound as exc:
-            raise errors.TakeoverFailed(
+        except web_errors.SelectorNotFound as exc:
+            raise web_errors.TakeoverFailed(
                 f"WhatsApp is open elsewhere and 'Use here' is missing: {exc}"
             ) from exc
         st, _ = self.wait_state(
@@ -334,7 +335,9 @@ class BrowserSession:
         )
         if st not in (*LOGGED_IN_STATES, OFFLINE, QR, LOGGED_OUT, BLOCKED):
             path = self.capture("takeover")
-            raise errors.TakeoverFailed(f"'Use here' did not bring WhatsApp back (page: {st}; saved {path})")
+            raise web_errors.TakeoverFailed(
+                f"'Use here' did not bring WhatsApp back (page: {st}; saved {path})"
+            )
 
     # --- the 2026 page's own screens ---------------------------------------------------------------
     def dismiss_whats_new(self, p: dict[str, Any] | None = None) -> bool:
@@ -413,7 +416,7 @@ class BrowserSession:
             if st in (TAKEOVER_WINDOW, TAKEOVER_COMPUTER):
                 takeovers += 1
                 if takeovers > 2:
-                    raise errors.TakeoverFailed(
+                    raise web_errors.TakeoverFailed(
                         "WhatsApp keeps being taken over by another window or computer"
                     )
                 self.use_here()

@@ -22,6 +22,7 @@ from typing import Any
 from wabulk import errors
 from wabulk.web import browser as sess
 from wabulk.web import dom
+from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
 
 from . import compose, scripts
@@ -244,7 +245,7 @@ class ChatOpener:
             if el is not None:
                 return el
             if time.monotonic() >= deadline:
-                raise errors.SelectorNotFound(selector.name, selector.describe(), timeout)
+                raise web_errors.SelectorNotFound(selector.name, selector.describe(), timeout)
             time.sleep(INPAGE_POLL)
 
     def _new_chat_input(self) -> Any:
@@ -368,7 +369,9 @@ class ChatOpener:
         def takeover() -> None:
             takeovers[0] += 1
             if takeovers[0] > 2:
-                raise errors.TakeoverFailed("WhatsApp keeps being taken over by another window or computer")
+                raise web_errors.TakeoverFailed(
+                    "WhatsApp keeps being taken over by another window or computer"
+                )
             self.browser.use_here()
             self.browser.open(url)  # the takeover reboots into the main screen, without our chat
 
@@ -386,7 +389,7 @@ class ChatOpener:
                         f"the number lookup ('Starting chat') did not finish in time; saved {path}",
                         error_class="lookup_timeout",
                     )
-                raise errors.SelectorNotFound(
+                raise web_errors.SelectorNotFound(
                     S.COMPOSE_BOX.name, S.COMPOSE_BOX.describe(), t.boot + t.chat_open, debug_path=path
                 )
             time.sleep(DEEPLINK_POLL)

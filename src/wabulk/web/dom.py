@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wabulk import errors
 from wabulk.settings import ensure_private_dir
+from wabulk.web import errors as web_errors
 
 from . import selectors as S
 from .selectors import TEXTS, Selector
@@ -223,7 +223,7 @@ def find(
 ) -> Any:
     """Wait up to ``timeout`` for any candidate of ``selector``; return the element.
 
-    Raises :class:`errors.SelectorNotFound` naming the selector and every candidate tried, after saving a
+    Raises :class:`web_errors.SelectorNotFound` naming the selector and every candidate tried, after saving a
     screenshot and the page source under ``debug_dir`` (when given).
     """
     deadline = clock() + timeout
@@ -235,7 +235,7 @@ def find(
             break
         sleep(POLL)
     path = save_debug(driver, debug_dir, label or selector.name) if debug_dir is not None else None
-    raise errors.SelectorNotFound(selector.name, selector.describe(), timeout, debug_path=path)
+    raise web_errors.SelectorNotFound(selector.name, selector.describe(), timeout, debug_path=path)
 
 
 # --- the page probe ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 from wabulk import errors
 from wabulk.settings import Settings
 from wabulk.web import dom, states
+from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
 
 log = logging.getLogger("wabulk.web.browser")
@@ -76,7 +77,7 @@ def forget_service_worker(driver: Any) -> None:
         driver.execute_async_script(FORGET_SERVICE_WORKER_JS)
 
 
-def refusal_error(driver: Any, probe: dict[str, Any], settings: Settings) -> errors.UnsupportedBrowser:
+def refusal_error(driver: Any, probe: dict[str, Any], settings: Settings) -> web_errors.UnsupportedBrowser:
     """The one line for a browser WhatsApp refused: what it said, the user agent, and the fix."""
     ua = ""
     with contextlib.suppress(Exception):
@@ -87,19 +88,19 @@ def refusal_error(driver: Any, probe: dict[str, Any], settings: Settings) -> err
         if settings.user_agent
         else "set WABULK_USER_AGENT to a normal Chrome user agent, or run with a display (WABULK_HEADLESS=0)"
     )
-    return errors.UnsupportedBrowser(
+    return web_errors.UnsupportedBrowser(
         f"WhatsApp Web refused this browser ({found!r}; user agent {ua or 'unknown'!r}): {fix}"
     )
 
 
-def page_error(probe: dict[str, Any], profile_dir: Path, session: str) -> errors.PageError:
+def page_error(probe: dict[str, Any], profile_dir: Path, session: str) -> web_errors.PageError:
     """The one line for an error screen that a reload did not clear."""
     if states.page_error(probe) == "storage_full":
-        return errors.PageError(
+        return web_errors.PageError(
             "WhatsApp Web says the browser storage is full (reloaded once): free disk space where the "
             f"profile lives ({profile_dir})"
         )
-    return errors.PageError(
+    return web_errors.PageError(
         "WhatsApp Web shows 'A database error occurred' (reloaded once): restart wabulk; if it stays, "
         f"link the session again with `wabulk login --session {session}`"
     )

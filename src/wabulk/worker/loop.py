@@ -46,7 +46,7 @@ from wabulk.errors import (
     NotLoggedIn,
     Offline,
     SendRefused,
-    TakeoverFailed,
+    SessionError,
     Unreachable,
     WabulkError,
 )
@@ -156,7 +156,8 @@ class Worker(SessionMixin):
         except Blocked as e:
             return self._handle_blocked(None, e)
         except WabulkError as e:
-            if isinstance(e, TakeoverFailed) or e.restart_provider:
+            # Any other session-wide error (e.g. the web provider's takeover) or a dead connection.
+            if isinstance(e, SessionError) or e.restart_provider:
                 return self._handle_session_trouble(None, e)
             raise
 
@@ -368,7 +369,7 @@ class Worker(SessionMixin):
             return self._handle_blocked(claim, e)
         if isinstance(e, AccountRestricted):
             return self._handle_restricted(claim, e)
-        if isinstance(e, TakeoverFailed):
+        if isinstance(e, SessionError):  # session-wide, no message to blame (e.g. a takeover)
             return self._handle_session_trouble(claim, e)
         if isinstance(e, Offline):
             return self._handle_offline(claim, e)
