@@ -435,3 +435,32 @@ def test_a_webhook_that_beats_the_answer_keeps_its_settlement(q: Queue) -> None:
     q.finish_cloud_batch([CloudOutcome(c, "sent", wamid="wamid.Z", wa_id="1415")])
     m = q.get_message(c.message_id)
     assert m.status == SENT and m.wamid == "wamid.Z" and m.wa_id == "1415" and m.delivered_at is not None
+
+
+def test_a_post_is_never_started_once_the_claims_lease_no_longer_covers_it() -> None:
+    """A stamped message whose lease ran out (or runs out before the POST could be answered) may already be
+    failed as unknown_outcome and resent by a person: the sender gives the claim back instead of POSTing
+    (found by the Cloud queue model: the stale POST was a second copy)."""
+    from wabulk.cloud.provider import CloudSender
+
+    seen: list[bytes] = []
+    body = json.dumps({"contacts": [{"wa_id": "4915"}], "messages": [{"id": "wamid.A"}]}).encode()
+
+    def handler(conn: socket.socket) -> None:
+        seen.append(read_request(conn))
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+
+    now = 1_800_000_000.0
+    with raw_server(handler) as url, client(url, connect_timeout=1.0, read_timeout=5.0) as c:
+        sender = CloudSender(c, "123", limiter=RateLimiter(100), clock=lambda: now)
+        for lease_until in (now - 1, now + 5.9):  # expired; expires before the answer could come
+            report = sender.send(claim(lease_until=lease_until))
+            assert report.outcome.kind == "release"
+            assert "lease ran out" in report.outcome.error
+        assert seen == []
+        report = sender.send(claim(lease_until=now + 60))
+    assert (report.outcome.kind, report.outcome.wamid) == ("sent", "wamid.A")
+    assert len(seen) == 1

@@ -29,6 +29,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from conftest import Clock
 from wabulk import errors
+from wabulk.cloud.provider import lease_covers_post
 from wabulk.models import (
     CANCELLED,
     FAILED,
@@ -398,6 +399,12 @@ class CloudOutbox(RuleBasedStateMachine):
         if not self.stamped:
             return
         c = self.stamped.pop(0)
+        # The real sender's fence (CloudSender.send): no POST its lease does not cover, since an expired
+        # stamped message may already be failed as unknown_outcome and resent by a person. (The model's
+        # POST takes no time.)
+        if not lease_covers_post(c, self.clock.now, 0.0):
+            self.answers.append(CloudOutcome(c, "release", error="the lease ran out before the POST"))
+            return
         if fate in ("accepted", "cut_after", "read_timeout"):
             self.meta.seq += 1
             wamid = f"wamid.{self.meta.seq}"
@@ -517,6 +524,40 @@ class CloudOutbox(RuleBasedStateMachine):
         for m in self.q.iter_messages(self.job):
             rows[m.status] += 1
         assert self.q.counts(self.job) == rows
+
+    def check(self) -> None:
+        self.never_accepted_twice()
+        self.the_queue_agrees_with_meta()
+        self.settled_when_every_webhook_arrived()
+        self.cloud_counts_match_the_rows()
+
+
+def test_a_stamped_post_whose_lease_ran_out_is_never_made_after_a_person_resent_it() -> None:
+    """The falsifying sequence of the 06:22 full run: a stamped message waits past its lease before its
+    POST (the rate limiter, a slow turn), gives up as unknown_outcome, a person resends it (rightly: Meta
+    has nothing yet), and then the stale POST went out (Meta accepted it while the queue said pending, so
+    the next claim POSTed a second copy). The sender now refuses a POST its lease does not cover."""
+    m = CloudOutbox()
+    try:
+        steps = [
+            lambda: m.claim_and_stamp(n=1),
+            lambda: m.time_passes(seconds=11.0),
+            lambda: m.give_up_waiting(),
+            lambda: m.resend_what_meta_never_got(),
+            lambda: m.post(fate="accepted"),  # the stale claim: refused, not POSTed
+            lambda: m.record_answers(),
+            lambda: m.claim_and_stamp(n=1),  # the resent message, claimed afresh
+            lambda: m.post(fate="accepted"),
+            lambda: m.record_answers(),
+        ]
+        for step in steps:
+            step()
+            m.check()
+        first = next(iter(m.q.iter_messages(m.job)))
+        assert first.status == SENT
+        assert len(m.meta.accepted[first.id]) == 1
+    finally:
+        m.teardown()
 
 
 CloudOutbox.TestCase.settings = settings(

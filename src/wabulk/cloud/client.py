@@ -74,6 +74,9 @@ class GraphClient:
             raise ValueError("a Graph client needs a token")
         self.base_url = (base_url or settings.graph_url()).rstrip("/")
         self.version = version or settings.graph_version()
+        # The longest a send may take once started (connect, then the answer): a POST is only started while
+        # the claim's lease covers this much (provider.lease_covers_post).
+        self.longest_post = connect_timeout + read_timeout
         self._timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
         )

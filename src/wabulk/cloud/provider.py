@@ -10,6 +10,7 @@ retries by itself: the queue and the run loop decide (a message is POSTed again 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,14 @@ def backoff(claim: Claim, code: int | None = None, *, rand: Callable[[], float] 
     return min(MAX_BACKOFF, 2.0 ** max(0, claim.attempt) * (0.75 + 0.5 * rand()))
 
 
+def lease_covers_post(claim: Claim, now: float, post_seconds: float) -> bool:
+    """Whether ``claim``'s lease still covers a POST started at ``now`` that may take up to ``post_seconds``.
+    Once the lease has run out the queue treats the stamped message as abandoned (it fails as
+    ``unknown_outcome`` and a person may resend it), so a POST reaching Meta after that would be a second
+    copy: a worker never starts a POST its lease does not cover."""
+    return claim.lease_until - now > post_seconds
+
+
 @dataclass
 class SendReport:
     """One POST's outcome for the queue plus what the run loop must react to."""
@@ -96,11 +105,13 @@ class CloudSender:
         *,
         limiter: RateLimiter,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.phone_number_id = phone_number_id
         self.limiter = limiter
         self.settle_seconds = settle_seconds
+        self.clock = clock  # the queue's clock: a claim's lease_until is in its time
 
     def send(
         self, claim: Claim, *, media_id: str | None = None, should_stop: Callable[[], bool] | None = None
@@ -108,6 +119,11 @@ class CloudSender:
         """Wait for the rate limiter, POST the message and classify the answer."""
         if not self.limiter.acquire(should_stop):
             return SendReport(CloudOutcome(claim, "release", error="stopping before the POST"))
+        # After the rate limiter's wait: the lease may have run out meanwhile (nothing was sent: release).
+        if not lease_covers_post(claim, self.clock(), self.client.longest_post):
+            return SendReport(
+                CloudOutcome(claim, "release", error="the lease ran out before the POST (nothing was sent)")
+            )
         try:
             accepted = self.client.send(self.phone_number_id, build_payload(claim, media_id=media_id))
         except ge.GraphError as exc:

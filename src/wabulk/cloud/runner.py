@@ -109,6 +109,9 @@ class CloudRun:
         self.sender = CloudSender(
             client, config.phone_number_id, limiter=self.limiter, settle_seconds=config.settle_seconds
         )
+        # A claim's lease must outlast its POST (the sender refuses to start one it does not cover), with
+        # room for the wait in the buffer and the rate limiter.
+        self._lease = max(config.lease_seconds, client.longest_post + 30.0)
         self.progress = CloudProgress()
         self.on_progress = on_progress
         self._external_stop = should_stop or (lambda: False)
@@ -177,7 +180,7 @@ class CloudRun:
                                 self.worker_id,
                                 cfg.session,
                                 max(chunk * 2, cfg.in_flight) - len(buffer),
-                                lease_seconds=cfg.lease_seconds,
+                                lease_seconds=self._lease,
                                 job_ids=cfg.job_ids,
                             )
                         )
