@@ -6,13 +6,13 @@ wabulk's receiver (the same ASGI handler ``wabulk serve`` mounts at /webhooks/wh
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from wabulk.cloud.demo import webhook_server
 
 TOKEN = "test-token-5f1c2a"  # the access token the simulator accepts
 APP_SECRET = "test-app-secret"
@@ -22,30 +22,9 @@ PHONE_ID = "1234567890"
 
 @contextmanager
 def webhook_receiver(db: Path, *, app_secret: str | None = APP_SECRET) -> Iterator[str]:
-    """Serve wabulk's webhook endpoint on a free port; yields its URL."""
-    import uvicorn
-
-    from wabulk.cloud.webhooks import PATH, WebhookReceiver, asgi_app
-
-    receiver = WebhookReceiver(db, app_secret=app_secret, verify_token=VERIFY_TOKEN)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = uvicorn.Server(
-        uvicorn.Config(asgi_app(receiver), log_level="warning", access_log=False, lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}{PATH}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
+    """Serve wabulk's webhook endpoint on a free port (the demo's server); yields its URL."""
+    with webhook_server(db, app_secret=app_secret, verify_token=VERIFY_TOKEN) as url:
+        yield url
 
 
 @contextmanager
