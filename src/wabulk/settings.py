@@ -205,12 +205,16 @@ ENV_CLOUD_APP_SECRET = "WABULK_CLOUD_APP_SECRET"
 ENV_CLOUD_VERIFY_TOKEN = "WABULK_CLOUD_VERIFY_TOKEN"
 # Messages per second per phone number (Meta: 80 by default, 1,000 for upgraded numbers).
 ENV_CLOUD_MPS = "WABULK_CLOUD_MPS"
+# How long a send POST may wait for Meta's answer before its outcome is unknown (and the claim's lease, which
+# must outlast the POST, grows with it).
+ENV_GRAPH_READ_TIMEOUT = "WABULK_GRAPH_READ_TIMEOUT"
 
 DEFAULT_GRAPH_URL = "https://graph.facebook.com"
 # The current Graph API version (Dec 2026: v27.0, released 2026-11-04; see the Cloud API reference §1.8).
 DEFAULT_GRAPH_VERSION = "v27.0"
 DEFAULT_CLOUD_MPS = 80.0
 MAX_CLOUD_MPS = 1000.0
+DEFAULT_GRAPH_READ_TIMEOUT = 60.0
 
 
 def cloud_token() -> str | None:
@@ -262,6 +266,24 @@ def parse_cloud_mps(value: str | float | None) -> float:
             f"the Cloud API rate must be above 0 and at most {MAX_CLOUD_MPS:.0f} messages/s (got {value!r})"
         )
     return rate
+
+
+def graph_read_timeout() -> float:
+    """``WABULK_GRAPH_READ_TIMEOUT`` in seconds (default 60; above 0 and at most 600)."""
+    raw = (os.environ.get(ENV_GRAPH_READ_TIMEOUT) or "").strip()
+    if not raw:
+        return DEFAULT_GRAPH_READ_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 600:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"{ENV_GRAPH_READ_TIMEOUT} must be a number of seconds above 0, at most 600 (got {raw!r})"
+        )
+    return seconds
 
 
 def cloud_mps() -> float:

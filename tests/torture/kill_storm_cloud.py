@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             WABULK_GRAPH_URL=sim.url,
             WABULK_CLOUD_TOKEN=TOKEN,
             WABULK_CLOUD_SETTLE_SECONDS="2",
+            # The simulator answers at once: a short read timeout keeps the claims' lease (which must
+            # outlast a POST) short, so a killed run's stamped messages are looked at again sooner.
+            WABULK_GRAPH_READ_TIMEOUT="5",
         )
         log = tmp / "runs.log"
         assert (

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wabulk import exitcodes, identity
+from wabulk import exitcodes, identity, settings
 from wabulk.errors import ConfigError, InvalidTransition
 from wabulk.models import JOB_PAUSED, Claim, CloudOutcome
 
@@ -458,7 +458,9 @@ def run_cloud(
     unknown outcomes had their settle window). SIGTERM stops it like Ctrl-C (POSTs in flight finish)."""
     if not token:
         raise ConfigError("WABULK_CLOUD_TOKEN is not set: the Cloud API needs an access token")
-    client = GraphClient(token, base_url=base_url, max_connections=config.in_flight)
+    client = GraphClient(
+        token, base_url=base_url, max_connections=config.in_flight, read_timeout=settings.graph_read_timeout()
+    )
     runner = CloudRun(db, config, client, on_progress=on_progress, should_stop=should_stop)
     restore = _signals(runner)
     try:
