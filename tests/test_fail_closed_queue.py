@@ -9,12 +9,12 @@ import datetime as dt
 import os
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from conftest import Clock
 from wabulk import errors, exitcodes, identity
 from wabulk.errors import ConfirmTimeout, PermanentSendError
 from wabulk.fakes import DeliverThenRaise, FakeTransport
@@ -33,35 +33,10 @@ def time_now() -> float:
     return time.time()
 
 
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def queue(db_path: Path, clock: Clock) -> Iterator[Queue]:
-    q = Queue(db_path, clock=clock)
-    yield q
-    q.close()
-
-
-@pytest.fixture
-def fake(clock: Clock) -> FakeTransport:
-    return FakeTransport(clock=clock, advance=clock.advance, send_seconds=2.0)
+    """conftest's clock, started at this file's T0."""
+    return Clock(T0)
 
 
 def enqueue(queue: Queue, numbers: list[str], *, max_attempts: int = 3, body: str = "Hello {p}") -> int:
