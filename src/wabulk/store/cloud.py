@@ -228,19 +228,21 @@ class CloudMixin(QueueBase):
         """Fill each claim's attachment and template from its job (one read per distinct job)."""
         if not claims:
             return claims
-        jobs: dict[int, tuple[str | None, str | None, str | None]] = {}
+        jobs: dict[int, tuple[str | None, str | None, str | None, str | None]] = {}
         for c in claims:
             if c.job_id not in jobs:
                 row = self.conn.execute(
-                    "SELECT attachment, template_name, template_lang FROM jobs WHERE id = ?", (c.job_id,)
+                    "SELECT attachment, template_name, template_lang, template_layout FROM jobs WHERE id = ?",
+                    (c.job_id,),
                 ).fetchone()
-                jobs[c.job_id] = (row[0], row[1], row[2]) if row else (None, None, None)
+                jobs[c.job_id] = (row[0], row[1], row[2], row[3]) if row else (None, None, None, None)
         return [
             dataclasses.replace(
                 c,
                 attachment=jobs[c.job_id][0],
                 template_name=jobs[c.job_id][1],
                 template_lang=jobs[c.job_id][2],
+                template_layout=jobs[c.job_id][3],
             )
             for c in claims
         ]
