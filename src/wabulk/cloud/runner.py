@@ -125,12 +125,11 @@ class CloudRun:
         self._paused_jobs: dict[int, str] = {}
         self._gate: Any = None
         if config.provider_settings is not None:
-            from .limits import LimitGate, limit_of
+            from .limits import LimitGate
 
             # The messaging limit (unique recipients per rolling 24 h, the tier login --cloud read) is the
-            # daily cap of template sends.
-            limit = limit_of(str(config.provider_settings.get("messaging_limit") or ""))
-            self._gate = LimitGate.load(self.queue, [config.session], limit)
+            # daily cap of template sends, shared by every session of the number's business portfolio.
+            self._gate = LimitGate.for_session(self.queue, config.session, config.provider_settings)
 
     # --- control ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
