@@ -118,10 +118,7 @@ class GraphClient:
         if url is None:  # parsed once per number: URL parsing is a tenth of a request's CPU
             url = self._send_urls[phone_number_id] = httpx.URL(self.url(f"{phone_number_id}/messages"))
         request = httpx.Request("POST", url, content=body, headers=self._send_headers, extensions=self._ext)
-        status, data = self._exchange(request)
-        if status >= 400:
-            raise self._error(status, data)
-        return _accepted(data)
+        return read_send_answer(*self._exchange(request))
 
     # --- account facts, media ----------------------------------------------------------------------
     def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
@@ -129,7 +126,7 @@ class GraphClient:
         request = self._client.build_request("GET", self.url(path), params=params)
         status, data = self._exchange(request)
         if status >= 400:
-            raise self._error(status, data)
+            raise _error(status, data)
         parsed = _json(data)
         if not isinstance(parsed, dict):
             raise HttpError(
@@ -153,7 +150,7 @@ class GraphClient:
             )
             status, data = self._exchange(request)
         if status >= 400:
-            raise self._error(status, data)
+            raise _error(status, data)
         parsed = _json(data)
         if not isinstance(parsed, dict) or not parsed.get("id"):
             # An upload that may have happened is harmless (an unused media id): just not usable.
@@ -196,17 +193,26 @@ class GraphClient:
             ) from exc
         return response.status_code, data
 
-    def _error(self, status: int, data: bytes) -> Exception:
-        graph = GraphError.from_body(_json(data), status)
-        if graph is not None:
-            return graph
-        written = status not in _NOT_PROCESSED
-        what = "outcome unknown" if written else "not processed"
-        return HttpError(
-            f"the Graph API answered HTTP {status} without a Graph error ({what})",
-            http_status=status,
-            written=written,
-        )
+
+def read_send_answer(status: int, data: bytes) -> Accepted:
+    """What the answer to a send POST means: the wamid, or the GraphError/HttpError/TransportError (with
+    ``written``) to raise. Shared by this client and the run loop's :mod:`~wabulk.cloud.wire`."""
+    if status >= 400:
+        raise _error(status, data)
+    return _accepted(data)
+
+
+def _error(status: int, data: bytes) -> Exception:
+    graph = GraphError.from_body(_json(data), status)
+    if graph is not None:
+        return graph
+    written = status not in _NOT_PROCESSED
+    what = "outcome unknown" if written else "not processed"
+    return HttpError(
+        f"the Graph API answered HTTP {status} without a Graph error ({what})",
+        http_status=status,
+        written=written,
+    )
 
 
 def _json(data: bytes) -> Any:

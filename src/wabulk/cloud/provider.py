@@ -19,7 +19,7 @@ from wabulk.models import Claim, CloudOutcome
 from wabulk.store.cloud import EVIDENCE_PREFIX, callback_data
 
 from . import errors as ge
-from .client import GraphClient
+from .client import Accepted, GraphClient
 from .limiter import RateLimiter
 
 DEFAULT_SETTLE_SECONDS = 120.0  # how long an unknown outcome waits for a status webhook
@@ -126,27 +126,34 @@ class CloudSender:
             )
         try:
             accepted = self.client.send(self.phone_number_id, build_payload(claim, media_id=media_id))
-        except ge.GraphError as exc:
-            return self._rejected(claim, exc)
-        except (ge.TransportError, ge.HttpError) as exc:
-            if exc.written:
+        except ge.CloudError as exc:
+            return self.report(claim, exc)
+        return self.report(claim, accepted)
+
+    def report(self, claim: Claim, result: Accepted | ge.CloudError) -> SendReport:
+        """What one POST's result (its :class:`Accepted` answer, or the error the client raised) means for
+        the message, the job and the account."""
+        if isinstance(result, ge.GraphError):
+            return self._rejected(claim, result)
+        if isinstance(result, (ge.TransportError, ge.HttpError)):
+            if result.written:
                 return SendReport(
                     CloudOutcome(
                         claim,
                         "unknown",
-                        error=str(exc),
+                        error=str(result),
                         error_class="unknown_outcome",
                         delay=self.settle_seconds,
                     )
                 )
             delay = backoff(claim)
             return SendReport(
-                CloudOutcome(claim, "retry", error=str(exc), error_class="graph_unreachable", delay=delay)
+                CloudOutcome(claim, "retry", error=str(result), error_class="graph_unreachable", delay=delay)
             )
-        held = accepted.message_status if accepted.message_status not in (None, "accepted") else ""
-        return SendReport(
-            CloudOutcome(claim, "sent", wamid=accepted.wamid, wa_id=accepted.wa_id, detail=held)
-        )
+        if not isinstance(result, Accepted):
+            raise TypeError(f"not a send result: {result!r}")
+        held = result.message_status if result.message_status not in (None, "accepted") else ""
+        return SendReport(CloudOutcome(claim, "sent", wamid=result.wamid, wa_id=result.wa_id, detail=held))
 
     def _rejected(self, claim: Claim, exc: ge.GraphError) -> SendReport:
         line = exc.line()

@@ -1,10 +1,11 @@
 """``wabulk run`` on a Cloud API session: the fast path (several POSTs in flight, batched queue writes).
 
 Per turn the loop claims a batch (one transaction), stamps a chunk durably right before its POSTs (one
-transaction, ``synchronous=FULL``), hands the chunk to a pool of threads sharing one kept-alive httpx pool
-(each waits for the per-number rate limiter, then POSTs), and records the answers in batches (one durable
-transaction per chunk). So every message is stamped durably before its POST and the queue costs a few
-transactions per chunk, not three per message.
+transaction, ``synchronous=FULL``, which also records the answers that came in since the last turn), then
+starts each stamped message's POST as the per-number rate limiter gives it a slot. The POSTs run on one
+asyncio event loop over a few kept-alive connections (``cloud/wire.py``), in the same thread as the queue:
+no thread per request, no lock per request. So every message is stamped durably before its POST and the
+queue costs a few transactions per chunk, not three per message.
 
 Reactions (``cloud/errors.py``): an account-level code (190, 368, …) pauses the session and stops the run
 (exit 4), no message burnt; a job-level code (132000, 132001, …) pauses the job with the code in its reason,
@@ -16,8 +17,9 @@ and then leaves what is still open as ``unknown_outcome``. Pace profiles do not 
 
 from __future__ import annotations
 
+import asyncio
 import collections
-import concurrent.futures as cf
+import json
 import logging
 import os
 import signal
@@ -33,9 +35,16 @@ from wabulk.errors import ConfigError, InvalidTransition
 from wabulk.models import JOB_PAUSED, Claim, CloudOutcome
 
 from . import errors as ge
-from .client import GraphClient
+from .client import Accepted, GraphClient, read_send_answer
 from .limiter import RateLimiter
-from .provider import DEFAULT_SETTLE_SECONDS, CloudSender, SendReport
+from .provider import (
+    DEFAULT_SETTLE_SECONDS,
+    CloudSender,
+    SendReport,
+    build_payload,
+    lease_covers_post,
+)
+from .wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +105,7 @@ class CloudRun:
         db: Path,
         config: CloudRunConfig,
         client: GraphClient,
+        wire: Wire,
         *,
         on_progress: Callable[[CloudProgress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
@@ -104,14 +114,16 @@ class CloudRun:
 
         self.config = config
         self.queue = Queue(db, synchronous="FULL")
-        self.client = client
+        self.client = client  # account facts and media uploads (httpx)
+        self.wire = wire  # the send POSTs
+        self._send_path = f"/{client.version}/{config.phone_number_id}/messages"
         self.limiter = RateLimiter(config.rate)
         self.sender = CloudSender(
             client, config.phone_number_id, limiter=self.limiter, settle_seconds=config.settle_seconds
         )
         # A claim's lease must outlast its POST (the sender refuses to start one it does not cover), with
         # room for the wait in the buffer and the rate limiter.
-        self._lease = max(config.lease_seconds, client.longest_post + 30.0)
+        self._lease = max(config.lease_seconds, wire.longest_post + 30.0)
         self.progress = CloudProgress()
         self.on_progress = on_progress
         self._external_stop = should_stop or (lambda: False)
@@ -124,6 +136,10 @@ class CloudRun:
         self._jobs_seen: set[int] = set()
         self._paused_jobs: dict[int, str] = {}
         self._gate: Any = None
+        self._finished: list[tuple[Claim, SendReport]] = []  # answered POSTs not collected yet
+        self._posts: set[asyncio.Task[None]] = set()
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_deadline: float | None = None
         if config.provider_settings is not None:
             from .limits import LimitGate, limit_of
 
@@ -147,12 +163,17 @@ class CloudRun:
 
     # --- the loop -----------------------------------------------------------------------------------
     def run(self) -> CloudRunResult:
+        """Run until stopped or, with ``until_done``, until nothing is left (see the module docstring)."""
+        return asyncio.run(self._run())
+
+    async def _run(self) -> CloudRunResult:
         cfg = self.config
         q = self.queue
         self.worker_id = q.register_worker(cfg.session, pid=os.getpid(), host=identity.place_key())
-        pool = cf.ThreadPoolExecutor(max_workers=cfg.in_flight, thread_name_prefix="cloud-post")
-        buffer: collections.deque[Claim] = collections.deque()
-        inflight: dict[cf.Future[SendReport], Claim] = {}
+        buffer: collections.deque[Claim] = collections.deque()  # claimed, not stamped
+        ready: collections.deque[tuple[Claim, str | None]] = collections.deque()  # stamped, before the POST
+        # Stamped and not answered yet (waiting for the limiter, or POSTed): message id -> claim.
+        inflight: dict[int, Claim] = {}
         answers: list[CloudOutcome] = []
         # Stamp about 50 ms of sends at a time (the stamp comes right before the POSTs), at most half the
         # requests in flight, so the next chunk is stamped while the previous one is still answering.
@@ -167,8 +188,16 @@ class CloudRun:
                     if pause is not None and self.stop_line is None:
                         self.stop_line = f"session {cfg.session} is paused: {pause[1]}"
                         self._stop.set()
-                for f in [f for f in inflight if f.done()]:
-                    self._collect(inflight.pop(f), f, answers)
+                if self._finished:
+                    finished, self._finished = self._finished, []
+                    for claim, report in finished:
+                        inflight.pop(claim.message_id, None)
+                        self._collect(claim, report, answers)
+                if ready and self.aborting():  # stamped but never POSTed: nothing went out
+                    while ready:
+                        c, _ = ready.popleft()
+                        inflight.pop(c.message_id, None)
+                        answers.append(CloudOutcome(c, "release", error="stopping before the POST"))
                 stopping = self.stopping()
                 picked: list[tuple[Claim, str | None]] = []
                 free = cfg.in_flight - len(inflight)
@@ -191,12 +220,11 @@ class CloudRun:
                     last_turn = time.monotonic()
                     media = {c.message_id: m for c, m in picked}
                     for c in stamped:
-                        fut = pool.submit(
-                            self.sender.send, c, media_id=media[c.message_id], should_stop=self.aborting
-                        )
-                        inflight[fut] = c
+                        ready.append((c, media[c.message_id]))
+                        inflight[c.message_id] = c
                     if stamped:
                         self.progress.state = "sending"
+                limiter_wait = self._dispatch(ready)
                 if now - last_beat >= HEARTBEAT_EVERY:
                     q.heartbeat(self.worker_id, self.progress.state)
                     last_beat = now
@@ -204,33 +232,105 @@ class CloudRun:
                     self._show()
                     last_show = now
                 if stopping:
-                    if self._drain(buffer, inflight, answers) and not answers:
+                    if self._drain(buffer, ready, inflight, answers) and not answers:
                         break
+                    await self._nap(0.05)
                     continue
                 if not buffer and not inflight and not answers:
-                    if not self._idle():
+                    if not await self._idle():
                         break
                     continue
-                if inflight:
-                    wait = max(0.001, TURN_EVERY - (time.monotonic() - last_turn))
-                    cf.wait(list(inflight), timeout=wait, return_when=cf.FIRST_COMPLETED)
+                if inflight or answers:
+                    wait = max(0.0005, TURN_EVERY - (time.monotonic() - last_turn))
+                    if ready:
+                        wait = min(wait, limiter_wait)
+                    await self._nap(wait)
         finally:
             for claim in buffer:  # claimed, never stamped: give back untouched
                 answers.append(CloudOutcome(claim, "release", error="run stopped"))
+            for claim, _ in ready:  # stamped, never POSTed
+                answers.append(CloudOutcome(claim, "release", error="run stopped before the POST"))
+            finished, self._finished = self._finished, []
+            for claim, report in finished:  # answered, not recorded yet
+                self._collect(claim, report, answers)
             if answers:
                 q.finish_cloud_batch(answers)
-            pool.shutdown(wait=False, cancel_futures=True)
+            for task in list(self._posts):
+                task.cancel()
+            self.wire.close()
             try:
                 q.unregister_worker(self.worker_id)
             finally:
                 self._show()
         return self._result()
 
+    def _dispatch(self, ready: collections.deque[tuple[Claim, str | None]]) -> float:
+        """Start the POSTs of stamped claims while the rate limiter gives slots; returns how long until
+        the next slot when some wait."""
+        while ready:
+            wait = self.limiter.try_acquire()
+            if wait > 0:
+                return wait
+            claim, media = ready.popleft()
+            # After the wait in ``ready``: the lease may have run out meanwhile (nothing was sent: release).
+            if not lease_covers_post(claim, self.sender.clock(), self.wire.longest_post):
+                why = "the lease ran out before the POST (nothing was sent)"
+                self._finished.append((claim, SendReport(CloudOutcome(claim, "release", error=why))))
+                continue
+            task = asyncio.get_running_loop().create_task(self._post(claim, media))
+            self._posts.add(task)
+            task.add_done_callback(self._posts.discard)
+        return TURN_EVERY
+
+    async def _post(self, claim: Claim, media: str | None) -> None:
+        """One POST on the wire; its report goes to ``_finished`` and wakes the loop."""
+        try:
+            payload = build_payload(claim, media_id=media)
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+            try:
+                status, data = await self.wire.post(self._send_path, body)
+                result: Accepted | ge.CloudError = read_send_answer(status, data)
+            except ge.CloudError as exc:
+                result = exc
+            report = self.sender.report(claim, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in the send path: the POST may have happened
+            log.exception("sending message %s failed", claim.message_id)
+            report = SendReport(
+                CloudOutcome(
+                    claim, "unknown", error=f"internal error: {exc}", delay=self.config.settle_seconds
+                )
+            )
+        self._finished.append((claim, report))
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep up to ``seconds`` (at most 0.25: stop requests come from other threads and signals), or
+        until a POST finished."""
+        if self._finished:
+            await asyncio.sleep(0)  # let the POSTs just started write their requests
+            return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(min(seconds, 0.25), _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
     def _pick(
         self,
         buffer: collections.deque[Claim],
         n: int,
-        inflight: dict[cf.Future[SendReport], Claim],
+        inflight: dict[int, Claim],
         answers: list[CloudOutcome],
     ) -> list[tuple[Claim, str | None]]:
         """The next ``n`` claims to stamp and POST, with their media ids. A job not proven yet goes one
@@ -302,21 +402,7 @@ class CloudRun:
         self._media[claim.job_id] = media
         return media, None
 
-    def _collect(self, claim: Claim, fut: cf.Future[SendReport], answers: list[CloudOutcome]) -> None:
-        try:
-            report = fut.result()
-        except cf.CancelledError:
-            answers.append(CloudOutcome(claim, "release", error="run stopped before the POST"))
-            return
-        except Exception as exc:  # a bug in the send path: the POST may have happened
-            log.exception("sending message %s failed", claim.message_id)
-            answers.append(
-                CloudOutcome(
-                    claim, "unknown", error=f"internal error: {exc}", delay=self.config.settle_seconds
-                )
-            )
-            self.progress.unknown += 1
-            return
+    def _collect(self, claim: Claim, report: SendReport, answers: list[CloudOutcome]) -> None:
         o = report.outcome
         answers.append(o)
         if o.kind == "sent":
@@ -351,53 +437,56 @@ class CloudRun:
     def _drain(
         self,
         buffer: collections.deque[Claim],
-        inflight: dict[cf.Future[SendReport], Claim],
+        ready: collections.deque[tuple[Claim, str | None]],
+        inflight: dict[int, Claim],
         answers: list[CloudOutcome],
     ) -> bool:
-        """While stopping: nothing new is POSTed; wait (up to 10 s) for the POSTs in flight. Returns True
+        """While stopping: nothing new is claimed; wait (up to 8 s) for the POSTs in flight. Returns True
         when the loop may end."""
         self.progress.state = "stopping"
         while buffer:
             answers.append(CloudOutcome(buffer.popleft(), "release", error="run stopped"))
         if not inflight:
             return True
-        deadline = getattr(self, "_drain_deadline", None)
-        if deadline is None:
-            deadline = self._drain_deadline = time.monotonic() + 8.0
-        if time.monotonic() >= deadline:
-            for fut, claim in list(inflight.items()):
-                fut.cancel()
-                answers.append(
-                    CloudOutcome(
-                        claim,
-                        "unknown",
-                        error="the run stopped while the POST was in flight",
-                        delay=self.config.settle_seconds,
-                    )
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + 8.0
+        if time.monotonic() < self._drain_deadline:
+            return False
+        while ready:  # never POSTed
+            c, _ = ready.popleft()
+            inflight.pop(c.message_id, None)
+            answers.append(CloudOutcome(c, "release", error="run stopped before the POST"))
+        for task in list(self._posts):
+            task.cancel()
+        for claim in inflight.values():  # the request may be out: a status webhook settles it
+            answers.append(
+                CloudOutcome(
+                    claim,
+                    "unknown",
+                    error="the run stopped while the POST was in flight",
+                    delay=self.config.settle_seconds,
                 )
-                inflight.pop(fut)
-            self.client.close()
-            return True
-        cf.wait(list(inflight), timeout=0.1, return_when=cf.FIRST_COMPLETED)
-        return False
+            )
+        inflight.clear()
+        return True
 
-    def _idle(self) -> bool:
+    async def _idle(self) -> bool:
         """Nothing claimable and nothing in flight. Returns False when the run should end."""
         q = self.queue
         cfg = self.config
         if not cfg.until_done:
             self.progress.state = "idle"
-            self._sleep(cfg.idle_poll)
+            await self._sleep(cfg.idle_poll)
             return True
         open_sends = q.cloud_unsettled(cfg.session)
         if open_sends:
             # Unknown outcomes wait for their status webhooks (their lease is the settle window).
             self.progress.state = f"waiting for {open_sends} status webhook(s)"
-            self._sleep(0.2)
+            await self._sleep(0.2)
             return True
         if self._more_later():
             self.progress.state = "waiting for retries"
-            self._sleep(0.2)
+            await self._sleep(0.2)
             return True
         return False
 
@@ -411,8 +500,10 @@ class CloudRun:
                 return True
         return False
 
-    def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)
+    async def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
 
     def _show(self) -> None:
         if self.on_progress is None:
@@ -441,6 +532,7 @@ class CloudRun:
         return CloudRunResult(exitcodes.OK, "done", self.progress)
 
     def close(self) -> None:
+        self.wire.close()
         self.client.close()
         self.queue.close()
 
@@ -458,16 +550,21 @@ def run_cloud(
     unknown outcomes had their settle window). SIGTERM stops it like Ctrl-C (POSTs in flight finish)."""
     if not token:
         raise ConfigError("WABULK_CLOUD_TOKEN is not set: the Cloud API needs an access token")
-    client = GraphClient(
-        token, base_url=base_url, max_connections=config.in_flight, read_timeout=settings.graph_read_timeout()
-    )
-    runner = CloudRun(db, config, client, on_progress=on_progress, should_stop=should_stop)
+    read_timeout = settings.graph_read_timeout()
+    client = GraphClient(token, base_url=base_url, max_connections=4, read_timeout=read_timeout)
+    wire = Wire(client.base_url, token, connections=config.in_flight, read_timeout=read_timeout)
+    runner = CloudRun(db, config, client, wire, on_progress=on_progress, should_stop=should_stop)
     restore = _signals(runner)
     try:
         return runner.run()
     finally:
         restore()
         runner.close()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _signals(runner: CloudRun) -> Callable[[], None]:
