@@ -40,6 +40,7 @@ class Server:
         self.connections = 0
         self.requests: list[tuple[int, bytes]] = []  # (connection number, request)
         self.closed = threading.Event()
+        self.may_close = threading.Event()
 
     def read(self, conn: socket.socket, number: int) -> bytes | None:
         conn.settimeout(5)
@@ -111,7 +112,7 @@ def post_all(
 
 
 def keep_alive(times: int, then: Callable[[socket.socket], None] = lambda c: None) -> Callable[..., None]:
-    """Answer ``times`` requests on a connection, then ``then(conn)`` and close it."""
+    """Answer ``times`` requests on a connection, then (once ``may_close``) ``then(conn)`` and close it."""
 
     def handler(conn: socket.socket, server: Server) -> None:
         number = server.connections
@@ -120,6 +121,7 @@ def keep_alive(times: int, then: Callable[[socket.socket], None] = lambda c: Non
                 if server.read(conn, number) is None:
                     return
                 conn.sendall(ok())
+            server.may_close.wait(5)
             then(conn)
         server.closed.set()
 
@@ -129,6 +131,7 @@ def keep_alive(times: int, then: Callable[[socket.socket], None] = lambda c: Non
 def test_answers_come_back_on_one_kept_alive_connection_with_the_token_in_the_header_only() -> None:
     with serve(keep_alive(10)) as (url, server):
         results, wire = post_all(url, 3)
+        server.may_close.set()
     assert [r[0] for r in results] == [200, 200, 200]
     assert read_send_answer(*results[0]).wamid == "wamid.A"
     assert server.connections == 1
@@ -189,8 +192,8 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced_before_the_reques
             conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
     with serve(keep_alive(1, close)) as (url, server):
-        # The second POST starts only once the server has closed the first connection.
-        results, wire = post_all(url, 2, between=lambda: server.closed.wait(5))
+        # Once the first answer was read, the server closes; the second POST starts after that.
+        results, wire = post_all(url, 2, between=lambda: (server.may_close.set(), server.closed.wait(5)))
     assert [r[0] if isinstance(r, tuple) else r for r in results] == [200, 200]
     assert server.connections == 2 and wire.reconnects == 1
     # The second request went only to the new connection: nothing was written on the stale one.
@@ -200,6 +203,7 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced_before_the_reques
 def test_a_connection_idle_longer_than_the_keepalive_expiry_is_not_reused() -> None:
     with serve(keep_alive(10)) as (url, server):
         results, wire = post_all(url, 2, keepalive_expiry=0.0)
+        server.may_close.set()
     assert [r[0] for r in results] == [200, 200]
     assert server.connections == 2
 

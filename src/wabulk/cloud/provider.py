@@ -13,14 +13,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wabulk.models import Claim, CloudOutcome
 from wabulk.store.cloud import EVIDENCE_PREFIX, callback_data
 
 from . import errors as ge
-from .client import Accepted, GraphClient
+from .answers import Accepted
 from .limiter import RateLimiter
+
+if TYPE_CHECKING:
+    from .client import GraphClient
 
 DEFAULT_SETTLE_SECONDS = 120.0  # how long an unknown outcome waits for a status webhook
 MAX_BACKOFF = 300.0
@@ -100,14 +103,14 @@ class CloudSender:
 
     def __init__(
         self,
-        client: GraphClient,
+        client: GraphClient | None,
         phone_number_id: str,
         *,
         limiter: RateLimiter,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client = client
+        self.client = client  # None: only :meth:`report` is used (the run loop POSTs on its own wire)
         self.phone_number_id = phone_number_id
         self.limiter = limiter
         self.settle_seconds = settle_seconds
@@ -117,6 +120,8 @@ class CloudSender:
         self, claim: Claim, *, media_id: str | None = None, should_stop: Callable[[], bool] | None = None
     ) -> SendReport:
         """Wait for the rate limiter, POST the message and classify the answer."""
+        if self.client is None:
+            raise RuntimeError("this CloudSender has no client to send with")
         if not self.limiter.acquire(should_stop):
             return SendReport(CloudOutcome(claim, "release", error="stopping before the POST"))
         # After the rate limiter's wait: the lease may have run out meanwhile (nothing was sent: release).
@@ -236,6 +241,8 @@ class CloudProvider:
                 from wabulk.errors import ConfigError
 
                 raise ConfigError("WABULK_CLOUD_TOKEN is not set: the Cloud API needs an access token")
+            from .client import GraphClient
+
             self._client = GraphClient(self._token, base_url=self._base_url, max_connections=4)
 
     def ensure_ready(self) -> None:

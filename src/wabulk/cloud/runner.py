@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures as cf
 import json
 import logging
 import os
@@ -28,14 +29,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wabulk import exitcodes, identity, settings
 from wabulk.errors import ConfigError, InvalidTransition
 from wabulk.models import JOB_PAUSED, Claim, CloudOutcome
 
 from . import errors as ge
-from .client import Accepted, GraphClient, read_send_answer
+from .answers import Accepted, read_send_answer
 from .limiter import RateLimiter
 from .provider import (
     DEFAULT_SETTLE_SECONDS,
@@ -45,6 +46,9 @@ from .provider import (
     lease_covers_post,
 )
 from .wire import Wire
+
+if TYPE_CHECKING:
+    from .client import GraphClient
 
 log = logging.getLogger(__name__)
 
@@ -104,22 +108,27 @@ class CloudRun:
         self,
         db: Path,
         config: CloudRunConfig,
-        client: GraphClient,
         wire: Wire,
         *,
+        version: str,
+        open_client: Callable[[], GraphClient],
         on_progress: Callable[[CloudProgress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
-        from wabulk.queue import Queue
-
         self.config = config
-        self.queue = Queue(db, synchronous="FULL")
-        self.client = client  # account facts and media uploads (httpx)
+        # The queue lives on a thread of its own: the loop awaits the durable commits there while the
+        # POSTs go on; every other call goes there too (an sqlite connection belongs to one thread).
+        self._db = _DbThread(db)
+        self.queue: Any = self._db.queue
         self.wire = wire  # the send POSTs
-        self._send_path = f"/{client.version}/{config.phone_number_id}/messages"
+        # Media uploads go through the httpx client, opened on the first attachment only: importing httpx
+        # is a third of a second of start-up that a template or text job does not need.
+        self._open_client = open_client
+        self._client: GraphClient | None = None
+        self._send_path = f"/{version}/{config.phone_number_id}/messages"
         self.limiter = RateLimiter(config.rate)
         self.sender = CloudSender(
-            client, config.phone_number_id, limiter=self.limiter, settle_seconds=config.settle_seconds
+            None, config.phone_number_id, limiter=self.limiter, settle_seconds=config.settle_seconds
         )
         # A claim's lease must outlast its POST (the sender refuses to start one it does not cover), with
         # room for the wait in the buffer and the rate limiter.
@@ -140,13 +149,16 @@ class CloudRun:
         self._posts: set[asyncio.Task[None]] = set()
         self._waiter: asyncio.Future[None] | None = None
         self._drain_deadline: float | None = None
+        self._ready: collections.deque[tuple[Claim, str | None]] = collections.deque()
+        self._kicked: asyncio.Future[None] | None = None
+        self._refused = False  # an answer said the account cannot send
         if config.provider_settings is not None:
             from .limits import LimitGate, limit_of
 
             # The messaging limit (unique recipients per rolling 24 h, the tier login --cloud read) is the
             # daily cap of template sends.
             limit = limit_of(str(config.provider_settings.get("messaging_limit") or ""))
-            self._gate = LimitGate.load(self.queue, [config.session], limit)
+            self._gate = self._db.with_queue(LimitGate.load, [config.session], limit)
 
     # --- control ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -154,12 +166,12 @@ class CloudRun:
 
     def stopping(self) -> bool:
         """No new POSTs may start (the run winds down)."""
-        return self._stop.is_set() or self._soft_stop.is_set() or self._external_stop()
+        return self._refused or self._stop.is_set() or self._soft_stop.is_set() or self._external_stop()
 
     def aborting(self) -> bool:
         """Not even the POSTs already stamped may go out (stop asked, the account paused); a soft stop (the
         messaging limit reached) lets them finish."""
-        return self._stop.is_set() or self._external_stop()
+        return self._refused or self._stop.is_set() or self._external_stop()
 
     # --- the loop -----------------------------------------------------------------------------------
     def run(self) -> CloudRunResult:
@@ -169,9 +181,10 @@ class CloudRun:
     async def _run(self) -> CloudRunResult:
         cfg = self.config
         q = self.queue
+        db = self._db
         self.worker_id = q.register_worker(cfg.session, pid=os.getpid(), host=identity.place_key())
         buffer: collections.deque[Claim] = collections.deque()  # claimed, not stamped
-        ready: collections.deque[tuple[Claim, str | None]] = collections.deque()  # stamped, before the POST
+        ready = self._ready  # stamped, waiting for the rate limiter (the dispatcher POSTs them)
         # Stamped and not answered yet (waiting for the limiter, or POSTed): message id -> claim.
         inflight: dict[int, Claim] = {}
         answers: list[CloudOutcome] = []
@@ -179,6 +192,7 @@ class CloudRun:
         # requests in flight, so the next chunk is stamped while the previous one is still answering.
         chunk = max(1, min(max(1, cfg.in_flight // 2), int(cfg.rate * 0.05)))
         last_turn = last_beat = last_show = last_check = 0.0
+        dispatcher = asyncio.get_running_loop().create_task(self._dispatcher())
         try:
             while True:
                 now = time.monotonic()
@@ -202,10 +216,13 @@ class CloudRun:
                 picked: list[tuple[Claim, str | None]] = []
                 free = cfg.in_flight - len(inflight)
                 due = now - last_turn >= TURN_EVERY
-                if not stopping and (free >= chunk or (due and free > 0)):
+                # At most one chunk stamped ahead of the rate limiter: a crash leaves few stamped messages
+                # that were never POSTed (each an unknown outcome for a person).
+                if not stopping and len(ready) < chunk and (free >= chunk or (due and free > 0)):
                     if len(buffer) < free:
                         buffer.extend(
-                            q.claim_cloud_batch(
+                            await db.run(
+                                q.claim_cloud_batch,
                                 self.worker_id,
                                 cfg.session,
                                 max(chunk * 2, cfg.in_flight) - len(buffer),
@@ -215,7 +232,8 @@ class CloudRun:
                         )
                     picked = self._pick(buffer, min(free, chunk), inflight, answers)
                 if picked or (answers and (due or len(answers) >= chunk or not inflight or stopping)):
-                    stamped = q.cloud_turn(answers, [c for c, _ in picked])
+                    # The POSTs of earlier chunks go on (and their answers come in) during this commit.
+                    stamped = await db.run(q.cloud_turn, answers, [c for c, _ in picked])
                     answers = []
                     last_turn = time.monotonic()
                     media = {c.message_id: m for c, m in picked}
@@ -224,7 +242,7 @@ class CloudRun:
                         inflight[c.message_id] = c
                     if stamped:
                         self.progress.state = "sending"
-                limiter_wait = self._dispatch(ready)
+                        self._kick()
                 if now - last_beat >= HEARTBEAT_EVERY:
                     q.heartbeat(self.worker_id, self.progress.state)
                     last_beat = now
@@ -241,15 +259,14 @@ class CloudRun:
                         break
                     continue
                 if inflight or answers:
-                    wait = max(0.0005, TURN_EVERY - (time.monotonic() - last_turn))
-                    if ready:
-                        wait = min(wait, limiter_wait)
-                    await self._nap(wait)
+                    await self._nap(max(0.0005, TURN_EVERY - (time.monotonic() - last_turn)))
         finally:
+            dispatcher.cancel()
             for claim in buffer:  # claimed, never stamped: give back untouched
                 answers.append(CloudOutcome(claim, "release", error="run stopped"))
             for claim, _ in ready:  # stamped, never POSTed
                 answers.append(CloudOutcome(claim, "release", error="run stopped before the POST"))
+            ready.clear()
             finished, self._finished = self._finished, []
             for claim, report in finished:  # answered, not recorded yet
                 self._collect(claim, report, answers)
@@ -264,10 +281,31 @@ class CloudRun:
                 self._show()
         return self._result()
 
+    async def _dispatcher(self) -> None:
+        """Start the POSTs of stamped claims as the rate limiter gives slots (a task of its own, so POSTs
+        go on while the loop waits for a commit)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            wait = self._dispatch(self._ready)
+            self._kicked = loop.create_future()
+            if self._ready:
+                timer = loop.call_later(wait, _resolve, self._kicked)
+                try:
+                    await self._kicked
+                finally:
+                    timer.cancel()
+            else:
+                await self._kicked
+
+    def _kick(self) -> None:
+        kicked = self._kicked
+        if kicked is not None and not kicked.done():
+            kicked.set_result(None)
+
     def _dispatch(self, ready: collections.deque[tuple[Claim, str | None]]) -> float:
         """Start the POSTs of stamped claims while the rate limiter gives slots; returns how long until
         the next slot when some wait."""
-        while ready:
+        while ready and not self.aborting():
             wait = self.limiter.try_acquire()
             if wait > 0:
                 return wait
@@ -276,6 +314,7 @@ class CloudRun:
             if not lease_covers_post(claim, self.sender.clock(), self.wire.longest_post):
                 why = "the lease ran out before the POST (nothing was sent)"
                 self._finished.append((claim, SendReport(CloudOutcome(claim, "release", error=why))))
+                self._wake()
                 continue
             task = asyncio.get_running_loop().create_task(self._post(claim, media))
             self._posts.add(task)
@@ -293,6 +332,8 @@ class CloudRun:
             except ge.CloudError as exc:
                 result = exc
             report = self.sender.report(claim, result)
+            if report.reaction == ge.ACCOUNT:
+                self._refused = True  # no further POST starts (the loop pauses the session)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug in the send path: the POST may have happened
@@ -386,7 +427,9 @@ class CloudRun:
         if media is None:
             path = Path(claim.attachment)
             try:
-                uploaded = self.client.upload_media(self.config.phone_number_id, path)
+                if self._client is None:
+                    self._client = self._open_client()
+                uploaded = self._client.upload_media(self.config.phone_number_id, path)
             except OSError as exc:
                 return None, self._pause_job(
                     claim.job_id, f"cannot read the attachment {path}: {exc.strerror or exc}"
@@ -533,8 +576,9 @@ class CloudRun:
 
     def close(self) -> None:
         self.wire.close()
-        self.client.close()
-        self.queue.close()
+        if self._client is not None:
+            self._client.close()
+        self._db.close()
 
 
 def run_cloud(
@@ -551,15 +595,83 @@ def run_cloud(
     if not token:
         raise ConfigError("WABULK_CLOUD_TOKEN is not set: the Cloud API needs an access token")
     read_timeout = settings.graph_read_timeout()
-    client = GraphClient(token, base_url=base_url, max_connections=4, read_timeout=read_timeout)
-    wire = Wire(client.base_url, token, connections=config.in_flight, read_timeout=read_timeout)
-    runner = CloudRun(db, config, client, wire, on_progress=on_progress, should_stop=should_stop)
+    base = (base_url or settings.graph_url()).rstrip("/")
+    version = settings.graph_version()
+
+    def open_client() -> GraphClient:
+        from .client import GraphClient
+
+        return GraphClient(
+            token, base_url=base, version=version, max_connections=4, read_timeout=read_timeout
+        )
+
+    wire = Wire(base, token, connections=config.in_flight, read_timeout=read_timeout)
+    runner = CloudRun(
+        db,
+        config,
+        wire,
+        version=version,
+        open_client=open_client,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
     restore = _signals(runner)
     try:
         return runner.run()
     finally:
         restore()
         runner.close()
+
+
+class _DbThread:
+    """A :class:`~wabulk.queue.Queue` opened and used on one thread of its own. ``queue`` is a proxy whose
+    method calls run there (the caller blocks); :meth:`run` awaits one without blocking the event loop."""
+
+    def __init__(self, db: Path) -> None:
+        from wabulk.queue import Queue
+
+        self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloud-db")
+        try:
+            self._queue = self._pool.submit(Queue, db, synchronous="FULL").result()
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+        self.queue = _OnThread(self._queue, self._pool)
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` (a method of ``queue``) on the queue's thread, awaited."""
+        target = getattr(fn, "target", fn)
+        return await asyncio.wrap_future(self._pool.submit(target, *args, **kwargs))
+
+    def with_queue(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(queue, *args)`` on the queue's thread (the caller blocks)."""
+        return self._pool.submit(fn, self._queue, *args).result()
+
+    def close(self) -> None:
+        try:
+            self._pool.submit(self._queue.close).result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+class _OnThread:
+    """Calls ``obj``'s methods on ``pool``'s thread and waits for them."""
+
+    def __init__(self, obj: Any, pool: cf.ThreadPoolExecutor) -> None:
+        self._obj = obj
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._obj, name)
+        if not callable(attr):
+            raise AttributeError(f"{name}: only the queue's methods are reachable from the event loop")
+        pool = self._pool
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return pool.submit(attr, *args, **kwargs).result()
+
+        call.target = attr  # type: ignore[attr-defined]
+        return call
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
