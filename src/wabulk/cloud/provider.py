@@ -38,8 +38,9 @@ def e164_plus(phone: str) -> str:
 
 
 def build_payload(claim: Claim, *, media_id: str | None = None) -> dict[str, Any]:
-    """The POST body for one claimed message (reference §1): a template with its body parameters, a text,
-    or the job's uploaded image/document with the message as its caption."""
+    """The POST body for one claimed message (reference §1): a template with its parameters (body, and
+    header and buttons as the job's layout says), a text, or the job's uploaded image/document with the
+    message as its caption. For a template whose header is a file, ``media_id`` is that file's upload."""
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
@@ -51,10 +52,9 @@ def build_payload(claim: Claim, *, media_id: str | None = None) -> dict[str, Any
             "name": claim.template_name,
             "language": {"code": claim.template_lang or "en_US"},
         }
-        if claim.params:
-            template["components"] = [
-                {"type": "body", "parameters": [{"type": "text", "text": p} for p in claim.params]}
-            ]
+        components = template_components(claim, media_id)
+        if components:
+            template["components"] = components
         body["type"] = "template"
         body["template"] = template
     elif media_id is not None and claim.attachment:
@@ -63,13 +63,63 @@ def build_payload(claim: Claim, *, media_id: str | None = None) -> dict[str, Any
         if claim.body:
             media["caption"] = claim.body[:1024]
         if kind == "document":
-            media["filename"] = claim.attachment.replace("\\", "/").rsplit("/", 1)[-1]
+            media["filename"] = _file_name(claim.attachment)
         body["type"] = kind
         body[kind] = media
     else:
         body["type"] = "text"
         body["text"] = {"body": claim.body, "preview_url": False}
     return body
+
+
+# The parameter object of each button sub_type (reference §1.3; Meta's template-send components).
+_BUTTON_PARAM = {"url": "text", "copy_code": "coupon_code", "quick_reply": "payload"}
+
+
+def template_components(claim: Claim, media_id: str | None = None) -> list[dict[str, Any]]:
+    """A template send's ``components``: the header (text values, or the media by link or uploaded id),
+    the body's text parameters, then one component per button that takes a parameter. ``claim.params``
+    holds the body values, then the header's, then the buttons' (``jobs.template_layout``, m018)."""
+    import json
+
+    layout: dict[str, Any] = json.loads(claim.template_layout) if claim.template_layout else {}
+    values = list(claim.params)
+    nbody = int(layout.get("body", len(values)))
+    body, rest = values[:nbody], values[nbody:]
+    out: list[dict[str, Any]] = []
+    header = layout.get("header")
+    if header:
+        fmt = str(header.get("format"))
+        if fmt == "text":
+            n = int(header.get("params", 0))
+            texts, rest = rest[:n], rest[n:]
+            out.append({"type": "header", "parameters": [{"type": "text", "text": v} for v in texts]})
+        else:
+            if header.get("source") == "file":
+                media: dict[str, Any] = {"id": media_id}
+                if fmt == "document" and claim.attachment:
+                    media["filename"] = _file_name(claim.attachment)
+            else:
+                media = {"link": rest[0]}
+                rest = rest[1:]
+            out.append({"type": "header", "parameters": [{"type": fmt, fmt: media}]})
+    if body:
+        out.append({"type": "body", "parameters": [{"type": "text", "text": p} for p in body]})
+    for (index, sub_type), value in zip(layout.get("buttons") or (), rest, strict=False):
+        kind = _BUTTON_PARAM.get(sub_type, "text")
+        out.append(
+            {
+                "type": "button",
+                "sub_type": sub_type,
+                "index": str(index),
+                "parameters": [{"type": kind, kind: value}],
+            }
+        )
+    return out
+
+
+def _file_name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def backoff(claim: Claim, code: int | None = None, *, rand: Callable[[], float] = random.random) -> float:

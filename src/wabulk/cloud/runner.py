@@ -418,8 +418,9 @@ class CloudRun:
 
     def _media_for(self, claim: Claim) -> tuple[str | None, str | None]:
         """The job's attachment as a media id, uploaded once per job and session: (id, None), or
-        (None, why) when it cannot be uploaded (the job is then paused)."""
-        if not claim.attachment or claim.template_name:
+        (None, why) when it cannot be uploaded (the job is then paused). A template job has an attachment
+        only when its template's media header is a file (``enqueue --header-media FILE``)."""
+        if not claim.attachment:
             return None, None
         if claim.job_id in self._media:
             return self._media[claim.job_id], None

@@ -163,7 +163,7 @@ class CloudMixin(QueueBase):
                 rows.extend((PENDING, r) for r in pending)
             rows.sort(key=lambda fr: fr[1][0])
             started: set[int] = set()
-            jobs: dict[int, tuple[str | None, str | None, str | None]] = {}
+            jobs: dict[int, tuple[str | None, str | None, str | None, str | None]] = {}
             for from_status, row in rows:
                 mid, job_id, attempts, max_attempts, phone, body, name, stamp, sends, raw, job_status, out = (
                     row
@@ -184,10 +184,12 @@ class CloudMixin(QueueBase):
                     self._set_job(conn, self._job(conn, job_id), JOB_RUNNING, None, now, "first claim")
                 if job_id not in jobs:
                     jrow = conn.execute(
-                        "SELECT attachment, template_name, template_lang FROM jobs WHERE id = ?", (job_id,)
+                        "SELECT attachment, template_name, template_lang, template_layout FROM jobs"
+                        " WHERE id = ?",
+                        (job_id,),
                     ).fetchone()
-                    jobs[job_id] = (jrow[0], jrow[1], jrow[2]) if jrow else (None, None, None)
-                attachment, template_name, template_lang = jobs[job_id]
+                    jobs[job_id] = (jrow[0], jrow[1], jrow[2], jrow[3]) if jrow else (None, None, None, None)
+                attachment, template_name, template_lang, template_layout = jobs[job_id]
                 # No "claim" event: the stamp's send_started event names the worker, session and attempt,
                 # and a claim given back unstamped logs its release (one events row fewer per message).
                 claims.append(
@@ -205,6 +207,7 @@ class CloudMixin(QueueBase):
                         sends=int(sends or 0),
                         template_name=template_name,
                         template_lang=template_lang,
+                        template_layout=template_layout,
                         params=params_from_json(raw),
                     )
                 )
