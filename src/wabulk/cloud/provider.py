@@ -13,14 +13,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wabulk.models import Claim, CloudOutcome
 from wabulk.store.cloud import EVIDENCE_PREFIX, callback_data
 
 from . import errors as ge
-from .client import GraphClient
+from .answers import Accepted
 from .limiter import RateLimiter
+
+if TYPE_CHECKING:
+    from .client import GraphClient
 
 DEFAULT_SETTLE_SECONDS = 120.0  # how long an unknown outcome waits for a status webhook
 MAX_BACKOFF = 300.0
@@ -150,14 +153,14 @@ class CloudSender:
 
     def __init__(
         self,
-        client: GraphClient,
+        client: GraphClient | None,
         phone_number_id: str,
         *,
         limiter: RateLimiter,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client = client
+        self.client = client  # None: only :meth:`report` is used (the run loop POSTs on its own wire)
         self.phone_number_id = phone_number_id
         self.limiter = limiter
         self.settle_seconds = settle_seconds
@@ -167,6 +170,8 @@ class CloudSender:
         self, claim: Claim, *, media_id: str | None = None, should_stop: Callable[[], bool] | None = None
     ) -> SendReport:
         """Wait for the rate limiter, POST the message and classify the answer."""
+        if self.client is None:
+            raise RuntimeError("this CloudSender has no client to send with")
         if not self.limiter.acquire(should_stop):
             return SendReport(CloudOutcome(claim, "release", error="stopping before the POST"))
         # After the rate limiter's wait: the lease may have run out meanwhile (nothing was sent: release).
@@ -176,27 +181,34 @@ class CloudSender:
             )
         try:
             accepted = self.client.send(self.phone_number_id, build_payload(claim, media_id=media_id))
-        except ge.GraphError as exc:
-            return self._rejected(claim, exc)
-        except (ge.TransportError, ge.HttpError) as exc:
-            if exc.written:
+        except ge.CloudError as exc:
+            return self.report(claim, exc)
+        return self.report(claim, accepted)
+
+    def report(self, claim: Claim, result: Accepted | ge.CloudError) -> SendReport:
+        """What one POST's result (its :class:`Accepted` answer, or the error the client raised) means for
+        the message, the job and the account."""
+        if isinstance(result, ge.GraphError):
+            return self._rejected(claim, result)
+        if isinstance(result, (ge.TransportError, ge.HttpError)):
+            if result.written:
                 return SendReport(
                     CloudOutcome(
                         claim,
                         "unknown",
-                        error=str(exc),
+                        error=str(result),
                         error_class="unknown_outcome",
                         delay=self.settle_seconds,
                     )
                 )
             delay = backoff(claim)
             return SendReport(
-                CloudOutcome(claim, "retry", error=str(exc), error_class="graph_unreachable", delay=delay)
+                CloudOutcome(claim, "retry", error=str(result), error_class="graph_unreachable", delay=delay)
             )
-        held = accepted.message_status if accepted.message_status not in (None, "accepted") else ""
-        return SendReport(
-            CloudOutcome(claim, "sent", wamid=accepted.wamid, wa_id=accepted.wa_id, detail=held)
-        )
+        if not isinstance(result, Accepted):
+            raise TypeError(f"not a send result: {result!r}")
+        held = result.message_status if result.message_status not in (None, "accepted") else ""
+        return SendReport(CloudOutcome(claim, "sent", wamid=result.wamid, wa_id=result.wa_id, detail=held))
 
     def _rejected(self, claim: Claim, exc: ge.GraphError) -> SendReport:
         line = exc.line()
@@ -282,6 +294,8 @@ class CloudProvider:
                 from wabulk.errors import ConfigError
 
                 raise ConfigError("WABULK_CLOUD_TOKEN is not set: the Cloud API needs an access token")
+            from .client import GraphClient
+
             self._client = GraphClient(self._token, base_url=self._base_url, max_connections=4)
 
     def ensure_ready(self) -> None:
