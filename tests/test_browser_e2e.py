@@ -19,6 +19,7 @@ from wabulk import qrcodes as qr
 from wabulk.doctor import run_doctor
 from wabulk.web import browser as sess
 from wabulk.web import dom, login
+from wabulk.web import errors as web_errors
 from wabulk.web.sender import WhatsAppSender
 
 pytestmark = [
@@ -294,7 +295,7 @@ def test_stuck_loading_page_is_reloaded_once_then_reported(wa: WhatsAppSender, s
     wa.timeouts.stuck_loading, wa.timeouts.boot = 1.5, 3.0
     try:
         assert wa.browser.wait_state(lambda st, p: st == sess.LOADING, 5)[0] == sess.LOADING
-        with pytest.raises(errors.BrowserError, match="did not finish loading"):
+        with pytest.raises(web_errors.BrowserError, match="did not finish loading"):
             wa.ensure_ready()
     finally:
         wa.timeouts.stuck_loading, wa.timeouts.boot = old

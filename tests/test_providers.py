@@ -125,7 +125,9 @@ def test_errors_say_their_scope_instead_of_their_class() -> None:
     assert errors.AttachmentRejected("x").scope == errors.SCOPE_JOB
     for account in (errors.NotLoggedIn("x"), errors.Offline("x"), errors.ConfirmTimeout("x")):
         assert account.scope == errors.SCOPE_ACCOUNT and not account.restart_provider
-    assert errors.BrowserCrashed("x").restart_provider and errors.BrowserError("x").restart_provider
+    for down in (errors.ProviderCrashed("x"), errors.ProviderDown("x")):
+        assert down.restart_provider and down.scope == errors.SCOPE_ACCOUNT
+    assert errors.ProviderCrashed("x").transient
     assert errors.TransientSendError("x", scope=errors.SCOPE_ACCOUNT).scope == errors.SCOPE_ACCOUNT
 
 
@@ -148,7 +150,14 @@ def test_browser_only_errors_live_in_web_and_keep_their_core_category() -> None:
     web_only = {
         n for n, v in vars(web_errors).items() if isinstance(v, type) and v.__module__ == web_errors.__name__
     }
-    assert {"SelectorNotFound", "UnsupportedBrowser", "PageError", "TakeoverFailed"} <= web_only
+    assert {
+        "SelectorNotFound",
+        "UnsupportedBrowser",
+        "PageError",
+        "TakeoverFailed",
+        "BrowserError",
+        "BrowserCrashed",
+    } <= web_only
     assert not web_only & set(vars(errors))
     missing = web_errors.SelectorNotFound("send_button", ("x",), 2.0)
     assert isinstance(missing, errors.TransientSendError) and missing.scope == errors.SCOPE_ACCOUNT
@@ -157,6 +166,14 @@ def test_browser_only_errors_live_in_web_and_keep_their_core_category() -> None:
     assert web_errors.PageError("x").restart_provider
     takeover = web_errors.TakeoverFailed("x")
     assert isinstance(takeover, errors.SessionError) and not takeover.restart_provider
+    # The browser's connection errors are the core "provider down / crashed" categories; their stored
+    # error classes (in databases and exports) did not change with the move.
+    crashed = web_errors.BrowserCrashed("x")
+    assert isinstance(crashed, errors.ProviderCrashed) and crashed.error_class == "browser_crashed"
+    assert crashed.restart_provider and crashed.transient and crashed.scope == errors.SCOPE_ACCOUNT
+    assert isinstance(web_errors.PageError("x"), errors.ProviderDown)
+    assert isinstance(web_errors.BrowserError("x"), errors.ProviderDown)
+    assert (takeover.error_class, missing.error_class) == ("takeover", "selector_missing")
 
 
 def _imports_web_errors(tree: ast.AST, package: str) -> bool:
@@ -192,6 +209,34 @@ def test_nothing_outside_web_imports_the_web_errors() -> None:
     assert _imports_web_errors(ast.parse("from .web.errors import PageError"), "wabulk.worker") is False
     assert _imports_web_errors(ast.parse("from ..web.errors import PageError"), "wabulk.worker")
     assert _imports_web_errors(ast.parse("from .web import errors"), "wabulk")
+
+
+def _imports_other_web_modules(tree: ast.AST) -> bool:
+    """Whether ``tree`` (a test module) imports a ``wabulk.web`` module other than its errors."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        if any(n.startswith("wabulk.web.") and not n.startswith("wabulk.web.errors") for n in names):
+            return True
+    return False
+
+
+def test_only_tests_of_the_web_provider_raise_its_errors() -> None:
+    """The fake provider and the tests of the worker, queue and CLI raise the core categories (a crash is
+    ``ProviderCrashed``, a dead connection ``ProviderDown``): a test module that imports
+    ``wabulk.web.errors`` tests the web provider itself, so it imports the web modules too."""
+    offenders = []
+    for path in sorted(Path(__file__).parent.rglob("test_*.py")):
+        if path.name == Path(__file__).name:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if _imports_web_errors(tree, "tests") and not _imports_other_web_modules(tree):
+            offenders.append(path.name)
+    assert offenders == []
 
 
 def test_the_evidence_of_a_stamp_is_stored_as_the_provider_gave_it(db_path: Path) -> None:

@@ -391,7 +391,7 @@ def test_auto_uses_in_page_and_falls_back_to_the_deep_link_once_on_a_transient_f
         errors.NotOnWhatsApp("WhatsApp says: The number +1 555 isn't on WhatsApp."),
         errors.NotLoggedIn("logged out"),
         errors.Offline("offline"),
-        errors.BrowserCrashed("gone"),
+        web_errors.BrowserCrashed("gone"),
     ],
     ids=["not-on-whatsapp", "logged-out", "offline", "crashed"],
 )

@@ -23,6 +23,7 @@ from wabulk.errors import (
     NotOnWhatsApp,
     Offline,
     SessionBusy,
+    SessionError,
     TransientSendError,
     Unreachable,
 )
@@ -41,7 +42,6 @@ from wabulk.models import (
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
 from wabulk.settings import Settings
-from wabulk.web.errors import SelectorNotFound, TakeoverFailed
 from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config, run_worker
 
 UTC = dt.timezone.utc
@@ -83,6 +83,14 @@ def make_worker(
 
 def message(queue: Queue, job_id: int, phone: str):  # type: ignore[no-untyped-def]
     return next(m for m in queue.iter_messages(job_id) if m.phone == phone)
+
+
+def page_changed(element: str) -> TransientSendError:
+    """What a provider raises when its page changed under its reader (the web: ``SelectorNotFound``):
+    transient, about the account."""
+    return TransientSendError(
+        f"element {element!r} not found", error_class="selector_missing", scope=SCOPE_ACCOUNT
+    )
 
 
 def kinds(events: list[WorkerEvent]) -> list[str]:
@@ -200,11 +208,11 @@ def test_offline_spends_no_attempt_however_long_it_lasts(
 def test_a_takeover_releases_the_message_without_spending_an_attempt(
     queue: Queue, fake: FakeTransport, clock: Clock
 ) -> None:
-    """The web provider's TakeoverFailed reaches the worker as a SessionError (no message to blame): the
-    message goes back to pending untouched, and the worker carries on once the session is back."""
+    """A session-wide error (the web provider's takeover is one) has no message to blame: the message goes
+    back to pending untouched, and the worker carries on once the session is back."""
     (a,) = phones(1)
     job = enqueue(queue, [a])
-    fake.script(a, Fail(TakeoverFailed("WhatsApp keeps being taken over by another window")))
+    fake.script(a, Fail(SessionError("WhatsApp keeps being taken over by another window")))
     worker = make_worker(queue, fake, clock)
     step = worker.run_once()
     assert step.outcome == "released"
@@ -267,7 +275,7 @@ def test_permanent_error_fails_at_once_and_until_done_exits_3(
 def test_attempts_exhausted_fail_the_message(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
     (a,) = phones(1)
     job = enqueue(queue, [a], max_attempts=3)
-    fake.always(a, Fail(SelectorNotFound("compose_box", ["div[contenteditable]"], 10)))
+    fake.always(a, Fail(page_changed("compose_box")))
     worker = make_worker(queue, fake, clock)
     assert worker.run() == exitcodes.SOME_FAILED
     m = message(queue, job, a)
@@ -353,11 +361,11 @@ def test_browser_crash_mid_send_restarts_and_verifies(
 
 
 def test_crash_after_delivery_is_not_resent(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
-    from wabulk.errors import BrowserCrashed
+    from wabulk.errors import ProviderCrashed
 
     (a,) = phones(1)
     enqueue(queue, [a])
-    fake.script(a, DeliverThenRaise(BrowserCrashed("chrome not reachable")))
+    fake.script(a, DeliverThenRaise(ProviderCrashed("chrome not reachable")))
     worker = make_worker(queue, fake, clock)
     assert worker.run() == exitcodes.OK
     assert fake.delivered_to(a) == 1 and fake.restarts >= 1
@@ -459,7 +467,7 @@ def test_circuit_breaker_auto_pauses_the_session_on_page_errors(
     nums = phones(8)
     job = enqueue(queue, nums)
     for p in nums:
-        fake.always(p, Fail(SelectorNotFound("send_button", ["[aria-label=Send]"], 10)))
+        fake.always(p, Fail(page_changed("send_button")))
     events: list[WorkerEvent] = []
     worker = make_worker(queue, fake, clock, events, breaker_threshold=5)
     code = worker.run()

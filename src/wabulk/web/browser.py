@@ -121,7 +121,7 @@ class BrowserSession:
     def driver(self) -> Any:
         """The live WebDriver (raises BrowserError before :meth:`start`)."""
         if self._driver is None:
-            raise errors.BrowserError("the browser is not started")
+            raise web_errors.BrowserError("the browser is not started")
         return self._driver
 
     @property
@@ -243,7 +243,7 @@ class BrowserSession:
             drv.get(url)
         except Exception as exc:  # noqa: BLE001
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died while opening the page: {exc}") from exc
+                raise web_errors.BrowserCrashed(f"the browser died while opening the page: {exc}") from exc
             if type(exc).__name__ == "UnexpectedAlertPresentException":
                 self.accept_alert()
                 drv.get(url)
@@ -262,7 +262,7 @@ class BrowserSession:
             return True
         except Exception as exc:  # noqa: BLE001
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died: {exc}") from exc
+                raise web_errors.BrowserCrashed(f"the browser died: {exc}") from exc
             return False
 
     def url_for(self, path: str) -> str:
@@ -285,7 +285,7 @@ class BrowserSession:
             raise
         except Exception as exc:  # noqa: BLE001
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died: {exc}") from exc
+                raise web_errors.BrowserCrashed(f"the browser died: {exc}") from exc
             raise
 
     # --- state ----------------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ class BrowserSession:
             return dom.probe(self.driver, selectors)
         except Exception as exc:  # noqa: BLE001
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died: {exc}") from exc
+                raise web_errors.BrowserCrashed(f"the browser died: {exc}") from exc
             if type(exc).__name__ == "UnexpectedAlertPresentException":
                 self.accept_alert()
                 return dom.probe(self.driver, selectors)
@@ -380,7 +380,7 @@ class BrowserSession:
         while True:
             try:
                 st, p = self.snapshot()
-            except errors.BrowserCrashed:
+            except web_errors.BrowserCrashed:
                 self.restart()
                 st, p = self.snapshot()
             now = time.monotonic()
@@ -444,7 +444,7 @@ class BrowserSession:
                 continue
             if now >= deadline:
                 path = self.capture(f"stuck-{st}")
-                raise errors.BrowserError(
+                raise web_errors.BrowserError(
                     f"WhatsApp Web did not finish loading (state {st!r}, reloaded once); saved {path}"
                 )
             time.sleep(0.2)
@@ -474,7 +474,7 @@ class BrowserSession:
                 return False
             try:
                 st, p = self.snapshot()
-            except errors.BrowserCrashed:
+            except web_errors.BrowserCrashed:
                 self.restart()
                 continue
             if st in LOGGED_IN_STATES or (st == OFFLINE and _has(p, S.MAIN.name)):

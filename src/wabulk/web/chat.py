@@ -187,13 +187,13 @@ class ChatOpener:
             return
         try:
             self.open_inpage(phone)
-        except (errors.PermanentSendError, errors.SessionError, errors.Offline, errors.BrowserCrashed):
+        except (errors.PermanentSendError, errors.SessionError, errors.Offline, web_errors.BrowserCrashed):
             raise  # the deep link would meet the same answer (or the same dead browser)
         except errors.TransientSendError as exc:
             reason: BaseException = exc
         except Exception as exc:
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died while opening a chat: {exc}") from exc
+                raise web_errors.BrowserCrashed(f"the browser died while opening a chat: {exc}") from exc
             if not any(c.__name__ == "WebDriverException" for c in type(exc).__mro__):
                 raise
             reason = exc  # stale element, click intercepted…: the page moved under us
@@ -219,7 +219,7 @@ class ChatOpener:
             return False
         try:
             st, p = self.browser.snapshot()
-        except errors.BrowserCrashed:
+        except web_errors.BrowserCrashed:
             return False
         url = str(p.get("url") or "")
         return (

@@ -37,6 +37,7 @@ from wabulk.settings import OPEN_CHAT_METHODS, Settings
 
 from . import attach, bubbles, chat, compose, dates, dom
 from . import browser as sess
+from . import errors as web_errors
 from . import selectors as S
 from .chat import OPEN_AUTO
 
@@ -72,7 +73,7 @@ class _Guarded:
 def _page_error(exc: Exception, doing: str) -> Exception:
     """A Selenium exception as our error: a dead browser, or the page moving under us (transient)."""
     if dom.is_dead_browser(exc):
-        return errors.BrowserCrashed(f"the browser died while {doing}: {exc}")
+        return web_errors.BrowserCrashed(f"the browser died while {doing}: {exc}")
     if any(c.__name__ == "WebDriverException" for c in type(exc).__mro__):
         # stale element, click intercepted, alert, script error…: the page moved under us
         return errors.TransientSendError(
@@ -170,7 +171,7 @@ class WhatsAppSender:
             self.browser.start()
         try:
             return self.browser.state()
-        except errors.BrowserCrashed:
+        except web_errors.BrowserCrashed:
             return sess.UNKNOWN
 
     def ensure_ready(self) -> None:

@@ -116,9 +116,10 @@ def track(
 ) -> TrackResult:
     """Look at the chats of up to ``limit`` messages ``session`` sent more than ``older_than`` seconds ago
     and not yet read (nor looked at in the last ``older_than`` seconds), oldest first, and record the
-    delivered/read ticks seen. Never sends. Session and browser errors (NotLoggedIn, Blocked,
-    TakeoverFailed, Offline, BrowserError, BrowserCrashed) propagate: what was recorded stays recorded.
-    Any other error of one chat is noted on that message and the pass goes on."""
+    delivered/read ticks seen. Never sends. Errors about the account or the provider's connection (a
+    SessionError such as NotLoggedIn or Blocked, Offline, or one with ``restart_provider``: ProviderDown,
+    ProviderCrashed) propagate: what was recorded stays recorded. Any other error of one chat is noted on
+    that message and the pass goes on."""
     result = TrackResult()
     now = clock()
     todo = queue.receipts_to_track(
