@@ -2,7 +2,7 @@
 
 The entry point for the rest of wabulk (:class:`BrowserSession`). The parts live in :mod:`wabulk.web`:
 ``launch`` (options, user agent, local and Grid browsers, version checks), ``profile`` (the profile lock
-and the repairs made under it) and ``states`` (what the page shows); their names are re-exported here.
+and the repairs made under it) and ``states`` (what the page shows); import their names from them.
 Selenium is imported inside functions only, so importing this module (or ``wabulk status``) stays cheap.
 """
 
@@ -24,67 +24,23 @@ from . import dom, screens, states
 from . import launch as _launch
 from . import profile as _profile
 from . import selectors as S
-from .launch import (
-    INSTALL_HINT,
-    binary_version,
-    check_driver_matches,
-    describe_remote_failure,
-    major_version,
-    remote_profile_dir,
-)
+from .launch import remote_profile_dir
 from .profile import LOCK_NAME, ProfileLock, reap_orphans, repair_profile
 from .profile import is_our_browser as _is_our_browser
 from .states import (
     BLOCKED,
-    CHAT,
-    LOADING,
     LOGGED_IN_STATES,
     LOGGED_OUT,
-    MAIN,
     OFFLINE,
     PAGE_ERROR,
-    PAGE_STATES,
     QR,
-    RESTRICTED,
     STATE_SELECTORS,
     TAKEOVER_COMPUTER,
     TAKEOVER_WINDOW,
-    UNKNOWN,
     UNSUPPORTED_BROWSER,
     decide_state,
 )
 from .states import has as _has
-
-__all__ = [
-    "BLOCKED",
-    "CHAT",
-    "INSTALL_HINT",
-    "LOADING",
-    "LOCK_NAME",
-    "LOGGED_IN_STATES",
-    "LOGGED_OUT",
-    "MAIN",
-    "OFFLINE",
-    "PAGE_ERROR",
-    "PAGE_STATES",
-    "QR",
-    "RESTRICTED",
-    "STATE_SELECTORS",
-    "TAKEOVER_COMPUTER",
-    "TAKEOVER_WINDOW",
-    "UNKNOWN",
-    "UNSUPPORTED_BROWSER",
-    "BrowserSession",
-    "ProfileLock",
-    "binary_version",
-    "check_driver_matches",
-    "decide_state",
-    "describe_remote_failure",
-    "major_version",
-    "reap_orphans",
-    "remote_profile_dir",
-    "repair_profile",
-]
 
 log = logging.getLogger("wabulk.web.browser")
 

@@ -34,6 +34,7 @@ from wabulk import errors, models
 from wabulk.sender import RECEIPTS_POLLED, VERIFY_LOOKED, Capabilities, Evidence, _no_stamp
 from wabulk.session import Session
 from wabulk.settings import OPEN_CHAT_METHODS, Settings
+from wabulk.web.states import OFFLINE, UNKNOWN
 
 from . import attach, bubbles, chat, compose, dates, dom
 from . import browser as sess
@@ -172,7 +173,7 @@ class WhatsAppSender:
         try:
             return self.browser.state()
         except web_errors.BrowserCrashed:
-            return sess.UNKNOWN
+            return UNKNOWN
 
     def ensure_ready(self) -> None:
         """Make the page ready to send (see :meth:`session.BrowserSession.ensure_ready`)."""
@@ -321,7 +322,7 @@ class WhatsAppSender:
 
     def _check_online(self) -> None:
         st, _ = self.browser.snapshot()
-        if st == sess.OFFLINE:
+        if st == OFFLINE:
             raise errors.Offline("WhatsApp Web says the computer is not connected; nothing was sent")
         if st == chat.RESTRICTED:
             raise chat.restricted_error()
