@@ -27,7 +27,17 @@ from wabulk.errors import (
     TransientSendError,
     Unreachable,
 )
-from wabulk.fakes import BLOCK, CRASH, LOGOUT, DeliverThenRaise, Delivery, Fail, FailAtSend, FakeTransport
+from wabulk.fakes import (
+    BLOCK,
+    CRASH,
+    FAKE_CAPABILITIES,
+    LOGOUT,
+    DeliverThenRaise,
+    Delivery,
+    Fail,
+    FailAtSend,
+    FakeTransport,
+)
 from wabulk.logs import setup_logging, teardown_logging
 from wabulk.models import (
     FAILED,
@@ -41,7 +51,7 @@ from wabulk.models import (
 )
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
-from wabulk.settings import Settings
+from wabulk.settings import Settings, check_restart_browser_every
 from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config, run_worker
 
 UTC = dt.timezone.utc
@@ -126,27 +136,30 @@ def test_browser_is_restarted_between_messages_every_n_chats(
         real_restart()
 
     fake.restart = restart  # type: ignore[method-assign]
+    # The provider asks for it, as data (the web provider: its --restart-browser-every setting).
+    fake.capabilities = replace(FAKE_CAPABILITIES, restart_every=3, restart_text="fresh after {chats} chats")
     events: list[WorkerEvent] = []
-    worker = make_worker(queue, fake, clock, events, restart_browser_every=3)
+    worker = make_worker(queue, fake, clock, events)
     assert worker.run() == exitcodes.OK
     # After the 3rd and the 6th chat, before the next claim: never with a message in flight.
     assert fake.restarts == 2 and in_flight_at_restart == [0, 0]
     assert sorted(d.phone for d in fake.deliveries) == sorted(nums) and fake.duplicates() == []
     restarts = [e.text for e in events if e.kind == "restart"]
-    assert len(restarts) == 2 and all("after 3 chats" in t for t in restarts)
+    assert len(restarts) == 2 and all(t.endswith("(fresh after 3 chats)") for t in restarts)
 
 
 def test_restart_browser_every_zero_never_restarts(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
     enqueue(queue, phones(12))
-    assert make_worker(queue, fake, clock, restart_browser_every=0).run() == exitcodes.OK
+    fake.capabilities = replace(FAKE_CAPABILITIES, restart_every=0)
+    assert make_worker(queue, fake, clock).run() == exitcodes.OK
     assert fake.restarts == 0 and len(fake.deliveries) == 12
 
 
 def test_restart_browser_every_must_not_be_negative() -> None:
-    with pytest.raises(BadInput, match="--restart-browser-every"):
-        build_config(session="main", restart_browser_every=-1)
-    assert build_config(session="main").restart_browser_every == 100
-    assert build_config(session="main", restart_browser_every=0).restart_browser_every == 0
+    with pytest.raises(BadInput, match="--restart-browser-every must be 0 \\(never\\) or more, not -1"):
+        check_restart_browser_every(-1)
+    assert [check_restart_browser_every(n) for n in (None, 0, 7)] == [None, 0, 7]
+    assert Settings.from_env().restart_browser_every == 100
 
 
 def test_pacing_gaps_are_waited_between_sends(queue: Queue, fake: FakeTransport, clock: Clock) -> None:

@@ -34,6 +34,7 @@ from .models import (
     Verification,
 )
 from .sender import RECEIPTS_POLLED, VERIFY_LOOKED, Capabilities, Evidence, _no_stamp
+from .settings import DEFAULT_RESTART_BROWSER_EVERY
 
 FAKE_CAPABILITIES = Capabilities(
     interactive_login=True,
@@ -42,6 +43,8 @@ FAKE_CAPABILITIES = Capabilities(
     attachments=True,
     default_pace="balanced",
     login_hint="scan the QR code (WhatsApp > Linked devices)",
+    qr_prompt="scan this QR code with WhatsApp > Linked devices",
+    restart_every=DEFAULT_RESTART_BROWSER_EVERY,  # as the web's page, so runs over 100 chats restart too
 )
 
 

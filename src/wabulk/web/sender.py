@@ -27,13 +27,14 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from wabulk import errors, models
 from wabulk.sender import RECEIPTS_POLLED, VERIFY_LOOKED, Capabilities, Evidence, _no_stamp
 from wabulk.session import Session
-from wabulk.settings import OPEN_CHAT_METHODS, Settings
+from wabulk.settings import DEFAULT_RESTART_BROWSER_EVERY, OPEN_CHAT_METHODS, Settings
 from wabulk.web.states import OFFLINE, UNKNOWN
 
 from . import attach, bubbles, chat, compose, dates, dom
@@ -85,6 +86,8 @@ def _page_error(exc: Exception, doing: str) -> Exception:
 
 # A person links the account by scanning a QR; ticks are read in the chat; an unknown outcome is settled
 # by looking in the chat. One browser does one thing at a time.
+# A page never reloaded keeps growing: a fresh browser every ``Settings.restart_browser_every`` chats
+# (``run --restart-browser-every``; the instance's capabilities carry the setting).
 WEB_CAPABILITIES = Capabilities(
     interactive_login=True,
     receipts=RECEIPTS_POLLED,
@@ -92,6 +95,9 @@ WEB_CAPABILITIES = Capabilities(
     attachments=True,
     default_pace="balanced",
     login_hint="scan the QR code (WhatsApp > Linked devices)",
+    qr_prompt="scan this QR code with WhatsApp > Linked devices",
+    restart_every=DEFAULT_RESTART_BROWSER_EVERY,
+    restart_text="a fresh page after {chats} chats; a long-lived one keeps growing",
 )
 
 
@@ -117,6 +123,7 @@ class WhatsAppSender:
     ) -> None:
         self.settings = settings
         self.session_name = session
+        self.capabilities = replace(WEB_CAPABILITIES, restart_every=settings.restart_browser_every)
         # How chats are opened ("deeplink" | "inpage" | "auto"): the argument, else WABULK_OPEN_CHAT.
         method = (open_chat or settings.open_chat or OPEN_AUTO).lower()
         if method not in OPEN_CHAT_METHODS:

@@ -5,8 +5,8 @@ the chats of sent messages, read the ticks of our message, record them.
 message that is not yet read (oldest first, only those the given session sent: no other account's chat
 shows the message), asks the provider for its best tick (``Provider.read_receipt``) and records
 ``delivered_at``/``read_at`` through ``Queue.record_receipt``, which never downgrades. It never sends.
-Times recorded are when the tick was *seen*, an upper bound of when it happened (WhatsApp Web does not show
-receipt times in the chat). ``wabulk track`` is :func:`run_track`; ``run --track-receipts`` calls
+Times recorded are when the tick was *seen*, an upper bound of when it happened (a chat that is looked at
+need not show when a tick appeared). ``wabulk track`` is :func:`run_track`; ``run --track-receipts`` calls
 :func:`track` in the worker's idle time. Reading receipts back is :mod:`wabulk.receipts`.
 """
 
@@ -159,8 +159,9 @@ def run_track(
     on_checked: Callable[[Checked], None] | None = None,
 ) -> TrackResult:
     """Everything ``wabulk track`` does: refuse when a live worker uses the session (SessionBusy: use
-    ``run --track-receipts`` there), open the session's browser (the profile lock refuses a second
-    browser too), track, close. NotLoggedIn when the session needs a scan."""
+    ``run --track-receipts`` there), open the session's provider (which refuses a second user of the
+    account too), track, close. NotLoggedIn when the session needs a login; ConfigError when the
+    provider's receipts are pushed (there is nothing to look up)."""
     from wabulk.queue import Queue
 
     with Queue(settings.db, create=False) as queue:
@@ -180,7 +181,7 @@ def run_track(
             limit=1,
             job_id=job_id,
         ):
-            return TrackResult()  # nothing to look at: no browser needed
+            return TrackResult()  # nothing to look at: no provider needed
         own = transport is None
         if transport is None:
             from wabulk import session as sessions
