@@ -142,6 +142,43 @@ def test_nothing_outside_web_loads_selenium() -> None:
     assert out.stdout.strip() == "[]"
 
 
+# Printed by a subprocess: the provider libraries and the provider modules that talk to a service it loaded.
+_PROVIDER_MODULES = ("wabulk.web", "wabulk.cloud.client", "wabulk.cloud.provider", "wabulk.cloud.runner")
+_LOADED = (
+    "import sys\n"
+    "libs = {m.split('.')[0] for m in sys.modules if m.split('.')[0] in ('selenium', 'httpx')}\n"
+    f"ours = {{m for m in sys.modules if m.startswith({_PROVIDER_MODULES!r})}}\n"
+    "print(sorted(libs | ours))\n"
+)
+
+
+def test_the_core_loads_no_provider_code() -> None:
+    """The worker, the provider interface, sessions and the queue reach a provider only through
+    ``open_sender``: importing them loads neither selenium nor httpx nor a provider's package."""
+    code = "import wabulk.worker, wabulk.sender, wabulk.session, wabulk.queue\n" + _LOADED
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_status_through_typer_loads_no_provider_code(db_path: Path) -> None:
+    """``wabulk status`` (the Typer command, not the cron fast path) over a web and a Cloud API session
+    starts no provider: no selenium, no httpx, no browser or Graph client module."""
+    with Queue(db_path) as q:
+        sessions.record(q, sessions.Session("biz", sessions.CLOUD, {"phone_number_id": "123"}))
+        q.enqueue(NewJob(name="promo", template="Hi"), [NewMessage(phone="+14155550100", body="Hi")])
+    code = (
+        "import contextlib, io, sys\n"
+        "from wabulk.cli import app\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    try: app(['--db', {str(db_path)!r}, 'status'])\n"
+        "    except SystemExit as e: assert e.code == 0, e.code\n"
+        "sys.stdout.flush()\n" + _LOADED
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_browser_only_errors_live_in_web_and_keep_their_core_category() -> None:
     """``wabulk.errors`` keeps the categories the worker and CLI decide by; the page's own errors live in
     ``wabulk.web.errors`` and still say scope, retry and exit code through those categories."""
