@@ -214,7 +214,10 @@ class CloudProvider:
             max_in_flight=1,
             # Not here: ``send(phone, body, …)`` carries no template, so a template job's message would go
             # out as its readable body in a plain text. Template jobs go through ``wabulk run``'s Cloud fast
-            # path (cloud/runner.py, its own claim), which builds the template payload.
+            # path (cloud/runner.py, its own claim), which builds the template payload: ``wabulk run`` on a
+            # Cloud session always takes that path, so this provider only meets text and media jobs (the
+            # provider contract tests, ``wabulk track``). Carrying templates here too would make two
+            # builders of the same payload to keep in step for no sender that needs it.
             templates=False,
         )
         self._limiter = RateLimiter(rate)
