@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from wabulk.cli import app
@@ -14,9 +16,24 @@ from wabulk.cli import app
 runner = CliRunner()
 
 
-def test_demo_cloud_runs_the_whole_flow_and_exits_0(isolated_home: Path) -> None:
+def test_demo_cloud_runs_the_whole_flow_and_exits_0(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wabulk.cloud import account
+
+    # The demo's session is what `wabulk login --cloud` records (its code, against the simulator), not a
+    # copy of it that could drift.
+    logins: list[tuple[str, str]] = []
+    real_login = account.login_cloud
+
+    def login_spy(db: Path, session: str, phone_number_id: str, **kw: Any) -> account.CloudLogin:
+        logins.append((session, phone_number_id))
+        return real_login(db, session, phone_number_id, **kw)
+
+    monkeypatch.setattr(account, "login_cloud", login_spy)
     result = runner.invoke(app, ["demo", "--cloud"], catch_exceptions=False)
     assert result.exit_code == 0, result.stdout + result.stderr
+    assert logins == [("biz", "1234567890")]
     out = result.stdout
     assert "quality GREEN" in out
     assert "template(s) of account 4455667788" in out

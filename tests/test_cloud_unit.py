@@ -437,6 +437,32 @@ def test_a_webhook_that_beats_the_answer_keeps_its_settlement(q: Queue) -> None:
     assert m.status == SENT and m.wamid == "wamid.Z" and m.wa_id == "1415" and m.delivered_at is not None
 
 
+def test_a_chunk_of_answers_marks_each_accepted_message_with_its_own_wamid_and_keeps_a_settled_one(
+    q: Queue,
+) -> None:
+    """The answers of a chunk are recorded in one multi-row statement, each fenced on its own claim: a
+    message a webhook settled first keeps that settlement, the others get their own wamid and events."""
+    claims = q.stamp_cloud_batch(q.claim_cloud_batch("w", "biz", 4, lease_seconds=60))
+    first = claims[0]
+    q.apply_cloud_statuses([CloudStatus("read", "wamid.early", callback=callback_data(first.message_id, 1))])
+    q.finish_cloud_batch(
+        [CloudOutcome(c, "sent", wamid=f"wamid.{c.message_id}", wa_id=f"wa{c.message_id}") for c in claims]
+    )
+    got = {c.message_id: q.get_message(c.message_id) for c in claims}
+    assert got[first.message_id].wamid == "wamid.early" and got[first.message_id].receipt == "read"
+    for c in claims[1:]:
+        m = got[c.message_id]
+        assert (m.status, m.wamid, m.wa_id, m.sent_by_session) == (
+            SENT,
+            f"wamid.{c.message_id}",
+            f"wa{c.message_id}",
+            "biz",
+        )
+        kinds = [(e.kind, e.to_status) for e in q.events(message_id=c.message_id)]
+        assert kinds == [("send_started", "sending"), ("status", SENT)]
+    assert q.counts(claims[0].job_id)["sent"] == 4
+
+
 def test_a_post_is_never_started_once_the_claims_lease_no_longer_covers_it() -> None:
     """A stamped message whose lease ran out (or runs out before the POST could be answered) may already be
     failed as unknown_outcome and resent by a person: the sender gives the claim back instead of POSTing

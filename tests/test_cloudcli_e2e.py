@@ -117,8 +117,8 @@ def test_sync_then_enqueue_checks_against_the_account(
         ),
         (
             ["--template", "spring_sale", "--template-param", "{name}", "--template-param", "{order}"],
-            "Error: template 'spring_sale' (en_US) has parameters in its header or buttons, which wabulk "
-            "does not fill yet: use a template whose parameters are all in its body\n",
+            "Error: template 'spring_sale' (en_US) has an image header: give it with --header-media (an "
+            "https:// link, or a file uploaded once for the job)\n",
         ),
     ]:
         code, out, err = invoke("enqueue", str(src), *args)

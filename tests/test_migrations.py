@@ -55,6 +55,7 @@ def test_fresh_database_gets_every_migration(db_path: Path) -> None:
             "m014_template_components",
             "m014_pricing_index",
             "m015_worker_cap",
+            "m018_template_layout",
         ]
     )
     tables = {r[0] for r in q.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -217,6 +217,32 @@ def enqueue(
             show_default=False,
         ),
     ] = None,
+    header_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--header-param",
+            help="The template's next text-header parameter, rendered per contact (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    header_media: Annotated[
+        str | None,
+        typer.Option(
+            "--header-media",
+            help="The template's image/video/document header: an https:// link (rendered per contact, "
+            "e.g. '{photo_url}') or a file, uploaded once per job.",
+            show_default=False,
+        ),
+    ] = None,
+    button_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--button-param",
+            help="The value of the template's next button that takes one (a URL button's {{1}}, a "
+            "copy-code, a quick-reply payload), rendered per contact (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     rates: Annotated[
         Path | None,
         typer.Option(
@@ -259,7 +285,9 @@ def enqueue(
     with an empty placeholder and no fallback are reported.
 
     A Cloud API session sends approved templates instead: --template NAME, each --template-param rendered
-    like a message; a parameter that renders empty is refused with its row and column.
+    like a message; a parameter that renders empty is refused with its row and column. A template with a
+    header or buttons that take parameters gets them with --header-param / --header-media and
+    --button-param, checked against the synced catalogue (wabulk templates sync).
 
     Example: wabulk enqueue contacts.csv --message "{Hi|Hello} {name|there}, see you!" --country GB
 
@@ -277,9 +305,13 @@ def enqueue(
             + (f" (got {' and '.join(given)})" if given else ""),
             param_hint="--message",
         )
-    if template is None and (template_param or template_lang != "en_US"):
+    if template is None and (
+        template_param or template_lang != "en_US" or header_param or header_media or button_param
+    ):
         raise typer.BadParameter(
-            "--template-param and --template-lang need --template", param_hint="--template"
+            "--template-param, --template-lang, --header-param, --header-media and --button-param need "
+            "--template",
+            param_hint="--template",
         )
     if rates is not None and not dry_run:
         raise typer.BadParameter("the cost estimate is for a dry run: add --dry-run", param_hint="--rates")
@@ -306,7 +338,14 @@ def enqueue(
         if template is not None:
             from .cloud.templates import load_catalogue
 
-            job = TemplateJob(template, template_lang, tuple(template_param or ()))
+            job = TemplateJob(
+                template,
+                template_lang,
+                tuple(template_param or ()),
+                header_params=tuple(header_param or ()),
+                header_media=header_media,
+                button_params=tuple(button_param or ()),
+            )
             catalogue = load_catalogue(q, sessions) if q is not None else None
         rate_card = None
         if rates is not None:
@@ -355,8 +394,10 @@ def _print_enqueue_result(result: Any, *, as_json: bool, dry_run: bool, rejects:
         for i, body in enumerate(result.previews, 1):
             out.print(f"--- preview {i} ---")
             if result.template is not None and i <= len(result.param_previews):
+                labels = result.param_labels
                 for n, value in enumerate(result.param_previews[i - 1], 1):
-                    out.print(f"{{{{{n}}}}} = {escape(repr(value))}")
+                    what = labels[n - 1] if n <= len(labels) else f"{{{{{n}}}}}"
+                    out.print(f"{escape(what)} = {escape(repr(value))}")
             else:
                 out.print(escape(body))
         if result.cost is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,6 +40,19 @@ class TemplateJob:
     name: str
     language: str = DEFAULT_TEMPLATE_LANG
     params: tuple[str, ...] = ()
+    # A template with a header or buttons that take parameters (checked against the synced catalogue):
+    # the header's text values, its media (an https:// link rendered per contact, or a file uploaded once
+    # per job) and one value per button that takes one, each rendered per contact like ``params``.
+    header_params: tuple[str, ...] = ()
+    header_media: str | None = None
+    button_params: tuple[str, ...] = ()
+
+    @property
+    def header_link(self) -> bool:
+        """Whether ``header_media`` is a link (rendered per contact) rather than a file."""
+        return self.header_media is not None and self.header_media.strip().lower().startswith(
+            ("https://", "http://", "{")
+        )
 
 
 class EnqueueTarget(Protocol):
@@ -75,6 +89,7 @@ class ImportResult:
     duplicate_rows: list[tuple[int | None, str, int | None]] = field(default_factory=list)
     previews: list[str] = field(default_factory=list)  # the first rendered bodies
     param_previews: list[tuple[str, ...]] = field(default_factory=list)  # template jobs: their parameters
+    param_labels: list[str] = field(default_factory=list)  # what each previewed parameter fills
     notices: list[str] = field(default_factory=list)
     template: TemplateJob | None = None
     category: str | None = None  # the template's category, from the synced catalogue
@@ -214,12 +229,25 @@ def enqueue_file(
         raise BadInput("give either a message or a template")
     if rates is not None and not dry_run:
         raise BadInput("a cost estimate (--rates) is for a dry run: add --dry-run")
+    layout: str | None = None
     if template is not None:
-        try:
-            param_templates = tuple(Template.parse(p) for p in template.params)
-        except BadInput as exc:
-            raise BadInput(f"--template-param: {exc}") from None
+        if attach is not None:
+            raise BadInput("a template job cannot carry an attachment (a media header: --header-media)")
+        labelled = _labelled_params(template)
+        param_templates = tuple(t for _, t in labelled)
         entry = _check_catalogue(template, catalogue, sessions)
+        extras = _extras(template)
+        if extras.any:
+            from .cloud.templates import entry_shape, layout_for
+
+            if entry is None:
+                raise BadInput(
+                    "header and button parameters need the template's synced catalogue (which header and "
+                    f"buttons it has); run: {_sync_hint(sessions)}"
+                )
+            layout = json.dumps(layout_for(entry_shape(entry), extras))
+            if template.header_media is not None and not template.header_link:
+                attach = _header_file(template.header_media, entry_shape(entry).media_header or "")
     parsed = Template.parse(message) if message is not None else None
     job_template = message if message is not None else _describe(template)
     rejects_file = Path(rejects_path) if rejects_path is not None else None
@@ -246,17 +274,20 @@ def enqueue_file(
         else:
             assert template is not None
             bound: list[Template] = []
-            for i, p in enumerate(param_templates, 1):
+            for (label, _), p in zip(labelled, param_templates, strict=True):
                 try:
                     bound.append(p.for_columns(contacts.variable_names))
                 except BadInput as exc:
-                    raise BadInput(f"--template-param {i}: {exc}") from None
+                    raise BadInput(f"{label}: {exc}") from None
             param_templates = tuple(bound)
+            result.param_labels = [_preview_label(label) for label, _ in labelled]
             if entry is not None:
                 result.category = entry.category
             else:
                 result.notices.append(_unchecked_notice(template, catalogue, sessions))
-            messages_of = _template_messages(template, param_templates, contacts)
+            messages_of = _template_messages(
+                template, param_templates, contacts, [label for label, _ in labelled]
+            )
         cost = None
         if rates is not None:
             from .cloud.costs import CostEstimate
@@ -290,6 +321,7 @@ def enqueue_file(
                     template=job_template,
                     template_name=template.name if template is not None else None,
                     template_lang=template.language if template is not None else None,
+                    template_layout=layout,
                     attachment=attach,
                     not_before=not_before,
                     max_attempts=max_attempts,
@@ -325,7 +357,69 @@ def _check_catalogue(template: TemplateJob, catalogue: Catalogue | None, session
         return None
     from .cloud.templates import check_template
 
-    return check_template(catalogue, template.name, template.language, len(template.params))
+    return check_template(
+        catalogue, template.name, template.language, len(template.params), _extras(template)
+    )
+
+
+def _extras(template: TemplateJob) -> Any:
+    from .cloud.templates import Extras
+
+    media = None if template.header_media is None else ("link" if template.header_link else "file")
+    return Extras(len(template.header_params), media, len(template.button_params))
+
+
+def _sync_hint(sessions: Sequence[str]) -> str:
+    from .cloud.templates import sync_hint
+
+    return sync_hint(list(sessions))
+
+
+# Meta's media header formats and the files each takes (reference §1.4).
+_HEADER_SUFFIXES = {"image": (".jpg", ".jpeg", ".png"), "video": (".mp4", ".3gp", ".3gpp")}
+
+
+def _header_file(given: str, kind: str) -> str:
+    """The media header's file (resolved), uploaded once per job: BadInput when it is missing or not a
+    kind of file the header takes."""
+    path = Path(given).expanduser()
+    if not path.is_file():
+        raise BadInput(
+            "--header-media: not a file" + ("" if path.exists() else " (not found)")
+            + " and not an https:// link",
+            file=str(path),
+        )  # fmt: skip
+    allowed = _HEADER_SUFFIXES.get(kind)
+    if allowed and not path.name.lower().endswith(allowed):
+        raise BadInput(
+            f"--header-media: the template's header is an {kind}, which takes {'/'.join(allowed)} files",
+            file=str(path),
+        )
+    return str(path.resolve())
+
+
+def _labelled_params(template: TemplateJob) -> list[tuple[str, Template]]:
+    """Every value a template job renders per contact, in ``messages.params`` order (body, header, then
+    buttons), with the option it came from: BadInput naming it when one does not parse."""
+    given: list[tuple[str, str]] = [(f"--template-param {i}", p) for i, p in enumerate(template.params, 1)]
+    given += [(f"--header-param {i}", p) for i, p in enumerate(template.header_params, 1)]
+    if template.header_media is not None and template.header_link:
+        given.append(("--header-media", template.header_media))
+    given += [(f"--button-param {i}", p) for i, p in enumerate(template.button_params, 1)]
+    out: list[tuple[str, Template]] = []
+    for label, text in given:
+        try:
+            out.append((label, Template.parse(text)))
+        except BadInput as exc:
+            raise BadInput(f"{label}: {exc}") from None
+    return out
+
+
+def _preview_label(label: str) -> str:
+    """How a dry run names a parameter: ``{{1}}`` for the body's, else the option (``--header-param 1``)."""
+    if label.startswith("--template-param "):
+        return "{{" + label.rsplit(" ", 1)[1] + "}}"
+    return label
 
 
 def _unchecked_notice(template: TemplateJob, catalogue: Catalogue | None, sessions: Sequence[str]) -> str:
@@ -338,9 +432,14 @@ def _unchecked_notice(template: TemplateJob, catalogue: Catalogue | None, sessio
     )
 
 
-def _template_messages(template: TemplateJob, params: tuple[Template, ...], contacts: ContactFile) -> Any:
-    """The per-row generator of a template job: each parameter rendered like ``--message``; an empty one
-    is BadInput naming the row and the column it came from."""
+def _template_messages(
+    template: TemplateJob, params: tuple[Template, ...], contacts: ContactFile, labels: Sequence[str] = ()
+) -> Any:
+    """The per-row generator of a template job: each parameter rendered like ``--message``; an empty one,
+    or a header link that does not render to an https:// URL, is BadInput naming the row and the column it
+    came from."""
+    labels = list(labels) or [f"--template-param {i}" for i in range(1, len(params) + 1)]
+    nbody = len(template.params)
     columns = dict(zip(contacts.keys, contacts.headers, strict=False))
     columns["phone"] = contacts.phone_column
     if contacts.name_column:
@@ -370,12 +469,21 @@ def _template_messages(template: TemplateJob, params: tuple[Template, ...], cont
             seed = f"{job_name}\x00{phone}"
             rendered = tuple(p.render(all_vars, seed if p.has_spintax else "", empty) for p in params)
             for i, (p, value) in enumerate(zip(params, rendered, strict=True), 1):
+                keys = p.placeholders
+                column = columns.get(keys[0], keys[0]) if keys else None
+                what = f"template parameter {i}" if i <= nbody else labels[i - 1]
                 if not value.strip():
-                    keys = p.placeholders
-                    column = columns.get(keys[0], keys[0]) if keys else None
                     raise BadInput(
-                        f"template parameter {i} ({p.text}) is empty for this row, and WhatsApp refuses "
+                        f"{what} ({p.text}) is empty for this row, and WhatsApp refuses "
                         "empty parameters: fill it in or leave the row out",
+                        file=str(path),
+                        row=row,
+                        column=column,
+                    )
+                if labels[i - 1] == "--header-media" and not value.strip().lower().startswith("https://"):
+                    raise BadInput(
+                        f"--header-media ({p.text}) is {value!r} for this row, not an https:// link "
+                        "(Meta fetches the header's media from a public HTTPS URL)",
                         file=str(path),
                         row=row,
                         column=column,
@@ -386,7 +494,7 @@ def _template_messages(template: TemplateJob, params: tuple[Template, ...], cont
             valid += 1
             if not mobile:
                 result.not_mobile += 1
-            body = label + ", ".join(rendered)
+            body = label + ", ".join(rendered[:nbody])
             if len(result.previews) < PREVIEWS:
                 result.previews.append(body)
                 previews.append(rendered)

@@ -536,6 +536,17 @@ def m015_worker_cap(db: Database) -> None:
     db.executescript("ALTER TABLE workers ADD COLUMN daily_cap INTEGER;")
 
 
+@migrations()
+def m018_template_layout(db: Database) -> None:
+    """``jobs.template_layout``: how a template job's stored parameters map to the send's components when
+    its template has a header or buttons that take parameters (issue 19). JSON, e.g.
+    ``{"body": 2, "header": {"format": "image", "source": "file"}, "buttons": [[0, "url"]]}``:
+    ``messages.params`` then holds the body values, then the header's (its text values, or the media link
+    rendered per contact), then one per button; a media header from a file is the job's ``attachment``,
+    uploaded once per job and number (``job_media``). NULL: body parameters only, as before."""
+    db.executescript("ALTER TABLE jobs ADD COLUMN template_layout TEXT;")
+
+
 def names() -> list[str]:
     """Every migration this version of wabulk knows, in order."""
     return [m.name for m in migrations._migrations]

@@ -48,6 +48,8 @@ class NewJob:
     # A Cloud API template job: the approved template's name and locale (None: a text job).
     template_name: str | None = None
     template_lang: str | None = None
+    # JSON: how messages' params map to the template's header and buttons (migration m018); None: body only.
+    template_layout: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class Claim:
     template_name: str | None = None  # a Cloud API template job (None: a text job)
     template_lang: str | None = None
     params: tuple[str, ...] = ()  # the template's rendered parameters
+    template_layout: str | None = None  # the job's header/button layout (JSON, m018); None: body only
 
     @property
     def needs_verification(self) -> bool:

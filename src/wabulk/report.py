@@ -102,7 +102,8 @@ def status_report(
     unknown = {s.job.id: queue.unknown_count(s.job.id) for s in summaries if s.counts.get(FAILED, 0)}
     pauses = queue.session_pauses()
     billable = queue.billable_counts(job_id)
-    sessions = session_rows(queue, summaries, workers, now, pace=pace, pauses=pauses)
+    providers = queue.session_providers()
+    sessions = session_rows(queue, summaries, workers, now, pace=pace, pauses=pauses, providers=providers)
     caps = {r["session"]: r["_cap"] for r in sessions}
     live = {w.session for w in workers if w.alive}
     profile = PROFILES.get(pace, PROFILES["balanced"])
@@ -124,7 +125,7 @@ def status_report(
         jobs=jobs,
         workers=workers,
         sessions=sessions,
-        attention=attention(summaries, workers)
+        attention=attention(summaries, workers, providers)
         + cap_lines(summaries, caps)
         + safety_lines(queue, summaries, unknown, pauses, orphan_after=orphan_after_seconds())
         + attention_lines(summaries, receipts, after)
@@ -192,14 +193,26 @@ def notification_lines(queue: Queue) -> list[str]:
     ]
 
 
-def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[str]:
+def attention(
+    summaries: list[JobSummary],
+    workers: list[WorkerInfo],
+    providers: dict[str, tuple[str, dict[str, Any]]] | None = None,
+) -> list[str]:
     """Why a human should look at these jobs (login, auto-pause, pending work without a live worker, a
-    restricted session), one reason per line; empty when all is well. Undelivered messages are
+    template job no live worker can send, a restricted session), one reason per line; empty when all is
+    well. ``providers`` are the recorded sessions (``Queue.session_providers``). Undelivered messages are
     ``receipts.attention_lines``."""
     reasons: list[str] = []
     live = [w for w in workers if w.alive]
+    providers = providers or {}
     for s in summaries:
         job = s.job
+        waiting = s.counts.get(PENDING, 0) + s.counts.get(SENDING, 0)
+        if job.template_name and job.status in ("queued", "running", JOB_WAITING_FOR_LOGIN) and waiting:
+            line = template_job_line(s, live, providers)
+            if line is not None:
+                reasons.append(line)
+                continue
         if job.status == JOB_WAITING_FOR_LOGIN:
             reasons.append(f"job {job.id} ({job.name}) {login_hint(job.status_reason, job.sessions, live)}")
         elif job.status == JOB_PAUSED and (job.status_reason or "").startswith(AUTO_PAUSE_PREFIX):
@@ -217,6 +230,32 @@ def attention(summaries: list[JobSummary], workers: list[WorkerInfo]) -> list[st
                 "the restriction lifts (re-checked by its worker); other sessions go on"
             )
     return reasons
+
+
+def template_job_line(
+    s: JobSummary, live: list[WorkerInfo], providers: dict[str, tuple[str, dict[str, Any]]]
+) -> str | None:
+    """The line for a template job that no live worker can send, or None when one can. Only a Cloud API
+    session sends Meta-approved templates (``wabulk run`` on it); a WhatsApp Web worker never claims a
+    template job's messages, so without this line the job would wait silently for ever."""
+    job = s.job
+    cloud = sorted(n for n, (kind, _) in providers.items() if kind == "cloud")
+    eligible = [n for n in (job.sessions or tuple(cloud)) if n in cloud]
+    if any(w.session in eligible for w in live):
+        return None
+    head = f"job {job.id} ({job.name}) is a template job ({job.template_name}) that"
+    if not eligible:
+        if job.sessions:
+            named = ", ".join(repr(n) for n in job.sessions)
+            return (
+                f"{head} its session(s) {named} cannot send: only a Cloud API session sends templates; run "
+                f"`wabulk login --session {job.sessions[0]} --cloud --phone-number-id ID`"
+            )
+        return (
+            f"{head} no session can send: only a Cloud API session sends templates; run "
+            "`wabulk login --session NAME --cloud --phone-number-id ID`, then `wabulk run --session NAME`"
+        )
+    return f"{head} no live worker sends: run `wabulk run --session {eligible[0]}`"
 
 
 def _job_caps(s: JobSummary, caps: dict[str, CapState], live: set[str]) -> list[CapState]:
@@ -354,6 +393,7 @@ def session_rows(
     *,
     pace: str,
     pauses: dict[str, tuple[float, str]] | None = None,
+    providers: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Per session (any that has a worker, a pinned job or sent messages): sent today and today's cap
     (:class:`CapState`: the cap its worker runs with, ``--daily-cap`` included; without a worker the
@@ -363,7 +403,7 @@ def session_rows(
     :func:`status_report`, which removes it."""
     names: list[str] = []
     pauses = pauses if pauses is not None else queue.session_pauses()
-    providers = queue.session_providers()
+    providers = providers if providers is not None else queue.session_providers()
     for name in [
         *providers,
         *pauses,

@@ -24,4 +24,5 @@ NAMES: tuple[str, ...] = (
     "m014_template_components",
     "m014_pricing_index",
     "m015_worker_cap",
+    "m018_template_layout",
 )

@@ -104,6 +104,10 @@ class Capabilities:
     max_in_flight: int = 1
     # Can send Meta-approved message templates (a template job). False: the queue never hands this
     # provider a template job's message (``Queue.claim(templates=)``), so it stays pending for one that can.
+    # No provider of this interface sets it: ``send(phone, body, …)`` carries no template, and a template
+    # job's messages go out only through ``wabulk run``'s Cloud runner (``wabulk.cloud.runner``: its own
+    # claim, the template payload with header and button parameters). One path builds template payloads;
+    # ``status --check`` names a template job no such runner can reach.
     templates: bool = False
     # What a person does when the account is logged out (the worker says it).
     login_hint: str = "run `wabulk login` for this session"

@@ -12,6 +12,7 @@ from wabulk.errors import ConfigError
 
 from .client import GraphClient
 from .errors import CloudError, GraphError, HttpError, TransportError
+from .limits import CURRENT_FIELD, AccountLimit, account_limit
 
 # Why a token pause can be lifted by a login with a working token (the reasons run/the webhook write).
 TOKEN_CODES = (0, 190)
@@ -35,6 +36,16 @@ class CloudLogin:
     throughput: str | None
     messaging_limit: str | None
     unpaused: bool  # a token pause was lifted
+
+    def limit(self) -> AccountLimit:
+        """The quality rating, messaging limit and throughput level this login read."""
+        return account_limit(
+            {
+                "quality_rating": self.quality_rating,
+                CURRENT_FIELD: self.messaging_limit,
+                "throughput": self.throughput,
+            }
+        )
 
     def settings(self) -> dict[str, Any]:
         """The session's provider settings (never the token)."""

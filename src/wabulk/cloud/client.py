@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import mimetypes
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,10 @@ import httpx
 
 from wabulk import settings
 
-from .errors import GraphError, HttpError, TransportError
+from .answers import Accepted, read_send_answer
+from .answers import error_of as _error
+from .answers import json_or_none as _json
+from .errors import HttpError, TransportError
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # Generous: a template send can take long at Meta, and a read timeout makes the outcome unknown.
@@ -38,21 +40,6 @@ PHONE_FIELDS = (
     "id,display_phone_number,verified_name,quality_rating,status,platform_type,throughput,"
     "whatsapp_business_manager_messaging_limit,health_status"
 )
-
-# Gateway answers without a Graph body that say the request was not processed (safe to retry): an edge
-# rate limit, a service-unavailable page. Every other status without a Graph body may come after the
-# backend accepted the message (502/504 especially): unknown.
-_NOT_PROCESSED = frozenset({429, 503})
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """Meta accepted the message: its wamid, the recipient's canonical id and the ``message_status``
-    (``accepted``, or ``held_for_quality_assessment`` for a paced template)."""
-
-    wamid: str
-    wa_id: str | None
-    message_status: str | None
 
 
 class GraphClient:
@@ -118,10 +105,7 @@ class GraphClient:
         if url is None:  # parsed once per number: URL parsing is a tenth of a request's CPU
             url = self._send_urls[phone_number_id] = httpx.URL(self.url(f"{phone_number_id}/messages"))
         request = httpx.Request("POST", url, content=body, headers=self._send_headers, extensions=self._ext)
-        status, data = self._exchange(request)
-        if status >= 400:
-            raise self._error(status, data)
-        return _accepted(data)
+        return read_send_answer(*self._exchange(request))
 
     # --- account facts, media ----------------------------------------------------------------------
     def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
@@ -129,7 +113,7 @@ class GraphClient:
         request = self._client.build_request("GET", self.url(path), params=params)
         status, data = self._exchange(request)
         if status >= 400:
-            raise self._error(status, data)
+            raise _error(status, data)
         parsed = _json(data)
         if not isinstance(parsed, dict):
             raise HttpError(
@@ -153,7 +137,7 @@ class GraphClient:
             )
             status, data = self._exchange(request)
         if status >= 400:
-            raise self._error(status, data)
+            raise _error(status, data)
         parsed = _json(data)
         if not isinstance(parsed, dict) or not parsed.get("id"):
             # An upload that may have happened is harmless (an unused media id): just not usable.
@@ -195,45 +179,6 @@ class GraphClient:
                 written=True,
             ) from exc
         return response.status_code, data
-
-    def _error(self, status: int, data: bytes) -> Exception:
-        graph = GraphError.from_body(_json(data), status)
-        if graph is not None:
-            return graph
-        written = status not in _NOT_PROCESSED
-        what = "outcome unknown" if written else "not processed"
-        return HttpError(
-            f"the Graph API answered HTTP {status} without a Graph error ({what})",
-            http_status=status,
-            written=written,
-        )
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
-def _accepted(data: bytes) -> Accepted:
-    """The wamid of a 200 answer; an answer without one is an accepted message whose id was lost."""
-    parsed = _json(data)
-    try:
-        msg = parsed["messages"][0]
-        wamid = msg["id"]
-        if not isinstance(wamid, str) or not wamid:
-            raise TypeError("empty id")
-    except (TypeError, KeyError, IndexError) as exc:
-        raise TransportError(
-            "the Graph API answered 200 without a message id: outcome unknown", written=True
-        ) from exc
-    contacts = parsed.get("contacts") if isinstance(parsed, dict) else None
-    wa_id = None
-    if isinstance(contacts, list) and contacts and isinstance(contacts[0], dict):
-        wa_id = contacts[0].get("wa_id")
-    status = msg.get("message_status") if isinstance(msg, dict) else None
-    return Accepted(wamid=wamid, wa_id=str(wa_id) if wa_id else None, message_status=status)
 
 
 def _why(exc: Exception) -> str:

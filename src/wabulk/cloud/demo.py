@@ -3,8 +3,9 @@ dir, over real HTTP both ways.
 
 Starts wabulk's webhook receiver (the same handler ``wabulk serve`` mounts at ``/webhooks/whatsapp``) and the
 simulator, which signs its status webhooks with the app secret and posts them there; records the session
-(``login --cloud``), syncs the account's templates, enqueues the sample contacts as a template job (checked
-against the catalogue), sends them with the live table, and leaves the export and the database behind.
+through ``login --cloud``'s own code (:func:`wabulk.cloud.account.login_cloud`), syncs the account's
+templates, enqueues the sample contacts as a template job (checked against the catalogue), sends them with
+the live table, and leaves the export and the database behind.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def run_cloud_demo(
     from wabulk.queue import Queue
     from wabulk.settings import graph_version
 
-    from .limits import account_limit, describe
+    from .account import login_cloud
+    from .limits import describe
     from .runner import CloudRunConfig, run_cloud
     from .simulator import GraphSimulator
     from .simulator.templates import DEFAULT_TEMPLATES, template
@@ -126,10 +128,10 @@ def run_cloud_demo(
             out.print(f"Simulated Graph API at {url}; webhooks to {hook_url} (data in {home})")
 
             out.print("\n[bold]1. Record the Cloud API number[/bold] (wabulk login --cloud)")
-            facts = _record_session(db, url)
+            # The real login path (the token and the number checked, the session recorded), not a copy.
+            login = login_cloud(db, DEMO_SESSION, DEMO_PHONE_ID, token=DEMO_TOKEN, base_url=url)
             out.print(
-                f"   {facts.get('verified_name')} ({facts.get('display_phone_number')}): "
-                f"{describe(account_limit(facts))}",
+                f"   {login.verified_name} ({login.display_phone_number}): {describe(login.limit())}",
                 markup=False,
             )
 
@@ -172,6 +174,7 @@ def run_cloud_demo(
                 settle_seconds=SETTLE_SECONDS,
                 until_done=True,
                 job_ids=(result.job_id,),
+                provider_settings=login.settings(),  # the messaging limit, as `wabulk run` has it
             )
             run = run_cloud(db, config, token=DEMO_TOKEN, base_url=url, on_progress=on_progress)
             out.print(f"   {run.line}", markup=False)
@@ -183,29 +186,6 @@ def run_cloud_demo(
     with Queue(db) as q, open(export_path, "w", encoding="utf-8", newline="") as fh:
         export_job(q, result.job_id, fh)
     return CloudDemoResult(run.code, run.line, demo_settings, result.job_id, export_path)
-
-
-def _record_session(db: Path, url: str) -> dict[str, Any]:
-    """What ``wabulk login --cloud`` does for the demo's number: read its facts, record the session."""
-    from wabulk import session as sessions
-    from wabulk.queue import Queue
-
-    from .client import GraphClient
-
-    with GraphClient(DEMO_TOKEN, base_url=url) as client:
-        facts = client.phone_number(DEMO_PHONE_ID)
-    throughput = facts.get("throughput")
-    settings = {
-        "phone_number_id": DEMO_PHONE_ID,
-        "display_phone_number": facts.get("display_phone_number"),
-        "verified_name": facts.get("verified_name"),
-        "quality_rating": facts.get("quality_rating"),
-        "throughput": throughput.get("level") if isinstance(throughput, dict) else throughput,
-        "messaging_limit": facts.get("whatsapp_business_manager_messaging_limit"),
-    }
-    with Queue(db) as q:
-        sessions.record(q, sessions.Session(DEMO_SESSION, sessions.CLOUD, settings))
-    return facts
 
 
 def _wait_for_webhooks(sim: Any) -> None:

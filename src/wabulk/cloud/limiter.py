@@ -18,6 +18,7 @@ MIN_RATE = 1.0
 RECOVER_AFTER = 10.0  # seconds without a 130429 before the rate climbs back
 RECOVER_STEP = 1.1
 MAX_BACKOFF = 30.0
+SLACK = 0.004  # seconds of spacing a late sender may catch up on at once
 
 
 class RateLimiter:
@@ -47,22 +48,34 @@ class RateLimiter:
     def acquire(self, should_stop: Callable[[], bool] | None = None) -> bool:
         """Wait for a slot; returns False (no slot taken) if ``should_stop()`` turned true meanwhile."""
         while True:
-            with self._lock:
-                now = self._clock()
-                self._maybe_recover(now)
-                cap = max(1, int(self.rate))
-                while self._window and self._window[0] <= now - 1.0:
-                    self._window.popleft()
-                wait = max(self._paused_until - now, self._next - now)
-                if len(self._window) >= cap:
-                    wait = max(wait, self._window[0] + 1.0 - now)
-                if wait <= 0:
-                    self._window.append(now)
-                    self._next = max(self._next, now - 1.0 / self.rate) + 1.0 / self.rate
-                    return True
+            wait = self.try_acquire()
+            if wait <= 0:
+                return True
             if should_stop is not None and should_stop():
                 return False
             self._sleep(min(wait, 0.25))
+
+    def try_acquire(self) -> float:
+        """Take a slot if one is free now (returns 0), else return how long until one may be (no slot
+        taken): for an event loop that must not block."""
+        with self._lock:
+            now = self._clock()
+            self._maybe_recover(now)
+            cap = max(1, int(self.rate))
+            while self._window and self._window[0] <= now - 1.0:
+                self._window.popleft()
+            wait = max(self._paused_until - now, self._next - now)
+            if len(self._window) >= cap:
+                wait = max(wait, self._window[0] + 1.0 - now)
+            if wait > 0:
+                return wait
+            self._window.append(now)
+            # A sender that comes back late (a timer is only as precise as a millisecond or two) may
+            # catch up on at most SLACK's worth of slots at once; the one-second window above is what
+            # guarantees the rate, this only keeps the spacing even.
+            interval = 1.0 / self.rate
+            self._next = max(self._next, now - max(interval, SLACK)) + interval
+            return 0.0
 
     def throttled_by_meta(self) -> float:
         """Meta answered 130429: halve the rate and stop every sender for a growing back-off.

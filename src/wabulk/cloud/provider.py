@@ -13,14 +13,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wabulk.models import Claim, CloudOutcome
 from wabulk.store.cloud import EVIDENCE_PREFIX, callback_data
 
 from . import errors as ge
-from .client import GraphClient
+from .answers import Accepted
 from .limiter import RateLimiter
+
+if TYPE_CHECKING:
+    from .client import GraphClient
 
 DEFAULT_SETTLE_SECONDS = 120.0  # how long an unknown outcome waits for a status webhook
 MAX_BACKOFF = 300.0
@@ -35,8 +38,9 @@ def e164_plus(phone: str) -> str:
 
 
 def build_payload(claim: Claim, *, media_id: str | None = None) -> dict[str, Any]:
-    """The POST body for one claimed message (reference §1): a template with its body parameters, a text,
-    or the job's uploaded image/document with the message as its caption."""
+    """The POST body for one claimed message (reference §1): a template with its parameters (body, and
+    header and buttons as the job's layout says), a text, or the job's uploaded image/document with the
+    message as its caption. For a template whose header is a file, ``media_id`` is that file's upload."""
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
@@ -48,10 +52,9 @@ def build_payload(claim: Claim, *, media_id: str | None = None) -> dict[str, Any
             "name": claim.template_name,
             "language": {"code": claim.template_lang or "en_US"},
         }
-        if claim.params:
-            template["components"] = [
-                {"type": "body", "parameters": [{"type": "text", "text": p} for p in claim.params]}
-            ]
+        components = template_components(claim, media_id)
+        if components:
+            template["components"] = components
         body["type"] = "template"
         body["template"] = template
     elif media_id is not None and claim.attachment:
@@ -60,13 +63,63 @@ def build_payload(claim: Claim, *, media_id: str | None = None) -> dict[str, Any
         if claim.body:
             media["caption"] = claim.body[:1024]
         if kind == "document":
-            media["filename"] = claim.attachment.replace("\\", "/").rsplit("/", 1)[-1]
+            media["filename"] = _file_name(claim.attachment)
         body["type"] = kind
         body[kind] = media
     else:
         body["type"] = "text"
         body["text"] = {"body": claim.body, "preview_url": False}
     return body
+
+
+# The parameter object of each button sub_type (reference §1.3; Meta's template-send components).
+_BUTTON_PARAM = {"url": "text", "copy_code": "coupon_code", "quick_reply": "payload"}
+
+
+def template_components(claim: Claim, media_id: str | None = None) -> list[dict[str, Any]]:
+    """A template send's ``components``: the header (text values, or the media by link or uploaded id),
+    the body's text parameters, then one component per button that takes a parameter. ``claim.params``
+    holds the body values, then the header's, then the buttons' (``jobs.template_layout``, m018)."""
+    import json
+
+    layout: dict[str, Any] = json.loads(claim.template_layout) if claim.template_layout else {}
+    values = list(claim.params)
+    nbody = int(layout.get("body", len(values)))
+    body, rest = values[:nbody], values[nbody:]
+    out: list[dict[str, Any]] = []
+    header = layout.get("header")
+    if header:
+        fmt = str(header.get("format"))
+        if fmt == "text":
+            n = int(header.get("params", 0))
+            texts, rest = rest[:n], rest[n:]
+            out.append({"type": "header", "parameters": [{"type": "text", "text": v} for v in texts]})
+        else:
+            if header.get("source") == "file":
+                media: dict[str, Any] = {"id": media_id}
+                if fmt == "document" and claim.attachment:
+                    media["filename"] = _file_name(claim.attachment)
+            else:
+                media = {"link": rest[0]}
+                rest = rest[1:]
+            out.append({"type": "header", "parameters": [{"type": fmt, fmt: media}]})
+    if body:
+        out.append({"type": "body", "parameters": [{"type": "text", "text": p} for p in body]})
+    for (index, sub_type), value in zip(layout.get("buttons") or (), rest, strict=False):
+        kind = _BUTTON_PARAM.get(sub_type, "text")
+        out.append(
+            {
+                "type": "button",
+                "sub_type": sub_type,
+                "index": str(index),
+                "parameters": [{"type": kind, kind: value}],
+            }
+        )
+    return out
+
+
+def _file_name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def backoff(claim: Claim, code: int | None = None, *, rand: Callable[[], float] = random.random) -> float:
@@ -100,14 +153,14 @@ class CloudSender:
 
     def __init__(
         self,
-        client: GraphClient,
+        client: GraphClient | None,
         phone_number_id: str,
         *,
         limiter: RateLimiter,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client = client
+        self.client = client  # None: only :meth:`report` is used (the run loop POSTs on its own wire)
         self.phone_number_id = phone_number_id
         self.limiter = limiter
         self.settle_seconds = settle_seconds
@@ -117,6 +170,8 @@ class CloudSender:
         self, claim: Claim, *, media_id: str | None = None, should_stop: Callable[[], bool] | None = None
     ) -> SendReport:
         """Wait for the rate limiter, POST the message and classify the answer."""
+        if self.client is None:
+            raise RuntimeError("this CloudSender has no client to send with")
         if not self.limiter.acquire(should_stop):
             return SendReport(CloudOutcome(claim, "release", error="stopping before the POST"))
         # After the rate limiter's wait: the lease may have run out meanwhile (nothing was sent: release).
@@ -126,27 +181,34 @@ class CloudSender:
             )
         try:
             accepted = self.client.send(self.phone_number_id, build_payload(claim, media_id=media_id))
-        except ge.GraphError as exc:
-            return self._rejected(claim, exc)
-        except (ge.TransportError, ge.HttpError) as exc:
-            if exc.written:
+        except ge.CloudError as exc:
+            return self.report(claim, exc)
+        return self.report(claim, accepted)
+
+    def report(self, claim: Claim, result: Accepted | ge.CloudError) -> SendReport:
+        """What one POST's result (its :class:`Accepted` answer, or the error the client raised) means for
+        the message, the job and the account."""
+        if isinstance(result, ge.GraphError):
+            return self._rejected(claim, result)
+        if isinstance(result, (ge.TransportError, ge.HttpError)):
+            if result.written:
                 return SendReport(
                     CloudOutcome(
                         claim,
                         "unknown",
-                        error=str(exc),
+                        error=str(result),
                         error_class="unknown_outcome",
                         delay=self.settle_seconds,
                     )
                 )
             delay = backoff(claim)
             return SendReport(
-                CloudOutcome(claim, "retry", error=str(exc), error_class="graph_unreachable", delay=delay)
+                CloudOutcome(claim, "retry", error=str(result), error_class="graph_unreachable", delay=delay)
             )
-        held = accepted.message_status if accepted.message_status not in (None, "accepted") else ""
-        return SendReport(
-            CloudOutcome(claim, "sent", wamid=accepted.wamid, wa_id=accepted.wa_id, detail=held)
-        )
+        if not isinstance(result, Accepted):
+            raise TypeError(f"not a send result: {result!r}")
+        held = result.message_status if result.message_status not in (None, "accepted") else ""
+        return SendReport(CloudOutcome(claim, "sent", wamid=result.wamid, wa_id=result.wa_id, detail=held))
 
     def _rejected(self, claim: Claim, exc: ge.GraphError) -> SendReport:
         line = exc.line()
@@ -214,7 +276,10 @@ class CloudProvider:
             max_in_flight=1,
             # Not here: ``send(phone, body, …)`` carries no template, so a template job's message would go
             # out as its readable body in a plain text. Template jobs go through ``wabulk run``'s Cloud fast
-            # path (cloud/runner.py, its own claim), which builds the template payload.
+            # path (cloud/runner.py, its own claim), which builds the template payload: ``wabulk run`` on a
+            # Cloud session always takes that path, so this provider only meets text and media jobs (the
+            # provider contract tests, ``wabulk track``). Carrying templates here too would make two
+            # builders of the same payload to keep in step for no sender that needs it.
             templates=False,
         )
         self._limiter = RateLimiter(rate)
@@ -229,6 +294,8 @@ class CloudProvider:
                 from wabulk.errors import ConfigError
 
                 raise ConfigError("WABULK_CLOUD_TOKEN is not set: the Cloud API needs an access token")
+            from .client import GraphClient
+
             self._client = GraphClient(self._token, base_url=self._base_url, max_connections=4)
 
     def ensure_ready(self) -> None:

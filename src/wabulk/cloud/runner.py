@@ -1,10 +1,11 @@
 """``wabulk run`` on a Cloud API session: the fast path (several POSTs in flight, batched queue writes).
 
 Per turn the loop claims a batch (one transaction), stamps a chunk durably right before its POSTs (one
-transaction, ``synchronous=FULL``), hands the chunk to a pool of threads sharing one kept-alive httpx pool
-(each waits for the per-number rate limiter, then POSTs), and records the answers in batches (one durable
-transaction per chunk). So every message is stamped durably before its POST and the queue costs a few
-transactions per chunk, not three per message.
+transaction, ``synchronous=FULL``, which also records the answers that came in since the last turn), then
+starts each stamped message's POST as the per-number rate limiter gives it a slot. The POSTs run on one
+asyncio event loop over a few kept-alive connections (``cloud/wire.py``), in the same thread as the queue:
+no thread per request, no lock per request. So every message is stamped durably before its POST and the
+queue costs a few transactions per chunk, not three per message.
 
 Reactions (``cloud/errors.py``): an account-level code (190, 368, …) pauses the session and stops the run
 (exit 4), no message burnt; a job-level code (132000, 132001, …) pauses the job with the code in its reason,
@@ -16,8 +17,10 @@ and then leaves what is still open as ``unknown_outcome``. Pace profiles do not 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures as cf
+import json
 import logging
 import os
 import signal
@@ -26,16 +29,26 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wabulk import exitcodes, identity, settings
 from wabulk.errors import ConfigError, InvalidTransition
 from wabulk.models import JOB_PAUSED, Claim, CloudOutcome
 
 from . import errors as ge
-from .client import GraphClient
+from .answers import Accepted, read_send_answer
 from .limiter import RateLimiter
-from .provider import DEFAULT_SETTLE_SECONDS, CloudSender, SendReport
+from .provider import (
+    DEFAULT_SETTLE_SECONDS,
+    CloudSender,
+    SendReport,
+    build_payload,
+    lease_covers_post,
+)
+from .wire import Wire
+
+if TYPE_CHECKING:
+    from .client import GraphClient
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +108,31 @@ class CloudRun:
         self,
         db: Path,
         config: CloudRunConfig,
-        client: GraphClient,
+        wire: Wire,
         *,
+        version: str,
+        open_client: Callable[[], GraphClient],
         on_progress: Callable[[CloudProgress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
-        from wabulk.queue import Queue
-
         self.config = config
-        self.queue = Queue(db, synchronous="FULL")
-        self.client = client
+        # The queue lives on a thread of its own: the loop awaits the durable commits there while the
+        # POSTs go on; every other call goes there too (an sqlite connection belongs to one thread).
+        self._db = _DbThread(db)
+        self.queue: Any = self._db.queue
+        self.wire = wire  # the send POSTs
+        # Media uploads go through the httpx client, opened on the first attachment only: importing httpx
+        # is a third of a second of start-up that a template or text job does not need.
+        self._open_client = open_client
+        self._client: GraphClient | None = None
+        self._send_path = f"/{version}/{config.phone_number_id}/messages"
         self.limiter = RateLimiter(config.rate)
         self.sender = CloudSender(
-            client, config.phone_number_id, limiter=self.limiter, settle_seconds=config.settle_seconds
+            None, config.phone_number_id, limiter=self.limiter, settle_seconds=config.settle_seconds
         )
         # A claim's lease must outlast its POST (the sender refuses to start one it does not cover), with
         # room for the wait in the buffer and the rate limiter.
-        self._lease = max(config.lease_seconds, client.longest_post + 30.0)
+        self._lease = max(config.lease_seconds, wire.longest_post + 30.0)
         self.progress = CloudProgress()
         self.on_progress = on_progress
         self._external_stop = should_stop or (lambda: False)
@@ -124,13 +145,20 @@ class CloudRun:
         self._jobs_seen: set[int] = set()
         self._paused_jobs: dict[int, str] = {}
         self._gate: Any = None
+        self._finished: list[tuple[Claim, SendReport]] = []  # answered POSTs not collected yet
+        self._posts: set[asyncio.Task[None]] = set()
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_deadline: float | None = None
+        self._ready: collections.deque[tuple[Claim, str | None]] = collections.deque()
+        self._kicked: asyncio.Future[None] | None = None
+        self._refused = False  # an answer said the account cannot send
         if config.provider_settings is not None:
             from .limits import LimitGate, limit_of
 
             # The messaging limit (unique recipients per rolling 24 h, the tier login --cloud read) is the
             # daily cap of template sends.
             limit = limit_of(str(config.provider_settings.get("messaging_limit") or ""))
-            self._gate = LimitGate.load(self.queue, [config.session], limit)
+            self._gate = self._db.with_queue(LimitGate.load, [config.session], limit)
 
     # --- control ----------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -138,26 +166,33 @@ class CloudRun:
 
     def stopping(self) -> bool:
         """No new POSTs may start (the run winds down)."""
-        return self._stop.is_set() or self._soft_stop.is_set() or self._external_stop()
+        return self._refused or self._stop.is_set() or self._soft_stop.is_set() or self._external_stop()
 
     def aborting(self) -> bool:
         """Not even the POSTs already stamped may go out (stop asked, the account paused); a soft stop (the
         messaging limit reached) lets them finish."""
-        return self._stop.is_set() or self._external_stop()
+        return self._refused or self._stop.is_set() or self._external_stop()
 
     # --- the loop -----------------------------------------------------------------------------------
     def run(self) -> CloudRunResult:
+        """Run until stopped or, with ``until_done``, until nothing is left (see the module docstring)."""
+        return asyncio.run(self._run())
+
+    async def _run(self) -> CloudRunResult:
         cfg = self.config
         q = self.queue
+        db = self._db
         self.worker_id = q.register_worker(cfg.session, pid=os.getpid(), host=identity.place_key())
-        pool = cf.ThreadPoolExecutor(max_workers=cfg.in_flight, thread_name_prefix="cloud-post")
-        buffer: collections.deque[Claim] = collections.deque()
-        inflight: dict[cf.Future[SendReport], Claim] = {}
+        buffer: collections.deque[Claim] = collections.deque()  # claimed, not stamped
+        ready = self._ready  # stamped, waiting for the rate limiter (the dispatcher POSTs them)
+        # Stamped and not answered yet (waiting for the limiter, or POSTed): message id -> claim.
+        inflight: dict[int, Claim] = {}
         answers: list[CloudOutcome] = []
         # Stamp about 50 ms of sends at a time (the stamp comes right before the POSTs), at most half the
         # requests in flight, so the next chunk is stamped while the previous one is still answering.
         chunk = max(1, min(max(1, cfg.in_flight // 2), int(cfg.rate * 0.05)))
         last_turn = last_beat = last_show = last_check = 0.0
+        dispatcher = asyncio.get_running_loop().create_task(self._dispatcher())
         try:
             while True:
                 now = time.monotonic()
@@ -167,16 +202,27 @@ class CloudRun:
                     if pause is not None and self.stop_line is None:
                         self.stop_line = f"session {cfg.session} is paused: {pause[1]}"
                         self._stop.set()
-                for f in [f for f in inflight if f.done()]:
-                    self._collect(inflight.pop(f), f, answers)
+                if self._finished:
+                    finished, self._finished = self._finished, []
+                    for claim, report in finished:
+                        inflight.pop(claim.message_id, None)
+                        self._collect(claim, report, answers)
+                if ready and self.aborting():  # stamped but never POSTed: nothing went out
+                    while ready:
+                        c, _ = ready.popleft()
+                        inflight.pop(c.message_id, None)
+                        answers.append(CloudOutcome(c, "release", error="stopping before the POST"))
                 stopping = self.stopping()
                 picked: list[tuple[Claim, str | None]] = []
                 free = cfg.in_flight - len(inflight)
                 due = now - last_turn >= TURN_EVERY
-                if not stopping and (free >= chunk or (due and free > 0)):
+                # At most one chunk stamped ahead of the rate limiter: a crash leaves few stamped messages
+                # that were never POSTed (each an unknown outcome for a person).
+                if not stopping and len(ready) < chunk and (free >= chunk or (due and free > 0)):
                     if len(buffer) < free:
                         buffer.extend(
-                            q.claim_cloud_batch(
+                            await db.run(
+                                q.claim_cloud_batch,
                                 self.worker_id,
                                 cfg.session,
                                 max(chunk * 2, cfg.in_flight) - len(buffer),
@@ -186,17 +232,17 @@ class CloudRun:
                         )
                     picked = self._pick(buffer, min(free, chunk), inflight, answers)
                 if picked or (answers and (due or len(answers) >= chunk or not inflight or stopping)):
-                    stamped = q.cloud_turn(answers, [c for c, _ in picked])
+                    # The POSTs of earlier chunks go on (and their answers come in) during this commit.
+                    stamped = await db.run(q.cloud_turn, answers, [c for c, _ in picked])
                     answers = []
                     last_turn = time.monotonic()
                     media = {c.message_id: m for c, m in picked}
                     for c in stamped:
-                        fut = pool.submit(
-                            self.sender.send, c, media_id=media[c.message_id], should_stop=self.aborting
-                        )
-                        inflight[fut] = c
+                        ready.append((c, media[c.message_id]))
+                        inflight[c.message_id] = c
                     if stamped:
                         self.progress.state = "sending"
+                        self._kick()
                 if now - last_beat >= HEARTBEAT_EVERY:
                     q.heartbeat(self.worker_id, self.progress.state)
                     last_beat = now
@@ -204,33 +250,128 @@ class CloudRun:
                     self._show()
                     last_show = now
                 if stopping:
-                    if self._drain(buffer, inflight, answers) and not answers:
+                    if self._drain(buffer, ready, inflight, answers) and not answers:
                         break
+                    await self._nap(0.05)
                     continue
                 if not buffer and not inflight and not answers:
-                    if not self._idle():
+                    if not await self._idle():
                         break
                     continue
-                if inflight:
-                    wait = max(0.001, TURN_EVERY - (time.monotonic() - last_turn))
-                    cf.wait(list(inflight), timeout=wait, return_when=cf.FIRST_COMPLETED)
+                if inflight or answers:
+                    await self._nap(max(0.0005, TURN_EVERY - (time.monotonic() - last_turn)))
         finally:
+            dispatcher.cancel()
             for claim in buffer:  # claimed, never stamped: give back untouched
                 answers.append(CloudOutcome(claim, "release", error="run stopped"))
+            for claim, _ in ready:  # stamped, never POSTed
+                answers.append(CloudOutcome(claim, "release", error="run stopped before the POST"))
+            ready.clear()
+            finished, self._finished = self._finished, []
+            for claim, report in finished:  # answered, not recorded yet
+                self._collect(claim, report, answers)
             if answers:
                 q.finish_cloud_batch(answers)
-            pool.shutdown(wait=False, cancel_futures=True)
+            for task in list(self._posts):
+                task.cancel()
+            self.wire.close()
             try:
                 q.unregister_worker(self.worker_id)
             finally:
                 self._show()
         return self._result()
 
+    async def _dispatcher(self) -> None:
+        """Start the POSTs of stamped claims as the rate limiter gives slots (a task of its own, so POSTs
+        go on while the loop waits for a commit)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            wait = self._dispatch(self._ready)
+            self._kicked = loop.create_future()
+            if self._ready:
+                timer = loop.call_later(wait, _resolve, self._kicked)
+                try:
+                    await self._kicked
+                finally:
+                    timer.cancel()
+            else:
+                await self._kicked
+
+    def _kick(self) -> None:
+        kicked = self._kicked
+        if kicked is not None and not kicked.done():
+            kicked.set_result(None)
+
+    def _dispatch(self, ready: collections.deque[tuple[Claim, str | None]]) -> float:
+        """Start the POSTs of stamped claims while the rate limiter gives slots; returns how long until
+        the next slot when some wait."""
+        while ready and not self.aborting():
+            wait = self.limiter.try_acquire()
+            if wait > 0:
+                return wait
+            claim, media = ready.popleft()
+            # After the wait in ``ready``: the lease may have run out meanwhile (nothing was sent: release).
+            if not lease_covers_post(claim, self.sender.clock(), self.wire.longest_post):
+                why = "the lease ran out before the POST (nothing was sent)"
+                self._finished.append((claim, SendReport(CloudOutcome(claim, "release", error=why))))
+                self._wake()
+                continue
+            task = asyncio.get_running_loop().create_task(self._post(claim, media))
+            self._posts.add(task)
+            task.add_done_callback(self._posts.discard)
+        return TURN_EVERY
+
+    async def _post(self, claim: Claim, media: str | None) -> None:
+        """One POST on the wire; its report goes to ``_finished`` and wakes the loop."""
+        try:
+            payload = build_payload(claim, media_id=media)
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+            try:
+                status, data = await self.wire.post(self._send_path, body)
+                result: Accepted | ge.CloudError = read_send_answer(status, data)
+            except ge.CloudError as exc:
+                result = exc
+            report = self.sender.report(claim, result)
+            if report.reaction == ge.ACCOUNT:
+                self._refused = True  # no further POST starts (the loop pauses the session)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in the send path: the POST may have happened
+            log.exception("sending message %s failed", claim.message_id)
+            report = SendReport(
+                CloudOutcome(
+                    claim, "unknown", error=f"internal error: {exc}", delay=self.config.settle_seconds
+                )
+            )
+        self._finished.append((claim, report))
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep up to ``seconds`` (at most 0.25: stop requests come from other threads and signals), or
+        until a POST finished."""
+        if self._finished:
+            await asyncio.sleep(0)  # let the POSTs just started write their requests
+            return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(min(seconds, 0.25), _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
     def _pick(
         self,
         buffer: collections.deque[Claim],
         n: int,
-        inflight: dict[cf.Future[SendReport], Claim],
+        inflight: dict[int, Claim],
         answers: list[CloudOutcome],
     ) -> list[tuple[Claim, str | None]]:
         """The next ``n`` claims to stamp and POST, with their media ids. A job not proven yet goes one
@@ -277,8 +418,9 @@ class CloudRun:
 
     def _media_for(self, claim: Claim) -> tuple[str | None, str | None]:
         """The job's attachment as a media id, uploaded once per job and session: (id, None), or
-        (None, why) when it cannot be uploaded (the job is then paused)."""
-        if not claim.attachment or claim.template_name:
+        (None, why) when it cannot be uploaded (the job is then paused). A template job has an attachment
+        only when its template's media header is a file (``enqueue --header-media FILE``)."""
+        if not claim.attachment:
             return None, None
         if claim.job_id in self._media:
             return self._media[claim.job_id], None
@@ -286,7 +428,9 @@ class CloudRun:
         if media is None:
             path = Path(claim.attachment)
             try:
-                uploaded = self.client.upload_media(self.config.phone_number_id, path)
+                if self._client is None:
+                    self._client = self._open_client()
+                uploaded = self._client.upload_media(self.config.phone_number_id, path)
             except OSError as exc:
                 return None, self._pause_job(
                     claim.job_id, f"cannot read the attachment {path}: {exc.strerror or exc}"
@@ -302,21 +446,7 @@ class CloudRun:
         self._media[claim.job_id] = media
         return media, None
 
-    def _collect(self, claim: Claim, fut: cf.Future[SendReport], answers: list[CloudOutcome]) -> None:
-        try:
-            report = fut.result()
-        except cf.CancelledError:
-            answers.append(CloudOutcome(claim, "release", error="run stopped before the POST"))
-            return
-        except Exception as exc:  # a bug in the send path: the POST may have happened
-            log.exception("sending message %s failed", claim.message_id)
-            answers.append(
-                CloudOutcome(
-                    claim, "unknown", error=f"internal error: {exc}", delay=self.config.settle_seconds
-                )
-            )
-            self.progress.unknown += 1
-            return
+    def _collect(self, claim: Claim, report: SendReport, answers: list[CloudOutcome]) -> None:
         o = report.outcome
         answers.append(o)
         if o.kind == "sent":
@@ -351,53 +481,56 @@ class CloudRun:
     def _drain(
         self,
         buffer: collections.deque[Claim],
-        inflight: dict[cf.Future[SendReport], Claim],
+        ready: collections.deque[tuple[Claim, str | None]],
+        inflight: dict[int, Claim],
         answers: list[CloudOutcome],
     ) -> bool:
-        """While stopping: nothing new is POSTed; wait (up to 10 s) for the POSTs in flight. Returns True
+        """While stopping: nothing new is claimed; wait (up to 8 s) for the POSTs in flight. Returns True
         when the loop may end."""
         self.progress.state = "stopping"
         while buffer:
             answers.append(CloudOutcome(buffer.popleft(), "release", error="run stopped"))
         if not inflight:
             return True
-        deadline = getattr(self, "_drain_deadline", None)
-        if deadline is None:
-            deadline = self._drain_deadline = time.monotonic() + 8.0
-        if time.monotonic() >= deadline:
-            for fut, claim in list(inflight.items()):
-                fut.cancel()
-                answers.append(
-                    CloudOutcome(
-                        claim,
-                        "unknown",
-                        error="the run stopped while the POST was in flight",
-                        delay=self.config.settle_seconds,
-                    )
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + 8.0
+        if time.monotonic() < self._drain_deadline:
+            return False
+        while ready:  # never POSTed
+            c, _ = ready.popleft()
+            inflight.pop(c.message_id, None)
+            answers.append(CloudOutcome(c, "release", error="run stopped before the POST"))
+        for task in list(self._posts):
+            task.cancel()
+        for claim in inflight.values():  # the request may be out: a status webhook settles it
+            answers.append(
+                CloudOutcome(
+                    claim,
+                    "unknown",
+                    error="the run stopped while the POST was in flight",
+                    delay=self.config.settle_seconds,
                 )
-                inflight.pop(fut)
-            self.client.close()
-            return True
-        cf.wait(list(inflight), timeout=0.1, return_when=cf.FIRST_COMPLETED)
-        return False
+            )
+        inflight.clear()
+        return True
 
-    def _idle(self) -> bool:
+    async def _idle(self) -> bool:
         """Nothing claimable and nothing in flight. Returns False when the run should end."""
         q = self.queue
         cfg = self.config
         if not cfg.until_done:
             self.progress.state = "idle"
-            self._sleep(cfg.idle_poll)
+            await self._sleep(cfg.idle_poll)
             return True
         open_sends = q.cloud_unsettled(cfg.session)
         if open_sends:
             # Unknown outcomes wait for their status webhooks (their lease is the settle window).
             self.progress.state = f"waiting for {open_sends} status webhook(s)"
-            self._sleep(0.2)
+            await self._sleep(0.2)
             return True
         if self._more_later():
             self.progress.state = "waiting for retries"
-            self._sleep(0.2)
+            await self._sleep(0.2)
             return True
         return False
 
@@ -411,8 +544,10 @@ class CloudRun:
                 return True
         return False
 
-    def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)
+    async def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
 
     def _show(self) -> None:
         if self.on_progress is None:
@@ -441,8 +576,10 @@ class CloudRun:
         return CloudRunResult(exitcodes.OK, "done", self.progress)
 
     def close(self) -> None:
-        self.client.close()
-        self.queue.close()
+        self.wire.close()
+        if self._client is not None:
+            self._client.close()
+        self._db.close()
 
 
 def run_cloud(
@@ -458,16 +595,89 @@ def run_cloud(
     unknown outcomes had their settle window). SIGTERM stops it like Ctrl-C (POSTs in flight finish)."""
     if not token:
         raise ConfigError("WABULK_CLOUD_TOKEN is not set: the Cloud API needs an access token")
-    client = GraphClient(
-        token, base_url=base_url, max_connections=config.in_flight, read_timeout=settings.graph_read_timeout()
+    read_timeout = settings.graph_read_timeout()
+    base = (base_url or settings.graph_url()).rstrip("/")
+    version = settings.graph_version()
+
+    def open_client() -> GraphClient:
+        from .client import GraphClient
+
+        return GraphClient(
+            token, base_url=base, version=version, max_connections=4, read_timeout=read_timeout
+        )
+
+    wire = Wire(base, token, connections=config.in_flight, read_timeout=read_timeout)
+    runner = CloudRun(
+        db,
+        config,
+        wire,
+        version=version,
+        open_client=open_client,
+        on_progress=on_progress,
+        should_stop=should_stop,
     )
-    runner = CloudRun(db, config, client, on_progress=on_progress, should_stop=should_stop)
     restore = _signals(runner)
     try:
         return runner.run()
     finally:
         restore()
         runner.close()
+
+
+class _DbThread:
+    """A :class:`~wabulk.queue.Queue` opened and used on one thread of its own. ``queue`` is a proxy whose
+    method calls run there (the caller blocks); :meth:`run` awaits one without blocking the event loop."""
+
+    def __init__(self, db: Path) -> None:
+        from wabulk.queue import Queue
+
+        self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloud-db")
+        try:
+            self._queue = self._pool.submit(Queue, db, synchronous="FULL").result()
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+        self.queue = _OnThread(self._queue, self._pool)
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` (a method of ``queue``) on the queue's thread, awaited."""
+        target = getattr(fn, "target", fn)
+        return await asyncio.wrap_future(self._pool.submit(target, *args, **kwargs))
+
+    def with_queue(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(queue, *args)`` on the queue's thread (the caller blocks)."""
+        return self._pool.submit(fn, self._queue, *args).result()
+
+    def close(self) -> None:
+        try:
+            self._pool.submit(self._queue.close).result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+class _OnThread:
+    """Calls ``obj``'s methods on ``pool``'s thread and waits for them."""
+
+    def __init__(self, obj: Any, pool: cf.ThreadPoolExecutor) -> None:
+        self._obj = obj
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._obj, name)
+        if not callable(attr):
+            raise AttributeError(f"{name}: only the queue's methods are reachable from the event loop")
+        pool = self._pool
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return pool.submit(attr, *args, **kwargs).result()
+
+        call.target = attr  # type: ignore[attr-defined]
+        return call
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _signals(runner: CloudRun) -> Callable[[], None]:

@@ -52,22 +52,64 @@ def body_params(components: Sequence[Mapping[str, Any]] | None) -> int:
 
 
 def other_params(components: Sequence[Mapping[str, Any]] | None) -> int:
-    """How many parameters a template takes outside its body: a text header's placeholders, one for a
-    media header (image, video, document), one per URL button whose url has a placeholder."""
-    n = 0
+    """How many parameters a template needs outside its body: a text header's placeholders, one for a
+    media header (image, video, document, location), one per URL button whose url has a placeholder and
+    one per COPY_CODE button (quick-reply payloads are optional, not counted)."""
+    shape = shape_of(components)
+    media = 1 if shape.header_format in _MEDIA_HEADERS else 0
+    return shape.header_params + media + sum(1 for b in shape.buttons if b.required)
+
+
+@dataclass(frozen=True)
+class ButtonSlot:
+    """A button of a template that takes a parameter when sent: ``index`` (its position among all the
+    template's buttons, as Meta numbers them), ``sub_type`` (``url``, ``copy_code``, ``quick_reply``) and
+    whether Meta requires the parameter (a quick reply's payload is optional)."""
+
+    index: int
+    sub_type: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class TemplateShape:
+    """What a send of a template must carry besides its body parameters (reference §1.3)."""
+
+    body: int  # the body's parameters
+    header_format: str | None = None  # TEXT, IMAGE, VIDEO, DOCUMENT, LOCATION; None: no header
+    header_params: int = 0  # a TEXT header's placeholders
+    buttons: tuple[ButtonSlot, ...] = ()  # the buttons that take a parameter, in order
+
+    @property
+    def media_header(self) -> str | None:
+        """``image``/``video``/``document`` (``location`` too) when the header is media, else None."""
+        return self.header_format.lower() if self.header_format in _MEDIA_HEADERS else None
+
+
+def shape_of(components: Sequence[Mapping[str, Any]] | None) -> TemplateShape:
+    """The :class:`TemplateShape` of a template from Meta's ``components``."""
+    body = body_params(components)
+    header_format: str | None = None
+    header_params = 0
+    slots: list[ButtonSlot] = []
     for comp in components or ():
         kind = str(comp.get("type", "")).upper()
         if kind == "HEADER":
-            fmt = str(comp.get("format") or "TEXT").upper()
-            if fmt in _MEDIA_HEADERS:
-                n += 1
-            else:
-                n += len(dict.fromkeys(_PARAM.findall(str(comp.get("text") or ""))))
+            header_format = str(comp.get("format") or "TEXT").upper()
+            if header_format not in _MEDIA_HEADERS:
+                header_params = len(dict.fromkeys(_PARAM.findall(str(comp.get("text") or ""))))
         elif kind == "BUTTONS":
-            for button in comp.get("buttons") or ():
-                if isinstance(button, dict) and _PARAM.search(str(button.get("url") or "")):
-                    n += 1
-    return n
+            for i, button in enumerate(comp.get("buttons") or ()):
+                if not isinstance(button, dict):
+                    continue
+                btype = str(button.get("type", "")).upper()
+                if btype == "URL" and _PARAM.search(str(button.get("url") or "")):
+                    slots.append(ButtonSlot(i, "url"))
+                elif btype == "COPY_CODE":
+                    slots.append(ButtonSlot(i, "copy_code"))
+                elif btype == "QUICK_REPLY":
+                    slots.append(ButtonSlot(i, "quick_reply", required=False))
+    return TemplateShape(body, header_format, header_params, tuple(slots))
 
 
 def parse_template(item: Mapping[str, Any]) -> CatalogueTemplate | None:
@@ -319,12 +361,83 @@ def sync_hint(sessions: Sequence[str]) -> str:
     return f"wabulk templates sync --session {sessions[0] if sessions else 'NAME'}"
 
 
-def check_template(catalogue: Catalogue, name: str, language: str, nparams: int) -> CatalogueTemplate:
+@dataclass(frozen=True)
+class Extras:
+    """What ``enqueue --template`` gives besides body parameters: how many ``--header-param`` and
+    ``--button-param`` values, and ``header_media``: ``"link"`` (an https link, rendered per contact),
+    ``"file"`` (uploaded once per job) or None."""
+
+    header_params: int = 0
+    header_media: str | None = None
+    button_params: int = 0
+
+    @property
+    def any(self) -> bool:
+        return bool(self.header_params or self.header_media or self.button_params)
+
+
+def layout_for(shape: TemplateShape, extras: Extras) -> dict[str, Any]:
+    """How a job's stored parameters (``messages.params``: body values, then header values, then button
+    values) map to the send's components; stored with the job (``jobs.template_layout``) and read by the
+    payload builder. Only call it after :func:`check_extras` accepted ``extras``."""
+    layout: dict[str, Any] = {"body": shape.body}
+    if shape.media_header and extras.header_media:
+        layout["header"] = {"format": shape.media_header, "source": extras.header_media}
+    elif extras.header_params:
+        layout["header"] = {"format": "text", "params": extras.header_params}
+    required = [b for b in shape.buttons if b.required]
+    slots = required if extras.button_params == len(required) else list(shape.buttons)
+    if extras.button_params:
+        layout["buttons"] = [[b.index, b.sub_type] for b in slots]
+    return layout
+
+
+def check_extras(name: str, language: str, shape: TemplateShape, extras: Extras) -> None:
+    """BadInput (exit 2) naming what is wrong when the header and button values given do not fit the
+    template: Meta would refuse every send (132000 count, 132012 kind)."""
+    what = f"template {name!r} ({language})"
+    media = shape.media_header
+    a_media = f"{'an' if (media or 'x')[0] in 'aeiou' else 'a'} {media}"
+    if media == "location":
+        raise BadInput(f"{what} has a location header, which wabulk does not fill: use another template")
+    if media is not None and not extras.header_media:
+        raise BadInput(
+            f"{what} has {a_media} header: give it with --header-media (an https:// link, or a file "
+            "uploaded once for the job)"
+        )
+    if extras.header_media and media is None:
+        has = "a text header" if shape.header_format else "no header"
+        raise BadInput(f"{what} has {has}, not a media one: drop --header-media")
+    if extras.header_params != shape.header_params:
+        want, n = shape.header_params, extras.header_params
+        if media is not None and n:
+            raise BadInput(f"{what} has {a_media} header: give it with --header-media, not --header-param")
+        raise BadInput(
+            f"{what} takes {want} header parameter{'' if want == 1 else 's'} "
+            f"and {n} --header-param {'was' if n == 1 else 'were'} given"
+        )
+    required = sum(1 for b in shape.buttons if b.required)
+    if extras.button_params not in (required, len(shape.buttons)):
+        kinds = ", ".join(
+            f"{b.index}: {b.sub_type}{'' if b.required else ' (optional)'}" for b in shape.buttons
+        )
+        counts = str(required) if required == len(shape.buttons) else f"{required} or {len(shape.buttons)}"
+        raise BadInput(
+            f"{what} takes {counts} button parameter(s) (buttons {kinds or 'none'}) "
+            f"and {extras.button_params} --button-param given"
+        )
+
+
+def check_template(
+    catalogue: Catalogue, name: str, language: str, nparams: int, extras: Extras | None = None
+) -> CatalogueTemplate:
     """The approved catalogue entry the job will use; BadInput (exit 2) naming what is wrong when the name
-    is unknown, the language not approved for it, or ``nparams`` is not the count its body takes.
+    is unknown, the language not approved for it, ``nparams`` is not the count its body takes, or the
+    header and button values (``extras``) do not fit its header and buttons (:func:`check_extras`).
 
     With several synced sessions (no ``--session``), the template must be approved in ``language``
-    in at least one of them, and take ``nparams`` there."""
+    in at least one of them, and fit there."""
+    extras = extras or Extras()
     hint = sync_hint(list(catalogue.synced))
     same_name = [t for t in catalogue.templates if t.name == name]
     if not same_name:
@@ -347,13 +460,6 @@ def check_template(catalogue: Catalogue, name: str, language: str, nparams: int)
             f"template {name!r} ({language}) is {in_lang[0].status}, not APPROVED: Meta refuses to send it"
             + (f" (approved in: {', '.join(approved_langs)})" if approved_langs else "")
         )
-    simple = [t for t in ok if not t.other_params]
-    if not simple:
-        raise BadInput(
-            f"template {name!r} ({language}) has parameters in its header or buttons, which wabulk does not "
-            "fill yet: use a template whose parameters are all in its body"
-        )
-    ok = simple
     fits = [t for t in ok if t.params == nparams]
     if not fits:
         want = ok[0].params
@@ -361,7 +467,17 @@ def check_template(catalogue: Catalogue, name: str, language: str, nparams: int)
             f"template {name!r} ({language}) takes {want} parameter{'' if want == 1 else 's'} "
             f"and {nparams} --template-param {'was' if nparams == 1 else 'were'} given"
         )
+    check_extras(name, language, entry_shape(fits[0]), extras)
     return fits[0]
+
+
+def entry_shape(entry: CatalogueTemplate) -> TemplateShape:
+    """The shape of a synced catalogue entry (from the components Meta returned)."""
+    try:
+        components = json.loads(entry.components) if entry.components else []
+    except ValueError:
+        components = []
+    return shape_of(components if isinstance(components, list) else [])
 
 
 def catalogue_rows(templates: Iterable[CatalogueTemplate]) -> Iterator[dict[str, Any]]:

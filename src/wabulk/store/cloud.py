@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -96,7 +97,8 @@ _Ev = tuple[Any, ...]  # an events row
 
 _CLOUD_CLAIM_RETURNING = (
     "id, job_id, attempts, max_attempts, phone, body, name, send_started_at, sends, params,"
-    " (SELECT status FROM jobs WHERE jobs.id = messages.job_id)"
+    " (SELECT status FROM jobs WHERE jobs.id = messages.job_id),"
+    " EXISTS (SELECT 1 FROM optouts WHERE optouts.phone = messages.phone)"
 )
 
 
@@ -161,10 +163,12 @@ class CloudMixin(QueueBase):
                 rows.extend((PENDING, r) for r in pending)
             rows.sort(key=lambda fr: fr[1][0])
             started: set[int] = set()
-            events: list[_Ev] = []
+            jobs: dict[int, tuple[str | None, str | None, str | None, str | None]] = {}
             for from_status, row in rows:
-                mid, job_id, attempts, max_attempts, phone, body, name, stamp, sends, raw, job_status = row
-                if conn.execute("SELECT 1 FROM optouts WHERE phone = ?", (phone,)).fetchone():
+                mid, job_id, attempts, max_attempts, phone, body, name, stamp, sends, raw, job_status, out = (
+                    row
+                )
+                if out:
                     self._cloud_settle(conn, mid, job_id, SKIPPED, from_status, OPTED_OUT, "opted_out", now)
                     continue
                 if stamp is not None:
@@ -178,17 +182,16 @@ class CloudMixin(QueueBase):
                 if job_status == JOB_QUEUED and job_id not in started:
                     started.add(job_id)
                     self._set_job(conn, self._job(conn, job_id), JOB_RUNNING, None, now, "first claim")
-                events.append(
-                    (
-                        now,
-                        job_id,
-                        mid,
-                        "claim",
-                        from_status,
-                        SENDING,
-                        f"worker {worker_id} session {session} attempt {attempts}",
-                    )
-                )
+                if job_id not in jobs:
+                    jrow = conn.execute(
+                        "SELECT attachment, template_name, template_lang, template_layout FROM jobs"
+                        " WHERE id = ?",
+                        (job_id,),
+                    ).fetchone()
+                    jobs[job_id] = (jrow[0], jrow[1], jrow[2], jrow[3]) if jrow else (None, None, None, None)
+                attachment, template_name, template_lang, template_layout = jobs[job_id]
+                # No "claim" event: the stamp's send_started event names the worker, session and attempt,
+                # and a claim given back unstamped logs its release (one events row fewer per message).
                 claims.append(
                     Claim(
                         message_id=mid,
@@ -198,15 +201,17 @@ class CloudMixin(QueueBase):
                         phone=phone,
                         body=body,
                         name=name,
-                        attachment=None,
+                        attachment=attachment,
                         lease_until=lease,
                         session=session,
                         sends=int(sends or 0),
+                        template_name=template_name,
+                        template_lang=template_lang,
+                        template_layout=template_layout,
                         params=params_from_json(raw),
                     )
                 )
-            self._events(conn, events)
-        return self._with_jobs(claims)
+        return claims
 
     @contextlib.contextmanager
     def _tx_relaxed(self) -> Generator[sqlite3.Connection, None, None]:
@@ -223,27 +228,6 @@ class CloudMixin(QueueBase):
         finally:
             if lower:
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-
-    def _with_jobs(self, claims: list[Claim]) -> list[Claim]:
-        """Fill each claim's attachment and template from its job (one read per distinct job)."""
-        if not claims:
-            return claims
-        jobs: dict[int, tuple[str | None, str | None, str | None]] = {}
-        for c in claims:
-            if c.job_id not in jobs:
-                row = self.conn.execute(
-                    "SELECT attachment, template_name, template_lang FROM jobs WHERE id = ?", (c.job_id,)
-                ).fetchone()
-                jobs[c.job_id] = (row[0], row[1], row[2]) if row else (None, None, None)
-        return [
-            dataclasses.replace(
-                c,
-                attachment=jobs[c.job_id][0],
-                template_name=jobs[c.job_id][1],
-                template_lang=jobs[c.job_id][2],
-            )
-            for c in claims
-        ]
 
     def _expire_unsettled(self, conn: sqlite3.Connection, session: str, now: float) -> None:
         """Stamped messages of ``session`` whose settle window passed without a status webhook: unknown."""
@@ -322,21 +306,27 @@ class CloudMixin(QueueBase):
                 job_status[c.job_id] = row[0] if row else JOB_STOPPED
         events: list[_Ev] = []
         updates = []
+        # Which claims are still this worker's (same attempt, lease running), and opted out since: one
+        # read for the whole chunk.
+        owners = {c.message_id: (c.worker_id, c.attempt) for c in claims}
+        held: dict[int, bool] = {}
+        for mid, worker, attempts, out in conn.execute(
+            "SELECT id, claimed_by, attempts, phone IN (SELECT phone FROM optouts) FROM messages"
+            " WHERE id IN (SELECT value FROM json_each(?)) AND status = 'sending' AND lease_until > ?",
+            (json.dumps(list(owners)), now),
+        ):
+            if owners[mid] == (worker, attempts):
+                held[mid] = bool(out)
         for c in claims:
             js = job_status[c.job_id]
-            owned = conn.execute(
-                "SELECT phone IN (SELECT phone FROM optouts) FROM messages WHERE id = ?"
-                " AND status = 'sending' AND claimed_by = ? AND attempts = ? AND lease_until > ?",
-                (c.message_id, c.worker_id, c.attempt, now),
-            ).fetchone()
-            if owned is None:
+            if c.message_id not in held:
                 continue  # the lease was lost: someone else owns it now
             if js == JOB_STOPPED:
                 self._cloud_settle(
                     conn, c.message_id, c.job_id, "cancelled", SENDING, "job stopped", "stopped", now
                 )
                 continue
-            if owned[0]:
+            if held[c.message_id]:  # opted out since the claim
                 self._cloud_settle(
                     conn, c.message_id, c.job_id, SKIPPED, SENDING, OPTED_OUT, "opted_out", now
                 )
@@ -393,11 +383,20 @@ class CloudMixin(QueueBase):
         events: list[_Ev] = []
         jobs: set[int] = set()
         sent_log = []
+        # The accepted POSTs (nearly all of them) in one statement; the rest one by one below.
+        recorded = self._record_accepted(conn, [o for o in outcomes if o.kind == "sent"], now)
         for o in outcomes:
             c = o.claim
             fence = (c.message_id, c.worker_id, c.attempt)
             where = " WHERE id = ? AND status = 'sending' AND claimed_by = ? AND attempts = ?"
-            if o.kind == "sent":
+            if o.kind == "sent" and c.message_id in recorded:
+                detail = f"accepted as {o.wamid} via session {c.session}"
+                if o.detail:
+                    detail += f" ({o.detail})"
+                events.append((now, c.job_id, c.message_id, "status", SENDING, SENT, detail))
+                sent_log.append((c.session, now))
+                jobs.add(c.job_id)
+            elif o.kind == "sent":
                 cur = conn.execute(
                     "UPDATE messages SET status = 'sent', sent_at = ?,"
                     " receipt = COALESCE(receipt, 'sent'), sent_by_session = ?, wamid = ?, wa_id = ?,"
@@ -502,6 +501,33 @@ class CloudMixin(QueueBase):
         self._events(conn, events)
         for job_id in jobs:
             self._maybe_finish(conn, job_id, now)
+
+    @staticmethod
+    def _record_accepted(conn: sqlite3.Connection, accepted: Sequence[CloudOutcome], now: float) -> set[int]:
+        """Mark accepted POSTs sent in one multi-row UPDATE, each fenced on its claim (id, worker, attempt).
+        Returns the message ids it marked; a message whose claim was lost meanwhile is not among them."""
+        if not accepted:
+            return set()
+        rows = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in accepted)
+        values: list[object] = []
+        for o in accepted:
+            c = o.claim
+            values += [c.message_id, c.worker_id, c.attempt, o.wamid, o.wa_id, c.session]
+        at = f"?{len(values) + 1}"  # after the VALUES' parameters, which come first in the text
+        values.append(now)
+        return {
+            r[0]
+            for r in conn.execute(
+                f"WITH v(id, worker, attempt, wamid, wa_id, session) AS (VALUES {rows})"
+                f" UPDATE messages SET status = 'sent', sent_at = {at}, receipt = COALESCE(receipt, 'sent'),"
+                " sent_by_session = v.session, wamid = v.wamid, wa_id = v.wa_id, claimed_by = NULL,"
+                f" lease_until = NULL, last_error = NULL, error_class = NULL, updated_at = {at}"
+                " FROM v WHERE messages.id = v.id AND messages.status = 'sending'"
+                " AND messages.claimed_by = v.worker AND messages.attempts = v.attempt"
+                " RETURNING messages.id",
+                values,
+            )
+        }
 
     def _settle_late_accept(
         self,

@@ -82,8 +82,9 @@ class EnqueueMixin(QueueBase):
         with self._tx() as conn:
             job_id = conn.execute(
                 "INSERT INTO jobs (name, template, attachment, status, max_attempts, sessions, settings,"
-                " source, created_at, not_before, ready, importer, template_name, template_lang)"
-                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                " source, created_at, not_before, ready, importer, template_name, template_lang,"
+                " template_layout)"
+                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
                 (
                     job.name,
                     job.template,
@@ -97,6 +98,7 @@ class EnqueueMixin(QueueBase):
                     _IMPORTER,
                     job.template_name,
                     job.template_lang,
+                    job.template_layout,
                 ),
             ).lastrowid
         assert job_id is not None

@@ -8,8 +8,9 @@ A catalogue entry is what ``GET /{waba_id}/message_templates`` returns for it::
                      "example": {"body_text": [["Alice", "B-100"]]}}]}
 
 Parameter counts are not a field: as with Meta, they are the placeholders in the component texts (``{{1}}``,
-or ``{{first_name}}`` for NAMED templates), one media parameter for an IMAGE/VIDEO/DOCUMENT header, and one
-text parameter per URL button whose url has a placeholder.
+or ``{{first_name}}`` for NAMED templates), one media parameter for an IMAGE/VIDEO/DOCUMENT header, one
+text parameter per URL button whose url has a placeholder, one coupon_code per COPY_CODE button and an
+optional payload per QUICK_REPLY button.
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ def template(
     header: str | None = None,
     footer: str | None = None,
     url_button: str | None = None,
+    buttons: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A Meta-shaped catalogue entry. ``header``: a text (may hold ``{{1}}``) or IMAGE/VIDEO/DOCUMENT;
-    ``url_button``: a button url (may end in ``{{1}}``). NAMED format when the body uses named
-    placeholders."""
+    ``url_button``: a button url (may end in ``{{1}}``); ``buttons``: Meta's button objects (after the URL
+    button). NAMED format when the body uses named placeholders."""
     names = placeholders(body)
     named = any(not n.isdigit() for n in names)
     components: list[dict[str, Any]] = []
@@ -71,10 +73,10 @@ def template(
     components.append(comp)
     if footer is not None:
         components.append({"type": "FOOTER", "text": footer})
-    if url_button is not None:
-        components.append(
-            {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Open", "url": url_button}]}
-        )
+    all_buttons = [{"type": "URL", "text": "Open", "url": url_button}] if url_button is not None else []
+    all_buttons += buttons or []
+    if all_buttons:
+        components.append({"type": "BUTTONS", "buttons": all_buttons})
     return {
         "name": name,
         "parameter_format": "NAMED" if named else "POSITIONAL",
@@ -248,22 +250,58 @@ def check_send(tpl: dict[str, Any], components: Any) -> None:
             raise GraphError(
                 132005, f"body: the hydrated text is {len(rendered)} characters (max {MAX_BODY})"
             )
-    # Buttons: URL buttons with a placeholder take one text parameter each.
+    # Buttons: a URL button with a placeholder takes one text parameter, a COPY_CODE button one
+    # coupon_code, a QUICK_REPLY button optionally one payload; each component names its button by index
+    # and sub_type, which must be the button's.
     buttons_comp = _component(tpl, "BUTTONS")
     buttons = buttons_comp.get("buttons", []) if buttons_comp else []
     for idx, button in enumerate(buttons):
-        expected = 0
-        if str(button.get("type", "")).upper() == "URL" and placeholders(button.get("url", "")):
-            expected = 1
-        elif str(button.get("type", "")).upper() == "COPY_CODE":
-            expected = 1
+        btype = str(button.get("type", "")).upper()
+        allowed: tuple[int, ...] = (0,)
+        if btype == "URL" and placeholders(button.get("url", "")):
+            allowed = (1,)
+        elif btype == "COPY_CODE":
+            allowed = (1,)
+        elif btype == "QUICK_REPLY":
+            allowed = (0, 1)
         entry = given.get(f"button:{idx}")
         n = len(entry[1]) if entry else 0
-        if n != expected:
-            raise _count_error(f"buttons[{idx}]", n, expected)
+        if n not in allowed:
+            raise _count_error(f"buttons[{idx}]", n, allowed[-1])
+        if entry and n:
+            _check_button(idx, btype, entry)
     extra = [k for k in given if k.startswith("button:") and not _button_exists(k, len(buttons))]
     if extra:
         raise _count_error(f"buttons[{extra[0].split(':', 1)[1]}]", 1, 0)
+
+
+# A button's type -> the sub_type a send names it by, and the type of its parameter.
+_BUTTON_KINDS = {
+    "URL": ("url", "text"),
+    "COPY_CODE": ("copy_code", "coupon_code"),
+    "QUICK_REPLY": ("quick_reply", "payload"),
+}
+
+
+def _check_button(idx: int, btype: str, entry: tuple[int, list[Any], Any]) -> None:
+    """A button component's sub_type and parameter against the approved button (132012 when they differ,
+    100 for an empty value)."""
+    i, params, sub_type = entry
+    sub, ptype = _BUTTON_KINDS.get(btype, ("", ""))
+    if str(sub_type or "").lower() != sub:
+        raise _format_error(f"buttons[{idx}]: the button is {sub or btype.lower()}, not {sub_type!r}")
+    param = params[0]
+    if not isinstance(param, dict) or param.get("type") != ptype:
+        raise _format_error(f"buttons[{idx}]: parameter must be of type {ptype}")
+    value = param.get(ptype)
+    if not isinstance(value, str) or not value.strip():
+        raise invalid_param(
+            f"Param template['components'][{i}]['parameters'][0]['{ptype}'] must be non-empty."
+        )
+    if ptype == "coupon_code" and len(value) > 15:
+        raise invalid_param(
+            f"Param template['components'][{i}]['parameters'][0]['coupon_code'] is too long (max 15)."
+        )
 
 
 def _button_exists(key: str, count: int) -> bool:
