@@ -533,6 +533,10 @@ def _print_session_table(per_session: list[dict[str, Any]]) -> None:
         if "quality" in r:  # a Cloud API session: Meta's messaging limit is its cap
             limit = "unlimited" if r["limit_24h"] is None else f"{r['limit_24h']:,}"
             cap = f"{r['used_24h']:,}/{limit} people/24 h, quality {r['quality']}"
+            if r.get("portfolio_id"):
+                cap += f", portfolio {r['portfolio_id']}"
+            if r.get("limit_shared_with"):
+                cap += f" (with {', '.join(r['limit_shared_with'])})"
         state = r["state"] or "-"
         if r.get("paused"):
             state = f"paused ({r['paused']})"
@@ -1050,6 +1054,15 @@ def login(
             "--phone-number-id", help="With --cloud: the number's id (WhatsApp Manager > Phone numbers)."
         ),
     ] = None,
+    waba_id: Annotated[
+        str | None,
+        typer.Option(
+            "--waba-id",
+            help="With --cloud: the number's WhatsApp Business Account id, when the token may use several "
+            "(found by itself otherwise); it tells which business portfolio shares the messaging limit.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Link a WhatsApp account: shows the QR code in the terminal (and as a PNG) until it is scanned.
 
@@ -1059,10 +1072,10 @@ def login(
     Example: wabulk login --session shop
     Example: wabulk login --session biz --cloud --phone-number-id 1234567890
     """
-    if cloud or phone_number_id:
+    if cloud or phone_number_id or waba_id:
         if not (cloud and phone_number_id):
             raise typer.BadParameter("--cloud and --phone-number-id go together")
-        _login_cloud(session, phone_number_id)
+        _login_cloud(session, phone_number_id, waba_id)
         return
     from . import session as sessions
     from .web.login import login as do_login
@@ -1088,12 +1101,14 @@ def login(
         typer.echo(f"Session {session!r} is logged in.")
 
 
-def _login_cloud(session: str, phone_number_id: str) -> None:
+def _login_cloud(session: str, phone_number_id: str, waba_id: str | None = None) -> None:
     from . import settings as cfg
     from .cloud.account import login_cloud
 
     with _errors():
-        found = login_cloud(_settings().db, session, phone_number_id, token=cfg.cloud_token())
+        found = login_cloud(
+            _settings().db, session, phone_number_id, token=cfg.cloud_token(), waba_id=waba_id
+        )
     name = found.verified_name or "?"
     number = found.display_phone_number or found.phone_number_id
     typer.echo(
@@ -1101,6 +1116,17 @@ def _login_cloud(session: str, phone_number_id: str) -> None:
         f" {found.quality_rating or 'unknown'}, throughput {found.throughput or 'unknown'},"
         f" messaging limit {found.messaging_limit or 'unknown'}."
     )
+    if found.portfolio_id:
+        typer.echo(
+            f"Its messaging limit is business portfolio {found.portfolio_id}'s (WhatsApp Business Account"
+            f" {found.waba_id}), shared with the portfolio's other numbers."
+        )
+    else:
+        _stderr().print(
+            f"Warning: {found.portfolio_note or 'the business portfolio is unknown'}; the messaging limit is"
+            " counted for this number alone.",
+            markup=False,
+        )
     if found.unpaused:
         typer.echo(f"The token works again: session {session!r} is no longer paused.")
 
@@ -1276,12 +1302,24 @@ def run(
     if len(names) == 1:
         cloud = _cloud_session(names[0])
         if cloud is not None:
+            if restart_browser_every is not None:
+                # A WhatsApp Web setting: the Cloud API has no browser to restart.
+                _stderr().print(
+                    f"Note: --restart-browser-every applies to WhatsApp Web sessions; ignored for the Cloud"
+                    f" API session {names[0]!r}.",
+                    markup=False,
+                )
             _run_cloud(names[0], cloud, job, until_done, rate, settle_seconds, lease_seconds)
             return
+    from . import settings as cfg
     from .worker import build_config, run_worker
 
     settings = _settings().with_(web_url=web_url, headless=headless, session=names[0], remote_url=remote_url)
     with _errors():
+        # The web provider's own setting: it restarts its browser, the worker only asks it to.
+        settings = settings.with_(
+            restart_browser_every=cfg.check_restart_browser_every(restart_browser_every)
+        )
         config = build_config(
             session=names[0],
             job_ids=tuple(job) if job else None,
@@ -1295,7 +1333,6 @@ def run(
             log_numbers=log_numbers,
             lease_seconds=lease_seconds,
             track_receipts=track_receipts,
-            restart_browser_every=restart_browser_every,
         )
         if len(names) > 1:
             from .worker.fleet import RunOptions, run_fleet
@@ -1310,13 +1347,10 @@ def run(
                 long_pause_every=long_pause_every,
                 daily_cap=daily_cap,
                 quiet_hours=quiet_hours,
-                web_url=web_url,
-                remote_url=remote_url,
                 lease_seconds=lease_seconds,
-                restart_browser_every=restart_browser_every,
                 log_numbers=log_numbers,
                 track_receipts=track_receipts,
-                headless=headless,
+                provider_args=_web_run_args(web_url, remote_url, headless, restart_browser_every),
                 notify=tuple(notify or ()),
                 notify_cmd=notify_cmd,
             )
@@ -1329,6 +1363,23 @@ def run(
             ) as hook:
                 code = run_worker(settings, config, on_event=hook)
     raise typer.Exit(code)
+
+
+def _web_run_args(
+    web_url: str | None, remote_url: str | None, headless: bool | None, restart_browser_every: int | None
+) -> tuple[str, ...]:
+    """``run``'s WhatsApp Web options as given on this command line, for each worker of a fleet."""
+    args: list[str] = []
+    for flag, value in (
+        ("--web-url", web_url),
+        ("--remote-url", remote_url),
+        ("--restart-browser-every", restart_browser_every),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    if headless is not None:
+        args.append("--headless" if headless else "--headed")
+    return tuple(args)
 
 
 def _cloud_session(name: str) -> dict[str, Any] | None:
