@@ -38,7 +38,8 @@ RICH = template(
     url_button="https://shop.example/o/{{1}}",
     buttons=BUTTONS,
 )
-PHOTO = template("photo_offer", "Hi {{1}}, look at this.", category="MARKETING", header="IMAGE")
+# Utility: the simulator, as Meta, does not deliver marketing templates to the US numbers used here.
+PHOTO = template("photo_offer", "Hi {{1}}, your receipt.", category="UTILITY", header="IMAGE")
 TEMPLATES = [RICH, PHOTO, template("plain", "Hi {{1}}.")]
 
 
