@@ -157,6 +157,23 @@ def test_a_cut_after_acceptance_is_settled_by_its_webhook_and_never_reposted(db_
     assert all(m.status == SENT for m in messages(db_path, job))
 
 
+def test_a_read_timeout_is_an_unknown_outcome_settled_by_its_webhook_never_reposted(
+    db_path: Path, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "WABULK_GRAPH_READ_TIMEOUT", "0.5"
+    )  # the send path's read timeout, not the default 60 s
+    numbers = phones(4)
+    sim.add_fault("slow", delay_s=2.0, to=numbers[:1], count=1)  # accepted, answered after 2 s
+    job = enqueue(db_path, numbers)
+    result = run(db_path, sim)
+    assert result.code == exitcodes.OK, result.line
+    assert all(len(sim.accepted(p)) == 1 for p in numbers)
+    assert all(m.status == SENT for m in messages(db_path, job))  # the slow one by its status webhook
+    # Its POST ended unanswered after 0.5 s (an unknown outcome), not with the answer 2 s later.
+    assert (result.progress.unknown, result.progress.accepted) == (1, 3)
+
+
 def test_a_cut_before_acceptance_is_an_unknown_outcome_for_a_person(db_path: Path, sim: Any) -> None:
     numbers = phones(6)
     sim.add_fault("cut_before", to=numbers[:2], count=2)
