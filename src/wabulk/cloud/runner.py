@@ -152,6 +152,7 @@ class CloudRun:
         self._ready: collections.deque[tuple[Claim, str | None]] = collections.deque()
         self._kicked: asyncio.Future[None] | None = None
         self._refused = False  # an answer said the account cannot send
+        self._commit_time = 0.005  # seconds a turn's durable commit takes (moving average)
         if config.provider_settings is not None:
             from .limits import LimitGate, limit_of
 
@@ -188,9 +189,7 @@ class CloudRun:
         # Stamped and not answered yet (waiting for the limiter, or POSTed): message id -> claim.
         inflight: dict[int, Claim] = {}
         answers: list[CloudOutcome] = []
-        # Stamp about 50 ms of sends at a time (the stamp comes right before the POSTs), at most half the
-        # requests in flight, so the next chunk is stamped while the previous one is still answering.
-        chunk = max(1, min(max(1, cfg.in_flight // 2), int(cfg.rate * 0.05)))
+        chunk = self._chunk()
         last_turn = last_beat = last_show = last_check = 0.0
         dispatcher = asyncio.get_running_loop().create_task(self._dispatcher())
         try:
@@ -235,7 +234,9 @@ class CloudRun:
                     # The POSTs of earlier chunks go on (and their answers come in) during this commit.
                     stamped = await db.run(q.cloud_turn, answers, [c for c, _ in picked])
                     answers = []
-                    last_turn = time.monotonic()
+                    took, last_turn = time.monotonic() - now, time.monotonic()
+                    self._commit_time += (took - self._commit_time) * 0.2
+                    chunk = self._chunk()
                     media = {c.message_id: m for c, m in picked}
                     for c in stamped:
                         ready.append((c, media[c.message_id]))
@@ -280,6 +281,14 @@ class CloudRun:
             finally:
                 self._show()
         return self._result()
+
+    def _chunk(self) -> int:
+        """How many messages to stamp at a time: what the rate limiter lets out in about two commits'
+        time (at least 25 ms), at most half the requests in flight. Stamped just ahead of the limiter, so
+        the POSTs never wait for a commit, yet a crash leaves few stamped messages that never went out
+        (each an unknown outcome for a person)."""
+        lead = min(0.25, max(0.025, 2 * self._commit_time))
+        return max(1, min(self.config.in_flight // 2, int(self.config.rate * lead)))
 
     async def _dispatcher(self) -> None:
         """Start the POSTs of stamped claims as the rate limiter gives slots (a task of its own, so POSTs
