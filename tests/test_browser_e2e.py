@@ -19,7 +19,10 @@ from wabulk import qrcodes as qr
 from wabulk.doctor import run_doctor
 from wabulk.web import browser as sess
 from wabulk.web import dom, login
+from wabulk.web import errors as web_errors
+from wabulk.web.profile import ProfileLock, is_our_browser
 from wabulk.web.sender import WhatsAppSender
+from wabulk.web.states import CHAT, LOADING, LOGGED_OUT, MAIN, QR, TAKEOVER_COMPUTER, TAKEOVER_WINDOW
 
 pytestmark = [
     pytest.mark.browser,
@@ -84,7 +87,7 @@ def test_each_page_version(wa: WhatsAppSender, simulator: Any, era: str) -> None
     simulator.configure(ui_era=era)
     rec = _send_and_get(wa, simulator, f"hello from the {era} page")
     assert rec["text"] == f"hello from the {era} page"
-    assert wa.page_state() == sess.CHAT
+    assert wa.page_state() == CHAT
 
 
 @pytest.mark.parametrize(
@@ -118,7 +121,7 @@ def test_invalid_number_is_not_on_whatsapp(wa: WhatsAppSender, simulator: Any, e
     wording = {"2023": "shared via url is invalid", "2026": "The number +", "2026-09": "The phone number +"}
     assert wording[era] in str(info.value) and (era == "2023" or "isn't on WhatsApp" in str(info.value))
     assert called == [] and _new(simulator, before) == []
-    assert wa.page_state() == sess.MAIN  # OK was clicked: popup gone, no chat open
+    assert wa.page_state() == MAIN  # OK was clicked: popup gone, no chat open
 
 
 def test_before_send_failure_sends_nothing(wa: WhatsAppSender, simulator: Any) -> None:
@@ -277,7 +280,7 @@ def test_takeover_is_recovered_with_use_here(wa: WhatsAppSender, simulator: Any,
     device = wa.browser.driver.execute_script("return localStorage.getItem('wabulk-sim-device')")
     assert device in {d["device"] for d in simulator.devices()}
     simulator.takeover(kind, device)
-    want = sess.TAKEOVER_WINDOW if kind == "window" else sess.TAKEOVER_COMPUTER
+    want = TAKEOVER_WINDOW if kind == "window" else TAKEOVER_COMPUTER
     deadline = time.monotonic() + 5
     while wa.page_state() != want:
         assert time.monotonic() < deadline, "the takeover screen never showed"
@@ -293,8 +296,8 @@ def test_stuck_loading_page_is_reloaded_once_then_reported(wa: WhatsAppSender, s
     old = (wa.timeouts.stuck_loading, wa.timeouts.boot)
     wa.timeouts.stuck_loading, wa.timeouts.boot = 1.5, 3.0
     try:
-        assert wa.browser.wait_state(lambda st, p: st == sess.LOADING, 5)[0] == sess.LOADING
-        with pytest.raises(errors.BrowserError, match="did not finish loading"):
+        assert wa.browser.wait_state(lambda st, p: st == LOADING, 5)[0] == LOADING
+        with pytest.raises(web_errors.BrowserError, match="did not finish loading"):
             wa.ensure_ready()
     finally:
         wa.timeouts.stuck_loading, wa.timeouts.boot = old
@@ -320,7 +323,7 @@ def test_browser_crash_is_recovered(wa: WhatsAppSender, simulator: Any) -> None:
     assert rec["text"] == "after a crash"
     assert wa.browser.browser_pid() not in (None, pid)
     with pytest.raises(errors.SessionBusy):  # the restart kept the profile lock
-        sess.ProfileLock(wa.browser.lock.path, "shared").acquire()
+        ProfileLock(wa.browser.lock.path, "shared").acquire()
 
 
 def test_dead_chromedriver_is_recovered(wa: WhatsAppSender, simulator: Any) -> None:
@@ -334,7 +337,7 @@ def test_dead_chromedriver_is_recovered(wa: WhatsAppSender, simulator: Any) -> N
     assert wa.browser.driver.service.process.pid != driver_proc.pid
     # the orphaned browser of the dead driver was ended (it would hold the profile)
     assert old_browser is not None
-    assert not sess._is_our_browser(old_browser, wa.browser.profile_dir)
+    assert not is_our_browser(old_browser, wa.browser.profile_dir)
 
 
 # --- tests with their own browser (fresh profiles) -------------------------------------------------------
@@ -374,7 +377,7 @@ def test_logout_is_detected(simulator: Any, browser_settings: Any) -> None:
         assert len(mine) == 1
         simulator.logout(mine[0])
         deadline = time.monotonic() + 8
-        while sender.page_state() not in (sess.LOGGED_OUT, sess.QR):
+        while sender.page_state() not in (LOGGED_OUT, QR):
             assert time.monotonic() < deadline, "logout never showed"
             time.sleep(0.2)
         before = len(simulator.messages())

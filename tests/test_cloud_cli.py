@@ -72,8 +72,15 @@ def test_login_checks_the_token_and_the_number_and_records_nothing_on_failure(
 def test_run_on_a_cloud_session_sends_everything(db_path: Path, sim: Any) -> None:
     assert invoke("login", "--session", "biz", "--cloud", "--phone-number-id", PHONE_ID)[0] == 0
     job = enqueue(db_path, 40)
-    code, out, err = invoke("run", "--session", "biz", "--until-done", "--rate", "200")
+    # A WhatsApp Web option on a Cloud session: said once, and otherwise ignored.
+    code, out, err = invoke(
+        "run", "--session", "biz", "--until-done", "--rate", "200", "--restart-browser-every", "5"
+    )
     assert code == exitcodes.OK, err
+    assert (
+        "--restart-browser-every applies to WhatsApp Web sessions; ignored for the Cloud API session 'biz'"
+        in err
+    )
     with Queue(db_path) as q:
         assert q.counts(job)["sent"] == 40
     assert len(sim.accepted()) == 40

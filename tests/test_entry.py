@@ -277,5 +277,5 @@ def test_the_poll_imports_no_heavy_package(db_path: Path) -> None:
         if line.startswith("import time:") and "|" in line
     }
     assert "wabulk" in imported and "sqlite3" in imported  # the parse saw the imports
-    heavy = {"typer", "click", "pydantic", "rich", "sqlite_utils", "selenium", "phonenumbers"}
+    heavy = {"typer", "click", "pydantic", "rich", "sqlite_utils", "selenium", "phonenumbers", "httpx"}
     assert not heavy & imported

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import Clock
 from wabulk import errors, exitcodes
-from wabulk.errors import BrowserCrashed, ConfirmTimeout, PermanentSendError, TransientSendError
+from wabulk.errors import ConfirmTimeout, PermanentSendError, ProviderCrashed, TransientSendError
 from wabulk.fakes import BLOCK, CRASH, DeliverThenRaise, Fail, FailAtSend, FakeTransport
 from wabulk.models import (
     CANCELLED,
@@ -200,7 +200,7 @@ def test_d4_a_page_clock_behind_the_host_does_not_make_our_bubble_too_old(
     queue: Queue, fake: FakeTransport, clock: Clock
 ) -> None:
     fake.skew = -90.0  # the page's clock is 90 s behind: our bubble's time reads before the stamp
-    fake.script(P, DeliverThenRaise(BrowserCrashed("died after Enter")))
+    fake.script(P, DeliverThenRaise(ProviderCrashed("died after Enter")))
     jid = enqueue(queue, [P])
     drive(make_worker(queue, fake, clock), clock)
     assert fake.delivered_to(P) == 1
@@ -214,7 +214,7 @@ def test_d5_the_same_text_from_another_job_is_not_taken_for_ours(
     drive(make_worker(queue, fake, clock), clock, steps=3)
     assert only(queue, j1).status == SENT
     j2 = enqueue(queue, [P], body="Same text")
-    fake.script(P, FailAtSend(BrowserCrashed("died before the message left")))
+    fake.script(P, FailAtSend(ProviderCrashed("died before the message left")))
     drive(make_worker(queue, fake, clock), clock)
     assert only(queue, j2).status == SENT
     assert fake.delivered_to(P) == 2  # one per job: the second was not "found" in the first's bubble

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from wabulk.models import NewJob, NewMessage
 from wabulk.queue import Queue
+from wabulk.settings import Settings
 from wabulk.worker.fleet import Fleet
 
 # A stand-in for `wabulk run --session S`: follows the plan in <dir>/<session>.plan, one entry per start:
@@ -382,12 +383,14 @@ def test_each_worker_of_a_fleet_gets_the_run_options_of_the_command_line(
     them is configured as the fleet's own command line was."""
     from typer.testing import CliRunner
 
-    from wabulk import worker
+    from wabulk import cli, worker
     from wabulk.cli import app
     from wabulk.worker.fleet import RunOptions
 
     seen: list[object] = []
-    monkeypatch.setattr(worker, "run_worker", lambda settings, config, **_: seen.append(config) or 0)
+    monkeypatch.setattr(
+        worker, "run_worker", lambda settings, config, **_: seen.append((settings, config)) or 0
+    )
     line = [
         "--pace",
         "safe",
@@ -405,6 +408,9 @@ def test_each_worker_of_a_fleet_gets_the_run_options_of_the_command_line(
         "--track-receipts",
         "--restart-browser-every",
         "7",
+        "--web-url",
+        "http://127.0.0.1:9/",
+        "--headed",
     ]
     assert CliRunner().invoke(app, ["run", "--session", "a", *line]).exit_code == 0
     options = RunOptions(
@@ -415,10 +421,17 @@ def test_each_worker_of_a_fleet_gets_the_run_options_of_the_command_line(
         job_ids=(3, 4),
         until_done=True,
         track_receipts=True,
-        restart_browser_every=7,
+        provider_args=cli._web_run_args("http://127.0.0.1:9/", None, False, 7),
     )
     assert CliRunner().invoke(app, ["run", "--session", "a", *options.argv()]).exit_code == 0
     assert seen[0] == seen[1]
+    settings = seen[0][0]
+    assert isinstance(settings, Settings)
+    assert (settings.restart_browser_every, settings.web_url, settings.headless) == (
+        7,
+        "http://127.0.0.1:9/",
+        False,
+    )
 
 
 def test_a_worker_exiting_4_needs_a_person_and_is_not_restarted(fake: Path, queue: Queue) -> None:

@@ -225,7 +225,7 @@ def test_grid_failures_are_described_in_one_line_and_classified() -> None:
     from selenium.common.exceptions import SessionNotCreatedException
     from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 
-    from wabulk.web.browser import describe_remote_failure
+    from wabulk.web.launch import describe_remote_failure
 
     url = "http://grid:4444"
     refused = MaxRetryError(None, "/session", ConnectionRefusedError(111, "Connection refused"))  # type: ignore[arg-type]

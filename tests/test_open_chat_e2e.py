@@ -15,11 +15,11 @@ import pytest
 from conftest import make_browser_settings
 from e2e_helpers import snapshots_into
 from wabulk import errors, models
-from wabulk.web import browser as sess
 from wabulk.web import dom
 from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
 from wabulk.web.sender import WhatsAppSender
+from wabulk.web.states import CHAT
 
 pytestmark = [
     pytest.mark.browser,
@@ -81,7 +81,7 @@ def test_inpage_sends_to_several_numbers_each_once_never_into_the_previous_chat(
         inpage.send(phone, body)
         assert inpage.last_open_method == "inpage"
     assert _received(simulator, before) == [(p.lstrip("+"), b) for p, b in sends]
-    assert inpage.page_state() == sess.CHAT
+    assert inpage.page_state() == CHAT
 
 
 def test_inpage_invalid_number_is_not_on_whatsapp_and_the_next_send_works(
@@ -154,5 +154,5 @@ def test_auto_uses_in_page_on_a_loaded_page_and_the_deep_link_on_a_page_not_load
     inpage.browser.open("about:blank")
     inpage.open_chat("+14155550783")  # nothing loaded: the deep link boots the app with the chat
     assert inpage.last_open_method == "deeplink"
-    assert inpage.page_state() == sess.CHAT
+    assert inpage.page_state() == CHAT
     assert _received(simulator, before) == [("14155550782", "auto on a loaded page")]

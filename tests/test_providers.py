@@ -125,7 +125,9 @@ def test_errors_say_their_scope_instead_of_their_class() -> None:
     assert errors.AttachmentRejected("x").scope == errors.SCOPE_JOB
     for account in (errors.NotLoggedIn("x"), errors.Offline("x"), errors.ConfirmTimeout("x")):
         assert account.scope == errors.SCOPE_ACCOUNT and not account.restart_provider
-    assert errors.BrowserCrashed("x").restart_provider and errors.BrowserError("x").restart_provider
+    for down in (errors.ProviderCrashed("x"), errors.ProviderDown("x")):
+        assert down.restart_provider and down.scope == errors.SCOPE_ACCOUNT
+    assert errors.ProviderCrashed("x").transient
     assert errors.TransientSendError("x", scope=errors.SCOPE_ACCOUNT).scope == errors.SCOPE_ACCOUNT
 
 
@@ -140,6 +142,43 @@ def test_nothing_outside_web_loads_selenium() -> None:
     assert out.stdout.strip() == "[]"
 
 
+# Printed by a subprocess: the provider libraries and the provider modules that talk to a service it loaded.
+_PROVIDER_MODULES = ("wabulk.web", "wabulk.cloud.client", "wabulk.cloud.provider", "wabulk.cloud.runner")
+_LOADED = (
+    "import sys\n"
+    "libs = {m.split('.')[0] for m in sys.modules if m.split('.')[0] in ('selenium', 'httpx')}\n"
+    f"ours = {{m for m in sys.modules if m.startswith({_PROVIDER_MODULES!r})}}\n"
+    "print(sorted(libs | ours))\n"
+)
+
+
+def test_the_core_loads_no_provider_code() -> None:
+    """The worker, the provider interface, sessions and the queue reach a provider only through
+    ``open_sender``: importing them loads neither selenium nor httpx nor a provider's package."""
+    code = "import wabulk.worker, wabulk.sender, wabulk.session, wabulk.queue\n" + _LOADED
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_status_through_typer_loads_no_provider_code(db_path: Path) -> None:
+    """``wabulk status`` (the Typer command, not the cron fast path) over a web and a Cloud API session
+    starts no provider: no selenium, no httpx, no browser or Graph client module."""
+    with Queue(db_path) as q:
+        sessions.record(q, sessions.Session("biz", sessions.CLOUD, {"phone_number_id": "123"}))
+        q.enqueue(NewJob(name="promo", template="Hi"), [NewMessage(phone="+14155550100", body="Hi")])
+    code = (
+        "import contextlib, io, sys\n"
+        "from wabulk.cli import app\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    try: app(['--db', {str(db_path)!r}, 'status'])\n"
+        "    except SystemExit as e: assert e.code == 0, e.code\n"
+        "sys.stdout.flush()\n" + _LOADED
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_browser_only_errors_live_in_web_and_keep_their_core_category() -> None:
     """``wabulk.errors`` keeps the categories the worker and CLI decide by; the page's own errors live in
     ``wabulk.web.errors`` and still say scope, retry and exit code through those categories."""
@@ -148,7 +187,14 @@ def test_browser_only_errors_live_in_web_and_keep_their_core_category() -> None:
     web_only = {
         n for n, v in vars(web_errors).items() if isinstance(v, type) and v.__module__ == web_errors.__name__
     }
-    assert {"SelectorNotFound", "UnsupportedBrowser", "PageError", "TakeoverFailed"} <= web_only
+    assert {
+        "SelectorNotFound",
+        "UnsupportedBrowser",
+        "PageError",
+        "TakeoverFailed",
+        "BrowserError",
+        "BrowserCrashed",
+    } <= web_only
     assert not web_only & set(vars(errors))
     missing = web_errors.SelectorNotFound("send_button", ("x",), 2.0)
     assert isinstance(missing, errors.TransientSendError) and missing.scope == errors.SCOPE_ACCOUNT
@@ -157,6 +203,14 @@ def test_browser_only_errors_live_in_web_and_keep_their_core_category() -> None:
     assert web_errors.PageError("x").restart_provider
     takeover = web_errors.TakeoverFailed("x")
     assert isinstance(takeover, errors.SessionError) and not takeover.restart_provider
+    # The browser's connection errors are the core "provider down / crashed" categories; their stored
+    # error classes (in databases and exports) did not change with the move.
+    crashed = web_errors.BrowserCrashed("x")
+    assert isinstance(crashed, errors.ProviderCrashed) and crashed.error_class == "browser_crashed"
+    assert crashed.restart_provider and crashed.transient and crashed.scope == errors.SCOPE_ACCOUNT
+    assert isinstance(web_errors.PageError("x"), errors.ProviderDown)
+    assert isinstance(web_errors.BrowserError("x"), errors.ProviderDown)
+    assert (takeover.error_class, missing.error_class) == ("takeover", "selector_missing")
 
 
 def _imports_web_errors(tree: ast.AST, package: str) -> bool:
@@ -192,6 +246,34 @@ def test_nothing_outside_web_imports_the_web_errors() -> None:
     assert _imports_web_errors(ast.parse("from .web.errors import PageError"), "wabulk.worker") is False
     assert _imports_web_errors(ast.parse("from ..web.errors import PageError"), "wabulk.worker")
     assert _imports_web_errors(ast.parse("from .web import errors"), "wabulk")
+
+
+def _imports_other_web_modules(tree: ast.AST) -> bool:
+    """Whether ``tree`` (a test module) imports a ``wabulk.web`` module other than its errors."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        if any(n.startswith("wabulk.web.") and not n.startswith("wabulk.web.errors") for n in names):
+            return True
+    return False
+
+
+def test_only_tests_of_the_web_provider_raise_its_errors() -> None:
+    """The fake provider and the tests of the worker, queue and CLI raise the core categories (a crash is
+    ``ProviderCrashed``, a dead connection ``ProviderDown``): a test module that imports
+    ``wabulk.web.errors`` tests the web provider itself, so it imports the web modules too."""
+    offenders = []
+    for path in sorted(Path(__file__).parent.rglob("test_*.py")):
+        if path.name == Path(__file__).name:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if _imports_web_errors(tree, "tests") and not _imports_other_web_modules(tree):
+            offenders.append(path.name)
+    assert offenders == []
 
 
 def test_the_evidence_of_a_stamp_is_stored_as_the_provider_gave_it(db_path: Path) -> None:

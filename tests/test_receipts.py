@@ -5,15 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from conftest import Clock
-from wabulk import errors
+from wabulk import errors, exitcodes
 from wabulk.cli import app
-from wabulk.fakes import FakeTransport
+from wabulk.fakes import FAKE_CAPABILITIES, FakeTransport
 from wabulk.models import TICK_DELIVERED, TICK_READ, TICK_SENT, NewJob, NewMessage
 from wabulk.pacing import PROFILES
 from wabulk.queue import Queue
@@ -24,7 +25,8 @@ from wabulk.receipts import (
     parse_age,
     undelivered_counts,
 )
-from wabulk.worker import Worker, WorkerConfig
+from wabulk.sender import RECEIPTS_PUSHED
+from wabulk.worker import Worker, WorkerConfig, WorkerEvent
 from wabulk.worker.receipts import track
 
 T0 = 1_780_000_000.0
@@ -313,6 +315,28 @@ def test_worker_tracks_receipts_in_idle_time_only_when_asked(
     assert on.track_receipts_once() == 0
     on.shutdown()
     assert sends(fake) == before
+
+
+def test_a_provider_whose_receipts_are_pushed_is_never_polled(
+    queue: Queue, fake: FakeTransport, clock: Clock
+) -> None:
+    """Decided once from the provider's capabilities, before any job starts: --track-receipts on a session
+    whose service pushes its receipts opens no chat, and the run says so once."""
+    a, b = phones(2)
+    send_all(queue, fake, clock, [a, b])
+    clock.advance(HOUR)
+    fake.capabilities = replace(FAKE_CAPABILITIES, receipts=RECEIPTS_PUSHED)
+    events: list[WorkerEvent] = []
+    config = WorkerConfig(session="main", pace=PROFILES["off"], track_receipts=True, until_done=True)
+    worker = Worker(queue, fake, config, clock=clock, sleep=clock.sleep, on_event=events.append)
+    assert not worker.polls_receipts
+    assert worker.run_once().outcome == "idle" and worker.track_receipts_once() == 0
+    assert worker.run() == exitcodes.OK
+    assert not any(c[0] == "read_receipt" for c in fake.calls)
+    warned = [e.text for e in events if e.kind == "warning" and "receipts pushed" in e.text]
+    assert warned == [
+        "session 'main' gets its receipts pushed by the service: --track-receipts has nothing to look up"
+    ]
 
 
 # --- schema ---------------------------------------------------------------------------------------------

@@ -21,12 +21,30 @@ from wabulk.web import browser as sess
 from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
 from wabulk.web.doctor import check_binaries
+from wabulk.web.launch import major_version
+from wabulk.web.profile import ProfileLock
+from wabulk.web.states import (
+    BLOCKED,
+    CHAT,
+    LOADING,
+    LOGGED_OUT,
+    MAIN,
+    OFFLINE,
+    PAGE_STATES,
+    QR,
+    RESTRICTED,
+    STATE_SELECTORS,
+    TAKEOVER_COMPUTER,
+    TAKEOVER_WINDOW,
+    UNKNOWN,
+    decide_state,
+)
 
 
 def probe(
     *names: str, text: str = "", dialogs: tuple[str, ...] = (), url: str = "http://x/"
 ) -> dict[str, Any]:
-    matched = {s.name: -1 for s in sess.STATE_SELECTORS}
+    matched = {s.name: -1 for s in STATE_SELECTORS}
     for n in names:
         matched[n] = 0
     return {"matched": matched, "text": text, "dialogs": list(dialogs), "url": url, "qr_ref": None}
@@ -35,37 +53,37 @@ def probe(
 @pytest.mark.parametrize(
     ("p", "state"),
     [
-        (probe("loading", text="WhatsApp Loading your chats [40%]"), sess.LOADING),
-        (probe(text="Loading your chats [0%]"), sess.LOADING),
-        (probe("qr_code", "qr_canvas", text="Steps to log in"), sess.QR),
-        (probe("qr_code", url="http://x/?post_logout=1"), sess.LOGGED_OUT),
-        (probe(text="Logging out… Your device was logged out."), sess.LOGGED_OUT),
-        (probe("main_screen"), sess.MAIN),
-        (probe("main_screen", "chat_panel", "compose_box"), sess.CHAT),
-        (probe("main_screen", "chat_panel", text="Computer not connected"), sess.OFFLINE),
-        (probe("main_screen", "offline_icon"), sess.OFFLINE),
+        (probe("loading", text="WhatsApp Loading your chats [40%]"), LOADING),
+        (probe(text="Loading your chats [0%]"), LOADING),
+        (probe("qr_code", "qr_canvas", text="Steps to log in"), QR),
+        (probe("qr_code", url="http://x/?post_logout=1"), LOGGED_OUT),
+        (probe(text="Logging out… Your device was logged out."), LOGGED_OUT),
+        (probe("main_screen"), MAIN),
+        (probe("main_screen", "chat_panel", "compose_box"), CHAT),
+        (probe("main_screen", "chat_panel", text="Computer not connected"), OFFLINE),
+        (probe("main_screen", "offline_icon"), OFFLINE),
         # an offline warning over the QR is still the QR screen
-        (probe("qr_code", text="Computer not connected"), sess.QR),
+        (probe("qr_code", text="Computer not connected"), QR),
         (
             probe(
                 dialogs=(
                     'WhatsApp is open in another window. Click "Use here" to use WhatsApp in this window.',
                 )
             ),
-            sess.TAKEOVER_WINDOW,
+            TAKEOVER_WINDOW,
         ),
         (
             probe(dialogs=("WhatsApp is open on another computer or browser. Click \u201cUse Here\u201d",)),
-            sess.TAKEOVER_COMPUTER,
+            TAKEOVER_COMPUTER,
         ),
-        (probe(text="Your account has been temporarily banned"), sess.BLOCKED),
-        (probe(text="This account is not allowed to use WhatsApp due to spam."), sess.BLOCKED),
-        (probe(), sess.UNKNOWN),
+        (probe(text="Your account has been temporarily banned"), BLOCKED),
+        (probe(text="This account is not allowed to use WhatsApp due to spam."), BLOCKED),
+        (probe(), UNKNOWN),
     ],
 )
 def test_page_state_is_decided_from_the_probe(p: dict[str, Any], state: str) -> None:
-    assert sess.decide_state(p) == state
-    assert state in sess.PAGE_STATES
+    assert decide_state(p) == state
+    assert state in PAGE_STATES
 
 
 def test_dialog_texts_classify_into_permanent_errors() -> None:
@@ -146,10 +164,10 @@ def _settings(tmp_path: Path, **kw: Any) -> Settings:
 
 def test_profile_lock_excludes_a_second_holder_and_names_the_pid(tmp_path: Path) -> None:
     path = tmp_path / "wabulk.lock"
-    first = sess.ProfileLock(path, "default")
+    first = ProfileLock(path, "default")
     first.acquire()
     assert path.read_text().strip() == str(os.getpid())
-    second = sess.ProfileLock(path, "default")
+    second = ProfileLock(path, "default")
     with pytest.raises(errors.SessionBusy, match=f"in use by process {os.getpid()}"):
         second.acquire()
     first.release()
@@ -162,7 +180,7 @@ def test_profile_lock_held_by_another_process(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from wabulk.web.browser import ProfileLock
+        from wabulk.web.profile import ProfileLock
         lock = ProfileLock(Path({str(path)!r}), "default")
         lock.acquire()
         print("locked", flush=True)
@@ -174,13 +192,13 @@ def test_profile_lock_held_by_another_process(tmp_path: Path) -> None:
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "locked"
         with pytest.raises(errors.SessionBusy, match=f"process {child.pid}"):
-            sess.ProfileLock(path, "default").acquire()
+            ProfileLock(path, "default").acquire()
     finally:
         child.kill()
         child.wait()
     # the holder died without releasing: its stale pid is in the file, and the lock is taken over
     assert path.read_text().strip() == str(child.pid)
-    lock = sess.ProfileLock(path, "default")
+    lock = ProfileLock(path, "default")
     lock.acquire()
     assert path.read_text().strip() == str(os.getpid())
     lock.release()
@@ -279,9 +297,9 @@ def test_doctor_file_checks_warn_on_wide_permissions(tmp_path: Path) -> None:
 def test_doctor_binary_checks(tmp_path: Path) -> None:
     missing = {c.name: c for c in check_binaries(_settings(tmp_path, chromedriver=str(tmp_path / "nope")))}
     assert missing["chromedriver"].level == "fail" and "WABULK_CHROMEDRIVER" in missing["chromedriver"].detail
-    assert sess.major_version("Chromium 156.0.8078.108 built on Debian") == 156
-    assert sess.major_version("ChromeDriver 155.0.1.2 (abc)") == 155
-    assert sess.major_version(None) is None
+    assert major_version("Chromium 156.0.8078.108 built on Debian") == 156
+    assert major_version("ChromeDriver 155.0.1.2 (abc)") == 155
+    assert major_version(None) is None
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromedriver").exists(), reason="needs the local chromedriver")
@@ -391,7 +409,7 @@ def test_auto_uses_in_page_and_falls_back_to_the_deep_link_once_on_a_transient_f
         errors.NotOnWhatsApp("WhatsApp says: The number +1 555 isn't on WhatsApp."),
         errors.NotLoggedIn("logged out"),
         errors.Offline("offline"),
-        errors.BrowserCrashed("gone"),
+        web_errors.BrowserCrashed("gone"),
     ],
     ids=["not-on-whatsapp", "logged-out", "offline", "crashed"],
 )
@@ -443,10 +461,10 @@ def _wait(page: _Page, takeovers: list[int] | None = None) -> chat.PageWait:
 @pytest.mark.parametrize(
     ("state", "error"),
     [
-        (sess.RESTRICTED, errors.AccountRestricted),
-        (sess.BLOCKED, errors.Blocked),
-        (sess.QR, errors.NotLoggedIn),
-        (sess.LOGGED_OUT, errors.NotLoggedIn),
+        (RESTRICTED, errors.AccountRestricted),
+        (BLOCKED, errors.Blocked),
+        (QR, errors.NotLoggedIn),
+        (LOGGED_OUT, errors.NotLoggedIn),
     ],
 )
 def test_the_shared_wait_raises_what_no_waiting_can_fix(state: str, error: type[Exception]) -> None:
@@ -455,13 +473,13 @@ def test_the_shared_wait_raises_what_no_waiting_can_fix(state: str, error: type[
 
 
 def test_the_shared_wait_closes_whats_new_hands_takeovers_over_and_reads_invalid_numbers() -> None:
-    page = _Page((sess.MAIN, probe(dialogs=("What's new on WhatsApp Web Continue",))), (sess.CHAT, probe()))
+    page = _Page((MAIN, probe(dialogs=("What's new on WhatsApp Web Continue",))), (CHAT, probe()))
     st, _, dialogs = _wait(page).step()
-    assert (st, dialogs, page.dismissed) == (sess.CHAT, "", 1)
+    assert (st, dialogs, page.dismissed) == (CHAT, "", 1)
     takeovers: list[int] = []
-    page = _Page((sess.TAKEOVER_WINDOW, probe()), (sess.CHAT, probe("compose_box")))
-    assert _wait(page, takeovers).step()[0] == sess.CHAT and takeovers == [1]
-    page = _Page((sess.MAIN, probe(dialogs=("The phone number +1 555 isn't on WhatsApp. OK",))))
+    page = _Page((TAKEOVER_WINDOW, probe()), (CHAT, probe("compose_box")))
+    assert _wait(page, takeovers).step()[0] == CHAT and takeovers == [1]
+    page = _Page((MAIN, probe(dialogs=("The phone number +1 555 isn't on WhatsApp. OK",))))
     with pytest.raises(errors.NotOnWhatsApp, match="isn't on WhatsApp"):
         _wait(page).step()
 
@@ -471,7 +489,7 @@ def test_the_shared_wait_gives_a_flapping_connection_a_moment_then_says_offline(
 ) -> None:
     now = [100.0]
     monkeypatch.setattr(chat.time, "monotonic", lambda: now[0])
-    wait = _wait(_Page((sess.OFFLINE, probe("main_screen"))))
+    wait = _wait(_Page((OFFLINE, probe("main_screen"))))
     wait.step()
     now[0] += dom.MINI / 2
     wait.step()  # still within the grace
@@ -479,6 +497,6 @@ def test_the_shared_wait_gives_a_flapping_connection_a_moment_then_says_offline(
     with pytest.raises(errors.Offline):
         wait.step()
     # offline with the chat's compose box usable is not a reason to stop opening it
-    ok = _wait(_Page((sess.OFFLINE, probe("main_screen", "compose_box"))))
+    ok = _wait(_Page((OFFLINE, probe("main_screen", "compose_box"))))
     now[0] += 10 * dom.MINI
-    assert ok.step()[0] == sess.OFFLINE and ok.step()[0] == sess.OFFLINE
+    assert ok.step()[0] == OFFLINE and ok.step()[0] == OFFLINE

@@ -434,7 +434,7 @@ def test_profile_state_files_cut_short_by_a_kill_are_moved_aside(tmp_path: Path)
     """Found by the browser kill storm: a kill left "Local State" empty and chromedriver then refused the
     profile for good ("cannot parse internal JSON template"). Broken JSON state is moved aside; good files
     and everything else (the WhatsApp login) stay."""
-    from wabulk.web.browser import repair_profile
+    from wabulk.web.profile import repair_profile
 
     profile = tmp_path / "s"
     (profile / "Default").mkdir(parents=True)

@@ -28,6 +28,14 @@ from wabulk.settings import Settings
 from wabulk.web import browser as sess
 from wabulk.web import dom
 from wabulk.web import errors as web_errors
+from wabulk.web.states import (
+    LOGGED_IN_STATES,
+    QR,
+    STATE_SELECTORS,
+    UNKNOWN,
+    UNSUPPORTED_BROWSER,
+    decide_state,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -75,14 +83,14 @@ def test_a_headless_wabulk_browser_reaches_the_qr_and_the_app_of_the_2026_09_pag
     before = len(refusals(sim))
     browser = sess.BrowserSession(settings, "ua", timeouts=FAST)
     try:
-        assert browser.ensure_ready(require_login=False) == sess.QR
+        assert browser.ensure_ready(require_login=False) == QR
         ua = str(browser.driver.execute_script("return navigator.userAgent"))
         assert "HeadlessChrome" not in ua and " Chrome/" in ua
         # --disable-blink-features=AutomationControlled: chromedriver's automation flag is not exposed either
         assert browser.driver.execute_script("return navigator.webdriver") is False
         wait_for(lambda: sim.scan(), 10, "the QR to be scanned")
         assert browser.wait_for_login(lambda ref: None, timeout=20)
-        assert browser.ensure_ready() in sess.LOGGED_IN_STATES
+        assert browser.ensure_ready() in LOGGED_IN_STATES
     finally:
         browser.close()
     assert len(refusals(sim)) == before  # never refused on the way
@@ -104,11 +112,11 @@ def test_without_wabulks_user_agent_the_same_headless_chromium_is_refused(
     try:
         raw.get(sim.url + "/")
         st = wait_for(
-            lambda: (s := sess.decide_state(dom.probe(raw, sess.STATE_SELECTORS))) != sess.UNKNOWN and s,
+            lambda: (s := decide_state(dom.probe(raw, STATE_SELECTORS))) != UNKNOWN and s,
             15,
             "the page to settle",
         )
-        assert st == sess.UNSUPPORTED_BROWSER
+        assert st == UNSUPPORTED_BROWSER
         assert "HeadlessChrome" in str(raw.execute_script("return navigator.userAgent"))
         assert raw.find_elements("css selector", "div[data-ref], #side") == []  # no QR, no app
     finally:
@@ -178,7 +186,7 @@ def test_a_profile_whose_service_worker_cached_the_refusal_gets_the_qr(
     browser = sess.BrowserSession(settings, "cached", timeouts=FAST)
     try:
         with caplog.at_level(logging.WARNING, logger="wabulk.web.browser"):
-            assert browser.ensure_ready(require_login=False) == sess.QR
+            assert browser.ensure_ready(require_login=False) == QR
     finally:
         browser.close()
     assert any("cached service worker" in r.getMessage() for r in caplog.records)
@@ -227,7 +235,7 @@ def test_an_error_screen_is_reloaded_once_then_named_in_one_line(sim: Any, setti
             browser.ensure_ready(require_login=False)
         # the screen stays until the page reloads (as on the real page): gone after wabulk's one reload
         sim.configure(page_error=None)
-        assert browser.ensure_ready(require_login=False) == sess.QR
+        assert browser.ensure_ready(require_login=False) == QR
     finally:
         browser.close()
 
@@ -245,7 +253,7 @@ def test_a_profile_with_another_hosts_chromium_lock_starts(
     browser = sess.BrowserSession(settings, "moved", timeouts=FAST)
     try:
         with caplog.at_level(logging.WARNING, logger="wabulk.web.browser"):
-            assert browser.ensure_ready(require_login=False) == sess.QR
+            assert browser.ensure_ready(require_login=False) == QR
         lock = os.readlink(profile / "SingletonLock")  # Chromium's own lock now: this host
         assert not lock.startswith("otherhost-")
     finally:

@@ -51,7 +51,6 @@ REFUSAL = (
 def test_decide_state_knows_the_2026_screens(p: dict[str, Any], state: str) -> None:
     assert states.decide_state(p) == state
     assert state in states.PAGE_STATES
-    assert sess.decide_state(p) == state  # session re-exports the names other modules import
 
 
 def test_restricted_counts_as_logged_in() -> None:
@@ -233,3 +232,14 @@ def test_a_refused_profile_loses_its_cached_service_worker_before_the_next_launc
     assert not (d / "Default" / "Service Worker").exists()
     assert (d / "Default" / "Cookies").exists()
     assert profile.clear_refusal(d) is False  # the marker went with it
+
+
+def test_the_browser_restart_is_the_web_providers_setting(tmp_path: Path) -> None:
+    """``run --restart-browser-every`` is a setting of the web provider, which tells the worker as data
+    (its capabilities) after how many chats it wants a fresh browser; 100 unless set, 0 = never."""
+    from wabulk.web.sender import WhatsAppSender
+
+    caps = WhatsAppSender(_settings(tmp_path), "work").capabilities
+    assert caps.restart_every == 100 and "fresh page after 7 chats" in caps.restart_text.format(chats=7)
+    never = WhatsAppSender(_settings(tmp_path, restart_browser_every=0), "work")
+    assert never.capabilities.restart_every == 0

@@ -23,10 +23,21 @@ from wabulk.errors import (
     NotOnWhatsApp,
     Offline,
     SessionBusy,
+    SessionError,
     TransientSendError,
     Unreachable,
 )
-from wabulk.fakes import BLOCK, CRASH, LOGOUT, DeliverThenRaise, Delivery, Fail, FailAtSend, FakeTransport
+from wabulk.fakes import (
+    BLOCK,
+    CRASH,
+    FAKE_CAPABILITIES,
+    LOGOUT,
+    DeliverThenRaise,
+    Delivery,
+    Fail,
+    FailAtSend,
+    FakeTransport,
+)
 from wabulk.logs import setup_logging, teardown_logging
 from wabulk.models import (
     FAILED,
@@ -40,8 +51,7 @@ from wabulk.models import (
 )
 from wabulk.pacing import PROFILES, make_profile
 from wabulk.queue import Queue
-from wabulk.settings import Settings
-from wabulk.web.errors import SelectorNotFound, TakeoverFailed
+from wabulk.settings import Settings, check_restart_browser_every
 from wabulk.worker import Worker, WorkerConfig, WorkerEvent, build_config, run_worker
 
 UTC = dt.timezone.utc
@@ -85,6 +95,14 @@ def message(queue: Queue, job_id: int, phone: str):  # type: ignore[no-untyped-d
     return next(m for m in queue.iter_messages(job_id) if m.phone == phone)
 
 
+def page_changed(element: str) -> TransientSendError:
+    """What a provider raises when its page changed under its reader (the web: ``SelectorNotFound``):
+    transient, about the account."""
+    return TransientSendError(
+        f"element {element!r} not found", error_class="selector_missing", scope=SCOPE_ACCOUNT
+    )
+
+
 def kinds(events: list[WorkerEvent]) -> list[str]:
     return [e.kind for e in events if e.kind != "progress"]
 
@@ -118,27 +136,30 @@ def test_browser_is_restarted_between_messages_every_n_chats(
         real_restart()
 
     fake.restart = restart  # type: ignore[method-assign]
+    # The provider asks for it, as data (the web provider: its --restart-browser-every setting).
+    fake.capabilities = replace(FAKE_CAPABILITIES, restart_every=3, restart_text="fresh after {chats} chats")
     events: list[WorkerEvent] = []
-    worker = make_worker(queue, fake, clock, events, restart_browser_every=3)
+    worker = make_worker(queue, fake, clock, events)
     assert worker.run() == exitcodes.OK
     # After the 3rd and the 6th chat, before the next claim: never with a message in flight.
     assert fake.restarts == 2 and in_flight_at_restart == [0, 0]
     assert sorted(d.phone for d in fake.deliveries) == sorted(nums) and fake.duplicates() == []
     restarts = [e.text for e in events if e.kind == "restart"]
-    assert len(restarts) == 2 and all("after 3 chats" in t for t in restarts)
+    assert len(restarts) == 2 and all(t.endswith("(fresh after 3 chats)") for t in restarts)
 
 
 def test_restart_browser_every_zero_never_restarts(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
     enqueue(queue, phones(12))
-    assert make_worker(queue, fake, clock, restart_browser_every=0).run() == exitcodes.OK
+    fake.capabilities = replace(FAKE_CAPABILITIES, restart_every=0)
+    assert make_worker(queue, fake, clock).run() == exitcodes.OK
     assert fake.restarts == 0 and len(fake.deliveries) == 12
 
 
 def test_restart_browser_every_must_not_be_negative() -> None:
-    with pytest.raises(BadInput, match="--restart-browser-every"):
-        build_config(session="main", restart_browser_every=-1)
-    assert build_config(session="main").restart_browser_every == 100
-    assert build_config(session="main", restart_browser_every=0).restart_browser_every == 0
+    with pytest.raises(BadInput, match="--restart-browser-every must be 0 \\(never\\) or more, not -1"):
+        check_restart_browser_every(-1)
+    assert [check_restart_browser_every(n) for n in (None, 0, 7)] == [None, 0, 7]
+    assert Settings.from_env().restart_browser_every == 100
 
 
 def test_pacing_gaps_are_waited_between_sends(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
@@ -200,11 +221,11 @@ def test_offline_spends_no_attempt_however_long_it_lasts(
 def test_a_takeover_releases_the_message_without_spending_an_attempt(
     queue: Queue, fake: FakeTransport, clock: Clock
 ) -> None:
-    """The web provider's TakeoverFailed reaches the worker as a SessionError (no message to blame): the
-    message goes back to pending untouched, and the worker carries on once the session is back."""
+    """A session-wide error (the web provider's takeover is one) has no message to blame: the message goes
+    back to pending untouched, and the worker carries on once the session is back."""
     (a,) = phones(1)
     job = enqueue(queue, [a])
-    fake.script(a, Fail(TakeoverFailed("WhatsApp keeps being taken over by another window")))
+    fake.script(a, Fail(SessionError("WhatsApp keeps being taken over by another window")))
     worker = make_worker(queue, fake, clock)
     step = worker.run_once()
     assert step.outcome == "released"
@@ -267,7 +288,7 @@ def test_permanent_error_fails_at_once_and_until_done_exits_3(
 def test_attempts_exhausted_fail_the_message(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
     (a,) = phones(1)
     job = enqueue(queue, [a], max_attempts=3)
-    fake.always(a, Fail(SelectorNotFound("compose_box", ["div[contenteditable]"], 10)))
+    fake.always(a, Fail(page_changed("compose_box")))
     worker = make_worker(queue, fake, clock)
     assert worker.run() == exitcodes.SOME_FAILED
     m = message(queue, job, a)
@@ -353,11 +374,11 @@ def test_browser_crash_mid_send_restarts_and_verifies(
 
 
 def test_crash_after_delivery_is_not_resent(queue: Queue, fake: FakeTransport, clock: Clock) -> None:
-    from wabulk.errors import BrowserCrashed
+    from wabulk.errors import ProviderCrashed
 
     (a,) = phones(1)
     enqueue(queue, [a])
-    fake.script(a, DeliverThenRaise(BrowserCrashed("chrome not reachable")))
+    fake.script(a, DeliverThenRaise(ProviderCrashed("chrome not reachable")))
     worker = make_worker(queue, fake, clock)
     assert worker.run() == exitcodes.OK
     assert fake.delivered_to(a) == 1 and fake.restarts >= 1
@@ -459,7 +480,7 @@ def test_circuit_breaker_auto_pauses_the_session_on_page_errors(
     nums = phones(8)
     job = enqueue(queue, nums)
     for p in nums:
-        fake.always(p, Fail(SelectorNotFound("send_button", ["[aria-label=Send]"], 10)))
+        fake.always(p, Fail(page_changed("send_button")))
     events: list[WorkerEvent] = []
     worker = make_worker(queue, fake, clock, events, breaker_threshold=5)
     code = worker.run()

@@ -13,7 +13,7 @@ import pytest
 
 from wabulk import errors
 from wabulk.queue import Queue
-from wabulk.web.browser import reap_orphans
+from wabulk.web.profile import reap_orphans
 from wabulk.worker import build_config
 
 

@@ -1276,12 +1276,24 @@ def run(
     if len(names) == 1:
         cloud = _cloud_session(names[0])
         if cloud is not None:
+            if restart_browser_every is not None:
+                # A WhatsApp Web setting: the Cloud API has no browser to restart.
+                _stderr().print(
+                    f"Note: --restart-browser-every applies to WhatsApp Web sessions; ignored for the Cloud"
+                    f" API session {names[0]!r}.",
+                    markup=False,
+                )
             _run_cloud(names[0], cloud, job, until_done, rate, settle_seconds, lease_seconds)
             return
+    from . import settings as cfg
     from .worker import build_config, run_worker
 
     settings = _settings().with_(web_url=web_url, headless=headless, session=names[0], remote_url=remote_url)
     with _errors():
+        # The web provider's own setting: it restarts its browser, the worker only asks it to.
+        settings = settings.with_(
+            restart_browser_every=cfg.check_restart_browser_every(restart_browser_every)
+        )
         config = build_config(
             session=names[0],
             job_ids=tuple(job) if job else None,
@@ -1295,7 +1307,6 @@ def run(
             log_numbers=log_numbers,
             lease_seconds=lease_seconds,
             track_receipts=track_receipts,
-            restart_browser_every=restart_browser_every,
         )
         if len(names) > 1:
             from .worker.fleet import RunOptions, run_fleet
@@ -1310,13 +1321,10 @@ def run(
                 long_pause_every=long_pause_every,
                 daily_cap=daily_cap,
                 quiet_hours=quiet_hours,
-                web_url=web_url,
-                remote_url=remote_url,
                 lease_seconds=lease_seconds,
-                restart_browser_every=restart_browser_every,
                 log_numbers=log_numbers,
                 track_receipts=track_receipts,
-                headless=headless,
+                provider_args=_web_run_args(web_url, remote_url, headless, restart_browser_every),
                 notify=tuple(notify or ()),
                 notify_cmd=notify_cmd,
             )
@@ -1329,6 +1337,23 @@ def run(
             ) as hook:
                 code = run_worker(settings, config, on_event=hook)
     raise typer.Exit(code)
+
+
+def _web_run_args(
+    web_url: str | None, remote_url: str | None, headless: bool | None, restart_browser_every: int | None
+) -> tuple[str, ...]:
+    """``run``'s WhatsApp Web options as given on this command line, for each worker of a fleet."""
+    args: list[str] = []
+    for flag, value in (
+        ("--web-url", web_url),
+        ("--remote-url", remote_url),
+        ("--restart-browser-every", restart_browser_every),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    if headless is not None:
+        args.append("--headless" if headless else "--headed")
+    return tuple(args)
 
 
 def _cloud_session(name: str) -> dict[str, Any] | None:

@@ -84,19 +84,21 @@ class ConfigError(WabulkError):
 
 
 class Unreachable(ConfigError):
-    """The WhatsApp Web URL cannot be reached (the browser shows its network error page)."""
+    """The provider's service cannot be reached (for the web: the browser shows its network error page)."""
 
     scope = SCOPE_ACCOUNT
 
 
-class BrowserError(WabulkError):
-    """The browser or chromedriver could not be started or died."""
+class ProviderDown(WabulkError):
+    """The provider's connection to WhatsApp is down: it could not be made, or it died between messages
+    (a browser that does not start, a dead driver). About the account, not a message: the worker restarts
+    the provider before the next message."""
 
     scope = SCOPE_ACCOUNT
     restart_provider = True
 
 
-# --- Errors from the WhatsApp Web side --------------------------------------------------------------
+# --- Sending one message -------------------------------------------------------------------------------
 
 
 class SendError(WabulkError):
@@ -114,7 +116,7 @@ class SendError(WabulkError):
 
 
 class TransientSendError(SendError):
-    """Worth retrying later: timeout, element missing, offline, page reload, browser crash."""
+    """Worth retrying later: a timeout, the service offline, the provider's connection lost."""
 
     transient = True
 
@@ -146,16 +148,19 @@ class ConfirmTimeout(TransientSendError):
 
 
 class Offline(TransientSendError):
-    """WhatsApp Web shows the 'Computer not connected' bar."""
+    """The provider is cut off from WhatsApp for now (WhatsApp Web's 'Computer not connected' bar): no
+    recipient is to blame; the message waits without spending an attempt."""
 
     error_class = "offline"
     scope = SCOPE_ACCOUNT
 
 
-class BrowserCrashed(TransientSendError):
-    """The browser or chromedriver died while sending."""
+class ProviderCrashed(TransientSendError):
+    """The provider's connection died while sending (a crashed browser or driver): whether the message
+    left is not known, so it is verified before any resend. About the account: the worker restarts the
+    provider before the next message."""
 
-    error_class = "browser_crashed"
+    error_class = "provider_crashed"
     scope = SCOPE_ACCOUNT
     restart_provider = True
 
@@ -168,7 +173,7 @@ class SessionError(WabulkError):
 
 
 class NotLoggedIn(SessionError):
-    """The session is logged out (QR screen shown): a scan is needed."""
+    """The account is logged out (the web: the QR screen shows): a person must link it again."""
 
     error_class = "logged_out"
 

@@ -23,7 +23,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import Blocked, BrowserCrashed, BrowserError, ConfirmTimeout, NotLoggedIn, Unreachable
+from .errors import Blocked, ConfirmTimeout, NotLoggedIn, ProviderCrashed, ProviderDown, Unreachable
 from .models import (
     TICK_SENT,
     VERIFY_ABSENT,
@@ -34,6 +34,7 @@ from .models import (
     Verification,
 )
 from .sender import RECEIPTS_POLLED, VERIFY_LOOKED, Capabilities, Evidence, _no_stamp
+from .settings import DEFAULT_RESTART_BROWSER_EVERY
 
 FAKE_CAPABILITIES = Capabilities(
     interactive_login=True,
@@ -42,6 +43,8 @@ FAKE_CAPABILITIES = Capabilities(
     attachments=True,
     default_pace="balanced",
     login_hint="scan the QR code (WhatsApp > Linked devices)",
+    qr_prompt="scan this QR code with WhatsApp > Linked devices",
+    restart_every=DEFAULT_RESTART_BROWSER_EVERY,  # as the web's page, so runs over 100 chats restart too
 )
 
 
@@ -73,7 +76,7 @@ class FailAtSend:
 
 @dataclass(frozen=True)
 class DeliverThenRaise:
-    """Call ``before_send``, deliver, then raise ``error`` (e.g. ConfirmTimeout, BrowserCrashed)."""
+    """Call ``before_send``, deliver, then raise ``error`` (e.g. ConfirmTimeout, ProviderCrashed)."""
 
     error: Exception
 
@@ -212,7 +215,7 @@ class FakeTransport:
         if self.on_send is not None:
             self.on_send(phone)
         if self.crashed:
-            raise BrowserError("browser is dead (fake)")
+            raise ProviderDown("browser is dead (fake)")
         if self.blocked:
             raise Blocked("WhatsApp shows a block screen (fake)")
         if self.logged_out:
@@ -237,13 +240,13 @@ class FakeTransport:
             outcome = DeliverThenRaise(ConfirmTimeout("cannot read the chat's bubbles (fake blind page)"))
         if outcome == CRASH:
             self.crashed = True
-            raise BrowserCrashed("browser died while sending (fake)")
+            raise ProviderCrashed("browser died while sending (fake)")
         if isinstance(outcome, FailAtSend):
             raise outcome.error
         msg_id = f"FAKE{len(self.deliveries) + 1:012d}"
         self.deliveries.append(Delivery(phone, body, self.clock() + self.skew, attachment, msg_id))
         if isinstance(outcome, DeliverThenRaise):
-            if isinstance(outcome.error, BrowserCrashed):
+            if isinstance(outcome.error, ProviderCrashed):
                 self.crashed = True
             raise outcome.error
         tick = self.ticks.get(phone, TICK_SENT)
@@ -270,7 +273,7 @@ class FakeTransport:
         self.calls.append(("verify_sent", phone))
         known = ChatSnapshot.from_evidence(evidence)
         if self.crashed:
-            raise BrowserError("browser is dead (fake)")
+            raise ProviderDown("browser is dead (fake)")
         if self.logged_out:
             raise NotLoggedIn("logged out (fake)")
         if self.is_blind(phone):
@@ -299,7 +302,7 @@ class FakeTransport:
         delivery exists at or after ``since``; None otherwise. Never delivers anything."""
         self.calls.append(("read_receipt", phone))
         if self.crashed:
-            raise BrowserError("browser is dead (fake)")
+            raise ProviderDown("browser is dead (fake)")
         if self.logged_out:
             raise NotLoggedIn("logged out (fake)")
         if not any(d.phone == phone and d.body == body and d.at >= since for d in self.deliveries):

@@ -15,6 +15,8 @@ Lifecycle
     recover, e.g. restarting a dead browser) or raises an account-scoped error (``NotLoggedIn``,
     ``Blocked``, ``AccountRestricted``, ``Unreachable``, …). ``restart()`` throws away the provider's
     connection and makes a new one for the same account; ``close()`` releases everything (idempotent).
+    A provider whose connection degrades with use says after how many chats it wants a fresh one
+    (``capabilities.restart_every``): the worker calls ``restart()`` then, between two messages.
 
 Login
     ``wait_for_login(on_qr, timeout=, should_stop=)`` waits until the account can send and returns True,
@@ -111,6 +113,13 @@ class Capabilities:
     templates: bool = False
     # What a person does when the account is logged out (the worker says it).
     login_hint: str = "run `wabulk login` for this session"
+    # What the worker shows with each new code of an interactive login (``wait_for_login``'s ``on_qr``).
+    qr_prompt: str = "scan this code to link the account"
+    # A provider whose connection degrades with use asks for a fresh one (``restart()``, between two
+    # messages, never during one) after this many chats (sends, verifications, receipt looks); 0 = never.
+    # ``restart_text`` is what the worker says then (``{chats}``: how many).
+    restart_every: int = 0
+    restart_text: str = "a fresh connection after {chats} chats"
 
 
 def _no_stamp(evidence: Evidence) -> None:

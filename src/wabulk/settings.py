@@ -34,6 +34,10 @@ DEFAULT_OPEN_CHAT = "auto"
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_LEASE_SECONDS = 120.0
 DEFAULT_RESTRICTED_RECHECK = 900.0
+# The web provider starts a fresh browser after this many chats (0 = never): a WhatsApp Web page that is
+# never reloaded keeps growing (over 1,000 in-page sends Chromium's memory doubled and every send slowed,
+# docs/performance.md). A restart costs one WhatsApp Web start-up: seconds, against 100 paced sends.
+DEFAULT_RESTART_BROWSER_EVERY = 100
 CHROME_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 DRIVER_CANDIDATES = ("chromedriver",)
 
@@ -107,6 +111,15 @@ def restricted_recheck_seconds() -> float:
     return value
 
 
+def check_restart_browser_every(value: int | None) -> int | None:
+    """``run --restart-browser-every`` as given (None: the default), refused when negative (BadInput)."""
+    if value is not None and value < 0:
+        from .errors import BadInput
+
+        raise BadInput(f"--restart-browser-every must be 0 (never) or more, not {value}")
+    return value
+
+
 def default_headless() -> bool:
     """Headless unless a display exists (``WABULK_HEADLESS`` overrides)."""
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -129,6 +142,7 @@ class Settings:
     open_chat: str = DEFAULT_OPEN_CHAT
     extra: dict[str, str] = field(default_factory=dict)
     user_agent: str | None = None
+    restart_browser_every: int = DEFAULT_RESTART_BROWSER_EVERY  # the web provider's (0 = never)
 
     @classmethod
     def from_env(cls) -> Settings:

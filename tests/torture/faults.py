@@ -255,7 +255,7 @@ def fault_profile_locked(tmp: Path) -> str:
         [
             sys.executable,
             "-c",
-            "import sys,time; from wabulk.web.browser import ProfileLock;"
+            "import sys,time; from wabulk.web.profile import ProfileLock;"
             " from pathlib import Path; ProfileLock(Path(sys.argv[1]), 's').acquire();"
             " print('held', flush=True); time.sleep(600)",
             str(profile / "wabulk.lock"),
@@ -270,7 +270,7 @@ def fault_profile_locked(tmp: Path) -> str:
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    from wabulk.web.browser import ProfileLock
+    from wabulk.web.profile import ProfileLock
 
     lock = ProfileLock(profile / "wabulk.lock", "s")
     lock.acquire()  # the holder's death freed it: the next run gets it

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from wabulk import errors
-from wabulk.web import browser as sess
 from wabulk.web import dom
 from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
+from wabulk.web.states import STATE_SELECTORS
 
 from . import chat, compose, scripts
 
@@ -101,7 +101,7 @@ def wait_preview(browser: Any) -> None:
     """Wait for the media preview (caption box or send button); raise AttachmentRejected for WhatsApp's
     rejection popup (too large, unsupported, empty), SelectorNotFound when neither shows."""
     deadline = time.monotonic() + browser.timeouts.element
-    extra = (*sess.STATE_SELECTORS, S.CAPTION_BOX, S.MEDIA_SEND)
+    extra = (*STATE_SELECTORS, S.CAPTION_BOX, S.MEDIA_SEND)
     while True:
         p = browser.probe(extra)
         for d in p.get("dialogs") or ():

@@ -2,7 +2,7 @@
 
 The entry point for the rest of wabulk (:class:`BrowserSession`). The parts live in :mod:`wabulk.web`:
 ``launch`` (options, user agent, local and Grid browsers, version checks), ``profile`` (the profile lock
-and the repairs made under it) and ``states`` (what the page shows); their names are re-exported here.
+and the repairs made under it) and ``states`` (what the page shows); import their names from them.
 Selenium is imported inside functions only, so importing this module (or ``wabulk status``) stays cheap.
 """
 
@@ -24,67 +24,23 @@ from . import dom, screens, states
 from . import launch as _launch
 from . import profile as _profile
 from . import selectors as S
-from .launch import (
-    INSTALL_HINT,
-    binary_version,
-    check_driver_matches,
-    describe_remote_failure,
-    major_version,
-    remote_profile_dir,
-)
+from .launch import remote_profile_dir
 from .profile import LOCK_NAME, ProfileLock, reap_orphans, repair_profile
 from .profile import is_our_browser as _is_our_browser
 from .states import (
     BLOCKED,
-    CHAT,
-    LOADING,
     LOGGED_IN_STATES,
     LOGGED_OUT,
-    MAIN,
     OFFLINE,
     PAGE_ERROR,
-    PAGE_STATES,
     QR,
-    RESTRICTED,
     STATE_SELECTORS,
     TAKEOVER_COMPUTER,
     TAKEOVER_WINDOW,
-    UNKNOWN,
     UNSUPPORTED_BROWSER,
     decide_state,
 )
 from .states import has as _has
-
-__all__ = [
-    "BLOCKED",
-    "CHAT",
-    "INSTALL_HINT",
-    "LOADING",
-    "LOCK_NAME",
-    "LOGGED_IN_STATES",
-    "LOGGED_OUT",
-    "MAIN",
-    "OFFLINE",
-    "PAGE_ERROR",
-    "PAGE_STATES",
-    "QR",
-    "RESTRICTED",
-    "STATE_SELECTORS",
-    "TAKEOVER_COMPUTER",
-    "TAKEOVER_WINDOW",
-    "UNKNOWN",
-    "UNSUPPORTED_BROWSER",
-    "BrowserSession",
-    "ProfileLock",
-    "binary_version",
-    "check_driver_matches",
-    "decide_state",
-    "describe_remote_failure",
-    "major_version",
-    "reap_orphans",
-    "remote_profile_dir",
-    "repair_profile",
-]
 
 log = logging.getLogger("wabulk.web.browser")
 
@@ -121,7 +77,7 @@ class BrowserSession:
     def driver(self) -> Any:
         """The live WebDriver (raises BrowserError before :meth:`start`)."""
         if self._driver is None:
-            raise errors.BrowserError("the browser is not started")
+            raise web_errors.BrowserError("the browser is not started")
         return self._driver
 
     @property
@@ -243,7 +199,7 @@ class BrowserSession:
             drv.get(url)
         except Exception as exc:  # noqa: BLE001
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died while opening the page: {exc}") from exc
+                raise web_errors.BrowserCrashed(f"the browser died while opening the page: {exc}") from exc
             if type(exc).__name__ == "UnexpectedAlertPresentException":
                 self.accept_alert()
                 drv.get(url)
@@ -262,7 +218,7 @@ class BrowserSession:
             return True
         except Exception as exc:  # noqa: BLE001
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died: {exc}") from exc
+                raise web_errors.BrowserCrashed(f"the browser died: {exc}") from exc
             return False
 
     def url_for(self, path: str) -> str:
@@ -285,7 +241,7 @@ class BrowserSession:
             raise
         except Exception as exc:  # noqa: BLE001
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died: {exc}") from exc
+                raise web_errors.BrowserCrashed(f"the browser died: {exc}") from exc
             raise
 
     # --- state ----------------------------------------------------------------------------------------
@@ -295,7 +251,7 @@ class BrowserSession:
             return dom.probe(self.driver, selectors)
         except Exception as exc:  # noqa: BLE001
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died: {exc}") from exc
+                raise web_errors.BrowserCrashed(f"the browser died: {exc}") from exc
             if type(exc).__name__ == "UnexpectedAlertPresentException":
                 self.accept_alert()
                 return dom.probe(self.driver, selectors)
@@ -380,7 +336,7 @@ class BrowserSession:
         while True:
             try:
                 st, p = self.snapshot()
-            except errors.BrowserCrashed:
+            except web_errors.BrowserCrashed:
                 self.restart()
                 st, p = self.snapshot()
             now = time.monotonic()
@@ -444,7 +400,7 @@ class BrowserSession:
                 continue
             if now >= deadline:
                 path = self.capture(f"stuck-{st}")
-                raise errors.BrowserError(
+                raise web_errors.BrowserError(
                     f"WhatsApp Web did not finish loading (state {st!r}, reloaded once); saved {path}"
                 )
             time.sleep(0.2)
@@ -474,7 +430,7 @@ class BrowserSession:
                 return False
             try:
                 st, p = self.snapshot()
-            except errors.BrowserCrashed:
+            except web_errors.BrowserCrashed:
                 self.restart()
                 continue
             if st in LOGGED_IN_STATES or (st == OFFLINE and _has(p, S.MAIN.name)):

@@ -579,7 +579,7 @@ def confirm(
     it), NotLoggedIn.
     """
     from wabulk import errors
-    from wabulk.web import browser as sess
+    from wabulk.web.states import LOGGED_OUT, OFFLINE, QR, TAKEOVER_COMPUTER, TAKEOVER_WINDOW
 
     timeout = browser.timeouts.confirm
     start = time.monotonic()
@@ -620,9 +620,9 @@ def confirm(
         if now - last_state_check > STATE_CHECK_EVERY:
             last_state_check = now
             st, _ = browser.snapshot()
-            if st in (sess.QR, sess.LOGGED_OUT):
+            if st in (QR, LOGGED_OUT):
                 raise errors.NotLoggedIn("WhatsApp Web logged out while the message was being sent")
-            if st in (sess.TAKEOVER_WINDOW, sess.TAKEOVER_COMPUTER):
+            if st in (TAKEOVER_WINDOW, TAKEOVER_COMPUTER):
                 # The chat is gone from the page: the tick can no longer be seen. Waiting out the confirm
                 # timeout would only delay the verdict, which is the same: unconfirmed (the message may
                 # have left), so it is verified in the chat before any resend.
@@ -632,7 +632,7 @@ def confirm(
         if now >= deadline:
             break
         time.sleep(CONFIRM_POLL)
-    offline = browser.state() == sess.OFFLINE
+    offline = browser.state() == OFFLINE
     where = " (WhatsApp Web shows it is offline)" if offline else ""
     if bubble is not None:
         raise errors.ConfirmTimeout(f"the message is still pending (clock) after {timeout:g}s{where}")

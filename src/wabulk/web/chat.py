@@ -24,6 +24,17 @@ from wabulk.web import browser as sess
 from wabulk.web import dom
 from wabulk.web import errors as web_errors
 from wabulk.web import selectors as S
+from wabulk.web.states import (
+    BLOCKED,
+    CHAT,
+    LOGGED_IN_STATES,
+    LOGGED_OUT,
+    OFFLINE,
+    QR,
+    RESTRICTED,
+    TAKEOVER_COMPUTER,
+    TAKEOVER_WINDOW,
+)
 
 from . import compose, scripts
 
@@ -40,8 +51,7 @@ IDENTITY_GRACE = 1.0
 INPAGE_POLL = 0.05
 DEEPLINK_POLL = 0.1
 # The page state of an account restricted on linked devices (the composer is replaced by a block bar).
-RESTRICTED = sess.RESTRICTED
-TAKEOVERS = (sess.TAKEOVER_WINDOW, sess.TAKEOVER_COMPUTER)
+TAKEOVERS = (TAKEOVER_WINDOW, TAKEOVER_COMPUTER)
 
 # Labels of a popup's own buttons: not part of what WhatsApp says.
 _BUTTON_LABELS = frozenset({"ok", "cancel", "close", "use here", "log out"})
@@ -126,19 +136,19 @@ class PageWait:
             text = next(str(d) for d in p["dialogs"] if dom.match_text(str(d), "invalid_number"))
             click_ok(self.browser.driver)
             raise errors.NotOnWhatsApp(f"WhatsApp says: {popup_reason(text)}")
-        if st in (sess.QR, sess.LOGGED_OUT):
+        if st in (QR, LOGGED_OUT):
             raise errors.NotLoggedIn(
                 f"session {self.session_name!r} is logged out of WhatsApp Web: "
                 f"run `wabulk login --session {self.session_name}`"
             )
-        if st == sess.BLOCKED:
+        if st == BLOCKED:
             raise errors.Blocked("WhatsApp shows a block screen; this account cannot send now")
         if st == RESTRICTED:
             raise restricted_error()
         if st in TAKEOVERS:
             self.on_takeover()
             return self.step()
-        if st == sess.OFFLINE and not has(p, S.COMPOSE_BOX):
+        if st == OFFLINE and not has(p, S.COMPOSE_BOX):
             # No network: the number lookup cannot finish. Give a flapping connection a moment first.
             now = time.monotonic()
             self._offline_since = self._offline_since if self._offline_since is not None else now
@@ -187,13 +197,13 @@ class ChatOpener:
             return
         try:
             self.open_inpage(phone)
-        except (errors.PermanentSendError, errors.SessionError, errors.Offline, errors.BrowserCrashed):
+        except (errors.PermanentSendError, errors.SessionError, errors.Offline, web_errors.BrowserCrashed):
             raise  # the deep link would meet the same answer (or the same dead browser)
         except errors.TransientSendError as exc:
             reason: BaseException = exc
         except Exception as exc:
             if dom.is_dead_browser(exc):
-                raise errors.BrowserCrashed(f"the browser died while opening a chat: {exc}") from exc
+                raise web_errors.BrowserCrashed(f"the browser died while opening a chat: {exc}") from exc
             if not any(c.__name__ == "WebDriverException" for c in type(exc).__mro__):
                 raise
             reason = exc  # stale element, click intercepted…: the page moved under us
@@ -219,12 +229,10 @@ class ChatOpener:
             return False
         try:
             st, p = self.browser.snapshot()
-        except errors.BrowserCrashed:
+        except web_errors.BrowserCrashed:
             return False
         url = str(p.get("url") or "")
-        return (
-            st in sess.LOGGED_IN_STATES and not p.get("dialogs") and url.startswith(self.web_url.rstrip("/"))
-        )
+        return st in LOGGED_IN_STATES and not p.get("dialogs") and url.startswith(self.web_url.rstrip("/"))
 
     def identity(self, token: str, *, mark: bool = False) -> dict[str, Any]:
         """The open chat's header title and whether the chat panel was rendered after ``mark``."""
@@ -275,10 +283,10 @@ class ChatOpener:
 
         want = digits_of(phone)
         st, p = self.browser.snapshot()
-        if st not in sess.LOGGED_IN_STATES:
+        if st not in LOGGED_IN_STATES:
             self.browser.ensure_ready()
             st, p = self.browser.snapshot()
-            if st not in sess.LOGGED_IN_STATES:
+            if st not in LOGGED_IN_STATES:
                 raise errors.TransientSendError(
                     f"the page is not ready to open a chat in-page (state {st})", error_class="inpage_unready"
                 )
@@ -291,7 +299,7 @@ class ChatOpener:
                 )
         token = f"{time.time_ns()}"
         ident = self.identity(token, mark=True)
-        if st == sess.CHAT and title_digits(ident.get("title")) == want and has(p, S.COMPOSE_BOX):
+        if st == CHAT and title_digits(ident.get("title")) == want and has(p, S.COMPOSE_BOX):
             self.last_method = OPEN_INPAGE
             return  # that chat is already the open one
         box = self._new_chat_input()

@@ -9,6 +9,9 @@ from pathlib import Path
 from wabulk import errors
 from wabulk.doctor import FAIL, WARN, Check, _fail, _mode, _ok, _warn
 from wabulk.settings import Settings
+from wabulk.web.launch import INSTALL_HINT, binary_version, major_version
+from wabulk.web.profile import LOCK_NAME, ProfileLock
+from wabulk.web.states import LOGGED_OUT, QR
 
 from . import browser as sess
 from . import dom
@@ -26,11 +29,11 @@ def check_binaries(settings: Settings) -> list[Check]:
         ("chromedriver", settings.chromedriver, "WABULK_CHROMEDRIVER"),
     ):
         if not path or not Path(path).exists():
-            out.append(_fail(label, f"not found ({path or 'not on PATH'}): {sess.INSTALL_HINT}"))
+            out.append(_fail(label, f"not found ({path or 'not on PATH'}): {INSTALL_HINT}"))
             majors[label] = None
             continue
-        version = sess.binary_version(path)
-        majors[label] = sess.major_version(version)
+        version = binary_version(path)
+        majors[label] = major_version(version)
         if version is None:
             out.append(_fail(label, f"{path} does not run (`{path} --version` failed); set {env}"))
         else:
@@ -69,9 +72,9 @@ def check_profile(settings: Settings, session_name: str) -> list[Check]:
             )
         else:
             out.append(_ok("profile", f"{profile} (mode {mode:o})"))
-        lock = profile / sess.LOCK_NAME
+        lock = profile / LOCK_NAME
         if lock.exists():
-            probe_lock = sess.ProfileLock(lock, session_name)
+            probe_lock = ProfileLock(lock, session_name)
             try:
                 probe_lock.acquire()
                 probe_lock.release()
@@ -177,7 +180,7 @@ def check_live(
     try:
         browser.start()
         state = browser.ensure_ready(require_login=False)
-        if state in (sess.QR, sess.LOGGED_OUT):
+        if state in (QR, LOGGED_OUT):
             out.append(_warn("page", f"WhatsApp Web is not logged in ({state}): run `wabulk login`"))
             _wait_for_qr_code(browser)
             group: tuple[S.Selector, ...] = _CHECK_ON_QR
@@ -186,7 +189,7 @@ def check_live(
             group = _CHECK_ON_MAIN
         for sel in group:
             check(sel)
-        if state not in (sess.QR, sess.LOGGED_OUT) and test_phone:
+        if state not in (QR, LOGGED_OUT) and test_phone:
             from .sender import WhatsAppSender
 
             sender = WhatsAppSender(settings, session_name, browser=browser)  # same browser and lock

@@ -4,7 +4,24 @@ by the core category each one subclasses (``wabulk.errors``) and by its ``scope`
 from __future__ import annotations
 
 from wabulk import exitcodes
-from wabulk.errors import SCOPE_ACCOUNT, BrowserError, ConfigError, SessionError, TransientSendError
+from wabulk.errors import (
+    SCOPE_ACCOUNT,
+    ConfigError,
+    ProviderCrashed,
+    ProviderDown,
+    SessionError,
+    TransientSendError,
+)
+
+
+class BrowserError(ProviderDown):
+    """The browser or chromedriver could not be started, or died between messages."""
+
+
+class BrowserCrashed(ProviderCrashed):
+    """The browser or chromedriver died while sending."""
+
+    error_class = "browser_crashed"  # stored in databases and exported: never renamed
 
 
 class SelectorNotFound(TransientSendError):

@@ -16,6 +16,7 @@ from typing import Any
 
 from wabulk import errors
 from wabulk.settings import Settings
+from wabulk.web import errors as web_errors
 
 log = logging.getLogger("wabulk.web.browser")
 
@@ -193,11 +194,11 @@ def launch(
         msg = exc.msg or str(exc)
         if "only supports" in msg or "version" in msg.lower():
             raise errors.ConfigError(f"Chromium and chromedriver do not match: {msg.strip()}") from exc
-        raise errors.BrowserError(f"the browser did not start: {msg.strip()}") from exc
+        raise web_errors.BrowserError(f"the browser did not start: {msg.strip()}") from exc
     except WebDriverException as exc:
-        raise errors.BrowserError(f"the browser did not start: {(exc.msg or str(exc)).strip()}") from exc
+        raise web_errors.BrowserError(f"the browser did not start: {(exc.msg or str(exc)).strip()}") from exc
     except OSError as exc:
-        raise errors.BrowserError(f"the browser did not start: {exc}") from exc
+        raise web_errors.BrowserError(f"the browser did not start: {exc}") from exc
 
 
 def _quit(driver: Any) -> None:
@@ -250,7 +251,7 @@ def launch_remote(url: str, opts: Any) -> Any:
                 raise errors.ConfigError(why) from exc
             left = deadline - time.monotonic()
             if left <= 0:
-                raise errors.BrowserError(f"{why} (gave up after {budget:.0f}s of retries)") from exc
+                raise web_errors.BrowserError(f"{why} (gave up after {budget:.0f}s of retries)") from exc
             wait = min(delay, left)
             log.warning("%s; retrying in %.0fs", why, wait)
             time.sleep(wait)

@@ -10,6 +10,7 @@ from pathlib import Path
 from wabulk import errors
 from wabulk import qrcodes as qr
 from wabulk.settings import Settings
+from wabulk.web.states import LOGGED_IN_STATES, OFFLINE
 
 from . import browser as sess
 from . import dom
@@ -61,7 +62,7 @@ def login(
     browser.start()
     try:
         state = browser.ensure_ready(require_login=False)
-        if state in sess.LOGGED_IN_STATES or state == sess.OFFLINE:
+        if state in LOGGED_IN_STATES or state == OFFLINE:
             return LoginResult(already_logged_in=True)
         if not browser.wait_for_login(handle, timeout=timeout, should_stop=should_stop):
             raise errors.NotLoggedIn(

@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from wabulk import errors
 from wabulk.settings import Settings
 from wabulk.web import dom, states
 from wabulk.web import errors as web_errors
@@ -43,7 +42,7 @@ def click(driver: Any, selector: S.Selector) -> bool:
         hit[1].click()
     except Exception as exc:  # noqa: BLE001
         if dom.is_dead_browser(exc):
-            raise errors.BrowserCrashed(f"the browser died: {exc}") from exc
+            raise web_errors.BrowserCrashed(f"the browser died: {exc}") from exc
         with contextlib.suppress(Exception):
             driver.execute_script("arguments[0].click()", hit[1])
     return True

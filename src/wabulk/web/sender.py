@@ -27,16 +27,19 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from wabulk import errors, models
 from wabulk.sender import RECEIPTS_POLLED, VERIFY_LOOKED, Capabilities, Evidence, _no_stamp
 from wabulk.session import Session
-from wabulk.settings import OPEN_CHAT_METHODS, Settings
+from wabulk.settings import DEFAULT_RESTART_BROWSER_EVERY, OPEN_CHAT_METHODS, Settings
+from wabulk.web.states import OFFLINE, UNKNOWN
 
 from . import attach, bubbles, chat, compose, dates, dom
 from . import browser as sess
+from . import errors as web_errors
 from . import selectors as S
 from .chat import OPEN_AUTO
 
@@ -72,7 +75,7 @@ class _Guarded:
 def _page_error(exc: Exception, doing: str) -> Exception:
     """A Selenium exception as our error: a dead browser, or the page moving under us (transient)."""
     if dom.is_dead_browser(exc):
-        return errors.BrowserCrashed(f"the browser died while {doing}: {exc}")
+        return web_errors.BrowserCrashed(f"the browser died while {doing}: {exc}")
     if any(c.__name__ == "WebDriverException" for c in type(exc).__mro__):
         # stale element, click intercepted, alert, script error…: the page moved under us
         return errors.TransientSendError(
@@ -83,6 +86,8 @@ def _page_error(exc: Exception, doing: str) -> Exception:
 
 # A person links the account by scanning a QR; ticks are read in the chat; an unknown outcome is settled
 # by looking in the chat. One browser does one thing at a time.
+# A page never reloaded keeps growing: a fresh browser every ``Settings.restart_browser_every`` chats
+# (``run --restart-browser-every``; the instance's capabilities carry the setting).
 WEB_CAPABILITIES = Capabilities(
     interactive_login=True,
     receipts=RECEIPTS_POLLED,
@@ -90,6 +95,9 @@ WEB_CAPABILITIES = Capabilities(
     attachments=True,
     default_pace="balanced",
     login_hint="scan the QR code (WhatsApp > Linked devices)",
+    qr_prompt="scan this QR code with WhatsApp > Linked devices",
+    restart_every=DEFAULT_RESTART_BROWSER_EVERY,
+    restart_text="a fresh page after {chats} chats; a long-lived one keeps growing",
 )
 
 
@@ -115,6 +123,7 @@ class WhatsAppSender:
     ) -> None:
         self.settings = settings
         self.session_name = session
+        self.capabilities = replace(WEB_CAPABILITIES, restart_every=settings.restart_browser_every)
         # How chats are opened ("deeplink" | "inpage" | "auto"): the argument, else WABULK_OPEN_CHAT.
         method = (open_chat or settings.open_chat or OPEN_AUTO).lower()
         if method not in OPEN_CHAT_METHODS:
@@ -170,8 +179,8 @@ class WhatsAppSender:
             self.browser.start()
         try:
             return self.browser.state()
-        except errors.BrowserCrashed:
-            return sess.UNKNOWN
+        except web_errors.BrowserCrashed:
+            return UNKNOWN
 
     def ensure_ready(self) -> None:
         """Make the page ready to send (see :meth:`session.BrowserSession.ensure_ready`)."""
@@ -320,7 +329,7 @@ class WhatsAppSender:
 
     def _check_online(self) -> None:
         st, _ = self.browser.snapshot()
-        if st == sess.OFFLINE:
+        if st == OFFLINE:
             raise errors.Offline("WhatsApp Web says the computer is not connected; nothing was sent")
         if st == chat.RESTRICTED:
             raise chat.restricted_error()

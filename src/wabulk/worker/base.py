@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tenacity import wait_exponential, wait_random
 
 from wabulk import exitcodes, identity
-from wabulk.errors import BadInput, SessionBusy, WabulkError
+from wabulk.errors import SessionBusy, WabulkError
 from wabulk.logs import mask_phone
 from wabulk.models import (
     FAILED,
@@ -40,7 +40,7 @@ from wabulk.pacing import (
     local_zone,
     make_profile,
 )
-from wabulk.sender import Provider
+from wabulk.sender import RECEIPTS_POLLED, Provider
 from wabulk.settings import DEFAULT_RESTRICTED_RECHECK, restricted_recheck_seconds
 
 from .events import WorkerEvent
@@ -56,8 +56,9 @@ IDLE_MIN, IDLE_MAX = 0.5, 5.0  # empty-queue polling backs off between these
 WAIT_SLICE = 0.5  # longest uninterrupted sleep: pause/stop/Ctrl-C are seen within this
 JOBS_REFRESH = 1.0  # re-read job statuses during waits this often
 STALE_AFTER = 30.0  # a worker without heartbeat for this long is dead (register_worker)
-SESSION_ERROR_BACKOFF = 30.0  # wait before retrying after a takeover/browser failure outside a send
-# While WhatsApp Web says the computer is offline, wait this long (doubling up to the max) between tries.
+SESSION_ERROR_BACKOFF = 30.0  # wait before retrying after session trouble outside a send
+# While the provider is offline (Offline, or its service unreachable), wait this long (doubling up to the
+# max) between tries.
 OFFLINE_RECHECK_SECONDS = 5.0
 OFFLINE_RECHECK_MAX = 120.0
 # Jobs this worker may touch when it is logged out / blocked / finishing.
@@ -87,10 +88,6 @@ class WorkerConfig:
     retry_base: float = 30.0  # first backoff (seconds); doubles per attempt
     retry_max: float = 900.0
     retry_jitter: float = 15.0
-    # A fresh browser after this many chats (0 = never). A WhatsApp Web page that is never reloaded keeps
-    # growing: in-page sends over 1,000 chats doubled Chromium's memory and slowed every send (docs/
-    # performance.md). A restart costs one WhatsApp Web start-up: seconds, against 100 paced sends.
-    restart_browser_every: int = 100
     # A restricted account (WhatsApp's block bar in its chats) opens a chat again after this many seconds
     # (doubling up to 4x) to see whether the restriction lifted (WABULK_RESTRICTED_RECHECK).
     restricted_recheck: float = DEFAULT_RESTRICTED_RECHECK
@@ -118,14 +115,10 @@ def build_config(
     lease_seconds: float | None = None,
     track_receipts: bool = False,
     track_older_than: float | None = None,
-    restart_browser_every: int | None = None,
 ) -> WorkerConfig:
     """A validated :class:`WorkerConfig` from the CLI's options. Raises BadInput (exit 2).
     ``lease_seconds`` (hidden ``--lease-seconds`` / ``WABULK_LEASE_SECONDS``, for tests) shortens how
-    long a dead worker's claim blocks its message; None keeps the default, as for ``restart_browser_every``
-    (0 = never restart the browser on purpose)."""
-    if restart_browser_every is not None and restart_browser_every < 0:
-        raise BadInput(f"--restart-browser-every must be 0 (never) or more, not {restart_browser_every}")
+    long a dead worker's claim blocks its message; None keeps the default."""
     profile = make_profile(
         pace, min_delay=min_delay, max_delay=max_delay, long_pause_every=long_pause_every, daily_cap=daily_cap
     )
@@ -143,8 +136,6 @@ def build_config(
     )
     if track_older_than is not None:
         config = replace(config, track_older_than=float(track_older_than))
-    if restart_browser_every is not None:
-        config = replace(config, restart_browser_every=int(restart_browser_every))
     return replace(config, lease_seconds=float(lease_seconds)) if lease_seconds else config
 
 
@@ -180,6 +171,9 @@ class WorkerBase:
         self.rng = rng or random.Random()
         self.sender_zone = sender_zone or local_zone()
         self.pacer = Pacer(config.pace, self.rng, clock)
+        # Decided once, from the provider's capabilities, before any job starts: receipts a service pushes
+        # (a webhook) are never polled, whatever --track-receipts says (``run`` says so once).
+        self.polls_receipts = config.track_receipts and transport.capabilities.receipts == RECEIPTS_POLLED
         self.quiet = QuietHours.parse(config.quiet_hours, self.sender_zone)
         self.pid = os.getpid() if pid is None else pid
         self.host = host or identity.place_key()
@@ -205,7 +199,7 @@ class WorkerBase:
         self._first_send_at: float | None = None
         self._first_send_known = False
         self._send_seconds: deque[float] = deque(maxlen=20)  # the live view's average of recent sends
-        self._chats_on_provider = 0  # chats opened since the provider (re)started: restart_browser_every
+        self._chats_on_provider = 0  # chats since the provider (re)started: capabilities.restart_every
         self._summaries: tuple[JobSummary, ...] = ()
         self.next_send_at: float | None = None
         self._cap_stats: dict[str, Any] = {}
@@ -382,7 +376,7 @@ class WorkerBase:
             self.queue.heartbeat(self.worker_id, state=self.state)
         except SessionBusy as e:
             # Our registration is gone: another process took the session over after we looked dead.
-            # Two browsers on one account must not both send, so this one stops.
+            # Two workers on one account must not both send, so this one stops.
             self.fatal = e
             self.request_stop()
             self._emit("error", str(e), level=logging.ERROR)

@@ -25,7 +25,7 @@ class WorkerEvent:
     phone: str | None = None  # masked unless log_numbers
     state: str | None = None  # the session/worker state after this event
     next_send_at: float | None = None
-    payload: str | None = None  # the QR payload of a "qr" event
+    payload: str | None = None  # the login code of a "qr" event (an interactive login)
     summaries: tuple[JobSummary, ...] | None = None  # on "progress" events
     stats: dict[str, Any] | None = None  # counters for the live view (sent_today, cap_today, …)
 

@@ -2,19 +2,20 @@
 
 Each session's worker is an ordinary ``python -m wabulk run --session X …`` subprocess (its own process
 group, output captured to ``<home>/logs/fleet-<session>.out``), exactly what a user would start by hand,
-so one account's browser crash or hang never touches another's. The supervisor needs no IPC: every row of
+so one account's crash or hang never touches another's. The supervisor needs no IPC: every row of
 its view (state, sent today, cap, next send) is read from the database the workers already write (the
 ``workers`` table's state/heartbeat, ``sent_count``), one short read every refresh.
 
 Supervision rules:
 
 * a worker that exits 0 or 3 with ``--until-done`` is done and not restarted;
-* a worker that exits 4 ("a person must act": blocked account, paused session, a browser WhatsApp
-  refuses), or whose output shows its account is blocked, is not restarted (a new browser would not help);
+* a worker that exits 4 ("a person must act": blocked account, paused session, a setting to fix), or
+  whose output shows its account is blocked, is not restarted (a new worker would not help);
 * any other exit is restarted after a bounded, doubling backoff; after ``max_quick_failures`` deaths in a
   row, each within ``quick_failure`` seconds of its start, the session is given up;
 * Ctrl-C / SIGTERM: SIGTERM is forwarded to every worker (each finishes or releases the message in flight),
-  then after ``grace`` seconds the stragglers' process groups (their browsers too) get SIGKILL; exit 130.
+  then after ``grace`` seconds the stragglers' process groups (with whatever they started) get SIGKILL;
+  exit 130.
 
 Exit code with ``--until-done``: 0 when every session finished with everything sent, 3 when some messages
 failed, 4 when a session is blocked or needs a person, 1 when a session was given up.
@@ -131,7 +132,7 @@ class Fleet:
             )
             out.flush()
             # Its own process group: the supervisor decides who gets which signal, and can SIGKILL a
-            # straggler together with its chromedriver and browser.
+            # straggler together with every process it started.
             m.proc = subprocess.Popen(
                 self.command(m.session),
                 stdout=out,
@@ -327,8 +328,9 @@ class Fleet:
         for m in self.members:
             last = m.last_line if m.proc is None else self._last_event(m)
             logged_out = m.state == "waiting_for_login"
-            # The worker keeps the profile (and shows the QR in its output): `wabulk login` would be refused.
-            hint = f" — scan the QR printed in {m.out_path}" if logged_out else ""
+            # The worker keeps the account (and shows its login steps in its output): `wabulk login` would
+            # be refused.
+            hint = f" — log in with what {m.out_path} shows" if logged_out else ""
             t.add_row(
                 escape(m.session),
                 escape(self.row_status(m, now)),
@@ -387,13 +389,11 @@ class RunOptions:
     long_pause_every: int | None = None
     daily_cap: int | None = None
     quiet_hours: str | None = None
-    web_url: str | None = None
-    remote_url: str | None = None
     lease_seconds: float | None = None
-    restart_browser_every: int | None = None
     log_numbers: bool = False
     track_receipts: bool = False
-    headless: bool | None = None
+    # The options of the sessions' provider (e.g. the web's --web-url), passed to each worker unread.
+    provider_args: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
     notify_cmd: str | None = None
 
@@ -406,10 +406,7 @@ class RunOptions:
             ("--long-pause-every", self.long_pause_every),
             ("--daily-cap", self.daily_cap),
             ("--quiet-hours", self.quiet_hours),
-            ("--web-url", self.web_url),
-            ("--remote-url", self.remote_url),
             ("--lease-seconds", self.lease_seconds),
-            ("--restart-browser-every", self.restart_browser_every),
         ):
             if value is not None:
                 args += [flag, str(value)]
@@ -422,8 +419,7 @@ class RunOptions:
         ):
             if on:
                 args.append(flag)
-        if self.headless is not None:
-            args.append("--headless" if self.headless else "--headed")
+        args += self.provider_args
         for url in self.notify:
             args += ["--notify", url]
         if self.notify_cmd:

@@ -2,7 +2,7 @@
 
 One message is one :meth:`Worker.run_once`: check the session → claim → (verify, when an earlier attempt
 may have sent it) → stamp send-started → send → mark sent / schedule a retry / mark failed. Each step is
-its own short transaction in :mod:`wabulk.queue`; no transaction is open while the browser works.
+its own short transaction in :mod:`wabulk.queue`; no transaction is open while the provider works.
 
 Retries (the one retry layer). The attempt count lives in the database (``claim`` increments it, the
 fence includes it), so a restart does not reset it. tenacity supplies the policy objects, evaluated
@@ -131,12 +131,11 @@ class Worker(SessionMixin):
             )
             return StepResult("cap", wait=reopen - now)
 
-        every = self.config.restart_browser_every
-        if every and self._chats_on_provider >= every:
+        caps = self.transport.capabilities
+        if caps.restart_every and self._chats_on_provider >= caps.restart_every:
             # Between messages (nothing claimed): the restart cannot interrupt a send.
             self._restart_provider(
-                f"a fresh page after {self._chats_on_provider} chats; a long-lived one keeps growing",
-                level=logging.INFO,
+                caps.restart_text.format(chats=self._chats_on_provider), level=logging.INFO
             )
 
         # The session first: a logged-out or blocked account must not burn claims and attempts.
@@ -360,7 +359,7 @@ class Worker(SessionMixin):
     def _transport_failure(
         self, claim: Claim, e: Exception, *, doing: str, context: str | None = None
     ) -> StepResult:
-        """What a failure of the browser while ``doing`` something with ``claim`` means: session trouble
+        """What a failure of the provider while ``doing`` something with ``claim`` means: session trouble
         releases the message (no attempt spent), anything else is a failed attempt, bounded by
         max_attempts. One place for the send and the verification, so both treat errors alike."""
         if isinstance(e, NotLoggedIn):
@@ -545,6 +544,13 @@ class Worker(SessionMixin):
                     "pacing is OFF: fine for tests and demos, risky for a real account",
                     level=logging.WARNING,
                 )
+            if self.config.track_receipts and not self.polls_receipts:
+                self._emit(
+                    "warning",
+                    f"session {self.config.session!r} gets its receipts pushed by the service: "
+                    "--track-receipts has nothing to look up",
+                    level=logging.WARNING,
+                )
             self._emit(
                 "started",
                 f"worker {self.worker_id} on session {self.config.session!r} (pace {self.config.pace.name})",
@@ -570,7 +576,7 @@ class Worker(SessionMixin):
                     break
                 if step.outcome == "idle":
                     self._announce_scheduled(summaries)
-                    if self.config.track_receipts:
+                    if self.polls_receipts:
                         self.track_receipts_once()
                     # Nothing claimable (retries not due, jobs paused, not_before ahead): poll with backoff.
                     w = self.wait(idle)

@@ -5,8 +5,8 @@ the chats of sent messages, read the ticks of our message, record them.
 message that is not yet read (oldest first, only those the given session sent: no other account's chat
 shows the message), asks the provider for its best tick (``Provider.read_receipt``) and records
 ``delivered_at``/``read_at`` through ``Queue.record_receipt``, which never downgrades. It never sends.
-Times recorded are when the tick was *seen*, an upper bound of when it happened (WhatsApp Web does not show
-receipt times in the chat). ``wabulk track`` is :func:`run_track`; ``run --track-receipts`` calls
+Times recorded are when the tick was *seen*, an upper bound of when it happened (a chat that is looked at
+need not show when a tick appeared). ``wabulk track`` is :func:`run_track`; ``run --track-receipts`` calls
 :func:`track` in the worker's idle time. Reading receipts back is :mod:`wabulk.receipts`.
 """
 
@@ -116,9 +116,10 @@ def track(
 ) -> TrackResult:
     """Look at the chats of up to ``limit`` messages ``session`` sent more than ``older_than`` seconds ago
     and not yet read (nor looked at in the last ``older_than`` seconds), oldest first, and record the
-    delivered/read ticks seen. Never sends. Session and browser errors (NotLoggedIn, Blocked,
-    TakeoverFailed, Offline, BrowserError, BrowserCrashed) propagate: what was recorded stays recorded.
-    Any other error of one chat is noted on that message and the pass goes on."""
+    delivered/read ticks seen. Never sends. Errors about the account or the provider's connection (a
+    SessionError such as NotLoggedIn or Blocked, Offline, or one with ``restart_provider``: ProviderDown,
+    ProviderCrashed) propagate: what was recorded stays recorded. Any other error of one chat is noted on
+    that message and the pass goes on."""
     result = TrackResult()
     now = clock()
     todo = queue.receipts_to_track(
@@ -158,8 +159,9 @@ def run_track(
     on_checked: Callable[[Checked], None] | None = None,
 ) -> TrackResult:
     """Everything ``wabulk track`` does: refuse when a live worker uses the session (SessionBusy: use
-    ``run --track-receipts`` there), open the session's browser (the profile lock refuses a second
-    browser too), track, close. NotLoggedIn when the session needs a scan."""
+    ``run --track-receipts`` there), open the session's provider (which refuses a second user of the
+    account too), track, close. NotLoggedIn when the session needs a login; ConfigError when the
+    provider's receipts are pushed (there is nothing to look up)."""
     from wabulk.queue import Queue
 
     with Queue(settings.db, create=False) as queue:
@@ -179,7 +181,7 @@ def run_track(
             limit=1,
             job_id=job_id,
         ):
-            return TrackResult()  # nothing to look at: no browser needed
+            return TrackResult()  # nothing to look at: no provider needed
         own = transport is None
         if transport is None:
             from wabulk import session as sessions

@@ -1,5 +1,5 @@
 """Running a worker as ``wabulk run`` does: the heartbeat thread, signal handlers, logs, the live view and
-the browser around a :class:`~wabulk.worker.loop.Worker`."""
+the provider around a :class:`~wabulk.worker.loop.Worker`."""
 
 from __future__ import annotations
 
@@ -24,19 +24,19 @@ if TYPE_CHECKING:
     from wabulk.settings import Settings
 
 log = logging.getLogger("wabulk.worker")
-# A main loop without progress for this long (and at least three leases) is hung: longer than any browser
-# step wabulk waits for (a chat opening, a browser restart, each bounded well below this).
+# A main loop without progress for this long (and at least three leases) is hung: longer than any provider
+# step wabulk waits for (a send, a verification, a restart, each bounded well below this).
 HUNG_AFTER = 600.0
 
 
 class HeartbeatThread:
-    """Keeps a worker's heartbeat going while its thread is busy in a long browser step (opening a chat,
-    verifying, restarting the browser): a worker must never look dead while it lives. Uses its own
+    """Keeps a worker's heartbeat going while its thread is busy in a long provider step (a send, a
+    verification, a restart): a worker must never look dead while it lives. Uses its own
     connection (SQLite connections are per thread). ``on_lost`` is called once if the registration is gone
     (another process took the session over): the worker must stop.
 
     The beat reflects the main loop, not only the process: ``progress`` returns when (``time.monotonic``)
-    the main loop last moved; after ``hung_after`` seconds without progress (stuck after Enter, a browser
+    the main loop last moved; after ``hung_after`` seconds without progress (stuck mid-send, a provider
     call that never returns) the thread stops beating, so the worker is seen as dead (``status``,
     ``worker_died`` notifications) and ``status --check`` names the message it holds."""
 
@@ -142,9 +142,9 @@ def run_worker(
     on_event: Callable[[WorkerEvent], None] | None = None,
 ) -> int:
     """Everything ``wabulk run`` does: open the queue (synchronous=FULL), set up logs and the live view
-    (Rich when ``console`` is a terminal, plain lines otherwise), build the browser transport lazily,
+    (Rich when ``console`` is a terminal, plain lines otherwise), open the session's provider lazily,
     install signal handlers and run. Returns the exit code. Raises SessionBusy when another live worker
-    uses the session, and the transport's errors when the browser cannot start at all. ``on_event`` also
+    uses the session, and the provider's errors when it cannot start at all. ``on_event`` also
     gets every worker event (after the live view)."""
     from wabulk.live import LiveView
     from wabulk.logs import setup_logging, teardown_logging
@@ -162,14 +162,14 @@ def run_worker(
             account = sessions.get(queue, config.session)
             transport = open_sender(account.provider, settings, account)
         handle = view.handle
-        if on_event is not None:  # e.g. the notifications' QR hook, after the live view
+        if on_event is not None:  # e.g. the notifications' login hook, after the live view
 
             def handle(ev: WorkerEvent) -> None:
                 view.handle(ev)
                 on_event(ev)
 
         worker = Worker(queue, transport, config, clock=clock, on_event=handle)
-        worker.register()  # before the browser starts: a second worker on this session is refused at once
+        worker.register()  # before the provider starts: a second worker on this session is refused at once
         fs = network_filesystem(queue.path)
         if fs is not None:
             worker._emit(
@@ -209,7 +209,7 @@ def run_worker(
         if own_transport and transport is not None:
             try:
                 transport.close()
-            except Exception:  # closing a dead browser must not hide the real exit code
-                log.exception("closing the browser failed")
+            except Exception:  # closing a dead provider must not hide the real exit code
+                log.exception("closing the provider failed")
         queue.close()
         teardown_logging(log_path)

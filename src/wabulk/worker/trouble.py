@@ -28,8 +28,8 @@ LOGIN_WAIT_MARK_EVERY = 5.0
 class SessionMixin(WorkerBase):
     # --- session trouble -------------------------------------------------------------------------------
     def _handle_logout(self, claim: Claim | None) -> StepResult:
-        """Logged out: give the message back (no attempt spent), mark the jobs waiting_for_login, show the
-        QR and wait for the scan, then resume the jobs."""
+        """Logged out: give the message back (no attempt spent), mark the jobs waiting_for_login, wait for
+        the login (showing each code of an interactive one), then resume the jobs."""
         if claim is not None:
             self.queue.release(claim, reason="session logged out")
             self._emit("released", f"released {self._mask(claim.phone)}: session logged out", claim=claim)
@@ -47,7 +47,7 @@ class SessionMixin(WorkerBase):
 
         def on_qr(payload: str) -> None:
             self._heartbeat()
-            self._emit("qr", "scan this QR code with WhatsApp > Linked devices", payload=payload)
+            self._emit("qr", self.transport.capabilities.qr_prompt, payload=payload)
 
         marked = [self.clock()]
 
@@ -108,7 +108,7 @@ class SessionMixin(WorkerBase):
         self._set_state("blocked")
         self._emit("blocked", reason, level=logging.ERROR)
         # Exit 4, "a person must act": systemd's RestartPreventExitStatus=4 keeps it down, a fleet does not
-        # restart it; a new browser would meet the same block screen.
+        # restart it; a restarted provider would meet the same block.
         return StepResult("blocked", claim.message_id if claim else None, exit_code=exitcodes.ATTENTION)
 
     def _handle_restricted(self, claim: Claim | None, e: AccountRestricted) -> StepResult:
@@ -139,8 +139,8 @@ class SessionMixin(WorkerBase):
             self._emit("restricted_lifted", f"session {self.config.session!r} is no longer restricted")
 
     def _wait_for_network(self, e: Unreachable) -> StepResult:
-        """WhatsApp Web was reachable earlier in this run and is not now: a network outage. Wait with a
-        growing pause (like the offline bar) rather than end a long-running worker."""
+        """The service was reachable earlier in this run and is not now: a network outage. Wait with a
+        growing pause (as when offline) rather than end a long-running worker."""
         self._offline_streak += 1
         wait = min(OFFLINE_RECHECK_SECONDS * 2 ** (self._offline_streak - 1), OFFLINE_RECHECK_MAX)
         self._set_state("offline")
@@ -157,7 +157,7 @@ class SessionMixin(WorkerBase):
         self._set_state("offline")
         self._emit(
             "warning",
-            f"WhatsApp Web is offline ({e}); {self._mask(claim.phone)} waits, next try in {wait:.0f}s",
+            f"offline: {e}; {self._mask(claim.phone)} waits, next try in {wait:.0f}s",
             claim=claim,
             level=logging.WARNING,
         )
@@ -188,11 +188,11 @@ class SessionMixin(WorkerBase):
         """Idle time with ``--track-receipts``: look at the chat of the next sent, unread message (oldest
         first; at most ``track_batch`` per turn), record its ticks, and keep the next look a pacing gap
         away, as if it were a send. Never sends. Returns how many chats were looked at. Errors are logged
-        and end the turn: the next claim's session check handles a logged-out or dead browser."""
+        and end the turn: the next claim's session check handles a logged-out account or a dead provider."""
         from .receipts import Checked, track
 
         now = self.clock()
-        if now < self._next_track_at or self.stop_requested:
+        if not self.polls_receipts or now < self._next_track_at or self.stop_requested:
             return 0
         done = 0
         p = self.config.pace
