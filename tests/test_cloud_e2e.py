@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,30 @@ def test_a_refused_token_pauses_the_session_and_burns_nothing(db_path: Path, sim
         assert q.resume_session("biz")
     assert run(db_path, sim).code == exitcodes.OK
     assert all(m.status == SENT for m in messages(db_path, job))
+
+
+def test_a_token_expiring_mid_run_stops_every_request_in_flight_and_burns_nothing(
+    db_path: Path, sim: Any
+) -> None:
+    """At full speed (64 requests in flight, answers recorded while the next chunk is stamped): once Meta
+    answers 190 nothing new is POSTed, the run exits 4 and no message is failed or left unknown."""
+    numbers = phones(1500)
+    job = enqueue(db_path, numbers)
+    done: list[CloudRunResult] = []
+    worker = threading.Thread(target=lambda: done.append(run(db_path, sim, rate=500.0)))
+    worker.start()
+    wait_until(lambda: len(sim.accepted()) >= 100, what="100 accepted")
+    sim.expire_token()
+    at_expiry = sim.state()["requests"]
+    worker.join(30)
+    assert done and done[0].code == exitcodes.ATTENTION and "190" in done[0].line
+    # What was already stamped or on the wire when the token expired, nothing more.
+    assert sim.state()["requests"] - at_expiry <= 64
+    with Queue(db_path) as q:
+        counts = q.counts(job)
+        assert q.unknown_count(job) == 0
+    assert counts.get("failed", 0) == 0 and counts.get("sending", 0) == 0
+    assert counts["sent"] == len(sim.accepted()) and counts["sent"] + counts["pending"] == 1500
 
 
 def test_recipient_failures_by_webhook_fail_with_their_code(db_path: Path, hook: str) -> None:

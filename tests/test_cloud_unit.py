@@ -104,6 +104,25 @@ def test_meta_throttling_halves_the_rate_and_pauses_everyone() -> None:
     assert 40 < lim.rate <= 80
 
 
+def test_a_non_blocking_slot_says_how_long_to_wait_and_takes_nothing_meanwhile() -> None:
+    clock = FakeClock()
+    lim = RateLimiter(10, clock=clock, sleep=clock.sleep)
+
+    def burst() -> tuple[int, float]:
+        taken = 0
+        while (wait := lim.try_acquire()) == 0:
+            taken += 1
+        return taken, wait
+
+    taken, wait = burst()
+    assert 1 <= taken <= 2 and 0 < wait <= 0.1 + 1e-9  # evenly spaced: 10/s is one per 0.1 s
+    assert lim.try_acquire() == pytest.approx(wait)  # asking again took no slot
+    clock.now += wait
+    assert lim.try_acquire() == 0
+    clock.now += 5.0  # a sender back late catches up on a slot or two, never on the whole gap
+    assert 1 <= burst()[0] <= 2
+
+
 def test_a_stopping_run_gets_no_slot() -> None:
     clock = FakeClock()
     lim = RateLimiter(1, clock=clock, sleep=clock.sleep)
