@@ -152,6 +152,7 @@ class CloudRun:
         self._ready: collections.deque[tuple[Claim, str | None]] = collections.deque()
         self._kicked: asyncio.Future[None] | None = None
         self._refused = False  # an answer said the account cannot send
+        self._turn: cf.Future[list[Claim]] | None = None  # the stamp/answer commit under way
         self._commit_time = 0.005  # seconds a turn's durable commit takes (moving average)
         if config.provider_settings is not None:
             from .limits import LimitGate, limit_of
@@ -232,7 +233,9 @@ class CloudRun:
                     picked = self._pick(buffer, min(free, chunk), inflight, answers)
                 if picked or (answers and (due or len(answers) >= chunk or not inflight or stopping)):
                     # The POSTs of earlier chunks go on (and their answers come in) during this commit.
-                    stamped = await db.run(q.cloud_turn, answers, [c for c, _ in picked])
+                    self._turn = db.submit(q.cloud_turn, answers, [c for c, _ in picked])
+                    stamped = await asyncio.wrap_future(self._turn)
+                    self._turn = None
                     answers = []
                     took, last_turn = time.monotonic() - now, time.monotonic()
                     self._commit_time += (took - self._commit_time) * 0.2
@@ -263,6 +266,15 @@ class CloudRun:
                     await self._nap(max(0.0005, TURN_EVERY - (time.monotonic() - last_turn)))
         finally:
             dispatcher.cancel()
+            if self._turn is not None:  # interrupted while the turn committed: its stamps are not POSTed
+                try:
+                    late = self._turn.result()
+                except Exception:
+                    late = []  # not committed: its answers are recorded below
+                else:
+                    answers = []  # committed with the turn
+                for c in late:
+                    answers.append(CloudOutcome(c, "release", error="run stopped before the POST"))
             for claim in buffer:  # claimed, never stamped: give back untouched
                 answers.append(CloudOutcome(claim, "release", error="run stopped"))
             for claim, _ in ready:  # stamped, never POSTed
@@ -650,8 +662,11 @@ class _DbThread:
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` (a method of ``queue``) on the queue's thread, awaited."""
-        target = getattr(fn, "target", fn)
-        return await asyncio.wrap_future(self._pool.submit(target, *args, **kwargs))
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        """Start ``fn(*args, **kwargs)`` (a method of ``queue``) on the queue's thread."""
+        return self._pool.submit(getattr(fn, "target", fn), *args, **kwargs)
 
     def with_queue(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(queue, *args)`` on the queue's thread (the caller blocks)."""
