@@ -30,7 +30,8 @@ test: $(STAMP) chromium grid
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 	# Two workers, one test file each: the browser tests mostly wait on pages, so this halves the wall time.
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+	# The files go out heaviest first (tests/conftest.py HEAVY_FILES), not xdist's most-tests-first.
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 demo: $(STAMP) chromium
 	$(BIN)/wabulk demo

@@ -12,6 +12,40 @@ from wabulk.fakes import FakeTransport
 from wabulk.queue import Queue
 from wabulk.web.simulator.server import DEFAULT_CONFIG
 
+# --- scheduling: heaviest files first ----------------------------------------------------------------------
+
+# `make test` runs `-n 2 --dist loadfile --no-loadscope-reorder`: each file goes whole to one worker, in the
+# order below. xdist's own order (most tests first) sent these few-test, long browser files last, so the run
+# ended with one worker idle for minutes while the other sat through a 2-minute file. Longest first keeps
+# both busy until the end. Seconds are per file on the 2-core machine (`--durations=0`, 2026-12-06, loaded);
+# only the order matters, and a file missing here runs after these, in its usual place.
+HEAVY_FILES: dict[str, float] = {
+    "test_worker_e2e_faults.py": 146,
+    "test_worker_e2e.py": 124,
+    "test_torture_browser.py": 112,
+    "test_torture.py": 103,
+    "test_bench_smoke.py": 82,
+    "test_notify_e2e.py": 78,
+    "test_fleet.py": 78,
+    "test_browser_e2e.py": 77,
+    "test_notify_e2e_breaker.py": 71,
+    "test_web_e2e.py": 66,
+    "test_grid_e2e.py": 63,
+    "test_dashboard_e2e.py": 52,
+    "test_receipts_e2e.py": 34,
+    "test_identity_e2e.py": 34,
+    "test_page_2026_09_e2e.py": 29,
+    "test_open_chat_e2e.py": 29,
+    "test_queue_model.py": 28,
+    "test_simulator_browser.py": 19,
+    "test_phone_fastpath.py": 17,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the files of ``HEAVY_FILES`` first, longest first (stable: tests keep their order in a file)."""
+    items.sort(key=lambda item: -HEAVY_FILES.get(item.path.name, 0.0))
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

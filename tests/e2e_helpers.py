@@ -1,5 +1,5 @@
 """Helpers for the worker's end-to-end tests: the ``wabulk`` CLI as a subprocess on one test's data, and
-the simulator's log as the oracle. Used by ``test_worker_e2e.py``."""
+the simulator's log as the oracle. Used by ``test_worker_e2e*.py``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from wabulk.models import ChatSnapshot
 from wabulk.web.simulator.server import DEFAULT_CONFIG
@@ -338,3 +340,33 @@ def run_in_process(e2e: E2E, session: str, *, confirm: float = 3.0, **changes: A
     )
     thread.start()
     return InProcessWorker(thread, transport, codes)
+
+
+# --- the fixtures of the worker's e2e files --------------------------------------------------------------
+# tests/test_worker_e2e*.py import them (pytest knows them by their ``name``); each module gets its own
+# simulator and linked profiles, so the two files can run on different xdist workers.
+
+_BASES = iter(range(100, 99_000, 100))
+
+
+@pytest.fixture(scope="module", name="sim")
+def sim_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A simulator of this module's own (logouts and takeovers here must not touch other tests' browsers)."""
+    with simulator_running(tmp_path_factory, "sim-worker", SIM_E2E) as s:
+        yield s
+
+
+@pytest.fixture(scope="module", name="linked")
+def linked_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tuple[Path, str]]]:
+    """Profiles linked once for the module (copied into each test's home)."""
+    return tmp_path_factory.mktemp("linked-profiles"), {}
+
+
+@pytest.fixture(name="e2e")
+def e2e_fixture(sim: Any, tmp_path: Path, linked: tuple[Path, dict[str, tuple[Path, str]]]) -> Iterator[E2E]:
+    """One test's data on the module's simulator, with the module's linked profiles to copy."""
+    sim.configure(**SIM_E2E)
+    env = E2E(sim=sim, home=tmp_path / "home", base=next(_BASES), template_home=linked[0], linked=linked[1])
+    yield env
+    env.cleanup()
+    sim.configure(**SIM_E2E)

@@ -170,3 +170,49 @@ def test_the_messaging_limit_is_the_daily_cap_of_template_sends(db_path: Path, s
         counts = q.counts(job)
     assert counts["sent"] == 250 and counts["pending"] == 10 and counts["failed"] == 0, (counts, err)
     assert len(sim.accepted()) == 250
+
+
+def test_numbers_of_one_business_portfolio_share_its_messaging_limit(db_path: Path, sim: Any) -> None:
+    """Meta's messaging limit belongs to the business portfolio (since October 2025): two numbers of it
+    reach 250 people between them, not 250 each; a number of another portfolio has its own."""
+    other, elsewhere = "2233445566", "3344556677"
+    for pid in (PHONE_ID, other, elsewhere):
+        sim.set_phone(pid, whatsapp_business_manager_messaging_limit="TIER_250", mps=1000)
+    sim.set_phone(elsewhere, waba_id="5550001")
+    sim.set_waba_owner("5550001", "1212")
+    assert invoke("login", "--session", "a", "--cloud", "--phone-number-id", PHONE_ID)[0] == 0
+    code, out, _ = invoke("login", "--session", "b", "--cloud", "--phone-number-id", other)
+    assert code == 0 and "business portfolio 7766554433" in out
+    assert invoke("login", "--session", "c", "--cloud", "--phone-number-id", elsewhere)[0] == 0
+
+    def job(first: int, n: int, session: str) -> int:
+        with Queue(db_path) as q:
+            return q.enqueue(
+                NewJob(name=session, template="t", template_name="order_ready", sessions=(session,)),
+                [
+                    NewMessage(phone=f"+1415555{i:04d}", body="t", params=("Ann", "1"))
+                    for i in range(first, first + n)
+                ],
+            ).job_id
+
+    job(0, 150, "a")
+    assert invoke("run", "--session", "a", "--until-done", "--rate", "500")[0] == 0
+    second = job(150, 150, "b")
+    code, _, err = invoke("run", "--session", "b", "--until-done", "--rate", "500")
+    assert code == exitcodes.ATTENTION and "messaging limit reached: 250 unique recipients" in err
+    with Queue(db_path) as q:
+        counts = q.counts(second)
+    assert (counts["sent"], counts["pending"]) == (100, 50), counts
+    rows = sessions(db_path)
+    assert (rows["b"]["portfolio_id"], rows["b"]["used_24h"], rows["b"]["limit_shared_with"]) == (
+        "7766554433",
+        250,
+        ["a"],
+    )
+    assert (rows["c"]["portfolio_id"], rows["c"]["used_24h"], rows["c"]["limit_shared_with"]) == (
+        "1212",
+        0,
+        [],
+    )
+    code, out, _ = invoke("doctor", "--session", "b", "--offline")
+    assert "business portfolio 7766554433, counted with session(s) a" in " ".join(out.split())

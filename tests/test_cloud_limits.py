@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,49 @@ def test_a_cloud_run_stops_at_the_messaging_limit_and_spends_nothing_beyond(
     with Queue(db_path) as q:
         left = [m for m in q.iter_messages(job) if m.status == "pending"]
         assert len(left) == 3 and all(m.attempts == 0 and m.send_started_at is None for m in left)
+
+
+def test_sessions_of_one_portfolio_share_the_limit_and_see_each_others_sends(db_path: Path) -> None:
+    from wabulk import session as sessions
+    from wabulk.cloud.limits import portfolio_sessions
+
+    now = time.time()
+    with Queue(db_path) as q:
+        for name, settings in [
+            ("a", {"phone_number_id": "1", "waba_id": "10", "portfolio_id": "77"}),
+            (
+                "b",
+                {"phone_number_id": "2", "waba_id": "11", "portfolio_id": "77"},
+            ),  # another WABA, same owner
+            ("c", {"phone_number_id": "3", "waba_id": "12", "portfolio_id": "88"}),
+            ("d", {"phone_number_id": "4"}),  # portfolio unknown: counts alone
+        ]:
+            sessions.record(q, sessions.Session(name, sessions.CLOUD, settings))
+        providers = q.session_providers()
+        assert portfolio_sessions("a", providers) == ["a", "b"]
+        assert portfolio_sessions("b", providers) == ["b", "a"]
+        assert portfolio_sessions("c", providers) == ["c"]
+        assert portfolio_sessions("d", providers) == ["d"]
+
+        q.enqueue(
+            NewJob(name="t", template="t", template_name="t", template_lang="en_US"),
+            [NewMessage(phone=f"+1415555{i:04d}", body="t", params=("x",)) for i in range(4)],
+        )
+
+        def stamp(phone: str, session: str) -> None:  # what a Cloud run's stamp records
+            with q._tx() as conn:
+                conn.execute(
+                    "UPDATE messages SET send_started_at = ?, send_started_session = ? WHERE phone = ?",
+                    (now, session, phone),
+                )
+
+        stamp("+14155550000", "b")
+        stamp("+14155550001", "c")  # another portfolio: not counted for a
+        gate = LimitGate.for_session(q, "a", {"messaging_limit": "TIER_250"}, now=now)
+        assert gate.used == 1 and "+14155550000" in gate.seen
+        # Session b, running at the same time in another process, stamps another recipient: a's gate sees
+        # it at its next refresh, so the two numbers never exceed their shared limit between them.
+        gate.refresh_every = 0.0
+        stamp("+14155550002", "b")
+        assert gate.allow("+14155550003")
+        assert gate.seen == {"+14155550000", "+14155550002", "+14155550003"}

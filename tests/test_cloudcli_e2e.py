@@ -153,12 +153,30 @@ def test_doctor_on_a_cloud_session_shows_quality_and_limit_never_the_token(
     from wabulk import session as sessions
 
     with Queue(db_path) as q:
+        # Recorded before login --cloud found portfolios: the limit is this number's alone, and doctor
+        # says so (a warning, not a failure).
         sessions.record(q, sessions.Session("biz", sessions.CLOUD, {"phone_number_id": "1234567890"}))
     monkeypatch.setenv("WABULK_CLOUD_APP_SECRET", "s")
     code, out, err = invoke("doctor", "--session", "biz")
     assert code == 0, out + err
+    assert (
+        "warn messaging limit: quality GREEN, messaging limit 2,000 people/24 h (TIER_2K), 0 used; this "
+        "number alone: its business portfolio is unknown" in " ".join(out.split())
+    )
+    with Queue(db_path) as q:
+        sessions.record(
+            q,
+            sessions.Session(
+                "biz", sessions.CLOUD, {"phone_number_id": "1234567890", "portfolio_id": "7766554433"}
+            ),
+        )
+    code, out, err = invoke("doctor", "--session", "biz")
+    assert code == 0, out + err
     assert "ok  token: WABULK_CLOUD_TOKEN is set" in out
-    assert "ok  messaging limit: quality GREEN, messaging limit 2,000 people/24 h (TIER_2K), 0 used" in out
+    assert (
+        "ok  messaging limit: quality GREEN, messaging limit 2,000 people/24 h (TIER_2K), 0 used; "
+        "business portfolio 7766554433"
+    ) in out
     assert "chromedriver" not in out and TOKEN not in out + err
     monkeypatch.delenv("WABULK_CLOUD_TOKEN")
     code, out, _ = invoke("doctor", "--session", "biz")

@@ -409,11 +409,17 @@ def test_messages_are_paged_with_a_total_and_show_their_text(
     from wabulk.queue import Queue
 
     with Queue(os.environ["WABULK_DB"]) as q:
-        q.set_session_provider("meta", "cloud", {"phone_number_id": "106540352242922"})
+        q.set_session_provider(
+            "meta", "cloud", {"phone_number_id": "106540352242922", "portfolio_id": "7766554433"}
+        )
+        # Another number of the same business portfolio: Meta's messaging limit is shared with it.
+        q.set_session_provider("meta2", "cloud", {"phone_number_id": "2", "portfolio_id": "7766554433"})
     screen(driver, "sessions")
     wait_for(lambda: texts(driver, '#sessions [data-session="meta"] .badge'), 15, "the cloud session")
     assert texts(driver, '#sessions [data-session="meta"] .badge') == ["CLOUD"]
-    assert "Cloud API number ID 106540352242922" in texts(driver, '#sessions [data-session="meta"]')[0]
+    card = texts(driver, '#sessions [data-session="meta"]')[0]
+    assert "Cloud API number ID 106540352242922" in card
+    assert "Business portfolio 7766554433, shared with meta2" in card
     assert texts(driver, '#sessions [data-session="shop"] .badge') == ["WEB"]
     assert texts(driver, '#sessions [data-session="shop"] .pill') == ["No worker running"]
 

@@ -15,7 +15,10 @@ from tests.torture.common import enqueue_direct, killpg, read_deliveries, rows, 
 
 from wabulk import exitcodes
 from wabulk.queue import Queue
-from wabulk.worker.base import STALE_AFTER
+
+# The two-hosts test waits for A's heartbeat to go stale: A beats every 0.5 s and B holds a worker silent
+# for 3 s dead (wabulk's 5 s / 30 s, scaled down: the same rule, without sitting through half a minute).
+BEAT, STALE = 0.5, 3.0
 
 
 def _can_unshare() -> bool:
@@ -81,16 +84,20 @@ def test_the_same_session_on_two_hosts_presses_once(tmp_path: Path) -> None:
     enqueue_direct(db, 1)
     thaw = tmp_path / "thaw"
     a = start_fake_worker(
-        tmp_path, "shop", "--lease", "2", "--until-done", "--hold-after", str(thaw), tag=".a"
-    )
+        tmp_path, "shop", "--lease", "2", "--until-done", "--hold-after", str(thaw), "--heartbeat-every",
+        str(BEAT), tag=".a",
+    )  # fmt: skip
     b = None
     try:
         victim = wait_until(
             lambda: next((r for r in rows(db) if r["send_started_at"] is not None), None), 60, "A to stamp"
         )
         a.send_signal(signal.SIGSTOP)
-        time.sleep(STALE_AFTER + 3)  # A's heartbeat goes stale (its heartbeat thread is frozen too)
-        b = start_fake_worker(tmp_path, "shop", "--lease", "2", "--until-done", tag=".b", prefix=OTHER_HOST)
+        time.sleep(STALE + 1)  # A's heartbeat goes stale (its heartbeat thread is frozen too)
+        b = start_fake_worker(
+            tmp_path, "shop", "--lease", "2", "--until-done", "--stale-after", str(STALE), tag=".b",
+            prefix=OTHER_HOST,
+        )  # fmt: skip
         assert b.wait(90) == exitcodes.SOME_FAILED, (tmp_path / "shop.b.log").read_text()
         assert read_deliveries(tmp_path / "deliveries.jsonl") == []  # B did not press
         thaw.touch()

@@ -13,7 +13,6 @@ import re
 import shutil
 import sqlite3
 import stat
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,27 +26,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.torture import common  # noqa: E402
+from tests.torture.common import torture  # noqa: E402
 
 CORPUS = ROOT / "tests" / "torture" / "corpus"
 HAS_BROWSER = bool(shutil.which("chromedriver") or os.environ.get("WABULK_CHROMEDRIVER"))
-
-
-def torture(name: str, *args: str, timeout: float = 240) -> dict[str, Any]:
-    """Run ``python -m tests.torture.<name> args``; return its FIGURES (fails the test on a non-zero exit)."""
-    env = common.python_env()
-    res = subprocess.run(
-        [sys.executable, "-m", f"tests.torture.{name}", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("FIGURES ")]
-    assert lines, f"no figures from {name}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    figures: dict[str, Any] = json.loads(lines[-1][len("FIGURES ") :])
-    assert res.returncode == 0, f"{name} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return figures
 
 
 # --- the torture scripts, small --------------------------------------------------------------------------
@@ -114,27 +96,6 @@ def test_faults_each_give_one_error_line_and_lose_nothing() -> None:
     assert f["extra"]["passed"] + f["extra"]["skipped"] == 7
     if os.geteuid() == 0 and HAS_BROWSER:
         assert f["extra"]["passed"] == 7
-
-
-@pytest.mark.browser
-@pytest.mark.slow
-@pytest.mark.skipif(not HAS_BROWSER, reason="needs Chromium and chromedriver")
-def test_kill_storm_real_browsers() -> None:
-    f = torture("kill_storm_browser", "--messages", "12", "--kills", "3", "--seed", "2", timeout=400)
-    assert (f["lost"], f["duplicates"], f["stuck"], f["integrity"]) == (0, 0, 0, "ok")
-    assert f["kills"] >= 1
-    assert f["extra"]["history_ms"] == "500/3000"  # chats render their history late (issue 20)
-
-
-@pytest.mark.browser
-@pytest.mark.slow
-@pytest.mark.skipif(not HAS_BROWSER, reason="needs Chromium and chromedriver")
-def test_kill_storm_real_browsers_with_bubbles_without_ids_fails_closed() -> None:
-    f = torture(
-        "kill_storm_browser", "--messages", "12", "--kills", "4", "--seed", "3", "--blind-page",
-        "--blind-seconds", "20", timeout=500,
-    )  # fmt: skip
-    assert (f["lost"], f["duplicates"], f["stuck"], f["failed"], f["integrity"]) == (0, 0, 0, 0, "ok")
 
 
 def test_the_oracle_counts_losses_duplicates_and_lies(tmp_path: Path) -> None:

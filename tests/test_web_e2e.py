@@ -306,7 +306,7 @@ def test_a_restricted_account_spends_no_attempt_and_sends_once_lifted(e2e: E2E) 
     e2e.sim.configure(restricted=True)
     job, expected = e2e.enqueue(2)
     base_env = e2e.env
-    e2e.env = lambda **extra: base_env(WABULK_RESTRICTED_RECHECK="2", **extra)  # type: ignore[method-assign]
+    e2e.env = lambda **extra: base_env(WABULK_RESTRICTED_RECHECK="1", **extra)  # type: ignore[method-assign]
     w = e2e.run("s")
 
     def restricted() -> bool:
@@ -316,7 +316,7 @@ def test_a_restricted_account_spends_no_attempt_and_sends_once_lifted(e2e: E2E) 
     check = e2e.cli("status", "--check", check=False)
     assert check.returncode == 4, check
     assert "'s' is restricted" in check.stdout + check.stderr
-    # it opens a chat again on its slow schedule (2 s, 4 s, ...): each time the message goes back unspent
+    # it opens a chat again on its slow schedule (1 s, 2 s, 4 s, 4 s): each time the message goes back unspent
     wait_for(lambda: len(e2e.events_matching("account restricted")) >= 3, 60, "three re-checks")
     rows = e2e.rows()
     assert [(r["status"], r["attempts"]) for r in rows] == [("pending", 0), ("pending", 0)]

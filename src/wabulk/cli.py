@@ -533,6 +533,10 @@ def _print_session_table(per_session: list[dict[str, Any]]) -> None:
         if "quality" in r:  # a Cloud API session: Meta's messaging limit is its cap
             limit = "unlimited" if r["limit_24h"] is None else f"{r['limit_24h']:,}"
             cap = f"{r['used_24h']:,}/{limit} people/24 h, quality {r['quality']}"
+            if r.get("portfolio_id"):
+                cap += f", portfolio {r['portfolio_id']}"
+            if r.get("limit_shared_with"):
+                cap += f" (with {', '.join(r['limit_shared_with'])})"
         state = r["state"] or "-"
         if r.get("paused"):
             state = f"paused ({r['paused']})"
@@ -1050,6 +1054,15 @@ def login(
             "--phone-number-id", help="With --cloud: the number's id (WhatsApp Manager > Phone numbers)."
         ),
     ] = None,
+    waba_id: Annotated[
+        str | None,
+        typer.Option(
+            "--waba-id",
+            help="With --cloud: the number's WhatsApp Business Account id, when the token may use several "
+            "(found by itself otherwise); it tells which business portfolio shares the messaging limit.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Link a WhatsApp account: shows the QR code in the terminal (and as a PNG) until it is scanned.
 
@@ -1059,10 +1072,10 @@ def login(
     Example: wabulk login --session shop
     Example: wabulk login --session biz --cloud --phone-number-id 1234567890
     """
-    if cloud or phone_number_id:
+    if cloud or phone_number_id or waba_id:
         if not (cloud and phone_number_id):
             raise typer.BadParameter("--cloud and --phone-number-id go together")
-        _login_cloud(session, phone_number_id)
+        _login_cloud(session, phone_number_id, waba_id)
         return
     from . import session as sessions
     from .web.login import login as do_login
@@ -1088,12 +1101,14 @@ def login(
         typer.echo(f"Session {session!r} is logged in.")
 
 
-def _login_cloud(session: str, phone_number_id: str) -> None:
+def _login_cloud(session: str, phone_number_id: str, waba_id: str | None = None) -> None:
     from . import settings as cfg
     from .cloud.account import login_cloud
 
     with _errors():
-        found = login_cloud(_settings().db, session, phone_number_id, token=cfg.cloud_token())
+        found = login_cloud(
+            _settings().db, session, phone_number_id, token=cfg.cloud_token(), waba_id=waba_id
+        )
     name = found.verified_name or "?"
     number = found.display_phone_number or found.phone_number_id
     typer.echo(
@@ -1101,6 +1116,17 @@ def _login_cloud(session: str, phone_number_id: str) -> None:
         f" {found.quality_rating or 'unknown'}, throughput {found.throughput or 'unknown'},"
         f" messaging limit {found.messaging_limit or 'unknown'}."
     )
+    if found.portfolio_id:
+        typer.echo(
+            f"Its messaging limit is business portfolio {found.portfolio_id}'s (WhatsApp Business Account"
+            f" {found.waba_id}), shared with the portfolio's other numbers."
+        )
+    else:
+        _stderr().print(
+            f"Warning: {found.portfolio_note or 'the business portfolio is unknown'}; the messaging limit is"
+            " counted for this number alone.",
+            markup=False,
+        )
     if found.unpaused:
         typer.echo(f"The token works again: session {session!r} is no longer paused.")
 

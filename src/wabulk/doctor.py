@@ -131,7 +131,7 @@ def check_cloud(
     """A Cloud API session: the token is set (never shown), the number answers (live), its quality rating
     and messaging limit with the unique recipients of the last 24 hours, and the webhook secrets."""
     from . import settings as cfg
-    from .cloud.limits import account_limit, describe, recipients_in_window
+    from .cloud.limits import account_limit, describe, portfolio_sessions, recipients_in_window, shared_by
     from .queue import Queue
 
     out: list[Check] = []
@@ -167,10 +167,13 @@ def check_cloud(
         facts["whatsapp_business_manager_messaging_limit"] = provider.get("messaging_limit")
     limit = account_limit(facts)
     with Queue(settings.db, create=False) as q:
-        used = len(recipients_in_window(q, [session_name]))
-    line = describe(limit, used)
+        # Meta's limit is the business portfolio's: every session of it counts.
+        sharing = portfolio_sessions(session_name, q.session_providers())
+        used = len(recipients_in_window(q, sharing))
+    line = f"{describe(limit, used)}; {shared_by(provider, sharing)}"
     near = limit.limit is not None and used >= 0.8 * limit.limit
-    if limit.quality == "RED" or near or not limit.reported:
+    known = bool(provider.get("portfolio_id") or provider.get("waba_id"))
+    if limit.quality == "RED" or near or not limit.reported or not known:
         out.append(_warn("messaging limit", line))
     else:
         out.append(_ok("messaging limit", line))

@@ -420,7 +420,7 @@ def session_rows(
     for name in sorted(names):
         mine = [w for w in workers if w.session == name]
         live = [w for w in mine if w.alive]
-        account = cloud_account(queue, name, providers.get(name), now)
+        account = cloud_account(queue, name, providers.get(name), now, providers=providers)
         kind, provider_settings = providers.get(name, ("web", {}))
         if kind == "cloud":
             configured = 0  # pace caps do not apply to Cloud API sessions (Meta's tiers limit them)
@@ -448,13 +448,20 @@ def session_rows(
 
 
 def cloud_account(
-    queue: Queue, name: str, provider: tuple[str, dict[str, Any]] | None, now: float
+    queue: Queue,
+    name: str,
+    provider: tuple[str, dict[str, Any]] | None,
+    now: float,
+    *,
+    providers: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """A Cloud API session's quality rating and messaging limit (as ``login --cloud`` last read them) with
-    the unique template recipients of the last 24 hours; empty for other sessions."""
+    the unique template recipients of the last 24 hours of every session of its business portfolio (the
+    limit is the portfolio's: ``portfolio_id``, the sessions sharing it in ``limit_shared_with``); empty
+    for other sessions."""
     if provider is None or provider[0] != "cloud":
         return {}
-    from .cloud.limits import account_limit, recipients_in_window
+    from .cloud.limits import account_limit, portfolio_sessions, recipients_in_window
 
     settings = provider[1]
     limit = account_limit(
@@ -463,11 +470,15 @@ def cloud_account(
             "whatsapp_business_manager_messaging_limit": settings.get("messaging_limit"),
         }
     )
+    sharing = portfolio_sessions(name, providers if providers is not None else queue.session_providers())
     return {
         "quality": limit.quality,
         "messaging_limit": limit.tier,
         "limit_24h": limit.limit,
-        "used_24h": len(recipients_in_window(queue, [name], now=now)),
+        "used_24h": len(recipients_in_window(queue, sharing, now=now)),
+        "waba_id": settings.get("waba_id"),
+        "portfolio_id": settings.get("portfolio_id"),
+        "limit_shared_with": sharing[1:],
     }
 
 

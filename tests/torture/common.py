@@ -338,6 +338,24 @@ def python_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def torture(name: str, *args: str, timeout: float = 240) -> dict[str, Any]:
+    """Run ``python -m tests.torture.<name> args`` (the suite's small sizes); return its FIGURES. Fails the
+    calling test when the script prints none or exits non-zero."""
+    res = subprocess.run(
+        [sys.executable, "-m", f"tests.torture.{name}", *args],
+        cwd=ROOT,
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("FIGURES ")]
+    assert lines, f"no figures from {name}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    figures: dict[str, Any] = json.loads(lines[-1][len("FIGURES ") :])
+    assert res.returncode == 0, f"{name} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return figures
+
+
 def start_fake_worker(
     tmp: Path,
     session: str,

@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blind", action="store_true", help="negative control: never find an earlier send")
     ap.add_argument("--blind-file", type=Path, help="while this file exists the page cannot be read")
     ap.add_argument("--breaker", type=int, help="the circuit breaker's threshold (default: wabulk's)")
+    ap.add_argument("--heartbeat-every", type=float, help="seconds between heartbeats")
+    ap.add_argument("--stale-after", type=float, help="a silent worker is dead after (s)")
     ap.add_argument("--hold-before", type=Path, help="first send: before the stamp, wait for this file")
     ap.add_argument("--hold-after", type=Path, help="first send: after the stamp, wait for this file")
     args = ap.parse_args(argv)
@@ -40,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.breaker:
         config = replace(config, breaker_threshold=args.breaker)
+    if args.heartbeat_every:
+        config = replace(config, heartbeat_every=args.heartbeat_every)
+    if args.stale_after:
+        config = replace(config, stale_after=args.stale_after)
     transport = DurableFake(args.deliveries, args.session, args.jitter, args.blind, args.blind_file)
     transport.hold_before, transport.hold_after = args.hold_before, args.hold_after
     try:

@@ -7,6 +7,10 @@ the old per-number ``messaging_limit_tier`` only up to v23.0). A recipient count
 many messages they get. wabulk cannot see which recipients have an open customer-service window (those do
 not count for Meta), so it counts every template recipient: it may stop early, never late.
 
+The limit is shared: every Cloud API session whose number belongs to the same business portfolio (what
+``login --cloud`` recorded as ``portfolio_id``; else the same WABA, ``waba_id``) counts against one cap
+(:func:`portfolio_sessions`). A session whose portfolio is unknown counts alone.
+
 The worker side calls :func:`account_limit` on the account facts it reads and asks a :class:`LimitGate`
 before each template send (``allow(phone)``); ``status``, ``doctor`` and the dashboard show
 :func:`describe`.
@@ -15,7 +19,7 @@ before each template send (``allow(phone)``); ``status``, ``doctor`` and the das
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +94,45 @@ def describe(limit: AccountLimit, used: int | None = None) -> str:
     return f"quality {limit.quality}, messaging limit {cap} ({tier}){used_part}"
 
 
+def portfolio_key(provider_settings: Mapping[str, Any]) -> str | None:
+    """What the messaging limit of a Cloud API session is shared by: ``portfolio:<id>`` (the business
+    portfolio), else ``waba:<id>``, else None (unknown: the session counts alone)."""
+    portfolio = provider_settings.get("portfolio_id")
+    if portfolio:
+        return f"portfolio:{portfolio}"
+    waba = provider_settings.get("waba_id")
+    return f"waba:{waba}" if waba else None
+
+
+def portfolio_sessions(session: str, providers: Mapping[str, tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """The Cloud API sessions sharing ``session``'s messaging limit (itself first), from the recorded
+    sessions (``Queue.session_providers()``)."""
+    kind, mine = providers.get(session, ("", {}))
+    key = portfolio_key(mine) if kind == "cloud" else None
+    if key is None:
+        return [session]
+    others = sorted(
+        n for n, (k, st) in providers.items() if n != session and k == "cloud" and portfolio_key(st) == key
+    )
+    return [session, *others]
+
+
+def shared_by(provider_settings: Mapping[str, Any], sharing: list[str]) -> str:
+    """Who shares a session's messaging limit, for ``status``/``doctor``/``login``: the business portfolio
+    (and the other sessions counted with it), or why it is this number's alone."""
+    others = f", counted with session(s) {', '.join(sharing[1:])}" if len(sharing) > 1 else ""
+    portfolio = provider_settings.get("portfolio_id")
+    if portfolio:
+        return f"business portfolio {portfolio}{others}"
+    waba = provider_settings.get("waba_id")
+    if waba:
+        return f"WhatsApp Business Account {waba} (its business portfolio is unknown){others}"
+    return (
+        "this number alone: its business portfolio is unknown (run `wabulk login --cloud` again, with "
+        "--waba-id), so other numbers of the portfolio are not counted"
+    )
+
+
 def recipients_in_window(queue: Queue, sessions: Iterable[str], *, now: float | None = None) -> set[str]:
     """The distinct numbers ``sessions`` started a template send to within the last 24 hours (a send
     whose outcome is unknown counts: Meta may have delivered it)."""
@@ -107,24 +150,40 @@ class LimitGate:
     limit: int | None
     seen: set[str] = field(default_factory=set)
     refused: int = 0
+    # With other sessions of the same portfolio: re-read their recipients every ``refresh_every`` seconds
+    # (they may be sending at the same time, from another process). Only added to: a recipient counted
+    # here stays counted (the window moving on can only make the gate stop early, never late).
+    reload: Callable[[], set[str]] | None = None
+    refresh_every: float = 1.0
+    _loaded_at: float = field(default_factory=time.monotonic)
 
     @classmethod
     def load(
         cls, queue: Queue, sessions: Iterable[str], limit: int | None, *, now: float | None = None
     ) -> LimitGate:
-        """A gate for ``sessions`` (those sharing the account's portfolio) with their last 24 hours."""
+        """A gate for ``sessions`` (those sharing the account's portfolio) with their last 24 hours; with
+        more than one session it re-reads their recipients now and then while it is used."""
         if limit is None:
             return cls(None)
-        return cls(limit, recipients_in_window(queue, sessions, now=now))
+        names = list(sessions)
+        reload = None
+        if len(names) > 1:
+
+            def reload() -> set[str]:
+                return recipients_in_window(queue, names)
+
+        return cls(limit, recipients_in_window(queue, names, now=now), reload=reload)
 
     @classmethod
     def for_session(
         cls, queue: Queue, session: str, provider_settings: Mapping[str, Any], *, now: float | None = None
     ) -> LimitGate:
         """The gate of a Cloud API session from what ``login --cloud`` recorded (``messaging_limit``: the
-        tier; missing or unknown: the lowest), counting the session's last 24 hours."""
+        tier; missing or unknown: the lowest), counting the last 24 hours of every session of its business
+        portfolio."""
+        sessions = portfolio_sessions(session, queue.session_providers())
         return cls.load(
-            queue, [session], limit_of(str(provider_settings.get("messaging_limit") or "")), now=now
+            queue, sessions, limit_of(str(provider_settings.get("messaging_limit") or "")), now=now
         )
 
     def refusal(self) -> str:
@@ -137,7 +196,12 @@ class LimitGate:
 
     def allow(self, phone: str) -> bool:
         """Whether a template send to ``phone`` stays within the limit; counts it when it does."""
-        if self.limit is None or phone in self.seen:
+        if self.limit is None:
+            return True
+        if self.reload is not None and time.monotonic() - self._loaded_at >= self.refresh_every:
+            self.seen |= self.reload()
+            self._loaded_at = time.monotonic()
+        if phone in self.seen:
             return True
         if len(self.seen) >= self.limit:
             self.refused += 1

@@ -155,12 +155,19 @@ class CloudRun:
         self._turn: cf.Future[list[Claim]] | None = None  # the stamp/answer commit under way
         self._commit_time = 0.005  # seconds a turn's durable commit takes (moving average)
         if config.provider_settings is not None:
-            from .limits import LimitGate, limit_of
+            from .limits import LimitGate, portfolio_sessions, recipients_in_window
 
             # The messaging limit (unique recipients per rolling 24 h, the tier login --cloud read) is the
-            # daily cap of template sends.
-            limit = limit_of(str(config.provider_settings.get("messaging_limit") or ""))
-            self._gate = self._db.with_queue(LimitGate.load, [config.session], limit)
+            # daily cap of template sends, shared by every session of the number's business portfolio.
+            self._gate = self._db.with_queue(LimitGate.for_session, config.session, config.provider_settings)
+            if self._gate.reload is not None:
+                # Other sessions of the portfolio: re-read their recipients through the queue's own thread
+                # (an sqlite connection belongs to one thread).
+                sharing = self._db.with_queue(
+                    lambda q: portfolio_sessions(config.session, q.session_providers())
+                )
+                proxy: Any = self.queue
+                self._gate.reload = lambda: recipients_in_window(proxy, sharing)
 
     # --- control ----------------------------------------------------------------------------------
     def request_stop(self) -> None:

@@ -246,8 +246,8 @@ def resolve_waba_id(
     queue: Queue, session: str, given: str | None, *, discover: Callable[[], list[str]] | None = None
 ) -> str:
     """The WhatsApp Business Account whose templates ``session`` sends: ``given``, else the one the last
-    sync of this session used, else the only one ``discover()`` (the token's) names. ConfigError when
-    none says."""
+    sync of this session used, else the one ``login --cloud`` found for its number, else the only one
+    ``discover()`` (the token's) names. ConfigError when none says."""
     if given is not None:
         waba = given.strip()
         if not waba.isdigit():
@@ -256,6 +256,9 @@ def resolve_waba_id(
     last = queue.catalogue_syncs().get(session)
     if last is not None:
         return last[0]
+    recorded = queue.session_provider(session)
+    if recorded is not None and recorded[1].get("waba_id"):
+        return str(recorded[1]["waba_id"])
     if discover is not None:
         found = discover()
         if len(found) == 1:

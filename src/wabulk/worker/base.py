@@ -79,6 +79,9 @@ class WorkerConfig:
     quiet_hours: str | None = None
     lease_seconds: float = 120.0
     heartbeat_every: float = 5.0
+    # Another worker of this session without a heartbeat for this long is dead (register). Tests that
+    # freeze a worker shorten it together with heartbeat_every; it must stay well above heartbeat_every.
+    stale_after: float = STALE_AFTER
     breaker_threshold: int = 5
     max_attempts: int | None = None
     track_receipts: bool = False

@@ -67,7 +67,6 @@ from .base import (
     IDLE_MAX,
     IDLE_MIN,
     SESSION_ERROR_BACKOFF,
-    STALE_AFTER,
 )
 from .events import StepResult
 from .trouble import SessionMixin
@@ -100,7 +99,7 @@ class Worker(SessionMixin):
             self.config.session,
             pid=self.pid,
             host=self.host,
-            stale_after=STALE_AFTER,
+            stale_after=self.config.stale_after,
             daily_cap=max(0, self.config.cap),
         )
         self._last_heartbeat = self.clock()

@@ -34,6 +34,7 @@ CURRENT_VERSION = "v27.0"  # reference §1.8 (Dec 2026)
 VERSION_RE = re.compile(r"^v(\d+)\.(\d+)$")
 DEFAULT_PHONE_ID = "1234567890"
 DEFAULT_WABA_ID = "4455667788"
+DEFAULT_BUSINESS_ID = "7766554433"  # the business portfolio owning every WABA unless a test says otherwise
 DAY = 86400.0
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -115,6 +116,7 @@ WABA_FIELDS = (
     "message_template_namespace",
     "account_review_status",
     "whatsapp_business_manager_messaging_limit",
+    "owner_business_info",  # the business portfolio that owns the WABA: {"id", "name"}
 )
 MEDIA_LIMITS: dict[str, int] = {
     "image/jpeg": 5 * 2**20,
@@ -360,6 +362,7 @@ class GraphApp:
                 "timezone_id": "1",
                 "message_template_namespace": hashlib.md5(waba_id.encode()).hexdigest()[:36],
                 "account_review_status": "APPROVED",
+                "owner_business_info": {"id": DEFAULT_BUSINESS_ID, "name": "Wabulk Test Business"},
                 "templates": [tpl_mod.normalise(t) for t in tpl_mod.DEFAULT_TEMPLATES],
             }
         return self.wabas[waba_id]
@@ -418,6 +421,14 @@ class GraphApp:
             self._waba(str(phone["waba_id"]))
             self._buckets.pop(phone_id, None)
             return copy.deepcopy(phone)
+
+    def set_waba_owner(self, waba_id: str, business_id: str) -> None:
+        """Make business portfolio ``business_id`` the owner of WABA ``waba_id`` (created when new)."""
+        with self.lock:
+            self._waba(waba_id)["owner_business_info"] = {
+                "id": business_id,
+                "name": f"Business {business_id}",
+            }
 
     def set_templates(self, templates: list[dict[str, Any]], waba_id: str | None = None) -> None:
         """Replace the template catalogue of one WABA (default: every WABA)."""

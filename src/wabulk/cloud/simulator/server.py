@@ -159,6 +159,10 @@ class GraphSimulator:
         ``status``, ``whatsapp_business_manager_messaging_limit``, ``waba_id`` …; returns its facts."""
         return self.app.set_phone(phone_id, **facts)
 
+    def set_waba_owner(self, waba_id: str, business_id: str) -> None:
+        """The business portfolio owning a WABA (``GET /{waba}?fields=owner_business_info``)."""
+        self.app.set_waba_owner(waba_id, business_id)
+
     def set_templates(self, templates: list[dict[str, Any]], waba_id: str | None = None) -> None:
         """Replace the template catalogue (of one WABA, default all); entries as ``templates.template()``."""
         self.app.set_templates(templates, waba_id)

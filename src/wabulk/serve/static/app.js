@@ -272,6 +272,11 @@ function sessionCard(s, waitingScan) {
     card.append(el("p", { class: "sub", "data-limit": s.messaging_limit },
       "Quality " + s.quality + " · messaging limit " + (s.used_24h || 0).toLocaleString("en") + " of " + limit +
       " people in 24 h"));
+    // The limit is the business portfolio's, shared by its numbers: say whose it is and who else counts.
+    const shared = (s.limit_shared_with || []).length ? ", shared with " + s.limit_shared_with.join(", ") : "";
+    card.append(el("p", { class: "sub", "data-portfolio": s.portfolio_id || "" },
+      s.portfolio_id ? "Business portfolio " + s.portfolio_id + shared
+        : "Business portfolio unknown: the limit is counted for this number alone (wabulk login --cloud --waba-id …)"));
   }
   if (s.paused) card.append(el("p", { class: "reason" }, "Paused: " + plural(s.paused)));
   if (waitingScan) {
