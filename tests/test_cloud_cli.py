@@ -134,6 +134,10 @@ def test_the_token_never_appears_in_the_database_logs_api_or_doctor(
     db_path: Path, sim: Any, isolated_home: Path
 ) -> None:
     assert invoke("login", "--session", "biz", "--cloud", "--phone-number-id", PHONE_ID)[0] == 0
+    # The login also looked the token's accounts up (debug_token carries the token in its query) to record
+    # the number's WABA and business portfolio: those ids are stored, the token is not (checked below).
+    recorded = sessions(db_path)["biz"]
+    assert (recorded["waba_id"], recorded["portfolio_id"]) == ("4455667788", "7766554433")
     enqueue(db_path, 5)
     sim.add_fault("error", code=190, count=1)  # a refused token mid-run: its error line is stored and shown
     outputs = [invoke("run", "--session", "biz", "--until-done"), invoke("resume", "--session", "biz")]

@@ -38,9 +38,8 @@ RICH = template(
     url_button="https://shop.example/o/{{1}}",
     buttons=BUTTONS,
 )
-# UTILITY: a marketing template to these US numbers fails by webhook (131049), and whether that webhook
-# came before `run --until-done` ended decided its exit code (a race once the run loop got fast).
-PHOTO = template("photo_offer", "Hi {{1}}, look at this.", category="UTILITY", header="IMAGE")
+# Utility: the simulator, as Meta, does not deliver marketing templates to the US numbers used here.
+PHOTO = template("photo_offer", "Hi {{1}}, your receipt.", category="UTILITY", header="IMAGE")
 TEMPLATES = [RICH, PHOTO, template("plain", "Hi {{1}}.")]
 
 
