@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,30 @@ def test_a_refused_token_pauses_the_session_and_burns_nothing(db_path: Path, sim
     assert all(m.status == SENT for m in messages(db_path, job))
 
 
+def test_a_token_expiring_mid_run_stops_every_request_in_flight_and_burns_nothing(
+    db_path: Path, sim: Any
+) -> None:
+    """At full speed (64 requests in flight, answers recorded while the next chunk is stamped): once Meta
+    answers 190 nothing new is POSTed, the run exits 4 and no message is failed or left unknown."""
+    numbers = phones(1500)
+    job = enqueue(db_path, numbers)
+    done: list[CloudRunResult] = []
+    worker = threading.Thread(target=lambda: done.append(run(db_path, sim, rate=500.0)))
+    worker.start()
+    wait_until(lambda: len(sim.accepted()) >= 100, what="100 accepted")
+    sim.expire_token()
+    at_expiry = sim.state()["requests"]
+    worker.join(30)
+    assert done and done[0].code == exitcodes.ATTENTION and "190" in done[0].line
+    # What was already stamped or on the wire when the token expired, nothing more.
+    assert sim.state()["requests"] - at_expiry <= 64
+    with Queue(db_path) as q:
+        counts = q.counts(job)
+        assert q.unknown_count(job) == 0
+    assert counts.get("failed", 0) == 0 and counts.get("sending", 0) == 0
+    assert counts["sent"] == len(sim.accepted()) and counts["sent"] + counts["pending"] == 1500
+
+
 def test_recipient_failures_by_webhook_fail_with_their_code(db_path: Path, hook: str) -> None:
     bad = phones(3, 100)
     with graph_simulator(hook, all_windows_open=True, not_on_whatsapp=[p[1:] for p in bad]) as sim:
@@ -155,6 +180,23 @@ def test_a_cut_after_acceptance_is_settled_by_its_webhook_and_never_reposted(db_
     for p in numbers:
         assert len(sim.accepted(p)) == 1
     assert all(m.status == SENT for m in messages(db_path, job))
+
+
+def test_a_read_timeout_is_an_unknown_outcome_settled_by_its_webhook_never_reposted(
+    db_path: Path, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "WABULK_GRAPH_READ_TIMEOUT", "0.5"
+    )  # the send path's read timeout, not the default 60 s
+    numbers = phones(4)
+    sim.add_fault("slow", delay_s=2.0, to=numbers[:1], count=1)  # accepted, answered after 2 s
+    job = enqueue(db_path, numbers)
+    result = run(db_path, sim)
+    assert result.code == exitcodes.OK, result.line
+    assert all(len(sim.accepted(p)) == 1 for p in numbers)
+    assert all(m.status == SENT for m in messages(db_path, job))  # the slow one by its status webhook
+    # Its POST ended unanswered after 0.5 s (an unknown outcome), not with the answer 2 s later.
+    assert (result.progress.unknown, result.progress.accepted) == (1, 3)
 
 
 def test_a_cut_before_acceptance_is_an_unknown_outcome_for_a_person(db_path: Path, sim: Any) -> None:

@@ -4,6 +4,7 @@ webhook parsing and signatures, and the queue's status-webhook rules."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -102,6 +103,25 @@ def test_meta_throttling_halves_the_rate_and_pauses_everyone() -> None:
     for _ in range(200):
         lim.acquire()
     assert 40 < lim.rate <= 80
+
+
+def test_a_non_blocking_slot_says_how_long_to_wait_and_takes_nothing_meanwhile() -> None:
+    clock = FakeClock()
+    lim = RateLimiter(10, clock=clock, sleep=clock.sleep)
+
+    def burst() -> tuple[int, float]:
+        taken = 0
+        while (wait := lim.try_acquire()) == 0:
+            taken += 1
+        return taken, wait
+
+    taken, wait = burst()
+    assert 1 <= taken <= 2 and 0 < wait <= 0.1 + 1e-9  # evenly spaced: 10/s is one per 0.1 s
+    assert lim.try_acquire() == pytest.approx(wait)  # asking again took no slot
+    clock.now += wait
+    assert lim.try_acquire() == 0
+    clock.now += 5.0  # a sender back late catches up on a slot or two, never on the whole gap
+    assert 1 <= burst()[0] <= 2
 
 
 def test_a_stopping_run_gets_no_slot() -> None:
@@ -461,6 +481,20 @@ def test_a_chunk_of_answers_marks_each_accepted_message_with_its_own_wamid_and_k
         kinds = [(e.kind, e.to_status) for e in q.events(message_id=c.message_id)]
         assert kinds == [("send_started", "sending"), ("status", SENT)]
     assert q.counts(claims[0].job_id)["sent"] == 4
+
+
+def test_unstamped_claims_of_a_killed_run_are_claimed_again_at_once_stamped_ones_never(q: Queue) -> None:
+    """A run SIGKILLed between claim and stamp leaves leased messages nothing was POSTed for; the next run
+    (registering replaces the dead worker) takes them at once instead of waiting out the lease, so
+    ``--until-done`` never ends with them unsent. A stamped one stays for its status webhook."""
+    dead = q.register_worker("biz", pid=999_999_999, host="here")
+    claimed = q.claim_cloud_batch(dead, "biz", 4, lease_seconds=600)
+    q.stamp_cloud_batch(claimed[:1])
+    live = q.register_worker("biz", pid=os.getpid(), host="here")  # replaces the dead one
+    again = q.claim_cloud_batch(live, "biz", 10, lease_seconds=600)
+    assert sorted(c.message_id for c in again) == sorted(c.message_id for c in claimed[1:])
+    assert all(c.attempt == 2 for c in again)
+    assert q.stamp_cloud_batch(claimed[1:]) == []  # the dead run's claims are fenced off
 
 
 def test_a_post_is_never_started_once_the_claims_lease_no_longer_covers_it() -> None:

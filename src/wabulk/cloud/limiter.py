@@ -18,7 +18,7 @@ MIN_RATE = 1.0
 RECOVER_AFTER = 10.0  # seconds without a 130429 before the rate climbs back
 RECOVER_STEP = 1.1
 MAX_BACKOFF = 30.0
-SLACK = 0.004  # seconds of spacing a late sender may catch up on at once
+SLACK = 0.02  # seconds of spacing a late sender may catch up on at once (a loaded machine wakes it late)
 
 
 class RateLimiter:

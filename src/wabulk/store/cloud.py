@@ -116,9 +116,9 @@ class CloudMixin(QueueBase):
     ) -> list[Claim]:
         """Lease up to ``n`` runnable messages for a Cloud API session in one transaction (FIFO within a
         job, oldest job first); none while the session is paused. Expired leases of this session's
-        stamped messages (the settle window passed with no webhook) fail as ``unknown_outcome``; expired
-        unstamped leases are claimed again. A pending message that carries a stamp (``retry`` kept it)
-        is never POSTed again: it fails as ``unknown_outcome`` too."""
+        stamped messages (the settle window passed with no webhook) fail as ``unknown_outcome``; unstamped
+        claims are claimed again once their lease expired or their worker is gone. A pending message that
+        carries a stamp (``retry`` kept it) is never POSTed again: it fails as ``unknown_outcome`` too."""
         if n <= 0:
             return []
         now = self._clock()
@@ -138,12 +138,16 @@ class CloudMixin(QueueBase):
             ).fetchone():
                 return []
             self._expire_unsettled(conn, session, now)
+            # Unstamped claims come back when their lease expired, or at once when their worker is gone
+            # (a killed run: registering replaced its row). Without a stamp nothing was POSTed, and a
+            # worker that still held one could not stamp it any more (the stamp is fenced on the claim).
             expired = conn.execute(
                 "UPDATE messages SET claimed_by = :worker, lease_until = :lease, attempts = attempts + 1,"
                 " updated_at = :now WHERE id IN ("
                 "SELECT m.id FROM messages m INDEXED BY idx_messages_lease JOIN jobs j ON j.id = m.job_id"
-                f" WHERE m.status = 'sending' AND m.lease_until < :now AND m.send_started_at IS NULL AND {jf}"
-                " ORDER BY m.lease_until LIMIT :n)"
+                " WHERE m.status = 'sending' AND m.send_started_at IS NULL AND (m.lease_until < :now"
+                " OR NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = m.claimed_by))"
+                f" AND {jf} ORDER BY m.lease_until LIMIT :n)"
                 f" RETURNING {_CLOUD_CLAIM_RETURNING}",
                 params,
             ).fetchall()
