@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def test_a_template_job_only_web_workers_could_claim_is_flagged_with_the_login_t
     assert f"job {job} (promo) is a template job (order_ready) that no session can send" in out
     assert "wabulk login --session NAME --cloud --phone-number-id ID" in out
     assert "no live worker" not in out  # one line per job, the precise one
+    # Nor does the web worker's pace give the job an ETA: it will never send it.
+    data = json.loads(runner.invoke(app, ["status", "--json"], catch_exceptions=False).stdout)
+    assert data["jobs"][0]["eta_seconds"] is None
 
 
 def test_a_template_job_pinned_to_a_web_session_names_it(db_path: Path) -> None:

@@ -143,7 +143,13 @@ def test_nothing_outside_web_loads_selenium() -> None:
 
 
 # Printed by a subprocess: the provider libraries and the provider modules that talk to a service it loaded.
-_PROVIDER_MODULES = ("wabulk.web", "wabulk.cloud.client", "wabulk.cloud.provider", "wabulk.cloud.runner")
+_PROVIDER_MODULES = (
+    "wabulk.web",
+    "wabulk.cloud.client",
+    "wabulk.cloud.provider",
+    "wabulk.cloud.runner",
+    "wabulk.cloud.wire",
+)
 _LOADED = (
     "import sys\n"
     "libs = {m.split('.')[0] for m in sys.modules if m.split('.')[0] in ('selenium', 'httpx')}\n"

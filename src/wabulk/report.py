@@ -114,7 +114,7 @@ def status_report(
             receipts.get(s.job.id),
             unknown.get(s.job.id, 0),
             billable.get(s.job.id),
-            caps=_job_caps(s, caps, live),
+            caps=_job_caps(s, caps, live, providers),
             pace=profile,
         )
         for s in summaries
@@ -258,9 +258,17 @@ def template_job_line(
     return f"{head} no live worker sends: run `wabulk run --session {eligible[0]}`"
 
 
-def _job_caps(s: JobSummary, caps: dict[str, CapState], live: set[str]) -> list[CapState]:
-    """The caps of the sessions that send this job: its pinned sessions, else those with a live worker."""
+def _job_caps(
+    s: JobSummary,
+    caps: dict[str, CapState],
+    live: set[str],
+    providers: dict[str, tuple[str, dict[str, Any]]] | None = None,
+) -> list[CapState]:
+    """The caps of the sessions that send this job: its pinned sessions, else those with a live worker;
+    for a template job only Cloud API sessions (a web worker never sends one: no ETA from its pace)."""
     names = list(s.job.sessions) or sorted(live)
+    if s.job.template_name and providers is not None:
+        names = [n for n in names if providers.get(n, ("web", {}))[0] == "cloud"]
     return [caps[n] for n in names if n in caps]
 
 
