@@ -40,7 +40,11 @@ RICH = template(
 )
 # Utility: the simulator, as Meta, does not deliver marketing templates to the US numbers used here.
 PHOTO = template("photo_offer", "Hi {{1}}, your receipt.", category="UTILITY", header="IMAGE")
-TEMPLATES = [RICH, PHOTO, template("plain", "Hi {{1}}.")]
+# NAMED parameters: each body value is sent with its parameter_name.
+TRACK = template(
+    "track", "Hello {{first_name}}, parcel {{tracking}} ships today.", url_button="https://t.example/{{1}}"
+)
+TEMPLATES = [RICH, PHOTO, TRACK, template("plain", "Hi {{1}}.")]
 
 
 def catalogue() -> Catalogue:
@@ -57,6 +61,8 @@ def test_the_shape_counts_header_and_button_parameters() -> None:
         (2, "quick_reply", False),
     ]
     assert shape_of(PHOTO["components"]).media_header == "image"
+    assert shape_of(TRACK["components"]).body_names == ("first_name", "tracking")
+    assert shape_of(RICH["components"]).body_names == ()
 
 
 def test_enqueue_checks_header_and_buttons_against_the_catalogue() -> None:
@@ -216,10 +222,12 @@ def test_enqueue_and_run_fill_header_and_buttons_end_to_end(
         jpg = tmp_path / "offer.jpg"
         jpg.write_bytes(b"\xff\xd8\xff\xe0" + b"0" * 64)
         assert invoke("enqueue", str(src), *photo, "--header-media", str(jpg))[0] == 0
+        track = ["--template", "track", "--template-param", "{name}", "--template-param", "{order}"]
+        assert invoke("enqueue", str(src), *track, "--button-param", "{order}")[0] == 0
         code, _, err = invoke("run", "--session", "biz", "--until-done")
         assert code == 0, err
         sent = sim.accepted()
-        assert len(sent) == 4
+        assert len(sent) == 6
         by_template: dict[str, list[dict[str, Any]]] = {}
         for rec in sent:
             tpl = rec["payload"]["template"]
@@ -232,3 +240,7 @@ def test_enqueue_and_run_fill_header_and_buttons_end_to_end(
         (upload,) = sim.uploads()
         ids = {c[0]["parameters"][0]["image"]["id"] for c in by_template["photo_offer"]}
         assert ids == {upload["id"]}
+        # A NAMED template's values carry their names (the simulator, as Meta, refuses them without).
+        assert {tuple(p["parameter_name"] for p in c[0]["parameters"]) for c in by_template["track"]} == {
+            ("first_name", "tracking")
+        }

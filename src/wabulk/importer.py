@@ -237,17 +237,18 @@ def enqueue_file(
         param_templates = tuple(t for _, t in labelled)
         entry = _check_catalogue(template, catalogue, sessions)
         extras = _extras(template)
-        if extras.any:
-            from .cloud.templates import entry_shape, layout_for
+        from .cloud.templates import entry_shape, layout_for
 
-            if entry is None:
+        shape = entry_shape(entry) if entry is not None else None
+        if extras.any or (shape is not None and shape.body_names):
+            if entry is None or shape is None:
                 raise BadInput(
                     "header and button parameters need the template's synced catalogue (which header and "
                     f"buttons it has); run: {_sync_hint(sessions)}"
                 )
-            layout = json.dumps(layout_for(entry_shape(entry), extras))
+            layout = json.dumps(layout_for(shape, extras))
             if template.header_media is not None and not template.header_link:
-                attach = _header_file(template.header_media, entry_shape(entry).media_header or "")
+                attach = _header_file(template.header_media, shape.media_header or "")
     parsed = Template.parse(message) if message is not None else None
     job_template = message if message is not None else _describe(template)
     rejects_file = Path(rejects_path) if rejects_path is not None else None

@@ -104,7 +104,11 @@ def template_components(claim: Claim, media_id: str | None = None) -> list[dict[
                 rest = rest[1:]
             out.append({"type": "header", "parameters": [{"type": fmt, fmt: media}]})
     if body:
-        out.append({"type": "body", "parameters": [{"type": "text", "text": p} for p in body]})
+        names = layout.get("names") or ()
+        params: list[dict[str, Any]] = [{"type": "text", "text": p} for p in body]
+        for param, name in zip(params, names, strict=False):
+            param["parameter_name"] = name  # a NAMED template's values are matched by name
+        out.append({"type": "body", "parameters": params})
     for (index, sub_type), value in zip(layout.get("buttons") or (), rest, strict=False):
         kind = _BUTTON_PARAM.get(sub_type, "text")
         out.append(

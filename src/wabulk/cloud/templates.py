@@ -79,6 +79,9 @@ class TemplateShape:
     header_format: str | None = None  # TEXT, IMAGE, VIDEO, DOCUMENT, LOCATION; None: no header
     header_params: int = 0  # a TEXT header's placeholders
     buttons: tuple[ButtonSlot, ...] = ()  # the buttons that take a parameter, in order
+    # A template created with NAMED parameters ({{first_name}}): the body's names in order; each value is
+    # sent with its ``parameter_name`` (Meta refuses positional values for it, 132000). Empty: positional.
+    body_names: tuple[str, ...] = ()
 
     @property
     def media_header(self) -> str | None:
@@ -89,6 +92,12 @@ class TemplateShape:
 def shape_of(components: Sequence[Mapping[str, Any]] | None) -> TemplateShape:
     """The :class:`TemplateShape` of a template from Meta's ``components``."""
     body = body_params(components)
+    body_names: tuple[str, ...] = ()
+    for comp in components or ():
+        if str(comp.get("type", "")).upper() == "BODY":
+            names = tuple(dict.fromkeys(_PARAM.findall(str(comp.get("text") or ""))))
+            body_names = names if any(not n.isdigit() for n in names) else ()
+            break
     header_format: str | None = None
     header_params = 0
     slots: list[ButtonSlot] = []
@@ -109,7 +118,7 @@ def shape_of(components: Sequence[Mapping[str, Any]] | None) -> TemplateShape:
                     slots.append(ButtonSlot(i, "copy_code"))
                 elif btype == "QUICK_REPLY":
                     slots.append(ButtonSlot(i, "quick_reply", required=False))
-    return TemplateShape(body, header_format, header_params, tuple(slots))
+    return TemplateShape(body, header_format, header_params, tuple(slots), body_names)
 
 
 def parse_template(item: Mapping[str, Any]) -> CatalogueTemplate | None:
@@ -381,9 +390,12 @@ class Extras:
 
 def layout_for(shape: TemplateShape, extras: Extras) -> dict[str, Any]:
     """How a job's stored parameters (``messages.params``: body values, then header values, then button
-    values) map to the send's components; stored with the job (``jobs.template_layout``) and read by the
-    payload builder. Only call it after :func:`check_extras` accepted ``extras``."""
+    values) map to the send's components, and the body's parameter names of a NAMED template; stored with
+    the job (``jobs.template_layout``) and read by the payload builder. Only call it after
+    :func:`check_extras` accepted ``extras``."""
     layout: dict[str, Any] = {"body": shape.body}
+    if shape.body_names:
+        layout["names"] = list(shape.body_names)
     if shape.media_header and extras.header_media:
         layout["header"] = {"format": shape.media_header, "source": extras.header_media}
     elif extras.header_params:
