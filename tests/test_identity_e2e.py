@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.torture.common import enqueue_direct, killpg, read_deliveries, rows, start_fake_worker, wait_until
+from tests.torture.common import (
+    enqueue_direct,
+    holding_marker,
+    killpg,
+    read_deliveries,
+    rows,
+    start_fake_worker,
+    wait_until,
+)
 
 from wabulk import exitcodes
 from wabulk.queue import Queue
@@ -92,6 +100,7 @@ def test_the_same_session_on_two_hosts_presses_once(tmp_path: Path) -> None:
         victim = wait_until(
             lambda: next((r for r in rows(db) if r["send_started_at"] is not None), None), 60, "A to stamp"
         )
+        wait_until(holding_marker(thaw).exists, 60, "A to wait before Enter")  # no transaction open
         a.send_signal(signal.SIGSTOP)
         time.sleep(STALE + 1)  # A's heartbeat goes stale (its heartbeat thread is frozen too)
         b = start_fake_worker(

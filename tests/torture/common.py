@@ -156,10 +156,18 @@ class DurableFake(FakeTransport):
 
 
 def _hold(until: Path | None) -> None:
-    """Wait until the file ``until`` exists (at most a minute)."""
+    """Wait until the file ``until`` exists (at most a minute). ``<until>.holding`` says the wait began: a
+    test that freezes the worker there knows it holds no database transaction at that moment."""
+    if until is not None:
+        holding_marker(until).touch()
     deadline = time.monotonic() + 60
     while until is not None and not until.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def holding_marker(until: Path) -> Path:
+    """The file a fake worker creates when it starts waiting for ``until`` (``--hold-before/after``)."""
+    return until.with_name(until.name + ".holding")
 
 
 def read_deliveries(path: Path) -> list[dict[str, Any]]:

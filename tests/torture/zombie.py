@@ -27,6 +27,7 @@ from tests.torture.common import (
     body,
     check_outcome,
     enqueue_direct,
+    holding_marker,
     killpg,
     phone,
     read_deliveries,
@@ -55,6 +56,9 @@ def _round(tmp: Path, when: str, messages: int, fig: Figures) -> None:
             return None
 
         victim = wait_until(a_holds, 30, f"worker A to hold a message ({when} the stamp)")
+        # Freeze it inside the hold, not a moment earlier: frozen inside a write transaction (right after
+        # its claim, on a loaded machine) it would keep the database locked and B could never claim.
+        wait_until(holding_marker(thaw).exists, 30, "worker A to wait at its hold")
         a.send_signal(signal.SIGSTOP)
         fig.kills += 1
         time.sleep(LEASE + 0.5)  # past its lease
