@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IN_FLIGHT = 64  # stamped and not answered yet; also the number of kept-alive connections
+DEFAULT_IN_FLIGHT = 256  # stamped and not answered yet (at most half of it stamped in one commit)
+MAX_CONNECTIONS = 64  # kept-alive connections: POSTs on the wire at once
 DEFAULT_LEASE_SECONDS = 120.0
 HEARTBEAT_EVERY = 5.0
 TURN_EVERY = 0.02  # at most this long between two turns (one durable transaction each) while busy
@@ -333,7 +334,8 @@ class CloudRun:
     def _dispatch(self, ready: collections.deque[tuple[Claim, str | None]]) -> float:
         """Start the POSTs of stamped claims while the rate limiter gives slots; returns how long until
         the next slot when some wait."""
-        while ready and not self.aborting():
+        # A POST starts only on a free connection, so the lease checked here covers it from its start.
+        while ready and len(self._posts) < self.wire.connections and not self.aborting():
             wait = self.limiter.try_acquire()
             if wait > 0:
                 return wait
@@ -372,7 +374,9 @@ class CloudRun:
                 )
             )
         self._finished.append((claim, report))
+        self._posts.discard(asyncio.current_task())  # type: ignore[arg-type]
         self._wake()
+        self._kick()  # its connection is free for the next stamped claim
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -634,7 +638,7 @@ def run_cloud(
             token, base_url=base, version=version, max_connections=4, read_timeout=read_timeout
         )
 
-    wire = Wire(base, token, connections=config.in_flight, read_timeout=read_timeout)
+    wire = Wire(base, token, connections=min(config.in_flight, MAX_CONNECTIONS), read_timeout=read_timeout)
     runner = CloudRun(
         db,
         config,
