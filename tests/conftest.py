@@ -14,31 +14,37 @@ from wabulk.web.simulator.server import DEFAULT_CONFIG
 
 # --- scheduling: heaviest files first ----------------------------------------------------------------------
 
-# `make test` runs `-n 2 --dist loadfile --no-loadscope-reorder`: each file goes whole to one worker, in the
+# `make test` runs `-n 3 --dist loadfile --no-loadscope-reorder`: each file goes whole to one worker, in the
 # order below. xdist's own order (most tests first) sent these few-test, long browser files last, so the run
-# ended with one worker idle for minutes while the other sat through a 2-minute file. Longest first keeps
-# both busy until the end. Seconds are per file on the 2-core machine (`--durations=0`, 2026-12-06, loaded);
-# only the order matters, and a file missing here runs after these, in its usual place.
+# ended with one worker idle for minutes while another sat through a 2-minute file. Longest first keeps
+# every worker busy until the end. Seconds are per file on the 2-core machine (`--durations=0`, the mean of
+# a `-n 2` and a `-n 3` run, 2026-12-06, loaded); only the order matters, and a file missing here runs
+# after these, in its usual place.
 HEAVY_FILES: dict[str, float] = {
-    "test_worker_e2e_faults.py": 146,
-    "test_worker_e2e.py": 124,
-    "test_torture_browser.py": 112,
-    "test_torture.py": 103,
-    "test_bench_smoke.py": 82,
-    "test_notify_e2e.py": 78,
-    "test_fleet.py": 78,
-    "test_browser_e2e.py": 77,
-    "test_notify_e2e_breaker.py": 71,
-    "test_web_e2e.py": 66,
-    "test_grid_e2e.py": 63,
-    "test_dashboard_e2e.py": 52,
-    "test_receipts_e2e.py": 34,
-    "test_identity_e2e.py": 34,
-    "test_page_2026_09_e2e.py": 29,
-    "test_open_chat_e2e.py": 29,
-    "test_queue_model.py": 28,
-    "test_simulator_browser.py": 19,
-    "test_phone_fastpath.py": 17,
+    "test_worker_e2e_faults.py": 189,
+    "test_worker_e2e.py": 177,
+    "test_browser_e2e.py": 169,
+    "test_torture.py": 167,
+    "test_torture_browser.py": 159,
+    "test_web_e2e.py": 95,
+    "test_bench_smoke.py": 94,
+    "test_notify_e2e_breaker.py": 86,
+    "test_notify_e2e.py": 85,
+    "test_fleet.py": 79,
+    "test_grid_e2e.py": 76,
+    "test_queue_model.py": 68,
+    "test_dashboard_e2e.py": 68,
+    "test_open_chat_e2e.py": 61,
+    "test_simulator_browser.py": 61,
+    "test_page_2026_09_e2e.py": 55,
+    "test_receipts_e2e.py": 33,
+    "test_serve.py": 27,
+    "test_provider_contract.py": 23,
+    "test_identity_e2e.py": 23,
+    "test_cloud_e2e.py": 22,
+    "test_phone_fastpath.py": 16,
+    "test_cloud_cli.py": 15,
+    "test_entry.py": 14,
 }
 
 
