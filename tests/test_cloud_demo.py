@@ -36,6 +36,7 @@ def test_demo_cloud_runs_the_whole_flow_and_exits_0(
     assert logins == [("biz", "1234567890")]
     out = result.stdout
     assert "quality GREEN" in out
+    assert "business portfolio 7766554433" in out  # what login --cloud found for the number
     assert "template(s) of account 4455667788" in out
     assert "One failure is expected: the sample list has a number that is not on WhatsApp (131026)." in out
     db = isolated_home / "demo-cloud" / "demo.db"

@@ -94,7 +94,7 @@ def run_cloud_demo(
     from wabulk.settings import graph_version
 
     from .account import login_cloud
-    from .limits import describe
+    from .limits import describe, shared_by
     from .runner import CloudRunConfig, run_cloud
     from .simulator import GraphSimulator
     from .simulator.templates import DEFAULT_TEMPLATES, template
@@ -131,7 +131,8 @@ def run_cloud_demo(
             # The real login path (the token and the number checked, the session recorded), not a copy.
             login = login_cloud(db, DEMO_SESSION, DEMO_PHONE_ID, token=DEMO_TOKEN, base_url=url)
             out.print(
-                f"   {login.verified_name} ({login.display_phone_number}): {describe(login.limit())}",
+                f"   {login.verified_name} ({login.display_phone_number}): {describe(login.limit())}; "
+                f"{shared_by(login.settings(), [DEMO_SESSION])}",
                 markup=False,
             )
 
