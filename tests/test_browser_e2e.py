@@ -418,8 +418,9 @@ def test_doctor_on_the_simulator(simulator: Any, browser_settings: Any) -> None:
 
 
 def test_expired_qr_is_refreshed(simulator: Any, browser_settings: Any) -> None:
-    # two payloads, then the QR expires: a third and fourth payload only come after a click on "reload"
-    simulator.configure(qr_rotate_ms=300, qr_max_rotations=1)
+    # two payloads, then the QR expires: a third and fourth payload only come after a click on "reload".
+    # A payload shows 1 s: at 300 ms a loaded machine's poll could miss one, and the test never saw four.
+    simulator.configure(qr_rotate_ms=1000, qr_max_rotations=1)
     seen: list[str] = []
 
     def on_qr(payload: str) -> None:
