@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_helpers import read_request
 from wabulk.cloud import errors as ge
 from wabulk.cloud.client import GraphClient
 from wabulk.cloud.limiter import RateLimiter
@@ -160,28 +161,6 @@ def raw_server(handler: Callable[[socket.socket], None]) -> Iterator[str]:
         stop.set()
         t.join(2)
         srv.close()
-
-
-def read_request(conn: socket.socket) -> bytes:
-    conn.settimeout(5)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length")
-        ),
-        0,
-    )
-    while len(body) < length:
-        body += conn.recv(65536)
-    return head + b"\r\n\r\n" + body
 
 
 def answer(status: int, body: bytes, ctype: str = "application/json") -> Callable[[socket.socket], None]:

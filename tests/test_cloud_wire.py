@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cloud_helpers import PHONE_ID, TOKEN, graph_simulator, wait_until
+from cloud_helpers import PHONE_ID, TOKEN, graph_simulator, read_request, wait_until
 from wabulk.cloud import errors as ge
 from wabulk.cloud.client import read_send_answer
 from wabulk.cloud.wire import Wire
@@ -43,23 +43,11 @@ class Server:
         self.may_close = threading.Event()
 
     def read(self, conn: socket.socket, number: int) -> bytes | None:
-        conn.settimeout(5)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return None
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length")
-        )
-        while len(body) < length:
-            body += conn.recv(65536)
-        self.requests.append((number, head + b"\r\n\r\n" + body))
-        return head
+        request = read_request(conn)
+        if b"\r\n\r\n" not in request:
+            return None  # the client closed before a whole head
+        self.requests.append((number, request))
+        return request.partition(b"\r\n\r\n")[0]
 
 
 @contextmanager

@@ -389,17 +389,22 @@ class CloudMixin(QueueBase):
         sent_log = []
         # The accepted POSTs (nearly all of them) in one statement; the rest one by one below.
         recorded = self._record_accepted(conn, [o for o in outcomes if o.kind == "sent"], now)
+
+        def accepted(o: CloudOutcome) -> None:
+            c = o.claim
+            detail = f"accepted as {o.wamid} via session {c.session}"
+            if o.detail:
+                detail += f" ({o.detail})"
+            events.append((now, c.job_id, c.message_id, "status", SENDING, SENT, detail))
+            sent_log.append((c.session, now))
+            jobs.add(c.job_id)
+
         for o in outcomes:
             c = o.claim
             fence = (c.message_id, c.worker_id, c.attempt)
             where = " WHERE id = ? AND status = 'sending' AND claimed_by = ? AND attempts = ?"
             if o.kind == "sent" and c.message_id in recorded:
-                detail = f"accepted as {o.wamid} via session {c.session}"
-                if o.detail:
-                    detail += f" ({o.detail})"
-                events.append((now, c.job_id, c.message_id, "status", SENDING, SENT, detail))
-                sent_log.append((c.session, now))
-                jobs.add(c.job_id)
+                accepted(o)
             elif o.kind == "sent":
                 cur = conn.execute(
                     "UPDATE messages SET status = 'sent', sent_at = ?,"
@@ -409,12 +414,7 @@ class CloudMixin(QueueBase):
                     (now, c.session, o.wamid, o.wa_id, now, *fence),
                 )
                 if cur.rowcount == 1:
-                    detail = f"accepted as {o.wamid} via session {c.session}"
-                    if o.detail:
-                        detail += f" ({o.detail})"
-                    events.append((now, c.job_id, c.message_id, "status", SENDING, SENT, detail))
-                    sent_log.append((c.session, now))
-                    jobs.add(c.job_id)
+                    accepted(o)
                 else:
                     # A webhook settled it first (or it expired meanwhile): keep that, add what we know.
                     conn.execute(
