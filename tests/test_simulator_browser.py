@@ -546,7 +546,8 @@ def test_2026_09_expired_qr_reloads_when_its_container_is_clicked(chrome: Any, s
     wait_until(
         lambda: box.get_attribute("data-ref") != old and "expired" not in box.get_attribute("class"), chrome
     )
-    assert sim26.scan() == 1
+    # Scan the code on screen (the page reports its screen to the simulator only at its next poll).
+    assert sim26.scan(box.get_attribute("data-ref")) == 1
     wait_for(chrome, "#side")
 
 

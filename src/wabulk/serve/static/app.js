@@ -336,12 +336,18 @@ function messageRow(m) {
     el("td", { class: "receipt" }, receipt(m)), el("td", { class: "session" }, m.session || "–")), "#messages");
 }
 
+// Answers can arrive out of order (Next clicked quickly, the periodic refresh): only the latest request's
+// answer is shown, so the page never flips back to an older page with the wrong buttons enabled.
+let messagesRequest = 0;
+
 async function loadMessages() {
   if (selectedJob == null) return;
   const filter = $("#detail-filter").value;
   const q = "?offset=" + page * PAGE + "&limit=" + PAGE + (filter ? "&status=" + encodeURIComponent(filter) : "");
+  const mine = ++messagesRequest;
   try {
     const data = await api("GET", "/api/jobs/" + selectedJob + "/messages" + q);
+    if (mine !== messagesRequest) return;
     if (data.total > 0 && data.offset >= data.total) { page = Math.floor((data.total - 1) / PAGE); return loadMessages(); }
     const job = jobsById[selectedJob];
     $("#job-detail").hidden = false;
@@ -361,7 +367,7 @@ async function loadMessages() {
     $("#page-next").disabled = last >= data.total;
     $(".pager").hidden = data.total <= PAGE;
   } catch (e) {
-    $("#job-detail").hidden = true;
+    if (mine === messagesRequest) $("#job-detail").hidden = true;
   }
 }
 
