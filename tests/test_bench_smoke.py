@@ -4,12 +4,13 @@ of a --quick run mean nothing; only that each script works end to end and emits 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from browser_marks import needs_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -92,10 +93,7 @@ def test_run_all_writes_the_performance_page_between_markers(tmp_path: Path) -> 
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(
-    not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-    reason="needs Chromium and chromedriver",
-)
+@needs_chromium
 def test_browser_bench_sends_through_the_simulator(tmp_path: Path) -> None:
     r = _run("bench_browser.py", tmp_path, "--messages", "2", "--memory-messages", "3")
     whats = _cells(r, "what")

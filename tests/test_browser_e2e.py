@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from browser_marks import needs_chromium
 from conftest import make_browser_settings
 from e2e_helpers import snapshots_into
 from wabulk import errors, models
@@ -26,10 +27,7 @@ from wabulk.web.states import CHAT, LOADING, LOGGED_OUT, MAIN, QR, TAKEOVER_COMP
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-        reason="needs Chromium and chromedriver",
-    ),
+    needs_chromium,
 ]
 
 PHONE = "+14155550123"

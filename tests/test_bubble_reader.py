@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from browser_marks import needs_chromium
 from wabulk import models
 from wabulk.web import bubbles as B
 from wabulk.web import dates as D
 
-NEEDS_BROWSER = pytest.mark.skipif(
-    not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-    reason="needs Chromium and chromedriver",
-)
+NEEDS_BROWSER = needs_chromium
 
 
 # --- static pages, one builder per era (as whatsapp-web-dom.md and the simulator README describe them) ---

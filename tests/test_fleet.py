@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from browser_marks import needs_chromium
 from wabulk.models import NewJob, NewMessage
 from wabulk.queue import Queue
 from wabulk.settings import Settings
@@ -188,10 +189,7 @@ def test_view_shows_one_row_per_session_from_the_database(fake: Path, queue: Que
 
 # --- the real thing: two browsers, two sessions, one queue ------------------------------------------------
 
-needs_browser = pytest.mark.skipif(
-    not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-    reason="needs Chromium and chromedriver",
-)
+needs_browser = needs_chromium
 
 
 @pytest.fixture(scope="module")

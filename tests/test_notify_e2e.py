@@ -15,12 +15,11 @@ side (this one, and ``test_notify_e2e_breaker.py``):
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from browser_marks import needs_chromium
 from e2e_helpers import E2E, wait_for
 from notify_helpers import (
     KINDS_BREAKER_TEST,
@@ -41,10 +40,7 @@ from serve_helpers import Server, make_driver
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-        reason="needs Chromium and chromedriver",
-    ),
+    needs_chromium,
 ]
 
 

@@ -6,12 +6,11 @@ notification reaches the webhook exactly once across a receiver outage and a SIG
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from browser_marks import needs_chromium
 from e2e_helpers import E2E, SIM_E2E, wait_for
 from notify_helpers import KINDS_BREAKER_TEST, SECRET, Receiver, notifying_env, outbox, write_contacts
 
@@ -22,10 +21,7 @@ from notify_helpers import sim_fixture as sim_fixture
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-        reason="needs Chromium and chromedriver",
-    ),
+    needs_chromium,
 ]
 
 

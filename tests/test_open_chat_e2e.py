@@ -4,14 +4,13 @@ deep link, with real Chromium against the simulator. The oracle is what the simu
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from browser_marks import needs_chromium
 from conftest import make_browser_settings
 from e2e_helpers import snapshots_into
 from wabulk import errors, models
@@ -23,10 +22,7 @@ from wabulk.web.states import CHAT
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-        reason="needs Chromium and chromedriver",
-    ),
+    needs_chromium,
 ]
 
 FAST = dom.Timeouts(boot=15, stuck_loading=15, chat_open=10, element=5, confirm=8, takeover=10, settle=1.0)

@@ -5,7 +5,6 @@ through the menu item's own late input (never the sticker), and doctor naming ev
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from browser_marks import needs_chromium
 from conftest import SIM_FAST
 from e2e_helpers import simulator_running, snapshots_into
 from wabulk import errors, models
@@ -26,10 +26,7 @@ from wabulk.web.sender import WhatsAppSender
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-        reason="needs Chromium and chromedriver",
-    ),
+    needs_chromium,
 ]
 
 ERA = {**SIM_FAST, "ui_era": "2026-09", "logged_in_default": True}  # refuse_headless: on (era default)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from browser_marks import needs_chromium
 from conftest import make_browser_settings
 from wabulk import errors, models, sender
 from wabulk.fakes import FakeTransport
@@ -237,10 +238,7 @@ def web_provider(simulator_server: Any, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(
-    not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-    reason="needs Chromium and chromedriver",
-)
+@needs_chromium
 class TestWebProvider(ProviderContract):
     @pytest.fixture
     def world(self, web_provider: WhatsAppSender, simulator: Any) -> World:

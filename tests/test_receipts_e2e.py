@@ -9,22 +9,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from browser_marks import needs_chromium
 from e2e_helpers import E2E, SIM_E2E, simulator_running
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-        reason="needs Chromium and chromedriver",
-    ),
+    needs_chromium,
 ]
 
 

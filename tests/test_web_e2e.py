@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from browser_marks import needs_chromium
 from e2e_helpers import E2E, SIM_E2E, WABULK, simulator_running, wait_for
 from wabulk.settings import Settings
 from wabulk.web import browser as sess
@@ -40,10 +41,7 @@ from wabulk.web.states import (
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-        reason="needs Chromium and chromedriver",
-    ),
+    needs_chromium,
 ]
 
 HEADLESS_UA = (

@@ -7,11 +7,9 @@ worker, a confirmation timeout). The worker runs as a real subprocess where proc
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
+from browser_marks import needs_chromium
 from e2e_helpers import E2E, run_in_process, wait_for
 
 # The fixtures e2e, linked and sim (pytest finds them by their name in this module).
@@ -22,10 +20,7 @@ from e2e_helpers import sim_fixture as sim_fixture
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-        reason="needs Chromium and chromedriver",
-    ),
+    needs_chromium,
 ]
 
 

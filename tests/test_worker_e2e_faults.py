@@ -12,10 +12,10 @@ import contextlib
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from browser_marks import needs_chromium
 from e2e_helpers import E2E, WABULK, run_in_process, wait_for
 
 # The fixtures e2e, linked and sim (pytest finds them by their name in this module).
@@ -26,10 +26,7 @@ from e2e_helpers import sim_fixture as sim_fixture
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromedriver").exists() and not os.environ.get("WABULK_CHROMEDRIVER"),
-        reason="needs Chromium and chromedriver",
-    ),
+    needs_chromium,
 ]
 
 
